@@ -1,0 +1,3 @@
+from sendwell.cli import main
+
+main()

@@ -1,0 +1,53 @@
+"""Password hashing (argon2id) and the rules a new password must meet."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from sendwell.kit.errors import InvalidInput
+
+MIN_LENGTH = 10
+MAX_LENGTH = 1024
+
+_hasher = PasswordHasher()
+# Verified against when the address is unknown, so both answers take the same time.
+_DUMMY_HASH = _hasher.hash("sendwell-timing-equaliser")
+
+
+def check_password_rules(password: str, email: str) -> None:
+    """Refuse a weak password with a sentence that says how to pick a better one."""
+    if len(password) < MIN_LENGTH:
+        raise InvalidInput(
+            f"Choose a password of at least {MIN_LENGTH} characters.", code="weak_password"
+        )
+    if len(password) > MAX_LENGTH:
+        raise InvalidInput(
+            f"Choose a password of at most {MAX_LENGTH} characters.", code="weak_password"
+        )
+    lowered = password.lower()
+    if lowered == email.lower() or lowered == email.split("@")[0].lower():
+        raise InvalidInput(
+            "Choose a password that is not your email address.", code="weak_password"
+        )
+    if len(set(password)) < 4:
+        raise InvalidInput(
+            "Choose a password with more variety than a few repeated characters.",
+            code="weak_password",
+        )
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, stored_hash: str | None) -> bool:
+    """True when the password matches; always spends one argon2 verification."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    return _hasher.check_needs_rehash(stored_hash)

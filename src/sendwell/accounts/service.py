@@ -1,0 +1,236 @@
+"""Account rules: the first account, users, sign-in with lockout, sessions and API tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.orm import Session
+
+from sendwell.accounts import passwords
+from sendwell.accounts import repository as repo
+from sendwell.kit.clock import utcnow
+from sendwell.kit.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, TooManyAttempts
+from sendwell.kit.secrets import hash_secret, new_secret
+from sendwell.models import ApiToken, Role, SignInFailure, User, UserSession, Workspace
+
+API_TOKEN_PREFIX = "sw_"  # noqa: S105 (a visible prefix, not a secret)
+MAX_NAME_LENGTH = 200
+# A client may fail this many times more than one address may, before it is slowed down too.
+CLIENT_FAILURE_FACTOR = 4
+BAD_CREDENTIALS = "The email or password is incorrect."
+# "Last used" is recorded at this resolution so a busy script does not write on every call.
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class SignInPolicy:
+    max_failures: int
+    window: timedelta
+
+
+def normalize_email(raw: str) -> str:
+    """The canonical, lower-cased form of an address, or a clear error."""
+    candidate = raw.strip()
+    if not candidate:
+        raise InvalidInput("Enter an email address.", code="invalid_email")
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidInput(
+            f"That email address is not valid: {error}", code="invalid_email"
+        ) from None
+    return result.normalized.lower()
+
+
+def _clean_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise InvalidInput(
+            f"Keep the name under {MAX_NAME_LENGTH} characters.", code="invalid_name"
+        )
+    return cleaned
+
+
+def needs_first_account(db: Session) -> bool:
+    return repo.count_users(db) == 0
+
+
+def create_first_account(
+    db: Session, *, email: str, password: str, name: str = "", workspace_name: str = ""
+) -> User:
+    """Create the workspace and its admin; refused once any user exists."""
+    if not needs_first_account(db):
+        raise Conflict("The first account already exists. Sign in instead.", code="already_set_up")
+    address = normalize_email(email)
+    passwords.check_password_rules(password, address)
+    # One workspace per installation: its fixed key also stops two first accounts racing.
+    workspace = Workspace(id=1, name=_clean_name(workspace_name) or "Sendwell")
+    db.add(workspace)
+    db.flush()
+    return _add_user(db, workspace.id, address, password, _clean_name(name), Role.ADMIN)
+
+
+def create_user(
+    db: Session, *, email: str, password: str, name: str = "", role: Role = Role.MEMBER
+) -> User:
+    """Add a user to the workspace, creating the workspace for the very first user."""
+    address = normalize_email(email)
+    passwords.check_password_rules(password, address)
+    if repo.get_user_by_email(db, address) is not None:
+        raise Conflict(f"A user with the email {address} already exists.", code="duplicate_email")
+    workspace = repo.get_workspace(db)
+    if workspace is None:
+        return create_first_account(db, email=address, password=password, name=name)
+    return _add_user(db, workspace.id, address, password, _clean_name(name), role)
+
+
+def _add_user(
+    db: Session, workspace_id: int, email: str, password: str, name: str, role: Role
+) -> User:
+    if repo.get_user_by_email(db, email) is not None:
+        raise Conflict(f"A user with the email {email} already exists.", code="duplicate_email")
+    user = User(
+        workspace_id=workspace_id,
+        email=email,
+        name=name,
+        password_hash=passwords.hash_password(password),
+        role=role,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def get_user_by_email(db: Session, email: str) -> User:
+    user = repo.get_user_by_email(db, normalize_email(email))
+    if user is None:
+        raise NotFound(f"No user has the email {email.strip()}.", code="unknown_user")
+    return user
+
+
+def sign_in(
+    db: Session, *, email: str, password: str, client_ip: str, policy: SignInPolicy
+) -> User:
+    """Check credentials under the lockout policy; a failure is recorded before it is raised."""
+    now = utcnow()
+    try:
+        address = normalize_email(email)
+    except InvalidInput:
+        address = email.strip().lower()[:320]
+    _refuse_when_locked_out(db, address, client_ip, policy, now)
+    user = repo.get_user_by_email(db, address)
+    if not passwords.verify_password(password, user.password_hash if user else None) or not user:
+        db.add(SignInFailure(email=address, client_ip=client_ip[:64], at=now))
+        db.flush()
+        raise NotAuthenticated(BAD_CREDENTIALS, code="bad_credentials")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    user.last_sign_in_at = now
+    repo.delete_failures_before(db, now - policy.window)
+    return user
+
+
+def _refuse_when_locked_out(
+    db: Session, email: str, client_ip: str, policy: SignInPolicy, now: datetime
+) -> None:
+    since = now - policy.window
+    checks = (
+        (repo.failures_since(db, since=since, email=email), policy.max_failures),
+        (
+            repo.failures_since(db, since=since, client_ip=client_ip),
+            policy.max_failures * CLIENT_FAILURE_FACTOR,
+        ),
+    )
+    for (count, oldest), limit in checks:
+        if count >= limit and oldest is not None:
+            wait = max(1, int((oldest + policy.window - now).total_seconds()))
+            minutes = max(1, round(wait / 60))
+            raise TooManyAttempts(
+                f"Too many failed sign-in attempts. Try again in {minutes} "
+                f"minute{'s' if minutes != 1 else ''}.",
+                retry_after_seconds=wait,
+            )
+
+
+def start_session(db: Session, user: User, lifetime: timedelta) -> str:
+    """Open a browser session and return the secret for its cookie."""
+    secret = new_secret()
+    now = utcnow()
+    repo.delete_expired_sessions(db, now)
+    db.add(
+        UserSession(
+            user_id=user.id,
+            secret_hash=hash_secret(secret),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    db.flush()
+    return secret
+
+
+def user_for_session(db: Session, secret: str) -> User | None:
+    session = repo.get_session_by_hash(db, hash_secret(secret))
+    if session is None or session.expires_at <= utcnow():
+        return None
+    return session.user
+
+
+def end_session(db: Session, secret: str) -> None:
+    repo.delete_session_by_hash(db, hash_secret(secret))
+
+
+def create_api_token(db: Session, user: User, name: str) -> tuple[ApiToken, str]:
+    """Issue a bearer token; the plaintext is returned once and never stored."""
+    label = " ".join(name.split())
+    if not label:
+        raise InvalidInput(
+            "Give the token a name, such as the script that will use it.", code="invalid_name"
+        )
+    if len(label) > 100:
+        raise InvalidInput("Keep the token name under 100 characters.", code="invalid_name")
+    plaintext = new_secret(API_TOKEN_PREFIX)
+    token = ApiToken(
+        user_id=user.id, name=label, token_hash=hash_secret(plaintext), hint=plaintext[-4:]
+    )
+    db.add(token)
+    db.flush()
+    return token, plaintext
+
+
+def user_for_api_token(db: Session, plaintext: str) -> User | None:
+    token = repo.get_api_token_by_hash(db, hash_secret(plaintext))
+    if token is None:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > TOKEN_USE_RESOLUTION:
+        token.last_used_at = now
+    return token.user
+
+
+def list_api_tokens(db: Session, user: User) -> list[ApiToken]:
+    return repo.list_api_tokens(db, user.id)
+
+
+def revoke_api_token(db: Session, user: User, token_id: int) -> None:
+    token = repo.get_api_token(db, user.id, token_id)
+    if token is None:
+        raise NotFound("No such API token.", code="unknown_token")
+    db.delete(token)
+    db.flush()
+
+
+def list_users(db: Session) -> list[User]:
+    workspace = repo.get_workspace(db)
+    return repo.list_users(db, workspace.id) if workspace else []
+
+
+def set_password(db: Session, *, email: str, password: str) -> User:
+    """Replace a user's password and end every session they have."""
+    user = get_user_by_email(db, email)
+    passwords.check_password_rules(password, user.email)
+    user.password_hash = passwords.hash_password(password)
+    repo.delete_sessions_of_user(db, user.id)
+    return user

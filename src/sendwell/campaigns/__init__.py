@@ -1,0 +1,1 @@
+"""Campaigns: the Campaigns tab of Messaging."""

@@ -1,0 +1,1 @@
+"""Mailboxes: the Settings tab of Messaging, where email accounts are linked."""

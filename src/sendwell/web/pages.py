@@ -1,0 +1,85 @@
+"""Rendering pages, one-time flash messages and the CSRF token for forms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+FLASH_COOKIE = "sendwell_flash"
+FLASH_MAX_AGE_SECONDS = 120
+
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+
+def csrf_token(request: Request) -> str:
+    """The token forms must echo back; the CSRF middleware puts its getter in the scope."""
+    getter = request.scope.get("csrftoken")
+    return str(getter()) if getter else ""
+
+
+templates.env.globals["csrf_token"] = csrf_token
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a page with the signed-in user, flash message and CSRF token available."""
+    values: dict[str, Any] = {
+        "user": getattr(request.state, "user", None),
+        "flash": read_flash(request),
+    }
+    values.update(context or {})
+    response = templates.TemplateResponse(request, template, values, status_code=status_code)
+    if values["flash"] is not None:
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+def _serializer(request: Request) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(request.app.state.settings.secret_key, salt="flash")
+
+
+def redirect_with_flash(
+    request: Request, url: str, message: str, *, kind: str = "success"
+) -> RedirectResponse:
+    """Redirect after a form post and show one message on the next page."""
+    response = RedirectResponse(url, status_code=303)
+    set_flash(request, response, message, kind=kind)
+    return response
+
+
+def set_flash(request: Request, response: Response, message: str, *, kind: str = "success") -> None:
+    settings = request.app.state.settings
+    response.set_cookie(
+        FLASH_COOKIE,
+        _serializer(request).dumps({"message": message, "kind": kind}),
+        max_age=FLASH_MAX_AGE_SECONDS,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+
+
+def read_flash(request: Request) -> dict[str, str] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        data = _serializer(request).loads(raw, max_age=FLASH_MAX_AGE_SECONDS)
+    except BadSignature:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {"message": str(data.get("message", "")), "kind": str(data.get("kind", "success"))}

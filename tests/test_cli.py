@@ -1,0 +1,125 @@
+"""The `sendwell` command as an operator runs it, in a fresh folder with no variables set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sendwell.app import create_app
+from sendwell.config import load_settings
+from tests.conftest import STRONG_PASSWORD
+
+SENDWELL = [sys.executable, "-m", "sendwell"]
+
+
+def run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("SENDWELL_")}
+    clean.update(env or {})
+    return subprocess.run(
+        [*SENDWELL, *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    result = run(tmp_path, "db", "upgrade")
+    assert result.returncode == 0, result.stderr
+    assert "latest" in result.stdout
+    return tmp_path
+
+
+def test_users_and_tokens_share_the_projects_database(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = run(
+        folder, "users", "create", "--email", "ada@example.com", "--password", STRONG_PASSWORD
+    )
+    assert created.returncode == 0, created.stderr
+    assert "Created admin ada@example.com" in created.stdout
+
+    member = run(
+        folder, "users", "create", "--email", "bob@example.com", "--password", STRONG_PASSWORD
+    )
+    assert "Created member bob@example.com" in member.stdout
+
+    token_run = run(folder, "tokens", "create", "--email", "ada@example.com")
+    assert token_run.returncode == 0, token_run.stderr
+    token = token_run.stdout.strip().splitlines()[-1]
+    assert token.startswith("sw_")
+
+    monkeypatch.chdir(folder)
+    for name in ("SECRET_KEY", "TOKEN_KEYS", "DATABASE_URL", "DATA_DIR"):
+        monkeypatch.delenv(f"SENDWELL_{name}", raising=False)
+    with TestClient(create_app(load_settings())) as client:
+        me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["email"] == "ada@example.com"
+
+
+def test_duplicate_user_is_a_clear_error(folder: Path) -> None:
+    run(folder, "users", "create", "--email", "ada@example.com", "--password", STRONG_PASSWORD)
+    again = run(
+        folder, "users", "create", "--email", "ADA@example.com", "--password", STRONG_PASSWORD
+    )
+    assert again.returncode == 1
+    assert "A user with the email ada@example.com already exists." in again.stderr
+
+
+def test_weak_password_is_a_clear_error(folder: Path) -> None:
+    result = run(folder, "users", "create", "--email", "ada@example.com", "--password", "abc")
+    assert result.returncode == 1
+    assert "at least 10 characters" in result.stderr
+
+
+def test_token_for_unknown_user_is_a_clear_error(folder: Path) -> None:
+    result = run(folder, "tokens", "create", "--email", "nobody@example.com")
+    assert result.returncode == 1
+    assert "No user has the email nobody@example.com." in result.stderr
+
+
+def test_set_password_replaces_the_old_one(folder: Path) -> None:
+    run(folder, "users", "create", "--email", "ada@example.com", "--password", STRONG_PASSWORD)
+    result = run(
+        folder,
+        "users",
+        "set-password",
+        "--email",
+        "ada@example.com",
+        "--password",
+        "another long passphrase",
+    )
+    assert result.returncode == 0, result.stderr
+    listing = run(folder, "users", "list")
+    assert "ada@example.com" in listing.stdout
+
+
+def test_bad_setting_stops_with_one_line(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", env={"SENDWELL_TOKEN_KEYS": "nonsense"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SENDWELL_TOKEN_KEYS" in lines[0]
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", "--port", "9")
+    assert result.returncode == 1
+    assert "sendwell db upgrade" in result.stderr
+
+
+def test_commands_refuse_an_unmigrated_database(tmp_path: Path) -> None:
+    result = run(tmp_path, "users", "list")
+    assert result.returncode == 1
+    assert "sendwell db upgrade" in result.stderr
