@@ -22,6 +22,7 @@ from sendwell.app import create_app
 from sendwell.config import Settings
 from sendwell.db import make_engine, make_session_factory
 from sendwell.models import Base
+from tests.sandbox_support import Sandbox, running_sandbox
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get(
@@ -159,3 +160,17 @@ def create_first_account(
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[Sandbox]:
+    with running_sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    """The sandbox over real HTTP, emptied before each test."""
+    sandbox_server.state.reset()
+    sandbox_server.state.timeout_seconds = 30.0
+    return sandbox_server

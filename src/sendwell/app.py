@@ -27,6 +27,8 @@ from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import web as mailboxes_web
+from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
+from sendwell.sandbox.app import create_sandbox_app
 from sendwell.web.middleware import RequestLogMiddleware
 from sendwell.web.pages import STATIC_DIR, render, templates
 
@@ -83,6 +85,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.include_router(mailboxes_web.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.mount(API_PREFIX, api)
+    if settings.sandbox:
+        app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app())
     app.mount("/static/vendor", StaticFiles(directory=VENDOR_STATIC_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_page_error_handlers(app)

@@ -48,6 +48,24 @@ class Settings(BaseSettings):
     sandbox: bool = Field(
         default=False, description="Serve the emulated Google and Microsoft providers."
     )
+    sandbox_url: str = Field(
+        default="",
+        description="Where the server reaches the sandbox; empty means BASE_URL/sandbox.",
+    )
+    google_client_id: str = Field(default="", description="Google OAuth client id.")
+    google_client_secret: str = Field(default="", description="Google OAuth client secret.")
+    microsoft_client_id: str = Field(
+        default="", description="Microsoft Entra application (client) id."
+    )
+    microsoft_client_secret: str = Field(default="", description="Microsoft Entra client secret.")
+    microsoft_tenant: str = Field(
+        default="common",
+        pattern=r"^[A-Za-z0-9.-]+$",
+        description="Entra tenant: common, organizations, or a tenant id or domain.",
+    )
+    provider_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=300, description="How long one call to a mail host may take."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     session_days: int = Field(default=14, ge=1, le=365, description="Sign-in lifetime in days.")
@@ -73,9 +91,11 @@ class Settings(BaseSettings):
                 ) from None
         return ",".join(keys)
 
-    @field_validator("base_url")
+    @field_validator("base_url", "sandbox_url")
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
+        if not value:
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(
@@ -96,6 +116,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'sendwell.db').as_posix()}"
+
+    @property
+    def sandbox_base_url(self) -> str:
+        return (self.sandbox_url or f"{self.base_url}/sandbox").rstrip("/")
 
     @property
     def secure_cookies(self) -> bool:

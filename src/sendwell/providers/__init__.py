@@ -1,0 +1,1 @@
+"""Mail hosts behind one interface: Google, Microsoft, IMAP/SMTP."""

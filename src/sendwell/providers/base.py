@@ -1,0 +1,182 @@
+"""What every mail host offers, and the only error types the rest of Sendwell ever sees.
+
+The provider modules are the one place that knows vendor endpoints and error codes; they
+translate every failure into one of the errors below before it leaves ``providers/``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+# Our own header on every message we send, found again in the Sent folder after a crash.
+TAG_HEADER = "X-Sendwell-Send-Id"
+
+
+class ProviderName(enum.StrEnum):
+    GOOGLE = "google"
+    MICROSOFT = "microsoft"
+
+
+@dataclass(frozen=True)
+class Permission:
+    """A scope we request, with the words the user and their admin are shown for it."""
+
+    scope: str
+    label: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """Tokens from a code exchange or a refresh. ``refresh_token`` is None when not rotated."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who signed in: the provider's stable subject id and the mailbox address."""
+
+    subject: str
+    email: str
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Everything a successful authorization yields."""
+
+    tokens: TokenSet
+    identity: Identity
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """Where a sent message landed: provider id, thread or conversation, real Message-ID."""
+
+    provider_message_id: str
+    thread_id: str
+    message_id_header: str
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """Metadata of a message that arrived in the mailbox (never its body)."""
+
+    provider_message_id: str
+    thread_id: str
+    message_id_header: str
+    from_address: str
+    subject: str
+    received_at: datetime
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InboundPage:
+    """Inbound messages since a cursor, oldest first, and the cursor to continue from."""
+
+    messages: list[InboundMessage]
+    cursor: str
+
+
+class MailProvider(Protocol):
+    """One mail host: OAuth authorization, token upkeep, sending and reading metadata."""
+
+    name: ProviderName
+    permissions: tuple[Permission, ...]
+
+    def authorization_url(
+        self, *, redirect_uri: str, state: str, code_verifier: str, login_hint: str
+    ) -> str:
+        """The provider's sign-in and consent page (authorization code + PKCE S256)."""
+        ...
+
+    def complete_authorization(
+        self, *, callback_params: dict[str, str], redirect_uri: str, code_verifier: str
+    ) -> Grant:
+        """Turn the callback's query parameters into a grant, or raise why not."""
+        ...
+
+    def refresh(self, refresh_token: str) -> TokenSet:
+        """New tokens from a refresh token; the rotated refresh token when the host rotates."""
+        ...
+
+    def revoke(self, token: str) -> bool:
+        """Revoke a grant at the provider; False when the provider offers no way to."""
+        ...
+
+    def send(
+        self, access_token: str, mime: bytes, *, tag: str, thread_id: str | None = None
+    ) -> SentMessage:
+        """Send a complete RFC 5322 message carrying our tag header; learn where it landed."""
+        ...
+
+    def find_sent(self, access_token: str, tag: str) -> SentMessage | None:
+        """Look for a message with our tag in the Sent folder (reconciling unknown outcomes)."""
+        ...
+
+    def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
+        """Inbound message metadata since a cursor; None starts from now."""
+        ...
+
+    def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:
+        """Where an organisation's administrator approves the app, when the host has one."""
+        ...
+
+
+class ProviderError(Exception):
+    """A failure at the mail host, already classified. ``code`` is the vendor's, for details."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class AuthRevoked(ProviderError):
+    """The grant is dead (revoked, expired, password changed): the user must reauthenticate."""
+
+
+class InsufficientScope(ProviderError):
+    """The grant lacks permissions Sendwell needs."""
+
+    def __init__(self, message: str, *, missing: frozenset[str], code: str = "") -> None:
+        super().__init__(message, code=code)
+        self.missing = missing
+
+
+class AdminApprovalRequired(AuthRevoked):
+    """The organisation requires an administrator to approve the app first."""
+
+
+class ConsentDeclined(ProviderError):
+    """The user cancelled on the provider's sign-in or consent page."""
+
+
+class RateLimited(ProviderError):
+    """The host asks us to slow down; ``retry_after`` is seconds when it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str = "") -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
+class Transient(ProviderError):
+    """A passing failure (5xx, connection refused before sending): try again later."""
+
+
+class OutcomeUnknown(ProviderError):
+    """The request may have reached the host: reconcile through the Sent folder first."""
+
+
+class RecipientRejected(ProviderError):
+    """The host refused a recipient address; that recipient fails, the campaign goes on."""

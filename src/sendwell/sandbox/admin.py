@@ -1,0 +1,204 @@
+"""JSON admin endpoints that tests and the demo use to act as the user, the world, or a fault."""
+
+from __future__ import annotations
+
+import secrets
+from email.message import Message
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from sendwell.sandbox.microsoft import AADSTS
+from sendwell.sandbox.state import API_FAULTS, SEND_FAULTS, SandboxState, provider_for
+
+TOKEN_ERRORS = frozenset({"invalid_grant", "invalid_client", *AADSTS})
+
+
+class MailboxIn(BaseModel):
+    mailbox: str
+
+
+class ReplyIn(MailboxIn):
+    to_message_id: str
+    from_: str = Field("", alias="from")
+    body: str = "Thanks, let's talk next week."
+    auto_reply: bool = False
+
+
+class BounceIn(MailboxIn):
+    to_message_id: str
+
+
+class FaultIn(MailboxIn):
+    fault: str
+    count: int = Field(1, ge=1, le=10_000)
+
+
+class TokenErrorIn(MailboxIn):
+    code: str
+    count: int = Field(1, ge=1, le=10_000)
+
+
+class TimeoutIn(BaseModel):
+    seconds: float = Field(gt=0, le=600)
+
+
+def problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def build_router(state: SandboxState) -> APIRouter:
+    router = APIRouter(prefix="/admin")
+
+    def known(address: str) -> JSONResponse | None:
+        if provider_for(address) is None:
+            return problem(
+                400, f"{address!r} is not a sandbox address (*.gmail.test, *.outlook.test)"
+            )
+        return None
+
+    @router.get("/messages")
+    def messages(mailbox: str, folder: str = "sent") -> Any:
+        if (bad := known(mailbox)) is not None:
+            return bad
+        box = state.mailbox(mailbox)
+        with state.lock:
+            rows = [m for m in box.messages if m.folder == folder]
+        return [
+            {
+                "id": m.id,
+                "thread_id": m.thread_id,
+                "to": m.to,
+                "subject": m.subject,
+                "headers": dict(m.headers),
+                "sent_at": m.at.isoformat(),
+            }
+            for m in rows
+        ]
+
+    @router.post("/revoke")
+    def revoke(body: MailboxIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        return {"revoked": state.revoke_all(body.mailbox)}
+
+    @router.post("/recreate")
+    def recreate(body: MailboxIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        return {"subject": state.recreate(body.mailbox).subject}
+
+    @router.post("/expire-tokens")
+    def expire_tokens(body: MailboxIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        state.expire_access_tokens(body.mailbox)
+        return {"expired": True}
+
+    @router.post("/faults")
+    def faults(body: FaultIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        box = state.mailbox(body.mailbox)
+        if body.fault in SEND_FAULTS:
+            queue = box.send_faults
+        elif body.fault in API_FAULTS:
+            queue = box.api_faults
+        else:
+            return problem(
+                400, f"unknown fault {body.fault!r}; one of {sorted(SEND_FAULTS | API_FAULTS)}"
+            )
+        with state.lock:
+            queue.extend([body.fault] * body.count)
+        return {"queued": body.count}
+
+    @router.post("/token-errors")
+    def token_errors(body: TokenErrorIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        if body.code not in TOKEN_ERRORS:
+            return problem(400, f"unknown token error {body.code!r}; one of {sorted(TOKEN_ERRORS)}")
+        box = state.mailbox(body.mailbox)
+        with state.lock:
+            box.token_errors.extend([body.code] * body.count)
+        return {"queued": body.count}
+
+    @router.post("/timeout")
+    def timeout(body: TimeoutIn) -> Any:
+        state.timeout_seconds = body.seconds
+        return {"seconds": body.seconds}
+
+    @router.post("/reply")
+    def reply(body: ReplyIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        box = state.mailbox(body.mailbox)
+        original = state.find_message(box, body.to_message_id)
+        if original is None:
+            return problem(404, f"no message {body.to_message_id!r} in {body.mailbox}")
+        sender = body.from_ or (original.to[0] if original.to else "someone@example.com")
+        message = Message()
+        message["From"] = sender
+        message["To"] = box.address
+        message["Subject"] = "Re: " + original.subject.removeprefix("Re: ")
+        message["In-Reply-To"] = original.message_id
+        references = (original.header("References") + " " + original.message_id).strip()
+        message["References"] = references
+        if body.auto_reply:
+            message["Auto-Submitted"] = "auto-replied"
+        message_id = f"<{secrets.token_hex(10)}@mail.example.com>"
+        message["Message-ID"] = message_id
+        stored = state.store(
+            box,
+            message,
+            folder="inbox",
+            thread_id=original.thread_id,
+            message_id=message_id,
+            sender=sender,
+        )
+        return {"id": stored.id, "thread_id": stored.thread_id, "message_id": message_id}
+
+    @router.post("/bounce")
+    def bounce(body: BounceIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        box = state.mailbox(body.mailbox)
+        original = state.find_message(box, body.to_message_id)
+        if original is None:
+            return problem(404, f"no message {body.to_message_id!r} in {body.mailbox}")
+        daemon = (
+            "mailer-daemon@googlemail.com" if box.provider == "google" else "postmaster@outlook.com"
+        )
+        message = Message()
+        message["From"] = f"Mail Delivery Subsystem <{daemon}>"
+        message["To"] = box.address
+        message["Subject"] = (
+            "Delivery Status Notification (Failure)"
+            if box.provider == "google"
+            else "Undeliverable: " + original.subject
+        )
+        message["In-Reply-To"] = original.message_id
+        message["References"] = original.message_id
+        message["X-Failed-Recipients"] = ", ".join(original.to)
+        message["Auto-Submitted"] = "auto-replied"
+        message["Content-Type"] = 'multipart/report; report-type=delivery-status; boundary="b"'
+        message_id = f"<{secrets.token_hex(10)}@{daemon.split('@')[1]}>"
+        message["Message-ID"] = message_id
+        stored = state.store(
+            box,
+            message,
+            folder="inbox",
+            thread_id=original.thread_id,
+            message_id=message_id,
+            sender=daemon,
+        )
+        return {"id": stored.id, "thread_id": stored.thread_id, "message_id": message_id}
+
+    @router.post("/reset")
+    def reset() -> Any:
+        state.reset()
+        return {"reset": True}
+
+    return router

@@ -1,0 +1,403 @@
+"""Emulated Microsoft: identity platform v2 endpoints and the Microsoft Graph mail subset."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from sendwell.sandbox import signin
+from sendwell.sandbox.common import (
+    bearer_token,
+    hold_like_a_timeout,
+    next_fault,
+    parse_mime,
+    thread_for_reply,
+)
+from sendwell.sandbox.google import pkce_matches
+from sendwell.sandbox.responses import CutResponse, graph_error
+from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage, Token, now
+
+GRAPH_PREFIX = "https://graph.microsoft.com/"
+# Entra ID error texts, as the token endpoint returns them (AADSTS code, HTTP status, error).
+AADSTS = {
+    "AADSTS70008": (
+        "invalid_grant",
+        "The provided authorization code or refresh token has "
+        "expired due to inactivity. Send a new interactive authorization request "
+        "for this user and resource.",
+    ),
+    "AADSTS700082": (
+        "invalid_grant",
+        "The refresh token has expired due to inactivity. The "
+        "token was issued on 2026-01-01T00:00:00Z and was inactive for 90.00:00:00.",
+    ),
+    "AADSTS50173": (
+        "invalid_grant",
+        "The provided grant has expired due to it being revoked, "
+        "a fresh auth token is needed. The user might have changed or reset their "
+        "password.",
+    ),
+    "AADSTS50076": (
+        "interaction_required",
+        "Due to a configuration change made by your "
+        "administrator, or because you moved to a new location, you must use "
+        "multi-factor authentication to access 'Sendwell'.",
+    ),
+    "AADSTS50079": (
+        "interaction_required",
+        "Due to a configuration change made by your "
+        "administrator, or because you moved to a new location, you must enroll in "
+        "multi-factor authentication to access 'Sendwell'.",
+    ),
+    "AADSTS65001": (
+        "invalid_grant",
+        "The user or administrator has not consented to use the "
+        "application with ID 'sendwell-sandbox'. Send an interactive authorization "
+        "request for this user and resource.",
+    ),
+    "AADSTS90093": (
+        "invalid_grant",
+        "Graph returned 403 Forbidden: the calling principal does "
+        "not have the required permissions; an administrator must grant them.",
+    ),
+    "AADSTS90094": ("invalid_grant", "The grant requires admin permission."),
+}
+
+
+def token_error(code: str) -> JSONResponse:
+    """A token endpoint error in the identity platform's shape."""
+    error, text = AADSTS[code]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    trace = secrets.token_hex(16)
+    return JSONResponse(
+        {
+            "error": error,
+            "error_description": f"{code}: {text} Trace ID: {trace} Correlation ID: {trace} "
+            f"Timestamp: {stamp}",
+            "error_codes": [int(code.removeprefix("AADSTS"))],
+            "timestamp": stamp,
+            "trace_id": trace,
+            "correlation_id": trace,
+            "error_uri": f"https://login.microsoftonline.com/error?code={code.removeprefix('AADSTS')}",
+        },
+        status_code=400,
+    )
+
+
+def unauthenticated() -> JSONResponse:
+    return graph_error(
+        401,
+        "InvalidAuthenticationToken",
+        "Lifetime validation failed, the token is expired.",
+        headers={"WWW-Authenticate": 'Bearer realm="", error="invalid_token"'},
+    )
+
+
+def access_denied() -> JSONResponse:
+    return graph_error(
+        403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+    )
+
+
+def fault_response(fault: str) -> Response | None:
+    if fault == "rate_limit":
+        return graph_error(
+            429,
+            "ApplicationThrottled",
+            "Application is over its MailboxConcurrency limit.",
+            headers={"Retry-After": "2"},
+        )
+    if fault == "server_error":
+        return graph_error(
+            503, "ServiceUnavailable", "Service Unavailable", headers={"Retry-After": "1"}
+        )
+    if fault == "unauthorized":
+        return unauthenticated()
+    if fault == "forbidden":
+        return access_denied()
+    if fault == "mailbox_not_enabled":
+        return graph_error(
+            404,
+            "MailboxNotEnabledForRESTAPI",
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        )
+    if fault == "quota_exceeded":
+        return graph_error(
+            403,
+            "ErrorExceededMessageLimit",
+            "Cannot send mail. The message exceeds the message limit.",
+        )
+    return None
+
+
+def short_scopes(scopes: frozenset[str]) -> frozenset[str]:
+    return frozenset(scope.removeprefix(GRAPH_PREFIX) for scope in scopes)
+
+
+def graph_message(message: StoredMessage, select: set[str]) -> dict[str, Any]:
+    full: dict[str, Any] = {
+        "id": message.id,
+        "conversationId": message.thread_id,
+        "internetMessageId": message.message_id,
+        "subject": message.subject,
+        "sentDateTime": message.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "receivedDateTime": message.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "from": {"emailAddress": {"address": message.sender, "name": message.sender}},
+        "toRecipients": [{"emailAddress": {"address": to}} for to in message.to],
+        "internetMessageHeaders": [{"name": k, "value": v} for k, v in message.headers],
+    }
+    default = {key: value for key, value in full.items() if key != "internetMessageHeaders"}
+    if not select:
+        return default
+    return {key: value for key, value in full.items() if key in select or key == "id"}
+
+
+FILTER = re.compile(r"^receivedDateTime (gt|ge) (\S+)$")
+
+
+def build_router(state: SandboxState) -> APIRouter:
+    router = APIRouter(prefix="/microsoft")
+
+    @router.get("/{tenant}/oauth2/v2.0/authorize")
+    def authorize(
+        request: Request,
+        tenant: str,
+        client_id: str = "",
+        redirect_uri: str = "",
+        response_type: str = "",
+        scope: str = "",
+        state_: str = Query("", alias="state"),
+        code_challenge: str = "",
+        code_challenge_method: str = "",
+        login_hint: str = "",
+    ) -> Response:
+        params = signin.AuthorizationParams(
+            client_id,
+            redirect_uri,
+            response_type,
+            scope,
+            state_,
+            code_challenge,
+            code_challenge_method,
+            login_hint,
+        )
+        return signin.begin(request, state, "microsoft", params)
+
+    @router.get("/{tenant}/v2.0/adminconsent")
+    def admin_consent(
+        tenant: str,
+        client_id: str = "",
+        redirect_uri: str = "",
+        state_: str = Query("", alias="state"),
+        scope: str = "",
+    ) -> Response:
+        if not (client_id and redirect_uri and scope):
+            return JSONResponse({"error": "invalid_request"}, 400)
+        query = urlencode(
+            {"admin_consent": "True", "tenant": tenant, "state": state_, "scope": scope}
+        )
+        return RedirectResponse(f"{redirect_uri}?{query}", 302)
+
+    @router.post("/{tenant}/oauth2/v2.0/token")
+    def token(
+        tenant: str,
+        grant_type: str = Form(""),
+        code: str = Form(""),
+        redirect_uri: str = Form(""),
+        code_verifier: str = Form(""),
+        refresh_token: str = Form(""),
+        client_id: str = Form(""),
+    ) -> JSONResponse:
+        if grant_type == "authorization_code":
+            return exchange_code(code, redirect_uri, code_verifier, client_id)
+        if grant_type == "refresh_token":
+            return refresh(refresh_token)
+        return JSONResponse(
+            {
+                "error": "unsupported_grant_type",
+                "error_description": "AADSTS70003: The app requested an unsupported grant type.",
+                "error_codes": [70003],
+            },
+            400,
+        )
+
+    def tokens_body(access: Token, refresh_value: str, scopes: frozenset[str]) -> JSONResponse:
+        shown = sorted(s for s in short_scopes(scopes) if s not in ("offline_access",))
+        return JSONResponse(
+            {
+                "token_type": "Bearer",
+                "scope": " ".join(shown),
+                "expires_in": ACCESS_TOKEN_SECONDS,
+                "ext_expires_in": ACCESS_TOKEN_SECONDS,
+                "access_token": access.value,
+                "refresh_token": refresh_value,
+            }
+        )
+
+    def exchange_code(code: str, redirect_uri: str, verifier: str, client_id: str) -> JSONResponse:
+        with state.lock:
+            stored = state.codes.get(code)
+            usable = stored is not None and not stored.used and stored.expires_at > now()
+            if stored is not None:
+                stored.used = True
+        if stored is None or not usable:
+            return token_error("AADSTS70008")
+        if stored.redirect_uri != redirect_uri or stored.grant.client_id != client_id:
+            return JSONResponse(
+                {
+                    "error": "invalid_grant",
+                    "error_codes": [50148],
+                    "error_description": "AADSTS50148: The code_verifier does not "
+                    "match the code_challenge supplied in the authorization "
+                    "request.",
+                },
+                400,
+            )
+        if not pkce_matches(verifier, stored.code_challenge):
+            return JSONResponse(
+                {
+                    "error": "invalid_grant",
+                    "error_codes": [501481],
+                    "error_description": "AADSTS501481: The Code_Verifier does not "
+                    "match the code_challenge supplied in the authorization "
+                    "request.",
+                },
+                400,
+            )
+        access, refresh_token = state.issue_tokens(stored.grant, with_refresh=True)
+        assert refresh_token is not None
+        return tokens_body(access, refresh_token.value, stored.grant.scopes)
+
+    def refresh(value: str) -> JSONResponse:
+        token = state.live_token(value, "refresh")
+        if token is None:
+            return token_error("AADSTS50173" if value in state.tokens else "AADSTS70008")
+        mailbox = state.mailbox(token.grant.address)
+        with state.lock:
+            queued = mailbox.token_errors.popleft() if mailbox.token_errors else None
+        if queued in AADSTS:
+            return token_error(queued)
+        access, rotated = state.issue_tokens(token.grant, with_refresh=True)
+        assert rotated is not None
+        return tokens_body(access, rotated.value, token.grant.scopes)
+
+    graph = "/graph/v1.0/me"
+
+    def caller(
+        request: Request, needs: str, *, sending: bool = False
+    ) -> tuple[Any, Response | None, str | None]:
+        token = bearer_token(request, state)
+        if token is None:
+            return None, unauthenticated(), None
+        if needs not in short_scopes(token.grant.scopes):
+            return None, access_denied(), None
+        mailbox = state.mailbox(token.grant.address)
+        fault = next_fault(state, mailbox, sending=sending)
+        if fault and (answer := fault_response(fault)) is not None:
+            return None, answer, None
+        return mailbox, None, fault
+
+    @router.get(graph)
+    def me(request: Request) -> Response:
+        mailbox, problem, _ = caller(request, "User.Read")
+        if problem is not None:
+            return problem
+        return JSONResponse(
+            {
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
+                "id": mailbox.subject,
+                "displayName": mailbox.display_name,
+                "mail": mailbox.address,
+                "userPrincipalName": mailbox.address,
+            }
+        )
+
+    @router.post(graph + "/sendMail")
+    async def send_mail(request: Request) -> Response:
+        mailbox, problem, fault = caller(request, "Mail.Send", sending=True)
+        if problem is not None:
+            return problem
+        if not request.headers.get("content-type", "").startswith("text/plain"):
+            return graph_error(
+                400,
+                "ErrorMimeContentInvalid",
+                "Sendwell's sandbox accepts MIME sendMail only (text/plain).",
+            )
+        try:
+            raw = base64.b64decode(await request.body(), validate=False)
+        except (ValueError, binascii.Error):
+            raw = b""
+        parsed = parse_mime(raw) if raw else None
+        if parsed is None or not parsed.get("To"):
+            return graph_error(
+                400,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            )
+        if fault == "timeout":
+            await hold_like_a_timeout(state)
+            return graph_error(504, "GatewayTimeout", "Gateway Timeout")
+        earlier = thread_for_reply(state, mailbox, parsed)
+        thread_id = earlier.thread_id if earlier else "AAQk" + secrets.token_urlsafe(24)
+        del parsed["Message-ID"]
+        message_id = f"<{secrets.token_hex(16).upper()}@SN7PR11MB0000.namprd11.prod.outlook.com>"
+        parsed["Message-ID"] = message_id
+        state.store(
+            mailbox,
+            parsed,
+            folder="sent",
+            thread_id=thread_id,
+            message_id=message_id,
+            sender=mailbox.address,
+        )
+        if fault == "drop_after_accept":
+            return CutResponse(b'{"status": "accepted", "detail": "response cut by sandbox"}')
+        return Response(status_code=202)
+
+    @router.get(graph + "/mailFolders/{folder}/messages")
+    def folder_messages(
+        request: Request,
+        folder: str,
+        select: str = Query("", alias="$select"),
+        filter_: str = Query("", alias="$filter"),
+        orderby: str = Query("", alias="$orderby"),
+        top: int = Query(10, alias="$top"),
+        skip: int = Query(0, alias="$skip"),
+    ) -> Response:
+        mailbox, problem, _ = caller(request, "Mail.ReadBasic")
+        if problem is not None:
+            return problem
+        kinds = {"sentitems": "sent", "inbox": "inbox"}
+        if folder.lower() not in kinds:
+            return graph_error(
+                404, "ErrorFolderNotFound", "The specified folder could not be found in the store."
+            )
+        messages = [m for m in mailbox.messages if m.folder == kinds[folder.lower()]]
+        if filter_:
+            match = FILTER.match(filter_.strip())
+            if not match:
+                return graph_error(400, "BadRequest", f"Invalid filter clause: {filter_}")
+            since = datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
+            keep_equal = match.group(1) == "ge"
+            messages = [m for m in messages if m.at > since or (keep_equal and m.at == since)]
+        descending = orderby.strip().lower().endswith("desc") or not orderby
+        messages.sort(key=lambda m: m.at, reverse=descending)
+        top = max(1, min(top, 1000))
+        page = messages[skip : skip + top]
+        fields = {name.strip() for name in select.split(",") if name.strip()}
+        body: dict[str, Any] = {"value": [graph_message(m, fields) for m in page]}
+        if skip + top < len(messages):
+            query = request.query_params.multi_items()
+            kept = [(k, v) for k, v in query if k != "$skip"] + [("$skip", str(skip + top))]
+            body["@odata.nextLink"] = str(request.url.replace(query=urlencode(kept)))
+        return JSONResponse(body)
+
+    return router

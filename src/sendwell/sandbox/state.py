@@ -1,0 +1,262 @@
+"""The sandbox's memory: mailboxes, grants, messages and queued faults. Never Sendwell's data."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import Message
+from typing import Literal
+
+ProviderKind = Literal["google", "microsoft"]
+Folder = Literal["sent", "inbox"]
+
+ACCESS_TOKEN_SECONDS = 3599
+CODE_SECONDS = 600
+SEND_FAULTS = frozenset({"rate_limit", "server_error", "timeout", "drop_after_accept"})
+API_FAULTS = frozenset({"unauthorized", "forbidden", "mailbox_not_enabled", "quota_exceeded"})
+GOOGLE_SUFFIX = "gmail.test"
+MICROSOFT_SUFFIX = "outlook.test"
+
+
+def provider_for(address: str) -> ProviderKind | None:
+    """Which emulator owns an address, by its domain."""
+    domain = address.rsplit("@", 1)[-1].lower()
+    if domain.endswith(GOOGLE_SUFFIX):
+        return "google"
+    if domain.endswith(MICROSOFT_SUFFIX):
+        return "microsoft"
+    return None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StoredMessage:
+    id: str
+    thread_id: str
+    folder: Folder
+    message_id: str
+    sender: str
+    to: list[str]
+    subject: str
+    headers: list[tuple[str, str]]
+    at: datetime
+    history_id: int
+
+    def header(self, name: str) -> str:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return ""
+
+
+@dataclass
+class Mailbox:
+    address: str
+    provider: ProviderKind
+    subject: str
+    display_name: str
+    messages: list[StoredMessage] = field(default_factory=list)
+    send_faults: deque[str] = field(default_factory=deque)
+    api_faults: deque[str] = field(default_factory=deque)
+    token_errors: deque[str] = field(default_factory=deque)
+    history_id: int = 1000
+
+    def next_history_id(self) -> int:
+        self.history_id += 1
+        return self.history_id
+
+
+@dataclass
+class Grant:
+    """One consent: its refresh tokens and access tokens live and die together."""
+
+    address: str
+    client_id: str
+    scopes: frozenset[str]
+    revoked: bool = False
+
+
+@dataclass
+class Token:
+    value: str
+    kind: Literal["access", "refresh"]
+    grant: Grant
+    expires_at: datetime | None
+
+
+@dataclass
+class AuthorizationCode:
+    code: str
+    grant: Grant
+    redirect_uri: str
+    code_challenge: str
+    expires_at: datetime
+    used: bool = False
+
+
+@dataclass
+class PendingSignIn:
+    """An authorization request between the sign-in page and the consent page."""
+
+    id: str
+    provider: ProviderKind
+    client_id: str
+    redirect_uri: str
+    state: str
+    scopes: tuple[str, ...]
+    code_challenge: str
+    login_hint: str
+    address: str = ""
+
+
+class SandboxState:
+    """All emulated data, guarded by one lock (the sandbox is small and not a hot path)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        # How long the "timeout" fault holds a request: longer than any client waits.
+        self.timeout_seconds = 30.0
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.mailboxes: dict[str, Mailbox] = {}
+            self.tokens: dict[str, Token] = {}
+            self.codes: dict[str, AuthorizationCode] = {}
+            self.pending: dict[str, PendingSignIn] = {}
+            self.issued_refresh_tokens: list[str] = []
+
+    def mailbox(self, address: str) -> Mailbox:
+        """The mailbox for an address, created on first use like a real account would exist."""
+        key = address.strip().lower()
+        provider = provider_for(key)
+        if provider is None:
+            raise KeyError(key)
+        with self.lock:
+            if key not in self.mailboxes:
+                self.mailboxes[key] = Mailbox(
+                    address=key,
+                    provider=provider,
+                    subject=_new_subject(provider),
+                    display_name=key.split("@")[0].replace(".", " ").title(),
+                )
+            return self.mailboxes[key]
+
+    def recreate(self, address: str) -> Mailbox:
+        """Delete and re-create a mailbox: same address, new subject id, no grants."""
+        with self.lock:
+            self.revoke_all(address)
+            self.mailboxes.pop(address.strip().lower(), None)
+            return self.mailbox(address)
+
+    def issue_code(self, pending: PendingSignIn, scopes: frozenset[str]) -> AuthorizationCode:
+        with self.lock:
+            grant = Grant(address=pending.address, client_id=pending.client_id, scopes=scopes)
+            code = AuthorizationCode(
+                code=_token("4/0A" if pending.provider == "google" else "M.C5"),
+                grant=grant,
+                redirect_uri=pending.redirect_uri,
+                code_challenge=pending.code_challenge,
+                expires_at=now() + timedelta(seconds=CODE_SECONDS),
+            )
+            self.codes[code.code] = code
+            return code
+
+    def issue_tokens(self, grant: Grant, *, with_refresh: bool) -> tuple[Token, Token | None]:
+        provider = provider_for(grant.address)
+        with self.lock:
+            access = Token(
+                value=_token("ya29." if provider == "google" else "eyJ0eXAiOiJKV1Qi."),
+                kind="access",
+                grant=grant,
+                expires_at=now() + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+            )
+            self.tokens[access.value] = access
+            refresh = None
+            if with_refresh:
+                refresh = Token(
+                    value=_token("1//0g" if provider == "google" else "0.AX"),
+                    kind="refresh",
+                    grant=grant,
+                    expires_at=None,
+                )
+                self.tokens[refresh.value] = refresh
+                self.issued_refresh_tokens.append(refresh.value)
+            return access, refresh
+
+    def live_token(self, value: str, kind: Literal["access", "refresh"]) -> Token | None:
+        with self.lock:
+            token = self.tokens.get(value)
+        if token is None or token.kind != kind or token.grant.revoked:
+            return None
+        if token.expires_at is not None and token.expires_at <= now():
+            return None
+        return token
+
+    def revoke_all(self, address: str) -> int:
+        """Revoke every grant of a mailbox; returns how many were live."""
+        key = address.strip().lower()
+        with self.lock:
+            grants = {id(t.grant): t.grant for t in self.tokens.values() if t.grant.address == key}
+            live = [grant for grant in grants.values() if not grant.revoked]
+            for grant in live:
+                grant.revoked = True
+            return len(live)
+
+    def expire_access_tokens(self, address: str) -> None:
+        key = address.strip().lower()
+        with self.lock:
+            for token in self.tokens.values():
+                if token.kind == "access" and token.grant.address == key:
+                    token.expires_at = now() - timedelta(seconds=1)
+
+    def store(
+        self,
+        mailbox: Mailbox,
+        parsed: Message,
+        *,
+        folder: Folder,
+        thread_id: str,
+        message_id: str,
+        sender: str,
+    ) -> StoredMessage:
+        with self.lock:
+            stored = StoredMessage(
+                id=secrets.token_hex(8),
+                thread_id=thread_id,
+                folder=folder,
+                message_id=message_id,
+                sender=sender,
+                to=[value for key, value in parsed.items() if key.lower() in ("to", "cc")],
+                subject=str(parsed.get("Subject", "")),
+                headers=[(key, str(value)) for key, value in parsed.items()],
+                at=now(),
+                history_id=mailbox.next_history_id(),
+            )
+            mailbox.messages.append(stored)
+            return stored
+
+    def find_message(self, mailbox: Mailbox, message_id: str) -> StoredMessage | None:
+        """A mailbox's message by provider id or by Message-ID header."""
+        with self.lock:
+            for message in mailbox.messages:
+                if message_id in (message.id, message.message_id):
+                    return message
+        return None
+
+
+def _token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def _new_subject(provider: ProviderKind) -> str:
+    if provider == "google":
+        return str(100000000000000000000 + secrets.randbelow(10**20))
+    return str(uuid.uuid4())
