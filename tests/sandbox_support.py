@@ -107,7 +107,7 @@ def consent_flow(
 def _action(base: str, html: str) -> str:
     match = FORM_ACTION.search(html)
     assert match, html
-    return urljoin(base, match.group(1))
+    return urljoin(base, str(match.group(1)))
 
 
 def _query(url: str) -> dict[str, str]:
