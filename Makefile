@@ -19,7 +19,7 @@ run: $(STAMP)
 	@SENDWELL_SANDBOX=$${SENDWELL_SANDBOX:-1} $(BIN)/sendwell serve
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
 from sendwell.kit.errors import SendwellError
+from sendwell.mailboxes import api as mailboxes_api
 from sendwell.mailboxes import web as mailboxes_web
+from sendwell.mailboxes.connections import build_connections
+from sendwell.mailboxes.tasks import Every, check_connections
+from sendwell.providers.registry import build_registry, make_http_client
 from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
 from sendwell.web.middleware import RequestLogMiddleware
@@ -52,14 +57,39 @@ HTTP_ERROR_CODES = {
 }
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
-    """The whole web application for one configuration."""
+def create_app(
+    settings: Settings, *, engine: Engine | None = None, background_jobs: bool = False
+) -> FastAPI:
+    """The whole web application for one configuration.
+
+    ``background_jobs`` starts the periodic work (connection health checks) with the app;
+    `sendwell serve` turns it on, tests drive the same jobs directly.
+    """
     owns_engine = engine is None
     engine = engine or make_engine(settings.sqlalchemy_url)
+    http = make_http_client(settings)
+    connections = build_connections(settings, build_registry(settings, http))
+    session_factory = make_session_factory(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        jobs = (
+            [
+                Every(
+                    settings.health_check_minutes * 60,
+                    partial(check_connections, session_factory, connections),
+                    "mailbox_health_check",
+                )
+            ]
+            if background_jobs
+            else []
+        )
+        for job in jobs:
+            job.start()
         yield
+        for job in jobs:
+            job.stop()
+        http.close()
         if owns_engine:
             engine.dispose()
 
@@ -73,12 +103,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.session_factory = make_session_factory(engine)
+    app.state.session_factory = session_factory
+    app.state.connections = connections
 
     api = create_api()
     api.state.settings = settings
     api.state.engine = engine
-    api.state.session_factory = app.state.session_factory
+    api.state.session_factory = session_factory
+    api.state.connections = connections
 
     app.include_router(accounts_web.router)
     app.include_router(campaigns_web.router)
@@ -113,6 +145,7 @@ def create_api() -> FastAPI:
         redoc_url=None,
     )
     api.include_router(accounts_api.router)
+    api.include_router(mailboxes_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

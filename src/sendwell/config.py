@@ -66,6 +66,24 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = Field(
         default=20.0, gt=0, le=300, description="How long one call to a mail host may take."
     )
+    dns_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=30, description="How long an MX lookup may take."
+    )
+    health_check_minutes: float = Field(
+        default=10, gt=0, le=1440, description="How often every connected mailbox is checked."
+    )
+    transient_failures_before_reauth: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Passing failures in a row before a mailbox needs the user.",
+    )
+    transient_minutes_before_reauth: float = Field(
+        default=240,
+        gt=0,
+        le=43_200,
+        description="...and for at least this long (minutes).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     session_days: int = Field(default=14, ge=1, le=365, description="Sign-in lifetime in days.")

@@ -1,17 +1,398 @@
-"""The Messaging section's Settings tab."""
+"""The Settings tab: link, reauthenticate and remove email accounts; Email Settings pages."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
-from sendwell.accounts.auth import current_user
-from sendwell.models import User
-from sendwell.web.pages import render
+from sendwell.accounts.auth import SESSION_COOKIE, current_user
+from sendwell.accounts.service import normalize_email
+from sendwell.kit.errors import InvalidInput, SendwellError
+from sendwell.mailboxes import service
+from sendwell.mailboxes.connections import Connections, provider_label
+from sendwell.models import MailboxStatus, User
+from sendwell.providers.base import (
+    AdminApprovalRequired,
+    ConsentDeclined,
+    InsufficientScope,
+    ProviderError,
+    ProviderName,
+)
+from sendwell.web.deps import get_db
+from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()
+SETTINGS_TAB = "/messaging/settings"
 
 
-@router.get("/messaging/settings")
-def settings_tab(request: Request, _user: User = Depends(current_user)) -> Response:
-    return render(request, "messaging/settings.html", {"tab": "settings"})
+def get_connections(request: Request) -> Connections:
+    connections: Connections = request.app.state.connections
+    return connections
+
+
+@router.get(SETTINGS_TAB)
+def settings_tab(
+    request: Request,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    mailboxes = service.visible_mailboxes(db, user)
+    return render(
+        request,
+        "messaging/settings.html",
+        {
+            "tab": "settings",
+            "active": [m for m in mailboxes if m.status is not MailboxStatus.DISCONNECTED],
+            "disconnected": [m for m in mailboxes if m.status is MailboxStatus.DISCONNECTED],
+            "provider_label": provider_label,
+        },
+    )
+
+
+@router.get("/mailboxes/link")
+def link_page(request: Request, own: str = "", _user: User = Depends(current_user)) -> Response:
+    """The pop-up's second step as a page, for browsers without scripts or after an error."""
+    return render(request, "mailboxes/link.html", {"own": own == "on", "email": ""})
+
+
+@router.post("/mailboxes/link")
+def link(
+    request: Request,
+    email: str = Form(""),
+    own: str = Form(""),
+    provider: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    try:
+        if own != "on":
+            raise InvalidInput(
+                "Tick “Your email account” to link a mailbox you own.", code="not_own"
+            )
+        address = normalize_email(email)
+        chosen = service.choose_provider(conn, address, provider)
+        if chosen is None:
+            return render(
+                request,
+                "mailboxes/choose_provider.html",
+                {"email": address, "providers": _configured(conn)},
+            )
+        url = service.start_link(
+            db,
+            conn,
+            user=user,
+            email=address,
+            provider_name=chosen,
+            session_secret=request.cookies.get(SESSION_COOKIE),
+        )
+    except SendwellError as error:
+        return render(
+            request,
+            "mailboxes/link.html",
+            {"own": own == "on", "email": email, "error": error.message},
+            status_code=error.status_code,
+        )
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/mailboxes/callback/{provider}")
+def callback(
+    request: Request,
+    provider: str,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    params = dict(request.query_params)
+    label = provider_label(provider)
+    if "admin_consent" in params:
+        return _outcome(
+            request,
+            "Your administrator has answered",
+            "If they approved Sendwell, link your account again now.",
+            retry=True,
+        )
+    try:
+        attempt = service.take_link_attempt(
+            db,
+            user=user,
+            provider_name=provider,
+            state=params.get("state", ""),
+            session_secret=request.cookies.get(SESSION_COOKIE),
+        )
+    except SendwellError as error:
+        return _outcome(
+            request,
+            "This sign-in cannot be used",
+            error.message,
+            retry=True,
+            status_code=error.status_code,
+        )
+    try:
+        result = service.complete_link(db, conn, user=user, attempt=attempt, params=params)
+    except ConsentDeclined:
+        return redirect_with_flash(
+            request,
+            SETTINGS_TAB,
+            f"You cancelled at {label}. No account was linked.",
+            kind="warning",
+        )
+    except AdminApprovalRequired as error:
+        return _admin_approval(request, conn, provider, attempt.typed_email, error.code)
+    except InsufficientScope as error:
+        return _missing_permissions(request, conn, provider, attempt.typed_email, error.missing)
+    except ProviderError as error:
+        return _outcome(
+            request,
+            f"{label} did not finish the sign-in",
+            f"{error.message} Nothing was saved; you can try again.",
+            retry=True,
+            email=attempt.typed_email,
+            detail=error.code,
+            status_code=502,
+        )
+    except SendwellError as error:
+        return _outcome(
+            request, "This account cannot be linked", error.message, status_code=error.status_code
+        )
+    if isinstance(result, service.NeedsConfirmation):
+        return render(
+            request, "mailboxes/confirm_address.html", {"pending": result, "label": label}
+        )
+    return _linked(request, result)
+
+
+@router.post("/mailboxes/link/{attempt_id}/confirm")
+def confirm(
+    request: Request,
+    attempt_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    try:
+        result = service.confirm_link(db, conn, user=user, attempt_id=attempt_id)
+    except SendwellError as error:
+        return _outcome(
+            request, "This account cannot be linked", error.message, status_code=error.status_code
+        )
+    return _linked(request, result)
+
+
+@router.post("/mailboxes/link/{attempt_id}/discard")
+def discard(
+    request: Request,
+    attempt_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    service.discard_pending_link(db, conn, user=user, attempt_id=attempt_id)
+    return redirect_with_flash(request, SETTINGS_TAB, "Nothing was linked.", kind="warning")
+
+
+@router.get("/mailboxes/admin-approval/{provider}")
+def admin_approval_print(
+    request: Request,
+    provider: str,
+    _user: User = Depends(current_user),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    """A page to forward to the organisation's administrator."""
+    chosen = conn.provider(provider)
+    return render(
+        request,
+        "mailboxes/admin_approval_print.html",
+        {
+            "label": provider_label(provider),
+            "permissions": chosen.permissions,
+            "consent_url": chosen.admin_consent_url(
+                redirect_uri=conn.redirect_uri(provider), state="admin-consent"
+            ),
+            "redirect_uri": conn.redirect_uri(provider),
+        },
+    )
+
+
+@router.get("/mailboxes/{mailbox_id}")
+def email_settings(
+    request: Request,
+    mailbox_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    mailbox = service.get_mailbox(db, user, mailbox_id)
+    return render(
+        request,
+        "mailboxes/detail.html",
+        {
+            "mailbox": mailbox,
+            "events": service.mailbox_history(db, mailbox),
+            "label": provider_label(mailbox.provider),
+            "form": {},
+        },
+    )
+
+
+@router.post("/mailboxes/{mailbox_id}/settings")
+def save_settings(
+    request: Request,
+    mailbox_id: int,
+    daily_cap: str = Form(""),
+    min_gap_seconds: str = Form(""),
+    display_name: str = Form(""),
+    signature: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    form = {
+        "daily_cap": daily_cap,
+        "min_gap_seconds": min_gap_seconds,
+        "display_name": display_name,
+        "signature": signature,
+    }
+    try:
+        service.update_settings(
+            db,
+            user=user,
+            mailbox_id=mailbox_id,
+            daily_cap=_whole(daily_cap, "daily limit"),
+            min_gap_seconds=_whole(min_gap_seconds, "gap between emails"),
+            display_name=display_name,
+            signature=signature.replace("\r\n", "\n"),
+        )
+    except SendwellError as error:
+        db.rollback()
+        mailbox = service.get_mailbox(db, user, mailbox_id)
+        return render(
+            request,
+            "mailboxes/detail.html",
+            {
+                "mailbox": mailbox,
+                "events": service.mailbox_history(db, mailbox),
+                "label": provider_label(mailbox.provider),
+                "form": form,
+                "error": error.message,
+            },
+            status_code=error.status_code,
+        )
+    return redirect_with_flash(request, f"/mailboxes/{mailbox_id}", "Email settings saved.")
+
+
+@router.post("/mailboxes/{mailbox_id}/disconnect")
+def disconnect(
+    request: Request,
+    mailbox_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    mailbox = service.disconnect(db, conn, user=user, mailbox_id=mailbox_id)
+    return redirect_with_flash(
+        request, SETTINGS_TAB, f"{mailbox.email} is disconnected. Its history is kept."
+    )
+
+
+@router.post("/mailboxes/{mailbox_id}/reauthenticate")
+def reauthenticate(
+    request: Request,
+    mailbox_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    mailbox = service.get_mailbox(db, user, mailbox_id)
+    url = service.start_link(
+        db,
+        conn,
+        user=user,
+        email=mailbox.email,
+        provider_name=ProviderName(mailbox.provider),
+        session_secret=request.cookies.get(SESSION_COOKIE),
+    )
+    return RedirectResponse(url, status_code=303)
+
+
+def _whole(raw: str, what: str) -> int | None:
+    if not raw.strip():
+        return None
+    try:
+        return int(raw.strip().replace(",", ""))
+    except ValueError:
+        raise InvalidInput(f"The {what} must be a whole number.", code="not_a_number") from None
+
+
+def _configured(conn: Connections) -> list[tuple[str, str]]:
+    return [(name.value, provider_label(name)) for name in conn.registry]
+
+
+def _linked(request: Request, result: service.Linked) -> Response:
+    mailbox = result.mailbox
+    message = (
+        f"{mailbox.email} is reconnected."
+        if result.reconnected
+        else f"{mailbox.email} is connected."
+    )
+    if result.replaced:
+        message += (
+            f" {provider_label(mailbox.provider)} reports a different account than "
+            "before for this address (it was re-created), so it was linked as a new "
+            "account; the old one stays disconnected with its history."
+        )
+    return redirect_with_flash(request, SETTINGS_TAB, message)
+
+
+def _outcome(
+    request: Request,
+    title: str,
+    message: str,
+    *,
+    retry: bool = False,
+    email: str = "",
+    detail: str = "",
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "mailboxes/outcome.html",
+        {"title": title, "message": message, "retry": retry, "email": email, "detail": detail},
+        status_code=status_code,
+    )
+
+
+def _admin_approval(
+    request: Request, conn: Connections, provider: str, email: str, code: str
+) -> Response:
+    chosen = conn.provider(provider)
+    return render(
+        request,
+        "mailboxes/admin_approval.html",
+        {
+            "label": provider_label(provider),
+            "email": email,
+            "code": code,
+            "provider": provider,
+            "consent_url": chosen.admin_consent_url(
+                redirect_uri=conn.redirect_uri(provider), state="admin-consent"
+            ),
+        },
+        status_code=403,
+    )
+
+
+def _missing_permissions(
+    request: Request, conn: Connections, provider: str, email: str, missing: frozenset[str]
+) -> Response:
+    permissions = [p for p in conn.provider(provider).permissions if p.scope in missing]
+    return render(
+        request,
+        "mailboxes/missing_permissions.html",
+        {
+            "label": provider_label(provider),
+            "email": email,
+            "permissions": permissions,
+        },
+        status_code=403,
+    )

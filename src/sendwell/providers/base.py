@@ -128,6 +128,10 @@ class MailProvider(Protocol):
         """Inbound message metadata since a cursor; None starts from now."""
         ...
 
+    def probe(self, access_token: str) -> None:
+        """The cheapest authenticated call: proves the grant works, or raises why not."""
+        ...
+
     def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:
         """Where an organisation's administrator approves the app, when the host has one."""
         ...

@@ -105,7 +105,7 @@ class GoogleProvider:
     """Gmail and Google Workspace mailboxes."""
 
     name = ProviderName.GOOGLE
-    permissions = PERMISSIONS
+    permissions: tuple[Permission, ...] = PERMISSIONS
 
     def __init__(
         self, *, client_id: str, client_secret: str, endpoints: GoogleEndpoints, http: httpx.Client
@@ -236,6 +236,9 @@ class GoogleProvider:
             params["pageToken"] = str(page["nextPageToken"])
         messages = [self._inbound(access_token, item["id"]) for item in added]
         return InboundPage(messages, str(page.get("historyId", cursor)))
+
+    def probe(self, access_token: str) -> None:
+        self._get(access_token, "/profile", {})
 
     def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:
         return None

@@ -199,7 +199,8 @@ def build_router(state: SandboxState) -> APIRouter:
         state_: str = Query("", alias="state"),
         scope: str = "",
     ) -> Response:
-        if not (client_id and redirect_uri and scope):
+        if not (client_id and redirect_uri and scope) or tenant == "common":
+            # Admin consent needs an organisation: the real endpoint refuses /common.
             return JSONResponse({"error": "invalid_request"}, 400)
         query = urlencode(
             {"admin_consent": "True", "tenant": tenant, "state": state_, "scope": scope}
@@ -254,10 +255,9 @@ def build_router(state: SandboxState) -> APIRouter:
             return JSONResponse(
                 {
                     "error": "invalid_grant",
-                    "error_codes": [50148],
-                    "error_description": "AADSTS50148: The code_verifier does not "
-                    "match the code_challenge supplied in the authorization "
-                    "request.",
+                    "error_codes": [500112],
+                    "error_description": "AADSTS500112: The reply address does not match "
+                    "the reply address provided when requesting the authorization code.",
                 },
                 400,
             )
@@ -297,7 +297,7 @@ def build_router(state: SandboxState) -> APIRouter:
         token = bearer_token(request, state)
         if token is None:
             return None, unauthenticated(), None
-        if needs not in short_scopes(token.grant.scopes):
+        if needs.lower() not in {scope.lower() for scope in short_scopes(token.grant.scopes)}:
             return None, access_denied(), None
         mailbox = state.mailbox(token.grant.address)
         fault = next_fault(state, mailbox, sending=sending)
@@ -387,7 +387,12 @@ def build_router(state: SandboxState) -> APIRouter:
                 return graph_error(400, "BadRequest", f"Invalid filter clause: {filter_}")
             since = datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
             keep_equal = match.group(1) == "ge"
-            messages = [m for m in messages if m.at > since or (keep_equal and m.at == since)]
+            # Graph compares at the second precision it reports receivedDateTime in.
+            messages = [
+                m
+                for m in messages
+                if (at := m.at.replace(microsecond=0)) > since or (keep_equal and at == since)
+            ]
         descending = orderby.strip().lower().endswith("desc") or not orderby
         messages.sort(key=lambda m: m.at, reverse=descending)
         top = max(1, min(top, 1000))

@@ -127,6 +127,7 @@ class SandboxState:
 
     def reset(self) -> None:
         with self.lock:
+            self.timeout_seconds = 30.0
             self.mailboxes: dict[str, Mailbox] = {}
             self.tokens: dict[str, Token] = {}
             self.codes: dict[str, AuthorizationCode] = {}

@@ -46,6 +46,42 @@ function setupDialogs() {
   document.querySelectorAll("[data-dialog-close]").forEach((closer) => {
     closer.addEventListener("click", () => closer.closest("dialog").close());
   });
+  // A confirmation that leads to a second one: close this dialog, open the next.
+  document.querySelectorAll("[data-dialog-next]").forEach((button) => {
+    const next = document.getElementById(button.dataset.dialogNext);
+    if (!next) return;
+    button.addEventListener("click", () => {
+      button.closest("dialog").close();
+      next.showModal();
+    });
+  });
+}
+
+// A dialog whose first step (a GET form) leads to a second step in the same dialog.
+function setupSteppedDialogs() {
+  document.querySelectorAll("dialog[data-steps]").forEach((dialog) => {
+    const first = dialog.querySelector('[data-step="1"]');
+    const second = dialog.querySelector('[data-step="2"]');
+    if (!first || !second) return;
+    first.addEventListener("submit", (event) => {
+      event.preventDefault();
+      first.hidden = true;
+      second.hidden = false;
+      const field = second.querySelector("input:not([type=hidden])");
+      if (field) field.focus();
+    });
+    dialog.addEventListener("close", () => {
+      first.hidden = false;
+      second.hidden = true;
+      first.reset();
+    });
+  });
+}
+
+function setupPrintButtons() {
+  document.querySelectorAll("[data-print]").forEach((button) => {
+    button.addEventListener("click", () => window.print());
+  });
 }
 
 function setupCopyButtons() {
@@ -68,5 +104,7 @@ function setupCopyButtons() {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-menu]").forEach(setupMenu);
   setupDialogs();
+  setupSteppedDialogs();
   setupCopyButtons();
+  setupPrintButtons();
 });

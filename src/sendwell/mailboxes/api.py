@@ -1,0 +1,89 @@
+"""JSON routes for mailboxes: list, read, change limits, disconnect, start a link."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy.orm import Session
+
+from sendwell.accounts.auth import api_user
+from sendwell.accounts.service import normalize_email
+from sendwell.kit.errors import InvalidInput
+from sendwell.mailboxes import service
+from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.schemas import LinkIn, LinkOut, MailboxOut, MailboxPatch
+from sendwell.models import Mailbox, User
+from sendwell.web.deps import get_db
+
+router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
+
+
+def connections(request: Request) -> Connections:
+    conn: Connections = request.app.state.connections
+    return conn
+
+
+@router.get("", response_model=list[MailboxOut], summary="Email accounts you can see")
+def list_mailboxes(
+    user: User = Depends(api_user), db: Session = Depends(get_db, scope="function")
+) -> list[Mailbox]:
+    return service.visible_mailboxes(db, user)
+
+
+@router.get("/{mailbox_id}", response_model=MailboxOut, summary="One email account")
+def get_mailbox(
+    mailbox_id: int, user: User = Depends(api_user), db: Session = Depends(get_db, scope="function")
+) -> Mailbox:
+    return service.get_mailbox(db, user, mailbox_id)
+
+
+@router.patch("/{mailbox_id}", response_model=MailboxOut, summary="Change limits and sender")
+def patch_mailbox(
+    mailbox_id: int,
+    body: MailboxPatch,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Mailbox:
+    return service.update_settings(
+        db, user=user, mailbox_id=mailbox_id, **body.model_dump(exclude_unset=True)
+    )
+
+
+@router.delete(
+    "/{mailbox_id}",
+    response_model=MailboxOut,
+    summary="Disconnect (Remove Account): tokens deleted, history kept",
+)
+def delete_mailbox(
+    mailbox_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(connections),
+) -> Mailbox:
+    return service.disconnect(db, conn, user=user, mailbox_id=mailbox_id)
+
+
+@router.post(
+    "/link",
+    response_model=LinkOut,
+    status_code=201,
+    summary="Start linking an address: returns the provider sign-in URL",
+)
+def link(
+    body: LinkIn,
+    response: Response,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(connections),
+) -> LinkOut:
+    address = normalize_email(body.email)
+    chosen = service.choose_provider(conn, address, body.provider or "")
+    if chosen is None:
+        raise InvalidInput(
+            f"Sendwell could not tell which service hosts {address}; send "
+            '"provider": "google" or "microsoft".',
+            code="provider_unknown",
+        )
+    url = service.start_link(
+        db, conn, user=user, email=address, provider_name=chosen, session_secret=None
+    )
+    return LinkOut(authorize_url=url, provider=chosen.value)

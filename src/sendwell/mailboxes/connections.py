@@ -1,0 +1,74 @@
+"""What the mailbox services need besides the database: hosts, discovery, keys and policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sendwell.config import Settings
+from sendwell.kit.errors import InvalidInput
+from sendwell.kit.tokenbox import TokenBox
+from sendwell.providers.base import MailProvider, ProviderName
+from sendwell.providers.discovery import ProviderDiscovery
+from sendwell.providers.registry import ProviderRegistry
+
+PROVIDER_LABELS = {ProviderName.GOOGLE: "Google", ProviderName.MICROSOFT: "Microsoft"}
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    """When to refresh, and how long passing failures may last before the user is asked."""
+
+    refresh_ahead: timedelta
+    transient_failures_before_reauth: int
+    transient_period_before_reauth: timedelta
+
+
+@dataclass
+class Connections:
+    registry: ProviderRegistry
+    discovery: ProviderDiscovery
+    box: TokenBox
+    base_url: str
+    policy: TokenPolicy
+    link_lifetime: timedelta = timedelta(minutes=15)
+
+    def provider(self, name: str) -> MailProvider:
+        provider = self.registry.get(name)  # type: ignore[call-overload]
+        if provider is None:
+            label = provider_label(name)
+            raise InvalidInput(
+                f"{label} accounts cannot be linked on this server: its administrator has not "
+                f"configured {label} sign-in.",
+                code="provider_not_configured",
+            )
+        return provider  # type: ignore[no-any-return]
+
+    def redirect_uri(self, name: str) -> str:
+        """One callback path per provider, so a code can never be sent to the wrong host."""
+        return f"{self.base_url}/mailboxes/callback/{name}"
+
+
+def provider_label(name: str) -> str:
+    try:
+        return PROVIDER_LABELS[ProviderName(name)]
+    except ValueError:
+        return name
+
+
+def build_connections(settings: Settings, registry: ProviderRegistry) -> Connections:
+    return Connections(
+        registry=registry,
+        discovery=ProviderDiscovery(
+            sandbox=settings.sandbox, timeout_seconds=settings.dns_timeout_seconds
+        ),
+        box=TokenBox(settings.token_key_list),
+        base_url=settings.base_url,
+        policy=TokenPolicy(
+            refresh_ahead=timedelta(minutes=5),
+            transient_failures_before_reauth=settings.transient_failures_before_reauth,
+            transient_period_before_reauth=timedelta(
+                minutes=settings.transient_minutes_before_reauth
+            ),
+        ),
+    )

@@ -1,0 +1,106 @@
+"""Every query the mailboxes feature runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxStatus, User
+
+
+def visible_mailboxes(db: Session, user: User) -> list[Mailbox]:
+    """The user's own mailboxes; an admin sees every mailbox in the workspace."""
+    query = select(Mailbox).where(Mailbox.workspace_id == user.workspace_id)
+    if not user.is_admin:
+        query = query.where(Mailbox.owner_id == user.id)
+    return list(db.scalars(query.order_by(Mailbox.email, Mailbox.id)))
+
+
+def get_visible_mailbox(db: Session, user: User, mailbox_id: int) -> Mailbox | None:
+    query = select(Mailbox).where(
+        Mailbox.id == mailbox_id, Mailbox.workspace_id == user.workspace_id
+    )
+    if not user.is_admin:
+        query = query.where(Mailbox.owner_id == user.id)
+    return db.scalar(query)
+
+
+def get_mailbox(db: Session, mailbox_id: int) -> Mailbox | None:
+    return db.get(Mailbox, mailbox_id)
+
+
+def get_by_identity(db: Session, provider: str, subject: str) -> Mailbox | None:
+    return db.scalar(
+        select(Mailbox).where(Mailbox.provider == provider, Mailbox.subject == subject)
+    )
+
+
+def others_with_address(
+    db: Session, workspace_id: int, provider: str, email: str, subject: str
+) -> list[Mailbox]:
+    return list(
+        db.scalars(
+            select(Mailbox).where(
+                Mailbox.workspace_id == workspace_id,
+                Mailbox.provider == provider,
+                Mailbox.email == email,
+                Mailbox.subject != subject,
+            )
+        )
+    )
+
+
+def mailbox_ids_with_status(db: Session, status: MailboxStatus) -> list[int]:
+    return list(db.scalars(select(Mailbox.id).where(Mailbox.status == status).order_by(Mailbox.id)))
+
+
+def events(db: Session, mailbox_id: int, limit: int = 100) -> list[MailboxEvent]:
+    return list(
+        db.scalars(
+            select(MailboxEvent)
+            .where(MailboxEvent.mailbox_id == mailbox_id)
+            .order_by(MailboxEvent.at.desc(), MailboxEvent.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def save_tokens_if_unchanged(
+    db: Session, mailbox_id: int, expected_version: int, values: dict[str, object]
+) -> bool:
+    """Compare-and-swap on token_version: True when this write won."""
+    result = db.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox_id, Mailbox.token_version == expected_version)
+        .values(token_version=expected_version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def get_link_attempt(db: Session, state_hash: str) -> LinkAttempt | None:
+    return db.scalar(select(LinkAttempt).where(LinkAttempt.state_hash == state_hash))
+
+
+def get_link_attempt_by_id(db: Session, attempt_id: int) -> LinkAttempt | None:
+    return db.get(LinkAttempt, attempt_id)
+
+
+def delete_stale_link_attempts(db: Session, before: datetime) -> None:
+    db.execute(delete(LinkAttempt).where(LinkAttempt.expires_at < before))
+
+
+def all_mailboxes_with_tokens(db: Session) -> list[Mailbox]:
+    return list(
+        db.scalars(
+            select(Mailbox).where(
+                (Mailbox.access_token.is_not(None)) | (Mailbox.refresh_token.is_not(None))
+            )
+        )
+    )
+
+
+def live_link_attempts(db: Session, now: datetime) -> list[LinkAttempt]:
+    return list(db.scalars(select(LinkAttempt).where(LinkAttempt.expires_at >= now)))

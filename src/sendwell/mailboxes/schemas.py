@@ -1,0 +1,53 @@
+"""JSON shapes of the mailboxes API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sendwell.models import MailboxStatus
+
+
+class MailboxOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    provider: str
+    status: MailboxStatus
+    status_reason: str = Field(description="Why the mailbox needs attention, in words.")
+    status_code: str = Field(description="The provider's error code behind the status, if any.")
+    status_changed_at: datetime
+    owner_id: int
+    display_name: str
+    signature: str
+    daily_cap: int
+    min_gap_seconds: int
+    created_at: datetime
+
+
+class MailboxPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    daily_cap: int | None = Field(default=None, ge=1, le=10_000)
+    min_gap_seconds: int | None = Field(default=None, ge=0, le=86_400)
+    display_name: str | None = Field(default=None, max_length=200)
+    signature: str | None = Field(default=None, max_length=5000)
+
+
+class LinkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(description="The address to link; the user signs in as it.")
+    provider: str | None = Field(
+        default=None, description="google or microsoft; found from the address when omitted."
+    )
+
+
+class LinkOut(BaseModel):
+    authorize_url: str = Field(
+        description="Open in the browser where the user is signed in to Sendwell; it expires "
+        "after 15 minutes and works once."
+    )
+    provider: str

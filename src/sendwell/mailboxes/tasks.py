@@ -1,0 +1,81 @@
+"""Periodic work: check every connected mailbox so a dead grant is found before a send fails."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from sendwell.db import session_scope
+from sendwell.kit.logging import get_logger
+from sendwell.mailboxes import repository as repo
+from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.tokens import MailboxNotConnected, with_access_token
+from sendwell.models import MailboxStatus
+from sendwell.providers.base import ProviderError
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    checked: int
+    healthy: int
+    failed: int
+
+
+def check_connections(factory: sessionmaker[Session], conn: Connections) -> HealthReport:
+    """Refresh or probe every connected mailbox; failures are recorded by the token layer."""
+    with session_scope(factory) as db:
+        mailbox_ids = repo.mailbox_ids_with_status(db, MailboxStatus.CONNECTED)
+    healthy = failed = 0
+    for mailbox_id in mailbox_ids:
+        started = time.perf_counter()
+        try:
+            with session_scope(factory) as db:
+                mailbox = repo.get_mailbox(db, mailbox_id)
+                provider_name = mailbox.provider if mailbox else ""
+            provider = conn.provider(provider_name)
+            with_access_token(factory, conn, mailbox_id, provider.probe)
+        except (ProviderError, MailboxNotConnected) as error:
+            failed += 1
+            outcome = type(error).__name__
+        else:
+            healthy += 1
+            outcome = "healthy"
+        log.info(
+            "job",
+            name="mailbox_health_check",
+            mailbox_id=mailbox_id,
+            outcome=outcome,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+    return HealthReport(len(mailbox_ids), healthy, failed)
+
+
+class Every:
+    """Runs a job on a fixed interval in a daemon thread until stopped."""
+
+    def __init__(self, seconds: float, job: Callable[[], object], name: str) -> None:
+        self.seconds = seconds
+        self.job = job
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.job()
+            except Exception:
+                log.exception("job_failed", name=self.name)

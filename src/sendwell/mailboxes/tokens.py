@@ -1,0 +1,202 @@
+"""Token upkeep: refresh ahead of expiry with compare-and-swap, classify failures, escalate.
+
+Each step runs in its own short unit of work, so what was learnt from the provider (a rotated
+token, a dead grant) is saved even when the caller's own work fails afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from sendwell.db import session_scope
+from sendwell.kit.clock import utcnow
+from sendwell.kit.errors import Conflict, NotFound
+from sendwell.kit.logging import get_logger
+from sendwell.mailboxes import repository as repo
+from sendwell.mailboxes.connections import Connections, provider_label
+from sendwell.mailboxes.service import record_event, transition
+from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus
+from sendwell.providers.base import AuthRevoked, InsufficientScope, ProviderError, TokenSet
+
+T = TypeVar("T")
+log = get_logger(__name__)
+
+
+class MailboxNotConnected(Conflict):
+    code = "mailbox_not_connected"
+
+
+def with_access_token(
+    factory: sessionmaker[Session], conn: Connections, mailbox_id: int, action: Callable[[str], T]
+) -> T:
+    """Run a provider call with a fresh token; a 401 is believed only after a new token fails."""
+    token = fresh_access_token(factory, conn, mailbox_id)
+    try:
+        return action(token)
+    except InsufficientScope as error:
+        require_reauthentication(factory, mailbox_id, error)
+        raise
+    except AuthRevoked:
+        token = fresh_access_token(factory, conn, mailbox_id, force_refresh=True)
+    try:
+        return action(token)
+    except AuthRevoked as error:
+        require_reauthentication(factory, mailbox_id, error)
+        raise
+
+
+def fresh_access_token(
+    factory: sessionmaker[Session],
+    conn: Connections,
+    mailbox_id: int,
+    *,
+    force_refresh: bool = False,
+) -> str:
+    """A usable access token, refreshing when it expires within the policy's margin."""
+    with session_scope(factory) as db:
+        mailbox = _connected(db, mailbox_id)
+        expires_at, version = mailbox.token_expires_at, mailbox.token_version
+        stored_access, stored_refresh = mailbox.access_token, mailbox.refresh_token
+        provider = conn.provider(mailbox.provider)
+    fresh_until = utcnow() + conn.policy.refresh_ahead
+    if stored_access and not force_refresh and expires_at and expires_at > fresh_until:
+        return conn.box.open(stored_access)
+    if stored_refresh is None:
+        error = AuthRevoked("No refresh token is stored for this mailbox.", code="no_refresh_token")
+        require_reauthentication(factory, mailbox_id, error)
+        raise error
+    try:
+        tokens = provider.refresh(conn.box.open(stored_refresh))
+    except (AuthRevoked, InsufficientScope) as error:
+        require_reauthentication(factory, mailbox_id, error, expected_version=version)
+        raise
+    except ProviderError as error:
+        record_passing_failure(factory, conn, mailbox_id, error)
+        raise
+    return _save_refreshed(factory, conn, mailbox_id, version, tokens)
+
+
+def _save_refreshed(
+    factory: sessionmaker[Session],
+    conn: Connections,
+    mailbox_id: int,
+    version: int,
+    tokens: TokenSet,
+) -> str:
+    values: dict[str, object] = {
+        "access_token": conn.box.seal(tokens.access_token),
+        "token_expires_at": tokens.expires_at,
+        "transient_failures": 0,
+        "first_transient_failure_at": None,
+    }
+    if tokens.refresh_token:
+        values["refresh_token"] = conn.box.seal(tokens.refresh_token)
+    if tokens.scopes:
+        values["scopes"] = " ".join(sorted(tokens.scopes))
+    with session_scope(factory) as db:
+        won = repo.save_tokens_if_unchanged(db, mailbox_id, version, values)
+        mailbox = _existing(db, mailbox_id)
+        if won:
+            db.refresh(mailbox)
+            record_event(db, mailbox, MailboxEventKind.REFRESHED, reason="Access token refreshed.")
+            return tokens.access_token
+        # Someone else saved newer tokens first: theirs are the ones to use and keep.
+        db.refresh(mailbox)
+        if mailbox.status is not MailboxStatus.CONNECTED or mailbox.access_token is None:
+            raise MailboxNotConnected(_not_connected_message(mailbox))
+        return conn.box.open(mailbox.access_token)
+
+
+def require_reauthentication(
+    factory: sessionmaker[Session],
+    mailbox_id: int,
+    error: ProviderError,
+    *,
+    expected_version: int | None = None,
+) -> None:
+    """A permanent failure: the user must reauthenticate. Ignored if newer tokens arrived."""
+    with session_scope(factory) as db:
+        mailbox = _existing(db, mailbox_id)
+        if mailbox.status is not MailboxStatus.CONNECTED:
+            return
+        if expected_version is not None and mailbox.token_version != expected_version:
+            return
+        log.info("mailbox_reauth_required", mailbox_id=mailbox_id, code=error.code)
+        transition(
+            db,
+            mailbox,
+            MailboxStatus.REAUTH_REQUIRED,
+            kind=MailboxEventKind.REAUTH_REQUIRED,
+            reason=error.message,
+            code=error.code,
+        )
+
+
+def record_passing_failure(
+    factory: sessionmaker[Session], conn: Connections, mailbox_id: int, error: ProviderError
+) -> None:
+    """Count a transient failure; only a long run of them asks the user to act."""
+    policy = conn.policy
+    with session_scope(factory) as db:
+        mailbox = _existing(db, mailbox_id)
+        now = utcnow()
+        mailbox.transient_failures += 1
+        mailbox.first_transient_failure_at = mailbox.first_transient_failure_at or now
+        record_event(db, mailbox, MailboxEventKind.FAILED, reason=error.message, code=error.code)
+        lasted = now - mailbox.first_transient_failure_at
+        if (
+            mailbox.status is MailboxStatus.CONNECTED
+            and mailbox.transient_failures >= policy.transient_failures_before_reauth
+            and lasted >= policy.transient_period_before_reauth
+        ):
+            label = provider_label(mailbox.provider)
+            transition(
+                db,
+                mailbox,
+                MailboxStatus.REAUTH_REQUIRED,
+                kind=MailboxEventKind.REAUTH_REQUIRED,
+                code=error.code or "transient",
+                reason=f"{label} has failed {mailbox.transient_failures} times in a row since "
+                f"{mailbox.first_transient_failure_at:%Y-%m-%d %H:%M} UTC. Reauthenticate to "
+                "check the connection.",
+            )
+
+
+def _connected(db: Session, mailbox_id: int) -> Mailbox:
+    mailbox = _existing(db, mailbox_id)
+    if mailbox.status is not MailboxStatus.CONNECTED:
+        raise MailboxNotConnected(_not_connected_message(mailbox))
+    return mailbox
+
+
+def _existing(db: Session, mailbox_id: int) -> Mailbox:
+    mailbox = repo.get_mailbox(db, mailbox_id)
+    if mailbox is None:
+        raise NotFound("No such email account.", code="unknown_mailbox")
+    return mailbox
+
+
+def _not_connected_message(mailbox: Mailbox) -> str:
+    if mailbox.status is MailboxStatus.DISCONNECTED:
+        return f"{mailbox.email} is disconnected. Link it again to use it."
+    return f"{mailbox.email} needs reauthentication: {mailbox.status_reason}".strip()
+
+
+def reencrypt_all(db: Session, conn: Connections) -> int:
+    """Re-encrypt every stored token under the newest key; returns how many values changed."""
+    changed = 0
+    for mailbox in repo.all_mailboxes_with_tokens(db):
+        for field in ("access_token", "refresh_token"):
+            value = getattr(mailbox, field)
+            if value:
+                setattr(mailbox, field, conn.box.rotate(value))
+                changed += 1
+    for attempt in repo.live_link_attempts(db, utcnow()):
+        attempt.code_verifier = conn.box.rotate(attempt.code_verifier)
+        if attempt.pending_grant:
+            attempt.pending_grant = conn.box.rotate(attempt.pending_grant)
+        changed += 1
+    return changed

@@ -1,0 +1,112 @@
+"""Mailboxes (connected email accounts), their event history, and link attempts in flight."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from sendwell.kit.clock import utcnow
+from sendwell.models.base import Base
+from sendwell.models.user import User
+
+
+def _enum(kind: type[enum.Enum], length: int = 32) -> Enum:
+    return Enum(
+        kind,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class MailboxStatus(enum.StrEnum):
+    CONNECTED = "connected"
+    REAUTH_REQUIRED = "reauth_required"
+    DISCONNECTED = "disconnected"
+
+
+class MailboxEventKind(enum.StrEnum):
+    CONNECTED = "connected"
+    REAUTHENTICATED = "reauthenticated"
+    REFRESHED = "refreshed"
+    FAILED = "failed"
+    REAUTH_REQUIRED = "reauth_required"
+    DISCONNECTED = "disconnected"
+    SETTINGS_CHANGED = "settings_changed"
+
+
+class Mailbox(Base):
+    """A user's email account. Identity is (provider, subject): the address may change hands."""
+
+    __tablename__ = "mailboxes"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    status: Mapped[MailboxStatus] = mapped_column(_enum(MailboxStatus))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    status_code: Mapped[str] = mapped_column(String(100), default="")
+    status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    access_token: Mapped[str | None] = mapped_column(Text, default=None)
+    refresh_token: Mapped[str | None] = mapped_column(Text, default=None)
+    token_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    scopes: Mapped[str] = mapped_column(Text, default="")
+    # Bumped on every token write: a refresh saves only if nobody saved in between.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    transient_failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_transient_failure_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    signature: Mapped[str] = mapped_column(Text, default="")
+    daily_cap: Mapped[int] = mapped_column(Integer, default=1000)
+    min_gap_seconds: Mapped[int] = mapped_column(Integer, default=60)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[User] = relationship(lazy="raise")
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.status is not MailboxStatus.CONNECTED
+
+
+class MailboxEvent(Base):
+    """One line of a mailbox's history: what happened, who or what did it, and why."""
+
+    __tablename__ = "mailbox_events"
+    __table_args__ = (Index("ix_mailbox_events_mailbox_id_at", "mailbox_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[MailboxEventKind] = mapped_column(_enum(MailboxEventKind))
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")
+    provider_code: Mapped[str] = mapped_column(String(100), default="")
+
+
+class LinkAttempt(Base):
+    """An authorization in flight: bound to one browser session, used once, soon expired."""
+
+    __tablename__ = "link_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    session_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    typed_email: Mapped[str] = mapped_column(String(320))
+    code_verifier: Mapped[str] = mapped_column(Text)
+    # A grant for another address than the one typed, encrypted, kept until the user decides.
+    pending_grant: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,58 @@
+"""Which mail hosts this server can link, built once from the settings."""
+
+from __future__ import annotations
+
+import httpx
+
+from sendwell.config import Settings
+from sendwell.providers.base import MailProvider, ProviderName
+from sendwell.providers.google import GoogleEndpoints, GoogleProvider
+from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
+
+SANDBOX_CLIENT_ID = "sendwell-sandbox"
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the emulator accepts any secret
+
+ProviderRegistry = dict[ProviderName, MailProvider]
+
+
+def make_http_client(settings: Settings) -> httpx.Client:
+    """One pooled client for every provider call, with the configured timeout."""
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.provider_timeout_seconds), follow_redirects=False
+    )
+
+
+def build_registry(settings: Settings, http: httpx.Client) -> ProviderRegistry:
+    """The sandbox's emulated hosts when it is on; otherwise every host with credentials."""
+    if settings.sandbox:
+        base = settings.sandbox_base_url
+        return {
+            ProviderName.GOOGLE: GoogleProvider(
+                client_id=SANDBOX_CLIENT_ID,
+                client_secret=SANDBOX_CLIENT_SECRET,
+                endpoints=GoogleEndpoints.sandbox(base),
+                http=http,
+            ),
+            ProviderName.MICROSOFT: MicrosoftProvider(
+                client_id=SANDBOX_CLIENT_ID,
+                client_secret=SANDBOX_CLIENT_SECRET,
+                endpoints=MicrosoftEndpoints.sandbox(base, settings.microsoft_tenant),
+                http=http,
+            ),
+        }
+    registry: ProviderRegistry = {}
+    if settings.google_client_id:
+        registry[ProviderName.GOOGLE] = GoogleProvider(
+            client_id=settings.google_client_id,
+            client_secret=settings.google_client_secret,
+            endpoints=GoogleEndpoints(),
+            http=http,
+        )
+    if settings.microsoft_client_id:
+        registry[ProviderName.MICROSOFT] = MicrosoftProvider(
+            client_id=settings.microsoft_client_id,
+            client_secret=settings.microsoft_client_secret,
+            endpoints=MicrosoftEndpoints(tenant=settings.microsoft_tenant),
+            http=http,
+        )
+    return registry
