@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from cryptography.fernet import Fernet
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
@@ -17,6 +18,8 @@ from sendwell.config import ConfigError, Settings, load_settings
 from sendwell.db import make_engine, make_session_factory, session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
+from sendwell.kit.tokenbox import TokenBox, TokenBoxError
+from sendwell.mailboxes.tokens import reencrypt_all
 from sendwell.models import Role
 
 app = typer.Typer(help="Sendwell: outreach campaigns from your own mailbox.", no_args_is_help=True)
@@ -26,6 +29,10 @@ tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+keys_app = typer.Typer(help="Token-encryption keys.", no_args_is_help=True)
+mailboxes_app = typer.Typer(help="Connected email accounts.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(mailboxes_app, name="mailboxes")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -80,7 +87,7 @@ def serve(
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
-    application = create_app(settings, engine=engine)
+    application = create_app(settings, engine=engine, background_jobs=True)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     out.print(
         f"Sendwell is running at [bold]http://{shown_host}:{port}[/]  (Ctrl+C to stop)",
@@ -189,6 +196,50 @@ def tokens_create(
         _token, plaintext = accounts.create_api_token(db, user, name)
     err.print(f"API token for {user.email} (shown once, keep it safe):", highlight=False)
     print(plaintext)  # noqa: T201
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new key; put it first in SENDWELL_TOKEN_KEYS, then run `sendwell keys rotate`."""
+    print(Fernet.generate_key().decode())  # noqa: T201
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored token under the first key of SENDWELL_TOKEN_KEYS."""
+    settings = _settings()
+    with _unit_of_work() as db:
+        try:
+            changed = reencrypt_all(db, TokenBox(settings.token_key_list))
+        except TokenBoxError as error:
+            err.print(f"[bold red]Error:[/] {error} Nothing was changed.", highlight=False)
+            raise typer.Exit(1) from None
+    out.print(
+        f"Re-encrypted {changed} stored secrets under the newest key. Older keys can now "
+        "be removed from SENDWELL_TOKEN_KEYS.",
+        highlight=False,
+    )
+
+
+@mailboxes_app.command("check")
+def mailboxes_check() -> None:
+    """Check every connected mailbox now (the server also does this periodically)."""
+    from sendwell.mailboxes.connections import build_connections
+    from sendwell.mailboxes.tasks import check_connections
+    from sendwell.providers.registry import build_registry, make_http_client
+
+    settings = _settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    _require_current_schema(engine)
+    with make_http_client(settings) as http:
+        connections = build_connections(settings, build_registry(settings, http))
+        report = check_connections(make_session_factory(engine), connections)
+    engine.dispose()
+    out.print(
+        f"Checked {report.checked} connected mailboxes: {report.healthy} healthy, "
+        f"{report.failed} failing.",
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -30,13 +30,18 @@ class SignInPolicy:
     window: timedelta
 
 
-def normalize_email(raw: str) -> str:
-    """The canonical, lower-cased form of an address, or a clear error."""
+def normalize_email(raw: str, *, allow_test_domains: bool = False) -> str:
+    """The canonical, lower-cased form of an address, or a clear error.
+
+    ``allow_test_domains`` admits the reserved ``.test`` domain the sandbox's mailboxes use.
+    """
     candidate = raw.strip()
     if not candidate:
         raise InvalidInput("Enter an email address.", code="invalid_email")
     try:
-        result = validate_email(candidate, check_deliverability=False)
+        result = validate_email(
+            candidate, check_deliverability=False, test_environment=allow_test_domains
+        )
     except EmailNotValidError as error:
         raise InvalidInput(
             f"That email address is not valid: {error}", code="invalid_email"

@@ -75,7 +75,7 @@ def link(
     db: Session = Depends(get_db, scope="function"),
     conn: Connections = Depends(connections),
 ) -> LinkOut:
-    address = normalize_email(body.email)
+    address = normalize_email(body.email, allow_test_domains=conn.sandbox)
     chosen = service.choose_provider(conn, address, body.provider or "")
     if chosen is None:
         raise InvalidInput(

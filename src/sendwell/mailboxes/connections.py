@@ -31,6 +31,7 @@ class Connections:
     box: TokenBox
     base_url: str
     policy: TokenPolicy
+    sandbox: bool = False
     link_lifetime: timedelta = timedelta(minutes=15)
 
     def provider(self, name: str) -> MailProvider:
@@ -64,6 +65,7 @@ def build_connections(settings: Settings, registry: ProviderRegistry) -> Connect
         ),
         box=TokenBox(settings.token_key_list),
         base_url=settings.base_url,
+        sandbox=settings.sandbox,
         policy=TokenPolicy(
             refresh_ahead=timedelta(minutes=5),
             transient_failures_before_reauth=settings.transient_failures_before_reauth,

@@ -15,6 +15,7 @@ from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, NotFound
 from sendwell.kit.logging import get_logger
+from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.mailboxes.service import record_event, transition
@@ -185,18 +186,18 @@ def _not_connected_message(mailbox: Mailbox) -> str:
     return f"{mailbox.email} needs reauthentication: {mailbox.status_reason}".strip()
 
 
-def reencrypt_all(db: Session, conn: Connections) -> int:
+def reencrypt_all(db: Session, box: TokenBox) -> int:
     """Re-encrypt every stored token under the newest key; returns how many values changed."""
     changed = 0
     for mailbox in repo.all_mailboxes_with_tokens(db):
         for field in ("access_token", "refresh_token"):
             value = getattr(mailbox, field)
             if value:
-                setattr(mailbox, field, conn.box.rotate(value))
+                setattr(mailbox, field, box.rotate(value))
                 changed += 1
     for attempt in repo.live_link_attempts(db, utcnow()):
-        attempt.code_verifier = conn.box.rotate(attempt.code_verifier)
+        attempt.code_verifier = box.rotate(attempt.code_verifier)
         if attempt.pending_grant:
-            attempt.pending_grant = conn.box.rotate(attempt.pending_grant)
+            attempt.pending_grant = box.rotate(attempt.pending_grant)
         changed += 1
     return changed

@@ -71,7 +71,7 @@ def link(
             raise InvalidInput(
                 "Tick “Your email account” to link a mailbox you own.", code="not_own"
             )
-        address = normalize_email(email)
+        address = normalize_email(email, allow_test_domains=conn.sandbox)
         chosen = service.choose_provider(conn, address, provider)
         if chosen is None:
             return render(
