@@ -39,11 +39,12 @@ def connections(client: TestClient) -> Connections:
 
 def start_link(client: TestClient, email: str, **extra: str) -> httpx.Response:
     token = csrf_from(client.get("/messaging/settings").text)
-    return client.post(
+    response: httpx.Response = client.post(
         "/mailboxes/link",
         data={"csrftoken": token, "own": "on", "email": email, **extra},
         follow_redirects=False,
     )
+    return response
 
 
 def finish_at_provider(
@@ -53,7 +54,8 @@ def finish_at_provider(
     assert response.status_code == 303, response.text
     params = consent_flow(response.headers["location"], email, **flow)
     path = "/mailboxes/callback/" + ("google" if "gmail.test" in email else "microsoft")
-    return client.get(path, params=params, follow_redirects=False)
+    callback: httpx.Response = client.get(path, params=params, follow_redirects=False)
+    return callback
 
 
 def link(client: TestClient, email: str, **flow: Any) -> httpx.Response:
