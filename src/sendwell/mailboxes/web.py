@@ -223,17 +223,7 @@ def email_settings(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
-    mailbox = service.get_mailbox(db, user, mailbox_id)
-    return render(
-        request,
-        "mailboxes/detail.html",
-        {
-            "mailbox": mailbox,
-            "events": service.mailbox_history(db, mailbox),
-            "label": provider_label(mailbox.provider),
-            "form": {},
-        },
-    )
+    return _email_settings_page(request, db, user, mailbox_id)
 
 
 @router.post("/mailboxes/{mailbox_id}/settings")
@@ -264,18 +254,13 @@ def save_settings(
             signature=signature.replace("\r\n", "\n"),
         )
     except SendwellError as error:
-        db.rollback()
-        mailbox = service.get_mailbox(db, user, mailbox_id)
-        return render(
+        return _email_settings_page(
             request,
-            "mailboxes/detail.html",
-            {
-                "mailbox": mailbox,
-                "events": service.mailbox_history(db, mailbox),
-                "label": provider_label(mailbox.provider),
-                "form": form,
-                "error": error.message,
-            },
+            db,
+            user,
+            mailbox_id,
+            form=form,
+            error=error.message,
             status_code=error.status_code,
         )
     return redirect_with_flash(request, f"/mailboxes/{mailbox_id}", "Email settings saved.")
@@ -313,6 +298,31 @@ def reauthenticate(
         session_secret=request.cookies.get(SESSION_COOKIE),
     )
     return RedirectResponse(url, status_code=303)
+
+
+def _email_settings_page(
+    request: Request,
+    db: Session,
+    user: User,
+    mailbox_id: int,
+    *,
+    form: dict[str, str] | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    mailbox = service.get_mailbox(db, user, mailbox_id)
+    return render(
+        request,
+        "mailboxes/detail.html",
+        {
+            "mailbox": mailbox,
+            "events": service.mailbox_history(db, mailbox),
+            "label": provider_label(mailbox.provider),
+            "form": form or {},
+            "error": error,
+        },
+        status_code=status_code,
+    )
 
 
 def _whole(raw: str, what: str) -> int | None:

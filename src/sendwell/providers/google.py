@@ -269,7 +269,9 @@ class GoogleProvider:
             display_name=str(body.get("name", "")),
         )
 
-    def _get(self, access_token: str, path: str, params: dict[str, str]) -> dict[str, Any]:
+    def _get(
+        self, access_token: str, path: str, params: dict[str, str] | list[tuple[str, str]]
+    ) -> dict[str, Any]:
         response = call(
             self.http,
             "GET",
@@ -281,33 +283,25 @@ class GoogleProvider:
         )
         return self._checked(response)
 
+    def _metadata(
+        self, access_token: str, message_id: str, names: tuple[str, ...]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A message's metadata resource and the named headers (lower-cased names)."""
+        body = self._get(
+            access_token,
+            f"/messages/{message_id}",
+            [("format", "metadata"), *(("metadataHeaders", n) for n in names)],
+        )
+        headers = body.get("payload", {}).get("headers", [])
+        return body, {h["name"].lower(): h["value"] for h in headers}
+
     def _headers_of(
         self, access_token: str, message_id: str, names: tuple[str, ...]
     ) -> dict[str, str]:
-        response = call(
-            self.http,
-            "GET",
-            f"{self.endpoints.gmail}/messages/{message_id}",
-            provider="Google",
-            idempotent=True,
-            params=[("format", "metadata"), *(("metadataHeaders", n) for n in names)],
-            headers=_bearer(access_token),
-        )
-        body = self._checked(response)
-        return {h["name"].lower(): h["value"] for h in body.get("payload", {}).get("headers", [])}
+        return self._metadata(access_token, message_id, names)[1]
 
     def _inbound(self, access_token: str, message_id: str) -> InboundMessage:
-        response = call(
-            self.http,
-            "GET",
-            f"{self.endpoints.gmail}/messages/{message_id}",
-            provider="Google",
-            idempotent=True,
-            params=[("format", "metadata"), *(("metadataHeaders", n) for n in INBOUND_HEADERS)],
-            headers=_bearer(access_token),
-        )
-        body = self._checked(response)
-        headers = {h["name"].lower(): h["value"] for h in body["payload"]["headers"]}
+        body, headers = self._metadata(access_token, message_id, INBOUND_HEADERS)
         return InboundMessage(
             provider_message_id=body["id"],
             thread_id=body["threadId"],

@@ -22,7 +22,7 @@ from sendwell.sandbox.common import (
     thread_for_reply,
 )
 from sendwell.sandbox.responses import CutResponse, google_api_error
-from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage, now
+from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage
 
 SEND = "https://www.googleapis.com/auth/gmail.send"
 METADATA = "https://www.googleapis.com/auth/gmail.metadata"
@@ -185,12 +185,8 @@ def build_router(state: SandboxState) -> APIRouter:
         )
 
     def exchange_code(code: str, redirect_uri: str, verifier: str, client_id: str) -> JSONResponse:
-        with state.lock:
-            stored = state.codes.get(code)
-            usable = stored is not None and not stored.used and stored.expires_at > now()
-            if stored is not None:
-                stored.used = True
-        if stored is None or not usable:
+        stored = state.spend_code(code)
+        if stored is None:
             return JSONResponse({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
         if stored.redirect_uri != redirect_uri or stored.grant.client_id != client_id:
             return JSONResponse(

@@ -23,7 +23,7 @@ from sendwell.sandbox.common import (
 )
 from sendwell.sandbox.google import pkce_matches
 from sendwell.sandbox.responses import CutResponse, graph_error
-from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage, Token, now
+from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage, Token
 
 GRAPH_PREFIX = "https://graph.microsoft.com/"
 # Entra ID error texts, as the token endpoint returns them (AADSTS code, HTTP status, error).
@@ -244,12 +244,8 @@ def build_router(state: SandboxState) -> APIRouter:
         )
 
     def exchange_code(code: str, redirect_uri: str, verifier: str, client_id: str) -> JSONResponse:
-        with state.lock:
-            stored = state.codes.get(code)
-            usable = stored is not None and not stored.used and stored.expires_at > now()
-            if stored is not None:
-                stored.used = True
-        if stored is None or not usable:
+        stored = state.spend_code(code)
+        if stored is None:
             return token_error("AADSTS70008")
         if stored.redirect_uri != redirect_uri or stored.grant.client_id != client_id:
             return JSONResponse(

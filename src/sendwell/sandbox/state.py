@@ -170,6 +170,16 @@ class SandboxState:
             self.codes[code.code] = code
             return code
 
+    def spend_code(self, code: str) -> AuthorizationCode | None:
+        """An authorization code, usable once and before it expires; None otherwise."""
+        with self.lock:
+            stored = self.codes.get(code)
+            if stored is None:
+                return None
+            usable = not stored.used and stored.expires_at > now()
+            stored.used = True
+        return stored if usable else None
+
     def issue_tokens(self, grant: Grant, *, with_refresh: bool) -> tuple[Token, Token | None]:
         provider = provider_for(grant.address)
         with self.lock:
