@@ -336,3 +336,15 @@ def test_metadata_scope_refuses_search(google: GoogleProvider, sandbox: Sandbox)
     )
     assert response.status_code == 403
     assert response.json()["error"]["message"] == "Metadata scope does not support 'q' parameter"
+
+
+def test_expired_history_cursor_resyncs_from_the_inbox(
+    google: GoogleProvider, sandbox: Sandbox
+) -> None:
+    token = link(google).tokens.access_token
+    sent = google.send(token, message(), tag="tag-1")
+    sandbox.admin("reply", {"mailbox": ADDRESS, "to_message_id": sent.provider_message_id})
+    page = google.list_inbound(token, "5")
+    assert [m.in_reply_to for m in page.messages] == [sent.message_id_header]
+    assert int(page.cursor) >= 1000
+    assert google.list_inbound(token, page.cursor).messages == []

@@ -1,6 +1,19 @@
 """Every table, imported here so Alembic and the app see the whole schema."""
 
 from sendwell.models.base import Base
+from sendwell.models.campaign import (
+    Campaign,
+    CampaignEvent,
+    CampaignStatus,
+    CampaignStep,
+    Enrollment,
+    EnrollmentStatus,
+    LedgerStatus,
+    PauseReason,
+    SendLedger,
+    Suppression,
+    SuppressionReason,
+)
 from sendwell.models.mailbox import (
     LinkAttempt,
     Mailbox,
@@ -14,13 +27,24 @@ from sendwell.models.workspace import Workspace
 __all__ = [
     "ApiToken",
     "Base",
+    "Campaign",
+    "CampaignEvent",
+    "CampaignStatus",
+    "CampaignStep",
+    "Enrollment",
+    "EnrollmentStatus",
+    "LedgerStatus",
     "LinkAttempt",
     "Mailbox",
     "MailboxEvent",
     "MailboxEventKind",
     "MailboxStatus",
+    "PauseReason",
     "Role",
+    "SendLedger",
     "SignInFailure",
+    "Suppression",
+    "SuppressionReason",
     "User",
     "UserSession",
     "Workspace",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Enum, MetaData
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -44,3 +45,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime()}
+
+
+def str_enum(kind: type[enum.Enum], length: int = 32) -> Enum:
+    """A Python enum stored as its values in a plain string column (portable, no DB type)."""
+    return Enum(
+        kind,
+        native_enum=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )

@@ -5,21 +5,12 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sendwell.kit.clock import utcnow
-from sendwell.models.base import Base
+from sendwell.models.base import Base, str_enum
 from sendwell.models.user import User
-
-
-def _enum(kind: type[enum.Enum], length: int = 32) -> Enum:
-    return Enum(
-        kind,
-        native_enum=False,
-        length=length,
-        values_callable=lambda members: [m.value for m in members],
-    )
 
 
 class MailboxStatus(enum.StrEnum):
@@ -50,7 +41,7 @@ class Mailbox(Base):
     provider: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(320), index=True)
-    status: Mapped[MailboxStatus] = mapped_column(_enum(MailboxStatus))
+    status: Mapped[MailboxStatus] = mapped_column(str_enum(MailboxStatus))
     status_reason: Mapped[str] = mapped_column(Text, default="")
     status_code: Mapped[str] = mapped_column(String(100), default="")
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -85,7 +76,7 @@ class MailboxEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    kind: Mapped[MailboxEventKind] = mapped_column(_enum(MailboxEventKind))
+    kind: Mapped[MailboxEventKind] = mapped_column(str_enum(MailboxEventKind))
     actor_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )

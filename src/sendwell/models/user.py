@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sendwell.kit.clock import utcnow
-from sendwell.models.base import Base
+from sendwell.models.base import Base, str_enum
 from sendwell.models.workspace import Workspace
 
 
@@ -26,9 +26,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[Role] = mapped_column(
-        Enum(Role, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
-    )
+    role: Mapped[Role] = mapped_column(str_enum(Role, length=16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(default=None)
 

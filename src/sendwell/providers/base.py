@@ -177,6 +177,10 @@ class RateLimited(ProviderError):
 class Transient(ProviderError):
     """A passing failure (5xx, connection refused before sending): try again later."""
 
+    def __init__(self, message: str, *, code: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
 
 class OutcomeUnknown(ProviderError):
     """The request may have reached the host: reconcile through the Sent folder first."""

@@ -12,6 +12,7 @@ import httpx
 
 from sendwell.providers import oauth
 from sendwell.providers.base import (
+    AdminApprovalRequired,
     AuthRevoked,
     ConsentDeclined,
     Grant,
@@ -78,8 +79,14 @@ RATE_REASONS = frozenset(
     }
 )
 RETRY_AT = re.compile(r"Retry after (\d{4}-\d\d-\d\dT[\d:.]+Z)")
+# How many of the newest inbox messages are read when the history cursor is too old.
+RESYNC_LIMIT = 100
 # How many of the newest Sent messages are searched for a tag before giving up.
 SENT_SCAN_LIMIT = 100
+
+
+class HistoryExpired(ProviderError):
+    """history.list answered 404: the start id is older than Gmail keeps (a full sync is due)."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,9 @@ class GoogleProvider:
         message_id, thread = str(body.get("id", "")), str(body.get("threadId", ""))
         try:
             headers = self._headers_of(access_token, message_id, ("Message-ID",))
-        except (Transient, RateLimited):
+        except ProviderError:
+            # The message went out; never let the read-back turn that into a failure (a retry
+            # would send it twice). The Message-ID is learnt later from the Sent folder.
             headers = {}
         return SentMessage(message_id, thread, headers.get("message-id", ""))
 
@@ -228,7 +237,10 @@ class GoogleProvider:
         added: list[dict[str, str]] = []
         params = {"startHistoryId": cursor, "historyTypes": "messageAdded", "labelId": "INBOX"}
         while True:
-            page = self._get(access_token, "/history", params)
+            try:
+                page = self._get(access_token, "/history", params)
+            except HistoryExpired:
+                return self._resync_inbox(access_token)
             for record in page.get("history", []):
                 added += [entry["message"] for entry in record.get("messagesAdded", [])]
             if not page.get("nextPageToken"):
@@ -236,6 +248,19 @@ class GoogleProvider:
             params["pageToken"] = str(page["nextPageToken"])
         messages = [self._inbound(access_token, item["id"]) for item in added]
         return InboundPage(messages, str(page.get("historyId", cursor)))
+
+    def _resync_inbox(self, access_token: str) -> InboundPage:
+        """A history id too old to list from: read the newest inbox messages, start afresh.
+
+        Messages may be reported again; the caller handles each message id once.
+        """
+        profile = self._get(access_token, "/profile", {})
+        listing = self._get(
+            access_token, "/messages", {"labelIds": "INBOX", "maxResults": str(RESYNC_LIMIT)}
+        )
+        items = list(reversed(listing.get("messages", [])))
+        messages = [self._inbound(access_token, item["id"]) for item in items]
+        return InboundPage(messages, str(profile["historyId"]))
 
     def probe(self, access_token: str) -> None:
         self._get(access_token, "/profile", {})
@@ -374,6 +399,13 @@ def _api_error(response: httpx.Response) -> ProviderError:
             missing=REQUIRED_SCOPES,
             code="insufficientPermissions",
         )
+    if "domainPolicy" in reasons:
+        return AdminApprovalRequired(
+            f"The Google Workspace administrator has not allowed Sendwell: {message}",
+            code="domainPolicy",
+        )
+    if status == 404 and "/history" in str(response.request.url):
+        return HistoryExpired("The mailbox history cursor is too old.", code="notFound")
     if "failedPrecondition" in reasons or "Mail service not enabled" in message:
         return AuthRevoked(f"Gmail is not enabled for this account: {message}", code=code)
     if status >= 500:

@@ -100,7 +100,7 @@ class MicrosoftEndpoints:
     def admin_consent(self) -> str:
         # "Do not use 'common'": admin consent needs a tenant id or 'organizations'
         # (https://learn.microsoft.com/entra/identity-platform/v2-admin-consent).
-        tenant = "organizations" if self.tenant == "common" else self.tenant
+        tenant = "organizations" if self.tenant in ("common", "consumers") else self.tenant
         return f"{self.login}/{tenant}/v2.0/adminconsent"
 
     @classmethod
@@ -390,5 +390,9 @@ def _api_error(response: httpx.Response) -> ProviderError:
     if code == "ErrorInvalidRecipients":
         return RecipientRejected(f"Outlook refused the recipient: {message}", code=code)
     if status >= 500:
-        return Transient(f"Graph failed (HTTP {status}): {message}", code=code)
+        return Transient(
+            f"Graph failed (HTTP {status}): {message}",
+            code=code,
+            retry_after=retry_after_seconds(response),
+        )
     return ProviderError(f"Graph refused the request (HTTP {status}): {message}", code=code)

@@ -1,0 +1,127 @@
+"""Merge-field templates: Jinja2's sandbox, strict about unknown names, safe in headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from sendwell.kit.errors import InvalidInput
+
+STANDARD_FIELDS = ("first_name", "last_name", "full_name", "email", "company", "title")
+SENDER_FIELDS = ("sender_name", "signature")
+HEADER_FORBIDDEN = ("\r", "\n", "\0")
+MAX_SUBJECT_LENGTH = 998  # RFC 5322 line limit
+
+
+class TemplateProblem(InvalidInput):
+    code = "template_error"
+
+
+_text = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
+_html = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True
+)
+
+
+@dataclass(frozen=True)
+class RenderedStep:
+    subject: str
+    body: str
+    body_html: str
+
+
+def check_syntax(source: str, where: str) -> None:
+    """Refuse a template that does not parse, naming where and the line."""
+    try:
+        _text.parse(source)
+    except TemplateSyntaxError as error:
+        raise TemplateProblem(f"{where}: {error.message} (line {error.lineno}).") from None
+
+
+def merge_fields(recipient: dict[str, Any], sender: dict[str, str]) -> dict[str, Any]:
+    """The names a template can use for one recipient: standard, custom columns, sender."""
+    first = str(recipient.get("first_name") or "")
+    last = str(recipient.get("last_name") or "")
+    values: dict[str, Any] = dict.fromkeys(STANDARD_FIELDS, "")
+    # Custom columns first, so a column can never shadow a standard or sender field.
+    values.update({str(k): v for k, v in (recipient.get("fields") or {}).items()})
+    values.update({name: str(recipient.get(name) or "") for name in STANDARD_FIELDS})
+    values["full_name"] = " ".join(part for part in (first, last) if part)
+    values.update({name: sender.get(name, "") for name in SENDER_FIELDS})
+    # Empty values count as missing for `default`, so "Hi {{ first_name | default('there') }}"
+    # greets a recipient without a first name.
+    return {name: value for name, value in values.items() if value not in ("", None)}
+
+
+def render_text(source: str, fields: dict[str, Any], where: str) -> str:
+    try:
+        return _text.from_string(source).render(fields)
+    except UndefinedError as error:
+        raise TemplateProblem(f"{where}: {_undefined_message(error)}") from None
+    except TemplateSyntaxError as error:
+        raise TemplateProblem(f"{where}: {error.message} (line {error.lineno}).") from None
+    except SecurityError:
+        raise TemplateProblem(f"{where}: the template uses something templates may not.") from None
+
+
+def render_header(source: str, fields: dict[str, Any], where: str) -> str:
+    """A header value (the subject): one line, no CR, LF or NUL, within the length limit."""
+    value = render_text(source, fields, where).strip()
+    if any(char in value for char in HEADER_FORBIDDEN):
+        raise TemplateProblem(
+            f"{where}: the result contains a line break or NUL character, "
+            "which is not allowed in an email header."
+        )
+    if not value:
+        raise TemplateProblem(f"{where}: the result is empty.")
+    if len(value) > MAX_SUBJECT_LENGTH:
+        raise TemplateProblem(
+            f"{where}: the result is longer than {MAX_SUBJECT_LENGTH} characters."
+        )
+    return value
+
+
+def render_step(
+    subject: str, body: str, body_html: str, fields: dict[str, Any], step_label: str
+) -> RenderedStep:
+    """Subject, text body and optional HTML body (merge fields escaped) for one recipient."""
+    html = ""
+    if body_html.strip():
+        try:
+            html = _html.from_string(body_html).render(fields)
+        except UndefinedError as error:
+            raise TemplateProblem(f"{step_label} HTML body: {_undefined_message(error)}") from None
+        except TemplateSyntaxError as error:
+            raise TemplateProblem(
+                f"{step_label} HTML body: {error.message} (line {error.lineno})."
+            ) from None
+    return RenderedStep(
+        subject=render_header(subject, fields, f"{step_label} subject"),
+        body=render_text(body, fields, f"{step_label} body"),
+        body_html=html,
+    )
+
+
+def check_header_value(value: str, what: str) -> str:
+    """A plain header value such as a sender name: refused if it could break the header."""
+    if any(char in value for char in HEADER_FORBIDDEN):
+        raise InvalidInput(
+            f"{what} contains a line break or NUL character.", code="header_injection"
+        )
+    return value
+
+
+def _undefined_message(error: UndefinedError) -> str:
+    text = str(error.message or "")
+    if "is undefined" in text:
+        name = text.split("'")[1] if "'" in text else text
+        return (
+            f"the recipient has no value for {{{{ {name} }}}}. Add the column, or give a "
+            f'default: {{{{ {name} | default("…") }}}}.'
+        )
+    return text

@@ -1,0 +1,186 @@
+"""Campaigns, their steps, recipients (enrollments), history, the send ledger, suppressions."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from sendwell.kit.clock import utcnow
+from sendwell.models.base import Base, str_enum
+from sendwell.models.mailbox import Mailbox
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ARCHIVED = "archived"
+
+
+class PauseReason(enum.StrEnum):
+    USER = "user"
+    MAILBOX_REAUTH_REQUIRED = "mailbox_reauth_required"
+    MAILBOX_REAUTHENTICATED = "mailbox_reauthenticated"
+    MAILBOX_DISCONNECTED = "mailbox_disconnected"
+    SEND_ERRORS = "send_errors"
+
+
+class EnrollmentStatus(enum.StrEnum):
+    NOT_STARTED = "not_started"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    REPLIED = "replied"
+    BOUNCED = "bounced"
+    UNSUBSCRIBED = "unsubscribed"
+    FAILED = "failed"
+
+
+class LedgerStatus(enum.StrEnum):
+    CLAIMED = "claimed"
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class SuppressionReason(enum.StrEnum):
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    DO_NOT_CONTACT = "do_not_contact"
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[CampaignStatus] = mapped_column(str_enum(CampaignStatus), index=True)
+    pause_reason: Mapped[PauseReason | None] = mapped_column(str_enum(PauseReason), default=None)
+    # Schedule: empty days = every day; no start/end = any hour.
+    schedule_days: Mapped[str] = mapped_column(String(40), default="")
+    schedule_start: Mapped[str | None] = mapped_column(String(5), default=None)
+    schedule_end: Mapped[str | None] = mapped_column(String(5), default=None)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    start_delay_minutes: Mapped[int] = mapped_column(Integer, default=20)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    mailbox: Mapped[Mailbox] = relationship(lazy="raise")
+    steps: Mapped[list[CampaignStep]] = relationship(
+        lazy="raise", order_by="CampaignStep.position", cascade="all, delete-orphan"
+    )
+
+
+class CampaignStep(Base):
+    __tablename__ = "campaign_steps"
+    __table_args__ = (UniqueConstraint("campaign_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    delay_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    new_thread: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Enrollment(Base):
+    """A recipient in a campaign and how far their sequence has gone."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "email"),
+        Index("ix_enrollments_due", "status", "next_due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    company: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[EnrollmentStatus] = mapped_column(str_enum(EnrollmentStatus))
+    steps_sent: Mapped[int] = mapped_column(Integer, default=0)
+    next_due_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    thread_id: Mapped[str] = mapped_column(String(255), default="")
+    last_message_id: Mapped[str] = mapped_column(String(998), default="")
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignEvent(Base):
+    __tablename__ = "campaign_events"
+    __table_args__ = (Index("ix_campaign_events_campaign_id_at", "campaign_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class SendLedger(Base):
+    """One row per (enrollment, step): claimed before the provider is called, never twice."""
+
+    __tablename__ = "send_ledger"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_position"),
+        Index("ix_send_ledger_status_not_before", "status", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"), index=True)
+    step_position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[LedgerStatus] = mapped_column(str_enum(LedgerStatus))
+    tag: Mapped[str] = mapped_column(String(64), unique=True)
+    worker: Mapped[str] = mapped_column(String(100), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    not_before: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_message_id: Mapped[str] = mapped_column(String(255), default="")
+    thread_id: Mapped[str] = mapped_column(String(255), default="")
+    message_id_header: Mapped[str] = mapped_column(String(998), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class Suppression(Base):
+    """An address the workspace never emails again, and why."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[SuppressionReason] = mapped_column(str_enum(SuppressionReason))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
