@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -34,44 +35,78 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class LiveServers:
+    """Starts `sendwell serve` processes, each in a fresh folder; stops them at teardown."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.running: list[tuple[subprocess.Popen[bytes], IO[str]]] = []
+
+    def start(self, **extra_env: str) -> str:
+        """`sendwell db upgrade` and `sendwell serve`, as `make run` does; returns the server's URL.
+
+        `extra_env` adds or overrides `SENDWELL_*` settings, e.g. SENDWELL_HEALTH_CHECK_MINUTES.
+        """
+        folder = self.tmp_path / f"server-{len(self.running)}"
+        folder.mkdir(exist_ok=True)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("SENDWELL_")}
+        # OAuth callbacks and the server's own calls to the sandbox go to BASE_URL.
+        env.update({"SENDWELL_SANDBOX": "1", "SENDWELL_BASE_URL": url, **extra_env})
+        subprocess.run(
+            [sys.executable, "-m", "sendwell", "db", "upgrade"],
+            cwd=folder,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        log = (folder / "server.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sendwell", "serve", "--port", str(port)],
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.running.append((process, log))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("sendwell serve did not start:\n" + (folder / "server.log").read_text())
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        for process, log in self.running:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+            log.close()
+        self.running.clear()
+
+
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[str]:
+def live_servers(tmp_path: Path) -> Iterator[LiveServers]:
+    """A factory for live servers with extra settings: `live_servers.start(SENDWELL_X="...")`."""
+    servers = LiveServers(tmp_path)
+    yield servers
+    servers.stop_all()
+
+
+@pytest.fixture
+def live_server(live_servers: LiveServers) -> str:
     """`sendwell db upgrade` and `sendwell serve` in a fresh folder, as `make run` does."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SENDWELL_")}
-    env["SENDWELL_SANDBOX"] = "1"
-    port = free_port()
-    subprocess.run(
-        [sys.executable, "-m", "sendwell", "db", "upgrade"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sendwell", "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("sendwell serve did not start:\n" + (tmp_path / "server.log").read_text())
-        time.sleep(0.2)
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    return live_servers.start()
 
 
 @pytest.fixture
