@@ -1,0 +1,275 @@
+"""Every query the campaigns feature runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, case, func, insert, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from sendwell.models import (
+    Campaign,
+    CampaignEvent,
+    CampaignStatus,
+    Enrollment,
+    EnrollmentStatus,
+    LedgerStatus,
+    PauseReason,
+    SendLedger,
+    Suppression,
+    User,
+)
+
+
+def _visible(user: User) -> Select[Campaign]:
+    query = select(Campaign).where(Campaign.workspace_id == user.workspace_id)
+    if not user.is_admin:
+        query = query.where(Campaign.owner_id == user.id)
+    return query
+
+
+def visible_campaigns(db: Session, user: User, *, include_archived: bool = True) -> list[Campaign]:
+    query = _visible(user).options(selectinload(Campaign.mailbox))
+    if not include_archived:
+        query = query.where(Campaign.status != CampaignStatus.ARCHIVED)
+    return list(db.scalars(query.order_by(Campaign.created_at.desc(), Campaign.id.desc())))
+
+
+def get_visible_campaign(db: Session, user: User, campaign_id: int) -> Campaign | None:
+    return db.scalar(
+        _visible(user)
+        .where(Campaign.id == campaign_id)
+        .options(selectinload(Campaign.steps), selectinload(Campaign.mailbox))
+    )
+
+
+def get_campaign_for_update(db: Session, campaign_id: int) -> Campaign | None:
+    """The campaign row, locked on PostgreSQL so concurrent transitions queue up."""
+    return db.scalar(
+        select(Campaign)
+        .where(Campaign.id == campaign_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Recipients by outcome and messages sent, per campaign, in two grouped queries."""
+    result = {
+        cid: {
+            "recipients": 0,
+            "sent": 0,
+            "replied": 0,
+            "bounced": 0,
+            "completed": 0,
+            "unsubscribed": 0,
+            "failed": 0,
+            "finished": 0,
+        }
+        for cid in campaign_ids
+    }
+    if not campaign_ids:
+        return result
+    finished = (
+        EnrollmentStatus.COMPLETED,
+        EnrollmentStatus.REPLIED,
+        EnrollmentStatus.BOUNCED,
+        EnrollmentStatus.UNSUBSCRIBED,
+        EnrollmentStatus.FAILED,
+    )
+    rows = db.execute(
+        select(Enrollment.campaign_id, Enrollment.status, func.count())
+        .where(Enrollment.campaign_id.in_(campaign_ids))
+        .group_by(Enrollment.campaign_id, Enrollment.status)
+    )
+    for campaign_id, status, count in rows:
+        counts = result[campaign_id]
+        counts["recipients"] += count
+        if status.value in counts:
+            counts[status.value] += count
+        if status in finished:
+            counts["finished"] += count
+    sent = db.execute(
+        select(SendLedger.campaign_id, func.count())
+        .where(SendLedger.campaign_id.in_(campaign_ids), SendLedger.status == LedgerStatus.SENT)
+        .group_by(SendLedger.campaign_id)
+    )
+    for campaign_id, count in sent:
+        result[campaign_id]["sent"] = count
+    return result
+
+
+def events(db: Session, campaign_id: int, limit: int = 200) -> list[CampaignEvent]:
+    return list(
+        db.scalars(
+            select(CampaignEvent)
+            .where(CampaignEvent.campaign_id == campaign_id)
+            .order_by(CampaignEvent.at.desc(), CampaignEvent.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def enrollments(
+    db: Session, campaign_id: int, *, offset: int = 0, limit: int = 100
+) -> list[Enrollment]:
+    return list(
+        db.scalars(
+            select(Enrollment)
+            .where(Enrollment.campaign_id == campaign_id)
+            .order_by(Enrollment.id)
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+
+
+def all_enrollments(db: Session, campaign_id: int, batch: int = 1000) -> Iterable[Enrollment]:
+    """Every enrollment, in batches: unchanged rows are only weakly held by the session."""
+    last_id = 0
+    while True:
+        page = list(
+            db.scalars(
+                select(Enrollment)
+                .where(Enrollment.campaign_id == campaign_id, Enrollment.id > last_id)
+                .order_by(Enrollment.id)
+                .limit(batch)
+            )
+        )
+        if not page:
+            return
+        yield from page
+        last_id = page[-1].id
+
+
+def get_enrollment(db: Session, campaign_id: int, enrollment_id: int) -> Enrollment | None:
+    return db.scalar(
+        select(Enrollment).where(
+            Enrollment.campaign_id == campaign_id, Enrollment.id == enrollment_id
+        )
+    )
+
+
+def first_enrollment(db: Session, campaign_id: int) -> Enrollment | None:
+    return db.scalar(
+        select(Enrollment)
+        .where(Enrollment.campaign_id == campaign_id)
+        .order_by(Enrollment.id)
+        .limit(1)
+    )
+
+
+def existing_emails(db: Session, campaign_id: int, emails: list[str]) -> set[str]:
+    return set(
+        db.scalars(
+            select(Enrollment.email).where(
+                Enrollment.campaign_id == campaign_id, Enrollment.email.in_(emails)
+            )
+        )
+    )
+
+
+def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, str]:
+    rows = db.execute(
+        select(Suppression.email, Suppression.reason).where(
+            Suppression.workspace_id == workspace_id, Suppression.email.in_(emails)
+        )
+    )
+    return {email: reason.value for email, reason in rows}
+
+
+def insert_enrollments(db: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        db.execute(insert(Enrollment), rows)
+
+
+def count_enrollments(db: Session, campaign_id: int) -> int:
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .where(Enrollment.campaign_id == campaign_id)
+        )
+        or 0
+    )
+
+
+def schedule_unstarted(db: Session, campaign_id: int, due_at: datetime) -> None:
+    """Give every recipient who has received nothing yet their first due time."""
+    db.execute(
+        update(Enrollment)
+        .where(
+            Enrollment.campaign_id == campaign_id,
+            Enrollment.status == EnrollmentStatus.NOT_STARTED,
+            Enrollment.next_due_at.is_(None),
+        )
+        .values(next_due_at=due_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def pause_active_for_mailbox(
+    db: Session, mailbox_id: int, reason: PauseReason, now: datetime
+) -> list[int]:
+    """Pause a mailbox's active campaigns: touches campaign rows only, never recipients."""
+    ids = list(
+        db.scalars(
+            select(Campaign.id)
+            .where(Campaign.mailbox_id == mailbox_id, Campaign.status == CampaignStatus.ACTIVE)
+            .with_for_update()
+        )
+    )
+    if ids:
+        db.execute(
+            update(Campaign)
+            .where(Campaign.id.in_(ids))
+            .values(status=CampaignStatus.PAUSED, pause_reason=reason, status_changed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ids
+
+
+def daily_activity(db: Session, campaign_id: int, since: datetime) -> list[tuple[str, int, int]]:
+    """(day, step position, messages sent) for the chart."""
+    day = func.date(SendLedger.sent_at)
+    rows = db.execute(
+        select(day, SendLedger.step_position, func.count())
+        .where(
+            SendLedger.campaign_id == campaign_id,
+            SendLedger.status == LedgerStatus.SENT,
+            SendLedger.sent_at >= since,
+        )
+        .group_by(day, SendLedger.step_position)
+        .order_by(day)
+    )
+    return [(str(d), int(step), int(count)) for d, step, count in rows]
+
+
+def outcomes_by_step(db: Session, campaign_id: int) -> dict[int, dict[str, int]]:
+    """Per step: how many were sent, and replies/bounces among recipients who got it last."""
+    result: dict[int, dict[str, int]] = {}
+    sent = db.execute(
+        select(SendLedger.step_position, func.count())
+        .where(SendLedger.campaign_id == campaign_id, SendLedger.status == LedgerStatus.SENT)
+        .group_by(SendLedger.step_position)
+    )
+    for step, count in sent:
+        result.setdefault(int(step), {"sent": 0, "replied": 0, "bounced": 0})["sent"] = count
+    outcome = case(
+        (Enrollment.status == EnrollmentStatus.REPLIED, "replied"),
+        (Enrollment.status == EnrollmentStatus.BOUNCED, "bounced"),
+        else_="other",
+    )
+    rows = db.execute(
+        select(Enrollment.steps_sent, outcome, func.count())
+        .where(
+            Enrollment.campaign_id == campaign_id,
+            Enrollment.status.in_((EnrollmentStatus.REPLIED, EnrollmentStatus.BOUNCED)),
+        )
+        .group_by(Enrollment.steps_sent, outcome)
+    )
+    for step, kind, count in rows:
+        result.setdefault(int(step), {"sent": 0, "replied": 0, "bounced": 0})[kind] = count
+    return result

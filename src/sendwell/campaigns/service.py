@@ -1,0 +1,408 @@
+"""Campaign rules: authoring, the status machine with its events, recipients, validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from sendwell.campaigns import repository as repo
+from sendwell.campaigns import templates, validation
+from sendwell.campaigns.schedule import Schedule
+from sendwell.kit.clock import utcnow
+from sendwell.kit.errors import Conflict, InvalidInput, NotFound
+from sendwell.mailboxes import repository as mailbox_repo
+from sendwell.models import (
+    Campaign,
+    CampaignEvent,
+    CampaignStatus,
+    CampaignStep,
+    EnrollmentStatus,
+    MailboxStatus,
+    PauseReason,
+    User,
+)
+
+MAX_STEPS = 20
+MAX_DELAY_MINUTES = 365 * 24 * 60
+MAX_BODY_LENGTH = 100_000
+MAX_START_DELAY_MINUTES = 30 * 24 * 60
+
+STATUS_LABELS = {
+    CampaignStatus.DRAFT: "Draft",
+    CampaignStatus.ACTIVE: "Active",
+    CampaignStatus.PAUSED: "Paused",
+    CampaignStatus.COMPLETED: "Completed",
+    CampaignStatus.ARCHIVED: "Archived",
+}
+PAUSE_REASON_WORDS = {
+    PauseReason.USER: "Paused by you.",
+    PauseReason.MAILBOX_REAUTH_REQUIRED: "Paused because the sending account needs "
+    "reauthentication.",
+    PauseReason.MAILBOX_REAUTHENTICATED: "Paused because the sending account was "
+    "reauthenticated. Resume when ready.",
+    PauseReason.MAILBOX_DISCONNECTED: "Paused because the sending account was disconnected.",
+    PauseReason.SEND_ERRORS: "Paused after repeated sending errors.",
+}
+ENROLLMENT_LABELS = {
+    EnrollmentStatus.NOT_STARTED: "Not Started",
+    EnrollmentStatus.IN_PROGRESS: "In Progress",
+    EnrollmentStatus.COMPLETED: "Completed",
+    EnrollmentStatus.REPLIED: "Replied",
+    EnrollmentStatus.BOUNCED: "Bounced",
+    EnrollmentStatus.UNSUBSCRIBED: "Unsubscribed",
+    EnrollmentStatus.FAILED: "Failed",
+}
+# action: (statuses it may start from, status it leads to, what to say when refused)
+TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus, str]] = {
+    "start": (
+        frozenset({CampaignStatus.DRAFT}),
+        CampaignStatus.ACTIVE,
+        "Only a draft campaign can be started.",
+    ),
+    "pause": (
+        frozenset({CampaignStatus.ACTIVE}),
+        CampaignStatus.PAUSED,
+        "Only an active campaign can be paused.",
+    ),
+    "resume": (
+        frozenset({CampaignStatus.PAUSED}),
+        CampaignStatus.ACTIVE,
+        "Only a paused campaign can be resumed.",
+    ),
+    "complete": (
+        frozenset({CampaignStatus.ACTIVE}),
+        CampaignStatus.COMPLETED,
+        "Only an active campaign can be completed.",
+    ),
+    "archive": (
+        frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.COMPLETED}),
+        CampaignStatus.ARCHIVED,
+        "An active campaign cannot be archived; pause it first.",
+    ),
+}
+EDITABLE = frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED})
+
+
+@dataclass(frozen=True)
+class StepIn:
+    subject: str
+    body: str
+    delay_minutes: int = 0
+    body_html: str = ""
+    new_thread: bool = False
+
+
+def status_label(campaign: Campaign) -> str:
+    return STATUS_LABELS[campaign.status]
+
+
+def pause_reason_words(campaign: Campaign) -> str:
+    if campaign.status is not CampaignStatus.PAUSED or campaign.pause_reason is None:
+        return ""
+    return PAUSE_REASON_WORDS[campaign.pause_reason]
+
+
+def visible_campaigns(db: Session, user: User) -> list[Campaign]:
+    return repo.visible_campaigns(db, user)
+
+
+def get_campaign(db: Session, user: User, campaign_id: int) -> Campaign:
+    campaign = repo.get_visible_campaign(db, user, campaign_id)
+    if campaign is None:
+        raise NotFound("No such campaign.", code="unknown_campaign")
+    return campaign
+
+
+def record_event(
+    db: Session, campaign_id: int, kind: str, *, reason: str = "", actor: User | None = None
+) -> None:
+    db.add(
+        CampaignEvent(
+            campaign_id=campaign_id,
+            kind=kind,
+            reason=reason,
+            actor_id=actor.id if actor else None,
+            at=utcnow(),
+        )
+    )
+
+
+def create_campaign(
+    db: Session,
+    user: User,
+    *,
+    name: str,
+    mailbox_id: int,
+    steps: list[StepIn],
+    schedule: Schedule | None = None,
+    start_delay_minutes: int = 20,
+) -> Campaign:
+    """A new draft; every field is checked first, so nothing half-made is saved."""
+    clean_name = _check_name(name)
+    _check_mailbox(db, user, mailbox_id)
+    checked = _check_steps(steps)
+    _check_start_delay(start_delay_minutes)
+    plan = schedule or Schedule()
+    campaign = Campaign(
+        workspace_id=user.workspace_id,
+        owner_id=user.id,
+        mailbox_id=mailbox_id,
+        name=clean_name,
+        status=CampaignStatus.DRAFT,
+        schedule_days=",".join(plan.days),
+        schedule_start=plan.start,
+        schedule_end=plan.end,
+        timezone=plan.timezone,
+        start_delay_minutes=start_delay_minutes,
+        steps=[CampaignStep(position=i, **vars(step)) for i, step in enumerate(checked, 1)],
+    )
+    db.add(campaign)
+    db.flush()
+    record_event(db, campaign.id, "created", actor=user, reason=f"Created “{clean_name}”.")
+    return campaign
+
+
+def update_campaign(
+    db: Session,
+    user: User,
+    campaign_id: int,
+    *,
+    name: str,
+    mailbox_id: int,
+    steps: list[StepIn],
+    schedule: Schedule,
+    start_delay_minutes: int,
+) -> Campaign:
+    """Change a draft or paused campaign; steps already sent keep their place."""
+    campaign = get_campaign(db, user, campaign_id)
+    if campaign.status not in EDITABLE:
+        raise Conflict(
+            f"A {status_label(campaign).lower()} campaign cannot be edited"
+            f"{'; pause it first' if campaign.status is CampaignStatus.ACTIVE else ''}.",
+            code="not_editable",
+        )
+    clean_name = _check_name(name)
+    _check_mailbox(db, user, mailbox_id)
+    checked = _check_steps(steps)
+    _check_start_delay(start_delay_minutes)
+    campaign.name, campaign.mailbox_id = clean_name, mailbox_id
+    campaign.schedule_days = ",".join(schedule.days)
+    campaign.schedule_start, campaign.schedule_end = schedule.start, schedule.end
+    campaign.timezone, campaign.start_delay_minutes = schedule.timezone, start_delay_minutes
+    campaign.steps.clear()
+    db.flush()
+    campaign.steps.extend(
+        CampaignStep(position=i, **vars(step)) for i, step in enumerate(checked, 1)
+    )
+    db.flush()
+    record_event(db, campaign.id, "edited", actor=user, reason="Steps and settings saved.")
+    return campaign
+
+
+def duplicate(db: Session, user: User, campaign_id: int) -> Campaign:
+    """A new draft with the same steps and settings, and no recipients."""
+    source = get_campaign(db, user, campaign_id)
+    copy = create_campaign(
+        db,
+        user,
+        name=f"{source.name} (copy)"[:200],
+        mailbox_id=source.mailbox_id,
+        steps=[
+            StepIn(s.subject, s.body, s.delay_minutes, s.body_html, s.new_thread)
+            for s in source.steps
+        ],
+        schedule=Schedule(
+            tuple(filter(None, source.schedule_days.split(","))),
+            source.schedule_start,
+            source.schedule_end,
+            source.timezone,
+        ),
+        start_delay_minutes=source.start_delay_minutes,
+    )
+    record_event(db, source.id, "duplicated", actor=user, reason=f"Copied to “{copy.name}”.")
+    return copy
+
+
+def start(db: Session, user: User, campaign_id: int) -> Campaign:
+    """Validate, then activate: first emails are due after the start delay."""
+    campaign = get_campaign(db, user, campaign_id)
+    _require(campaign, "start")
+    problems, total = validation.validate(db, campaign)
+    if total:
+        raise validation.CampaignNotReady(problems, total)
+    now = utcnow()
+    _transition(
+        db,
+        campaign,
+        "start",
+        actor=user,
+        reason=f"Started; first emails from "
+        f"{now + timedelta(minutes=campaign.start_delay_minutes):%Y-%m-%d %H:%M} UTC.",
+    )
+    campaign.started_at = now
+    repo.schedule_unstarted(db, campaign.id, now + timedelta(minutes=campaign.start_delay_minutes))
+    return campaign
+
+
+def pause(
+    db: Session, user: User | None, campaign_id: int, *, reason: PauseReason = PauseReason.USER
+) -> Campaign:
+    campaign = _campaign_for(db, user, campaign_id)
+    _transition(
+        db, campaign, "pause", actor=user, pause_reason=reason, reason=PAUSE_REASON_WORDS[reason]
+    )
+    return campaign
+
+
+def resume(db: Session, user: User, campaign_id: int) -> Campaign:
+    """Back to Active, from where it left off; refused while the account cannot send."""
+    campaign = get_campaign(db, user, campaign_id)
+    _require(campaign, "resume")
+    mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
+    if mailbox is None or mailbox.status is not MailboxStatus.CONNECTED:
+        address = mailbox.email if mailbox else "The sending account"
+        state = (
+            "is disconnected"
+            if mailbox and mailbox.status is MailboxStatus.DISCONNECTED
+            else "needs reauthentication"
+        )
+        raise Conflict(
+            f"{address} {state}. Reconnect it on the Settings tab, then resume.",
+            code="mailbox_not_connected",
+        )
+    _transition(db, campaign, "resume", actor=user, reason="Resumed.")
+    return campaign
+
+
+def archive(db: Session, user: User, campaign_id: int) -> Campaign:
+    campaign = get_campaign(db, user, campaign_id)
+    _transition(db, campaign, "archive", actor=user, reason="Archived.")
+    return campaign
+
+
+def complete(db: Session, campaign_id: int) -> Campaign:
+    """Every recipient has finished: the sending engine closes the campaign."""
+    campaign = _campaign_for(db, None, campaign_id)
+    _transition(db, campaign, "complete", actor=None, reason="Every recipient has finished.")
+    return campaign
+
+
+def pause_campaigns_for_mailbox(db: Session, mailbox_id: int, reason: PauseReason) -> list[int]:
+    """Pause every active campaign sending through a mailbox, each with its event."""
+    ids = repo.pause_active_for_mailbox(db, mailbox_id, reason, utcnow())
+    for campaign_id in ids:
+        record_event(db, campaign_id, "paused", reason=PAUSE_REASON_WORDS[reason])
+    return ids
+
+
+def _campaign_for(db: Session, user: User | None, campaign_id: int) -> Campaign:
+    if user is not None:
+        return get_campaign(db, user, campaign_id)
+    campaign = db.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound("No such campaign.", code="unknown_campaign")
+    return campaign
+
+
+def _require(campaign: Campaign, action: str) -> None:
+    allowed, _to, refusal = TRANSITIONS[action]
+    if campaign.status not in allowed:
+        raise Conflict(
+            f"{refusal} This one is {status_label(campaign).lower()}.", code="illegal_transition"
+        )
+
+
+def _transition(
+    db: Session,
+    campaign: Campaign,
+    action: str,
+    *,
+    actor: User | None,
+    reason: str,
+    pause_reason: PauseReason | None = None,
+) -> None:
+    """Compare-and-set the status, so two simultaneous requests cannot both take effect."""
+    allowed, to, _refusal = TRANSITIONS[action]
+    _require(campaign, action)
+    result = db.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.status.in_(allowed))
+        .values(status=to, pause_reason=pause_reason, status_changed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        db.refresh(campaign)
+        _require(campaign, action)
+    db.refresh(campaign)
+    record_event(
+        db,
+        campaign.id,
+        {
+            "start": "started",
+            "pause": "paused",
+            "resume": "resumed",
+            "complete": "completed",
+            "archive": "archived",
+        }[action],
+        actor=actor,
+        reason=reason,
+    )
+
+
+def _check_name(name: str) -> str:
+    clean = " ".join(name.split())
+    if not clean:
+        raise InvalidInput("Give the campaign a name.", code="invalid_name")
+    if len(clean) > 200:
+        raise InvalidInput("Keep the campaign name under 200 characters.", code="invalid_name")
+    return clean
+
+
+def _check_mailbox(db: Session, user: User, mailbox_id: int) -> None:
+    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
+        raise InvalidInput(
+            "Choose one of your email accounts to send from.", code="unknown_mailbox"
+        )
+
+
+def _check_start_delay(minutes: int) -> None:
+    if not 0 <= minutes <= MAX_START_DELAY_MINUTES:
+        raise InvalidInput(
+            "The start delay must be between 0 minutes and 30 days.", code="invalid_start_delay"
+        )
+
+
+def _check_steps(steps: list[StepIn]) -> list[StepIn]:
+    if len(steps) > MAX_STEPS:
+        raise InvalidInput(f"A campaign can have at most {MAX_STEPS} steps.", code="too_many_steps")
+    checked = []
+    for position, step in enumerate(steps, 1):
+        label = f"Step {position}"
+        if not step.subject.strip():
+            raise InvalidInput(f"{label} needs a subject.", code="invalid_step")
+        if not step.body.strip():
+            raise InvalidInput(f"{label} needs a body.", code="invalid_step")
+        if any(len(text) > MAX_BODY_LENGTH for text in (step.body, step.body_html)):
+            raise InvalidInput(
+                f"{label} is longer than {MAX_BODY_LENGTH:,} characters.", code="invalid_step"
+            )
+        if not 0 <= step.delay_minutes <= MAX_DELAY_MINUTES:
+            raise InvalidInput(
+                f"{label}'s delay must be between 0 minutes and 365 days.", code="invalid_step"
+            )
+        templates.check_syntax(step.subject, f"{label} subject")
+        templates.check_syntax(step.body, f"{label} body")
+        templates.check_syntax(step.body_html, f"{label} HTML body")
+        checked.append(
+            StepIn(
+                step.subject.strip(),
+                step.body.replace("\r\n", "\n"),
+                step.delay_minutes if position > 1 else 0,
+                step.body_html.replace("\r\n", "\n"),
+                step.new_thread,
+            )
+        )
+    return checked
