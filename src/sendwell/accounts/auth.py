@@ -62,6 +62,10 @@ def optional_user(request: Request, db: Session = Depends(get_db, scope="functio
     """The signed-in user, or None; also made available to templates."""
     secret = request.cookies.get(SESSION_COOKIE)
     user = service.user_for_session(db, secret) if secret else None
+    if user is not None:
+        # Detached but fully loaded: a request that fails and rolls back can still show
+        # its error page with the user's name, and no service can change the user by accident.
+        db.expunge(user)
     request.state.user = user
     return user
 
@@ -93,4 +97,5 @@ def api_user(
     user = service.user_for_api_token(db, credentials.credentials)
     if user is None:
         raise NotAuthenticated("The API token is not valid or was revoked.", code="invalid_token")
+    db.expunge(user)
     return user

@@ -1,22 +1,334 @@
-"""The Messaging section's Campaigns tab."""
+"""The Campaigns tab, the campaign editor and the campaign page."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.models import User
-from sendwell.web.pages import render
+from sendwell.campaigns import recipients, service, validation
+from sendwell.campaigns import repository as repo
+from sendwell.campaigns.chart import daily_sends_chart
+from sendwell.campaigns.forms import CampaignForm
+from sendwell.campaigns.schedule import DAYS, common_time_zones
+from sendwell.kit.clock import utcnow
+from sendwell.kit.errors import NotFound, SendwellError
+from sendwell.mailboxes import service as mailboxes
+from sendwell.models import Campaign, MailboxStatus, User
+from sendwell.web.deps import get_db
+from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()
+CAMPAIGNS_TAB = "/messaging/campaigns"
+PAGE_SIZE = 50
+ACTIONS = {"start", "pause", "resume", "archive", "duplicate"}
+DONE = {
+    "start": "“{name}” is active. First emails go out after the start delay.",
+    "pause": "“{name}” is paused. Nothing more is sent until you resume it.",
+    "resume": "“{name}” is active again and resumes from where it left off.",
+    "archive": "“{name}” is archived.",
+}
 
 
 @router.get("/messaging")
 def messaging(_user: User = Depends(current_user)) -> Response:
-    return RedirectResponse("/messaging/campaigns", status_code=303)
+    return RedirectResponse(CAMPAIGNS_TAB, status_code=303)
 
 
-@router.get("/messaging/campaigns")
-def campaigns_tab(request: Request, _user: User = Depends(current_user)) -> Response:
-    return render(request, "messaging/campaigns.html", {"tab": "campaigns"})
+@router.get(CAMPAIGNS_TAB)
+def campaigns_tab(
+    request: Request,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    campaigns = service.visible_campaigns(db, user)
+    return render(
+        request,
+        "messaging/campaigns.html",
+        {
+            "tab": "campaigns",
+            "campaigns": campaigns,
+            "counts": repo.counts_for(db, [c.id for c in campaigns]),
+            "status_label": service.status_label,
+            "pause_words": service.pause_reason_words,
+        },
+    )
+
+
+@router.get("/campaigns/new")
+def new_campaign(
+    request: Request,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    return _editor(request, db, user, CampaignForm(), campaign=None)
+
+
+@router.post("/campaigns/new")
+def create_campaign(
+    request: Request,
+    action: str = Form("save"),
+    form: CampaignForm = Depends(CampaignForm.from_post_form),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    if _reshaped(form, action):
+        return _editor(request, db, user, form, campaign=None)
+    try:
+        campaign = service.create_campaign(
+            db,
+            user,
+            name=form.name,
+            mailbox_id=form.mailbox(),
+            steps=form.step_inputs(),
+            schedule=form.schedule(),
+            start_delay_minutes=form.start_delay(),
+        )
+    except SendwellError as error:
+        return _editor(
+            request,
+            db,
+            user,
+            form,
+            campaign=None,
+            error=error.message,
+            status_code=error.status_code,
+        )
+    return redirect_with_flash(
+        request,
+        f"/campaigns/{campaign.id}",
+        f"“{campaign.name}” is saved as a draft. Add recipients, preview, then start it.",
+    )
+
+
+@router.get("/campaigns/{campaign_id}/edit")
+def edit_campaign(
+    request: Request,
+    campaign_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    campaign = service.get_campaign(db, user, campaign_id)
+    return _editor(request, db, user, CampaignForm.from_campaign(campaign), campaign=campaign)
+
+
+@router.post("/campaigns/{campaign_id}/edit")
+def save_campaign(
+    request: Request,
+    campaign_id: int,
+    action: str = Form("save"),
+    form: CampaignForm = Depends(CampaignForm.from_post_form),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    campaign = service.get_campaign(db, user, campaign_id)
+    if _reshaped(form, action):
+        return _editor(request, db, user, form, campaign=campaign)
+    try:
+        service.update_campaign(
+            db,
+            user,
+            campaign_id,
+            name=form.name,
+            mailbox_id=form.mailbox(),
+            steps=form.step_inputs(),
+            schedule=form.schedule(),
+            start_delay_minutes=form.start_delay(),
+        )
+    except SendwellError as error:
+        db.rollback()
+        campaign = service.get_campaign(db, user, campaign_id)
+        return _editor(
+            request,
+            db,
+            user,
+            form,
+            campaign=campaign,
+            error=error.message,
+            status_code=error.status_code,
+        )
+    return redirect_with_flash(request, f"/campaigns/{campaign_id}", "Changes saved.")
+
+
+@router.get("/campaigns/{campaign_id}")
+def campaign_page(
+    request: Request,
+    campaign_id: int,
+    step: int = 1,
+    recipient: int = 0,
+    page: int = 1,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    return _campaign_page(request, db, user, campaign_id, step=step, recipient=recipient, page=page)
+
+
+@router.post("/campaigns/{campaign_id}/recipients")
+def add_recipient(
+    request: Request,
+    campaign_id: int,
+    email: str = Form(""),
+    first_name: str = Form(""),
+    last_name: str = Form(""),
+    company: str = Form(""),
+    title: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    row = recipients.RecipientIn(
+        email=email, first_name=first_name, last_name=last_name, company=company, title=title
+    )
+    try:
+        report = recipients.add_recipients(
+            db, user, campaign_id, [row], allow_test_domains=_sandbox(request)
+        )
+    except SendwellError as error:
+        return redirect_with_flash(
+            request, f"/campaigns/{campaign_id}#recipients", error.message, kind="error"
+        )
+    if report.skipped:
+        return redirect_with_flash(
+            request,
+            f"/campaigns/{campaign_id}#recipients",
+            f"{email.strip() or 'That address'} was not added: {report.skipped[0].reason}.",
+            kind="error",
+        )
+    return redirect_with_flash(
+        request, f"/campaigns/{campaign_id}#recipients", f"{email.strip()} was added."
+    )
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+def campaign_action(
+    request: Request,
+    campaign_id: int,
+    action: str,
+    back: str = Form(CAMPAIGNS_TAB),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    if action not in ACTIONS:
+        raise NotFound("That action does not exist.")
+    target = back if back.startswith(("/campaigns/", CAMPAIGNS_TAB)) else CAMPAIGNS_TAB
+    try:
+        if action == "duplicate":
+            copy = service.duplicate(db, user, campaign_id)
+            return redirect_with_flash(
+                request,
+                f"/campaigns/{copy.id}",
+                f"“{copy.name}” is a new draft with the same steps.",
+            )
+        campaign = getattr(service, action)(db, user, campaign_id)
+    except validation.CampaignNotReady as error:
+        return _campaign_page(
+            request,
+            db,
+            user,
+            campaign_id,
+            problems=error.problems,
+            problem_total=error.total,
+            status_code=error.status_code,
+        )
+    except SendwellError as error:
+        return redirect_with_flash(request, target, error.message, kind="error")
+    return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
+
+
+def _reshaped(form: CampaignForm, action: str) -> bool:
+    """Adding or removing a step re-shows the editor instead of saving."""
+    if action == "add_step":
+        form.add_step()
+        return True
+    if action.startswith("remove_step:"):
+        form.remove_step(int(action.split(":", 1)[1] or 0))
+        return True
+    return False
+
+
+def _editor(
+    request: Request,
+    db: Session,
+    user: User,
+    form: CampaignForm,
+    *,
+    campaign: Campaign | None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    accounts = [
+        m
+        for m in mailboxes.visible_mailboxes(db, user)
+        if m.status is not MailboxStatus.DISCONNECTED
+    ]
+    return render(
+        request,
+        "campaigns/editor.html",
+        {
+            "form": form,
+            "campaign": campaign,
+            "mailboxes": accounts,
+            "error": error,
+            "days": DAYS,
+            "time_zones": common_time_zones(),
+        },
+        status_code=status_code,
+    )
+
+
+def _campaign_page(
+    request: Request,
+    db: Session,
+    user: User,
+    campaign_id: int,
+    *,
+    step: int = 1,
+    recipient: int = 0,
+    page: int = 1,
+    problems: list[validation.Problem] | None = None,
+    problem_total: int = 0,
+    status_code: int = 200,
+) -> Response:
+    campaign = service.get_campaign(db, user, campaign_id)
+    page = max(page, 1)
+    preview, preview_error, previewed = None, "", None
+    if campaign.steps:
+        try:
+            preview, previewed = validation.preview(db, campaign, step, recipient or None)
+        except SendwellError as error:
+            preview_error = error.message
+    today = utcnow().date()
+    since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
+    rows = repo.daily_activity(db, campaign.id, since)
+    return render(
+        request,
+        "campaigns/detail.html",
+        {
+            "campaign": campaign,
+            "counts": repo.counts_for(db, [campaign.id])[campaign.id],
+            "enrollments": repo.enrollments(
+                db, campaign.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+            ),
+            "page": page,
+            "page_size": PAGE_SIZE,
+            "events": repo.events(db, campaign.id),
+            "status_label": service.status_label(campaign),
+            "pause_words": service.pause_reason_words(campaign),
+            "enrollment_labels": service.ENROLLMENT_LABELS,
+            "preview": preview,
+            "preview_error": preview_error,
+            "previewed": previewed,
+            "preview_step": step,
+            "problems": problems or [],
+            "problem_total": problem_total,
+            "chart": daily_sends_chart(rows, today=today),
+            "by_step": repo.outcomes_by_step(db, campaign.id),
+        },
+        status_code=status_code,
+    )
+
+
+def _sandbox(request: Request) -> bool:
+    return bool(request.app.state.connections.sandbox)

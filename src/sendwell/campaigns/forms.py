@@ -1,0 +1,180 @@
+"""The campaign editor's form: what the user typed, kept as typed, turned into service input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Form
+
+from sendwell.campaigns.schedule import Schedule, parse_schedule
+from sendwell.campaigns.service import StepIn
+from sendwell.kit.errors import InvalidInput
+from sendwell.models import Campaign
+
+UNITS = {"minutes": 1, "hours": 60, "days": 24 * 60}
+
+
+@dataclass
+class StepForm:
+    subject: str = ""
+    body: str = ""
+    delay: str = "3"
+    unit: str = "days"
+    new_thread: bool = False
+
+
+@dataclass
+class CampaignForm:
+    name: str = ""
+    mailbox_id: str = ""
+    start_delay_minutes: str = "20"
+    days: list[str] = field(default_factory=list)
+    start: str = ""
+    end: str = ""
+    timezone: str = "UTC"
+    steps: list[StepForm] = field(default_factory=lambda: [StepForm(delay="0")])
+
+    @classmethod
+    def from_campaign(cls, campaign: Campaign) -> CampaignForm:
+        return cls(
+            name=campaign.name,
+            mailbox_id=str(campaign.mailbox_id),
+            start_delay_minutes=str(campaign.start_delay_minutes),
+            days=[d for d in campaign.schedule_days.split(",") if d],
+            start=campaign.schedule_start or "",
+            end=campaign.schedule_end or "",
+            timezone=campaign.timezone,
+            steps=[
+                StepForm(s.subject, s.body, *_as_delay(s.delay_minutes), s.new_thread)
+                for s in campaign.steps
+            ]
+            or [StepForm(delay="0")],
+        )
+
+    @classmethod
+    def from_post(
+        cls,
+        *,
+        name: str,
+        mailbox_id: str,
+        start_delay_minutes: str,
+        days: list[str],
+        start: str,
+        end: str,
+        timezone: str,
+        subjects: list[str],
+        bodies: list[str],
+        delays: list[str],
+        units: list[str],
+        new_threads: list[str],
+    ) -> CampaignForm:
+        count = max(len(subjects), len(bodies))
+        steps = [
+            StepForm(
+                subject=_at(subjects, i),
+                body=_at(bodies, i),
+                delay=_at(delays, i, "0"),
+                unit=_at(units, i, "days"),
+                new_thread=str(i + 1) in new_threads,
+            )
+            for i in range(count)
+        ]
+        return cls(
+            name=name,
+            mailbox_id=mailbox_id,
+            start_delay_minutes=start_delay_minutes,
+            days=days,
+            start=start,
+            end=end,
+            timezone=timezone or "UTC",
+            steps=steps or [StepForm(delay="0")],
+        )
+
+    @classmethod
+    def from_post_form(
+        cls,
+        name: str = Form(""),
+        mailbox_id: str = Form(""),
+        start_delay_minutes: str = Form("20"),
+        days: list[str] = Form(default_factory=list),
+        start: str = Form(""),
+        end: str = Form(""),
+        timezone: str = Form("UTC"),
+        step_subject: list[str] = Form(default_factory=list),
+        step_body: list[str] = Form(default_factory=list),
+        step_delay: list[str] = Form(default_factory=list),
+        step_unit: list[str] = Form(default_factory=list),
+        step_new_thread: list[str] = Form(default_factory=list),
+    ) -> CampaignForm:
+        """The editor's posted fields (a FastAPI dependency)."""
+        return cls.from_post(
+            name=name,
+            mailbox_id=mailbox_id,
+            start_delay_minutes=start_delay_minutes,
+            days=days,
+            start=start,
+            end=end,
+            timezone=timezone,
+            subjects=step_subject,
+            bodies=step_body,
+            delays=step_delay,
+            units=step_unit,
+            new_threads=step_new_thread,
+        )
+
+    def add_step(self) -> None:
+        self.steps.append(StepForm())
+
+    def remove_step(self, position: int) -> None:
+        if 1 < position <= len(self.steps):
+            del self.steps[position - 1]
+
+    def mailbox(self) -> int:
+        try:
+            return int(self.mailbox_id)
+        except ValueError:
+            raise InvalidInput(
+                "Choose the email account to send from.", code="unknown_mailbox"
+            ) from None
+
+    def start_delay(self) -> int:
+        return _whole(self.start_delay_minutes, "The start delay")
+
+    def schedule(self) -> Schedule:
+        return parse_schedule(self.days, self.start, self.end, self.timezone)
+
+    def step_inputs(self) -> list[StepIn]:
+        steps = []
+        for position, step in enumerate(self.steps, 1):
+            if step.unit not in UNITS:
+                raise InvalidInput(
+                    f"Step {position}: choose minutes, hours or days.", code="invalid_step"
+                )
+            delay = _whole(step.delay or "0", f"Step {position}'s delay") * UNITS[step.unit]
+            steps.append(
+                StepIn(
+                    step.subject,
+                    step.body,
+                    delay if position > 1 else 0,
+                    new_thread=step.new_thread,
+                )
+            )
+        return steps
+
+
+def _as_delay(minutes: int) -> tuple[str, str]:
+    for unit in ("days", "hours"):
+        if minutes and minutes % UNITS[unit] == 0:
+            return str(minutes // UNITS[unit]), unit
+    return str(minutes), "minutes"
+
+
+def _at(values: list[str], index: int, default: str = "") -> str:
+    return values[index] if index < len(values) else default
+
+
+def _whole(raw: str, what: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} must be a whole number.", code="not_a_number") from None

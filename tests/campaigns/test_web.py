@@ -1,0 +1,193 @@
+"""The Campaigns tab and the campaign pages, driven like a browser through the real app."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sendwell.models import Campaign, CampaignStatus, Mailbox, MailboxStatus, User
+from tests.conftest import create_first_account, csrf_from, post_form
+
+
+def connected_mailbox(db: Session, email: str = "ada@gmail.test") -> Mailbox:
+    user = db.scalars(select(User)).one()
+    mailbox = Mailbox(
+        workspace_id=user.workspace_id,
+        owner_id=user.id,
+        provider="google",
+        subject=email,
+        email=email,
+        status=MailboxStatus.CONNECTED,
+        display_name="Ada",
+    )
+    db.add(mailbox)
+    db.commit()
+    return mailbox
+
+
+def editor_post(client: TestClient, path: str, mailbox_id: int, **extra: object) -> object:
+    data: dict[str, object] = {
+        "name": "Backend engineers",
+        "mailbox_id": str(mailbox_id),
+        "start_delay_minutes": "20",
+        "days": ["mon", "wed"],
+        "start": "09:00",
+        "end": "17:00",
+        "timezone": "Europe/Paris",
+        "step_subject": ["Hi {{ first_name | default('there') }}", "Re: Hi"],
+        "step_body": ["Hello from {{ sender_name }}", "Just following up"],
+        "step_delay": ["0", "3"],
+        "step_unit": ["minutes", "days"],
+        "action": "save",
+    }
+    data.update(extra)
+    data["csrftoken"] = csrf_from(client.get(path).text)
+    return client.post(path, data=data)
+
+
+def test_empty_tab_invites_a_new_campaign(client: TestClient) -> None:
+    create_first_account(client)
+    page = client.get("/messaging/campaigns").text
+    assert "No campaigns yet" in page
+    assert 'href="/campaigns/new"' in page
+
+
+def test_editor_without_an_account_says_to_link_one(client: TestClient) -> None:
+    create_first_account(client)
+    page = html.unescape(client.get("/campaigns/new").text)
+    assert "Link an email account" in page
+
+
+def test_create_a_two_step_campaign(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    response = editor_post(client, "/campaigns/new", mailbox.id)
+    text = html.unescape(response.text)
+    assert "“Backend engineers” is saved as a draft." in text
+    campaign = db.scalars(select(Campaign)).one()
+    assert campaign.status is CampaignStatus.DRAFT
+    assert (campaign.schedule_days, campaign.timezone) == ("mon,wed", "Europe/Paris")
+    listing = html.unescape(client.get("/messaging/campaigns").text)
+    assert "Backend engineers" in listing
+    assert ">Draft<" in listing
+    assert ">Start</button>" in listing
+
+
+def test_add_step_button_keeps_what_was_typed(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    response = editor_post(client, "/campaigns/new", mailbox.id, action="add_step")
+    assert response.status_code == 200
+    assert "Follow-up 2" in response.text
+    assert "Just following up" in response.text
+    assert db.scalars(select(Campaign)).all() == []
+
+
+def test_template_error_is_shown_and_nothing_saved(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    response = editor_post(
+        client, "/campaigns/new", mailbox.id, step_subject=["Hi {{ first_name ", "Re"]
+    )
+    assert response.status_code == 422
+    assert "Step 1 subject" in html.unescape(response.text)
+    assert db.scalars(select(Campaign)).all() == []
+
+
+def test_start_pause_resume_from_the_menu(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    detail = client.get(f"/campaigns/{campaign.id}").text
+    token = csrf_from(detail)
+    refused = client.post(
+        f"/campaigns/{campaign.id}/start",
+        data={"csrftoken": token, "back": f"/campaigns/{campaign.id}"},
+    )
+    assert refused.status_code == 422
+    assert "Add at least one recipient." in refused.text
+    client.post(
+        f"/campaigns/{campaign.id}/recipients",
+        data={"csrftoken": token, "email": "grace@example.com", "first_name": "Grace"},
+    )
+    started = client.post(f"/campaigns/{campaign.id}/start", data={"csrftoken": token})
+    assert "is active" in html.unescape(started.text)
+    paused = client.post(f"/campaigns/{campaign.id}/pause", data={"csrftoken": token})
+    text = html.unescape(paused.text)
+    assert "is paused" in text
+    assert "Paused by you." in text
+    assert ">Resume</button>" in text
+    resumed = client.post(f"/campaigns/{campaign.id}/resume", data={"csrftoken": token})
+    assert "active again and resumes from where it left off" in html.unescape(resumed.text)
+    db.expire_all()
+    assert db.get(Campaign, campaign.id).status is CampaignStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_resume_is_refused_while_the_account_needs_reauthentication(
+    client: TestClient, db: Session
+) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    token = csrf_from(client.get(f"/campaigns/{campaign.id}").text)
+    client.post(
+        f"/campaigns/{campaign.id}/recipients",
+        data={"csrftoken": token, "email": "grace@example.com"},
+    )
+    client.post(f"/campaigns/{campaign.id}/start", data={"csrftoken": token})
+    client.post(f"/campaigns/{campaign.id}/pause", data={"csrftoken": token})
+    box = db.get(Mailbox, mailbox.id)
+    assert box is not None
+    box.status = MailboxStatus.REAUTH_REQUIRED
+    db.commit()
+    refused = client.post(f"/campaigns/{campaign.id}/resume", data={"csrftoken": token})
+    assert "ada@gmail.test needs reauthentication" in html.unescape(refused.text)
+    db.expire_all()
+    assert db.get(Campaign, campaign.id).status is CampaignStatus.PAUSED  # type: ignore[union-attr]
+
+
+def test_preview_renders_for_a_recipient(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    token = csrf_from(client.get(f"/campaigns/{campaign.id}").text)
+    for email, name in (("grace@example.com", "Grace"), ("alan@example.com", "")):
+        client.post(
+            f"/campaigns/{campaign.id}/recipients",
+            data={"csrftoken": token, "email": email, "first_name": name},
+        )
+    page = html.unescape(client.get(f"/campaigns/{campaign.id}").text)
+    assert "Hi Grace" in page
+    assert "Hello from Ada" in page
+    alan = re.search(r'<option value="(\d+)"[^>]*>alan@example.com', page)
+    assert alan
+    other = html.unescape(
+        client.get(f"/campaigns/{campaign.id}", params={"step": 1, "recipient": alan.group(1)}).text
+    )
+    assert "Hi there" in other
+
+
+def test_invalid_recipient_is_reported(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    response = post_form(
+        client,
+        f"/campaigns/{campaign.id}",
+        f"/campaigns/{campaign.id}/recipients",
+        {"email": "not-an-address"},
+    )
+    assert "not-an-address was not added: invalid address" in html.unescape(response.text)
+
+
+def test_other_users_campaign_is_not_found(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    assert client.get("/campaigns/999").status_code == 404
