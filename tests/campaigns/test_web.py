@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 
+import httpx
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,7 +30,7 @@ def connected_mailbox(db: Session, email: str = "ada@gmail.test") -> Mailbox:
     return mailbox
 
 
-def editor_post(client: TestClient, path: str, mailbox_id: int, **extra: object) -> object:
+def editor_post(client: TestClient, path: str, mailbox_id: int, **extra: object) -> httpx.Response:
     data: dict[str, object] = {
         "name": "Backend engineers",
         "mailbox_id": str(mailbox_id),
@@ -46,7 +47,8 @@ def editor_post(client: TestClient, path: str, mailbox_id: int, **extra: object)
     }
     data.update(extra)
     data["csrftoken"] = csrf_from(client.get(path).text)
-    return client.post(path, data=data)
+    response: httpx.Response = client.post(path, data=data)
+    return response
 
 
 def test_empty_tab_invites_a_new_campaign(client: TestClient) -> None:
