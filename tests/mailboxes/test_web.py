@@ -13,7 +13,15 @@ from sqlalchemy.orm import Session
 
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.tasks import check_connections
-from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxStatus
+from sendwell.models import (
+    Campaign,
+    CampaignStatus,
+    LinkAttempt,
+    Mailbox,
+    MailboxEvent,
+    MailboxStatus,
+    PauseReason,
+)
 from tests.conftest import csrf_from
 from tests.mailboxes.conftest import finish_at_provider, link, start_link
 from tests.sandbox_support import Sandbox, consent_flow
@@ -312,3 +320,70 @@ def test_email_settings_are_validated(client: TestClient, db: Session) -> None:
         "Ada L.",
         "Ada\nTalent team",
     )
+
+
+def active_campaign(
+    db: Session,
+    mailbox: Mailbox,
+    name: str,
+    status: CampaignStatus = CampaignStatus.ACTIVE,
+    reason: PauseReason | None = None,
+) -> Campaign:
+    campaign = Campaign(
+        workspace_id=mailbox.workspace_id,
+        owner_id=mailbox.owner_id,
+        mailbox_id=mailbox.id,
+        name=name,
+        status=status,
+        pause_reason=reason,
+    )
+    db.add(campaign)
+    db.commit()
+    return campaign
+
+
+def test_remove_account_pauses_its_active_campaigns(client: TestClient, db: Session) -> None:
+    link(client, "ada@gmail.test")
+    (mailbox,) = mailboxes(db)
+    active = active_campaign(db, mailbox, "Q4 outreach")
+    mine = active_campaign(db, mailbox, "On hold", CampaignStatus.PAUSED, PauseReason.USER)
+    client.post(
+        f"/mailboxes/{mailbox.id}/disconnect",
+        data={"csrftoken": csrf_from(client.get(f"/mailboxes/{mailbox.id}").text)},
+    )
+    db.expire_all()
+    assert (active.status, active.pause_reason) == (
+        CampaignStatus.PAUSED,
+        PauseReason.MAILBOX_DISCONNECTED,
+    )
+    assert (mine.status, mine.pause_reason) == (CampaignStatus.PAUSED, PauseReason.USER)
+
+
+def test_dead_grant_pauses_campaigns_in_the_same_step(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    link(client, "ada@gmail.test")
+    (mailbox,) = mailboxes(db)
+    campaign = active_campaign(db, mailbox, "Q4 outreach")
+    sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
+    check_connections(client.app.state.session_factory, connections)  # type: ignore[attr-defined]
+    db.expire_all()
+    assert campaign.pause_reason is PauseReason.MAILBOX_REAUTH_REQUIRED
+    listing = html.unescape(client.get("/messaging/campaigns").text)
+    assert "Paused because the sending account needs reauthentication." in listing
+
+
+def test_reauthenticating_a_healthy_account_pauses_its_campaigns(
+    client: TestClient, db: Session
+) -> None:
+    link(client, "ada@gmail.test")
+    (mailbox,) = mailboxes(db)
+    campaign = active_campaign(db, mailbox, "Q4 outreach")
+    reauth = client.post(
+        f"/mailboxes/{mailbox.id}/reauthenticate",
+        data={"csrftoken": csrf_from(client.get("/messaging/settings").text)},
+        follow_redirects=False,
+    )
+    finish_at_provider(client, reauth, "ada@gmail.test")
+    db.expire_all()
+    assert campaign.pause_reason is PauseReason.MAILBOX_REAUTHENTICATED

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from sendwell.campaigns.service import pause_campaigns_for_mailbox
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from sendwell.kit.secrets import hash_secret
@@ -20,6 +21,7 @@ from sendwell.models import (
     MailboxEvent,
     MailboxEventKind,
     MailboxStatus,
+    PauseReason,
     User,
 )
 from sendwell.providers import oauth
@@ -38,6 +40,12 @@ ALLOWED = {
         MailboxStatus.REAUTH_REQUIRED,
     },
     MailboxStatus.DISCONNECTED: {MailboxStatus.CONNECTED},
+}
+# Connection changes that pause the mailbox's active campaigns, and the reason they show.
+PAUSES_CAMPAIGNS = {
+    MailboxEventKind.REAUTH_REQUIRED: PauseReason.MAILBOX_REAUTH_REQUIRED,
+    MailboxEventKind.DISCONNECTED: PauseReason.MAILBOX_DISCONNECTED,
+    MailboxEventKind.REAUTHENTICATED: PauseReason.MAILBOX_REAUTHENTICATED,
 }
 MAX_DAILY_CAP = 10_000
 MAX_GAP_SECONDS = 86_400
@@ -84,6 +92,11 @@ def transition(
     mailbox.status_reason = reason if to is not MailboxStatus.CONNECTED else ""
     mailbox.status_code = code if to is not MailboxStatus.CONNECTED else ""
     record_event(db, mailbox, kind, reason=reason, code=code, actor=actor)
+    pause_reason = PAUSES_CAMPAIGNS.get(kind)
+    if pause_reason is not None:
+        # Same transaction as the mailbox change: no send can slip between the two.
+        db.flush()
+        pause_campaigns_for_mailbox(db, mailbox.id, pause_reason)
 
 
 def record_event(
