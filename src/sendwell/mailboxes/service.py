@@ -231,6 +231,9 @@ def confirm_link(db: Session, conn: Connections, *, user: User, attempt_id: int)
     attempt = repo.get_link_attempt_by_id(db, attempt_id)
     if attempt is None or attempt.user_id != user.id or attempt.pending_grant is None:
         raise LinkRefused("There is no sign-in waiting for your confirmation.")
+    if attempt.expires_at <= utcnow():
+        attempt.pending_grant = None
+        raise LinkRefused("This sign-in waited too long for your answer and expired. Start again.")
     grant = _grant_from_json(conn.box.open(attempt.pending_grant))
     attempt.pending_grant = None
     return connect_grant(db, conn, user=user, provider_name=attempt.provider, grant=grant)

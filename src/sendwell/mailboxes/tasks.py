@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
+from sendwell.kit.clock import utcnow
+from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
-from sendwell.mailboxes.tokens import MailboxNotConnected, with_access_token
+from sendwell.mailboxes.tokens import with_access_token
 from sendwell.models import MailboxStatus
 from sendwell.providers.base import ProviderError
 
@@ -40,12 +42,15 @@ def check_connections(factory: sessionmaker[Session], conn: Connections) -> Heal
                 provider_name = mailbox.provider if mailbox else ""
             provider = conn.provider(provider_name)
             with_access_token(factory, conn, mailbox_id, provider.probe)
-        except (ProviderError, MailboxNotConnected) as error:
+        except (ProviderError, SendwellError) as error:
+            # One mailbox's problem (a dead grant, a host no longer configured) never stops
+            # the others from being checked.
             failed += 1
             outcome = type(error).__name__
         else:
             healthy += 1
             outcome = "healthy"
+        mark_checked(factory, mailbox_id)
         log.info(
             "job",
             name="mailbox_health_check",
@@ -54,6 +59,13 @@ def check_connections(factory: sessionmaker[Session], conn: Connections) -> Heal
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
     return HealthReport(len(mailbox_ids), healthy, failed)
+
+
+def mark_checked(factory: sessionmaker[Session], mailbox_id: int) -> None:
+    with session_scope(factory) as db:
+        mailbox = repo.get_mailbox(db, mailbox_id)
+        if mailbox is not None:
+            mailbox.last_checked_at = utcnow()
 
 
 class Every:

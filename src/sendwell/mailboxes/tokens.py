@@ -197,7 +197,8 @@ def reencrypt_all(db: Session, box: TokenBox) -> int:
                 changed += 1
     for attempt in repo.live_link_attempts(db, utcnow()):
         attempt.code_verifier = box.rotate(attempt.code_verifier)
+        changed += 1
         if attempt.pending_grant:
             attempt.pending_grant = box.rotate(attempt.pending_grant)
-        changed += 1
+            changed += 1
     return changed

@@ -1,0 +1,644 @@
+"""Token upkeep against the real database and the sandbox over real HTTP.
+
+What an operator or user would notice: tokens are unreadable at rest, key rotation keeps every
+account working, refreshes happen when (and only when) they are due, rotated refresh tokens are
+never lost, dead grants ask the user to reauthenticate at once, passing failures only after a
+long run, and the health check finds dead grants before a send does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from sendwell.config import Settings
+from sendwell.kit.clock import utcnow
+from sendwell.kit.tokenbox import TokenBox, TokenBoxError
+from sendwell.mailboxes import repository
+from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.tasks import check_connections
+from sendwell.mailboxes.tokens import (
+    MailboxNotConnected,
+    fresh_access_token,
+    reencrypt_all,
+    with_access_token,
+)
+from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxEventKind, MailboxStatus
+from sendwell.providers.base import AuthRevoked, ProviderName, Transient
+from sendwell.providers.registry import build_registry
+from tests.conftest import csrf_from
+from tests.mailboxes.conftest import finish_at_provider, link, start_link
+from tests.sandbox_support import Sandbox
+
+GOOGLE = "ada@gmail.test"
+MICROSOFT = "ada@contoso.outlook.test"
+DEAD_SANDBOX = "http://127.0.0.1:9/sandbox"
+
+
+def session_factory(client: TestClient) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = client.app.state.session_factory  # type: ignore[attr-defined]
+    return factory
+
+
+def linked(client: TestClient, db: Session, email: str) -> Mailbox:
+    response = link(client, email)
+    assert response.headers["location"] == "/messaging/settings", response.text
+    return mailbox_by_email(db, email)
+
+
+def mailbox_by_email(db: Session, email: str) -> Mailbox:
+    db.expire_all()
+    return db.scalars(select(Mailbox).where(Mailbox.email == email)).one()
+
+
+def reload(db: Session, mailbox_id: int) -> Mailbox:
+    db.expire_all()
+    mailbox = db.get(Mailbox, mailbox_id)
+    assert mailbox is not None
+    return mailbox
+
+
+def event_kinds(db: Session, mailbox_id: int) -> list[str]:
+    db.expire_all()
+    events = db.scalars(
+        select(MailboxEvent).where(MailboxEvent.mailbox_id == mailbox_id).order_by(MailboxEvent.id)
+    )
+    return [event.kind.value for event in events]
+
+
+def count_events(db: Session, mailbox_id: int, kind: MailboxEventKind) -> int:
+    db.expire_all()
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(MailboxEvent)
+            .where(MailboxEvent.mailbox_id == mailbox_id, MailboxEvent.kind == kind)
+        )
+        or 0
+    )
+
+
+def expire_everywhere(db: Session, sandbox: Sandbox, mailbox: Mailbox) -> None:
+    """The access token is dead at the host and Sendwell knows it: the next use must refresh."""
+    sandbox.admin("expire-tokens", {"mailbox": mailbox.email})
+    mailbox.token_expires_at = utcnow() - timedelta(minutes=1)
+    db.commit()
+
+
+def issued_tokens(sandbox: Sandbox) -> int:
+    with sandbox.state.lock:
+        return len(sandbox.state.tokens)
+
+
+def stored_refresh_token(db: Session, conn: Connections, mailbox_id: int) -> str:
+    value = reload(db, mailbox_id).refresh_token
+    assert value is not None
+    return conn.box.open(value)
+
+
+def stored_access_token(db: Session, conn: Connections, mailbox_id: int) -> str:
+    value = reload(db, mailbox_id).access_token
+    assert value is not None
+    return conn.box.open(value)
+
+
+@pytest.fixture
+def dead_connections(settings: Settings, connections: Connections) -> Iterator[Connections]:
+    """The same Sendwell, but every provider call goes to a port where nothing listens.
+
+    Escalation is after 3 failures over at least an hour.
+    """
+    dead_settings = settings.model_copy(update={"sandbox_url": DEAD_SANDBOX})
+    with httpx.Client(timeout=5) as http:
+        yield dataclasses.replace(
+            connections,
+            registry=build_registry(dead_settings, http),
+            policy=dataclasses.replace(
+                connections.policy,
+                transient_failures_before_reauth=3,
+                transient_period_before_reauth=timedelta(hours=1),
+            ),
+        )
+
+
+# --- Encryption at rest ------------------------------------------------------------------------
+
+
+def test_tokens_never_appear_in_plaintext_in_the_database(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    linked(client, db, GOOGLE)
+    linked(client, db, MICROSOFT)
+    # A grant for another address than the one typed waits, encrypted, in link_attempts.
+    waiting = finish_at_provider(client, start_link(client, "ada@gmail.test"), "bob@gmail.test")
+    assert "You signed in as bob@gmail.test" in waiting.text
+    with sandbox.state.lock:
+        issued = [token.value for token in sandbox.state.tokens.values()]
+    assert len(issued) >= 6  # access + refresh for each of the three grants
+
+    cells = [
+        str(value)
+        for table in ("mailboxes", "link_attempts", "mailbox_events")
+        for row in db.execute(text(f"SELECT * FROM {table}")).all()  # noqa: S608
+        for value in row
+        if value is not None
+    ]
+    leaked = [token for token in issued if any(token in cell for cell in cells)]
+    assert leaked == []
+
+    db.expire_all()
+    for mailbox in db.scalars(select(Mailbox)):
+        assert mailbox.access_token
+        assert mailbox.refresh_token
+        access = connections.box.open(mailbox.access_token)
+        refresh = connections.box.open(mailbox.refresh_token)
+        assert sandbox.state.live_token(access, "access") is not None
+        assert sandbox.state.live_token(refresh, "refresh") is not None
+    pending = db.scalars(select(LinkAttempt).where(LinkAttempt.pending_grant.is_not(None))).one()
+    assert pending.pending_grant is not None
+    grant = json.loads(connections.box.open(pending.pending_grant))
+    assert grant["email"] == "bob@gmail.test"
+    assert sandbox.state.live_token(grant["access_token"], "access") is not None
+    assert sandbox.state.live_token(grant["refresh_token"], "refresh") is not None
+
+
+# --- Key rotation ------------------------------------------------------------------------------
+
+
+def test_key_rotation_keeps_every_account_and_link_in_flight_working(
+    client: TestClient,
+    db: Session,
+    sandbox: Sandbox,
+    settings: Settings,
+    connections: Connections,
+) -> None:
+    accounts = [linked(client, db, GOOGLE), linked(client, db, MICROSOFT)]
+    in_flight = start_link(client, "cy@gmail.test")
+    (old,) = settings.token_key_list
+    new = Fernet.generate_key().decode()
+    new_only, old_only = TokenBox([new]), TokenBox([old])
+
+    for mailbox in accounts:
+        for value in (mailbox.access_token, mailbox.refresh_token):
+            assert value is not None
+            with pytest.raises(TokenBoxError):
+                new_only.open(value)
+
+    live_attempts = db.scalar(
+        select(func.count()).select_from(LinkAttempt).where(LinkAttempt.expires_at >= utcnow())
+    )
+    changed = reencrypt_all(db, TokenBox([new, old]))
+    db.commit()
+    assert changed == 2 * len(accounts) + (live_attempts or 0)
+
+    for mailbox in accounts:
+        rotated = reload(db, mailbox.id)
+        for value in (rotated.access_token, rotated.refresh_token):
+            assert value is not None
+            new_only.open(value)
+            with pytest.raises(TokenBoxError):
+                old_only.open(value)
+
+    rotated_conn = dataclasses.replace(connections, box=new_only)
+    factory = session_factory(client)
+    for mailbox in accounts:
+        token = fresh_access_token(factory, rotated_conn, mailbox.id, force_refresh=True)
+        assert sandbox.state.live_token(token, "access") is not None
+    report = check_connections(factory, rotated_conn)
+    assert (report.checked, report.healthy, report.failed) == (2, 2, 0)
+    assert all(reload(db, m.id).status is MailboxStatus.CONNECTED for m in accounts)
+
+    # The server restarts with the old key removed: a sign-in started before still completes.
+    connections.box = new_only
+    done = finish_at_provider(client, in_flight, "cy@gmail.test")
+    assert done.headers["location"] == "/messaging/settings", done.text
+    assert mailbox_by_email(db, "cy@gmail.test").status is MailboxStatus.CONNECTED
+
+
+def test_key_rotation_re_encrypts_a_grant_waiting_for_confirmation(
+    client: TestClient, db: Session, sandbox: Sandbox, settings: Settings, connections: Connections
+) -> None:
+    waiting = finish_at_provider(client, start_link(client, "ada@gmail.test"), "bob@gmail.test")
+    assert "You signed in as bob@gmail.test" in waiting.text
+    (old,) = settings.token_key_list
+    new = Fernet.generate_key().decode()
+    new_only = TokenBox([new])
+
+    reencrypt_all(db, TokenBox([new, old]))
+    db.commit()
+
+    db.expire_all()
+    attempt = db.scalars(select(LinkAttempt)).one()
+    assert attempt.pending_grant is not None
+    grant = json.loads(new_only.open(attempt.pending_grant))
+    assert grant["email"] == "bob@gmail.test"
+    new_only.open(attempt.code_verifier)
+
+
+def test_key_rotation_counts_every_value_it_re_encrypts(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    waiting = finish_at_provider(client, start_link(client, "ada@gmail.test"), "bob@gmail.test")
+    assert "You signed in as bob@gmail.test" in waiting.text
+    (old,) = settings.token_key_list
+
+    changed = reencrypt_all(db, TokenBox([Fernet.generate_key().decode(), old]))
+
+    assert changed == 2  # the attempt's code verifier and its waiting grant
+
+
+# --- Refresh ahead of expiry -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("email", [GOOGLE, MICROSOFT])
+def test_a_token_with_time_left_is_used_without_asking_the_provider(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections, email: str
+) -> None:
+    mailbox = linked(client, db, email)
+    issued_before = issued_tokens(sandbox)
+    refresh_tokens_before = list(sandbox.state.issued_refresh_tokens)
+
+    token = fresh_access_token(session_factory(client), connections, mailbox.id)
+
+    assert token == stored_access_token(db, connections, mailbox.id)
+    assert sandbox.state.live_token(token, "access") is not None
+    assert issued_tokens(sandbox) == issued_before
+    assert sandbox.state.issued_refresh_tokens == refresh_tokens_before
+    assert event_kinds(db, mailbox.id) == ["connected"]
+
+
+@pytest.mark.parametrize("email", [GOOGLE, MICROSOFT])
+def test_an_expired_token_is_refreshed_and_the_refresh_recorded(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections, email: str
+) -> None:
+    mailbox = linked(client, db, email)
+    old_token = stored_access_token(db, connections, mailbox.id)
+    expire_everywhere(db, sandbox, mailbox)
+    issued_before = issued_tokens(sandbox)
+
+    token = fresh_access_token(session_factory(client), connections, mailbox.id)
+
+    assert token != old_token
+    assert sandbox.state.live_token(token, "access") is not None
+    assert issued_tokens(sandbox) > issued_before
+    after = reload(db, mailbox.id)
+    assert after.status is MailboxStatus.CONNECTED
+    assert after.token_expires_at is not None
+    assert after.token_expires_at > utcnow()
+    assert stored_access_token(db, connections, mailbox.id) == token
+    assert event_kinds(db, mailbox.id) == ["connected", "refreshed"]
+
+
+def test_a_token_about_to_expire_is_refreshed_ahead(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    mailbox = linked(client, db, GOOGLE)
+    old_token = stored_access_token(db, connections, mailbox.id)
+    mailbox.token_expires_at = utcnow() + connections.policy.refresh_ahead / 2
+    db.commit()
+
+    token = fresh_access_token(session_factory(client), connections, mailbox.id)
+
+    assert token != old_token
+    assert sandbox.state.live_token(token, "access") is not None
+    assert event_kinds(db, mailbox.id) == ["connected", "refreshed"]
+
+
+# --- Refresh-token rotation --------------------------------------------------------------------
+
+
+def test_microsoft_rotated_refresh_token_is_saved(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    mailbox = linked(client, db, MICROSOFT)
+    original = stored_refresh_token(db, connections, mailbox.id)
+    factory = session_factory(client)
+
+    fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+
+    stored = stored_refresh_token(db, connections, mailbox.id)
+    assert stored != original
+    assert stored == sandbox.state.issued_refresh_tokens[-1]
+    # And the saved one is the one used next time.
+    fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+    assert (
+        stored_refresh_token(db, connections, mailbox.id)
+        == (sandbox.state.issued_refresh_tokens[-1])
+    )
+    assert len(sandbox.state.issued_refresh_tokens) == 3
+
+
+def test_google_keeps_its_original_refresh_token(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    mailbox = linked(client, db, GOOGLE)
+    original = stored_refresh_token(db, connections, mailbox.id)
+    factory = session_factory(client)
+
+    for _ in range(2):
+        token = fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+        assert sandbox.state.live_token(token, "access") is not None
+
+    assert sandbox.state.issued_refresh_tokens == [original]
+    assert stored_refresh_token(db, connections, mailbox.id) == original
+    assert reload(db, mailbox.id).status is MailboxStatus.CONNECTED
+
+
+# --- Concurrency -------------------------------------------------------------------------------
+
+
+def test_concurrent_refreshes_never_lose_a_rotated_token(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    mailbox = linked(client, db, MICROSOFT)
+    version_before = mailbox.token_version
+    refreshed_before = count_events(db, mailbox.id, MailboxEventKind.REFRESHED)
+    factory = session_factory(client)
+    threads_count = 8
+    barrier = threading.Barrier(threads_count)
+    tokens: list[str] = []
+    errors: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            barrier.wait(timeout=30)
+            tokens.append(fresh_access_token(factory, connections, mailbox.id, force_refresh=True))
+        except BaseException as error:  # reported below; a thread must not die silently
+            errors.append(error)
+
+    workers = [threading.Thread(target=refresh) for _ in range(threads_count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    assert errors == []
+    assert len(tokens) == threads_count
+    assert all(sandbox.state.live_token(token, "access") is not None for token in tokens)
+    after = reload(db, mailbox.id)
+    assert after.status is MailboxStatus.CONNECTED
+    stored = stored_refresh_token(db, connections, mailbox.id)
+    assert stored in sandbox.state.issued_refresh_tokens[1:]
+    wins = count_events(db, mailbox.id, MailboxEventKind.REFRESHED) - refreshed_before
+    assert wins >= 1
+    assert after.token_version - version_before == wins
+    # The token that survived the race still works at Microsoft.
+    token = fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+    assert sandbox.state.live_token(token, "access") is not None
+    assert (
+        stored_refresh_token(db, connections, mailbox.id)
+        == (sandbox.state.issued_refresh_tokens[-1])
+    )
+
+
+def test_compare_and_swap_refuses_a_stale_version(
+    client: TestClient, db: Session, connections: Connections
+) -> None:
+    mailbox = linked(client, db, MICROSOFT)
+    version = mailbox.token_version
+    before = (mailbox.access_token, mailbox.refresh_token, mailbox.token_version)
+
+    stale = repository.save_tokens_if_unchanged(
+        db, mailbox.id, version - 1, {"access_token": connections.box.seal("stale")}
+    )
+    db.commit()
+
+    assert stale is False
+    after = reload(db, mailbox.id)
+    assert (after.access_token, after.refresh_token, after.token_version) == before
+
+    current = repository.save_tokens_if_unchanged(
+        db, mailbox.id, version, {"access_token": connections.box.seal("current")}
+    )
+    db.commit()
+    assert current is True
+    assert reload(db, mailbox.id).token_version == version + 1
+    assert stored_access_token(db, connections, mailbox.id) == "current"
+
+
+# --- Permanent failures ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "code"),
+    [
+        (GOOGLE, "invalid_grant"),
+        (MICROSOFT, "AADSTS70008"),
+        (MICROSOFT, "AADSTS50173"),
+        (MICROSOFT, "AADSTS65001"),
+    ],
+)
+def test_a_dead_grant_asks_for_reauthentication_at_once(
+    client: TestClient,
+    db: Session,
+    sandbox: Sandbox,
+    connections: Connections,
+    email: str,
+    code: str,
+) -> None:
+    mailbox = linked(client, db, email)
+    expire_everywhere(db, sandbox, mailbox)
+    sandbox.admin("token-errors", {"mailbox": email, "code": code})
+    factory = session_factory(client)
+
+    with pytest.raises(AuthRevoked) as raised:
+        fresh_access_token(factory, connections, mailbox.id)
+    assert raised.value.code == code
+
+    after = reload(db, mailbox.id)
+    assert after.status is MailboxStatus.REAUTH_REQUIRED
+    assert after.status_code == code
+    assert after.status_reason
+    assert after.transient_failures == 0
+    db.expire_all()
+    (event,) = db.scalars(
+        select(MailboxEvent).where(
+            MailboxEvent.mailbox_id == mailbox.id,
+            MailboxEvent.kind == MailboxEventKind.REAUTH_REQUIRED,
+        )
+    )
+    assert event.provider_code == code
+    assert "failed" not in event_kinds(db, mailbox.id)
+    with pytest.raises(MailboxNotConnected):
+        fresh_access_token(factory, connections, mailbox.id)
+    assert reload(db, mailbox.id).status is MailboxStatus.REAUTH_REQUIRED
+
+
+# --- A 401 is not a revocation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("email", "provider"), [(GOOGLE, "google"), (MICROSOFT, "microsoft")])
+def test_a_401_with_a_working_refresh_token_is_not_a_revocation(
+    client: TestClient,
+    db: Session,
+    sandbox: Sandbox,
+    connections: Connections,
+    email: str,
+    provider: str,
+) -> None:
+    mailbox = linked(client, db, email)
+    sandbox.admin("faults", {"mailbox": email, "fault": "unauthorized"})
+    issued_before = issued_tokens(sandbox)
+
+    with_access_token(
+        session_factory(client), connections, mailbox.id, connections.provider(provider).probe
+    )
+
+    after = reload(db, mailbox.id)
+    assert after.status is MailboxStatus.CONNECTED
+    assert after.status_code == ""
+    assert event_kinds(db, mailbox.id) == ["connected", "refreshed"]
+    assert issued_tokens(sandbox) > issued_before
+
+
+@pytest.mark.parametrize(("email", "provider"), [(GOOGLE, "google"), (MICROSOFT, "microsoft")])
+def test_a_401_after_the_grant_was_revoked_asks_for_reauthentication(
+    client: TestClient,
+    db: Session,
+    sandbox: Sandbox,
+    connections: Connections,
+    email: str,
+    provider: str,
+) -> None:
+    mailbox = linked(client, db, email)
+    sandbox.admin("revoke", {"mailbox": email})
+
+    with pytest.raises(AuthRevoked):
+        with_access_token(
+            session_factory(client), connections, mailbox.id, connections.provider(provider).probe
+        )
+
+    after = reload(db, mailbox.id)
+    assert after.status is MailboxStatus.REAUTH_REQUIRED
+    assert after.status_code
+    assert event_kinds(db, mailbox.id)[-1] == "reauth_required"
+
+
+# --- Passing failures --------------------------------------------------------------------------
+
+
+def test_passing_failures_escalate_only_after_repeated_failure_over_time(
+    client: TestClient,
+    db: Session,
+    sandbox: Sandbox,
+    connections: Connections,
+    dead_connections: Connections,
+) -> None:
+    mailbox = linked(client, db, GOOGLE)
+    expire_everywhere(db, sandbox, mailbox)
+    factory = session_factory(client)
+
+    for attempt in range(1, 4):
+        with pytest.raises(Transient):
+            fresh_access_token(factory, dead_connections, mailbox.id)
+        after = reload(db, mailbox.id)
+        assert after.status is MailboxStatus.CONNECTED
+        assert after.transient_failures == attempt
+    assert event_kinds(db, mailbox.id) == ["connected", "failed", "failed", "failed"]
+
+    after = reload(db, mailbox.id)
+    assert after.first_transient_failure_at is not None
+    after.first_transient_failure_at -= timedelta(hours=2)
+    db.commit()
+    with pytest.raises(Transient):
+        fresh_access_token(factory, dead_connections, mailbox.id)
+
+    escalated = reload(db, mailbox.id)
+    assert escalated.status is MailboxStatus.REAUTH_REQUIRED
+    assert escalated.status_code == "connect"
+    assert "failed 4 times" in escalated.status_reason
+    assert event_kinds(db, mailbox.id)[-2:] == ["failed", "reauth_required"]
+    with pytest.raises(MailboxNotConnected):
+        fresh_access_token(factory, connections, mailbox.id)
+
+
+def test_a_success_resets_the_passing_failure_count(
+    client: TestClient,
+    db: Session,
+    sandbox: Sandbox,
+    connections: Connections,
+    dead_connections: Connections,
+) -> None:
+    mailbox = linked(client, db, MICROSOFT)
+    expire_everywhere(db, sandbox, mailbox)
+    factory = session_factory(client)
+    for _ in range(2):
+        with pytest.raises(Transient):
+            fresh_access_token(factory, dead_connections, mailbox.id)
+    failing = reload(db, mailbox.id)
+    assert failing.first_transient_failure_at is not None
+    failing.first_transient_failure_at -= timedelta(hours=2)
+    db.commit()
+
+    token = fresh_access_token(factory, connections, mailbox.id)
+    assert sandbox.state.live_token(token, "access") is not None
+    recovered = reload(db, mailbox.id)
+    assert (recovered.transient_failures, recovered.first_transient_failure_at) == (0, None)
+
+    # The count starts over: three more failures within a minute do not escalate.
+    expire_everywhere(db, sandbox, recovered)
+    for _ in range(3):
+        with pytest.raises(Transient):
+            fresh_access_token(factory, dead_connections, mailbox.id)
+    after = reload(db, mailbox.id)
+    assert after.status is MailboxStatus.CONNECTED
+    assert after.transient_failures == 3
+
+
+# --- Health check ------------------------------------------------------------------------------
+
+
+def test_health_check_finds_revoked_grants_and_leaves_the_rest_alone(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    fine = linked(client, db, GOOGLE)
+    revoked = linked(client, db, "bob@gmail.test")
+    removed = linked(client, db, MICROSOFT)
+    client.post(
+        f"/mailboxes/{removed.id}/disconnect",
+        data={"csrftoken": csrf_from(client.get(f"/mailboxes/{removed.id}").text)},
+    )
+    assert reload(db, removed.id).status is MailboxStatus.DISCONNECTED
+    sandbox.admin("revoke", {"mailbox": "bob@gmail.test"})
+    fine_events, removed_events = event_kinds(db, fine.id), event_kinds(db, removed.id)
+
+    report = check_connections(session_factory(client), connections)
+
+    assert (report.checked, report.healthy, report.failed) == (2, 1, 1)
+    assert reload(db, fine.id).status is MailboxStatus.CONNECTED
+    assert event_kinds(db, fine.id) == fine_events
+    assert reload(db, revoked.id).status is MailboxStatus.REAUTH_REQUIRED
+    assert event_kinds(db, revoked.id)[-1] == "reauth_required"
+    assert reload(db, removed.id).status is MailboxStatus.DISCONNECTED
+    assert event_kinds(db, removed.id) == removed_events
+
+    # A mailbox already waiting for the user is not checked again.
+    again = check_connections(session_factory(client), connections)
+    assert (again.checked, again.healthy, again.failed) == (1, 1, 0)
+
+
+def test_health_check_goes_on_past_a_mailbox_whose_host_is_no_longer_configured(
+    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+) -> None:
+    first = linked(client, db, MICROSOFT)
+    second = linked(client, db, GOOGLE)
+    assert first.id < second.id
+    google_only = dataclasses.replace(
+        connections, registry={ProviderName.GOOGLE: connections.provider("google")}
+    )
+    sandbox.admin("revoke", {"mailbox": GOOGLE})
+
+    report = check_connections(session_factory(client), google_only)
+
+    assert (report.checked, report.healthy, report.failed) == (2, 0, 2)
+    assert reload(db, second.id).status is MailboxStatus.REAUTH_REQUIRED
