@@ -23,9 +23,12 @@ from sendwell import __version__
 from sendwell.accounts import api as accounts_api
 from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, sign_in_url
+from sendwell.campaigns import api as campaigns_api
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
+from sendwell.dispatch import web as dispatch_web
+from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import api as mailboxes_api
 from sendwell.mailboxes import web as mailboxes_web
@@ -40,8 +43,9 @@ from sendwell.web.pages import STATIC_DIR, render, templates
 API_PREFIX = "/api/v1"
 VENDOR_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
 # The API authenticates by bearer token only, so cookies never carry its authority; the
-# sandbox stands in for third-party sites, which have no share in our CSRF cookie.
-CSRF_EXEMPT_PREFIXES = (f"{API_PREFIX}/", "/sandbox/")
+# sandbox stands in for third-party sites, which have no share in our CSRF cookie; one-click
+# unsubscribe links are posted by mail clients and authorised by their signed token.
+CSRF_EXEMPT_PREFIXES = (f"{API_PREFIX}/", "/sandbox/", "/u/")
 CSRF_ALWAYS_PROTECTED = ["/setup", "/sign-in"]
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -58,7 +62,11 @@ HTTP_ERROR_CODES = {
 
 
 def create_app(
-    settings: Settings, *, engine: Engine | None = None, background_jobs: bool = False
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    background_jobs: bool = False,
+    dispatcher: bool = False,
 ) -> FastAPI:
     """The whole web application for one configuration.
 
@@ -73,17 +81,22 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        jobs = (
-            [
+        jobs: list[Every | DispatcherThread] = []
+        if background_jobs:
+            jobs.append(
                 Every(
                     settings.health_check_minutes * 60,
                     partial(check_connections, session_factory, connections),
                     "mailbox_health_check",
                 )
-            ]
-            if background_jobs
-            else []
-        )
+            )
+        if dispatcher:
+            jobs.append(
+                DispatcherThread(
+                    build_dispatcher(settings, session_factory, connections),
+                    settings.sqlalchemy_url,
+                )
+            )
         for job in jobs:
             job.start()
         yield
@@ -115,6 +128,7 @@ def create_app(
     app.include_router(accounts_web.router)
     app.include_router(campaigns_web.router)
     app.include_router(mailboxes_web.router)
+    app.include_router(dispatch_web.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.mount(API_PREFIX, api)
     if settings.sandbox:
@@ -146,6 +160,7 @@ def create_api() -> FastAPI:
     )
     api.include_router(accounts_api.router)
     api.include_router(mailboxes_api.router)
+    api.include_router(campaigns_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -80,6 +80,9 @@ def _require_current_schema(engine: object) -> None:
 def serve(
     host: Annotated[str, typer.Option(envvar="HOST", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on.")] = 8000,
+    no_dispatcher: Annotated[
+        bool, typer.Option("--no-dispatcher", help="Serve pages only; `sendwell worker` sends.")
+    ] = False,
 ) -> None:
     """Run the web UI and API."""
     from sendwell.app import create_app
@@ -87,7 +90,9 @@ def serve(
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
-    application = create_app(settings, engine=engine, background_jobs=True)
+    application = create_app(
+        settings, engine=engine, background_jobs=True, dispatcher=not no_dispatcher
+    )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     out.print(
         f"Sendwell is running at [bold]http://{shown_host}:{port}[/]  (Ctrl+C to stop)",
@@ -139,6 +144,37 @@ def db_current() -> None:
         engine.dispose()
     state = "latest" if current == head else f"behind; latest is {head}"
     out.print(f"Revision {current or 'none'} ({state}).")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Send what is due now, then exit.")] = False,
+) -> None:
+    """Run only the sending engine (any number of workers may share a PostgreSQL database)."""
+    import signal
+    import threading
+
+    from sendwell.dispatch.runner import build_dispatcher
+    from sendwell.dispatch.wakeup import listen_for_notifications
+    from sendwell.mailboxes.connections import build_connections
+    from sendwell.providers.registry import build_registry, make_http_client
+
+    settings = _settings()
+    engine = make_engine(settings.sqlalchemy_url)
+    _require_current_schema(engine)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with make_http_client(settings) as http:
+        connections = build_connections(settings, build_registry(settings, http))
+        dispatcher = build_dispatcher(settings, make_session_factory(engine), connections)
+        if once:
+            dispatcher.run_until_idle()
+        else:
+            err.print(f"Worker {dispatcher.worker_id} is sending. Ctrl+C to stop.", highlight=False)
+            listen_for_notifications(settings.sqlalchemy_url, dispatcher.wake, stop)
+            dispatcher.run_forever(stop)
+    engine.dispose()
 
 
 @users_app.command("create")
@@ -240,6 +276,110 @@ def mailboxes_check() -> None:
         f"{report.failed} failing.",
         highlight=False,
     )
+
+
+recipients_app = typer.Typer(help="Campaign recipients.", no_args_is_help=True)
+app.add_typer(recipients_app, name="recipients")
+SKIPPED_SHOWN = 20
+
+
+@recipients_app.command("import")
+def recipients_import(
+    campaign_id: Annotated[int, typer.Argument(help="The campaign to add recipients to.")],
+    file: Annotated[str, typer.Argument(help="A CSV file (UTF-8) with a header row.")],
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help='Where a column goes: "Header=field", the field being email, first_name, '
+            "last_name, company, title, ignore or a custom field name. Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Add a CSV file's recipients to a campaign, acting as the campaign's owner."""
+    import csv
+    import os
+    from pathlib import Path
+
+    from rich.markup import escape
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from sendwell.campaigns import importer
+
+    mapping: dict[str, str] = {}
+    for pair in maps or []:
+        header, equals, field = pair.rpartition("=")
+        if not equals or not header.strip() or not field.strip():
+            err.print(
+                f'[bold red]Error:[/] --map takes "Header=field", not "{escape(pair)}".',
+                highlight=False,
+            )
+            raise typer.Exit(1)
+        mapping[header.strip()] = field.strip()
+    path = Path(file)
+    try:
+        handle = path.open("rb")
+        size = os.fstat(handle.fileno()).st_size
+    except OSError as error:
+        err.print(
+            f"[bold red]Error:[/] cannot read {escape(str(path))}: {error.strerror}.",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    settings = _settings()
+    with handle, _unit_of_work() as db:
+        owner = importer.campaign_owner(db, campaign_id)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        with progress:
+            reader = progress.wrap_file(
+                handle, total=size, description=f"Importing {escape(path.name)}"
+            )
+            try:
+                report = importer.import_csv(
+                    db,
+                    owner,
+                    campaign_id,
+                    reader,
+                    mapping=mapping,
+                    allow_test_domains=settings.sandbox,
+                )
+            except SendwellError:
+                progress.live.transient = True  # the error alone says what happened
+                raise
+    skipped = report.skipped
+    out.print(
+        f"Imported {report.imported} recipient{'' if report.imported == 1 else 's'}; "
+        f"skipped {len(skipped)}.",
+        highlight=False,
+    )
+    if not skipped:
+        return
+    table = Table("row", "email", "reason")
+    for item in skipped[:SKIPPED_SHOWN]:
+        table.add_row(str(item.row), escape(item.email), escape(item.reason))
+    out.print(table)
+    listing_path = path.with_name(f"{path.stem}.skipped.csv")
+    try:
+        with listing_path.open("w", encoding="utf-8-sig", newline="") as listing:
+            writer = csv.writer(listing)
+            writer.writerow(["row", "email", "reason"])
+            writer.writerows([item.row, item.email, item.reason] for item in skipped)
+    except OSError as error:
+        err.print(
+            f"[bold yellow]Warning:[/] the skipped rows could not be written to "
+            f"{escape(str(listing_path))}: {error.strerror}.",
+            highlight=False,
+        )
+        return
+    more = f"Showing the first {SKIPPED_SHOWN}. " if len(skipped) > SKIPPED_SHOWN else ""
+    rows = "The skipped row is" if len(skipped) == 1 else f"All {len(skipped)} skipped rows are"
+    out.print(f"{more}{rows} listed in {escape(str(listing_path))}.", highlight=False)
 
 
 def main() -> None:

@@ -84,6 +84,15 @@ class Settings(BaseSettings):
         le=43_200,
         description="...and for at least this long (minutes).",
     )
+    inbound_poll_seconds: float = Field(
+        default=60, gt=0, le=3600, description="How often each mailbox's replies are read."
+    )
+    settle_grace_seconds: float = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Wait before looking in Sent for a send whose outcome is unknown.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     session_days: int = Field(default=14, ge=1, le=365, description="Sign-in lifetime in days.")

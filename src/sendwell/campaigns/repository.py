@@ -31,7 +31,7 @@ def _visible(user: User) -> Select[Campaign]:
 
 
 def visible_campaigns(db: Session, user: User, *, include_archived: bool = True) -> list[Campaign]:
-    query = _visible(user).options(selectinload(Campaign.mailbox))
+    query = _visible(user).options(selectinload(Campaign.mailbox), selectinload(Campaign.steps))
     if not include_archived:
         query = query.where(Campaign.status != CampaignStatus.ARCHIVED)
     return list(db.scalars(query.order_by(Campaign.created_at.desc(), Campaign.id.desc())))

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns import templates, validation
 from sendwell.campaigns.schedule import Schedule
+from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound
 from sendwell.mailboxes import repository as mailbox_repo
@@ -244,6 +245,7 @@ def start(db: Session, user: User, campaign_id: int) -> Campaign:
     )
     campaign.started_at = now
     repo.schedule_unstarted(db, campaign.id, now + timedelta(minutes=campaign.start_delay_minutes))
+    request_wakeup(db)
     return campaign
 
 
@@ -274,6 +276,7 @@ def resume(db: Session, user: User, campaign_id: int) -> Campaign:
             code="mailbox_not_connected",
         )
     _transition(db, campaign, "resume", actor=user, reason="Resumed.")
+    request_wakeup(db)
     return campaign
 
 

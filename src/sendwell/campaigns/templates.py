@@ -20,12 +20,31 @@ class TemplateProblem(InvalidInput):
     code = "template_error"
 
 
-_text = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
-_html = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True
-)
+# Largest value one expression may build ("x" * n, n ** m): a template must not exhaust memory.
+MAX_VALUE_SIZE = 100_000
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with repetition and powers bounded in size."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > 64:
+            raise SecurityError("exponent too large")
+        if operator == "*":
+            sized, count = (left, right) if isinstance(right, int) else (right, left)
+            if (
+                isinstance(sized, (str, list, tuple))
+                and isinstance(count, int)
+                and len(sized) * count > MAX_VALUE_SIZE
+            ):
+                raise SecurityError("repetition too large")
+        return super().call_binop(context, operator, left, right)
+
+
+_text = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_html = _Sandbox(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
 
 
 @dataclass(frozen=True)
@@ -59,14 +78,21 @@ def merge_fields(recipient: dict[str, Any], sender: dict[str, str]) -> dict[str,
 
 
 def render_text(source: str, fields: dict[str, Any], where: str) -> str:
+    return _render(_text, source, fields, where)
+
+
+def _render(env: _Sandbox, source: str, fields: dict[str, Any], where: str) -> str:
+    """Render, turning every way a template can fail into a sentence naming where."""
     try:
-        return _text.from_string(source).render(fields)
+        return env.from_string(source).render(fields)
     except UndefinedError as error:
         raise TemplateProblem(f"{where}: {_undefined_message(error)}") from None
     except TemplateSyntaxError as error:
         raise TemplateProblem(f"{where}: {error.message} (line {error.lineno}).") from None
     except SecurityError:
         raise TemplateProblem(f"{where}: the template uses something templates may not.") from None
+    except Exception as error:  # a merge field used the wrong way: 1/0, "a" + 1, …
+        raise TemplateProblem(f"{where}: {type(error).__name__}: {error}") from None
 
 
 def render_header(source: str, fields: dict[str, Any], where: str) -> str:
@@ -90,16 +116,7 @@ def render_step(
     subject: str, body: str, body_html: str, fields: dict[str, Any], step_label: str
 ) -> RenderedStep:
     """Subject, text body and optional HTML body (merge fields escaped) for one recipient."""
-    html = ""
-    if body_html.strip():
-        try:
-            html = _html.from_string(body_html).render(fields)
-        except UndefinedError as error:
-            raise TemplateProblem(f"{step_label} HTML body: {_undefined_message(error)}") from None
-        except TemplateSyntaxError as error:
-            raise TemplateProblem(
-                f"{step_label} HTML body: {error.message} (line {error.lineno})."
-            ) from None
+    html = _render(_html, body_html, fields, f"{step_label} HTML body") if body_html.strip() else ""
     return RenderedStep(
         subject=render_header(subject, fields, f"{step_label} subject"),
         body=render_text(body, fields, f"{step_label} body"),

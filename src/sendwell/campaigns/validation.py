@@ -115,6 +115,8 @@ def preview(
         if enrollment_id
         else repo.first_enrollment(db, campaign.id)
     )
+    if enrollment is None and enrollment_id:
+        raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
     if enrollment is None:
         raise NotFound("Add a recipient to preview the emails.", code="no_recipient")
     mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)

@@ -14,6 +14,7 @@ from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.schedule import DAYS, common_time_zones
+from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import NotFound, SendwellError
 from sendwell.mailboxes import service as mailboxes
@@ -222,6 +223,10 @@ def campaign_action(
                 f"“{copy.name}” is a new draft with the same steps.",
             )
         campaign = getattr(service, action)(db, user, campaign_id)
+        if action == "pause":
+            # When the user sees "paused", nothing more may go out: let in-flight sends land.
+            db.commit()
+            settle_in_flight(request.app.state.session_factory, [campaign_id])
     except validation.CampaignNotReady as error:
         return _campaign_page(
             request,

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns.service import pause_campaigns_for_mailbox
+from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from sendwell.kit.secrets import hash_secret
@@ -292,6 +293,7 @@ def connect_grant(
         reason=f"Signed in with {provider_label(provider_name)} as {identity.email}.",
     )
     db.flush()
+    request_wakeup(db)
     return Linked(mailbox, reconnected, replaced)
 
 

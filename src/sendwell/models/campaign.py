@@ -79,6 +79,9 @@ class Campaign(Base):
     schedule_end: Mapped[str | None] = mapped_column(String(5), default=None)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     start_delay_minutes: Mapped[int] = mapped_column(Integer, default=20)
+    unsubscribe_footer: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Failed sends in a row; too many pause the campaign (reason send_errors).
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)

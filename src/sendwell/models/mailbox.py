@@ -56,6 +56,10 @@ class Mailbox(Base):
     last_checked_at: Mapped[datetime | None] = mapped_column(default=None)
     display_name: Mapped[str] = mapped_column(String(200), default="")
     signature: Mapped[str] = mapped_column(Text, default="")
+    # Pacing shared by every worker: no send for this mailbox may start before this moment.
+    send_not_before: Mapped[datetime | None] = mapped_column(default=None)
+    inbound_cursor: Mapped[str | None] = mapped_column(Text, default=None)
+    inbound_checked_at: Mapped[datetime | None] = mapped_column(default=None)
     daily_cap: Mapped[int] = mapped_column(Integer, default=1000)
     min_gap_seconds: Mapped[int] = mapped_column(Integer, default=60)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,328 @@
+"""JSON routes for campaigns: author, add recipients, start, pause, resume, archive, preview."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from sendwell.accounts.auth import api_user
+from sendwell.campaigns import recipients, service, validation
+from sendwell.campaigns import repository as repo
+from sendwell.campaigns.schedule import Schedule, parse_schedule
+from sendwell.campaigns.schemas import (
+    MAX_RECIPIENTS_PER_REQUEST,
+    AddRecipientsOut,
+    CampaignIn,
+    CampaignOut,
+    CountsOut,
+    EventOut,
+    PreviewOut,
+    PreviewRecipientOut,
+    ProblemOut,
+    RecipientOut,
+    RecipientsIn,
+    ScheduleIn,
+    ScheduleOut,
+    SkippedOut,
+    StepOut,
+)
+from sendwell.kit.errors import InvalidInput
+from sendwell.models import Campaign, CampaignStep, User
+from sendwell.web.deps import get_db
+
+router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+
+NOT_READY_RESPONSE: dict[int | str, dict[str, Any]] = {
+    422: {
+        "description": "The campaign cannot start yet: `error.problems` lists what to fix "
+        "(each with `message`, `step` and `recipient`), `error.total` how many there are."
+    }
+}
+
+
+@router.get("", response_model=list[CampaignOut], summary="Campaigns you can see")
+def list_campaigns(
+    user: User = Depends(api_user), db: Session = Depends(get_db, scope="function")
+) -> list[CampaignOut]:
+    campaigns = service.visible_campaigns(db, user)
+    ids = [campaign.id for campaign in campaigns]
+    counts = repo.counts_for(db, ids)
+    return [_campaign_out(c, counts[c.id], c.steps) for c in campaigns]
+
+
+@router.post("", response_model=CampaignOut, status_code=201, summary="Create a draft campaign")
+def create_campaign(
+    body: CampaignIn,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    campaign = service.create_campaign(
+        db,
+        user,
+        name=body.name,
+        mailbox_id=body.mailbox_id,
+        steps=_steps_in(body),
+        schedule=_schedule_in(body.schedule),
+        start_delay_minutes=body.start_delay_minutes,
+    )
+    return _out(db, campaign)
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut, summary="One campaign")
+def get_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    return _out(db, service.get_campaign(db, user, campaign_id))
+
+
+@router.put(
+    "/{campaign_id}",
+    response_model=CampaignOut,
+    summary="Replace the name, account, steps and settings of a draft or paused campaign",
+)
+def update_campaign(
+    campaign_id: int,
+    body: CampaignIn,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    campaign = service.update_campaign(
+        db,
+        user,
+        campaign_id,
+        name=body.name,
+        mailbox_id=body.mailbox_id,
+        steps=_steps_in(body),
+        schedule=_schedule_in(body.schedule) or Schedule(),
+        start_delay_minutes=body.start_delay_minutes,
+    )
+    return _out(db, campaign)
+
+
+@router.post(
+    "/{campaign_id}/start",
+    response_model=CampaignOut,
+    responses=NOT_READY_RESPONSE,
+    summary="Validate, then start sending after the start delay",
+)
+def start_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut | JSONResponse:
+    try:
+        campaign = service.start(db, user, campaign_id)
+    except validation.CampaignNotReady as error:
+        problems = [ProblemOut(**vars(problem)).model_dump() for problem in error.problems]
+        return JSONResponse(
+            {
+                "error": {
+                    "code": error.code,
+                    "message": error.message,
+                    "problems": problems,
+                    "total": error.total,
+                }
+            },
+            status_code=error.status_code,
+        )
+    return _out(db, campaign)
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignOut, summary="Pause sending")
+def pause_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    return _out(db, service.pause(db, user, campaign_id))
+
+
+@router.post(
+    "/{campaign_id}/resume",
+    response_model=CampaignOut,
+    summary="Resume from where it left off (refused while the account cannot send)",
+)
+def resume_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    return _out(db, service.resume(db, user, campaign_id))
+
+
+@router.post(
+    "/{campaign_id}/archive",
+    response_model=CampaignOut,
+    summary="Archive a draft, paused or completed campaign",
+)
+def archive_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    return _out(db, service.archive(db, user, campaign_id))
+
+
+@router.post(
+    "/{campaign_id}/duplicate",
+    response_model=CampaignOut,
+    status_code=201,
+    summary="A new draft with the same steps and settings, and no recipients",
+)
+def duplicate_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    return _out(db, service.duplicate(db, user, campaign_id))
+
+
+@router.post(
+    "/{campaign_id}/recipients",
+    response_model=AddRecipientsOut,
+    summary=f"Add recipients (at most {MAX_RECIPIENTS_PER_REQUEST:,} per request)",
+)
+def add_recipients(
+    campaign_id: int,
+    body: RecipientsIn,
+    request: Request,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> AddRecipientsOut:
+    if len(body.recipients) > MAX_RECIPIENTS_PER_REQUEST:
+        raise InvalidInput(
+            f"Send at most {MAX_RECIPIENTS_PER_REQUEST:,} recipients per request "
+            f"(this one has {len(body.recipients):,}); split the list into several requests.",
+            code="too_many_recipients",
+        )
+    report = recipients.add_recipients(
+        db,
+        user,
+        campaign_id,
+        (
+            recipients.RecipientIn(
+                email=row.email,
+                first_name=row.first_name or "",
+                last_name=row.last_name or "",
+                company=row.company or "",
+                title=row.title or "",
+                fields=row.fields,
+            )
+            for row in body.recipients
+        ),
+        allow_test_domains=bool(request.app.state.connections.sandbox),
+    )
+    return AddRecipientsOut(
+        added=report.added,
+        skipped=[SkippedOut(row=s.row, email=s.email, reason=s.reason) for s in report.skipped],
+    )
+
+
+@router.get(
+    "/{campaign_id}/recipients",
+    response_model=list[RecipientOut],
+    summary="The campaign's recipients and how far each has gone",
+)
+def list_recipients(
+    campaign_id: int,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> list[RecipientOut]:
+    campaign = service.get_campaign(db, user, campaign_id)
+    return [
+        RecipientOut.model_validate(enrollment)
+        for enrollment in repo.enrollments(db, campaign.id, offset=offset, limit=limit)
+    ]
+
+
+@router.get(
+    "/{campaign_id}/preview",
+    response_model=PreviewOut,
+    summary="One step as one recipient would receive it (the first recipient by default)",
+)
+def preview(
+    campaign_id: int,
+    step: int = Query(1, ge=1),
+    recipient_id: int | None = Query(None, ge=1),
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> PreviewOut:
+    campaign = service.get_campaign(db, user, campaign_id)
+    rendered, enrollment = validation.preview(db, campaign, step, recipient_id)
+    return PreviewOut(
+        subject=rendered.subject,
+        body=rendered.body,
+        body_html=rendered.body_html,
+        recipient=PreviewRecipientOut(id=enrollment.id, email=enrollment.email),
+    )
+
+
+@router.get(
+    "/{campaign_id}/events",
+    response_model=list[EventOut],
+    summary="The campaign's history, newest first",
+)
+def list_events(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> list[EventOut]:
+    campaign = service.get_campaign(db, user, campaign_id)
+    return [EventOut.model_validate(event) for event in repo.events(db, campaign.id)]
+
+
+def _steps_in(body: CampaignIn) -> list[service.StepIn]:
+    return [
+        service.StepIn(
+            subject=step.subject,
+            body=step.body,
+            delay_minutes=step.delay_minutes,
+            body_html=step.body_html,
+            new_thread=step.new_thread,
+        )
+        for step in body.steps
+    ]
+
+
+def _schedule_in(schedule: ScheduleIn | None) -> Schedule | None:
+    if schedule is None:
+        return None
+    return parse_schedule(schedule.days, schedule.start, schedule.end, schedule.timezone)
+
+
+def _out(db: Session, campaign: Campaign) -> CampaignOut:
+    return _campaign_out(campaign, repo.counts_for(db, [campaign.id])[campaign.id], campaign.steps)
+
+
+def _campaign_out(
+    campaign: Campaign, counts: dict[str, int], steps: Sequence[CampaignStep]
+) -> CampaignOut:
+    return CampaignOut(
+        id=campaign.id,
+        name=campaign.name,
+        status=campaign.status,
+        pause_reason=campaign.pause_reason,
+        pause_reason_text=service.pause_reason_words(campaign),
+        mailbox_id=campaign.mailbox_id,
+        owner_id=campaign.owner_id,
+        steps=[StepOut.model_validate(step) for step in steps],
+        schedule=ScheduleOut(
+            days=[day for day in campaign.schedule_days.split(",") if day],
+            start=campaign.schedule_start,
+            end=campaign.schedule_end,
+            timezone=campaign.timezone,
+        ),
+        start_delay_minutes=campaign.start_delay_minutes,
+        created_at=campaign.created_at,
+        started_at=campaign.started_at,
+        status_changed_at=campaign.status_changed_at,
+        counts=CountsOut(**{name: counts[name] for name in CountsOut.model_fields}),
+    )

@@ -1,0 +1,169 @@
+"""JSON shapes of the campaigns API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sendwell.models import CampaignStatus, EnrollmentStatus, PauseReason
+
+MAX_RECIPIENTS_PER_REQUEST = 10_000
+
+
+class StepIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str = Field(description="Merge fields allowed, e.g. `Hi {{ first_name }}`.")
+    body: str = Field(description="The plain-text body; merge fields allowed.")
+    delay_minutes: int = Field(
+        default=0, description="Wait after the previous step (ignored for the first step)."
+    )
+    body_html: str = Field(default="", description="Optional HTML body; merge fields escaped.")
+    new_thread: bool = Field(
+        default=False, description="Send as a new thread instead of a reply to the previous step."
+    )
+
+
+class ScheduleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: list[str] = Field(default_factory=list, description="mon … sun; empty means every day.")
+    start: str | None = Field(default=None, description="HH:MM, 24-hour clock.")
+    end: str | None = Field(default=None, description="HH:MM, later than start.")
+    timezone: str = Field(default="UTC", description="An IANA name such as Europe/Paris.")
+
+
+class CampaignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    mailbox_id: int = Field(description="One of your connected email accounts.")
+    steps: list[StepIn] = Field(default_factory=list)
+    schedule: ScheduleIn | None = Field(
+        default=None, description="When emails may go out; any time when omitted."
+    )
+    start_delay_minutes: int = Field(
+        default=20, description="Minutes between Start and the first emails (0 to 30 days)."
+    )
+
+
+class StepOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    position: int
+    subject: str
+    body: str
+    body_html: str
+    delay_minutes: int
+    new_thread: bool
+
+
+class ScheduleOut(BaseModel):
+    days: list[str]
+    start: str | None
+    end: str | None
+    timezone: str
+
+
+class CountsOut(BaseModel):
+    recipients: int
+    sent: int = Field(description="Messages sent, all steps.")
+    replied: int
+    bounced: int
+    completed: int
+    unsubscribed: int
+    failed: int
+
+
+class CampaignOut(BaseModel):
+    id: int
+    name: str
+    status: CampaignStatus
+    pause_reason: PauseReason | None
+    pause_reason_text: str = Field(description="Why the campaign is paused, in words.")
+    mailbox_id: int
+    owner_id: int
+    steps: list[StepOut]
+    schedule: ScheduleOut
+    start_delay_minutes: int
+    created_at: datetime
+    started_at: datetime | None
+    status_changed_at: datetime
+    counts: CountsOut
+
+
+class RecipientIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    title: str | None = None
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Custom columns, usable as merge fields."
+    )
+
+
+class RecipientsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipients: list[RecipientIn] = Field(
+        description=f"At most {MAX_RECIPIENTS_PER_REQUEST:,} per request."
+    )
+
+
+class SkippedOut(BaseModel):
+    row: int = Field(description="Position in the request's list, from 1.")
+    email: str
+    reason: str
+
+
+class AddRecipientsOut(BaseModel):
+    added: int
+    skipped: list[SkippedOut]
+
+
+class RecipientOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    first_name: str
+    last_name: str
+    company: str
+    title: str
+    fields: dict[str, Any]
+    status: EnrollmentStatus
+    steps_sent: int
+    next_due_at: datetime | None
+    last_sent_at: datetime | None
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    kind: str
+    actor_id: int | None
+    reason: str
+
+
+class PreviewRecipientOut(BaseModel):
+    id: int
+    email: str
+
+
+class PreviewOut(BaseModel):
+    subject: str
+    body: str
+    body_html: str
+    recipient: PreviewRecipientOut
+
+
+class ProblemOut(BaseModel):
+    message: str
+    step: int | None
+    recipient: str | None

@@ -1,0 +1,194 @@
+"""Replies and bounces: read each mailbox's new messages and stop the right sequences."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sendwell.db import session_scope
+from sendwell.dispatch import repository as repo
+from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
+from sendwell.kit.clock import utcnow
+from sendwell.kit.errors import SendwellError
+from sendwell.kit.logging import get_logger
+from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.tokens import with_access_token
+from sendwell.models import (
+    Campaign,
+    Enrollment,
+    EnrollmentStatus,
+    Mailbox,
+    SuppressionReason,
+)
+from sendwell.providers.base import InboundMessage, InboundPage, ProviderError
+
+log = get_logger(__name__)
+AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
+DAEMONS = ("mailer-daemon@", "postmaster@", "mail delivery subsystem", "microsoftexchange")
+ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def kind_of(message: InboundMessage) -> str:
+    """bounce, auto_reply or reply, from the headers a mail system sets."""
+    headers = {k.lower(): v for k, v in message.headers.items()}
+    content_type = headers.get("content-type", "").lower()
+    sender = message.from_address.lower()
+    if (
+        "report-type=delivery-status" in content_type
+        or "x-failed-recipients" in headers
+        or any(daemon in sender for daemon in DAEMONS)
+    ):
+        return "bounce"
+    auto = headers.get("auto-submitted", "no").strip().lower()
+    if (
+        auto != "no"
+        or "x-autoreply" in headers
+        or "x-autorespond" in headers
+        or headers.get("precedence", "").strip().lower() in AUTO_PRECEDENCE
+    ):
+        return "auto_reply"
+    return "reply"
+
+
+class InboundReader:
+    def __init__(
+        self, factory: sessionmaker[Session], conn: Connections, interval: timedelta
+    ) -> None:
+        self.factory = factory
+        self.conn = conn
+        self.interval = interval
+
+    def read_due(self) -> None:
+        """Every watched mailbox not read within the interval."""
+        now = utcnow()
+        with session_scope(self.factory) as db:
+            due = [
+                m.id
+                for m in repo.listening_mailboxes(db)
+                if m.inbound_checked_at is None or now - m.inbound_checked_at >= self.interval
+            ]
+        for mailbox_id in due:
+            self.read(mailbox_id)
+
+    def read_before_sending(self, mailbox_id: int) -> None:
+        """Replies that arrived while a campaign was paused count before it sends again."""
+        with session_scope(self.factory) as db:
+            mailbox = db.get(Mailbox, mailbox_id)
+            last_change = db.scalar(
+                select(func.max(Campaign.status_changed_at)).where(
+                    Campaign.mailbox_id == mailbox_id
+                )
+            )
+            checked = mailbox.inbound_checked_at if mailbox else None
+        if checked is None or (last_change is not None and checked <= last_change):
+            self.read(mailbox_id)
+
+    def read(self, mailbox_id: int) -> int:
+        """Read one mailbox's new messages; returns how many sequences they stopped."""
+        with session_scope(self.factory) as db:
+            mailbox = db.get(Mailbox, mailbox_id)
+            if mailbox is None:
+                return 0
+            cursor, provider_name = mailbox.inbound_cursor, mailbox.provider
+        try:
+            provider = self.conn.provider(provider_name)
+            page: InboundPage = with_access_token(
+                self.factory,
+                self.conn,
+                mailbox_id,
+                lambda token: provider.list_inbound(token, cursor),
+            )
+        except (ProviderError, SendwellError) as error:
+            log.info("inbound_deferred", mailbox_id=mailbox_id, reason=type(error).__name__)
+            self._checked(mailbox_id, None)
+            return 0
+        stopped = 0
+        with session_scope(self.factory) as db:
+            for message in page.messages:
+                stopped += self._apply(db, mailbox_id, message)
+            mailbox = db.get(Mailbox, mailbox_id)
+            if mailbox is not None:
+                mailbox.inbound_cursor = page.cursor
+                mailbox.inbound_checked_at = utcnow()
+        log.info(
+            "job",
+            name="inbound_read",
+            mailbox_id=mailbox_id,
+            messages=len(page.messages),
+            stopped=stopped,
+        )
+        return stopped
+
+    def _checked(self, mailbox_id: int, cursor: str | None) -> None:
+        with session_scope(self.factory) as db:
+            mailbox = db.get(Mailbox, mailbox_id)
+            if mailbox is not None:
+                mailbox.inbound_checked_at = utcnow()
+                if cursor is not None:
+                    mailbox.inbound_cursor = cursor
+
+    def _apply(self, db: Session, mailbox_id: int, message: InboundMessage) -> int:
+        kind = kind_of(message)
+        if kind == "auto_reply":
+            return 0
+        answered = [message.in_reply_to, *message.references]
+        rows = repo.sent_rows_matching(
+            db, mailbox_id, [m for m in answered if m], message.thread_id
+        )
+        enrollments = {row.enrollment_id for row in rows}
+        if kind == "bounce":
+            failed = {
+                a.lower() for a in ADDRESS.findall(message.headers.get("x-failed-recipients", ""))
+            }
+            return sum(
+                self._stop(db, enrollment_id, EnrollmentStatus.BOUNCED, message, failed)
+                for enrollment_id in enrollments
+            )
+        return sum(
+            self._stop(db, enrollment_id, EnrollmentStatus.REPLIED, message, set())
+            for enrollment_id in enrollments
+        )
+
+    def _stop(
+        self,
+        db: Session,
+        enrollment_id: int,
+        status: EnrollmentStatus,
+        message: InboundMessage,
+        failed: set[str],
+    ) -> int:
+        enrollment = db.get(Enrollment, enrollment_id)
+        if enrollment is None or enrollment.status not in (
+            *repo.PENDING,
+            EnrollmentStatus.COMPLETED,
+        ):
+            return 0
+        if failed and enrollment.email not in failed:
+            return 0
+        when = _when(message.received_at)
+        enrollment.status = status
+        enrollment.next_due_at = None
+        enrollment.status_reason = (
+            f"Replied on {when}."
+            if status is EnrollmentStatus.REPLIED
+            else f"Bounced on {when}: {message.subject}"[:2000]
+        )
+        campaign = db.get(Campaign, enrollment.campaign_id)
+        if status is EnrollmentStatus.BOUNCED and campaign is not None:
+            add_suppression(
+                db,
+                campaign.workspace_id,
+                enrollment.email,
+                SuppressionReason.BOUNCED,
+                enrollment.status_reason,
+            )
+        db.flush()
+        complete_if_finished(db, enrollment.campaign_id)
+        return 1
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,63 @@
+"""The message a step becomes: RFC 5322 headers, threading, one-click unsubscribe, our tag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from sendwell.campaigns.templates import RenderedStep, check_header_value
+from sendwell.kit.clock import utcnow
+from sendwell.providers.base import TAG_HEADER
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender_email: str
+    sender_name: str
+    recipient_email: str
+    recipient_name: str
+    tag: str
+    in_reply_to: str = ""
+    references: tuple[str, ...] = ()
+    unsubscribe_url: str = ""
+    unsubscribe_footer: bool = False
+
+
+def build_message(step: RenderedStep, envelope: Envelope) -> bytes:
+    """A complete message; header values are checked so no merge field can add a header."""
+    message = EmailMessage()
+    message["From"] = Address(
+        check_header_value(envelope.sender_name, "The sender name"), addr_spec=envelope.sender_email
+    )
+    message["To"] = Address(
+        check_header_value(envelope.recipient_name, "The recipient name"),
+        addr_spec=envelope.recipient_email,
+    )
+    message["Subject"] = step.subject
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = make_msgid(domain=envelope.sender_email.rsplit("@", 1)[-1])
+    message[TAG_HEADER] = envelope.tag
+    if envelope.in_reply_to:
+        message["In-Reply-To"] = envelope.in_reply_to
+        message["References"] = " ".join([*envelope.references, envelope.in_reply_to][-20:])
+    if envelope.unsubscribe_url:
+        # RFC 8058 one-click unsubscribe: mail clients POST "List-Unsubscribe=One-Click".
+        message["List-Unsubscribe"] = f"<{envelope.unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    body = step.body
+    if envelope.unsubscribe_footer and envelope.unsubscribe_url:
+        body = (
+            f"{body.rstrip()}\n\n--\nTo stop receiving these emails: {envelope.unsubscribe_url}\n"
+        )
+    message.set_content(body)
+    if step.body_html:
+        html = step.body_html
+        if envelope.unsubscribe_footer and envelope.unsubscribe_url:
+            html += (
+                f'<p style="font-size:12px;color:#666"><a href="{envelope.unsubscribe_url}">'
+                "Unsubscribe</a></p>"
+            )
+        message.add_alternative(html, subtype="html")
+    return bytes(message)
