@@ -316,6 +316,7 @@ def recipients_import(
             )
             raise typer.Exit(1)
         mapping[header.strip()] = field.strip()
+    settings = _settings()
     path = Path(file)
     try:
         handle = path.open("rb")
@@ -326,7 +327,6 @@ def recipients_import(
             highlight=False,
         )
         raise typer.Exit(1) from None
-    settings = _settings()
     with handle, _unit_of_work() as db:
         owner = importer.campaign_owner(db, campaign_id)
         progress = Progress(
@@ -353,6 +353,12 @@ def recipients_import(
                 progress.live.transient = True  # the error alone says what happened
                 raise
     skipped = report.skipped
+    columns = ", ".join(
+        f"{escape(header)} → "
+        + (target if target in (*importer.TARGETS, importer.IGNORE) else f"{{{{ {target} }}}}")
+        for header, target in report.columns.items()
+    )
+    out.print(f"Columns: {columns}.", highlight=False)
     out.print(
         f"Imported {report.imported} recipient{'' if report.imported == 1 else 's'}; "
         f"skipped {len(skipped)}.",

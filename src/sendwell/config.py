@@ -93,6 +93,10 @@ class Settings(BaseSettings):
         le=3600,
         description="Wait before looking in Sent for a send whose outcome is unknown.",
     )
+    smtp_url: str = Field(
+        default="",
+        description="Outgoing mail for notifications, e.g. smtp://user:pass@host:587?from=a@b",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     session_days: int = Field(default=14, ge=1, le=365, description="Sign-in lifetime in days.")
@@ -129,6 +133,15 @@ class Settings(BaseSettings):
                 "must be an http:// or https:// address, e.g. https://mail.example.com"
             )
         return value.rstrip("/")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_is_usable(cls, value: str) -> str:
+        if value:
+            from sendwell.mailboxes.notify import parse_smtp_url
+
+            parse_smtp_url(value)
+        return value
 
     @field_validator("database_url")
     @classmethod

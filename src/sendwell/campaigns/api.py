@@ -30,6 +30,7 @@ from sendwell.campaigns.schemas import (
     SkippedOut,
     StepOut,
 )
+from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput
 from sendwell.models import Campaign, CampaignStep, User
 from sendwell.web.deps import get_db
@@ -136,11 +137,16 @@ def start_campaign(
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut, summary="Pause sending")
 def pause_campaign(
+    request: Request,
     campaign_id: int,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> CampaignOut:
-    return _out(db, service.pause(db, user, campaign_id))
+    """When this answers, nothing more of the campaign is handed to the mail host."""
+    campaign = service.pause(db, user, campaign_id)
+    db.commit()
+    settle_in_flight(request.app.state.session_factory, [campaign_id])
+    return _out(db, campaign)
 
 
 @router.post(

@@ -45,14 +45,27 @@ def get_visible_campaign(db: Session, user: User, campaign_id: int) -> Campaign 
     )
 
 
-def get_campaign_for_update(db: Session, campaign_id: int) -> Campaign | None:
-    """The campaign row, locked on PostgreSQL so concurrent transitions queue up."""
-    return db.scalar(
-        select(Campaign)
-        .where(Campaign.id == campaign_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+def paused_for_mailbox(
+    db: Session, user: User, mailbox_id: int, reasons: tuple[PauseReason, ...]
+) -> list[Campaign]:
+    query = _visible(user).where(
+        Campaign.mailbox_id == mailbox_id,
+        Campaign.status == CampaignStatus.PAUSED,
+        Campaign.pause_reason.in_(reasons),
     )
+    return list(db.scalars(query.order_by(Campaign.name, Campaign.id)))
+
+
+def paused_counts_by_mailbox(db: Session, mailbox_ids: list[int]) -> dict[int, int]:
+    """How many campaigns are paused, per mailbox."""
+    if not mailbox_ids:
+        return {}
+    rows = db.execute(
+        select(Campaign.mailbox_id, func.count())
+        .where(Campaign.mailbox_id.in_(mailbox_ids), Campaign.status == CampaignStatus.PAUSED)
+        .group_by(Campaign.mailbox_id)
+    )
+    return {int(mailbox_id): int(count) for mailbox_id, count in rows}
 
 
 def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]]:

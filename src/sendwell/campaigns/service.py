@@ -301,6 +301,26 @@ def pause_campaigns_for_mailbox(db: Session, mailbox_id: int, reason: PauseReaso
     return ids
 
 
+MAILBOX_REASONS = (
+    PauseReason.MAILBOX_REAUTH_REQUIRED,
+    PauseReason.MAILBOX_DISCONNECTED,
+    PauseReason.MAILBOX_REAUTHENTICATED,
+)
+
+
+def paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign]:
+    """The user's campaigns this account's disconnect or reauthentication paused."""
+    return repo.paused_for_mailbox(db, user, mailbox_id, MAILBOX_REASONS)
+
+
+def resume_paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign]:
+    """Resume all: every campaign the account's connection change paused, none the user did."""
+    resumed = []
+    for campaign in paused_by_mailbox(db, user, mailbox_id):
+        resumed.append(resume(db, user, campaign.id))
+    return resumed
+
+
 def _campaign_for(db: Session, user: User | None, campaign_id: int) -> Campaign:
     if user is not None:
         return get_campaign(db, user, campaign_id)

@@ -18,11 +18,12 @@ from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import NotFound, SendwellError
 from sendwell.mailboxes import service as mailboxes
+from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, MailboxStatus, User
 from sendwell.web.deps import get_db
 from sendwell.web.pages import redirect_with_flash, render
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(load_alerts)])
 CAMPAIGNS_TAB = "/messaging/campaigns"
 PAGE_SIZE = 50
 ACTIONS = {"start", "pause", "resume", "archive", "duplicate"}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
 from sendwell.kit.tokenbox import TokenBox
+from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url
 from sendwell.providers.base import MailProvider, ProviderName
 from sendwell.providers.discovery import ProviderDiscovery
 from sendwell.providers.registry import ProviderRegistry
@@ -32,6 +34,9 @@ class Connections:
     base_url: str
     policy: TokenPolicy
     sandbox: bool = False
+    # Called as notify(owner_email, mailbox_email, reason, paused_campaigns) when an account
+    # starts needing reauthentication; None when the server has no outgoing mail.
+    notify: Callable[[str, str, str, int], None] | None = None
     link_lifetime: timedelta = timedelta(minutes=15)
 
     def provider(self, name: str) -> MailProvider:
@@ -61,11 +66,15 @@ def build_connections(settings: Settings, registry: ProviderRegistry) -> Connect
     return Connections(
         registry=registry,
         discovery=ProviderDiscovery(
-            sandbox=settings.sandbox, timeout_seconds=settings.dns_timeout_seconds
+            sandbox=settings.sandbox,
+            timeout_seconds=settings.dns_timeout_seconds,
         ),
         box=TokenBox(settings.token_key_list),
         base_url=settings.base_url,
         sandbox=settings.sandbox,
+        notify=ReauthNotifier(parse_smtp_url(settings.smtp_url), settings.base_url)
+        if settings.smtp_url
+        else None,
         policy=TokenPolicy(
             refresh_ahead=timedelta(minutes=5),
             transient_failures_before_reauth=settings.transient_failures_before_reauth,

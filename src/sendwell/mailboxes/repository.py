@@ -18,6 +18,12 @@ def visible_mailboxes(db: Session, user: User) -> list[Mailbox]:
     return list(db.scalars(query.order_by(Mailbox.email, Mailbox.id)))
 
 
+def owned_mailboxes(db: Session, user_id: int) -> list[Mailbox]:
+    return list(
+        db.scalars(select(Mailbox).where(Mailbox.owner_id == user_id).order_by(Mailbox.email))
+    )
+
+
 def get_visible_mailbox(db: Session, user: User, mailbox_id: int) -> Mailbox | None:
     query = select(Mailbox).where(
         Mailbox.id == mailbox_id, Mailbox.workspace_id == user.workspace_id

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from sendwell.campaigns.repository import paused_counts_by_mailbox
 from sendwell.campaigns.service import pause_campaigns_for_mailbox
 from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
@@ -119,6 +120,23 @@ def record_event(
             at=utcnow(),
         )
     )
+
+
+@dataclass(frozen=True)
+class Attention:
+    """An account of the user's that needs reauthentication, and what waits on it."""
+
+    mailbox: Mailbox
+    paused_campaigns: int
+
+
+def accounts_needing_attention(db: Session, user: User) -> list[Attention]:
+    """The user's own accounts that need reauthentication (for the Messaging banner)."""
+    broken = [
+        m for m in repo.owned_mailboxes(db, user.id) if m.status is MailboxStatus.REAUTH_REQUIRED
+    ]
+    counts = paused_counts_by_mailbox(db, [m.id for m in broken])
+    return [Attention(m, counts.get(m.id, 0)) for m in broken]
 
 
 def visible_mailboxes(db: Session, user: User) -> list[Mailbox]:

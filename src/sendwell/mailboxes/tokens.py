@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from sendwell.campaigns.repository import paused_counts_by_mailbox
 from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, NotFound
@@ -19,7 +20,7 @@ from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.mailboxes.service import record_event, transition
-from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus
+from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, User
 from sendwell.providers.base import AuthRevoked, InsufficientScope, ProviderError, TokenSet
 
 T = TypeVar("T")
@@ -38,14 +39,14 @@ def with_access_token(
     try:
         return action(token)
     except InsufficientScope as error:
-        require_reauthentication(factory, mailbox_id, error)
+        require_reauthentication(factory, conn, mailbox_id, error)
         raise
     except AuthRevoked:
         token = fresh_access_token(factory, conn, mailbox_id, force_refresh=True)
     try:
         return action(token)
     except AuthRevoked as error:
-        require_reauthentication(factory, mailbox_id, error)
+        require_reauthentication(factory, conn, mailbox_id, error)
         raise
 
 
@@ -67,12 +68,12 @@ def fresh_access_token(
         return conn.box.open(stored_access)
     if stored_refresh is None:
         error = AuthRevoked("No refresh token is stored for this mailbox.", code="no_refresh_token")
-        require_reauthentication(factory, mailbox_id, error)
+        require_reauthentication(factory, conn, mailbox_id, error)
         raise error
     try:
         tokens = provider.refresh(conn.box.open(stored_refresh))
     except (AuthRevoked, InsufficientScope) as error:
-        require_reauthentication(factory, mailbox_id, error, expected_version=version)
+        require_reauthentication(factory, conn, mailbox_id, error, expected_version=version)
         raise
     except ProviderError as error:
         record_passing_failure(factory, conn, mailbox_id, error)
@@ -113,6 +114,7 @@ def _save_refreshed(
 
 def require_reauthentication(
     factory: sessionmaker[Session],
+    conn: Connections,
     mailbox_id: int,
     error: ProviderError,
     *,
@@ -134,6 +136,21 @@ def require_reauthentication(
             reason=error.message,
             code=error.code,
         )
+        notice = _notice(db, mailbox)
+    _tell_owner(conn, notice)
+
+
+def _notice(db: Session, mailbox: Mailbox) -> tuple[str, str, str, int]:
+    db.flush()
+    owner = db.get(User, mailbox.owner_id)
+    paused = paused_counts_by_mailbox(db, [mailbox.id]).get(mailbox.id, 0)
+    return (owner.email if owner else "", mailbox.email, mailbox.status_reason, paused)
+
+
+def _tell_owner(conn: Connections, notice: tuple[str, str, str, int]) -> None:
+    """Email the owner, after the change is committed (a slow mail server delays nothing)."""
+    if conn.notify is not None and notice[0]:
+        conn.notify(*notice)
 
 
 def record_passing_failure(
@@ -141,6 +158,7 @@ def record_passing_failure(
 ) -> None:
     """Count a transient failure; only a long run of them asks the user to act."""
     policy = conn.policy
+    notice = None
     with session_scope(factory) as db:
         mailbox = _existing(db, mailbox_id)
         now = utcnow()
@@ -164,6 +182,9 @@ def record_passing_failure(
                 f"{mailbox.first_transient_failure_at:%Y-%m-%d %H:%M} UTC. Reauthenticate to "
                 "check the connection.",
             )
+            notice = _notice(db, mailbox)
+    if notice is not None:
+        _tell_owner(conn, notice)
 
 
 def _connected(db: Session, mailbox_id: int) -> Mailbox:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import SESSION_COOKIE, current_user
 from sendwell.accounts.service import normalize_email
+from sendwell.campaigns import service as campaigns
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import service
 from sendwell.mailboxes.connections import Connections, provider_label
@@ -22,8 +23,19 @@ from sendwell.providers.base import (
 from sendwell.web.deps import get_db
 from sendwell.web.pages import redirect_with_flash, render
 
-router = APIRouter()
 SETTINGS_TAB = "/messaging/settings"
+
+
+def load_alerts(
+    request: Request,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> None:
+    """Every Messaging page shows a banner while one of the user's accounts is broken."""
+    request.state.alerts = service.accounts_needing_attention(db, user)
+
+
+router = APIRouter(dependencies=[Depends(load_alerts)])
 
 
 def get_connections(request: Request) -> Connections:
@@ -38,6 +50,11 @@ def settings_tab(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     mailboxes = service.visible_mailboxes(db, user)
+    paused = {
+        m.id: campaigns.paused_by_mailbox(db, user, m.id)
+        for m in mailboxes
+        if m.status is MailboxStatus.CONNECTED
+    }
     return render(
         request,
         "messaging/settings.html",
@@ -46,6 +63,7 @@ def settings_tab(
             "active": [m for m in mailboxes if m.status is not MailboxStatus.DISCONNECTED],
             "disconnected": [m for m in mailboxes if m.status is MailboxStatus.DISCONNECTED],
             "provider_label": provider_label,
+            "paused": paused,
         },
     )
 
@@ -278,6 +296,28 @@ def disconnect(
     return redirect_with_flash(
         request, SETTINGS_TAB, f"{mailbox.email} is disconnected. Its history is kept."
     )
+
+
+@router.post("/mailboxes/{mailbox_id}/resume-all")
+def resume_all(
+    request: Request,
+    mailbox_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    """Resume every campaign this account's disconnect or reauthentication paused."""
+    try:
+        resumed = campaigns.resume_paused_by_mailbox(db, user, mailbox_id)
+    except SendwellError as error:
+        return redirect_with_flash(request, SETTINGS_TAB, error.message, kind="error")
+    names = ", ".join(f"“{c.name}”" for c in resumed)
+    message = (
+        f"Resumed {len(resumed)} campaign{'s' if len(resumed) != 1 else ''}: {names}. "
+        "Sending continues from where each left off."
+        if resumed
+        else "No campaign was waiting on this account."
+    )
+    return redirect_with_flash(request, SETTINGS_TAB, message)
 
 
 @router.post("/mailboxes/{mailbox_id}/reauthenticate")

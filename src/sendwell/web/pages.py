@@ -37,6 +37,7 @@ def render(
     """Render a page with the signed-in user, flash message and CSRF token available."""
     values: dict[str, Any] = {
         "user": getattr(request.state, "user", None),
+        "alerts": getattr(request.state, "alerts", []),
         "flash": read_flash(request),
     }
     values.update(context or {})

@@ -1,0 +1,94 @@
+"""Telling a user by email that an account needs them (when the server has outgoing mail)."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sendwell.kit.clock import utcnow
+from sendwell.kit.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    host: str
+    port: int
+    implicit_tls: bool
+    username: str
+    password: str
+    sender: str
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """smtp://user:password@host:587?from=a@b (STARTTLS when offered) or smtps:// (TLS)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("must look like smtp://user:password@host:587?from=sendwell@example.com")
+    sender = parse_qs(parts.query).get("from", [""])[0]
+    if "@" not in sender:
+        raise ValueError("needs ?from=address, the sender of notification emails")
+    return SmtpTarget(
+        host=parts.hostname,
+        port=parts.port or (465 if parts.scheme == "smtps" else 587),
+        implicit_tls=parts.scheme == "smtps",
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        sender=sender,
+    )
+
+
+class ReauthNotifier:
+    """Sends "your account needs reauthentication" emails; failures are logged, never raised."""
+
+    def __init__(self, target: SmtpTarget, base_url: str, timeout: float = 10.0) -> None:
+        self.target = target
+        self.base_url = base_url
+        self.timeout = timeout
+
+    def __call__(self, to: str, mailbox_email: str, reason: str, paused: int) -> None:
+        message = EmailMessage()
+        message["From"] = self.target.sender
+        message["To"] = to
+        message["Subject"] = f"Action needed: reconnect {mailbox_email} in Sendwell"
+        message["Date"] = format_datetime(utcnow())
+        message["Message-ID"] = make_msgid(domain=self.target.sender.rsplit("@", 1)[-1])
+        message["Auto-Submitted"] = "auto-generated"
+        waiting = (
+            f"{paused} campaign{'s are' if paused != 1 else ' is'} paused until you "
+            "reconnect it and resume."
+            if paused
+            else "Nothing can be sent from it."
+        )
+        message.set_content(
+            f"Sendwell can no longer use {mailbox_email}. {waiting}\n\n"
+            f"Why: {reason}\n\n"
+            f"Reauthenticate it on the Settings tab: {self.base_url}/messaging/settings\n"
+            "After reconnecting, resume the paused campaigns; they continue from where they "
+            "left off.\n"
+        )
+        try:
+            self._send(message)
+        except (OSError, smtplib.SMTPException) as error:
+            log.warning("notification_failed", reason=type(error).__name__)
+
+    def _send(self, message: EmailMessage) -> None:
+        target = self.target
+        context = ssl.create_default_context()
+        if target.implicit_tls:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                target.host, target.port, timeout=self.timeout, context=context
+            )
+        else:
+            client = smtplib.SMTP(target.host, target.port, timeout=self.timeout)
+        with client:
+            if not target.implicit_tls and client.has_extn("starttls"):
+                client.starttls(context=context)
+            if target.username:
+                client.login(target.username, target.password)
+            client.send_message(message)
