@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -37,6 +38,7 @@ from sendwell.mailboxes.tasks import Every, check_connections
 from sendwell.providers.registry import build_registry, make_http_client
 from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
+from sendwell.web.deps import CsrfRefused
 from sendwell.web.middleware import RequestLogMiddleware
 from sendwell.web.pages import STATIC_DIR, render, templates
 
@@ -47,6 +49,8 @@ VENDOR_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
 # unsubscribe links are posted by mail clients and authorised by their signed token.
 CSRF_EXEMPT_PREFIXES = (f"{API_PREFIX}/", "/sandbox/", "/u/")
 CSRF_ALWAYS_PROTECTED = ["/setup", "/sign-in"]
+# File uploads are checked by `web.deps.check_upload_csrf` in the route instead.
+UPLOAD_PATHS = re.compile(r"^/campaigns/\d+/recipients/import$")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -236,6 +240,11 @@ def _add_api_error_handlers(api: FastAPI) -> None:
 
 
 def _add_page_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CsrfRefused)
+    async def csrf_refused(_request: Request, _error: CsrfRefused) -> Response:
+        body = templates.get_template("csrf_failed.html").render()
+        return HTMLResponse(body, status_code=403)
+
     @app.exception_handler(SignInRequired)
     async def sign_in_required(_request: Request, error: SignInRequired) -> Response:
         return RedirectResponse(sign_in_url(error.next_path), status_code=303)
@@ -300,7 +309,10 @@ class CSRFMiddleware:
             signing_secret=signing_secret,
             cookie_secure=cookie_secure,
             always_protect=CSRF_ALWAYS_PROTECTED,
-            skip_if_scope=lambda scope: scope["path"].startswith(CSRF_EXEMPT_PREFIXES),
+            skip_if_scope=lambda scope: (
+                scope["path"].startswith(CSRF_EXEMPT_PREFIXES)
+                or bool(UPLOAD_PATHS.match(scope["path"]))
+            ),
             send_csrf_failed=send_csrf_failed,
         )
 

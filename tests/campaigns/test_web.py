@@ -193,3 +193,63 @@ def test_invalid_recipient_is_reported(client: TestClient, db: Session) -> None:
 def test_other_users_campaign_is_not_found(client: TestClient, db: Session) -> None:
     create_first_account(client)
     assert client.get("/campaigns/999").status_code == 404
+
+
+def test_import_a_csv_file_and_see_what_was_skipped(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    token = csrf_from(client.get(f"/campaigns/{campaign.id}").text)
+    csv = (
+        "\ufeffEmail;First name;Company;Favourite Color\r\n"
+        "grace@example.com;Grace;Navy;blue\r\n"
+        "\r\n"
+        "not-an-address;Bad;X;red\r\n"
+        "GRACE@example.com;Again;Navy;green\r\n"
+        '"alan@example.com";"Alan";"Bletchley; Park";"grey"\r\n'
+    ).encode()
+    response = client.post(
+        f"/campaigns/{campaign.id}/recipients/import",
+        data={"csrftoken": token},
+        files={"file": ("people.csv", csv, "text/csv")},
+    )
+    text = html.unescape(response.text)
+    assert response.status_code == 200
+    assert "Imported 2 recipients; skipped 2." in text
+    assert "invalid address" in text
+    assert "duplicate in this list" in text
+    assert "Favourite Color → favourite_color" in text
+    assert "Bletchley; Park" in text
+
+
+def test_csv_without_an_email_column_imports_nothing(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    token = csrf_from(client.get(f"/campaigns/{campaign.id}").text)
+    response = client.post(
+        f"/campaigns/{campaign.id}/recipients/import",
+        data={"csrftoken": token},
+        files={"file": ("people.csv", b"name,company\nGrace,Navy\n", "text/csv")},
+    )
+    assert response.status_code == 422
+    assert "Nothing was imported." in response.text
+
+
+def test_csv_upload_without_the_csrf_token_is_refused(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    for data in ({}, {"csrftoken": "forged"}):
+        response = client.post(
+            f"/campaigns/{campaign.id}/recipients/import",
+            data=data,
+            files={"file": ("p.csv", b"email\nx@example.com\n", "text/csv")},
+        )
+        assert response.status_code == 403
+        assert "This form has expired" in response.text
+    db.expire_all()
+    assert client.get(f"/campaigns/{campaign.id}").text.count("x@example.com") == 0

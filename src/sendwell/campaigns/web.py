@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import recipients, service, validation
+from sendwell.campaigns import importer, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.schedule import DAYS, common_time_zones
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
-from sendwell.kit.errors import NotFound, SendwellError
+from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes import service as mailboxes
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, MailboxStatus, User
-from sendwell.web.deps import get_db
+from sendwell.web.deps import check_upload_csrf, get_db
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
@@ -203,6 +203,35 @@ def add_recipient(
     )
 
 
+@router.post("/campaigns/{campaign_id}/recipients/import")
+def import_recipients(
+    request: Request,
+    campaign_id: int,
+    file: UploadFile = File(...),
+    _csrf: None = Depends(check_upload_csrf),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    """A CSV upload: every row imported or reported with the reason it was skipped."""
+    try:
+        if not file.filename:
+            raise InvalidInput("Choose a CSV file to import.", code="no_file")
+        report = importer.import_csv(
+            db, user, campaign_id, file.file, allow_test_domains=_sandbox(request)
+        )
+    except SendwellError as error:
+        db.rollback()
+        return _campaign_page(
+            request,
+            db,
+            user,
+            campaign_id,
+            import_error=error.message,
+            status_code=error.status_code,
+        )
+    return _campaign_page(request, db, user, campaign_id, import_report=report)
+
+
 @router.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(
     request: Request,
@@ -295,6 +324,8 @@ def _campaign_page(
     page: int = 1,
     problems: list[validation.Problem] | None = None,
     problem_total: int = 0,
+    import_report: importer.ImportReport | None = None,
+    import_error: str = "",
     status_code: int = 200,
 ) -> Response:
     campaign = service.get_campaign(db, user, campaign_id)
@@ -331,6 +362,8 @@ def _campaign_page(
             "problem_total": problem_total,
             "chart": daily_sends_chart(rows, today=today),
             "by_step": repo.outcomes_by_step(db, campaign.id),
+            "import_report": import_report,
+            "import_error": import_error,
         },
         status_code=status_code,
     )
