@@ -253,3 +253,24 @@ def test_csv_upload_without_the_csrf_token_is_refused(client: TestClient, db: Se
         assert "This form has expired" in response.text
     db.expire_all()
     assert client.get(f"/campaigns/{campaign.id}").text.count("x@example.com") == 0
+
+
+def test_recipient_page_shows_their_sequence(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    editor_post(client, "/campaigns/new", mailbox.id)
+    campaign = db.scalars(select(Campaign)).one()
+    post_form(
+        client,
+        f"/campaigns/{campaign.id}",
+        f"/campaigns/{campaign.id}/recipients",
+        {"email": "grace@example.com", "first_name": "Grace", "company": "Navy"},
+    )
+    page = client.get(f"/campaigns/{campaign.id}").text
+    link = re.search(rf'href="(/campaigns/{campaign.id}/recipients/\d+)"', page)
+    assert link
+    detail = html.unescape(client.get(link.group(1)).text)
+    assert "grace@example.com" in detail
+    assert "Not Started" in detail
+    assert "1. Hi {{ first_name | default('there') }}" in detail
+    assert client.get(f"/campaigns/{campaign.id}/recipients/999999").status_code == 404

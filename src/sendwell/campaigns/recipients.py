@@ -105,20 +105,27 @@ def _add_batch(
             continue
         seen.add(address)
         valid.append((row, address, recipient))
-    emails = [address for _row, address, _r in valid]
-    existing = repo.existing_emails(db, campaign.id, emails)
-    blocked = repo.suppressed(db, campaign.workspace_id, emails)
-    inserts = []
+    blocked = repo.suppressed(db, campaign.workspace_id, [address for _r, address, _x in valid])
+    candidates = []
     for row, address, recipient in valid:
-        if address in existing:
-            report.skipped.append(Skipped(row, address, "already in this campaign"))
-        elif address in blocked:
+        if address in blocked:
             words = blocked[address].replace("_", " ")
             report.skipped.append(Skipped(row, address, f"on the suppression list ({words})"))
         else:
-            inserts.append(_enrollment_row(campaign.id, address, recipient, due))
-    repo.insert_enrollments(db, inserts)
-    report.added += len(inserts)
+            candidates.append((row, address, recipient))
+    # The unique (campaign, email) index decides what is new: no lookup that grows with the
+    # campaign, and no race with a concurrent import.
+    inserted = repo.insert_new_enrollments(
+        db,
+        [
+            _enrollment_row(campaign.id, address, recipient, due)
+            for _row, address, recipient in candidates
+        ],
+    )
+    for row, address, _recipient in candidates:
+        if address not in inserted:
+            report.skipped.append(Skipped(row, address, "already in this campaign"))
+    report.added += len(inserted)
 
 
 def _enrollment_row(

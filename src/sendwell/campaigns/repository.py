@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, func, insert, select, update
+from sqlalchemy import Select, case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
 
 from sendwell.models import (
@@ -157,6 +159,16 @@ def all_enrollments(db: Session, campaign_id: int, batch: int = 1000) -> Iterabl
         last_id = page[-1].id
 
 
+def ledger_for(db: Session, enrollment_id: int) -> list[SendLedger]:
+    return list(
+        db.scalars(
+            select(SendLedger)
+            .where(SendLedger.enrollment_id == enrollment_id)
+            .order_by(SendLedger.step_position)
+        )
+    )
+
+
 def get_enrollment(db: Session, campaign_id: int, enrollment_id: int) -> Enrollment | None:
     return db.scalar(
         select(Enrollment).where(
@@ -174,16 +186,6 @@ def first_enrollment(db: Session, campaign_id: int) -> Enrollment | None:
     )
 
 
-def existing_emails(db: Session, campaign_id: int, emails: list[str]) -> set[str]:
-    return set(
-        db.scalars(
-            select(Enrollment.email).where(
-                Enrollment.campaign_id == campaign_id, Enrollment.email.in_(emails)
-            )
-        )
-    )
-
-
 def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, str]:
     rows = db.execute(
         select(Suppression.email, Suppression.reason).where(
@@ -193,9 +195,17 @@ def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, s
     return {email: reason.value for email, reason in rows}
 
 
-def insert_enrollments(db: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        db.execute(insert(Enrollment), rows)
+def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert recipients not yet in their campaign; returns the addresses actually added."""
+    if not rows:
+        return set()
+    build = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        build(Enrollment)
+        .on_conflict_do_nothing(index_elements=["campaign_id", "email"])
+        .returning(Enrollment.email)
+    )
+    return set(db.scalars(statement, rows))
 
 
 def count_enrollments(db: Session, campaign_id: int) -> int:

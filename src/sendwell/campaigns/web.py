@@ -203,6 +203,31 @@ def add_recipient(
     )
 
 
+@router.get("/campaigns/{campaign_id}/recipients/{enrollment_id}")
+def recipient_page(
+    request: Request,
+    campaign_id: int,
+    enrollment_id: int,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    """One recipient's sequence: each step's state, when it went, and why it stopped."""
+    campaign = service.get_campaign(db, user, campaign_id)
+    enrollment = repo.get_enrollment(db, campaign.id, enrollment_id)
+    if enrollment is None:
+        raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
+    return render(
+        request,
+        "campaigns/recipient.html",
+        {
+            "campaign": campaign,
+            "enrollment": enrollment,
+            "ledger": {row.step_position: row for row in repo.ledger_for(db, enrollment.id)},
+            "labels": service.ENROLLMENT_LABELS,
+        },
+    )
+
+
 @router.post("/campaigns/{campaign_id}/recipients/import")
 def import_recipients(
     request: Request,
