@@ -29,6 +29,7 @@ from sendwell.providers.base import ProviderError
 
 log = get_logger(__name__)
 IDLE_WAKE = timedelta(seconds=30)
+SEND_BATCH = 50
 # Something is due yet nothing could be sent (a claim lost to another worker, a busy
 # database): look again shortly rather than spin.
 STUCK_RETRY = timedelta(seconds=1)
@@ -100,8 +101,12 @@ class Dispatcher:
         self.outcomes.fill_missing_metadata()
         sent = False
         for mailbox_id in self._sending_mailboxes():
-            claim = self.claim(mailbox_id)
-            if claim is not None:
+            # Keep sending while the mailbox's pacing allows (with no gap, a batch at a time),
+            # so housekeeping runs between batches rather than between messages.
+            for _ in range(SEND_BATCH):
+                claim = self.claim(mailbox_id)
+                if claim is None:
+                    break
                 self.deliver(claim)
                 sent = True
         return utcnow() if sent else self._next_wake()
