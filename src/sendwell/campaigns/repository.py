@@ -208,6 +208,20 @@ def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
     return set(db.scalars(statement, rows))
 
 
+def count_pending(db: Session, campaign_id: int) -> int:
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .where(
+                Enrollment.campaign_id == campaign_id,
+                Enrollment.status.in_((EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS)),
+            )
+        )
+        or 0
+    )
+
+
 def count_enrollments(db: Session, campaign_id: int) -> int:
     return (
         db.scalar(

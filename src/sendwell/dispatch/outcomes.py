@@ -11,6 +11,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from sendwell.campaigns import repository as campaign_repo
 from sendwell.campaigns import service as campaigns
 from sendwell.campaigns import templates
 from sendwell.campaigns.validation import recipient_values, sender_fields
@@ -374,7 +375,7 @@ def complete_if_finished(db: Session, campaign_id: int) -> None:
     if (
         campaign is not None
         and campaign.status is CampaignStatus.ACTIVE
-        and repo.pending_left(db, campaign_id) == 0
+        and campaign_repo.count_pending(db, campaign_id) == 0
     ):
         campaigns.complete(db, campaign_id)
 

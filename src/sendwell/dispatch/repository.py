@@ -229,17 +229,6 @@ def missing_metadata(db: Session, limit: int = 20) -> list[SendLedger]:
     )
 
 
-def pending_left(db: Session, campaign_id: int) -> int:
-    return (
-        db.scalar(
-            select(func.count())
-            .select_from(Enrollment)
-            .where(Enrollment.campaign_id == campaign_id, Enrollment.status.in_(PENDING))
-        )
-        or 0
-    )
-
-
 def earliest_due_by_campaign(db: Session) -> list[tuple[Campaign, datetime]]:
     """Each active campaign of a connected mailbox with its earliest due step."""
     due = func.min(Enrollment.next_due_at)
