@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 
 from sendwell.app import create_app
 from sendwell.mailboxes.tasks import check_connections
-from sendwell.models import Campaign, CampaignStatus, Mailbox, PauseReason
+from sendwell.models import (
+    Campaign,
+    CampaignStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Mailbox,
+    PauseReason,
+)
 from tests.conftest import Database, create_first_account, csrf_from, make_settings
 from tests.mailboxes.conftest import finish_at_provider, link
 from tests.sandbox_support import Sandbox
@@ -58,6 +65,14 @@ def campaign_on(
         status=status,
     )
     db.add(campaign)
+    db.flush()
+    db.add(
+        Enrollment(
+            campaign_id=campaign.id,
+            email=f"grace+{campaign.id}@example.com",
+            status=EnrollmentStatus.NOT_STARTED,
+        )
+    )
     db.commit()
     return campaign
 
@@ -159,3 +174,30 @@ def test_paused_reason_is_kept_for_user_paused_campaigns(
     check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
     db.expire_all()
     assert mine.pause_reason is PauseReason.USER
+
+
+def test_resume_all_through_the_api(client: TestClient, db: Session, sandbox: Sandbox) -> None:
+    from sendwell.accounts import service as accounts
+
+    link(client, "ada@gmail.test")
+    campaign = campaign_on(db, "ada@gmail.test", "Q4 outreach")
+    mailbox = db.scalars(select(Mailbox)).one()
+    user = accounts.get_user_by_email(db, "ada@example.com")
+    _token, token = accounts.create_api_token(db, user, "t")
+    db.commit()
+    headers = {"Authorization": f"Bearer {token}"}
+    sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
+    check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+    refused = client.post(f"/api/v1/mailboxes/{mailbox.id}/resume-campaigns", headers=headers)
+    assert refused.status_code == 409
+    assert "needs reauthentication" in refused.json()["error"]["message"]
+    reauth = client.post(
+        f"/mailboxes/{mailbox.id}/reauthenticate",
+        data={"csrftoken": csrf_from(client.get("/messaging/settings").text)},
+        follow_redirects=False,
+    )
+    finish_at_provider(client, reauth, "ada@gmail.test")
+    resumed = client.post(f"/api/v1/mailboxes/{mailbox.id}/resume-campaigns", headers=headers)
+    assert resumed.json() == [campaign.id]
+    db.expire_all()
+    assert campaign.status is CampaignStatus.ACTIVE

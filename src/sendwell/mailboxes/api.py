@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
 from sendwell.accounts.service import normalize_email
+from sendwell.campaigns import service as campaigns
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import service
 from sendwell.mailboxes.connections import Connections
@@ -87,3 +88,16 @@ def link(
         db, conn, user=user, email=address, provider_name=chosen, session_secret=None
     )
     return LinkOut(authorize_url=url, provider=chosen.value)
+
+
+@router.post(
+    "/{mailbox_id}/resume-campaigns",
+    response_model=list[int],
+    summary="Resume all: every campaign this account's disconnect or reauthentication paused",
+)
+def resume_campaigns(
+    mailbox_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> list[int]:
+    return [campaign.id for campaign in campaigns.resume_paused_by_mailbox(db, user, mailbox_id)]
