@@ -9,7 +9,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from sendwell.sandbox import signin
@@ -142,25 +142,8 @@ def build_router(state: SandboxState) -> APIRouter:
     @router.get("/o/oauth2/v2/auth")
     def authorize(
         request: Request,
-        client_id: str = "",
-        redirect_uri: str = "",
-        response_type: str = "",
-        scope: str = "",
-        state_: str = Query("", alias="state"),
-        code_challenge: str = "",
-        code_challenge_method: str = "",
-        login_hint: str = "",
+        params: signin.AuthorizationParams = Depends(signin.authorization_params),
     ) -> Response:
-        params = signin.AuthorizationParams(
-            client_id,
-            redirect_uri,
-            response_type,
-            scope,
-            state_,
-            code_challenge,
-            code_challenge_method,
-            login_hint,
-        )
         return signin.begin(request, state, "google", params)
 
     @router.post("/token")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from sendwell.sandbox import signin
@@ -170,25 +170,8 @@ def build_router(state: SandboxState) -> APIRouter:
     def authorize(
         request: Request,
         tenant: str,
-        client_id: str = "",
-        redirect_uri: str = "",
-        response_type: str = "",
-        scope: str = "",
-        state_: str = Query("", alias="state"),
-        code_challenge: str = "",
-        code_challenge_method: str = "",
-        login_hint: str = "",
+        params: signin.AuthorizationParams = Depends(signin.authorization_params),
     ) -> Response:
-        params = signin.AuthorizationParams(
-            client_id,
-            redirect_uri,
-            response_type,
-            scope,
-            state_,
-            code_challenge,
-            code_challenge_method,
-            login_hint,
-        )
         return signin.begin(request, state, "microsoft", params)
 
     @router.get("/{tenant}/v2.0/adminconsent")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -46,6 +46,29 @@ class AuthorizationParams:
     code_challenge: str
     code_challenge_method: str
     login_hint: str
+
+
+def authorization_params(
+    client_id: str = "",
+    redirect_uri: str = "",
+    response_type: str = "",
+    scope: str = "",
+    state: str = Query(""),
+    code_challenge: str = "",
+    code_challenge_method: str = "",
+    login_hint: str = "",
+) -> AuthorizationParams:
+    """The authorization request's query parameters (a FastAPI dependency)."""
+    return AuthorizationParams(
+        client_id,
+        redirect_uri,
+        response_type,
+        scope,
+        state,
+        code_challenge,
+        code_challenge_method,
+        login_hint,
+    )
 
 
 def begin(
