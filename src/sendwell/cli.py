@@ -163,11 +163,16 @@ def worker(
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     with make_http_client(settings) as http:
         connections = build_connections(settings, build_registry(settings, http))
         dispatcher = build_dispatcher(settings, make_session_factory(engine), connections)
+
+        def stop_now(*_args: object) -> None:
+            stop.set()
+            dispatcher.wake.set()  # an idle worker is asleep: wake it to notice the stop
+
+        signal.signal(signal.SIGTERM, stop_now)
+        signal.signal(signal.SIGINT, stop_now)
         if once:
             dispatcher.run_until_idle()
         else:

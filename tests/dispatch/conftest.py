@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.app import create_app
@@ -18,8 +19,11 @@ from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
-from sendwell.mailboxes.connections import Connections
-from sendwell.models import Mailbox, User
+from sendwell.kit.clock import utcnow
+from sendwell.mailboxes.connections import Connections, build_connections
+from sendwell.models import Enrollment, LedgerStatus, Mailbox, SendLedger, User
+from sendwell.providers.base import TAG_HEADER
+from sendwell.providers.registry import build_registry
 from tests.conftest import Database, create_first_account, make_settings
 from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
@@ -95,6 +99,100 @@ class World:
 
     def sent(self, email: str = SENDER) -> list[dict[str, Any]]:
         return self.sandbox.sent(email)
+
+    def connections_over(self, http: httpx.Client) -> Connections:
+        """The app's hosts, keys and policy, but calling the providers through `http`."""
+        return build_connections(self.settings, build_registry(self.settings, http))
+
+    def app_dispatcher(
+        self, connections: Connections | None = None, **policy: object
+    ) -> Dispatcher:
+        """Like `dispatcher`, with unsubscribe links the app itself accepts (its base URL and
+        secret key), optionally over other connections."""
+        values: dict[str, object] = {
+            "lease": timedelta(seconds=60),
+            "inbound_interval": timedelta(seconds=0),
+            "settle_grace": timedelta(seconds=0),
+        }
+        values.update(policy)
+        return Dispatcher(
+            self.factory,
+            connections or self.connections,
+            DispatchPolicy(**values),  # type: ignore[arg-type]
+            unsubscribe=UnsubscribeLinks(self.settings.base_url, self.settings.secret_key),
+        )
+
+    def enrollment(self, campaign_id: int, email: str) -> Enrollment:
+        with session_scope(self.factory) as db:
+            found = db.scalars(
+                select(Enrollment).where(
+                    Enrollment.campaign_id == campaign_id, Enrollment.email == email
+                )
+            ).one()
+            db.expunge(found)
+            return found
+
+    def ledger(self, campaign_id: int) -> list[SendLedger]:
+        """The campaign's ledger rows, detached, in (recipient, step) order."""
+        with session_scope(self.factory) as db:
+            rows = list(
+                db.scalars(
+                    select(SendLedger)
+                    .where(SendLedger.campaign_id == campaign_id)
+                    .order_by(SendLedger.enrollment_id, SendLedger.step_position)
+                )
+            )
+            db.expunge_all()
+            return rows
+
+    def sent_by_step(self, campaign_id: int) -> dict[tuple[str, int], dict[str, Any]]:
+        """The campaign's messages in the sandbox by (recipient, step), found by their tag.
+
+        Asserts what a recipient would notice: no step arrived twice, and every message that
+        arrived is recorded as sent with the Message-ID it really has.
+        """
+        rows = {row.tag: row for row in self.ledger(campaign_id)}
+        with session_scope(self.factory) as db:
+            emails = {
+                row.id: row.email
+                for row in db.execute(
+                    select(Enrollment.id, Enrollment.email).where(
+                        Enrollment.campaign_id == campaign_id
+                    )
+                )
+            }
+        found: dict[tuple[str, int], dict[str, Any]] = {}
+        for message in self.sent():
+            row = rows.get(message["headers"].get(TAG_HEADER, ""))
+            if row is None:
+                continue
+            key = (emails[row.enrollment_id], row.step_position)
+            assert key not in found, f"{key} arrived twice"
+            assert row.status is LedgerStatus.SENT, (key, row.status)
+            assert row.message_id_header == message["headers"]["Message-ID"], key
+            found[key] = message
+        return found
+
+    def due_now(
+        self,
+        campaign_id: int,
+        emails: list[str] | None = None,
+        *,
+        ago: timedelta = timedelta(seconds=1),
+    ) -> None:
+        """Skip a wait: pending recipients (or only these) become due `ago` before now."""
+        with session_scope(self.factory) as db:
+            query = update(Enrollment).where(
+                Enrollment.campaign_id == campaign_id,
+                Enrollment.next_due_at.is_not(None),
+            )
+            if emails is not None:
+                query = query.where(Enrollment.email.in_(emails))
+            db.execute(query.values(next_due_at=utcnow() - ago))
+
+    def postpone(self, campaign_id: int, emails: list[str], by: timedelta) -> None:
+        """These pending recipients are not due until `by` from now."""
+        self.due_now(campaign_id, emails, ago=-by)
 
 
 @pytest.fixture

@@ -60,4 +60,6 @@ def build_message(step: RenderedStep, envelope: Envelope) -> bytes:
                 "Unsubscribe</a></p>"
             )
         message.add_alternative(html, subtype="html")
-    return bytes(message)
+    # Long header values (the unsubscribe URL) stay on folded lines instead of becoming
+    # RFC 2047 encoded words, which mail clients would not read as a URL.
+    return message.as_bytes(policy=message.policy.clone(max_line_length=998))

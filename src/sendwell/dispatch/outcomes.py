@@ -44,6 +44,7 @@ from sendwell.providers.base import (
     RateLimited,
     RecipientRejected,
     SentMessage,
+    Transient,
 )
 
 if TYPE_CHECKING:
@@ -306,19 +307,22 @@ class Outcomes:
                     mark_sent(db, row, found)
                 else:
                     log.info("settled_as_not_sent", ledger_id=ledger_id)
-                    self._back_in_line(db, row)
+                    # An attempt that never reached the host still counts toward giving up.
+                    self._count_failure(
+                        db,
+                        row,
+                        Transient(
+                            "The host did not answer and the message is not in Sent.",
+                            code="not_delivered",
+                        ),
+                        utcnow(),
+                    )
 
     def fill_missing_metadata(self) -> None:
         """Learn the real Message-ID of sends the host accepted without saying where."""
         now = utcnow()
         with session_scope(self.factory) as db:
-            rows = [
-                (r.id, r.mailbox_id, r.tag)
-                for r in repo.missing_metadata(db)
-                if r.sent_at
-                and now - r.sent_at < pacing.DAY
-                and (r.lease_until is None or r.lease_until <= now)
-            ]
+            rows = [(r.id, r.mailbox_id, r.tag) for r in repo.missing_metadata(db, now)]
         for ledger_id, mailbox_id, tag in rows:
             try:
                 found = self._find_sent(mailbox_id, tag)

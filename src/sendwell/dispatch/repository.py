@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -218,11 +218,17 @@ def in_flight(db: Session, campaign_ids: list[int], now: datetime) -> int:
     )
 
 
-def missing_metadata(db: Session, limit: int = 20) -> list[SendLedger]:
+def missing_metadata(db: Session, now: datetime, limit: int = 20) -> list[SendLedger]:
+    """Sent in the last day without a known Message-ID, and not looked for just now."""
     return list(
         db.scalars(
             select(SendLedger)
-            .where(SendLedger.status == LedgerStatus.SENT, SendLedger.message_id_header == "")
+            .where(
+                SendLedger.status == LedgerStatus.SENT,
+                SendLedger.message_id_header == "",
+                SendLedger.sent_at > now - timedelta(days=1),
+                or_(SendLedger.lease_until.is_(None), SendLedger.lease_until <= now),
+            )
             .order_by(SendLedger.id)
             .limit(limit)
         )
