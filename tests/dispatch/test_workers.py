@@ -1,0 +1,393 @@
+"""`sendwell worker` processes against a shared database and the sandbox over real HTTP.
+
+Exactly once across processes: two workers on PostgreSQL share the work through SKIP LOCKED
+claims; a worker killed mid-send leaves work the next one settles (found in Sent) or sends
+again (not there), never both; `--once` sends what is due and exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from email.message import Message
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from sendwell.db import session_scope
+from sendwell.dispatch import wakeup
+from sendwell.kit.clock import utcnow
+from sendwell.models import (
+    Campaign,
+    CampaignStatus,
+    Enrollment,
+    EnrollmentStatus,
+    LedgerStatus,
+    Mailbox,
+    SendLedger,
+)
+from sendwell.sandbox.state import StoredMessage
+from tests.conftest import Database
+from tests.dispatch.conftest import SENDER, World
+from tests.sandbox_support import Sandbox
+
+SENDWELL = [sys.executable, "-m", "sendwell"]
+TWO_STEPS = [
+    ("Hello {{ first_name }}", "Hi {{ first_name }}, a quick question.", 0),
+    ("Re: Hello {{ first_name }}", "Following up.", 0),
+]
+ONE_STEP = [("Hello {{ first_name }}", "Hi {{ first_name }}, a quick question.", 0)]
+
+
+def recipients(count: int) -> list[str]:
+    return [f"person{i}@example.com" for i in range(count)]
+
+
+def worker_env(world: World, database: Database, **extra: str) -> dict[str, str]:
+    """A clean environment (no inherited SENDWELL_*) that reaches the test's database and
+    sandbox, and can decrypt the tokens the test's app stored."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SENDWELL_")}
+    env.update(
+        {
+            "SENDWELL_DATABASE_URL": database.url,
+            "SENDWELL_SECRET_KEY": world.settings.secret_key,
+            "SENDWELL_TOKEN_KEYS": world.settings.token_keys,
+            "SENDWELL_SANDBOX": "1",
+            "SENDWELL_SANDBOX_URL": world.sandbox.url,
+            "SENDWELL_BASE_URL": world.settings.base_url,
+            "SENDWELL_INBOUND_POLL_SECONDS": "5",
+            "SENDWELL_SETTLE_GRACE_SECONDS": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class Workers:
+    """`sendwell worker` processes, each logging to its own file in a temporary folder."""
+
+    def __init__(self, folder: Path, env: dict[str, str], sandbox: Sandbox) -> None:
+        self.folder = folder
+        self.env = env
+        self.sandbox = sandbox
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        log_path = self.folder / f"worker-{len(self.procs) + 1}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [*SENDWELL, "worker", *args],
+                cwd=self.folder,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append(proc)
+        return proc
+
+    def logs(self, tail: int = 4000) -> str:
+        """The end of every worker's log, for assertion messages."""
+        parts = []
+        for index in range(1, len(self.procs) + 1):
+            text = (self.folder / f"worker-{index}.log").read_text(errors="replace")
+            parts.append(f"--- worker-{index} ---\n{text[-tail:]}")
+        return "\n".join(parts)
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@contextmanager
+def workers(tmp_path: Path, world: World, database: Database, **extra: str) -> Iterator[Workers]:
+    running = Workers(tmp_path, worker_env(world, database, **extra), world.sandbox)
+    try:
+        yield running
+    finally:
+        running.kill_all()
+
+
+def sent_count(sandbox: Sandbox, mailbox: str = SENDER) -> int:
+    """Messages in the sandbox mailbox's Sent folder (read in-process, cheaper than HTTP)."""
+    box = sandbox.state.mailbox(mailbox)
+    with sandbox.state.lock:
+        return sum(1 for message in box.messages if message.folder == "sent")
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    stall: float,
+    running: Workers,
+    what: str,
+    step: float = 0.1,
+    limit: float = 600,
+) -> None:
+    """Wait for `condition` while the workers live and Sent keeps growing.
+
+    The machine is shared and its load varies, so a slow run is not a failure: only `stall`
+    seconds without a new message in Sent is (or `limit` seconds in all).
+    """
+    start = last_change = time.monotonic()
+    seen = sent_count(running.sandbox)
+    while not condition():
+        for proc in running.procs:
+            assert proc.poll() in (None, -signal.SIGKILL), (
+                f"a worker exited with {proc.returncode} while waiting for {what}\n"
+                + running.logs()
+            )
+        now, count = time.monotonic(), sent_count(running.sandbox)
+        if count != seen:
+            seen, last_change = count, now
+        if now - last_change >= stall or now - start >= limit:
+            pytest.fail(
+                f"gave up waiting for {what} after {now - start:.0f} s ({count} in Sent)\n"
+                + running.logs()
+            )
+        time.sleep(step)
+
+
+def address(message: dict[str, Any]) -> str:
+    return parseaddr(str(message["to"][0]))[1].lower()
+
+
+def assert_exactly_once(world: World, emails: list[str], steps: int) -> list[dict[str, Any]]:
+    """Every (recipient, step) in Sent exactly once, each a distinct ledger row marked sent."""
+    sent = world.sent()
+    by_step = Counter((address(m), m["subject"]) for m in sent)
+    duplicates = {key: n for key, n in by_step.items() if n > 1}
+    assert not duplicates, f"sent more than once: {sorted(duplicates.items())[:10]}"
+    tags = Counter(str(m["headers"].get("X-Sendwell-Send-Id", "")) for m in sent)
+    assert not {tag: n for tag, n in tags.items() if n > 1}
+    assert {address(m) for m in sent} == set(emails)
+    assert len(sent) == len(emails) * steps, "some (recipient, step) was never sent"
+    with session_scope(world.factory) as db:
+        ledger = {
+            row.tag: row.status for row in db.execute(select(SendLedger.tag, SendLedger.status))
+        }
+        enrollment_statuses = set(db.scalars(select(Enrollment.status)))
+    assert set(tags) == {tag for tag, status in ledger.items() if status is LedgerStatus.SENT}
+    assert set(ledger.values()) == {LedgerStatus.SENT}
+    assert enrollment_statuses == {EnrollmentStatus.COMPLETED}
+    return sent
+
+
+def campaign_status(world: World, campaign_id: int) -> CampaignStatus:
+    with session_scope(world.factory) as db:
+        campaign = db.get(Campaign, campaign_id)
+        assert campaign is not None
+        return campaign.status
+
+
+def unknown_tags(world: World) -> set[str]:
+    """Tags of sends handed to the host whose outcome the ledger does not know."""
+    with session_scope(world.factory) as db:
+        return set(
+            db.scalars(select(SendLedger.tag).where(SendLedger.status == LedgerStatus.UNKNOWN))
+        )
+
+
+def ledger_status(world: World, tags: set[str]) -> set[LedgerStatus]:
+    with session_scope(world.factory) as db:
+        return set(db.scalars(select(SendLedger.status).where(SendLedger.tag.in_(tags))))
+
+
+def sent_tags(sandbox: Sandbox, mailbox: str = SENDER) -> set[str]:
+    box = sandbox.state.mailbox(mailbox)
+    with sandbox.state.lock:
+        return {m.header("X-Sendwell-Send-Id") for m in box.messages if m.folder == "sent"}
+
+
+def expire_leases(world: World) -> int:
+    """Stands in for waiting out a killed worker's leases (provider timeout * 2 + 30 s):
+    its claims and in-flight sends become due for release and settling at once."""
+    with session_scope(world.factory) as db:
+        result = db.execute(
+            update(SendLedger)
+            .where(
+                SendLedger.status.in_((LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN)),
+                SendLedger.lease_until.is_not(None),
+            )
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def test_two_workers_on_postgresql_send_two_thousand_exactly_once(
+    world: World, database: Database, tmp_path: Path
+) -> None:
+    if database.backend == "sqlite":
+        pytest.skip("concurrent workers rely on PostgreSQL's SKIP LOCKED claims")
+    emails = recipients(1000)
+    with session_scope(world.factory) as db:
+        mailbox = db.get(Mailbox, world.mailbox_id())
+        assert mailbox is not None
+        mailbox.daily_cap = 5000  # the default (1,000) would stop the run half-way
+    campaign_id = world.campaign(TWO_STEPS, emails, min_gap_seconds=0, start_delay_minutes=0)
+    with workers(tmp_path, world, database) as running:
+        pair = [running.start(), running.start()]
+        wait_until(
+            lambda: sent_count(world.sandbox) >= 2000,
+            60,
+            running,
+            "2,000 messages in Sent",
+            step=0.5,
+        )
+        time.sleep(2)  # a duplicate sent late would show up now
+        assert_exactly_once(world, emails, steps=2)
+        with session_scope(world.factory) as db:
+            senders = set(
+                db.scalars(select(SendLedger.worker).where(SendLedger.status == LedgerStatus.SENT))
+            )
+        assert len(senders) == 2, senders
+        assert campaign_status(world, campaign_id) is CampaignStatus.COMPLETED
+
+        for proc in pair:
+            proc.send_signal(signal.SIGTERM)
+        # The stop flag is only looked at when the loop wakes (see
+        # test_worker_stops_promptly_on_sigterm); wake both the way other processes do.
+        with session_scope(world.factory) as db:
+            wakeup.request_wakeup(db)
+        for proc in pair:
+            assert proc.wait(timeout=20) == 0, running.logs()
+        assert "dispatch_loop_failed" not in running.logs(tail=10**9), running.logs()
+
+
+def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
+    world: World, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emails = recipients(300)
+    campaign_id = world.campaign(ONE_STEP, emails, min_gap_seconds=0, start_delay_minutes=0)
+    state = world.sandbox.state
+    box = state.mailbox(SENDER)
+    with workers(tmp_path, world, database, SENDWELL_PROVIDER_TIMEOUT_SECONDS="1") as running:
+        # First kill, at the worst moment: the host has stored message 100 but the worker
+        # never hears back, so its ledger row stays "unknown". The next worker must find
+        # it in Sent and not send it again.
+        original_store = state.store
+        victim: dict[str, subprocess.Popen[bytes]] = {}
+
+        def store(mailbox: Any, parsed: Message, **kwargs: Any) -> StoredMessage:
+            stored = original_store(mailbox, parsed, **kwargs)
+            if kwargs.get("folder") == "sent" and "proc" in victim:
+                with state.lock:
+                    count = sum(1 for m in mailbox.messages if m.folder == "sent")
+                if count == 100:
+                    victim.pop("proc").kill()
+            return stored
+
+        monkeypatch.setattr(state, "store", store)
+        victim["proc"] = first = running.start()
+        wait_until(lambda: first.poll() is not None, 60, running, "the first kill", step=0.2)
+        assert first.returncode == -signal.SIGKILL, running.logs()
+        accepted_unrecorded = unknown_tags(world)
+        assert len(accepted_unrecorded) == 1
+        assert accepted_unrecorded <= sent_tags(world.sandbox)
+        assert sent_count(world.sandbox) == 100
+        # Stands in for waiting out the dead worker's lease (provider timeout * 2 + 30 s).
+        assert expire_leases(world) == 1
+
+        # Second kill: a send the host holds longer than the worker waits (3 s against its
+        # 1 s timeout); the worker dies with it in flight and the host never stores it, so
+        # the next worker must send it again.
+        world.sandbox.admin("timeout", {"seconds": 3})
+        second = running.start()
+        wait_until(lambda: sent_count(world.sandbox) >= 150, 60, running, "150 sent", step=0.05)
+        assert ledger_status(world, accepted_unrecorded) == {LedgerStatus.SENT}, "not settled"
+        world.sandbox.admin("faults", {"mailbox": SENDER, "fault": "timeout", "count": 1})
+        wait_until(lambda: not box.send_faults, 30, running, "the slow send", step=0.01)
+        second.kill()
+        second.wait(timeout=10)
+        in_flight_lost = unknown_tags(world)
+        assert len(in_flight_lost) == 1
+        assert not in_flight_lost & sent_tags(world.sandbox)
+        assert expire_leases(world) >= 1
+
+        # The last worker meets a slow host too: its timed-out sends are looked for in Sent
+        # (after the grace), not found, and sent again, each exactly once.
+        world.sandbox.admin("faults", {"mailbox": SENDER, "fault": "timeout", "count": 3})
+        third = running.start()
+        wait_until(
+            lambda: campaign_status(world, campaign_id) is CampaignStatus.COMPLETED,
+            60,
+            running,
+            "the campaign to complete",
+            step=0.5,
+        )
+        time.sleep(2)  # a duplicate sent late would show up now
+        assert not box.send_faults
+        sent = assert_exactly_once(world, emails, steps=1)
+        tags = Counter(str(m["headers"].get("X-Sendwell-Send-Id", "")) for m in sent)
+        assert all(tags[tag] == 1 for tag in accepted_unrecorded | in_flight_lost)
+        third.kill()
+        third.wait(timeout=10)
+
+
+def test_worker_once_sends_what_is_due_and_exits(
+    world: World, database: Database, tmp_path: Path
+) -> None:
+    emails = recipients(5)
+    steps = [
+        ("Hello {{ first_name }}", "Hi {{ first_name }}.", 0),
+        ("Re: Hello {{ first_name }}", "Following up.", 60 * 24),
+    ]
+    campaign_id = world.campaign(steps, emails, min_gap_seconds=0, start_delay_minutes=0)
+    result = subprocess.run(
+        [*SENDWELL, "worker", "--once"],
+        cwd=tmp_path,
+        env=worker_env(world, database),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    sent = world.sent()
+    assert sorted(address(m) for m in sent) == sorted(emails)
+    assert {m["subject"] for m in sent} == {f"Hello {e.split('@')[0]}" for e in emails}
+    assert campaign_status(world, campaign_id) is CampaignStatus.ACTIVE
+    with session_scope(world.factory) as db:
+        enrollments = list(db.scalars(select(Enrollment)))
+    assert {e.status for e in enrollments} == {EnrollmentStatus.IN_PROGRESS}
+    assert all(e.steps_sent == 1 for e in enrollments)
+    assert all(e.next_due_at and e.next_due_at > utcnow() for e in enrollments)
+
+    again = subprocess.run(
+        [*SENDWELL, "worker", "--once"],
+        cwd=tmp_path,
+        env=worker_env(world, database),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert len(world.sent()) == len(emails), "nothing more was due"
+
+
+def test_worker_stops_promptly_on_sigterm(world: World, database: Database, tmp_path: Path) -> None:
+    if database.backend == "postgresql":
+        pytest.skip("the signal handling does not depend on the backend")
+    with workers(tmp_path, world, database) as running:
+        proc = running.start()
+        log = tmp_path / "worker-1.log"
+        wait_until(lambda: "is sending" in log.read_text(), 30, running, "the worker to start")
+        time.sleep(1)  # idle now: nothing is due, so it waits up to IDLE_WAKE
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, running.logs()
