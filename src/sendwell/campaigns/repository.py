@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, func, select, update
+from sqlalchemy import Select, case, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -208,17 +208,19 @@ def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
     return set(db.scalars(statement, rows))
 
 
-def count_pending(db: Session, campaign_id: int) -> int:
-    return (
+def has_pending(db: Session, campaign_id: int) -> bool:
+    """Whether any recipient still has a step to come (stops at the first one found)."""
+    return bool(
         db.scalar(
-            select(func.count())
-            .select_from(Enrollment)
-            .where(
-                Enrollment.campaign_id == campaign_id,
-                Enrollment.status.in_((EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS)),
+            select(
+                exists().where(
+                    Enrollment.campaign_id == campaign_id,
+                    Enrollment.status.in_(
+                        (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS)
+                    ),
+                )
             )
         )
-        or 0
     )
 
 

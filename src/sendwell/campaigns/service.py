@@ -277,7 +277,7 @@ def resume(db: Session, user: User, campaign_id: int) -> Campaign:
         )
     _transition(db, campaign, "resume", actor=user, reason="Resumed.")
     campaign.consecutive_failures = 0
-    if repo.count_pending(db, campaign.id) == 0:
+    if not repo.has_pending(db, campaign.id):
         # Everyone finished (replied, unsubscribed…) while it was paused.
         _transition(db, campaign, "complete", actor=None, reason="Every recipient has finished.")
     request_wakeup(db)

@@ -379,7 +379,7 @@ def complete_if_finished(db: Session, campaign_id: int) -> None:
     if (
         campaign is not None
         and campaign.status is CampaignStatus.ACTIVE
-        and campaign_repo.count_pending(db, campaign_id) == 0
+        and not campaign_repo.has_pending(db, campaign_id)
     ):
         campaigns.complete(db, campaign_id)
 

@@ -154,6 +154,8 @@ class SendLedger(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_position"),
         Index("ix_send_ledger_status_not_before", "status", "not_before"),
+        # The rolling daily cap counts a mailbox's recent sends on every claim.
+        Index("ix_send_ledger_mailbox_id_claimed_at", "mailbox_id", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
