@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts import service
 from sendwell.config import Settings
-from sendwell.kit.errors import Forbidden, NotAuthenticated
+from sendwell.kit.errors import NotAuthenticated
 from sendwell.models import User
 from sendwell.web.deps import get_db
 
@@ -75,12 +75,6 @@ def current_user(request: Request, user: User | None = Depends(optional_user)) -
     if user is None:
         path = request.url.path
         raise SignInRequired(path + (f"?{request.url.query}" if request.url.query else ""))
-    return user
-
-
-def current_admin(user: User = Depends(current_user)) -> User:
-    if not user.is_admin:
-        raise Forbidden("Only a workspace admin can do that.")
     return user
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
@@ -13,14 +13,9 @@ from sendwell.mailboxes import service
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.schemas import LinkIn, LinkOut, MailboxOut, MailboxPatch
 from sendwell.models import Mailbox, User
-from sendwell.web.deps import get_db
+from sendwell.web.deps import get_connections, get_db
 
 router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
-
-
-def connections(request: Request) -> Connections:
-    conn: Connections = request.app.state.connections
-    return conn
 
 
 @router.get("", response_model=list[MailboxOut], summary="Email accounts you can see")
@@ -58,7 +53,7 @@ def delete_mailbox(
     mailbox_id: int,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(connections),
+    conn: Connections = Depends(get_connections),
 ) -> Mailbox:
     return service.disconnect(db, conn, user=user, mailbox_id=mailbox_id)
 
@@ -74,7 +69,7 @@ def link(
     response: Response,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(connections),
+    conn: Connections = Depends(get_connections),
 ) -> LinkOut:
     address = normalize_email(body.email, allow_test_domains=conn.sandbox)
     chosen = service.choose_provider(conn, address, body.provider or "")

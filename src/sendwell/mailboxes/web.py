@@ -20,7 +20,7 @@ from sendwell.providers.base import (
     ProviderError,
     ProviderName,
 )
-from sendwell.web.deps import get_db
+from sendwell.web.deps import get_connections, get_db
 from sendwell.web.pages import redirect_with_flash, render
 
 SETTINGS_TAB = "/messaging/settings"
@@ -36,11 +36,6 @@ def load_alerts(
 
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
-
-
-def get_connections(request: Request) -> Connections:
-    connections: Connections = request.app.state.connections
-    return connections
 
 
 @router.get(SETTINGS_TAB)
