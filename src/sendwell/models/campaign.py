@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -47,6 +48,9 @@ class EnrollmentStatus(enum.StrEnum):
     BOUNCED = "bounced"
     UNSUBSCRIBED = "unsubscribed"
     FAILED = "failed"
+
+
+PENDING_DUE = "status IN ('not_started', 'in_progress') AND next_due_at IS NOT NULL"
 
 
 class LedgerStatus(enum.StrEnum):
@@ -112,7 +116,16 @@ class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("campaign_id", "email"),
-        Index("ix_enrollments_due", "status", "next_due_at"),
+        # The claim's index: only recipients with a step still to go, per campaign in due
+        # order, so finding the earliest due one never reads finished or paused-out rows.
+        Index(
+            "ix_enrollments_pending_due",
+            "campaign_id",
+            "next_due_at",
+            "id",
+            sqlite_where=text(PENDING_DUE),
+            postgresql_where=text(PENDING_DUE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
