@@ -26,14 +26,26 @@ bench: $(STAMP)
 	@$(BIN)/python -c "import procrastinate" 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(if $(filter-out 0,$(FULL)),--full)
 
+# Workers and servers SIGKILLed, a private PostgreSQL restarted, send faults, pause/resume
+# hammered: counts what was lost or sent twice and writes docs/reliability.md.
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m chaos.run
+
+# Known vulnerabilities in the pinned dependencies (pip-audit, PyPI's vulnerability data):
+# fails on one with a fixed release, or when the service cannot be reached. See docs/security.md.
+.PHONY: audit
+audit: $(STAMP)
+	$(BIN)/python .ci/audit.py
+
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench chaos
+	$(BIN)/ruff check src tests bench chaos
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench chaos
+	$(BIN)/ruff check --fix src tests bench chaos
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

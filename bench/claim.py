@@ -1,9 +1,10 @@
 """4. Scale of the claim: 10k recipients due among 10k, 100k (and 1M) enrollments.
 
 For each size the dataset is bulk-loaded (see `bench.dataset`) for one mailbox with 10
-active campaigns. In this process a real `Dispatcher` claims 100 steps in a row (each claim
-its own committed unit of work, exactly what a worker does before sending); the claims are
-undone between runs. The queries a worker runs per claim, per send and when idle are timed
+active campaigns. In this process a real `Dispatcher` claims 100 steps in a row, in batches
+as a worker does with pacing off (each batch its own committed unit of work, its messages
+composed); the claims are undone between runs. The queries a worker runs per batch, per
+finished recipient and when idle are timed
 on their own, and one batch is repeated with 200 active campaigns. On PostgreSQL a real
 `sendwell worker` then sends from the dataset for a few seconds through a linked sandbox
 mailbox; its peak RSS is read from /proc (VmHWM) before it is stopped.
@@ -27,7 +28,7 @@ from bench.stack import Lab, Stack, database, peak_rss_mb, seed_owner, wait_unti
 from sendwell.config import Settings
 from sendwell.db import make_session_factory, session_scope
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.engine import Dispatcher
+from sendwell.dispatch.engine import SEND_BATCH, Dispatcher
 from sendwell.dispatch.outcomes import complete_if_finished
 from sendwell.dispatch.runner import build_dispatcher
 from sendwell.kit.clock import utcnow
@@ -44,7 +45,7 @@ UNDO_CLAIMS = [
         WHERE l.enrollment_id = enrollments.id AND l.status = 'claimed')
     WHERE id IN (SELECT enrollment_id FROM send_ledger WHERE status = 'claimed')""",
     "DELETE FROM send_ledger WHERE status = 'claimed'",
-    "UPDATE mailboxes SET send_not_before = NULL",
+    "UPDATE mailboxes SET send_not_before = NULL, sender_until = NULL",
 ]
 
 
@@ -91,9 +92,12 @@ def claim_batch(dispatcher: Dispatcher, engine: Engine, mailbox_id: int, count: 
     """Milliseconds for `count` claims in a row; the claims are undone afterwards."""
     ready_to_claim(engine, mailbox_id)
     started = time.perf_counter()
-    for _ in range(count):
-        if dispatcher.claim(mailbox_id) is None:
+    claimed = 0
+    while claimed < count:
+        batch = dispatcher.claim(mailbox_id, min(SEND_BATCH, count - claimed))
+        if not batch:
             raise BenchError("a claim found nothing although 10k steps are due")
+        claimed += len(batch)
     elapsed = (time.perf_counter() - started) * 1000
     with engine.begin() as connection:
         for statement in UNDO_CLAIMS:
@@ -108,13 +112,15 @@ def query_times(engine: Engine, mailbox_id: int) -> dict[str, list[float]]:
         ids = list(db.scalars(select(Campaign.id).where(Campaign.mailbox_id == mailbox_id)))
     now = utcnow()
     queries: dict[str, Callable[[Session], object]] = {
-        "active_campaigns with steps (per claim)": lambda db: repo.active_campaigns(db, mailbox_id),
-        "next_due_enrollment (per claim)": lambda db: repo.next_due_enrollment(db, ids, now),
-        "sends_since, daily cap (per claim)": lambda db: repo.sends_since(
+        "active_campaigns with steps (per batch)": lambda db: repo.active_campaigns(db, mailbox_id),
+        "due_enrollments (per batch of 50)": lambda db: repo.due_enrollments(
+            db, ids, now, SEND_BATCH
+        ),
+        "sends_since, daily cap (per batch)": lambda db: repo.sends_since(
             db, mailbox_id, now - timedelta(days=1)
         ),
-        "complete_if_finished, pending count (per send)": lambda db: complete_if_finished(
-            db, ids[0]
+        "complete_if_finished, first pending (per finished recipient)": lambda db: (
+            complete_if_finished(db, ids[0])
         ),
         "earliest_due_by_campaign (per idle pass)": repo.earliest_due_by_campaign,
     }
@@ -210,10 +216,12 @@ def run(profile: Profile, lab: Lab) -> Section:
         f"{profile.due:,} recipients due among each size of enrollments, in "
         f"{profile.claim_campaigns} active two-step campaigns of one mailbox; the others are "
         "finished or wait three days for step 2, each with its step-1 row in the ledger (sent "
-        f"2-30 days ago). A batch is {profile.claims} consecutive `Dispatcher.claim` calls, "
-        "each committed (undone between runs). Query timings: 10 runs each, read only. Peak "
-        f"RSS: a `sendwell worker` sending for {profile.worker_window_seconds:g} s from the "
-        "dataset (its send rate in that window is shown too).",
+        f"2-30 days ago). Claiming {profile.claims} steps takes `Dispatcher.claim` calls of "
+        f"up to {SEND_BATCH} steps each (a worker's batch with pacing off), each committed "
+        "with its messages composed (undone between runs). Query timings: 10 runs each, read "
+        "only. Peak RSS: a `sendwell worker` sending for "
+        f"{profile.worker_window_seconds:g} s from the dataset (its send rate in that window "
+        "is shown too).",
         figures,
     )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import claim, detection, importing, pause, resume, throughput
+from bench import campaigns_tab, claim, detection, importing, pause, resume, throughput
 from bench.common import ROOT, BenchError, Benchmark, Profile, Section
 from bench.report import Machine, markdown, terminal_table
 from bench.stack import Lab
@@ -30,10 +30,13 @@ BENCHMARKS: dict[str, Benchmark] = {
     "claim": claim.run,
     "pause": pause.run,
     "import": importing.run,
+    "tab": campaigns_tab.run,
 }
 # These share the long-lived SQLite and PostgreSQL stacks; later ones start their own.
 SHARED_STACKS = {"throughput", "resume", "detection"}
 DOC = ROOT / "docs" / "benchmarks.md"
+# What the figures meant and what was changed because of them: written by hand, appended.
+FINDINGS = ROOT / "bench" / "findings.md"
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 150)
 
 
@@ -79,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     console.print(f"\nDone in {seconds / 60:.1f} min.", highlight=False)
     if not args.only:
-        DOC.write_text(markdown(sections, machine, profile, seconds) + "\n", encoding="utf-8")
+        findings = FINDINGS.read_text(encoding="utf-8") if FINDINGS.exists() else ""
+        report = markdown(sections, machine, profile, seconds)
+        DOC.write_text(report + "\n" + ("\n" + findings if findings else ""), encoding="utf-8")
         console.print(f"Wrote {DOC.relative_to(ROOT)}.", highlight=False)
     return 1 if failed else 0
 

@@ -23,6 +23,7 @@ from sendwell.config import Settings
 from sendwell.db import make_engine, make_session_factory
 from sendwell.models import Base
 from tests.sandbox_support import Sandbox, running_sandbox
+from tests.security import log_watch
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get(
@@ -174,3 +175,22 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
     sandbox_server.state.reset()
     sandbox_server.state.timeout_seconds = 30.0
     return sandbox_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def logs_rendered_and_watched() -> Iterator[None]:
+    """Every log line of the run is rendered as in production, at DEBUG, and kept to check."""
+    log_watch.install()
+    yield
+    leaks = log_watch.check(log_watch.WATCH.take(), [], [STRONG_PASSWORD])
+    assert not leaks, "Secrets in the logs after the last test:\n" + "\n".join(leaks)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_the_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, its log lines hold none of the secrets it used (see log_watch)."""
+    log_watch.ensure_installed()
+    yield
+    fixtures = list(request.node.funcargs.values())
+    leaks = log_watch.check(log_watch.WATCH.take(), fixtures, [STRONG_PASSWORD])
+    assert not leaks, "Secrets in this test's logs:\n" + "\n".join(leaks)

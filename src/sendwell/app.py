@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,15 +37,21 @@ from sendwell.dispatch import web as dispatch_web
 from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import api as mailboxes_api
+from sendwell.mailboxes import server_web as mailboxes_server_web
 from sendwell.mailboxes import web as mailboxes_web
 from sendwell.mailboxes.connections import build_connections
-from sendwell.mailboxes.tasks import Every, check_connections
+from sendwell.mailboxes.tasks import Every, check_due_connections
+from sendwell.metrics.web import build_registry as build_metrics_registry
+from sendwell.metrics.web import metrics
 from sendwell.providers.registry import build_registry, make_http_client
 from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
 from sendwell.web.deps import CsrfRefused
-from sendwell.web.middleware import RequestLogMiddleware
+from sendwell.web.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from sendwell.web.pages import STATIC_DIR, render, templates
+from sendwell.webhooks import api as webhooks_api
+from sendwell.webhooks import web as webhooks_web
+from sendwell.webhooks.runner import DelivererThread, build_deliverer
 
 API_PREFIX = "/api/v1"
 VENDOR_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
@@ -55,6 +66,7 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 HTTP_ERROR_CODES = {
     401: "not_authenticated",
     403: "forbidden",
@@ -85,12 +97,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        jobs: list[Every | DispatcherThread] = []
+        jobs: list[Every | DispatcherThread | DelivererThread] = []
         if background_jobs:
+            interval = timedelta(minutes=settings.health_check_minutes)
             jobs.append(
                 Every(
-                    settings.health_check_minutes * 60,
-                    partial(check_connections, session_factory, connections),
+                    interval.total_seconds(),
+                    partial(check_due_connections, session_factory, connections, interval),
                     "mailbox_health_check",
                 )
             )
@@ -101,6 +114,7 @@ def create_app(
                     settings.sqlalchemy_url,
                 )
             )
+            jobs.append(DelivererThread(build_deliverer(settings, session_factory)))
         for job in jobs:
             job.start()
         yield
@@ -122,6 +136,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.connections = connections
+    app.state.metrics_registry = build_metrics_registry(session_factory)
 
     api = create_api()
     api.state.settings = settings
@@ -132,8 +147,11 @@ def create_app(
     app.include_router(accounts_web.router)
     app.include_router(campaigns_web.router)
     app.include_router(mailboxes_web.router)
+    app.include_router(mailboxes_server_web.router)
     app.include_router(dispatch_web.router)
+    app.include_router(webhooks_web.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.mount(API_PREFIX, api)
     if settings.sandbox:
         app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app())
@@ -141,12 +159,15 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_page_error_handlers(app)
 
-    app.add_middleware(SecurityHeadersMiddleware)
+    # Outermost last: every answer, the CSRF and size refusals included, gets the headers;
+    # the size limit wraps the CSRF check, which reads form bodies itself.
     app.add_middleware(
         CSRFMiddleware,
         signing_secret=settings.secret_key,
         cookie_secure=settings.secure_cookies,
     )
+    app.add_middleware(BodyLimitMiddleware, limit_for=partial(body_limit, settings))
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app
 
@@ -161,23 +182,47 @@ def create_api() -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,
         redoc_url=None,
+        responses=API_ERROR_RESPONSES,
     )
     api.include_router(accounts_api.router)
     api.include_router(mailboxes_api.router)
     api.include_router(campaigns_api.router)
+    api.include_router(webhooks_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{API_PREFIX}/openapi.json",
             title="Sendwell API",
             swagger_js_url="/static/vendor/swagger-ui-bundle.js",
             swagger_css_url="/static/vendor/swagger-ui.css",
             swagger_favicon_url="/static/favicon.svg",
         )
+        page.headers["content-security-policy"] = docs_content_security_policy(bytes(page.body))
+        return page
 
     _add_api_error_handlers(api)
     return api
+
+
+def docs_content_security_policy(page: bytes) -> str:
+    """The strict policy, allowing only this page's own inline start-up script, by its hash.
+
+    Swagger UI styles the elements it builds, so inline styles are allowed on this page alone.
+    """
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+        for script in INLINE_SCRIPT.findall(page)
+    )
+    return CONTENT_SECURITY_POLICY.replace(
+        "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+    ).replace("script-src 'self'", f"script-src 'self' {hashes}")
+
+
+def body_limit(settings: Settings, path: str) -> int:
+    """The largest body, in bytes, a request to this path may send."""
+    megabytes = settings.max_upload_mb if UPLOAD_PATHS.match(path) else settings.max_request_mb
+    return int(megabytes * 1_000_000)
 
 
 def healthz(request: Request) -> JSONResponse:
@@ -191,7 +236,52 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+class FieldProblem(BaseModel):
+    field: str = Field(description="Where in the request, e.g. `steps.0.subject` or `body`.")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, for programs: `not_found`, `invalid_request`, …")
+    message: str = Field(description="A sentence for people.")
+    details: list[FieldProblem] | None = Field(
+        default=None, description="Each invalid field (422 `invalid_request` only)."
+    )
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+API_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in {
+        400: "The request body could not be read.",
+        401: "No API token, or one that is not valid or was revoked.",
+        403: "Not allowed.",
+        404: "No such endpoint, or no such object among those you can see.",
+        409: "The object's state does not allow this now.",
+        413: "The request body is larger than the server accepts.",
+        422: "The request is malformed or a value is not acceptable.",
+        429: "Too many attempts; `Retry-After` says when to try again.",
+    }.items()
+}
+
+
+# A value the database cannot hold — an id or offset beyond its integers, which names no row —
+# is the request's fault wherever it came from: SQLite's driver refuses to bind it
+# (OverflowError), PostgreSQL refuses the query (DataError). Both roll the unit of work back.
+DOES_NOT_FIT = (OverflowError, DataError)
+DOES_NOT_FIT_MESSAGE = "A value in the request is larger than Sendwell can store."
+
+
 def _add_api_error_handlers(api: FastAPI) -> None:
+    async def does_not_fit(_request: Request, _error: Exception) -> JSONResponse:
+        return JSONResponse(error_body("out_of_range", DOES_NOT_FIT_MESSAGE), status_code=422)
+
+    for kind in DOES_NOT_FIT:
+        api.add_exception_handler(kind, does_not_fit)
+
     @api.exception_handler(SendwellError)
     async def sendwell_error(_request: Request, error: SendwellError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
@@ -260,7 +350,17 @@ def _add_page_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        titles = {404: "Page not found", 405: "That action is not available here"}
+        if request.url.path.startswith(f"{API_PREFIX}/"):
+            # An API address the sub-application's routes cannot even parse (a line break in
+            # the path) lands here; its answer is JSON all the same.
+            code = HTTP_ERROR_CODES.get(error.status_code, "http_error")
+            message = "No such endpoint or object." if error.status_code == 404 else error.detail
+            return JSONResponse(error_body(code, str(message)), status_code=error.status_code)
+        titles = {
+            404: "Page not found",
+            405: "That action is not available here",
+            413: "That was too large",
+        }
         message = (
             "There is nothing at this address. Check the link, or go back to Messaging."
             if error.status_code == 404
@@ -272,6 +372,17 @@ def _add_page_error_handlers(app: FastAPI) -> None:
             {"title": titles.get(error.status_code, "Request failed"), "message": message},
             status_code=error.status_code,
         )
+
+    async def does_not_fit(request: Request, _error: Exception) -> Response:
+        return render(
+            request,
+            "error.html",
+            {"title": "That request was not understood", "message": DOES_NOT_FIT_MESSAGE},
+            status_code=422,
+        )
+
+    for kind in DOES_NOT_FIT:
+        app.add_exception_handler(kind, does_not_fit)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, _error: RequestValidationError) -> Response:
@@ -321,7 +432,10 @@ class CSRFMiddleware:
 
 
 class SecurityHeadersMiddleware:
-    """Headers every page carries; the API docs page keeps Swagger UI's inline script."""
+    """Headers every answer carries; a route's own policy (the API docs page's) is kept.
+
+    Nothing but static assets may be cached: pages and API answers can hold a user's data.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -330,18 +444,21 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        allow_inline = scope["path"] == f"{API_PREFIX}/docs"
+        cacheable = scope["path"].startswith("/static/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
+                present = {name.lower() for name, _value in headers}
                 headers += [
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"same-origin"),
                     (b"x-frame-options", b"DENY"),
                 ]
-                if not allow_inline:
+                if b"content-security-policy" not in present:
                     headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                if not cacheable and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 import uvicorn
 from cryptography.fernet import Fernet
+from prometheus_client.exposition import ThreadingWSGIServer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.accounts import service as accounts
 from sendwell.config import ConfigError, Settings, load_settings
@@ -21,6 +22,7 @@ from sendwell.kit.logging import configure_logging
 from sendwell.kit.tokenbox import TokenBox, TokenBoxError
 from sendwell.mailboxes.tokens import reencrypt_all
 from sendwell.models import Role
+from sendwell.webhooks.service import reencrypt_secrets
 
 app = typer.Typer(help="Sendwell: outreach campaigns from your own mailbox.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -149,8 +151,14 @@ def db_current() -> None:
 @app.command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="Send what is due now, then exit.")] = False,
+    metrics_port: Annotated[
+        int,
+        typer.Option(help="Serve /metrics on this port (needs SENDWELL_METRICS_TOKEN); 0: off."),
+    ] = 0,
+    metrics_host: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
 ) -> None:
-    """Run only the sending engine (any number of workers may share a PostgreSQL database)."""
+    """Run only the sending engine and webhook delivery (any number of workers may share a
+    PostgreSQL database)."""
     import signal
     import threading
 
@@ -158,14 +166,17 @@ def worker(
     from sendwell.dispatch.wakeup import listen_for_notifications
     from sendwell.mailboxes.connections import build_connections
     from sendwell.providers.registry import build_registry, make_http_client
+    from sendwell.webhooks.runner import DelivererThread, build_deliverer
 
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
     stop = threading.Event()
+    factory = make_session_factory(engine)
+    metrics = _worker_metrics(settings, factory, metrics_host, metrics_port)
     with make_http_client(settings) as http:
         connections = build_connections(settings, build_registry(settings, http))
-        dispatcher = build_dispatcher(settings, make_session_factory(engine), connections)
+        dispatcher = build_dispatcher(settings, factory, connections)
 
         def stop_now(*_args: object) -> None:
             stop.set()
@@ -173,13 +184,49 @@ def worker(
 
         signal.signal(signal.SIGTERM, stop_now)
         signal.signal(signal.SIGINT, stop_now)
+        deliverer = build_deliverer(settings, factory)
         if once:
             dispatcher.run_until_idle()
+            deliverer.deliver_due()
+            deliverer.close()
         else:
             err.print(f"Worker {dispatcher.worker_id} is sending. Ctrl+C to stop.", highlight=False)
+            webhooks = DelivererThread(deliverer)
+            webhooks.start()
             listen_for_notifications(settings.sqlalchemy_url, dispatcher.wake, stop)
             dispatcher.run_forever(stop)
+            webhooks.stop()
+    if metrics is not None:
+        metrics.shutdown()
     engine.dispose()
+
+
+def _worker_metrics(
+    settings: Settings, factory: sessionmaker[Session], host: str, port: int
+) -> ThreadingWSGIServer | None:
+    """The worker's own /metrics server, when asked for one."""
+    from sendwell.metrics.server import serve_metrics
+    from sendwell.metrics.web import build_registry as build_metrics_registry
+
+    if not port:
+        return None
+    if not settings.metrics_token:
+        err.print(
+            "[bold red]Error:[/] --metrics-port needs SENDWELL_METRICS_TOKEN, the token "
+            "scrapers must send.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    try:
+        return serve_metrics(
+            build_metrics_registry(factory), token=settings.metrics_token, host=host, port=port
+        )
+    except OSError as error:
+        err.print(
+            f"[bold red]Error:[/] cannot serve metrics on {host}:{port}: {error.strerror}",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
 
 
 @users_app.command("create")
@@ -247,11 +294,13 @@ def keys_generate() -> None:
 
 @keys_app.command("rotate")
 def keys_rotate() -> None:
-    """Re-encrypt every stored token under the first key of SENDWELL_TOKEN_KEYS."""
+    """Re-encrypt every stored token and IMAP/SMTP password under the first key of
+    SENDWELL_TOKEN_KEYS."""
     settings = _settings()
     with _unit_of_work() as db:
         try:
-            changed = reencrypt_all(db, TokenBox(settings.token_key_list))
+            box = TokenBox(settings.token_key_list)
+            changed = reencrypt_all(db, box) + reencrypt_secrets(db, box)
         except TokenBoxError as error:
             err.print(f"[bold red]Error:[/] {error} Nothing was changed.", highlight=False)
             raise typer.Exit(1) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -93,9 +94,31 @@ class Settings(BaseSettings):
         le=3600,
         description="Wait before looking in Sent for a send whose outcome is unknown.",
     )
+    mail_server_ca_file: str = Field(
+        default="",
+        description="Extra CA certificates (PEM) trusted for IMAP/SMTP accounts' servers.",
+    )
     smtp_url: str = Field(
         default="",
         description="Outgoing mail for notifications, e.g. smtp://user:pass@host:587?from=a@b",
+    )
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Allow webhook endpoints on loopback and private addresses (local use).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="How long one webhook request may take."
+    )
+    webhook_retry_hours: float = Field(
+        default=24,
+        gt=0,
+        le=720,
+        description="How long a delivery is retried, and an endpoint may fail before it is "
+        "disabled.",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="Bearer token that /metrics requires; empty turns /metrics off (404).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
@@ -105,6 +128,12 @@ class Settings(BaseSettings):
     )
     sign_in_lockout_minutes: int = Field(
         default=15, ge=1, le=1440, description="Window and lockout length for failed sign-ins."
+    )
+    max_request_mb: float = Field(
+        default=10, gt=0, le=1024, description="Largest request body (a form or JSON), in MB."
+    )
+    max_upload_mb: float = Field(
+        default=50, gt=0, le=10_240, description="Largest file upload (a CSV import), in MB."
     )
 
     @field_validator("token_keys")
@@ -133,6 +162,16 @@ class Settings(BaseSettings):
                 "must be an http:// or https:// address, e.g. https://mail.example.com"
             )
         return value.rstrip("/")
+
+    @field_validator("mail_server_ca_file")
+    @classmethod
+    def _ca_file_is_readable(cls, value: str) -> str:
+        if value:
+            try:
+                ssl.create_default_context().load_verify_locations(cafile=value)
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot read CA certificates from {value}: {error}") from None
+        return value
 
     @field_validator("smtp_url")
     @classmethod

@@ -14,7 +14,8 @@ from typing import IO
 import httpx
 import pytest
 
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, STRONG_PASSWORD
+from tests.security import log_watch
 
 CHROMIUM = os.environ.get("SENDWELL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -40,7 +41,7 @@ class LiveServers:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.running: list[tuple[subprocess.Popen[bytes], IO[str]]] = []
+        self.running: list[tuple[subprocess.Popen[bytes], IO[str], Path]] = []
 
     def start(self, **extra_env: str) -> str:
         """`sendwell db upgrade` and `sendwell serve`, as `make run` does; returns the server's URL.
@@ -53,7 +54,14 @@ class LiveServers:
         url = f"http://127.0.0.1:{port}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("SENDWELL_")}
         # OAuth callbacks and the server's own calls to the sandbox go to BASE_URL.
-        env.update({"SENDWELL_SANDBOX": "1", "SENDWELL_BASE_URL": url, **extra_env})
+        env.update(
+            {
+                "SENDWELL_SANDBOX": "1",
+                "SENDWELL_BASE_URL": url,
+                "SENDWELL_LOG_LEVEL": "DEBUG",  # its log is searched for secrets at the end
+                **extra_env,
+            }
+        )
         subprocess.run(
             [sys.executable, "-m", "sendwell", "db", "upgrade"],
             cwd=folder,
@@ -70,7 +78,7 @@ class LiveServers:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.running.append((process, log))
+        self.running.append((process, log, folder))
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -84,7 +92,8 @@ class LiveServers:
             time.sleep(0.2)
 
     def stop_all(self) -> None:
-        for process, log in self.running:
+        leaks = []
+        for process, log, folder in self.running:
             process.terminate()
             try:
                 process.wait(timeout=10)
@@ -92,7 +101,11 @@ class LiveServers:
                 process.kill()
                 process.wait(timeout=10)
             log.close()
+            lines = (folder / "server.log").read_text().splitlines()
+            known = [STRONG_PASSWORD, *log_watch.secrets_file_values(folder / "var")]
+            leaks += log_watch.check(lines, [], known)
         self.running.clear()
+        assert not leaks, "Secrets in the server's log:\n" + "\n".join(leaks)
 
 
 @pytest.fixture

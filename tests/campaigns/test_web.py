@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sendwell.campaigns import service
 from sendwell.models import Campaign, CampaignStatus, Mailbox, MailboxStatus, User
 from tests.conftest import create_first_account, csrf_from, post_form
 
@@ -274,3 +275,35 @@ def test_recipient_page_shows_their_sequence(client: TestClient, db: Session) ->
     assert "Not Started" in detail
     assert "1. Hi {{ first_name | default('there') }}" in detail
     assert client.get(f"/campaigns/{campaign.id}/recipients/999999").status_code == 404
+
+
+def test_the_tab_lists_fifty_campaigns_a_page_newest_first(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    mailbox = connected_mailbox(db)
+    user = db.scalars(select(User)).one()
+    for number in range(1, 56):
+        service.create_campaign(
+            db,
+            user,
+            name=f"Campaign {number}",
+            mailbox_id=mailbox.id,
+            steps=[service.StepIn("Hello", "Hi")],
+        )
+    db.commit()
+
+    def names(page: str) -> list[str]:
+        return re.findall(r'class="strong">(Campaign \d+)</a>', page)
+
+    first = client.get("/messaging/campaigns").text
+    assert names(first) == [f"Campaign {n}" for n in range(55, 5, -1)]
+    assert "1\u201350 of 55 campaigns · page 1 of 2" in first
+    assert '<a href="?page=2" rel="next">Older</a>' in first
+    assert 'rel="prev"' not in first
+
+    second = client.get("/messaging/campaigns?page=2").text
+    assert names(second) == [f"Campaign {n}" for n in range(5, 0, -1)]
+    assert "51\u201355 of 55 campaigns · page 2 of 2" in second
+    assert '<a href="?page=1" rel="prev">Newer</a>' in second
+    assert 'rel="next"' not in second
+
+    assert names(client.get("/messaging/campaigns?page=9").text) == names(second)

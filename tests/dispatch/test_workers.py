@@ -39,6 +39,7 @@ from sendwell.models import (
 from sendwell.sandbox.state import StoredMessage
 from tests.conftest import Database
 from tests.dispatch.conftest import SENDER, World
+from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
 
 SENDWELL = [sys.executable, "-m", "sendwell"]
@@ -46,6 +47,7 @@ TWO_STEPS = [
     ("Hello {{ first_name }}", "Hi {{ first_name }}, a quick question.", 0),
     ("Re: Hello {{ first_name }}", "Following up.", 0),
 ]
+OTHER_SENDER = "grace@gmail.test"
 ONE_STEP = [("Hello {{ first_name }}", "Hi {{ first_name }}, a quick question.", 0)]
 
 
@@ -163,9 +165,11 @@ def address(message: dict[str, Any]) -> str:
     return parseaddr(str(message["to"][0]))[1].lower()
 
 
-def assert_exactly_once(world: World, emails: list[str], steps: int) -> list[dict[str, Any]]:
+def assert_exactly_once(
+    world: World, emails: list[str], steps: int, senders: tuple[str, ...] = (SENDER,)
+) -> list[dict[str, Any]]:
     """Every (recipient, step) in Sent exactly once, each a distinct ledger row marked sent."""
-    sent = world.sent()
+    sent = [message for sender in senders for message in world.sent(sender)]
     by_step = Counter((address(m), m["subject"]) for m in sent)
     duplicates = {key: n for key, n in by_step.items() if n > 1}
     assert not duplicates, f"sent more than once: {sorted(duplicates.items())[:10]}"
@@ -228,31 +232,37 @@ def expire_leases(world: World) -> int:
 def test_two_workers_on_postgresql_send_two_thousand_exactly_once(
     world: World, database: Database, tmp_path: Path
 ) -> None:
+    """Two mailboxes, two workers: each mailbox is sent for by one worker at a time (its
+    sender lease), the workers share the mailboxes, and nothing goes out twice."""
     if database.backend == "sqlite":
         pytest.skip("concurrent workers rely on PostgreSQL's SKIP LOCKED claims")
+    link(world.client, OTHER_SENDER)
     emails = recipients(1000)
     with session_scope(world.factory) as db:
-        mailbox = db.get(Mailbox, world.mailbox_id())
-        assert mailbox is not None
-        mailbox.daily_cap = 5000  # the default (1,000) would stop the run half-way
-    campaign_id = world.campaign(TWO_STEPS, emails, min_gap_seconds=0, start_delay_minutes=0)
+        for mailbox in db.scalars(select(Mailbox)):
+            mailbox.daily_cap = 5000  # the default (1,000) would stop the run half-way
+    campaign_ids = [
+        world.campaign(TWO_STEPS, half, sender=sender, min_gap_seconds=0, start_delay_minutes=0)
+        for sender, half in ((SENDER, emails[:500]), (OTHER_SENDER, emails[500:]))
+    ]
     with workers(tmp_path, world, database) as running:
         pair = [running.start(), running.start()]
         wait_until(
-            lambda: sent_count(world.sandbox) >= 2000,
+            lambda: sent_count(world.sandbox) + sent_count(world.sandbox, OTHER_SENDER) >= 2000,
             60,
             running,
             "2,000 messages in Sent",
             step=0.5,
         )
         time.sleep(2)  # a duplicate sent late would show up now
-        assert_exactly_once(world, emails, steps=2)
+        assert_exactly_once(world, emails, steps=2, senders=(SENDER, OTHER_SENDER))
         with session_scope(world.factory) as db:
             senders = set(
                 db.scalars(select(SendLedger.worker).where(SendLedger.status == LedgerStatus.SENT))
             )
         assert len(senders) == 2, senders
-        assert campaign_status(world, campaign_id) is CampaignStatus.COMPLETED
+        for campaign_id in campaign_ids:
+            assert campaign_status(world, campaign_id) is CampaignStatus.COMPLETED
 
         for proc in pair:
             proc.send_signal(signal.SIGTERM)

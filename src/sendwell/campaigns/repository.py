@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, exists, func, select, update
+from sqlalchemy import JSON, Select, Text, bindparam, case, exists, func, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -23,6 +24,7 @@ from sendwell.models import (
     Suppression,
     User,
 )
+from sendwell.models.campaign import enrollment_pending
 
 
 def _visible(user: User) -> Select[Campaign]:
@@ -37,6 +39,23 @@ def visible_campaigns(db: Session, user: User, *, include_archived: bool = True)
     if not include_archived:
         query = query.where(Campaign.status != CampaignStatus.ARCHIVED)
     return list(db.scalars(query.order_by(Campaign.created_at.desc(), Campaign.id.desc())))
+
+
+def campaigns_page(db: Session, user: User, *, offset: int, limit: int) -> list[Campaign]:
+    """One page of the user's campaigns, newest first, with their sending accounts."""
+    return list(
+        db.scalars(
+            _visible(user)
+            .options(selectinload(Campaign.mailbox))
+            .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+
+
+def count_visible_campaigns(db: Session, user: User) -> int:
+    return db.scalar(select(func.count()).select_from(_visible(user).subquery())) or 0
 
 
 def get_visible_campaign(db: Session, user: User, campaign_id: int) -> Campaign | None:
@@ -196,30 +215,68 @@ def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, s
 
 
 def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert recipients not yet in their campaign; returns the addresses actually added."""
+    """Insert recipients not yet in their campaign; returns the addresses actually added.
+
+    Rows of one batch share every value but the recipient's own (address, names, company,
+    title, fields). On PostgreSQL those travel as one array per column through `unnest`, so
+    the statement stays short however large the batch (a multi-row VALUES statement would be
+    parsed again for every batch).
+    """
     if not rows:
         return set()
-    build = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    if db.get_bind().dialect.name == "postgresql":
+        return _insert_unnested(db, rows)
     statement = (
-        build(Enrollment)
+        sqlite_insert(Enrollment)
         .on_conflict_do_nothing(index_elements=["campaign_id", "email"])
         .returning(Enrollment.email)
     )
     return set(db.scalars(statement, rows))
 
 
+RECIPIENT_COLUMNS = ("email", "first_name", "last_name", "company", "title", "fields")
+
+
+def _insert_unnested(db: Session, rows: list[dict[str, Any]]) -> set[str]:
+    shared = {k: v for k, v in rows[0].items() if k not in RECIPIENT_COLUMNS}
+    if any({k: v for k, v in row.items() if k not in RECIPIENT_COLUMNS} != shared for row in rows):
+        raise ValueError("rows of one batch must share everything but the recipient's values")
+    source = (
+        func.unnest(
+            *(
+                bindparam(
+                    name,
+                    [row[name] for row in rows],
+                    type_=ARRAY(JSON if name == "fields" else Text),
+                )
+                for name in RECIPIENT_COLUMNS
+            )
+        )
+        .table_valued(*RECIPIENT_COLUMNS)
+        .render_derived(name="recipient")
+    )
+    names = [*RECIPIENT_COLUMNS, *shared]
+    values = [
+        *(source.c[name] for name in RECIPIENT_COLUMNS),
+        *(
+            literal(value, type_=Enrollment.__table__.c[name].type)
+            for name, value in shared.items()
+        ),
+    ]
+    statement = (
+        pg_insert(Enrollment)
+        .from_select(names, select(*values))
+        .on_conflict_do_nothing(index_elements=["campaign_id", "email"])
+        .returning(Enrollment.email)
+    )
+    return set(db.scalars(statement))
+
+
 def has_pending(db: Session, campaign_id: int) -> bool:
     """Whether any recipient still has a step to come (stops at the first one found)."""
     return bool(
         db.scalar(
-            select(
-                exists().where(
-                    Enrollment.campaign_id == campaign_id,
-                    Enrollment.status.in_(
-                        (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS)
-                    ),
-                )
-            )
+            select(exists().where(Enrollment.campaign_id == campaign_id, enrollment_pending()))
         )
     )
 
@@ -268,6 +325,17 @@ def pause_active_for_mailbox(
             .execution_options(synchronize_session=False)
         )
     return ids
+
+
+def load_campaigns(db: Session, ids: list[int]) -> list[Campaign]:
+    """These campaigns as the database has them now, in one query (replacing stale copies)."""
+    if not ids:
+        return []
+    return list(
+        db.scalars(
+            select(Campaign).where(Campaign.id.in_(ids)).execution_options(populate_existing=True)
+        )
+    )
 
 
 def daily_activity(db: Session, campaign_id: int, since: datetime) -> list[tuple[str, int, int]]:

@@ -25,6 +25,7 @@ from sendwell.models import (
     PauseReason,
     User,
 )
+from sendwell.webhooks import service as webhooks
 
 MAX_STEPS = 20
 MAX_DELAY_MINUTES = 365 * 24 * 60
@@ -106,6 +107,19 @@ def pause_reason_words(campaign: Campaign) -> str:
     return PAUSE_REASON_WORDS[campaign.pause_reason]
 
 
+def menu_actions(campaign: Campaign) -> list[tuple[str, str]]:
+    """The three-dots menu's actions for a campaign in its status: (path, label)."""
+    actions = {
+        CampaignStatus.PAUSED: [("resume", "Resume")],
+        CampaignStatus.ACTIVE: [("pause", "Pause")],
+        CampaignStatus.DRAFT: [("start", "Start")],
+    }.get(campaign.status, [])
+    actions.append(("duplicate", "Duplicate"))
+    if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.COMPLETED):
+        actions.append(("archive", "Archive"))
+    return actions
+
+
 def visible_campaigns(db: Session, user: User) -> list[Campaign]:
     return repo.visible_campaigns(db, user)
 
@@ -129,6 +143,7 @@ def record_event(
             at=utcnow(),
         )
     )
+    webhooks.campaign_changed(db, campaign_id, kind, reason=reason)
 
 
 def create_campaign(
@@ -300,8 +315,12 @@ def complete(db: Session, campaign_id: int) -> Campaign:
 def pause_campaigns_for_mailbox(db: Session, mailbox_id: int, reason: PauseReason) -> list[int]:
     """Pause every active campaign sending through a mailbox, each with its event."""
     ids = repo.pause_active_for_mailbox(db, mailbox_id, reason, utcnow())
+    # One query for what each event below reads; held here, as the session keeps only
+    # weak references to what it loaded.
+    loaded = repo.load_campaigns(db, ids)
     for campaign_id in ids:
         record_event(db, campaign_id, "paused", reason=PAUSE_REASON_WORDS[reason])
+    del loaded
     return ids
 
 
@@ -319,6 +338,8 @@ def paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign
 
 def resume_paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign]:
     """Resume all: every campaign the account's connection change paused, none the user did."""
+    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
+        raise NotFound("No such email account.", code="unknown_mailbox")
     resumed = []
     for campaign in paused_by_mailbox(db, user, mailbox_id):
         resumed.append(resume(db, user, campaign.id))

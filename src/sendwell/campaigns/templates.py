@@ -12,7 +12,20 @@ from sendwell.kit.errors import InvalidInput
 
 STANDARD_FIELDS = ("first_name", "last_name", "full_name", "email", "company", "title")
 SENDER_FIELDS = ("sender_name", "signature")
-HEADER_FORBIDDEN = ("\r", "\n", "\0")
+# NUL and every character str.splitlines() breaks at: the email package refuses them all.
+HEADER_FORBIDDEN = (
+    "\0",
+    "\n",
+    "\r",
+    "\x0b",
+    "\x0c",
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x85",
+    "\u2028",
+    "\u2029",
+)
 MAX_SUBJECT_LENGTH = 998  # RFC 5322 line limit
 
 

@@ -26,6 +26,8 @@ from sendwell.web.pages import redirect_with_flash, render
 router = APIRouter(dependencies=[Depends(load_alerts)])
 CAMPAIGNS_TAB = "/messaging/campaigns"
 PAGE_SIZE = 50
+# The Campaigns tab lists this many campaigns a page, newest first.
+CAMPAIGNS_PAGE = 50
 ACTIONS = {"start", "pause", "resume", "archive", "duplicate"}
 DONE = {
     "start": "“{name}” is active. First emails go out after the start delay.",
@@ -43,19 +45,30 @@ def messaging(_user: User = Depends(current_user)) -> Response:
 @router.get(CAMPAIGNS_TAB)
 def campaigns_tab(
     request: Request,
+    page: int = 1,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
-    campaigns = service.visible_campaigns(db, user)
+    total = repo.count_visible_campaigns(db, user)
+    pages = max(1, -(-total // CAMPAIGNS_PAGE))
+    page = min(max(page, 1), pages)
+    campaigns = repo.campaigns_page(
+        db, user, offset=(page - 1) * CAMPAIGNS_PAGE, limit=CAMPAIGNS_PAGE
+    )
     return render(
         request,
         "messaging/campaigns.html",
         {
             "tab": "campaigns",
+            "page": page,
+            "pages": pages,
+            "total": total,
+            "first": (page - 1) * CAMPAIGNS_PAGE + 1,
             "campaigns": campaigns,
             "counts": repo.counts_for(db, [c.id for c in campaigns]),
             "status_label": service.status_label,
             "pause_words": service.pause_reason_words,
+            "menu_actions": service.menu_actions,
         },
     )
 
@@ -180,6 +193,7 @@ def add_recipient(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
+    service.get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
     row = recipients.RecipientIn(
         email=email, first_name=first_name, last_name=last_name, company=company, title=title
     )
@@ -268,6 +282,7 @@ def campaign_action(
 ) -> Response:
     if action not in ACTIONS:
         raise NotFound("That action does not exist.")
+    service.get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
     target = back if back.startswith(("/campaigns/", CAMPAIGNS_TAB)) else CAMPAIGNS_TAB
     try:
         if action == "duplicate":

@@ -23,9 +23,17 @@ from sendwell.dispatch import repository as repo
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes.connections import Connections
-from sendwell.mailboxes.tokens import MailboxNotConnected, with_access_token
-from sendwell.models import LedgerStatus, Mailbox, SendLedger
-from sendwell.providers.base import ProviderError
+from sendwell.mailboxes.tokens import HeldToken, MailboxNotConnected
+from sendwell.models import (
+    Campaign,
+    CampaignStep,
+    Enrollment,
+    EnrollmentStatus,
+    LedgerStatus,
+    Mailbox,
+    SendLedger,
+)
+from sendwell.providers.base import ProviderError, RecipientRejected
 
 log = get_logger(__name__)
 IDLE_WAKE = timedelta(seconds=30)
@@ -50,6 +58,15 @@ class DispatchPolicy:
 class Claim:
     ledger_id: int
     mailbox_id: int
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A claimed step with its message, or the reason it cannot be composed."""
+
+    claim: Claim
+    prepared: outcomes.Prepared | None
+    problem: str = ""
 
 
 class Dispatcher:
@@ -101,15 +118,31 @@ class Dispatcher:
         self.outcomes.fill_missing_metadata()
         sent = False
         for mailbox_id in self._sending_mailboxes():
-            # Keep sending while the mailbox's pacing allows (with no gap, a batch at a time),
-            # so housekeeping runs between batches rather than between messages.
-            for _ in range(SEND_BATCH):
-                claim = self.claim(mailbox_id)
-                if claim is None:
-                    break
-                self.deliver(claim)
-                sent = True
+            sent = self.send_for(mailbox_id) > 0 or sent
         return utcnow() if sent else self._next_wake()
+
+    def send_for(self, mailbox_id: int) -> int:
+        """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
+        so housekeeping runs between batches; returns how many were handed over."""
+        handed = 0
+        token = HeldToken(self.factory, self.conn, mailbox_id)
+        try:
+            while handed < SEND_BATCH:
+                batch = self.claim(mailbox_id, SEND_BATCH - handed)
+                if not batch:
+                    break
+                for index, ready in enumerate(batch):
+                    if not self.deliver(ready, token):
+                        # The host refused or asked us to wait: the rest go back in line and
+                        # the next pass looks at the mailbox afresh.
+                        for rest in batch[index + 1 :]:
+                            self.outcomes.release(rest.claim, "an earlier send did not go")
+                        return handed + index + 1
+                handed += len(batch)
+        finally:
+            with session_scope(self.factory) as db:
+                repo.release_sender(db, mailbox_id, self.worker_id)
+        return handed
 
     def run_until_idle(self, limit: int = 10_000) -> int:
         """Passes until nothing is due now (tests and the CLI's one-shot mode)."""
@@ -122,7 +155,7 @@ class Dispatcher:
 
     def _sending_mailboxes(self) -> list[int]:
         with session_scope(self.factory) as db:
-            return [m.id for m in repo.sending_mailboxes(db, utcnow())]
+            return [m.id for m in repo.sending_mailboxes(db, self.worker_id, utcnow())]
 
     def _next_wake(self) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
@@ -138,12 +171,13 @@ class Dispatcher:
         soonest = min([now + IDLE_WAKE, *candidates])
         return soonest if soonest > now else now + STUCK_RETRY
 
-    def claim(self, mailbox_id: int) -> Claim | None:
-        """Claim the mailbox's earliest due step, if its pacing, cap and schedule allow one."""
+    def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
+        """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
+        allow (one when a gap is kept between sends), each with its message composed."""
         self.inbound.read_before_sending(mailbox_id)
         try:
             with session_scope(self.factory) as db:
-                return self._claim(db, mailbox_id)
+                return self._claim(db, mailbox_id, limit)
         except (IntegrityError, OperationalError) as error:
             # Another worker claimed the same step, or the database was busy: try later.
             log.info(
@@ -152,93 +186,134 @@ class Dispatcher:
                 mailbox_id=mailbox_id,
                 reason=type(error).__name__,
             )
-            return None
+            return []
 
-    def _claim(self, db: Session, mailbox_id: int) -> Claim | None:
+    def _claim(self, db: Session, mailbox_id: int, limit: int) -> list[Ready]:
         now = utcnow()
         mailbox = db.get(Mailbox, mailbox_id)
-        if mailbox is None or not self._under_daily_cap(db, mailbox, now):
-            return None
-        open_campaigns = [
-            c for c in repo.active_campaigns(db, mailbox_id) if pacing.window_opens(c, now) <= now
-        ]
-        if not open_campaigns:
-            return None
-        enrollment = repo.next_due_enrollment(db, [c.id for c in open_campaigns], now)
-        if enrollment is None:
-            return None
+        if mailbox is None:
+            return []
+        room = self._room_under_daily_cap(db, mailbox, now)
+        campaigns = {
+            c.id: c
+            for c in repo.active_campaigns(db, mailbox_id)
+            if pacing.window_opens(c, now) <= now
+        }
+        if room <= 0 or not campaigns:
+            return []
         gap = pacing.next_gap(mailbox.min_gap_seconds, self.rng)
-        if not repo.take_send_slot(db, mailbox_id, now, now + gap):
-            return None
-        position = enrollment.steps_sent + 1
-        row = repo.ledger_row(db, enrollment.id, position)
-        if row is None:
-            row = SendLedger(
-                enrollment_id=enrollment.id,
-                campaign_id=enrollment.campaign_id,
-                mailbox_id=mailbox_id,
-                step_position=position,
-                tag=uuid.uuid4().hex,
-                attempts=0,
-            )
-            db.add(row)
-        elif row.status is not LedgerStatus.RETRY:
-            log.warning("claim_conflict", ledger_id=row.id, status=row.status.value)
-            return None
-        row.status = LedgerStatus.CLAIMED
-        row.worker = self.worker_id
-        row.claimed_at = now
-        row.lease_until = now + self.policy.lease
-        row.not_before = enrollment.next_due_at
-        row.attempts += 1
-        enrollment.next_due_at = None
+        size = min(limit, room) if not gap else 1
+        enrollments = repo.due_enrollments(db, list(campaigns), now, size)
+        if not enrollments or not repo.take_send_slot(
+            db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
+        ):
+            return []
+        existing = repo.ledger_rows(db, [(e.id, e.steps_sent + 1) for e in enrollments])
+        history = repo.sent_rows(db, [e.id for e in enrollments])
+        claimed: list[tuple[SendLedger, Enrollment, CampaignStep]] = []
+        finished: set[int] = set()
+        for enrollment in enrollments:
+            campaign = campaigns[enrollment.campaign_id]
+            position = enrollment.steps_sent + 1
+            step = next((s for s in campaign.steps if s.position == position), None)
+            row = existing.get((enrollment.id, position))
+            if step is None:
+                # The campaign was edited down to fewer steps: this recipient is done.
+                enrollment.status, enrollment.next_due_at = EnrollmentStatus.COMPLETED, None
+                if row is not None:
+                    db.delete(row)
+                finished.add(campaign.id)
+                continue
+            if row is None:
+                row = SendLedger(
+                    enrollment_id=enrollment.id,
+                    campaign_id=enrollment.campaign_id,
+                    mailbox_id=mailbox_id,
+                    step_position=position,
+                    tag=uuid.uuid4().hex,
+                    attempts=0,
+                )
+                db.add(row)
+            elif row.status is not LedgerStatus.RETRY:
+                log.warning("claim_conflict", ledger_id=row.id, status=row.status.value)
+                continue
+            row.status = LedgerStatus.CLAIMED
+            row.worker = self.worker_id
+            row.claimed_at = now
+            row.lease_until = now + self.policy.lease
+            row.not_before = enrollment.next_due_at
+            row.attempts += 1
+            enrollment.next_due_at = None
+            claimed.append((row, enrollment, step))
         db.flush()
-        return Claim(row.id, mailbox_id)
+        for campaign_id in finished:
+            outcomes.complete_if_finished(db, campaign_id)
+        return [
+            self._compose(row, enrollment, campaigns[row.campaign_id], step, mailbox, history)
+            for row, enrollment, step in claimed
+        ]
 
-    def _under_daily_cap(self, db: Session, mailbox: Mailbox, now: datetime) -> bool:
-        count, oldest = repo.sends_since(db, mailbox.id, now - pacing.DAY)
-        if count < mailbox.daily_cap:
-            return True
-        if oldest is not None:
-            repo.hold_mailbox(db, mailbox.id, oldest + pacing.DAY)
-        return False
-
-    def deliver(self, claim: Claim) -> None:
-        """Render, pass the gate, send, record: the life of one claim."""
+    def _compose(
+        self,
+        row: SendLedger,
+        enrollment: Enrollment,
+        campaign: Campaign,
+        step: CampaignStep,
+        mailbox: Mailbox,
+        history: dict[int, list[SendLedger]],
+    ) -> Ready:
+        claim = Claim(row.id, row.mailbox_id)
+        earlier = [r for r in history[enrollment.id] if r.step_position < step.position]
         try:
-            prepared = self.outcomes.prepare(claim)
+            return Ready(
+                claim, self.outcomes.compose(row, enrollment, campaign, step, mailbox, earlier)
+            )
         except outcomes.CannotRender as error:
-            self.outcomes.fail_recipient(claim, error.message)
-            return
+            return Ready(claim, None, error.message)
+
+    def _room_under_daily_cap(self, db: Session, mailbox: Mailbox, now: datetime) -> int:
+        """How many more sends the mailbox's rolling daily cap allows now."""
+        count, oldest = repo.sends_since(db, mailbox.id, now - pacing.DAY)
+        if count >= mailbox.daily_cap and oldest is not None:
+            repo.hold_mailbox(db, mailbox.id, oldest + pacing.DAY)
+        return mailbox.daily_cap - count
+
+    def deliver(self, ready: Ready, token: HeldToken) -> bool:
+        """Pass the gate, send, record: the life of one claim after it was composed.
+
+        False when the mailbox should send nothing more in this pass.
+        """
+        claim, prepared = ready.claim, ready.prepared
         if prepared is None:
-            return
+            self.outcomes.fail_recipient(claim, ready.problem)
+            return True
         provider = self.conn.provider(prepared.provider)
         if not self._through_gate(claim):
             self.outcomes.release(claim, "the campaign or account changed before sending")
-            return
+            return True
         try:
-            sent = with_access_token(
-                self.factory,
-                self.conn,
-                claim.mailbox_id,
-                lambda token: provider.send(
-                    token, prepared.mime, tag=prepared.tag, thread_id=prepared.thread_id
-                ),
+            sent = token.call(
+                lambda access: provider.send(
+                    access, prepared.mime, tag=prepared.tag, thread_id=prepared.thread_id
+                )
             )
         except MailboxNotConnected:
             self.outcomes.release(claim, "the account is not connected")
-            return
+            return False
         except ProviderError as error:
             self.outcomes.failed(claim, error)
-            return
+            return isinstance(error, RecipientRejected)
         self.outcomes.record_sent(claim, sent)
+        return True
 
     def _through_gate(self, claim: Claim) -> bool:
         """The last check before the provider is called, committed on its own."""
         for _attempt in range(3):
             try:
                 with session_scope(self.factory) as db:
-                    return repo.open_gate(db, claim.ledger_id, utcnow() + self.policy.lease)
+                    return repo.open_gate(
+                        db, claim.ledger_id, self.worker_id, utcnow() + self.policy.lease
+                    )
             except OperationalError:
                 continue
         return False

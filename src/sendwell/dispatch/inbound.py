@@ -24,6 +24,7 @@ from sendwell.models import (
     SuppressionReason,
 )
 from sendwell.providers.base import InboundMessage, InboundPage, ProviderError
+from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
 AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
@@ -34,7 +35,8 @@ ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 def kind_of(message: InboundMessage) -> str:
     """bounce, auto_reply or reply, from the headers a mail system sets."""
     headers = {k.lower(): v for k, v in message.headers.items()}
-    content_type = headers.get("content-type", "").lower()
+    # Parameters may be quoted (report-type="delivery-status"), as RFC 2045 allows.
+    content_type = headers.get("content-type", "").lower().replace('"', "")
     sender = message.from_address.lower()
     if (
         "report-type=delivery-status" in content_type
@@ -176,6 +178,7 @@ class InboundReader:
             if status is EnrollmentStatus.REPLIED
             else f"Bounced on {when}: {message.subject}"[:2000]
         )
+        webhooks.recipient_finished(db, enrollment)
         campaign = db.get(Campaign, enrollment.campaign_id)
         if status is EnrollmentStatus.BOUNCED and campaign is not None:
             add_suppression(

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.campaigns import repository as campaign_repo
 from sendwell.campaigns import service as campaigns
@@ -27,6 +27,7 @@ from sendwell.mailboxes.tokens import with_access_token
 from sendwell.models import (
     Campaign,
     CampaignStatus,
+    CampaignStep,
     Enrollment,
     EnrollmentStatus,
     LedgerStatus,
@@ -46,6 +47,7 @@ from sendwell.providers.base import (
     SentMessage,
     Transient,
 )
+from sendwell.webhooks import service as webhooks
 
 if TYPE_CHECKING:
     from sendwell.dispatch.engine import Claim, DispatchPolicy
@@ -99,61 +101,45 @@ class Outcomes:
         self.links = links
         self.rng = rng
 
-    def prepare(self, claim: Claim) -> Prepared | None:
-        """The message for a claim, or None when the claim no longer applies."""
-        with session_scope(self.factory) as db:
-            row = db.get(SendLedger, claim.ledger_id)
-            if row is None or row.status is not LedgerStatus.CLAIMED:
-                return None
-            enrollment = db.get(Enrollment, row.enrollment_id)
-            campaign = db.scalar(
-                select(Campaign)
-                .where(Campaign.id == row.campaign_id)
-                .options(selectinload(Campaign.steps))
+    def compose(
+        self,
+        row: SendLedger,
+        enrollment: Enrollment,
+        campaign: Campaign,
+        step: CampaignStep,
+        mailbox: Mailbox,
+        earlier: list[SendLedger],
+    ) -> Prepared:
+        """The message for a claimed step; `earlier` are the recipient's sent steps before it."""
+        fields = templates.merge_fields(
+            recipient_values(enrollment), sender_fields(campaign, mailbox)
+        )
+        try:
+            rendered = templates.render_step(
+                step.subject, step.body, step.body_html, fields, f"Step {step.position}"
             )
-            mailbox = db.get(Mailbox, row.mailbox_id)
-            if enrollment is None or campaign is None or mailbox is None:
-                return None
-            step = next((s for s in campaign.steps if s.position == row.step_position), None)
-            if step is None:
-                # The campaign was edited down to fewer steps: this recipient is done.
-                enrollment.status = EnrollmentStatus.COMPLETED
-                db.delete(row)
-                return None
-            fields = templates.merge_fields(
-                recipient_values(enrollment), sender_fields(campaign, mailbox)
-            )
-            try:
-                rendered = templates.render_step(
-                    step.subject, step.body, step.body_html, fields, f"Step {step.position}"
-                )
-            except templates.TemplateProblem as error:
-                raise CannotRender(error.message) from None
-            earlier = [
-                r for r in _sent_rows(db, enrollment.id) if r.step_position < row.step_position
-            ]
-            reply_to = earlier[-1] if earlier and not step.new_thread else None
-            envelope = Envelope(
-                sender_email=mailbox.email,
-                sender_name=mailbox.display_name,
-                recipient_email=enrollment.email,
-                recipient_name=" ".join(
-                    p for p in (enrollment.first_name, enrollment.last_name) if p
-                ),
-                tag=row.tag,
-                in_reply_to=reply_to.message_id_header if reply_to else "",
-                references=tuple(r.message_id_header for r in earlier[:-1] if r.message_id_header)
-                if reply_to
-                else (),
-                unsubscribe_url=self.links.url(campaign.workspace_id, enrollment.email),
-                unsubscribe_footer=campaign.unsubscribe_footer,
-            )
-            return Prepared(
-                mailbox.provider,
-                build_message(rendered, envelope),
-                row.tag,
-                reply_to.thread_id if reply_to else None,
-            )
+        except templates.TemplateProblem as error:
+            raise CannotRender(error.message) from None
+        reply_to = earlier[-1] if earlier and not step.new_thread else None
+        envelope = Envelope(
+            sender_email=mailbox.email,
+            sender_name=mailbox.display_name,
+            recipient_email=enrollment.email,
+            recipient_name=" ".join(p for p in (enrollment.first_name, enrollment.last_name) if p),
+            tag=row.tag,
+            in_reply_to=reply_to.message_id_header if reply_to else "",
+            references=tuple(r.message_id_header for r in earlier[:-1] if r.message_id_header)
+            if reply_to
+            else (),
+            unsubscribe_url=self.links.url(campaign.workspace_id, enrollment.email),
+            unsubscribe_footer=campaign.unsubscribe_footer,
+        )
+        return Prepared(
+            mailbox.provider,
+            build_message(rendered, envelope),
+            row.tag,
+            reply_to.thread_id if reply_to else None,
+        )
 
     def release(self, claim: Claim, why: str) -> None:
         """Nothing was sent: the step goes back to its place in line."""
@@ -250,6 +236,7 @@ class Outcomes:
         enrollment.status = status
         enrollment.status_reason = why[:2000]
         enrollment.next_due_at = None
+        webhooks.recipient_finished(db, enrollment)
         campaign = db.get(Campaign, row.campaign_id)
         if suppress and campaign is not None:
             add_suppression(
@@ -351,27 +338,39 @@ def mark_sent(db: Session, row: SendLedger, sent: SentMessage) -> None:
     row.provider_message_id = sent.provider_message_id
     row.thread_id, row.message_id_header = sent.thread_id, sent.message_id_header
     enrollment = db.get(Enrollment, row.enrollment_id)
-    campaign = db.scalar(
-        select(Campaign).where(Campaign.id == row.campaign_id).options(selectinload(Campaign.steps))
-    )
-    if enrollment is None or campaign is None:
+    if enrollment is None:
         return
-    campaign.consecutive_failures = 0
-    step = next((s for s in campaign.steps if s.position == row.step_position), None)
+    steps = {
+        step.position: step
+        for step in db.scalars(
+            select(CampaignStep).where(
+                CampaignStep.campaign_id == row.campaign_id,
+                CampaignStep.position.in_((row.step_position, row.step_position + 1)),
+            )
+        )
+    }
+    db.execute(
+        update(Campaign)
+        .where(Campaign.id == row.campaign_id, Campaign.consecutive_failures != 0)
+        .values(consecutive_failures=0)
+        .execution_options(synchronize_session=False)
+    )
+    step = steps.get(row.step_position)
     enrollment.steps_sent = max(enrollment.steps_sent, row.step_position)
     enrollment.last_sent_at = now
     enrollment.last_message_id = sent.message_id_header
     if row.step_position == 1 or (step is not None and step.new_thread) or not enrollment.thread_id:
         enrollment.thread_id = sent.thread_id
-    if enrollment.status in repo.PENDING:
-        following = next((s for s in campaign.steps if s.position == row.step_position + 1), None)
-        if following is None:
-            enrollment.status, enrollment.next_due_at = EnrollmentStatus.COMPLETED, None
-        else:
-            enrollment.status = EnrollmentStatus.IN_PROGRESS
-            enrollment.next_due_at = now + timedelta(minutes=following.delay_minutes)
+    if enrollment.status not in repo.PENDING:
+        return
+    following = steps.get(row.step_position + 1)
+    if following is not None:
+        enrollment.status = EnrollmentStatus.IN_PROGRESS
+        enrollment.next_due_at = now + timedelta(minutes=following.delay_minutes)
+        return
+    enrollment.status, enrollment.next_due_at = EnrollmentStatus.COMPLETED, None
     db.flush()
-    complete_if_finished(db, campaign.id)
+    complete_if_finished(db, row.campaign_id)
 
 
 def complete_if_finished(db: Session, campaign_id: int) -> None:
@@ -394,15 +393,3 @@ def add_suppression(
     )
     if exists is None:
         db.add(Suppression(workspace_id=workspace_id, email=email, reason=reason, note=note[:2000]))
-
-
-def _sent_rows(db: Session, enrollment_id: int) -> list[SendLedger]:
-    return list(
-        db.scalars(
-            select(SendLedger)
-            .where(
-                SendLedger.enrollment_id == enrollment_id, SendLedger.status == LedgerStatus.SENT
-            )
-            .order_by(SendLedger.step_position)
-        )
-    )

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    ScalarSelect,
+    exists,
+    func,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, selectinload
 
 from sendwell.models import (
     Campaign,
     CampaignStatus,
     Enrollment,
-    EnrollmentStatus,
     LedgerStatus,
     Mailbox,
     MailboxStatus,
     SendLedger,
 )
+from sendwell.models.campaign import PENDING_STATUSES, enrollment_pending
 
-PENDING = (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS)
+PENDING = PENDING_STATUSES
 COUNTS_TOWARD_CAP = (LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN, LedgerStatus.SENT)
 
 
@@ -26,8 +36,9 @@ def is_postgres(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
-def sending_mailboxes(db: Session, now: datetime) -> list[Mailbox]:
-    """Connected mailboxes with an active campaign whose pacing allows a send now."""
+def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[Mailbox]:
+    """Connected mailboxes with an active campaign whose pacing allows a send now and that
+    no other worker is sending for."""
     has_active = exists().where(
         Campaign.mailbox_id == Mailbox.id, Campaign.status == CampaignStatus.ACTIVE
     )
@@ -38,6 +49,11 @@ def sending_mailboxes(db: Session, now: datetime) -> list[Mailbox]:
                 Mailbox.status == MailboxStatus.CONNECTED,
                 has_active,
                 or_(Mailbox.send_not_before.is_(None), Mailbox.send_not_before <= now),
+                or_(
+                    Mailbox.sender_until.is_(None),
+                    Mailbox.sender_until <= now,
+                    Mailbox.sender == worker,
+                ),
             )
             .order_by(Mailbox.send_not_before.nulls_first(), Mailbox.id)
         )
@@ -81,37 +97,99 @@ def sends_since(db: Session, mailbox_id: int, since: datetime) -> tuple[int, dat
     return int(count), oldest
 
 
-def next_due_enrollment(db: Session, campaign_ids: list[int], now: datetime) -> Enrollment | None:
-    """The earliest-due recipient of these campaigns, locked (skipping rows others hold)."""
-    query = (
-        select(Enrollment)
+def _earliest_due(campaign_id: Any) -> ScalarSelect[datetime | None]:
+    """The earliest due moment among a campaign's pending recipients (one index probe)."""
+    return (
+        select(Enrollment.next_due_at)
         .where(
-            Enrollment.campaign_id.in_(campaign_ids),
-            Enrollment.status.in_(PENDING),
+            Enrollment.campaign_id == campaign_id,
+            enrollment_pending(),
             Enrollment.next_due_at.is_not(None),
+        )
+        .order_by(Enrollment.next_due_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def due_enrollments(
+    db: Session, campaign_ids: list[int], now: datetime, limit: int
+) -> list[Enrollment]:
+    """Up to `limit` due recipients of these campaigns in due order, locked (skipping rows
+    other workers hold).
+
+    Each campaign's earliest due moment is one probe of the pending index. Only campaigns
+    that can contribute are read further: each gives its first `limit` due rows in index
+    order and the earliest of those are taken, so the work depends on the batch size and
+    the number of campaigns, never on the number of enrollments.
+    """
+    if not campaign_ids or limit <= 0:
+        return []
+    firsts = db.execute(select(*(_earliest_due(c).label(f"c{c}") for c in campaign_ids))).one()
+    due = sorted(
+        (moment, campaign_id)
+        for campaign_id, moment in zip(campaign_ids, firsts, strict=True)
+        if moment is not None and moment <= now
+    )[:limit]
+    if not due:
+        return []
+    arms = [
+        select(Enrollment.id, Enrollment.next_due_at)
+        .where(
+            Enrollment.campaign_id == campaign_id,
+            enrollment_pending(),
             Enrollment.next_due_at <= now,
         )
         .order_by(Enrollment.next_due_at, Enrollment.id)
-        .limit(1)
+        .limit(limit)
+        .subquery()
+        for _, campaign_id in due
+    ]
+    merged = union_all(*(select(arm.c.id, arm.c.next_due_at) for arm in arms)).subquery()
+    ids = list(
+        db.scalars(select(merged.c.id).order_by(merged.c.next_due_at, merged.c.id).limit(limit))
+    )
+    query = (
+        select(Enrollment)
+        .where(Enrollment.id.in_(ids), enrollment_pending(), Enrollment.next_due_at <= now)
+        .order_by(Enrollment.next_due_at, Enrollment.id)
     )
     if is_postgres(db):
         query = query.with_for_update(skip_locked=True, of=Enrollment)
-    return db.scalar(query)
+    return list(db.scalars(query))
 
 
-def take_send_slot(db: Session, mailbox_id: int, now: datetime, next_at: datetime) -> bool:
-    """Compare-and-set the mailbox's pacing slot: True for the one worker that gets it."""
+def take_send_slot(
+    db: Session, mailbox_id: int, worker: str, now: datetime, next_at: datetime, lease: datetime
+) -> bool:
+    """Compare-and-set the mailbox's pacing slot and its sender lease: True for the one
+    worker that may send for it now."""
     result = db.execute(
         update(Mailbox)
         .where(
             Mailbox.id == mailbox_id,
             Mailbox.status == MailboxStatus.CONNECTED,
             or_(Mailbox.send_not_before.is_(None), Mailbox.send_not_before <= now),
+            or_(
+                Mailbox.sender_until.is_(None),
+                Mailbox.sender_until <= now,
+                Mailbox.sender == worker,
+            ),
         )
-        .values(send_not_before=next_at)
+        .values(send_not_before=next_at, sender=worker, sender_until=lease)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_sender(db: Session, mailbox_id: int, worker: str) -> None:
+    """The worker is done with the mailbox for now: another may send for it."""
+    db.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox_id, Mailbox.sender == worker)
+        .values(sender_until=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def hold_mailbox(db: Session, mailbox_id: int, until: datetime) -> None:
@@ -131,21 +209,47 @@ def hold_mailbox(db: Session, mailbox_id: int, until: datetime) -> None:
     )
 
 
-def ledger_row(db: Session, enrollment_id: int, step_position: int) -> SendLedger | None:
-    return db.scalar(
+def ledger_rows(db: Session, keys: list[tuple[int, int]]) -> dict[tuple[int, int], SendLedger]:
+    """Existing ledger rows by (enrollment, step position)."""
+    if not keys:
+        return {}
+    rows = db.scalars(
         select(SendLedger).where(
-            SendLedger.enrollment_id == enrollment_id, SendLedger.step_position == step_position
+            SendLedger.enrollment_id.in_({enrollment for enrollment, _ in keys})
         )
     )
+    wanted = set(keys)
+    return {
+        (row.enrollment_id, row.step_position): row
+        for row in rows
+        if (row.enrollment_id, row.step_position) in wanted
+    }
 
 
-def open_gate(db: Session, ledger_id: int, lease_until: datetime) -> bool:
+def sent_rows(db: Session, enrollment_ids: list[int]) -> dict[int, list[SendLedger]]:
+    """Each recipient's sent messages in step order."""
+    found: dict[int, list[SendLedger]] = {e: [] for e in enrollment_ids}
+    if not enrollment_ids:
+        return found
+    for row in db.scalars(
+        select(SendLedger)
+        .where(
+            SendLedger.enrollment_id.in_(enrollment_ids),
+            SendLedger.status == LedgerStatus.SENT,
+        )
+        .order_by(SendLedger.enrollment_id, SendLedger.step_position)
+    ):
+        found[row.enrollment_id].append(row)
+    return found
+
+
+def open_gate(db: Session, ledger_id: int, worker: str, lease_until: datetime) -> bool:
     """Mark a claim as being handed to the provider, only if nothing forbids it right now.
 
-    One statement: the campaign is active, the mailbox connected and the recipient still
-    pending. On PostgreSQL the campaign and mailbox rows are share-locked, so a pause either
-    lands before this (and the send is released) or waits until it commits (and then sees
-    the send in flight).
+    One statement: the claim is still this worker's, the campaign is active, the mailbox
+    connected and the recipient still pending. On PostgreSQL the campaign and mailbox rows
+    are share-locked, so a pause either lands before this (and the send is released) or
+    waits until it commits (and then sees the send in flight).
     """
     campaign_ok = select(Campaign.id).where(
         Campaign.id == SendLedger.campaign_id, Campaign.status == CampaignStatus.ACTIVE
@@ -164,6 +268,7 @@ def open_gate(db: Session, ledger_id: int, lease_until: datetime) -> bool:
         .where(
             SendLedger.id == ledger_id,
             SendLedger.status == LedgerStatus.CLAIMED,
+            SendLedger.worker == worker,
             campaign_ok.exists(),
             mailbox_ok.exists(),
             recipient_ok.exists(),
@@ -237,18 +342,11 @@ def missing_metadata(db: Session, now: datetime, limit: int = 20) -> list[SendLe
 
 def earliest_due_by_campaign(db: Session) -> list[tuple[Campaign, datetime]]:
     """Each active campaign of a connected mailbox with its earliest due step."""
-    due = func.min(Enrollment.next_due_at)
+    due = _earliest_due(Campaign.id)
     rows = db.execute(
         select(Campaign, due)
-        .join(Enrollment, Enrollment.campaign_id == Campaign.id)
         .join(Mailbox, Mailbox.id == Campaign.mailbox_id)
-        .where(
-            Campaign.status == CampaignStatus.ACTIVE,
-            Mailbox.status == MailboxStatus.CONNECTED,
-            Enrollment.status.in_(PENDING),
-            Enrollment.next_due_at.is_not(None),
-        )
-        .group_by(Campaign.id)
+        .where(Campaign.status == CampaignStatus.ACTIVE, Mailbox.status == MailboxStatus.CONNECTED)
         .options(selectinload(Campaign.mailbox))
     )
     return [(campaign, moment) for campaign, moment in rows if moment is not None]

@@ -9,9 +9,9 @@ from sendwell.accounts.auth import api_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes import service
+from sendwell.mailboxes import server_accounts, service
 from sendwell.mailboxes.connections import Connections
-from sendwell.mailboxes.schemas import LinkIn, LinkOut, MailboxOut, MailboxPatch
+from sendwell.mailboxes.schemas import LinkIn, LinkOut, MailboxOut, MailboxPatch, ServerLinkIn
 from sendwell.models import Mailbox, User
 from sendwell.web.deps import get_connections, get_db
 
@@ -76,13 +76,40 @@ def link(
     if chosen is None:
         raise InvalidInput(
             f"Sendwell could not tell which service hosts {address}; send "
-            '"provider": "google" or "microsoft".',
+            '"provider": "google" or "microsoft", or link it with /mailboxes/link-server.',
             code="provider_unknown",
         )
     url = service.start_link(
         db, conn, user=user, email=address, provider_name=chosen, session_secret=None
     )
     return LinkOut(authorize_url=url, provider=chosen.value)
+
+
+@router.post(
+    "/link-server",
+    response_model=MailboxOut,
+    summary="Link (or reauthenticate) an IMAP/SMTP account after testing both servers",
+)
+def link_server(
+    body: ServerLinkIn,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Mailbox:
+    """A failed test answers 422 ``connection_test_failed`` with the server's words."""
+    form = server_accounts.ServerSettingsIn(
+        email=normalize_email(body.email, allow_test_domains=conn.sandbox),
+        smtp_host=body.smtp_host,
+        smtp_port=str(body.smtp_port or ""),
+        smtp_security=body.smtp_security,
+        imap_host=body.imap_host,
+        imap_port=str(body.imap_port or ""),
+        imap_security=body.imap_security,
+        username=body.username,
+        password=body.password,
+        auth_method=body.auth_method,
+    )
+    return server_accounts.link_server_account(db, conn, user=user, form=form).mailbox
 
 
 @router.post(

@@ -14,7 +14,11 @@ from sendwell.providers.base import MailProvider, ProviderName
 from sendwell.providers.discovery import ProviderDiscovery
 from sendwell.providers.registry import ProviderRegistry
 
-PROVIDER_LABELS = {ProviderName.GOOGLE: "Google", ProviderName.MICROSOFT: "Microsoft"}
+PROVIDER_LABELS = {
+    ProviderName.GOOGLE: "Google",
+    ProviderName.MICROSOFT: "Microsoft",
+    ProviderName.IMAP: "IMAP/SMTP",
+}
 
 
 @dataclass(frozen=True)

@@ -52,43 +52,52 @@ class ReauthNotifier:
         self.timeout = timeout
 
     def __call__(self, to: str, mailbox_email: str, reason: str, paused: int) -> None:
-        message = EmailMessage()
-        message["From"] = self.target.sender
-        message["To"] = to
-        message["Subject"] = f"Action needed: reconnect {mailbox_email} in Sendwell"
-        message["Date"] = format_datetime(utcnow())
-        message["Message-ID"] = make_msgid(domain=self.target.sender.rsplit("@", 1)[-1])
-        message["Auto-Submitted"] = "auto-generated"
         waiting = (
             f"{paused} campaign{'s are' if paused != 1 else ' is'} paused until you "
             "reconnect it and resume."
             if paused
             else "Nothing can be sent from it."
         )
-        message.set_content(
+        send_notice(
+            self.target,
+            to,
+            f"Action needed: reconnect {mailbox_email} in Sendwell",
             f"Sendwell can no longer use {mailbox_email}. {waiting}\n\n"
             f"Why: {reason}\n\n"
             f"Reauthenticate it on the Settings tab: {self.base_url}/messaging/settings\n"
             "After reconnecting, resume the paused campaigns; they continue from where they "
-            "left off.\n"
+            "left off.\n",
+            timeout=self.timeout,
         )
-        try:
-            self._send(message)
-        except (OSError, smtplib.SMTPException) as error:
-            log.warning("notification_failed", reason=type(error).__name__)
 
-    def _send(self, message: EmailMessage) -> None:
-        target = self.target
-        context = ssl.create_default_context()
-        if target.implicit_tls:
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                target.host, target.port, timeout=self.timeout, context=context
-            )
-        else:
-            client = smtplib.SMTP(target.host, target.port, timeout=self.timeout)
-        with client:
-            if not target.implicit_tls and client.has_extn("starttls"):
-                client.starttls(context=context)
-            if target.username:
-                client.login(target.username, target.password)
-            client.send_message(message)
+
+def send_notice(target: SmtpTarget, to: str, subject: str, text: str, *, timeout: float) -> None:
+    """Email one plain-text notice; failures are logged, never raised."""
+    message = EmailMessage()
+    message["From"] = target.sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(utcnow())
+    message["Message-ID"] = make_msgid(domain=target.sender.rsplit("@", 1)[-1])
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    try:
+        _send(target, message, timeout)
+    except (OSError, smtplib.SMTPException) as error:
+        log.warning("notification_failed", reason=type(error).__name__)
+
+
+def _send(target: SmtpTarget, message: EmailMessage, timeout: float) -> None:
+    context = ssl.create_default_context()
+    if target.implicit_tls:
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            target.host, target.port, timeout=timeout, context=context
+        )
+    else:
+        client = smtplib.SMTP(target.host, target.port, timeout=timeout)
+    with client:
+        if not target.implicit_tls and client.has_extn("starttls"):
+            client.starttls(context=context)
+        if target.username:
+            client.login(target.username, target.password)
+        client.send_message(message)

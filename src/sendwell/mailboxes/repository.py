@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxStatus, User
+from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxStatus, MailServer, User
 
 
 def visible_mailboxes(db: Session, user: User) -> list[Mailbox]:
@@ -62,6 +62,23 @@ def mailbox_ids_with_status(db: Session, status: MailboxStatus) -> list[int]:
     return list(db.scalars(select(Mailbox.id).where(Mailbox.status == status).order_by(Mailbox.id)))
 
 
+def claim_health_check(
+    db: Session, mailbox_id: int, now: datetime, checked_before: datetime
+) -> bool:
+    """Take a connected mailbox's next health check unless one ran since `checked_before`."""
+    result = db.execute(
+        update(Mailbox)
+        .where(
+            Mailbox.id == mailbox_id,
+            Mailbox.status == MailboxStatus.CONNECTED,
+            (Mailbox.last_checked_at.is_(None)) | (Mailbox.last_checked_at < checked_before),
+        )
+        .values(last_checked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def events(db: Session, mailbox_id: int, limit: int = 100) -> list[MailboxEvent]:
     return list(
         db.scalars(
@@ -110,3 +127,11 @@ def all_mailboxes_with_tokens(db: Session) -> list[Mailbox]:
 
 def live_link_attempts(db: Session, now: datetime) -> list[LinkAttempt]:
     return list(db.scalars(select(LinkAttempt).where(LinkAttempt.expires_at >= now)))
+
+
+def get_mail_server(db: Session, mailbox_id: int) -> MailServer | None:
+    return db.get(MailServer, mailbox_id)
+
+
+def mail_servers_with_secrets(db: Session) -> list[MailServer]:
+    return list(db.scalars(select(MailServer).where(MailServer.secret.is_not(None))))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,3 +52,26 @@ class LinkOut(BaseModel):
         "after 15 minutes and works once."
     )
     provider: str
+
+
+class ServerLinkIn(BaseModel):
+    """An IMAP/SMTP ("Other") account: both servers are signed in to before anything is saved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(description="The account's address.")
+    smtp_host: str
+    smtp_port: int | None = Field(
+        default=None, ge=1, le=65535, description="465 for tls, 587 for starttls when omitted."
+    )
+    smtp_security: Literal["tls", "starttls"] = "tls"
+    imap_host: str
+    imap_port: int | None = Field(
+        default=None, ge=1, le=65535, description="993 for tls, 143 for starttls when omitted."
+    )
+    imap_security: Literal["tls", "starttls"] = "tls"
+    username: str = Field(default="", description="The sign-in name; the address when empty.")
+    password: str = Field(
+        description="Password, app password, or XOAUTH2 access token; stored encrypted."
+    )
+    auth_method: Literal["password", "xoauth2"] = "password"

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.campaigns.repository import paused_counts_by_mailbox
 from sendwell.campaigns.service import pause_campaigns_for_mailbox
+from sendwell.campaigns.templates import HEADER_FORBIDDEN
 from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -29,6 +30,7 @@ from sendwell.models import (
 from sendwell.providers import oauth
 from sendwell.providers.base import Grant, Identity, ProviderError, ProviderName, TokenSet
 from sendwell.providers.discovery import DiscoveredProvider
+from sendwell.webhooks import service as webhooks
 
 ALLOWED = {
     MailboxStatus.CONNECTED: {
@@ -88,12 +90,14 @@ def transition(
         raise Conflict(
             f"A {mailbox.status.value} mailbox cannot become {to.value}.", code="illegal_transition"
         )
+    previous = mailbox.status
     if to is not mailbox.status:
         mailbox.status_changed_at = utcnow()
     mailbox.status = to
     mailbox.status_reason = reason if to is not MailboxStatus.CONNECTED else ""
     mailbox.status_code = code if to is not MailboxStatus.CONNECTED else ""
     record_event(db, mailbox, kind, reason=reason, code=code, actor=actor)
+    webhooks.mailbox_changed(db, mailbox, kind, previous=previous, reason=reason, code=code)
     pause_reason = PAUSES_CAMPAIGNS.get(kind)
     if pause_reason is not None:
         # Same transaction as the mailbox change: no send can slip between the two.
@@ -160,7 +164,9 @@ def choose_provider(conn: Connections, email: str, chosen: str = "") -> Provider
         try:
             return ProviderName(chosen)
         except ValueError:
-            raise InvalidInput("Choose Google or Microsoft.", code="unknown_provider") from None
+            raise InvalidInput(
+                "Choose Google, Microsoft or Other (IMAP/SMTP).", code="unknown_provider"
+            ) from None
     found = conn.discovery.discover(email)
     return None if found is DiscoveredProvider.UNKNOWN else ProviderName(found.value)
 
@@ -175,6 +181,12 @@ def start_link(
     session_secret: str | None,
 ) -> str:
     """Record a one-time, expiring attempt bound to this browser; return the sign-in URL."""
+    if provider_name is ProviderName.IMAP:
+        raise InvalidInput(
+            "IMAP/SMTP accounts have no sign-in page: enter their server settings and "
+            "password instead.",
+            code="server_settings_needed",
+        )
     provider = conn.provider(provider_name)
     now = utcnow()
     repo.delete_stale_link_attempts(db, now)
@@ -262,7 +274,7 @@ def discard_pending_link(db: Session, conn: Connections, *, user: User, attempt_
     """Forget a grant the user did not want, revoking it where the host allows."""
     attempt = repo.get_link_attempt_by_id(db, attempt_id)
     if attempt is None or attempt.user_id != user.id or attempt.pending_grant is None:
-        return
+        raise LinkRefused("There is no sign-in waiting for your confirmation.")
     grant = _grant_from_json(conn.box.open(attempt.pending_grant))
     attempt.pending_grant = None
     # Nothing was saved; a grant that cannot be revoked now expires at the host on its own.
@@ -278,10 +290,7 @@ def connect_grant(
     """Save a grant: the same account (provider + subject) keeps its id, campaigns, history."""
     identity = grant.identity
     mailbox = repo.get_by_identity(db, provider_name, identity.subject)
-    if mailbox is not None and mailbox.workspace_id != user.workspace_id:
-        raise Forbidden("This mailbox is linked to another Sendwell workspace.")
-    if mailbox is not None and mailbox.owner_id != user.id and not user.is_admin:
-        raise Forbidden(f"{identity.email} is already linked by another user of this workspace.")
+    check_may_relink(mailbox, user, identity.email)
     replaced = _retire_recreated(db, user, provider_name, identity)
     reconnected = mailbox is not None
     if mailbox is None:
@@ -313,6 +322,14 @@ def connect_grant(
     db.flush()
     request_wakeup(db)
     return Linked(mailbox, reconnected, replaced)
+
+
+def check_may_relink(mailbox: Mailbox | None, user: User, email: str) -> None:
+    """An existing account is restored only for its owner, or an admin of its workspace."""
+    if mailbox is not None and mailbox.workspace_id != user.workspace_id:
+        raise Forbidden("This mailbox is linked to another Sendwell workspace.")
+    if mailbox is not None and mailbox.owner_id != user.id and not user.is_admin:
+        raise Forbidden(f"{email} is already linked by another user of this workspace.")
 
 
 def _retire_recreated(
@@ -364,6 +381,10 @@ def disconnect(db: Session, conn: Connections, *, user: User, mailbox_id: int) -
         return mailbox
     revoked_note = _revoke_quietly(conn, mailbox)
     wipe_tokens(mailbox)
+    server = repo.get_mail_server(db, mailbox.id)
+    if server is not None:
+        server.secret = None
+        revoked_note = "The stored password was deleted."
     transition(
         db,
         mailbox,
@@ -414,7 +435,7 @@ def update_settings(
             "The gap between emails must be between 0 seconds and 24 hours.", code="invalid_min_gap"
         )
     if display_name is not None and (
-        len(display_name) > 200 or any(c in display_name for c in "\r\n\0")
+        len(display_name) > 200 or any(c in display_name for c in HEADER_FORBIDDEN)
     ):
         raise InvalidInput(
             "The display name must be one line of at most 200 characters.",

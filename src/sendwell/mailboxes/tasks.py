@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,6 +34,31 @@ def check_connections(factory: sessionmaker[Session], conn: Connections) -> Heal
     """Refresh or probe every connected mailbox; failures are recorded by the token layer."""
     with session_scope(factory) as db:
         mailbox_ids = repo.mailbox_ids_with_status(db, MailboxStatus.CONNECTED)
+    return _check(factory, conn, mailbox_ids)
+
+
+def check_due_connections(
+    factory: sessionmaker[Session], conn: Connections, interval: timedelta
+) -> HealthReport:
+    """Check the connected mailboxes no process has checked in the last half interval.
+
+    Each mailbox is claimed with a compare-and-set on `last_checked_at`, so however many
+    `sendwell serve` processes run this job, a mailbox is checked about once per interval.
+    """
+    now = utcnow()
+    with session_scope(factory) as db:
+        candidates = repo.mailbox_ids_with_status(db, MailboxStatus.CONNECTED)
+    claimed = []
+    for mailbox_id in candidates:
+        with session_scope(factory) as db:
+            if repo.claim_health_check(db, mailbox_id, now, now - interval / 2):
+                claimed.append(mailbox_id)
+    return _check(factory, conn, claimed)
+
+
+def _check(
+    factory: sessionmaker[Session], conn: Connections, mailbox_ids: list[int]
+) -> HealthReport:
     healthy = failed = 0
     for mailbox_id in mailbox_ids:
         started = time.perf_counter()

@@ -7,6 +7,7 @@ token, a dead grant) is saved even when the caller's own work fails afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,8 +21,9 @@ from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.mailboxes.service import record_event, transition
-from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, User
+from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
 from sendwell.providers.base import AuthRevoked, InsufficientScope, ProviderError, TokenSet
+from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
 
 T = TypeVar("T")
 log = get_logger(__name__)
@@ -35,19 +37,45 @@ def with_access_token(
     factory: sessionmaker[Session], conn: Connections, mailbox_id: int, action: Callable[[str], T]
 ) -> T:
     """Run a provider call with a fresh token; a 401 is believed only after a new token fails."""
-    token = fresh_access_token(factory, conn, mailbox_id)
-    try:
-        return action(token)
-    except InsufficientScope as error:
-        require_reauthentication(factory, conn, mailbox_id, error)
-        raise
-    except AuthRevoked:
-        token = fresh_access_token(factory, conn, mailbox_id, force_refresh=True)
-    try:
-        return action(token)
-    except AuthRevoked as error:
-        require_reauthentication(factory, conn, mailbox_id, error)
-        raise
+    return HeldToken(factory, conn, mailbox_id).call(action)
+
+
+class HeldToken:
+    """A mailbox's access token kept for a run of provider calls (a batch of sends).
+
+    It is read (and decrypted) once, not once per call; it is read again when it has been
+    held for a while, and replaced when a 401 forces a refresh, so the calls after that use
+    the new one.
+    """
+
+    HOLD = timedelta(seconds=60)
+
+    def __init__(self, factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+        self.factory, self.conn, self.mailbox_id = factory, conn, mailbox_id
+        self._token = ""
+        self._read_at = utcnow()
+
+    def call(self, action: Callable[[str], T]) -> T:
+        """Run a provider call; a 401 is believed only after a new token fails as well."""
+        if not self._token or utcnow() - self._read_at > self.HOLD:
+            self._keep(fresh_access_token(self.factory, self.conn, self.mailbox_id))
+        try:
+            return action(self._token)
+        except InsufficientScope as error:
+            require_reauthentication(self.factory, self.conn, self.mailbox_id, error)
+            raise
+        except AuthRevoked:
+            self._keep(
+                fresh_access_token(self.factory, self.conn, self.mailbox_id, force_refresh=True)
+            )
+        try:
+            return action(self._token)
+        except AuthRevoked as error:
+            require_reauthentication(self.factory, self.conn, self.mailbox_id, error)
+            raise
+
+    def _keep(self, token: str) -> None:
+        self._token, self._read_at = token, utcnow()
 
 
 def fresh_access_token(
@@ -60,6 +88,10 @@ def fresh_access_token(
     """A usable access token, refreshing when it expires within the policy's margin."""
     with session_scope(factory) as db:
         mailbox = _connected(db, mailbox_id)
+        server = repo.get_mail_server(db, mailbox_id)
+        if server is not None:
+            # A password account: its credential never expires here, it is only refused.
+            return server_credential(conn.box, mailbox, server)
         expires_at, version = mailbox.token_expires_at, mailbox.token_version
         stored_access, stored_refresh = mailbox.access_token, mailbox.refresh_token
         provider = conn.provider(mailbox.provider)
@@ -207,8 +239,22 @@ def _not_connected_message(mailbox: Mailbox) -> str:
     return f"{mailbox.email} needs reauthentication: {mailbox.status_reason}".strip()
 
 
+def server_credential(box: TokenBox, mailbox: Mailbox, server: MailServer) -> str:
+    """The IMAP/SMTP login a provider call receives, with the password decrypted."""
+    if server.secret is None:
+        raise MailboxNotConnected(_not_connected_message(mailbox))
+    return ServerLogin(
+        email=mailbox.email,
+        username=server.username,
+        secret=box.open(server.secret),
+        auth=AuthMethod(server.auth_method),
+        smtp=Endpoint(server.smtp_host, server.smtp_port, Security(server.smtp_security)),
+        imap=Endpoint(server.imap_host, server.imap_port, Security(server.imap_security)),
+    ).to_credential()
+
+
 def reencrypt_all(db: Session, box: TokenBox) -> int:
-    """Re-encrypt every stored token under the newest key; returns how many values changed."""
+    """Re-encrypt every stored token and password under the newest key; returns how many."""
     changed = 0
     for mailbox in repo.all_mailboxes_with_tokens(db):
         for field in ("access_token", "refresh_token"):
@@ -216,6 +262,10 @@ def reencrypt_all(db: Session, box: TokenBox) -> int:
             if value:
                 setattr(mailbox, field, box.rotate(value))
                 changed += 1
+    for server in repo.mail_servers_with_secrets(db):
+        if server.secret:
+            server.secret = box.rotate(server.secret)
+            changed += 1
     for attempt in repo.live_link_attempts(db, utcnow()):
         attempt.code_verifier = box.rotate(attempt.code_verifier)
         changed += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
@@ -10,7 +12,7 @@ from sendwell.accounts.auth import SESSION_COOKIE, current_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.mailboxes import service
+from sendwell.mailboxes import server_accounts, service
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.base import (
@@ -20,10 +22,12 @@ from sendwell.providers.base import (
     ProviderError,
     ProviderName,
 )
+from sendwell.providers.mail_server import SECURITY_LABELS
 from sendwell.web.deps import get_connections, get_db
 from sendwell.web.pages import redirect_with_flash, render
 
 SETTINGS_TAB = "/messaging/settings"
+SERVER_LINK = "/mailboxes/link/server"
 
 
 def load_alerts(
@@ -91,6 +95,10 @@ def link(
                 request,
                 "mailboxes/choose_provider.html",
                 {"email": address, "providers": _configured(conn)},
+            )
+        if chosen is ProviderName.IMAP:
+            return RedirectResponse(
+                f"{SERVER_LINK}?{urlencode({'email': address})}", status_code=303
             )
         url = service.start_link(
             db,
@@ -174,7 +182,7 @@ def callback(
         return render(
             request, "mailboxes/confirm_address.html", {"pending": result, "label": label}
         )
-    return _linked(request, result)
+    return linked_page(request, result)
 
 
 @router.post("/mailboxes/link/{attempt_id}/confirm")
@@ -191,7 +199,7 @@ def confirm(
         return _outcome(
             request, "This account cannot be linked", error.message, status_code=error.status_code
         )
-    return _linked(request, result)
+    return linked_page(request, result)
 
 
 @router.post("/mailboxes/link/{attempt_id}/discard")
@@ -202,7 +210,12 @@ def discard(
     db: Session = Depends(get_db, scope="function"),
     conn: Connections = Depends(get_connections),
 ) -> Response:
-    service.discard_pending_link(db, conn, user=user, attempt_id=attempt_id)
+    try:
+        service.discard_pending_link(db, conn, user=user, attempt_id=attempt_id)
+    except SendwellError as error:
+        return _outcome(
+            request, "This account cannot be linked", error.message, status_code=error.status_code
+        )
     return redirect_with_flash(request, SETTINGS_TAB, "Nothing was linked.", kind="warning")
 
 
@@ -301,6 +314,7 @@ def resume_all(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     """Resume every campaign this account's disconnect or reauthentication paused."""
+    service.get_mailbox(db, user, mailbox_id)  # someone else's account is a 404 page
     try:
         resumed = campaigns.resume_paused_by_mailbox(db, user, mailbox_id)
     except SendwellError as error:
@@ -324,6 +338,8 @@ def reauthenticate(
     conn: Connections = Depends(get_connections),
 ) -> Response:
     mailbox = service.get_mailbox(db, user, mailbox_id)
+    if ProviderName(mailbox.provider) is ProviderName.IMAP:
+        return RedirectResponse(f"/mailboxes/{mailbox_id}/password", status_code=303)
     url = service.start_link(
         db,
         conn,
@@ -351,6 +367,8 @@ def _email_settings_page(
         "mailboxes/detail.html",
         {
             "mailbox": mailbox,
+            "server": server_accounts.settings_of(db, mailbox),
+            "security_labels": {k.value: label for k, label in SECURITY_LABELS.items()},
             "events": service.mailbox_history(db, mailbox),
             "label": provider_label(mailbox.provider),
             "form": form or {},
@@ -373,7 +391,8 @@ def _configured(conn: Connections) -> list[tuple[str, str]]:
     return [(name.value, provider_label(name)) for name in conn.registry]
 
 
-def _linked(request: Request, result: service.Linked) -> Response:
+def linked_page(request: Request, result: service.Linked) -> Response:
+    """Back to Settings, saying the account is connected or reconnected."""
     mailbox = result.mailbox
     message = (
         f"{mailbox.email} is reconnected."

@@ -20,8 +20,16 @@ from sendwell.models.mailbox import (
     MailboxEvent,
     MailboxEventKind,
     MailboxStatus,
+    MailServer,
 )
 from sendwell.models.user import ApiToken, Role, SignInFailure, User, UserSession
+from sendwell.models.webhook import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from sendwell.models.workspace import Workspace
 
 __all__ = [
@@ -31,10 +39,12 @@ __all__ = [
     "CampaignEvent",
     "CampaignStatus",
     "CampaignStep",
+    "DeliveryStatus",
     "Enrollment",
     "EnrollmentStatus",
     "LedgerStatus",
     "LinkAttempt",
+    "MailServer",
     "Mailbox",
     "MailboxEvent",
     "MailboxEventKind",
@@ -47,5 +57,9 @@ __all__ = [
     "SuppressionReason",
     "User",
     "UserSession",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "Workspace",
 ]

@@ -58,6 +58,10 @@ class Mailbox(Base):
     signature: Mapped[str] = mapped_column(Text, default="")
     # Pacing shared by every worker: no send for this mailbox may start before this moment.
     send_not_before: Mapped[datetime | None] = mapped_column(default=None)
+    # One worker at a time sends for a mailbox: it holds this lease while it works through a
+    # batch, so a revoked grant costs one refused send, not one per worker.
+    sender: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    sender_until: Mapped[datetime | None] = mapped_column(default=None)
     inbound_cursor: Mapped[str | None] = mapped_column(Text, default=None)
     inbound_checked_at: Mapped[datetime | None] = mapped_column(default=None)
     daily_cap: Mapped[int] = mapped_column(Integer, default=1000)
@@ -105,3 +109,25 @@ class LinkAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MailServer(Base):
+    """How an IMAP/SMTP ("Other") mailbox reaches its servers; the secret is encrypted."""
+
+    __tablename__ = "mail_servers"
+
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
+    )
+    smtp_host: Mapped[str] = mapped_column(String(255))
+    smtp_port: Mapped[int] = mapped_column(Integer)
+    smtp_security: Mapped[str] = mapped_column(String(16))
+    imap_host: Mapped[str] = mapped_column(String(255))
+    imap_port: Mapped[int] = mapped_column(Integer)
+    imap_security: Mapped[str] = mapped_column(String(16))
+    username: Mapped[str] = mapped_column(String(320))
+    auth_method: Mapped[str] = mapped_column(String(16), default="password")
+    # The password, app password or XOAUTH2 token, sealed with the token keys; None once the
+    # account is disconnected.
+    secret: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -18,6 +18,7 @@ TAG_HEADER = "X-Sendwell-Send-Id"
 class ProviderName(enum.StrEnum):
     GOOGLE = "google"
     MICROSOFT = "microsoft"
+    IMAP = "imap"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from sendwell.kit.logging import get_logger
+from sendwell.metrics.process import PROVIDER_ERRORS, PROVIDER_REQUEST_SECONDS, provider_label
 from sendwell.providers.base import OutcomeUnknown, Transient
 
 log = get_logger(__name__)
@@ -23,28 +24,36 @@ def call(
     was written means the host may have acted on it: that is ``OutcomeUnknown``.
     """
     started = time.perf_counter()
+    label = provider_label(provider)
     try:
         response = http.request(method, url, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
+        PROVIDER_ERRORS.labels(label, "connect").inc()
         raise Transient(
             f"Could not reach {provider}: {type(error).__name__}.", code="connect"
         ) from error
     except httpx.TransportError as error:
         if idempotent:
+            PROVIDER_ERRORS.labels(label, "transport").inc()
             raise Transient(
                 f"{provider} did not answer: {type(error).__name__}.", code="transport"
             ) from error
+        PROVIDER_ERRORS.labels(label, "no_answer").inc()
         raise OutcomeUnknown(
             f"The request reached {provider} but no answer came back ({type(error).__name__}).",
             code="no_answer",
         ) from error
     finally:
+        elapsed = time.perf_counter() - started
+        PROVIDER_REQUEST_SECONDS.labels(label).observe(elapsed)
         log.debug(
             "provider_call",
             provider=provider,
             method=method,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            duration_ms=round(elapsed * 1000, 1),
         )
+    if response.status_code >= 400:
+        PROVIDER_ERRORS.labels(label, f"http_{response.status_code}").inc()
     return response
 
 

@@ -7,6 +7,7 @@ import httpx
 from sendwell.config import Settings
 from sendwell.providers.base import MailProvider, ProviderName
 from sendwell.providers.google import GoogleEndpoints, GoogleProvider
+from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
 
 SANDBOX_CLIENT_ID = "sendwell-sandbox"
@@ -23,7 +24,18 @@ def make_http_client(settings: Settings) -> httpx.Client:
 
 
 def build_registry(settings: Settings, http: httpx.Client) -> ProviderRegistry:
-    """The sandbox's emulated hosts when it is on; otherwise every host with credentials."""
+    """The sandbox's emulated hosts when it is on; otherwise every host with credentials.
+
+    IMAP/SMTP needs no credentials of the server's own, so it is always offered.
+    """
+    registry = _oauth_hosts(settings, http)
+    registry[ProviderName.IMAP] = ImapSmtpProvider(
+        timeout_seconds=settings.provider_timeout_seconds, ca_file=settings.mail_server_ca_file
+    )
+    return registry
+
+
+def _oauth_hosts(settings: Settings, http: httpx.Client) -> ProviderRegistry:
     if settings.sandbox:
         base = settings.sandbox_base_url
         return {

@@ -1,0 +1,199 @@
+"""The machine a run happened on, and the results as a terminal table and as Markdown."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sqlite3
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.common import ROOT
+from rich.table import Table
+
+from chaos.scenarios import Profile, Result
+
+
+@dataclass
+class Machine:
+    cpus: int
+    cpu_model: str
+    memory: str
+    system: str
+    python: str
+    sqlite: str
+    commit: str
+    started: datetime
+    load_before: tuple[float, float, float]
+    postgres: str = "not started"
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @classmethod
+    def describe(cls) -> Machine:
+        memory = _proc_field("/proc/meminfo", "MemTotal").split()[0]
+        return cls(
+            cpus=os.cpu_count() or 0,
+            cpu_model=_proc_field("/proc/cpuinfo", "model name"),
+            memory=f"{int(memory) / 1024 / 1024:.1f} GiB" if memory.isdigit() else "unknown",
+            system=f"{platform.system()} {platform.release()}",
+            python=platform.python_version(),
+            sqlite=sqlite3.sqlite_version,
+            commit=_commit(),
+            started=datetime.now(UTC),
+            load_before=os.getloadavg(),
+        )
+
+
+def _proc_field(path: str, name: str) -> str:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - read-only git query
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return (done.stdout.strip() or "unknown") + (" with local changes" if dirty else "")
+
+
+def counted(values: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in values.items() if n) or "none"
+
+
+def verdict(result: Result) -> str:
+    return "pass" if result.ok else "FAIL"
+
+
+COLUMNS = (
+    "scenario",
+    "due",
+    "sent",
+    "lost",
+    "duplicated",
+    "kills",
+    "restarts",
+    "faults injected",
+    "time",
+    "all completed",
+    "",
+)
+
+
+def row(result: Result) -> list[str]:
+    t = result.tally
+    duplicated = f"{t.duplicated}" + (f" ({t.duplicated_tags} by tag)" if t.duplicated_tags else "")
+    return [
+        result.name,
+        f"{t.due:,}",
+        f"{t.sent:,}",
+        str(t.lost),
+        duplicated,
+        str(result.kills),
+        counted(result.restarts),
+        counted(result.faults),
+        f"{result.seconds:.0f} s",
+        "yes" if result.completed else "no",
+        verdict(result),
+    ]
+
+
+def terminal_table(results: list[Result]) -> Table:
+    table = Table(title="Sendwell reliability", title_justify="left")
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")
+    for result in results:
+        table.add_row(*row(result))
+    return table
+
+
+def markdown(results: list[Result], machine: Machine, profile: Profile, seconds: float) -> str:
+    command = "python -m chaos.run --quick" if profile.quick else "make chaos"
+    lines = [
+        "# Reliability",
+        "",
+        "Written by `make chaos` (the code is in `chaos/`; `tests/dispatch/test_chaos.py` is "
+        "the short version the test suite runs). Every scenario runs real processes over "
+        "real HTTP, as `make bench` does: the sandbox providers on their own port, `sendwell "
+        "serve` and `sendwell worker` as subprocesses, mailboxes linked through the sandbox's "
+        "sign-in and consent pages, campaigns made and steered through the JSON API. While "
+        "campaigns send, processes are SIGKILLed and restarted, the database is cut or "
+        "restarted and the sandbox fails sends on purpose; afterwards every campaign must be "
+        "Completed and the sandbox's Sent folders are counted against what was due.",
+        "",
+        "- **due**: one message per (recipient, step) of every campaign.",
+        "- **sent**: messages that arrived in the sandbox's Sent folders.",
+        "- **lost**: a (recipient, step) that was due and never arrived, once every campaign "
+        "is Completed. The goal is 0.",
+        "- **duplicated**: arrivals beyond the first of one (recipient, step); the same count "
+        "by Sendwell's `X-Sendwell-Send-Id` tag is shown when it is not 0. The goal is 0.",
+        "",
+        "Settings: `SENDWELL_PROVIDER_TIMEOUT_SECONDS=3` (so a claim's lease, twice that plus "
+        "30 s, is 36 s: a killed process's claims and sender lease come back after that), "
+        "`SENDWELL_SETTLE_GRACE_SECONDS=5`, pacing off (minimum gap 0), each campaign's steps "
+        "due one after the other with no delay.",
+        "",
+        "PostgreSQL scenarios run on a **private cluster** made for the run (`initdb` into a "
+        "temporary folder as the `postgres` OS user, trust authentication, listening on "
+        "127.0.0.1 only at a free port, `fsync=off` as nothing here survives an OS crash), so "
+        "restarting it cannot disturb anyone else's databases. Its restart is `pg_ctl "
+        "restart` in the default fast mode: every connection is cut and the server starts "
+        "again, which is what `pg_ctlcluster 15 main restart` does to a packaged cluster. "
+        "`pg_terminate_backend` is only aimed at backends of the scenario's own database.",
+        "",
+        f"This file: `{command}` at commit `{machine.commit}` on "
+        f"{machine.started:%Y-%m-%d %H:%M} UTC, {seconds / 60:.1f} minutes in all.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| CPUs | {machine.cpus} x {machine.cpu_model} |",
+        f"| memory | {machine.memory} |",
+        f"| system | {machine.system} |",
+        f"| Python | {machine.python} |",
+        f"| PostgreSQL | {machine.postgres} (private cluster, TCP on 127.0.0.1) |",
+        f"| SQLite | {machine.sqlite} (WAL) |",
+        f"| load average (1, 5, 15 min) | {_load(machine.load_before)} at the start, "
+        f"{_load(machine.load_after)} at the end |",
+        "",
+        "The machine is shared with other engineers' test suites, so times are pessimistic.",
+        "",
+        "## Results",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "| " + " | ".join("---" for _ in COLUMNS) + " |",
+    ]
+    lines += ["| " + " | ".join(row(result)) + " |" for result in results]
+    lines.append("")
+    for result in results:
+        lines += [f"### {result.name}", "", f"{result.backend}. {result.method}", ""]
+        lines += [f"- {note}" for note in result.notes]
+        lines += [f"- **Problem:** {problem}" for problem in result.problems]
+        if result.notes or result.problems:
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _load(values: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in values)

@@ -1,0 +1,312 @@
+"""A running stack under attack: campaigns to send, processes to kill and restart, and the
+count of what the sandbox received against what was due.
+
+Built on `bench.stack`: the sandbox on its own port, `sendwell serve` and `sendwell worker`
+as real processes, mailboxes linked through the sandbox's sign-in and consent pages,
+campaigns made, started, paused and resumed through the JSON API.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+
+import httpx
+from bench.common import BenchError
+from bench.stack import Stack, answers, parse_moment
+
+from sendwell.providers.base import TAG_HEADER
+
+# Short leases and a short settle grace, so a killed process's work comes back within a
+# minute; the timeout fault holds a send longer than Sendwell waits for one.
+SETTINGS = {
+    "SENDWELL_PROVIDER_TIMEOUT_SECONDS": "3",
+    "SENDWELL_SETTLE_GRACE_SECONDS": "5",
+    "SENDWELL_INBOUND_POLL_SECONDS": "10",
+    "SENDWELL_LOG_LEVEL": "WARNING",
+}
+SANDBOX_TIMEOUT_SECONDS = 5.0
+STEP_SUBJECT = re.compile(r"^Step (\d+) ")
+
+
+def steps(count: int) -> list[dict[str, Any]]:
+    """A first email and its follow-ups, each due as soon as the one before went."""
+    return [
+        {
+            "subject": f"Step {n} for {{{{ first_name }}}}",
+            "body": f"Hi {{{{ first_name }}}}, message {n} of {count}.",
+            "delay_minutes": 0,
+        }
+        for n in range(1, count + 1)
+    ]
+
+
+@dataclass
+class Plan:
+    """One campaign: its mailbox and what it owes each recipient."""
+
+    campaign_id: int
+    address: str
+    emails: list[str]
+    steps: int
+
+
+@dataclass
+class Tally:
+    """What arrived in the sandbox against what was due."""
+
+    due: int = 0
+    sent: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    duplicated_tags: int = 0
+    unexpected: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Arrival:
+    campaign_id: int
+    email: str
+    step: int
+    tag: str
+    at: float
+
+
+class Rig:
+    """A stack, its campaigns, and the record of what was done to it."""
+
+    def __init__(self, stack: Stack, seed: int) -> None:
+        self.stack = stack
+        self.rng = random.Random(seed)  # noqa: S311 - chaos, not secrets
+        self.plans: dict[int, Plan] = {}
+        self.kills = 0
+        self.restarts: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.unexpected_exits: list[str] = []
+        self.servers = 1
+
+    # -- setting up --------------------------------------------------------------------
+
+    def link(self, address: str) -> int:
+        return self.stack.link(address)
+
+    def campaign(self, mailbox_id: int, address: str, recipients: int, step_count: int) -> int:
+        """A draft campaign of `recipients` new addresses; started by `start_all`."""
+        made = self.call(
+            "POST",
+            "/campaigns",
+            json={
+                "name": f"Chaos {address}",
+                "mailbox_id": mailbox_id,
+                "steps": steps(step_count),
+                "start_delay_minutes": 0,
+            },
+        )
+        campaign_id = int(made["id"])
+        emails = [f"c{campaign_id}-r{i}@example.com" for i in range(recipients)]
+        rows = [{"email": e, "first_name": f"R{i}"} for i, e in enumerate(emails)]
+        self.call("POST", f"/campaigns/{campaign_id}/recipients", json={"recipients": rows})
+        self.plans[campaign_id] = Plan(campaign_id, address, emails, step_count)
+        return campaign_id
+
+    def start_all(self) -> None:
+        for campaign_id in self.plans:
+            self.call("POST", f"/campaigns/{campaign_id}/start")
+
+    @property
+    def due(self) -> int:
+        return sum(len(plan.emails) * plan.steps for plan in self.plans.values())
+
+    # -- the API, patient while the server or the database restarts ----------------------
+
+    def call(self, method: str, path: str, *, patience: float = 120, **kwargs: Any) -> Any:
+        """An API call retried while the server is down or answers 5xx (a restart)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                response = self.stack.api.request(method, path, **kwargs)
+            except httpx.HTTPError as error:
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code < 300:
+                    return response.json() if response.content else None
+                if response.status_code < 500:
+                    raise BenchError(
+                        f"{method} {path} answered {response.status_code}: {response.text}"
+                    )
+                problem = f"{response.status_code}: {response.text[:200]}"
+            if time.monotonic() > deadline:
+                raise BenchError(f"{method} {path} kept failing: {problem}")
+            time.sleep(0.5)
+
+    def sandbox(self, path: str, body: dict[str, Any]) -> None:
+        httpx.post(
+            f"{self.stack.sandbox_url}/admin/{path}", json=body, timeout=30
+        ).raise_for_status()
+
+    def statuses(self) -> dict[int, str]:
+        return {
+            int(c["id"]): str(c["status"])
+            for c in self.call("GET", "/campaigns")
+            if int(c["id"]) in self.plans
+        }
+
+    # -- processes ----------------------------------------------------------------------
+
+    def live(self, prefix: str) -> list[str]:
+        return [
+            name
+            for name, proc in self.stack.procs.running.items()
+            if name.startswith(prefix) and proc.poll() is None
+        ]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process and forget it."""
+        proc = self.stack.procs.running.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.kills += 1
+
+    def kill_random(self, prefix: str) -> str | None:
+        candidates = self.live(prefix)
+        if not candidates:
+            return None
+        victim = self.rng.choice(candidates)
+        self.kill(victim)
+        return victim
+
+    def start_worker(self) -> None:
+        """One more `sendwell worker`, not waited for: a kill may come during its start."""
+        self.stack.workers += 1
+        self.stack.procs.start(
+            f"worker-{self.stack.workers}", ["-m", "sendwell", "worker"], self.stack.env()
+        )
+        self.restarts["worker"] += 1
+
+    def start_server(self, *, dispatcher: bool = True) -> None:
+        """`sendwell serve` again on the same port, waited for until it answers."""
+        self.servers += 1
+        args = ["-m", "sendwell", "serve", "--port", str(self.stack.port)]
+        self.stack.procs.start(
+            f"server-{self.servers}",
+            args if dispatcher else [*args, "--no-dispatcher"],
+            self.stack.env(),
+        )
+        self.restarts["server"] += 1
+        self.wait(lambda: answers(f"{self.stack.base_url}/healthz"), 90, "sendwell serve")
+
+    def reap(self) -> None:
+        """Restart any process that exited without being killed (a fault of its own)."""
+        for name, proc in list(self.stack.procs.running.items()):
+            if proc.poll() is None:
+                continue
+            self.unexpected_exits.append(
+                f"{name} exited with {proc.returncode}: {self.stack.procs.log(name, 600)}"
+            )
+            del self.stack.procs.running[name]
+            if name.startswith("worker"):
+                self.start_worker()
+            elif name.startswith("server"):
+                self.start_server(dispatcher="--no-dispatcher" not in proc.args)  # type: ignore[operator]
+            else:
+                raise BenchError(f"{name} exited with {proc.returncode}")
+
+    def wait(self, condition: Callable[[], bool], seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                raise BenchError(f"timed out after {seconds:.0f} s waiting for {what}")
+            time.sleep(0.25)
+
+    def pause(self, low: float, high: float) -> None:
+        """Sleep a random moment, restarting whatever died meanwhile."""
+        time.sleep(self.rng.uniform(low, high))
+        self.reap()
+
+    def accepted(self) -> int:
+        """Sends the sandbox has accepted so far (its own count, cheap to read)."""
+        return int(self.stack.counts().get("send_ok", 0))
+
+    def moment(self, more: tuple[int, int], seconds: tuple[float, float]) -> int:
+        """Wait for a random moment while sending: a random number of further sends, or a
+        random time when sending stalls, whichever comes first; returns the sends so far."""
+        target = self.accepted() + self.rng.randint(*more)
+        deadline = time.monotonic() + self.rng.uniform(*seconds)
+        while time.monotonic() < deadline and (count := self.accepted()) < target:
+            time.sleep(0.05)
+        self.reap()
+        return self.accepted() if time.monotonic() >= deadline else count
+
+    # -- the count ----------------------------------------------------------------------
+
+    def wait_completed(self, seconds: float) -> bool:
+        """Every campaign Completed (processes kept alive meanwhile); False on timeout."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.reap()
+            if set(self.statuses().values()) == {"completed"}:
+                time.sleep(2)  # a duplicate sent late would show up now
+                return True
+            time.sleep(1)
+        return False
+
+    def arrivals(self) -> list[Arrival]:
+        """Every message of our campaigns in the sandbox's Sent folders."""
+        owner = {email: plan.campaign_id for plan in self.plans.values() for email in plan.emails}
+        found = []
+        for address in sorted({plan.address for plan in self.plans.values()}):
+            for message in self.stack.sent(address):
+                email = parseaddr(str(message["to"][0]))[1].lower()
+                step = STEP_SUBJECT.match(str(message["subject"]))
+                found.append(
+                    Arrival(
+                        owner.get(email, 0),
+                        email,
+                        int(step.group(1)) if step else 0,
+                        str(message["headers"].get(TAG_HEADER, "")),
+                        parse_moment(str(message["sent_at"])),
+                    )
+                )
+        return found
+
+    def tally(self) -> Tally:
+        arrived = self.arrivals()
+        due = {
+            (email, step)
+            for plan in self.plans.values()
+            for email in plan.emails
+            for step in range(1, plan.steps + 1)
+        }
+        by_step = Counter((a.email, a.step) for a in arrived)
+        by_tag = Counter(a.tag for a in arrived)
+        lost = sorted(due - set(by_step))
+        doubled = sorted(key for key, n in by_step.items() if n > 1)
+        unexpected = sorted(set(by_step) - due)
+        examples = [f"lost {e} step {s}" for e, s in lost[:5]]
+        examples += [f"sent {by_step[(e, s)]} times: {e} step {s}" for e, s in doubled[:5]]
+        examples += [f"not due: {e} step {s}" for e, s in unexpected[:5]]
+        return Tally(
+            due=len(due),
+            sent=len(arrived),
+            lost=len(lost),
+            duplicated=sum(by_step[key] - 1 for key in doubled),
+            duplicated_tags=sum(n - 1 for tag, n in by_tag.items() if n > 1),
+            unexpected=len(unexpected),
+            examples=examples,
+        )
+
+    def failed_recipients(self) -> int:
+        """Recipients the engine gave up on (counted in the campaign, not silently lost)."""
+        return sum(
+            int(c["counts"]["failed"]) + int(c["counts"]["bounced"])
+            for c in self.call("GET", "/campaigns")
+            if int(c["id"]) in self.plans
+        )

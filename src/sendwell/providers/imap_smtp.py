@@ -1,0 +1,172 @@
+"""Any mailbox reachable over SMTP submission and IMAP: the "Other" host.
+
+Sending goes through SMTP; the copy in Sent, finding a message by our tag, and replies and
+bounces go through IMAP. The credential every call receives is a ``ServerLogin`` in JSON.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from email.parser import BytesHeaderParser
+from typing import TypeVar
+
+from sendwell.kit.logging import get_logger
+from sendwell.providers import imap_mailbox as imap_ops
+from sendwell.providers import smtp_submission
+from sendwell.providers.base import (
+    TAG_HEADER,
+    Grant,
+    InboundPage,
+    OutcomeUnknown,
+    Permission,
+    ProviderError,
+    ProviderName,
+    SentMessage,
+    TokenSet,
+)
+from sendwell.providers.imap_inbound import read_inbound
+from sendwell.providers.mail_server import ServerLogin, tls_context
+
+T = TypeVar("T")
+log = get_logger(__name__)
+MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+NO_SIGN_IN_PAGE = "IMAP/SMTP accounts are linked with their server settings and password."
+
+
+class ImapSmtpProvider:
+    """SMTP submission for sending, IMAP for Sent, reconciliation, replies and bounces."""
+
+    name = ProviderName.IMAP
+    permissions: tuple[Permission, ...] = ()
+
+    def __init__(self, *, timeout_seconds: float, ca_file: str = "") -> None:
+        self.timeout = timeout_seconds
+        self.context = tls_context(ca_file)
+
+    def check_connection(self, login: ServerLogin) -> None:
+        """Sign in to both servers and find Sent; raises the first problem, in words."""
+        self._timed("check_smtp", lambda: self._smtp_login(login))
+        self._timed("check_imap", lambda: self._imap_ready(login))
+
+    def authorization_url(
+        self, *, redirect_uri: str, state: str, code_verifier: str, login_hint: str
+    ) -> str:
+        raise ProviderError(NO_SIGN_IN_PAGE, code="password_account")
+
+    def complete_authorization(
+        self, *, callback_params: dict[str, str], redirect_uri: str, code_verifier: str
+    ) -> Grant:
+        raise ProviderError(NO_SIGN_IN_PAGE, code="password_account")
+
+    def refresh(self, refresh_token: str) -> TokenSet:
+        raise ProviderError(NO_SIGN_IN_PAGE, code="password_account")
+
+    def revoke(self, token: str) -> bool:
+        """A password cannot be revoked from here; the user changes it at their host."""
+        return False
+
+    def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:
+        return None
+
+    def send(
+        self, access_token: str, mime: bytes, *, tag: str, thread_id: str | None = None
+    ) -> SentMessage:
+        """Submit over SMTP, then make sure a copy is in Sent (filed only if the host did not)."""
+        login = ServerLogin.from_credential(access_token)
+        message_id = _header_id(mime, "Message-ID")
+        try:
+            self._timed(
+                "smtp_submit",
+                lambda: smtp_submission.submit(
+                    login, mime, context=self.context, timeout=self.timeout
+                ),
+            )
+        except smtp_submission.DataUnanswered as error:
+            # The whole message reached the server; it is far likelier accepted than not.
+            # Filing it in Sent lets reconciliation count it as sent: never twice.
+            self._file_in_sent(login, mime, tag)
+            raise OutcomeUnknown(
+                f"The SMTP server {login.smtp} received the whole message but its answer was lost.",
+                code="no_answer",
+            ) from error
+        self._file_in_sent(login, mime, tag)
+        return SentMessage(message_id, thread_id or message_id, message_id)
+
+    def find_sent(self, access_token: str, tag: str) -> SentMessage | None:
+        """Our message with this tag in Sent (IMAP SEARCH HEADER), or None."""
+        login = ServerLogin.from_credential(access_token)
+        return self._timed("imap_find_sent", lambda: self._find_in_sent(login, tag))
+
+    def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
+        login = ServerLogin.from_credential(access_token)
+        return self._timed("imap_inbound", lambda: self._read_inbound(login, cursor))
+
+    def probe(self, access_token: str) -> None:
+        self.check_connection(ServerLogin.from_credential(access_token))
+
+    def _smtp_login(self, login: ServerLogin) -> None:
+        smtp_submission.check_login(login, context=self.context, timeout=self.timeout)
+
+    def _imap_ready(self, login: ServerLogin) -> None:
+        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+            imap_ops.sent_folder(imap)
+            imap_ops.folder_state(imap, "INBOX")
+
+    def _read_inbound(self, login: ServerLogin, cursor: str | None) -> InboundPage:
+        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+            return read_inbound(imap, cursor)
+
+    def _find_in_sent(self, login: ServerLogin, tag: str) -> SentMessage | None:
+        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+            folder = imap_ops.sent_folder(imap)
+            imap_ops.select(imap, folder)
+            uids = imap_ops.search_uids(imap, "HEADER", TAG_HEADER, imap_ops.quoted(tag))
+            if not uids:
+                return None
+            fetched = imap_ops.fetch(
+                imap, uids[-1:], "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID REFERENCES)])"
+            )
+        if not fetched:
+            return None
+        headers = fetched[0][1]
+        message_id = _header_id(headers, "Message-ID")
+        references = MESSAGE_ID.findall(
+            str(BytesHeaderParser().parsebytes(headers).get("References", ""))
+        )
+        return SentMessage(message_id, references[0] if references else message_id, message_id)
+
+    def _file_in_sent(self, login: ServerLogin, mime: bytes, tag: str) -> None:
+        """Look for the host's own copy first; append ours only when there is none.
+
+        The message is already sent, so no failure here may reach the caller (a retry
+        would send it twice); it is logged instead.
+        """
+        try:
+            with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+                folder = imap_ops.sent_folder(imap)
+                imap_ops.select(imap, folder)
+                if imap_ops.search_uids(imap, "HEADER", TAG_HEADER, imap_ops.quoted(tag)):
+                    return
+                imap_ops.append(imap, folder, mime)
+        except ProviderError as error:
+            log.warning("sent_copy_failed", code=error.code, reason=error.message)
+
+    def _timed(self, call: str, action: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return action()
+        finally:
+            log.debug(
+                "provider_call",
+                provider=self.name.value,
+                call=call,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+
+
+def _header_id(message: bytes, name: str) -> str:
+    headers = BytesHeaderParser().parsebytes(message)
+    found = MESSAGE_ID.findall(str(headers.get(name, "")))
+    return found[0] if found else ""

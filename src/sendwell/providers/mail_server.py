@@ -1,0 +1,123 @@
+"""An IMAP/SMTP account's login: servers, security, credentials, and how it travels.
+
+The provider interface hands every call one opaque credential string; for these accounts it is
+the JSON form of ``ServerLogin`` (built from the stored settings and the decrypted password),
+so the same lifecycle that serves OAuth tokens serves passwords.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import socket
+import ssl
+from dataclasses import asdict, dataclass
+
+from sendwell.providers.base import ProviderError, Transient
+
+PASSWORD_CHANGED_HINT = "Enter the new password (or app password) with Reauthenticate."  # noqa: S105
+
+
+class Security(enum.StrEnum):
+    TLS = "tls"
+    STARTTLS = "starttls"
+
+
+class AuthMethod(enum.StrEnum):
+    PASSWORD = "password"  # noqa: S105 - a method name, not a secret
+    XOAUTH2 = "xoauth2"
+
+
+SECURITY_LABELS = {Security.TLS: "SSL/TLS", Security.STARTTLS: "STARTTLS"}
+AUTH_LABELS = {
+    AuthMethod.PASSWORD: "Password or app password",
+    AuthMethod.XOAUTH2: "OAuth 2.0 access token (XOAUTH2)",
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    security: Security
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerLogin:
+    """Everything needed to reach one mailbox over SMTP and IMAP."""
+
+    email: str
+    username: str
+    secret: str
+    auth: AuthMethod
+    smtp: Endpoint
+    imap: Endpoint
+
+    def to_credential(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_credential(cls, raw: str) -> ServerLogin:
+        try:
+            data = json.loads(raw)
+            return cls(
+                email=data["email"],
+                username=data["username"],
+                secret=data["secret"],
+                auth=AuthMethod(data["auth"]),
+                smtp=_endpoint(data["smtp"]),
+                imap=_endpoint(data["imap"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            raise ProviderError(
+                "The stored server settings of this account cannot be read; link it again.",
+                code="bad_credential",
+            ) from None
+
+    def xoauth2(self) -> str:
+        """The SASL XOAUTH2 initial response (user and bearer token, ^A-separated)."""
+        return f"user={self.username}\x01auth=Bearer {self.secret}\x01\x01"
+
+
+def _endpoint(data: dict[str, object]) -> Endpoint:
+    return Endpoint(str(data["host"]), int(str(data["port"])), Security(str(data["security"])))
+
+
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """Certificates are always verified; ``ca_file`` adds a private CA to the system's."""
+    context = ssl.create_default_context()
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def transport_failure(what: str, endpoint: Endpoint, error: BaseException) -> ProviderError:
+    """A connection problem in words: nothing reached the server, so it is passing."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return Transient(
+            f"The {what} server {endpoint} presented a certificate that cannot be trusted "
+            f"({error.verify_message}).",
+            code="tls_certificate",
+        )
+    if isinstance(error, ssl.SSLError):
+        return Transient(
+            f"The secure connection to the {what} server {endpoint} failed ({error.reason}). "
+            "Check the port and the security setting.",
+            code="tls",
+        )
+    if isinstance(error, socket.gaierror):
+        return Transient(f"The {what} server name {endpoint.host} is not known.", code="dns")
+    if isinstance(error, TimeoutError):
+        return Transient(f"The {what} server {endpoint} did not answer in time.", code="timeout")
+    if isinstance(error, ConnectionRefusedError):
+        return Transient(
+            f"The {what} server {endpoint} refused the connection. Check the port.",
+            code="connect",
+        )
+    return Transient(
+        f"The connection to the {what} server {endpoint} failed ({type(error).__name__}: {error}).",
+        code="connect",
+    )

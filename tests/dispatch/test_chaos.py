@@ -1,0 +1,144 @@
+"""The short version of `make chaos`: workers SIGKILLed at random moments while a two-step
+campaign per mailbox sends, send faults queued at the sandbox and, on PostgreSQL, every
+backend of the test's own database cut with `pg_terminate_backend`. Nothing is lost, nothing
+goes out twice, every campaign completes. (No server is ever restarted here: `make chaos`
+does that to a private PostgreSQL cluster of its own.)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import make_url, update
+
+from sendwell.db import session_scope
+from sendwell.kit.clock import utcnow
+from sendwell.models import CampaignStatus, LedgerStatus, Mailbox, SendLedger
+from tests.conftest import Database
+from tests.dispatch.conftest import SENDER, World
+from tests.dispatch.test_workers import (
+    OTHER_SENDER,
+    TWO_STEPS,
+    Workers,
+    assert_exactly_once,
+    campaign_status,
+    recipients,
+    sent_count,
+    wait_until,
+    workers,
+)
+from tests.mailboxes.conftest import link
+
+WORKER_ID = re.compile(r"Worker (\S+) is sending")
+KILLS = 4
+FAULTS = (
+    (SENDER, "drop_after_accept", 2),
+    (OTHER_SENDER, "timeout", 1),
+    (SENDER, "server_error", 1),
+    (OTHER_SENDER, "drop_after_accept", 1),
+)
+
+
+def total_sent(world: World) -> int:
+    return sent_count(world.sandbox) + sent_count(world.sandbox, OTHER_SENDER)
+
+
+def reached(world: World, count: int) -> Callable[[], bool]:
+    return lambda: total_sent(world) >= count
+
+
+def worker_id(running: Workers, proc: subprocess.Popen[bytes]) -> str:
+    """The id a worker announced in its log once it started sending."""
+    log = running.folder / f"worker-{running.procs.index(proc) + 1}.log"
+    wait_until(lambda: WORKER_ID.search(log.read_text()) is not None, 60, running, "a worker")
+    found = WORKER_ID.search(log.read_text())
+    assert found is not None
+    return found.group(1)
+
+
+def expire_leases_of(world: World, worker: str) -> None:
+    """Stands in for waiting out a killed worker's leases (provider timeout * 2 + 30 s):
+    its claims, its sends in flight and its hold on a mailbox become due at once. Only the
+    dead worker's: a live worker's lease taken away would let its sends be settled early."""
+    expired = utcnow() - timedelta(seconds=1)
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(SendLedger)
+            .where(
+                SendLedger.worker == worker,
+                SendLedger.status.in_((LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN)),
+                SendLedger.lease_until.is_not(None),
+            )
+            .values(lease_until=expired)
+        )
+        db.execute(
+            update(Mailbox)
+            .where(Mailbox.sender == worker, Mailbox.sender_until.is_not(None))
+            .values(sender_until=expired)
+        )
+
+
+def cut_every_backend(database: Database) -> int:
+    """`pg_terminate_backend` on every other connection to the test's own database."""
+    url = make_url(database.url).set(drivername="postgresql")
+    with psycopg.connect(url.render_as_string(hide_password=False), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return sum(1 for (done,) in rows if done)
+
+
+def test_workers_killed_at_random_while_faults_and_cut_connections_lose_and_double_nothing(
+    world: World, database: Database, tmp_path: Path
+) -> None:
+    """Two workers on PostgreSQL (one at a time on SQLite, which has no SKIP LOCKED),
+    each SIGKILLed at a random moment while sending and replaced."""
+    link(world.client, OTHER_SENDER)
+    emails = recipients(160)
+    with session_scope(world.factory) as db:
+        for row in db.query(Mailbox):
+            row.daily_cap = 5000  # the default (1,000) would stop the run half-way
+    campaign_ids = [
+        world.campaign(TWO_STEPS, half, sender=sender, min_gap_seconds=0, start_delay_minutes=0)
+        for sender, half in ((SENDER, emails[:80]), (OTHER_SENDER, emails[80:]))
+    ]
+    world.sandbox.admin("timeout", {"seconds": 2})
+    for mailbox, fault, count in FAULTS:
+        world.sandbox.admin("faults", {"mailbox": mailbox, "fault": fault, "count": count})
+    rng = random.Random()
+    concurrent = 2 if database.backend == "postgresql" else 1
+    due = len(emails) * len(TWO_STEPS)
+    with workers(tmp_path, world, database, SENDWELL_PROVIDER_TIMEOUT_SECONDS="1") as running:
+        live = [running.start() for _ in range(concurrent)]
+        for kill in range(1, KILLS + 1):
+            # A random moment while sending: after some more messages went out.
+            target = min(due - 1, total_sent(world) + rng.randint(10, 40))
+            wait_until(reached(world, target), 60, running, f"{target} sent")
+            dying = live.pop(rng.randrange(len(live)))
+            victim = worker_id(running, dying)
+            dying.send_signal(signal.SIGKILL)
+            assert dying.wait(timeout=10) == -signal.SIGKILL
+            expire_leases_of(world, victim)
+            if kill == 3 and database.backend == "postgresql":
+                assert cut_every_backend(database) >= 1
+            live.append(running.start())
+        wait_until(
+            lambda: all(
+                campaign_status(world, c) is CampaignStatus.COMPLETED for c in campaign_ids
+            ),
+            60,
+            running,
+            "every campaign to complete",
+            step=0.5,
+        )
+        time.sleep(1)  # a duplicate sent late would show up now
+        assert_exactly_once(world, emails, steps=2, senders=(SENDER, OTHER_SENDER))

@@ -1,0 +1,247 @@
+"""Two users of one workspace, an admin of another, and what the first one owns.
+
+Alice (a member) owns a linked mailbox, a campaign with a recipient, an API token, a link
+waiting for her confirmation and a link still at the provider; Ada, the workspace admin, owns a
+webhook endpoint (only admins have them). Bob is a member of the same workspace; Carol
+administers a second workspace, created directly in the database because the product itself
+makes one workspace per installation. Each has a signed-in browser and an API token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from sendwell.accounts import passwords
+from sendwell.accounts import service as accounts
+from sendwell.app import create_app
+from sendwell.campaigns import recipients, service
+from sendwell.config import Settings
+from sendwell.db import session_scope
+from sendwell.models import Enrollment, Mailbox, Role, User, Workspace
+from sendwell.webhooks import service as webhooks
+from tests.conftest import STRONG_PASSWORD, Database, create_first_account, make_settings, post_form
+from tests.mailboxes.conftest import finish_at_provider, link, start_link
+from tests.sandbox_support import Sandbox
+
+# Text only Alice's objects contain: none of it may reach anyone else.
+CAMPAIGN_NAME = "Alice private campaign qz7"
+SUBJECT = "Alice private subject qz7"
+RECIPIENT = "alice-target-qz7@example.com"
+MAILBOX = "alice.qz7@gmail.test"
+TOKEN_NAME = "alice-token-qz7"
+WEBHOOK = "Ada private webhook qz7"
+MARKERS = (CAMPAIGN_NAME, SUBJECT, RECIPIENT, MAILBOX, TOKEN_NAME, WEBHOOK)
+
+
+@dataclass
+class Identity:
+    """Someone making requests: a browser with its cookies and an API token ("" for none)."""
+
+    name: str
+    client: TestClient
+    token: str
+
+    def api_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+@dataclass(frozen=True)
+class Owned:
+    """The ids of Alice's objects, by the path parameter names routes use."""
+
+    campaign_id: int
+    enrollment_id: int
+    mailbox_id: int
+    token_id: int
+    attempt_id: int
+    endpoint_id: int
+    pending_state: str
+
+    def path_values(self) -> dict[str, Any]:
+        return {
+            "campaign_id": self.campaign_id,
+            "enrollment_id": self.enrollment_id,
+            "mailbox_id": self.mailbox_id,
+            "token_id": self.token_id,
+            "attempt_id": self.attempt_id,
+            "endpoint_id": self.endpoint_id,
+        }
+
+
+@dataclass
+class Tenants:
+    app: FastAPI
+    factory: sessionmaker[Session]
+    ada: Identity
+    alice: Identity
+    bob: Identity
+    carol: Identity
+    anonymous: Identity
+    owned: Owned
+
+    def snapshot(self) -> dict[str, Any]:
+        """What anyone else's requests must leave exactly as it was."""
+        with session_scope(self.factory) as db:
+            campaign = service.get_campaign(db, self._user(db, "alice"), self.owned.campaign_id)
+            mailbox = db.get(Mailbox, self.owned.mailbox_id)
+            assert mailbox is not None
+            return {
+                "campaign": (
+                    campaign.name,
+                    campaign.status,
+                    campaign.mailbox_id,
+                    [(s.subject, s.body) for s in campaign.steps],
+                ),
+                "recipients": sorted(
+                    db.scalars(
+                        select(Enrollment.email).where(
+                            Enrollment.campaign_id == self.owned.campaign_id
+                        )
+                    )
+                ),
+                "mailbox": (
+                    mailbox.status,
+                    mailbox.daily_cap,
+                    mailbox.min_gap_seconds,
+                    mailbox.display_name,
+                    mailbox.signature,
+                ),
+                "tokens": [t.name for t in accounts.list_api_tokens(db, self._user(db, "alice"))],
+                "campaigns": len(service.visible_campaigns(db, self._user(db, "ada"))),
+                "webhooks": [
+                    (e.id, e.url, e.events, e.description, e.enabled)
+                    for e in webhooks.list_endpoints(db, self._user(db, "ada"))
+                ],
+            }
+
+    @staticmethod
+    def _user(db: Session, name: str) -> User:
+        return db.scalars(select(User).where(User.email == f"{name}@example.com")).one()
+
+
+def _sign_in(app: FastAPI, email: str) -> TestClient:
+    client = TestClient(app)
+    response = post_form(
+        client,
+        "/sign-in",
+        "/sign-in",
+        {"email": email, "password": STRONG_PASSWORD},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    return client
+
+
+def _add_users(factory: sessionmaker[Session]) -> dict[str, str]:
+    """Alice and Bob (members), Carol (admin of workspace 2); returns each one's API token."""
+    tokens: dict[str, str] = {}
+    with session_scope(factory) as db:
+        for name in ("alice", "bob"):
+            accounts.create_user(
+                db, email=f"{name}@example.com", password=STRONG_PASSWORD, name=name.title()
+            )
+        db.add(Workspace(id=2, name="Another company"))
+        db.flush()
+        db.add(
+            User(
+                workspace_id=2,
+                email="carol@example.com",
+                name="Carol",
+                password_hash=passwords.hash_password(STRONG_PASSWORD),
+                role=Role.ADMIN,
+            )
+        )
+        db.flush()
+        for name in ("ada", "alice", "bob", "carol"):
+            user = Tenants._user(db, name)
+            label = TOKEN_NAME if name == "alice" else f"{name}-token"
+            tokens[name] = accounts.create_api_token(db, user, label)[1]
+    return tokens
+
+
+def _alices_objects(alice: TestClient, app: Any) -> Owned:
+    assert link(alice, MAILBOX).status_code == 303
+    waiting = finish_at_provider(
+        alice, start_link(alice, "alice.other@gmail.test"), "alice.elsewhere@gmail.test"
+    )
+    confirm = re.search(r'action="/mailboxes/link/(\d+)/confirm"', waiting.text)
+    assert confirm, waiting.text
+    at_provider = start_link(alice, MAILBOX).headers["location"]
+    pending_state = dict(parse_qsl(urlsplit(at_provider).query))["state"]
+    with session_scope(app.state.session_factory) as db:
+        endpoint = webhooks.create_endpoint(
+            db,
+            app.state.connections.box,
+            Tenants._user(db, "ada"),
+            url="http://127.0.0.1:9/ada-hook",  # an address literal: no DNS look-up
+            events=["campaign.started"],
+            description=WEBHOOK,
+            allow_private=True,
+        )
+        user = Tenants._user(db, "alice")
+        mailbox_id = db.scalars(select(Mailbox.id).where(Mailbox.email == MAILBOX)).one()
+        campaign = service.create_campaign(
+            db,
+            user,
+            name=CAMPAIGN_NAME,
+            mailbox_id=mailbox_id,
+            steps=[service.StepIn(SUBJECT, "Hello {{ first_name }}")],
+        )
+        recipients.add_recipients(
+            db, user, campaign.id, [recipients.RecipientIn(RECIPIENT, first_name="Zed")]
+        )
+        enrollment_id = db.scalars(
+            select(Enrollment.id).where(Enrollment.campaign_id == campaign.id)
+        ).one()
+        token_id = accounts.list_api_tokens(db, user)[0].id
+        return Owned(
+            campaign_id=campaign.id,
+            enrollment_id=enrollment_id,
+            mailbox_id=mailbox_id,
+            token_id=token_id,
+            attempt_id=int(confirm.group(1)),
+            endpoint_id=endpoint.id,
+            pending_state=pending_state,
+        )
+
+
+@pytest.fixture
+def security_settings(database: Database, sandbox: Sandbox) -> Settings:
+    return make_settings(
+        database.url, sandbox=True, sandbox_url=sandbox.url, dns_timeout_seconds=0.3
+    )
+
+
+@pytest.fixture
+def tenants(security_settings: Settings, engine: Engine) -> Iterator[Tenants]:
+    with TestClient(create_app(security_settings, engine=engine)) as admin:
+        create_first_account(admin)
+        app: Any = admin.app
+        factory: sessionmaker[Session] = app.state.session_factory
+        tokens = _add_users(factory)
+        alice = _sign_in(app, "alice@example.com")
+        owned = _alices_objects(alice, app)
+        yield Tenants(
+            app=app,
+            factory=factory,
+            ada=Identity("ada (workspace admin)", admin, tokens["ada"]),
+            alice=Identity("alice", alice, tokens["alice"]),
+            bob=Identity("bob (same workspace)", _sign_in(app, "bob@example.com"), tokens["bob"]),
+            carol=Identity(
+                "carol (admin of another workspace)",
+                _sign_in(app, "carol@example.com"),
+                tokens["carol"],
+            ),
+            anonymous=Identity("anonymous", TestClient(app), ""),
+            owned=owned,
+        )

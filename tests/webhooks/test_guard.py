@@ -1,0 +1,111 @@
+"""Only http(s) to public addresses: refused at registration, at delivery, and on redirect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from sendwell.app import create_app
+from sendwell.webhooks.delivery import DeliveryPolicy
+from sendwell.webhooks.guard import UnsafeDestination, resolve_destination
+from tests.dispatch.conftest import World
+from tests.webhooks.conftest import FAST, Receiver, admin_token, deliverer, register
+
+REFUSED = [
+    ("http://127.0.0.1/hook", "loopback, private or reserved"),
+    ("http://localhost:8080/hook", "loopback, private or reserved"),
+    ("http://10.1.2.3/hook", "loopback, private or reserved"),
+    ("http://192.168.0.10/hook", "loopback, private or reserved"),
+    ("http://172.16.5.4/hook", "loopback, private or reserved"),
+    ("http://169.254.169.254/latest/meta-data", "loopback, private or reserved"),
+    ("http://100.64.0.1/hook", "loopback, private or reserved"),
+    ("http://0.0.0.0/hook", "loopback, private or reserved"),
+    ("http://[::1]/hook", "loopback, private or reserved"),
+    ("http://[::ffff:127.0.0.1]/hook", "loopback, private or reserved"),
+    ("http://[fd00::1]/hook", "loopback, private or reserved"),
+    ("ftp://example.com/hook", "must start with https:// or http://"),
+    ("file:///etc/passwd", "must start with https:// or http://"),
+    ("gopher://example.com/", "must start with https:// or http://"),
+    ("https:///no-host", "has no host name"),
+    ("https://user:password@example.com/hook", "no user name or password"),
+    ("https://example.com:99999/hook", "port is not a number"),
+]
+
+
+@pytest.mark.parametrize(("url", "why"), REFUSED)
+def test_unsafe_urls_are_refused(url: str, why: str) -> None:
+    with pytest.raises(UnsafeDestination, match=why):
+        resolve_destination(url, allow_private=False)
+
+
+def test_a_public_address_is_pinned_and_keeps_its_host_header() -> None:
+    destination = resolve_destination("https://93.184.215.14:8443/in?x=1", allow_private=False)
+    assert destination.pinned_url() == "https://93.184.215.14:8443/in?x=1"
+    assert destination.host_header() == "93.184.215.14:8443"
+
+
+def test_private_addresses_are_allowed_only_when_the_setting_says_so() -> None:
+    destination = resolve_destination("http://localhost:9/hook", allow_private=True)
+    assert destination.address.is_loopback
+
+
+def test_the_api_refuses_a_private_endpoint_without_the_setting(
+    world: World, engine: Engine
+) -> None:
+    strict = world.settings.model_copy(update={"webhooks_allow_private": False})
+    with TestClient(create_app(strict, engine=engine)) as client:
+        response = client.post(
+            "/api/v1/webhooks",
+            json={"url": "http://127.0.0.1:9/hook", "events": ["campaign.started"]},
+            headers={"Authorization": f"Bearer {admin_token(world)}"},
+        )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "unsafe_webhook_url"
+    assert "127.0.0.1" in error["message"]
+
+
+def test_a_delivery_to_a_private_address_is_refused_and_logged(
+    world: World, receiver: Receiver
+) -> None:
+    endpoint = register(world, f"{receiver.url}/hook", ["campaign.started"])
+    world.campaign([("Hi", "Hello", 0)], ["ann@example.com"])
+    strict = DeliveryPolicy(allow_private=False, retry_for=FAST.retry_for)
+    assert deliverer(world, strict).deliver_due() == 1
+
+    assert receiver.received == []
+    (delivery,) = deliveries(world, endpoint["id"])
+    assert delivery["status"] == "pending"
+    (attempt,) = delivery["attempt_log"]
+    assert not attempt["succeeded"]
+    assert attempt["status_code"] is None
+    assert attempt["error"].startswith("Refused: 127.0.0.1 resolves to 127.0.0.1")
+
+
+def test_redirects_are_not_followed(world: World, receiver: Receiver) -> None:
+    endpoint = register(world, f"{receiver.url}/hook", ["campaign.started"])
+    receiver.redirect_next(f"{receiver.url}/elsewhere")
+    world.campaign([("Hi", "Hello", 0)], ["ann@example.com"])
+    deliverer(world, FAST).deliver_due()
+
+    assert [r.path for r in receiver.received] == ["/hook", "/hook"]
+    (delivery,) = deliveries(world, endpoint["id"])
+    assert delivery["status"] == "delivered"
+    first, second = delivery["attempt_log"]
+    assert first["status_code"] == 302
+    assert not first["succeeded"]
+    assert "redirects are not followed" in first["error"]
+    assert second["succeeded"]
+
+
+def deliveries(world: World, endpoint_id: int) -> list[dict[str, Any]]:
+    response = world.client.get(
+        f"/api/v1/webhooks/{endpoint_id}/deliveries",
+        headers={"Authorization": f"Bearer {admin_token(world)}"},
+    )
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found
