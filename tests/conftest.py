@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -30,6 +31,9 @@ PG_ADMIN_URL = os.environ.get(
     "SENDWELL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 STRONG_PASSWORD = "correct horse battery staple"
+# The test mail servers (aiosmtpd) log every command from their own threads, which outlive a
+# test's captured output; their chatter says nothing the tests do not check.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @dataclass

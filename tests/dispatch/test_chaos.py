@@ -13,18 +13,31 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
-from sqlalchemy import make_url, update
+import pytest
+from sqlalchemy import event, make_url, select, update
 
+from sendwell.campaigns import service
 from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
-from sendwell.models import CampaignStatus, LedgerStatus, Mailbox, SendLedger
+from sendwell.kit.errors import Conflict
+from sendwell.models import (
+    Campaign,
+    CampaignEvent,
+    CampaignStatus,
+    LedgerStatus,
+    Mailbox,
+    SendLedger,
+    User,
+)
 from tests.conftest import Database
 from tests.dispatch.conftest import SENDER, World
 from tests.dispatch.test_workers import (
+    ONE_STEP,
     OTHER_SENDER,
     TWO_STEPS,
     Workers,
@@ -142,3 +155,53 @@ def test_workers_killed_at_random_while_faults_and_cut_connections_lose_and_doub
         )
         time.sleep(1)  # a duplicate sent late would show up now
         assert_exactly_once(world, emails, steps=2, senders=(SENDER, OTHER_SENDER))
+
+
+def test_a_pause_that_loses_a_race_with_a_resume_still_pauses(
+    world: World, database: Database
+) -> None:
+    """Three requests at once: pause A commits first, pause B's compare-and-set then finds the
+    campaign paused (no row), and a resume commits before B looks again. B must not answer
+    "paused" over an active campaign: its pause takes effect (or is refused)."""
+    if database.backend == "sqlite":
+        pytest.skip("SQLite serializes writers: B's write lock keeps the resume out")
+    campaign_id = world.campaign(ONE_STEP, recipients(1), start_delay_minutes=60)
+    url = make_url(database.url).set(drivername="postgresql")
+    other = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+    moves = iter(("paused", "active"))  # pause A lands before B's update, the resume after
+    engine = world.factory.kw["bind"]
+
+    def meddle(*_args: object) -> None:
+        statement = str(_args[2])
+        if statement.startswith("UPDATE campaigns SET status"):
+            status = next(moves, None)
+            if status is not None:
+                other.execute(
+                    "UPDATE campaigns SET status = %s WHERE id = %s", (status, campaign_id)
+                )
+
+    event.listen(engine, "before_cursor_execute", meddle)
+    event.listen(engine, "after_cursor_execute", meddle)
+    try:
+        with session_scope(world.factory) as db:
+            user = db.scalars(select(User)).one()
+            with suppress(Conflict):  # refusing is as good as pausing
+                service.pause(db, user, campaign_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", meddle)
+        event.remove(engine, "after_cursor_execute", meddle)
+        other.close()
+    with session_scope(world.factory) as db:
+        campaign = db.get(Campaign, campaign_id)
+        assert campaign is not None
+        kinds = list(
+            db.scalars(
+                select(CampaignEvent.kind)
+                .where(CampaignEvent.campaign_id == campaign_id)
+                .order_by(CampaignEvent.id)
+            )
+        )
+    if kinds[-1] == "paused":
+        assert campaign.status is CampaignStatus.PAUSED, kinds
+    else:
+        assert campaign.status is CampaignStatus.ACTIVE, kinds

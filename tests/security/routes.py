@@ -160,8 +160,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         form=lambda o: {"url": "http://127.0.0.1:9/probe", "events": "campaign.started"}
     ),
     ("GET", "/messaging/webhooks/{endpoint_id}"): obj(owner="ada"),
-    ("POST", "/messaging/webhooks/{endpoint_id}/enable"): obj(owner="ada"),
-    ("POST", "/messaging/webhooks/{endpoint_id}/disable"): obj(owner="ada"),
+    ("POST", "/messaging/webhooks/{endpoint_id}/{switch}"): obj(
+        owner="ada", fills=({"switch": "enable"}, {"switch": "disable"})
+    ),
     ("POST", "/messaging/webhooks/{endpoint_id}/delete"): obj(owner="ada"),
     ("GET", "/metrics"): Case("public", why="its own bearer token (SENDWELL_METRICS_TOKEN)"),
     # The JSON API

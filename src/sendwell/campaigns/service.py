@@ -31,6 +31,8 @@ MAX_STEPS = 20
 MAX_DELAY_MINUTES = 365 * 24 * 60
 MAX_BODY_LENGTH = 100_000
 MAX_START_DELAY_MINUTES = 30 * 24 * 60
+# A status change lost to simultaneous requests is tried again this often, then refused.
+TRANSITION_ATTEMPTS = 3
 
 STATUS_LABELS = {
     CampaignStatus.DRAFT: "Draft",
@@ -375,15 +377,25 @@ def _transition(
     """Compare-and-set the status, so two simultaneous requests cannot both take effect."""
     allowed, to, _refusal = TRANSITIONS[action]
     _require(campaign, action)
-    result = db.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign.id, Campaign.status.in_(allowed))
-        .values(status=to, pause_reason=pause_reason, status_changed_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    for _attempt in range(TRANSITION_ATTEMPTS):
+        result = db.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id, Campaign.status.in_(allowed))
+            .values(status=to, pause_reason=pause_reason, status_changed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            break
+        # Another request changed the status first: refused if that makes this one wrong;
+        # else it was changed back meanwhile (a resume between two pauses), so set it again
+        # rather than record an event for a change that did not happen.
         db.refresh(campaign)
         _require(campaign, action)
+    else:
+        raise Conflict(
+            "The campaign is being changed by another request. Try again.",
+            code="concurrent_change",
+        )
     db.refresh(campaign)
     record_event(
         db,

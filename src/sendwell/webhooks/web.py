@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
@@ -84,50 +86,6 @@ def endpoint_page(
     )
 
 
-@router.post(WEBHOOKS_TAB + "/{endpoint_id}/enable")
-def enable_endpoint(
-    request: Request,
-    endpoint_id: int,
-    user: User = Depends(current_user),
-    db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
-    settings: Settings = Depends(get_settings),
-) -> Response:
-    service.update_endpoint(
-        db,
-        conn.box,
-        user,
-        endpoint_id,
-        enabled=True,
-        allow_private=settings.webhooks_allow_private,
-    )
-    return redirect_with_flash(
-        request, f"{WEBHOOKS_TAB}/{endpoint_id}", "Endpoint enabled; waiting events go out now."
-    )
-
-
-@router.post(WEBHOOKS_TAB + "/{endpoint_id}/disable")
-def disable_endpoint(
-    request: Request,
-    endpoint_id: int,
-    user: User = Depends(current_user),
-    db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
-    settings: Settings = Depends(get_settings),
-) -> Response:
-    service.update_endpoint(
-        db,
-        conn.box,
-        user,
-        endpoint_id,
-        enabled=False,
-        allow_private=settings.webhooks_allow_private,
-    )
-    return redirect_with_flash(
-        request, f"{WEBHOOKS_TAB}/{endpoint_id}", "Endpoint disabled; events wait until enabled."
-    )
-
-
 @router.post(WEBHOOKS_TAB + "/{endpoint_id}/delete")
 def delete_endpoint(
     request: Request,
@@ -160,3 +118,33 @@ def _list_page(
         },
         status_code=status_code,
     )
+
+
+SWITCHED = {
+    "enable": "Endpoint enabled; deliveries that were waiting go out now.",
+    "disable": (
+        "Endpoint disabled. Deliveries already waiting are held until you enable it again; "
+        "events from now on are not sent to it."
+    ),
+}
+
+
+@router.post(WEBHOOKS_TAB + "/{endpoint_id}/{switch}")
+def switch_endpoint(
+    request: Request,
+    endpoint_id: int,
+    switch: Literal["enable", "disable"],
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+    settings: Settings = Depends(get_settings),
+) -> Response:
+    service.update_endpoint(
+        db,
+        conn.box,
+        user,
+        endpoint_id,
+        enabled=switch == "enable",
+        allow_private=settings.webhooks_allow_private,
+    )
+    return redirect_with_flash(request, f"{WEBHOOKS_TAB}/{endpoint_id}", SWITCHED[switch])
