@@ -30,6 +30,8 @@ from sendwell.db import make_engine
 SEND_FAULTS = ("drop_after_accept", "timeout", "server_error", "rate_limit")
 # Google answers a rate limit with a 30 s wait: rarer than the others, or a run stalls.
 FAULT_WEIGHTS = (4, 3, 3, 1)
+# Faults are queued only for campaigns with less than this share of their messages sent.
+FAULTS_UNTIL = 0.7
 
 
 @dataclass(frozen=True)
@@ -57,17 +59,17 @@ class Profile:
     def full(cls) -> Profile:
         return cls(
             quick=False,
-            mailboxes=6,
-            recipients=200,
+            mailboxes=8,
+            recipients=150,
             steps=2,
             kills=24,
             workers=3,
-            sqlite_mailboxes=3,
-            sqlite_recipients=100,
+            sqlite_mailboxes=6,
+            sqlite_recipients=50,
             sqlite_kills=8,
             fault_mailboxes=4,
-            fault_recipients=150,
-            faults=60,
+            fault_recipients=200,
+            faults=48,
             hammer_recipients=250,
             hammer_clients=12,
             hammer_seconds=20,
@@ -186,7 +188,7 @@ def postgres_kills(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
         f"PostgreSQL {cluster.version().split()[0]} (private cluster), {profile.workers} workers",
         f"{profile.mailboxes} mailboxes, one {profile.steps}-step campaign each "
         f"({profile.recipients} recipients), {profile.workers} `sendwell worker` processes "
-        "beside `sendwell serve --no-dispatcher`. After a random 30-90 further sends (or 1-4 "
+        "beside `sendwell serve --no-dispatcher`. After a random 30-90 further sends (or 1.5-6 "
         "s when sending stalls) a random worker is SIGKILLed and a new one started at once "
         "(a kill may hit one still starting). After a third of the kills one backend of the "
         "database is cut with `pg_terminate_backend`; after two "
@@ -202,7 +204,7 @@ def postgres_kills(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
         rig.start_all()
         arrived_at_kill: list[int] = []
         while rig.kills < profile.kills:
-            arrived_at_kill.append(rig.moment((30, 90), (1.0, 4.0)))
+            arrived_at_kill.append(rig.moment((30, 90), (1.5, 6.0)))
             rig.kill_random("worker")
             rig.start_worker()
             if rig.kills == profile.kills // 3:
@@ -212,9 +214,7 @@ def postgres_kills(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
             if rig.kills == 2 * profile.kills // 3:
                 cluster.restart()
                 result.restarts["PostgreSQL"] = 1
-        result.notes.append(
-            f"sends accepted by the sandbox at each kill: {arrived_at_kill} (of {rig.due} due)"
-        )
+        result.notes.append(kill_moments(arrived_at_kill, rig.due))
         result.finish(rig, began, rig.wait_completed(profile.settle_seconds))
     return result
 
@@ -225,7 +225,7 @@ def sqlite_serve_kills(profile: Profile, folder: Path, seed: int) -> Result:
         "SQLite, one `sendwell serve` sending",
         f"{profile.sqlite_mailboxes} mailboxes, one 2-step campaign each "
         f"({profile.sqlite_recipients} recipients), sent by the dispatcher inside one "
-        "`sendwell serve` on SQLite. After a random 20-60 further sends (or 2-5 s when "
+        "`sendwell serve` on SQLite. After a random 20-60 further sends (or 3-12 s when "
         "sending stalls) the server is SIGKILLed and started again on the same port and "
         "database; the driver's API calls wait for it.",
     )
@@ -238,14 +238,20 @@ def sqlite_serve_kills(profile: Profile, folder: Path, seed: int) -> Result:
         rig.start_all()
         arrived_at_kill: list[int] = []
         while rig.kills < profile.sqlite_kills:
-            arrived_at_kill.append(rig.moment((20, 60), (2.0, 5.0)))
+            arrived_at_kill.append(rig.moment((20, 60), (3.0, 12.0)))
             rig.kill_random("server")
             rig.start_server()
-        result.notes.append(
-            f"sends accepted by the sandbox at each kill: {arrived_at_kill} (of {rig.due} due)"
-        )
+        result.notes.append(kill_moments(arrived_at_kill, rig.due))
         result.finish(rig, began, rig.wait_completed(profile.settle_seconds))
     return result
+
+
+def kill_moments(arrived: list[int], due: int) -> str:
+    during = sum(1 for count in arrived if count < due)
+    return (
+        f"{during} of {len(arrived)} kills came while messages were still due; sends the "
+        f"sandbox had accepted at each kill: {', '.join(map(str, arrived))} (of {due})"
+    )
 
 
 def faults_and_relink(profile: Profile, cluster: Cluster, folder: Path, seed: int) -> Result:
@@ -254,7 +260,8 @@ def faults_and_relink(profile: Profile, cluster: Cluster, folder: Path, seed: in
         "PostgreSQL (private cluster), 2 workers",
         f"{profile.fault_mailboxes} mailboxes, one 2-step campaign each "
         f"({profile.fault_recipients} recipients), two workers. Every 0.3-1.2 s one send "
-        "fault is queued at the sandbox for a random mailbox (drop_after_accept: stored but "
+        "fault is queued at the sandbox for a random mailbox whose campaign has less than "
+        f"{FAULTS_UNTIL:.0%} of its messages sent (drop_after_accept: stored but "
         "the answer cut; timeout: held "
         f"{SANDBOX_TIMEOUT_SECONDS:.0f} s, longer than Sendwell waits, and not stored; "
         "server_error: 500; rate_limit: 429 with a retry time); every tenth fault a worker "
@@ -276,7 +283,14 @@ def faults_and_relink(profile: Profile, cluster: Cluster, folder: Path, seed: in
         injected = 0
         while injected < profile.faults:
             rig.pause(0.3, 1.2)
-            mailbox = rig.rng.choice(list(mailboxes))
+            candidates = busy_mailboxes(rig)
+            if not candidates:
+                result.notes.append(
+                    f"faults stopped after {injected}: every campaign was past "
+                    f"{FAULTS_UNTIL:.0%} of its sends"
+                )
+                break
+            mailbox = rig.rng.choice(candidates)
             fault = rig.rng.choices(SEND_FAULTS, FAULT_WEIGHTS)[0]
             rig.sandbox("faults", {"mailbox": mailbox, "fault": fault, "count": 1})
             rig.faults[fault] += 1
@@ -289,6 +303,18 @@ def faults_and_relink(profile: Profile, cluster: Cluster, folder: Path, seed: in
                 rig.faults["revoke + relink"] += 1
         result.finish(rig, began, rig.wait_completed(profile.settle_seconds))
     return result
+
+
+def busy_mailboxes(rig: Rig) -> list[str]:
+    """Mailboxes whose campaign has most of its sends still to go. A fault is queued at the
+    sandbox for the mailbox's next send, so one queued near the end would hit the last few
+    recipients over and over until the engine gives up on them (after five attempts)."""
+    sent = {int(c["id"]): int(c["counts"]["sent"]) for c in rig.call("GET", "/campaigns")}
+    return [
+        plan.address
+        for plan in rig.plans.values()
+        if sent.get(plan.campaign_id, 0) < FAULTS_UNTIL * len(plan.emails) * plan.steps
+    ]
 
 
 def revoke_and_relink(rig: Rig, mailbox: str, ids: dict[str, int]) -> str:
