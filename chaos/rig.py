@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 from bench.common import BenchError
 from bench.stack import Stack, answers, parse_moment
+from sqlalchemy import select
 
+from sendwell.models import CampaignEvent
 from sendwell.providers.base import TAG_HEADER
 
 # Short leases and a short settle grace, so a killed process's work comes back within a
@@ -215,7 +217,8 @@ class Rig:
             if name.startswith("worker"):
                 self.start_worker()
             elif name.startswith("server"):
-                self.start_server(dispatcher="--no-dispatcher" not in proc.args)  # type: ignore[operator]
+                args = proc.args if isinstance(proc.args, list) else []
+                self.start_server(dispatcher="--no-dispatcher" not in args)
             else:
                 raise BenchError(f"{name} exited with {proc.returncode}")
 
@@ -302,6 +305,17 @@ class Rig:
             unexpected=len(unexpected),
             examples=examples,
         )
+
+    def events(self, campaign_id: int) -> list[tuple[float, str, bool]]:
+        """The campaign's whole events log, oldest first: (moment, kind, by a user). Read from
+        the database, as the API lists only the newest 200."""
+        with self.stack.db.engine.connect() as connection:
+            rows = connection.execute(
+                select(CampaignEvent.at, CampaignEvent.kind, CampaignEvent.actor_id)
+                .where(CampaignEvent.campaign_id == campaign_id)
+                .order_by(CampaignEvent.at, CampaignEvent.id)
+            ).all()
+        return [(at.timestamp(), str(kind), actor is not None) for at, kind, actor in rows]
 
     def failed_recipients(self) -> int:
         """Recipients the engine gave up on (counted in the campaign, not silently lost)."""

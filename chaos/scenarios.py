@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 from bench.common import BenchError
-from bench.stack import Database, Processes, Stack, database, parse_moment
+from bench.stack import Database, Processes, Stack, database
 
 from chaos.cluster import Cluster
 from chaos.rig import SANDBOX_TIMEOUT_SECONDS, SETTINGS, Rig, Tally
@@ -420,12 +420,11 @@ def check_pauses(rig: Rig, requests: list[Request], result: Result) -> None:
     arrivals = rig.arrivals()
     windows = 0
     for campaign_id in rig.plans:
-        events = [
-            (parse_moment(str(e["at"])), str(e["kind"]), e["actor_id"] is not None)
-            for e in rig.call("GET", f"/campaigns/{campaign_id}/events")
+        transitions = [
+            e
+            for e in rig.events(campaign_id)
+            if e[1] in ("started", "paused", "resumed", "completed")
         ]
-        events.sort(key=lambda e: e[0])
-        transitions = [e for e in events if e[1] in ("started", "paused", "resumed", "completed")]
         state = "draft"
         allowed = {
             "started": {"draft"},

@@ -135,6 +135,9 @@ def browser_page() -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context()
         page = context.new_page()
+        # Keyboard tests check focus: a page the browser does not consider in front can
+        # report its focused element as inactive on a busy machine.
+        page.bring_to_front()
         yield page
         context.close()
         browser.close()

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
@@ -205,3 +206,40 @@ def test_a_pause_that_loses_a_race_with_a_resume_still_pauses(
         assert campaign.status is CampaignStatus.PAUSED, kinds
     else:
         assert campaign.status is CampaignStatus.ACTIVE, kinds
+
+
+@pytest.mark.parametrize("sender", [SENDER, "bea@contoso.outlook.test"])
+def test_a_dropped_answer_is_found_in_sent_after_many_newer_sends(
+    world: World, database: Database, sender: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send whose answer was lost is settled only after its grace; a busy mailbox (no gap
+    between sends) sends 150 more meanwhile. The search through Sent must reach back to
+    when it was claimed, not stop at the newest 100, or it is sent a second time."""
+    if database.backend == "postgresql":
+        pytest.skip("the search through Sent does not depend on the database")
+    if sender != SENDER:
+        link(world.client, sender)
+        # Not waiting for each copy in Sent Items: their ids are learnt afterwards.
+        monkeypatch.setattr(world.connections.provider("microsoft"), "sent_poll_delays", ())
+    emails = recipients(151)
+    campaign_id = world.campaign(ONE_STEP, emails, sender=sender)
+    world.sandbox.admin("faults", {"mailbox": sender, "fault": "drop_after_accept", "count": 1})
+    dispatcher = world.dispatcher(settle_grace=timedelta(hours=1))
+    dispatcher.run_until_idle()
+    assert len(world.sent(sender)) == 151
+    assert campaign_status(world, campaign_id) is CampaignStatus.ACTIVE, "one is unsettled"
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(SendLedger)
+            .where(SendLedger.status == LedgerStatus.UNKNOWN)
+            .values(lease_until=utcnow() - timedelta(seconds=1))  # the grace is over
+        )
+    dispatcher.run_until_idle()
+    ledger = world.ledger(campaign_id)
+    # Settled as sent through Sent, not put back in line to be handed over again.
+    assert {row.status for row in ledger} == {LedgerStatus.SENT}
+    assert {row.attempts for row in ledger} == {1}
+    tags = Counter(str(m["headers"].get("X-Sendwell-Send-Id", "")) for m in world.sent(sender))
+    assert len(world.sent(sender)) == 151, "the dropped answer's message was sent again"
+    assert set(tags.values()) == {1}
+    assert campaign_status(world, campaign_id) is CampaignStatus.COMPLETED

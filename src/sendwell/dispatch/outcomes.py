@@ -259,25 +259,28 @@ class Outcomes:
                 log.info("claim_expired", ledger_id=row.id, worker=row.worker)
                 self._back_in_line(db, row)
 
-    def _find_sent(self, mailbox_id: int, tag: str) -> SentMessage | None:
-        """Our tagged message in the mailbox's Sent folder, if it is there."""
+    def _find_sent(self, mailbox_id: int, tag: str, since: datetime | None) -> SentMessage | None:
+        """Our tagged message in the mailbox's Sent folder, if it is there: every message
+        since the send was claimed is looked at, however busy the mailbox was meanwhile."""
         with session_scope(self.factory) as db:
             mailbox = db.get(Mailbox, mailbox_id)
             provider_name = mailbox.provider if mailbox else ""
         provider = self.conn.provider(provider_name)
 
         def look(token: str) -> SentMessage | None:
-            return provider.find_sent(token, tag)
+            return provider.find_sent(token, tag, since)
 
         return with_access_token(self.factory, self.conn, mailbox_id, look)
 
     def settle_unknown(self) -> None:
         """Look for every unsettled send in Sent: found means sent, absent means not sent."""
         with session_scope(self.factory) as db:
-            pending = [(r.id, r.mailbox_id, r.tag) for r in repo.unsettled(db, utcnow())]
-        for ledger_id, mailbox_id, tag in pending:
+            pending = [
+                (r.id, r.mailbox_id, r.tag, r.claimed_at) for r in repo.unsettled(db, utcnow())
+            ]
+        for ledger_id, mailbox_id, tag, claimed_at in pending:
             try:
-                found = self._find_sent(mailbox_id, tag)
+                found = self._find_sent(mailbox_id, tag, claimed_at)
             except (ProviderError, SendwellError) as error:
                 with session_scope(self.factory) as db:
                     row = db.get(SendLedger, ledger_id)
@@ -309,10 +312,12 @@ class Outcomes:
         """Learn the real Message-ID of sends the host accepted without saying where."""
         now = utcnow()
         with session_scope(self.factory) as db:
-            rows = [(r.id, r.mailbox_id, r.tag) for r in repo.missing_metadata(db, now)]
-        for ledger_id, mailbox_id, tag in rows:
+            rows = [
+                (r.id, r.mailbox_id, r.tag, r.claimed_at) for r in repo.missing_metadata(db, now)
+            ]
+        for ledger_id, mailbox_id, tag, claimed_at in rows:
             try:
-                found = self._find_sent(mailbox_id, tag)
+                found = self._find_sent(mailbox_id, tag, claimed_at)
             except (ProviderError, SendwellError):
                 found = None
             with session_scope(self.factory) as db:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 # Our own header on every message we send, found again in the Sent folder after a crash.
 TAG_HEADER = "X-Sendwell-Send-Id"
+# How far our clock and the host's may disagree when Sent is searched back to a moment.
+SENT_CLOCK_SLACK = timedelta(minutes=1)
 
 
 class ProviderName(enum.StrEnum):
@@ -121,8 +123,15 @@ class MailProvider(Protocol):
         """Send a complete RFC 5322 message carrying our tag header; learn where it landed."""
         ...
 
-    def find_sent(self, access_token: str, tag: str) -> SentMessage | None:
-        """Look for a message with our tag in the Sent folder (reconciling unknown outcomes)."""
+    def find_sent(
+        self, access_token: str, tag: str, since: datetime | None = None
+    ) -> SentMessage | None:
+        """Look for a message with our tag in the Sent folder (reconciling unknown outcomes).
+
+        With `since` (when the send was claimed), every message sent since then (less
+        `SENT_CLOCK_SLACK`) is looked at, however many there are, so None means it is not
+        there; without it, only the newest few are.
+        """
         ...
 
     def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:

@@ -12,6 +12,7 @@ import httpx
 
 from sendwell.providers import oauth
 from sendwell.providers.base import (
+    SENT_CLOCK_SLACK,
     AdminApprovalRequired,
     AuthRevoked,
     ConsentDeclined,
@@ -210,20 +211,25 @@ class GoogleProvider:
             headers = {}
         return SentMessage(message_id, thread, headers.get("message-id", ""))
 
-    def find_sent(self, access_token: str, tag: str) -> SentMessage | None:
+    def find_sent(
+        self, access_token: str, tag: str, since: datetime | None = None
+    ) -> SentMessage | None:
+        oldest = since - SENT_CLOCK_SLACK if since is not None else None
         page_token = ""
         scanned = 0
-        while scanned < SENT_SCAN_LIMIT:
+        while oldest is not None or scanned < SENT_SCAN_LIMIT:
             params = {"labelIds": "SENT", "maxResults": "50"}
             if page_token:
                 params["pageToken"] = page_token
             listing = self._get(access_token, "/messages", params)
             for item in listing.get("messages", []):
-                headers = self._headers_of(
+                body, headers = self._metadata(
                     access_token, item["id"], ("X-Sendwell-Send-Id", "Message-ID")
                 )
                 if headers.get("x-sendwell-send-id") == tag:
                     return SentMessage(item["id"], item["threadId"], headers.get("message-id", ""))
+                if oldest is not None and _internal_date(body) < oldest:
+                    return None  # newest first: everything since the claim was looked at
                 scanned += 1
             page_token = str(listing.get("nextPageToken", ""))
             if not page_token:
@@ -343,6 +349,10 @@ class GoogleProvider:
         if response.is_success:
             return json_body(response)
         raise _api_error(response)
+
+
+def _internal_date(body: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(body["internalDate"]) / 1000, UTC)
 
 
 def _bearer(access_token: str) -> dict[str, str]:

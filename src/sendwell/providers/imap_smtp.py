@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 from email.parser import BytesHeaderParser
 from typing import TypeVar
 
@@ -94,8 +95,11 @@ class ImapSmtpProvider:
         self._file_in_sent(login, mime, tag)
         return SentMessage(message_id, thread_id or message_id, message_id)
 
-    def find_sent(self, access_token: str, tag: str) -> SentMessage | None:
-        """Our message with this tag in Sent (IMAP SEARCH HEADER), or None."""
+    def find_sent(
+        self, access_token: str, tag: str, since: datetime | None = None
+    ) -> SentMessage | None:
+        """Our message with this tag in Sent (IMAP SEARCH HEADER searches the whole folder,
+        so `since` is not needed), or None."""
         login = ServerLogin.from_credential(access_token)
         return self._timed("imap_find_sent", lambda: self._find_in_sent(login, tag))
 

@@ -15,6 +15,7 @@ import httpx
 
 from sendwell.providers import oauth
 from sendwell.providers.base import (
+    SENT_CLOCK_SLACK,
     TAG_HEADER,
     AdminApprovalRequired,
     AuthRevoked,
@@ -202,8 +203,15 @@ class MicrosoftProvider:
                 return found
         return SentMessage("", "", "")
 
-    def find_sent(self, access_token: str, tag: str) -> SentMessage | None:
-        params = {"$select": SENT_SELECT, "$orderby": "sentDateTime desc", "$top": "50"}
+    def find_sent(
+        self, access_token: str, tag: str, since: datetime | None = None
+    ) -> SentMessage | None:
+        oldest = since - SENT_CLOCK_SLACK if since is not None else None
+        params = {
+            "$select": SENT_SELECT + ",sentDateTime",
+            "$orderby": "sentDateTime desc",
+            "$top": "50",
+        }
         listing = self._messages(access_token, "sentitems", params)
         for scanned, item in enumerate(listing, start=1):
             if _headers(item).get(TAG_HEADER.lower()) == tag:
@@ -212,7 +220,10 @@ class MicrosoftProvider:
                     str(item.get("conversationId", "")),
                     str(item.get("internetMessageId", "")),
                 )
-            if scanned >= SENT_SCAN_LIMIT:
+            if oldest is not None:
+                if _sent_at(item) < oldest:
+                    break  # newest first: everything since the claim was looked at
+            elif scanned >= SENT_SCAN_LIMIT:
                 break
         return None
 
@@ -287,6 +298,10 @@ class MicrosoftProvider:
             page = self._get(access_token, url, query)
             yield from (item for item in page.get("value", []) if isinstance(item, dict))
             url, query = page.get("@odata.nextLink"), None
+
+
+def _sent_at(item: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(item["sentDateTime"]).replace("Z", "+00:00"))
 
 
 def _bearer(access_token: str) -> dict[str, str]:
