@@ -3,6 +3,9 @@ campaign per mailbox sends, send faults queued at the sandbox and, on PostgreSQL
 backend of the test's own database cut with `pg_terminate_backend`. Nothing is lost, nothing
 goes out twice, every campaign completes. (No server is ever restarted here: `make chaos`
 does that to a private PostgreSQL cluster of its own.)
+
+Also the regression tests for what `make chaos` found (see docs/reliability.md): a send
+settled through a busy mailbox's Sent folder, and a pause that loses a race with a resume.
 """
 
 from __future__ import annotations

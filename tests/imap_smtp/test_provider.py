@@ -7,6 +7,7 @@ from email.utils import make_msgid
 
 import pytest
 
+from sendwell.metrics.process import PROCESS_REGISTRY
 from sendwell.providers.base import (
     AuthRevoked,
     ProviderError,
@@ -102,6 +103,22 @@ def test_a_changed_password_is_auth_revoked_on_both_servers(
         provider.list_inbound(token, None)
     assert on_imap.value.code == "imap_authenticationfailed"
     assert "[AUTHENTICATIONFAILED]" in on_imap.value.message
+
+
+def test_server_conversations_are_timed_and_refusals_counted(
+    provider: ImapSmtpProvider, mail: MailServers
+) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return PROCESS_REGISTRY.get_sample_value(name, {"provider": "imap", **labels}) or 0.0
+
+    timed = sample("sendwell_provider_request_seconds_count")
+    refused = sample("sendwell_provider_errors_total", type="smtp_535")
+    provider.send(credential(mail), message("ann@example.com", "counted"), tag="counted")
+    with pytest.raises(AuthRevoked):
+        provider.send(credential(mail, password="wrong"), message("ann@example.com", "t"), tag="t")
+    # The good send: SMTP, then IMAP for the copy in Sent; the refused one: SMTP only.
+    assert sample("sendwell_provider_request_seconds_count") == timed + 3
+    assert sample("sendwell_provider_errors_total", type="smtp_535") == refused + 1
 
 
 def test_an_unreachable_server_is_transient(provider: ImapSmtpProvider, mail: MailServers) -> None:

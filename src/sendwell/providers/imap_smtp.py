@@ -14,6 +14,7 @@ from email.parser import BytesHeaderParser
 from typing import TypeVar
 
 from sendwell.kit.logging import get_logger
+from sendwell.metrics.process import PROVIDER_ERRORS, PROVIDER_REQUEST_SECONDS, provider_label
 from sendwell.providers import imap_mailbox as imap_ops
 from sendwell.providers import smtp_submission
 from sendwell.providers.base import (
@@ -87,12 +88,12 @@ class ImapSmtpProvider:
         except smtp_submission.DataUnanswered as error:
             # The whole message reached the server; it is far likelier accepted than not.
             # Filing it in Sent lets reconciliation count it as sent: never twice.
-            self._file_in_sent(login, mime, tag)
+            self._keep_copy(login, mime, tag)
             raise OutcomeUnknown(
                 f"The SMTP server {login.smtp} received the whole message but its answer was lost.",
                 code="no_answer",
             ) from error
-        self._file_in_sent(login, mime, tag)
+        self._keep_copy(login, mime, tag)
         return SentMessage(message_id, thread_id or message_id, message_id)
 
     def find_sent(
@@ -141,27 +142,34 @@ class ImapSmtpProvider:
         )
         return SentMessage(message_id, references[0] if references else message_id, message_id)
 
-    def _file_in_sent(self, login: ServerLogin, mime: bytes, tag: str) -> None:
-        """Look for the host's own copy first; append ours only when there is none.
-
-        The message is already sent, so no failure here may reach the caller (a retry
-        would send it twice); it is logged instead.
-        """
+    def _keep_copy(self, login: ServerLogin, mime: bytes, tag: str) -> None:
+        """Make sure Sent holds the message. It is already sent, so no failure here may reach
+        the caller (a retry would send it twice); it is logged instead."""
         try:
-            with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
-                folder = imap_ops.sent_folder(imap)
-                imap_ops.select(imap, folder)
-                if imap_ops.search_uids(imap, "HEADER", TAG_HEADER, imap_ops.quoted(tag)):
-                    return
-                imap_ops.append(imap, folder, mime)
+            self._timed("imap_file_sent", lambda: self._file_in_sent(login, mime, tag))
         except ProviderError as error:
             log.warning("sent_copy_failed", code=error.code, reason=error.message)
 
+    def _file_in_sent(self, login: ServerLogin, mime: bytes, tag: str) -> None:
+        """Look for the host's own copy first; append ours only when there is none."""
+        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+            folder = imap_ops.sent_folder(imap)
+            imap_ops.select(imap, folder)
+            if imap_ops.search_uids(imap, "HEADER", TAG_HEADER, imap_ops.quoted(tag)):
+                return
+            imap_ops.append(imap, folder, mime)
+
     def _timed(self, call: str, action: Callable[[], T]) -> T:
+        """Run one server conversation, timed and counted like the HTTP providers' requests."""
         started = time.perf_counter()
+        label = provider_label(self.name.value)
         try:
             return action()
+        except ProviderError as error:
+            PROVIDER_ERRORS.labels(label, error.code).inc()
+            raise
         finally:
+            PROVIDER_REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
             log.debug(
                 "provider_call",
                 provider=self.name.value,
