@@ -90,6 +90,16 @@ def test_an_undefined_name_is_refused_with_a_hint() -> None:
     assert refused.value.status_code == 422
 
 
+def test_an_empty_signature_points_to_the_accounts_settings() -> None:
+    no_signature = templates.merge_fields({"first_name": "Grace"}, {**SENDER, "signature": ""})
+    with pytest.raises(TemplateProblem) as refused:
+        templates.render_text("Thanks,\n{{ signature }}", no_signature, "Step 1 body")
+    message = refused.value.message
+    assert message.startswith("Step 1 body: the sending account has no signature yet.")
+    assert "Email Settings" in message
+    assert "recipient" not in message
+
+
 def test_an_empty_standard_field_counts_as_missing() -> None:
     with pytest.raises(TemplateProblem, match=r"\{\{ first_name \}\}"):
         render("Hi {{ first_name }}", first_name="")

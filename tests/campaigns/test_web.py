@@ -307,3 +307,5 @@ def test_the_tab_lists_fifty_campaigns_a_page_newest_first(client: TestClient, d
     assert 'rel="next"' not in second
 
     assert names(client.get("/messaging/campaigns?page=9").text) == names(second)
+    for not_a_page in ("abc", "-1", "²"):
+        assert names(client.get(f"/messaging/campaigns?page={not_a_page}").text) == names(first)

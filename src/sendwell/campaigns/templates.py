@@ -146,10 +146,20 @@ def check_header_value(value: str, what: str) -> str:
     return value
 
 
+# Merge fields that come from the sending account, with the setting's name.
+SENDER_SETTINGS = {"sender_name": "sender name", "signature": "signature"}
+
+
 def _undefined_message(error: UndefinedError) -> str:
     text = str(error.message or "")
     if "is undefined" in text:
         name = text.split("'")[1] if "'" in text else text
+        if name in SENDER_SETTINGS:
+            return (
+                f"the sending account has no {SENDER_SETTINGS[name]} yet. Set it in the account's "
+                f"Email Settings (Settings tab), or give a default: "
+                f'{{{{ {name} | default("") }}}}.'
+            )
         return (
             f"the recipient has no value for {{{{ {name} }}}}. Add the column, or give a "
             f'default: {{{{ {name} | default("…") }}}}.'

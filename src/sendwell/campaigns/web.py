@@ -45,25 +45,26 @@ def messaging(_user: User = Depends(current_user)) -> Response:
 @router.get(CAMPAIGNS_TAB)
 def campaigns_tab(
     request: Request,
-    page: int = 1,
+    page: str = "1",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     total = repo.count_visible_campaigns(db, user)
     pages = max(1, -(-total // CAMPAIGNS_PAGE))
-    page = min(max(page, 1), pages)
+    # A page number that is not one (a hand-edited address) shows the first page.
+    page_number = min(max(int(page) if page.isascii() and page.isdigit() else 1, 1), pages)
     campaigns = repo.campaigns_page(
-        db, user, offset=(page - 1) * CAMPAIGNS_PAGE, limit=CAMPAIGNS_PAGE
+        db, user, offset=(page_number - 1) * CAMPAIGNS_PAGE, limit=CAMPAIGNS_PAGE
     )
     return render(
         request,
         "messaging/campaigns.html",
         {
             "tab": "campaigns",
-            "page": page,
+            "page": page_number,
             "pages": pages,
             "total": total,
-            "first": (page - 1) * CAMPAIGNS_PAGE + 1,
+            "first": (page_number - 1) * CAMPAIGNS_PAGE + 1,
             "campaigns": campaigns,
             "counts": repo.counts_for(db, [c.id for c in campaigns]),
             "status_label": service.status_label,
