@@ -244,7 +244,7 @@ def test_campaign_from_draft_to_sending_then_pause_and_resume_from_the_menu(
     )
     steps = page.get_by_role("region", name="Steps").get_by_role("listitem")
     expect(steps).to_have_count(2)
-    expect(steps.nth(1)).to_contain_text("1 days after step 1, as a reply in the same thread")
+    expect(steps.nth(1)).to_contain_text("1 day after step 1, as a reply in the same thread")
 
     # A spreadsheet's export: a byte-order mark, semicolons, a duplicate and an invalid row.
     import_csv(page, tmp_path, RECIPIENTS_CSV)
