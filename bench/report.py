@@ -39,13 +39,13 @@ class Machine:
     def describe(cls) -> Machine:
         return cls(
             cpus=os.cpu_count() or 0,
-            cpu_model=_proc_field("/proc/cpuinfo", "model name"),
-            memory=_memory(),
+            cpu_model=proc_field("/proc/cpuinfo", "model name"),
+            memory=memory_total(),
             python=platform.python_version(),
             postgres=postgres_version(),
             sqlite=sqlite3.sqlite_version,
             system=f"{platform.system()} {platform.release()}",
-            commit=_git("rev-parse", "--short", "HEAD"),
+            commit=git("rev-parse", "--short", "HEAD") or "unknown",
             started=datetime.now(UTC),
             load_before=os.getloadavg(),
             ticks_before=cpu_ticks(),
@@ -80,12 +80,12 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def _memory() -> str:
-    total = _proc_field("/proc/meminfo", "MemTotal").split()[0]
+def memory_total() -> str:
+    total = proc_field("/proc/meminfo", "MemTotal").split()[0]
     return f"{int(total) / 1024 / 1024:.1f} GiB" if total.isdigit() else "unknown"
 
 
-def _proc_field(path: str, name: str) -> str:
+def proc_field(path: str, name: str) -> str:
     try:
         for line in Path(path).read_text().splitlines():
             if line.startswith(name):
@@ -95,7 +95,8 @@ def _proc_field(path: str, name: str) -> str:
     return "unknown"
 
 
-def _git(*args: str) -> str:
+def git(*args: str) -> str:
+    """What a read-only git command printed in the project folder; empty when it could not run."""
     try:
         done = subprocess.run(  # noqa: S603 - read-only git query
             ["git", *args],  # noqa: S607
@@ -105,8 +106,8 @@ def _git(*args: str) -> str:
             check=False,
         )
     except OSError:
-        return "unknown"
-    return done.stdout.strip() or "unknown"
+        return ""
+    return done.stdout.strip()
 
 
 def verdict(figure: Figure) -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import platform
 import sqlite3
-import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-from bench.common import ROOT
+from bench.report import git, memory_total, proc_field
 from rich.table import Table
 
 from chaos.scenarios import Profile, Result
@@ -32,11 +30,10 @@ class Machine:
 
     @classmethod
     def describe(cls) -> Machine:
-        memory = _proc_field("/proc/meminfo", "MemTotal").split()[0]
         return cls(
             cpus=os.cpu_count() or 0,
-            cpu_model=_proc_field("/proc/cpuinfo", "model name"),
-            memory=f"{int(memory) / 1024 / 1024:.1f} GiB" if memory.isdigit() else "unknown",
+            cpu_model=proc_field("/proc/cpuinfo", "model name"),
+            memory=memory_total(),
             system=f"{platform.system()} {platform.release()}",
             python=platform.python_version(),
             sqlite=sqlite3.sqlite_version,
@@ -46,35 +43,11 @@ class Machine:
         )
 
 
-def _proc_field(path: str, name: str) -> str:
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(name):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def _commit() -> str:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - read-only git query
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return (done.stdout.strip() or "unknown") + (" with local changes" if dirty else "")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return (git("rev-parse", "--short", "HEAD") or "unknown") + (
+        " with local changes" if dirty else ""
+    )
 
 
 def counted(values: dict[str, int]) -> str:

@@ -122,6 +122,35 @@ def menu_actions(campaign: Campaign) -> list[tuple[str, str]]:
     return actions
 
 
+# The Campaigns tab lists this many campaigns a page, newest first.
+CAMPAIGNS_PAGE = 50
+
+
+@dataclass(frozen=True)
+class CampaignsPage:
+    campaigns: list[Campaign]
+    number: int
+    pages: int
+    total: int
+
+    @property
+    def first(self) -> int:
+        """The position of the page's first campaign among them all, from 1."""
+        return (self.number - 1) * CAMPAIGNS_PAGE + 1
+
+
+def campaigns_page(db: Session, user: User, page: str) -> CampaignsPage:
+    """One page of the user's campaigns; a page number that is not one (a hand-edited
+    address) gives the first page, one past the end the last."""
+    total = repo.count_visible_campaigns(db, user)
+    pages = max(1, -(-total // CAMPAIGNS_PAGE))
+    number = min(max(int(page) if page.isascii() and page.isdigit() else 1, 1), pages)
+    campaigns = repo.campaigns_page(
+        db, user, offset=(number - 1) * CAMPAIGNS_PAGE, limit=CAMPAIGNS_PAGE
+    )
+    return CampaignsPage(campaigns, number, pages, total)
+
+
 def visible_campaigns(db: Session, user: User) -> list[Campaign]:
     return repo.visible_campaigns(db, user)
 

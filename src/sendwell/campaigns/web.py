@@ -26,8 +26,6 @@ from sendwell.web.pages import redirect_with_flash, render
 router = APIRouter(dependencies=[Depends(load_alerts)])
 CAMPAIGNS_TAB = "/messaging/campaigns"
 PAGE_SIZE = 50
-# The Campaigns tab lists this many campaigns a page, newest first.
-CAMPAIGNS_PAGE = 50
 ACTIONS = {"start", "pause", "resume", "archive", "duplicate"}
 DONE = {
     "start": "“{name}” is active. First emails go out after the start delay.",
@@ -49,24 +47,18 @@ def campaigns_tab(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
-    total = repo.count_visible_campaigns(db, user)
-    pages = max(1, -(-total // CAMPAIGNS_PAGE))
-    # A page number that is not one (a hand-edited address) shows the first page.
-    page_number = min(max(int(page) if page.isascii() and page.isdigit() else 1, 1), pages)
-    campaigns = repo.campaigns_page(
-        db, user, offset=(page_number - 1) * CAMPAIGNS_PAGE, limit=CAMPAIGNS_PAGE
-    )
+    shown = service.campaigns_page(db, user, page)
     return render(
         request,
         "messaging/campaigns.html",
         {
             "tab": "campaigns",
-            "page": page_number,
-            "pages": pages,
-            "total": total,
-            "first": (page_number - 1) * CAMPAIGNS_PAGE + 1,
-            "campaigns": campaigns,
-            "counts": repo.counts_for(db, [c.id for c in campaigns]),
+            "page": shown.number,
+            "pages": shown.pages,
+            "total": shown.total,
+            "first": shown.first,
+            "campaigns": shown.campaigns,
+            "counts": repo.counts_for(db, [c.id for c in shown.campaigns]),
             "status_label": service.status_label,
             "pause_words": service.pause_reason_words,
             "menu_actions": service.menu_actions,

@@ -3,41 +3,42 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sendwell.models import (
     Campaign,
     CampaignStatus,
     Enrollment,
-    EnrollmentStatus,
     Mailbox,
     SendLedger,
     WebhookDelivery,
 )
+from sendwell.models.campaign import enrollment_pending
 
-PENDING = (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS)
+
+def _by_status(db: Session, status: InstrumentedAttribute[Any]) -> dict[str, int]:
+    """Rows of the column's table counted by status."""
+    rows = db.execute(select(status, func.count()).group_by(status))
+    return {str(value): int(count) for value, count in rows}
 
 
 def ledger_counts(db: Session) -> dict[str, int]:
-    rows = db.execute(select(SendLedger.status, func.count()).group_by(SendLedger.status))
-    return {str(status): int(count) for status, count in rows}
+    return _by_status(db, SendLedger.status)
 
 
 def mailbox_counts(db: Session) -> dict[str, int]:
-    rows = db.execute(select(Mailbox.status, func.count()).group_by(Mailbox.status))
-    return {str(status): int(count) for status, count in rows}
+    return _by_status(db, Mailbox.status)
 
 
 def campaign_counts(db: Session) -> dict[str, int]:
-    rows = db.execute(select(Campaign.status, func.count()).group_by(Campaign.status))
-    return {str(status): int(count) for status, count in rows}
+    return _by_status(db, Campaign.status)
 
 
 def webhook_delivery_counts(db: Session) -> dict[str, int]:
-    rows = db.execute(select(WebhookDelivery.status, func.count()).group_by(WebhookDelivery.status))
-    return {str(status): int(count) for status, count in rows}
+    return _by_status(db, WebhookDelivery.status)
 
 
 def oldest_due_step(db: Session) -> datetime | None:
@@ -47,7 +48,7 @@ def oldest_due_step(db: Session) -> datetime | None:
         .join(Campaign, Campaign.id == Enrollment.campaign_id)
         .where(
             Campaign.status == CampaignStatus.ACTIVE,
-            Enrollment.status.in_(PENDING),
+            enrollment_pending(),
             Enrollment.next_due_at.is_not(None),
         )
     )
