@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import repository as repo
-from sendwell.campaigns import templates, validation
+from sendwell.campaigns import templates, threads, validation
 from sendwell.campaigns.schedule import Schedule
 from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
@@ -49,6 +49,8 @@ PAUSE_REASON_WORDS = {
     "reauthenticated. Resume when ready.",
     PauseReason.MAILBOX_DISCONNECTED: "Paused because the sending account was disconnected.",
     PauseReason.SEND_ERRORS: "Paused after repeated sending errors.",
+    PauseReason.MAILBOX_BLOCKED: "Paused because the mail host refuses to send from the "
+    "sending account until its owner acts. Fix it at the host, then resume.",
 }
 ENROLLMENT_LABELS = {
     EnrollmentStatus.NOT_STARTED: "Not Started",
@@ -343,14 +345,18 @@ def complete(db: Session, campaign_id: int) -> Campaign:
     return campaign
 
 
-def pause_campaigns_for_mailbox(db: Session, mailbox_id: int, reason: PauseReason) -> list[int]:
-    """Pause every active campaign sending through a mailbox, each with its event."""
+def pause_campaigns_for_mailbox(
+    db: Session, mailbox_id: int, reason: PauseReason, detail: str = ""
+) -> list[int]:
+    """Pause every active campaign sending through a mailbox, each with its event (the
+    reason's words, then `detail`: what the host said)."""
     ids = repo.pause_active_for_mailbox(db, mailbox_id, reason, utcnow())
     # One query for what each event below reads; held here, as the session keeps only
     # weak references to what it loaded.
     loaded = repo.load_campaigns(db, ids)
     for campaign_id in ids:
-        record_event(db, campaign_id, "paused", reason=PAUSE_REASON_WORDS[reason])
+        words = f"{PAUSE_REASON_WORDS[reason]} {detail}".strip()
+        record_event(db, campaign_id, "paused", reason=words[:2000])
     del loaded
     return ids
 
@@ -470,8 +476,7 @@ def _check_steps(steps: list[StepIn]) -> list[StepIn]:
     checked = []
     for position, step in enumerate(steps, 1):
         label = f"Step {position}"
-        if not step.subject.strip():
-            raise InvalidInput(f"{label} needs a subject.", code="invalid_step")
+        subject = threads.stored_subject(steps, position, step.subject)
         if not step.body.strip():
             raise InvalidInput(f"{label} needs a body.", code="invalid_step")
         if any(len(text) > MAX_BODY_LENGTH for text in (step.body, step.body_html)):
@@ -482,12 +487,12 @@ def _check_steps(steps: list[StepIn]) -> list[StepIn]:
             raise InvalidInput(
                 f"{label}'s delay must be between 0 minutes and 365 days.", code="invalid_step"
             )
-        templates.check_syntax(step.subject, f"{label} subject")
+        templates.check_syntax(subject, f"{label} subject")
         templates.check_syntax(step.body, f"{label} body")
         templates.check_syntax(step.body_html, f"{label} HTML body")
         checked.append(
             StepIn(
-                step.subject.strip(),
+                subject,
                 step.body.replace("\r\n", "\n"),
                 step.delay_minutes if position > 1 else 0,
                 step.body_html.replace("\r\n", "\n"),

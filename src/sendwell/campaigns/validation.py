@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import repository as repo
-from sendwell.campaigns import templates
+from sendwell.campaigns import templates, threads
 from sendwell.kit.errors import InvalidInput, NotFound
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.models import Campaign, Enrollment, MailboxStatus
@@ -79,9 +79,7 @@ def validate(db: Session, campaign: Campaign) -> tuple[list[Problem], int]:
         fields = templates.merge_fields(recipient_values(enrollment), sender)
         for step in campaign.steps:
             try:
-                templates.render_step(
-                    step.subject, step.body, step.body_html, fields, f"Step {step.position}"
-                )
+                threads.render_step(campaign.steps, step.position, fields)
             except templates.TemplateProblem as error:
                 note(Problem(error.message, step=step.position, recipient=enrollment.email))
     return problems, total
@@ -121,6 +119,4 @@ def preview(
         raise NotFound("Add a recipient to preview the emails.", code="no_recipient")
     mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
     fields = templates.merge_fields(recipient_values(enrollment), sender_fields(campaign, mailbox))
-    return templates.render_step(
-        step.subject, step.body, step.body_html, fields, f"Step {step.position}"
-    ), enrollment
+    return threads.render_step(campaign.steps, step.position, fields), enrollment

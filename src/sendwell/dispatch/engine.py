@@ -67,6 +67,8 @@ class Ready:
     claim: Claim
     prepared: outcomes.Prepared | None
     problem: str = ""
+    # Not composed yet, but not a failure either: try again from this moment.
+    wait_until: datetime | None = None
 
 
 class Dispatcher:
@@ -114,8 +116,10 @@ class Dispatcher:
         """One pass; returns when the next pass is worth making."""
         self.outcomes.release_expired_claims()
         self.outcomes.settle_unknown()
-        self.inbound.read_due()
+        # Ids first: a bounce or reply read next can only be matched to a send whose ids
+        # are known.
         self.outcomes.fill_missing_metadata()
+        self.inbound.read_due()
         sent = False
         for mailbox_id in self._sending_mailboxes():
             sent = self.send_for(mailbox_id) > 0 or sent
@@ -270,6 +274,8 @@ class Dispatcher:
             )
         except outcomes.CannotRender as error:
             return Ready(claim, None, error.message)
+        except outcomes.WaitForThread as error:
+            return Ready(claim, None, error.message, wait_until=error.retry_at)
 
     def _room_under_daily_cap(self, db: Session, mailbox: Mailbox, now: datetime) -> int:
         """How many more sends the mailbox's rolling daily cap allows now."""
@@ -284,6 +290,9 @@ class Dispatcher:
         False when the mailbox should send nothing more in this pass.
         """
         claim, prepared = ready.claim, ready.prepared
+        if prepared is None and ready.wait_until is not None:
+            self.outcomes.release(claim, ready.problem, until=ready.wait_until)
+            return True
         if prepared is None:
             self.outcomes.fail_recipient(claim, ready.problem)
             return True

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
+from sendwell.dispatch import outcomes
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit.clock import utcnow
@@ -21,6 +22,7 @@ from sendwell.models import (
     Enrollment,
     EnrollmentStatus,
     Mailbox,
+    SendLedger,
     SuppressionReason,
 )
 from sendwell.providers.base import InboundMessage, InboundPage, ProviderError
@@ -29,11 +31,16 @@ from sendwell.webhooks import service as webhooks
 log = get_logger(__name__)
 AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
 DAEMONS = ("mailer-daemon@", "postmaster@", "mail delivery subsystem", "microsoftexchange")
+# Google's own bounce service. Over the sending limit Gmail answers messages.send with 200 and
+# bounces the message later, naming no failed recipient (a recipient's bounce names it in
+# X-Failed-Recipients): that message was never delivered, so it is sent again later.
+GOOGLE_DAEMONS = ("mailer-daemon@googlemail.com", "mailer-daemon@google.com")
+SENDING_LIMIT_HOLD = timedelta(hours=1)
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def kind_of(message: InboundMessage) -> str:
-    """bounce, auto_reply or reply, from the headers a mail system sets."""
+    """bounce, sending_limit, auto_reply or reply, from the headers a mail system sets."""
     headers = {k.lower(): v for k, v in message.headers.items()}
     # Parameters may be quoted (report-type="delivery-status"), as RFC 2045 allows.
     content_type = headers.get("content-type", "").lower().replace('"', "")
@@ -43,6 +50,8 @@ def kind_of(message: InboundMessage) -> str:
         or "x-failed-recipients" in headers
         or any(daemon in sender for daemon in DAEMONS)
     ):
+        if "x-failed-recipients" not in headers and any(d in sender for d in GOOGLE_DAEMONS):
+            return "sending_limit"
         return "bounce"
     auto = headers.get("auto-submitted", "no").strip().lower()
     if (
@@ -140,6 +149,8 @@ class InboundReader:
         rows = repo.sent_rows_matching(
             db, mailbox_id, [m for m in answered if m], message.thread_id
         )
+        if kind == "sending_limit":
+            return self._not_delivered(db, mailbox_id, rows, message)
         enrollments = {row.enrollment_id for row in rows}
         if kind == "bounce":
             failed = {
@@ -153,6 +164,23 @@ class InboundReader:
             self._stop(db, enrollment_id, EnrollmentStatus.REPLIED, message, set())
             for enrollment_id in enrollments
         )
+
+    def _not_delivered(
+        self, db: Session, mailbox_id: int, rows: list[SendLedger], message: InboundMessage
+    ) -> int:
+        """The host bounced sends for its own sending limit: each goes back in line, and the
+        mailbox waits before sending again. Returns 0: no sequence stops."""
+        answered = {message.in_reply_to, *message.references} - {""}
+        until = utcnow() + SENDING_LIMIT_HOLD
+        requeued = [
+            row
+            for row in rows
+            if row.message_id_header in answered and outcomes.not_delivered(db, row, until)
+        ]
+        if requeued:
+            repo.hold_mailbox(db, mailbox_id, until)
+            log.info("sending_limit_bounce", mailbox_id=mailbox_id, requeued=len(requeued))
+        return 0
 
     def _stop(
         self,

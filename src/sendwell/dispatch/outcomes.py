@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.campaigns import repository as campaign_repo
 from sendwell.campaigns import service as campaigns
-from sendwell.campaigns import templates
+from sendwell.campaigns import templates, threads
 from sendwell.campaigns.validation import recipient_values, sender_fields
 from sendwell.db import session_scope
 from sendwell.dispatch import pacing
@@ -44,7 +45,9 @@ from sendwell.providers.base import (
     ProviderError,
     RateLimited,
     RecipientRejected,
+    SendingBlocked,
     SentMessage,
+    SentProbe,
     Transient,
 )
 from sendwell.webhooks import service as webhooks
@@ -54,10 +57,22 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 SETTLE_RETRY = timedelta(seconds=60)
+# How soon a reply waiting for its thread's Message-ID is looked at again.
+THREAD_WAIT = timedelta(seconds=20)
 
 
 class CannotRender(SendwellError):
     code = "cannot_render"
+
+
+class WaitForThread(SendwellError):
+    """Not now: the message this one replies to has no known Message-ID yet."""
+
+    code = "wait_for_thread"
+
+    def __init__(self, message: str, *, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 @dataclass(frozen=True)
@@ -110,17 +125,26 @@ class Outcomes:
         mailbox: Mailbox,
         earlier: list[SendLedger],
     ) -> Prepared:
-        """The message for a claimed step; `earlier` are the recipient's sent steps before it."""
+        """The message for a claimed step; `earlier` are the recipient's sent steps before it.
+
+        A reply goes into the thread its first message began: In-Reply-To the thread's last
+        message, References to all of them, and the thread's subject in reply form.
+        """
         fields = templates.merge_fields(
             recipient_values(enrollment), sender_fields(campaign, mailbox)
         )
+        start = threads.thread_start(campaign.steps, step.position)
+        in_thread = [r for r in earlier if r.step_position >= start]
+        reply_to = in_thread[-1] if in_thread and start < step.position else None
+        if reply_to is not None and not reply_to.message_id_header:
+            self._wait_for_thread(reply_to)
         try:
-            rendered = templates.render_step(
-                step.subject, step.body, step.body_html, fields, f"Step {step.position}"
+            rendered = threads.render_step(
+                campaign.steps, step.position, fields, in_thread[0].subject if reply_to else ""
             )
         except templates.TemplateProblem as error:
             raise CannotRender(error.message) from None
-        reply_to = earlier[-1] if earlier and not step.new_thread else None
+        row.subject = rendered.subject
         envelope = Envelope(
             sender_email=mailbox.email,
             sender_name=mailbox.display_name,
@@ -128,7 +152,7 @@ class Outcomes:
             recipient_name=" ".join(p for p in (enrollment.first_name, enrollment.last_name) if p),
             tag=row.tag,
             in_reply_to=reply_to.message_id_header if reply_to else "",
-            references=tuple(r.message_id_header for r in earlier[:-1] if r.message_id_header)
+            references=tuple(r.message_id_header for r in in_thread[:-1] if r.message_id_header)
             if reply_to
             else (),
             unsubscribe_url=self.links.url(campaign.workspace_id, enrollment.email),
@@ -141,13 +165,25 @@ class Outcomes:
             reply_to.thread_id if reply_to else None,
         )
 
-    def release(self, claim: Claim, why: str) -> None:
-        """Nothing was sent: the step goes back to its place in line."""
+    @staticmethod
+    def _wait_for_thread(previous: SendLedger) -> None:
+        """A reply waits while its thread's last message is sent but not yet found in Sent
+        (Graph answers before its copy exists): sent now, it could not be threaded. Once the
+        look-up has given up, it goes with what is known rather than never."""
+        sent_at = previous.sent_at or utcnow()
+        if utcnow() - sent_at < repo.METADATA_LOOKUP:
+            raise WaitForThread(
+                f"Waiting for step {previous.step_position}'s copy in Sent to thread the reply.",
+                retry_at=utcnow() + THREAD_WAIT,
+            )
+
+    def release(self, claim: Claim, why: str, *, until: datetime | None = None) -> None:
+        """Nothing was sent: the step goes back to its place in line (or waits `until`)."""
         with session_scope(self.factory) as db:
             row = db.get(SendLedger, claim.ledger_id)
             if row is None:
                 return
-            self._back_in_line(db, row)
+            self._back_in_line(db, row, until)
             row.attempts = max(0, row.attempts - 1)
         log.info("claim_released", ledger_id=claim.ledger_id, why=why)
 
@@ -162,6 +198,9 @@ class Outcomes:
         """Classify a failed send: wait, retry, give up on the recipient, or settle later."""
         if isinstance(error, (AuthRevoked, InsufficientScope)):
             self.release(claim, f"the account needs reauthentication ({error.code})")
+            return
+        if isinstance(error, SendingBlocked):
+            self._blocked(claim, error)
             return
         now = utcnow()
         with session_scope(self.factory) as db:
@@ -186,6 +225,21 @@ class Outcomes:
                 )
                 return
             self._count_failure(db, row, error, now)
+
+    def _blocked(self, claim: Claim, error: SendingBlocked) -> None:
+        """The host will not send from the mailbox until its owner acts: nothing was sent, and
+        every campaign sending from it pauses with the host's reason until resumed."""
+        with session_scope(self.factory) as db:
+            row = db.get(SendLedger, claim.ledger_id)
+            if row is None:
+                return
+            self._back_in_line(db, row)
+            row.attempts = max(0, row.attempts - 1)
+            row.error = error.message[:2000]
+            campaigns.pause_campaigns_for_mailbox(
+                db, row.mailbox_id, PauseReason.MAILBOX_BLOCKED, detail=error.message
+            )
+        log.info("mailbox_blocked", ledger_id=claim.ledger_id, code=error.code)
 
     def _count_failure(
         self, db: Session, row: SendLedger, error: ProviderError, now: datetime
@@ -259,28 +313,50 @@ class Outcomes:
                 log.info("claim_expired", ledger_id=row.id, worker=row.worker)
                 self._back_in_line(db, row)
 
-    def _find_sent(self, mailbox_id: int, tag: str, since: datetime | None) -> SentMessage | None:
-        """Our tagged message in the mailbox's Sent folder, if it is there: every message
-        since the send was claimed is looked at, however busy the mailbox was meanwhile."""
+    def _find_sent(self, ledger_id: int) -> SentMessage | None:
+        """This send's copy in its mailbox's Sent folder, if it is there.
+
+        Every message sent since the send was claimed is looked at, however busy the mailbox
+        was meanwhile. A host that cannot be searched by our tag may offer several copies to
+        the same recipient with the same subject: each send takes the oldest copy no other
+        send has taken, and when in doubt the send counts as sent (never twice over never
+        skipped).
+        """
         with session_scope(self.factory) as db:
-            mailbox = db.get(Mailbox, mailbox_id)
-            provider_name = mailbox.provider if mailbox else ""
+            row = db.get(SendLedger, ledger_id)
+            enrollment = db.get(Enrollment, row.enrollment_id) if row else None
+            mailbox = db.get(Mailbox, row.mailbox_id) if row else None
+            if row is None or enrollment is None or mailbox is None:
+                return None
+            probe = SentProbe(
+                tag=row.tag,
+                recipient=enrollment.email,
+                subject=row.subject,
+                since=row.claimed_at or row.sent_at or utcnow(),
+            )
+            mailbox_id, provider_name = mailbox.id, mailbox.provider
         provider = self.conn.provider(provider_name)
 
-        def look(token: str) -> SentMessage | None:
-            return provider.find_sent(token, tag, since)
+        def look(token: str) -> list[SentMessage]:
+            return provider.find_sent(token, probe)
 
-        return with_access_token(self.factory, self.conn, mailbox_id, look)
+        copies = with_access_token(self.factory, self.conn, mailbox_id, look)
+        if not copies:
+            return None
+        with session_scope(self.factory) as db:
+            taken = repo.copies_taken(
+                db, mailbox_id, [c.provider_message_id for c in copies], besides=ledger_id
+            )
+        free = [copy for copy in copies if copy.provider_message_id not in taken]
+        return free[-1] if free else None
 
     def settle_unknown(self) -> None:
         """Look for every unsettled send in Sent: found means sent, absent means not sent."""
         with session_scope(self.factory) as db:
-            pending = [
-                (r.id, r.mailbox_id, r.tag, r.claimed_at) for r in repo.unsettled(db, utcnow())
-            ]
-        for ledger_id, mailbox_id, tag, claimed_at in pending:
+            pending = [r.id for r in repo.unsettled(db, utcnow())]
+        for ledger_id in pending:
             try:
-                found = self._find_sent(mailbox_id, tag, claimed_at)
+                found = self._find_sent(ledger_id)
             except (ProviderError, SendwellError) as error:
                 with session_scope(self.factory) as db:
                     row = db.get(SendLedger, ledger_id)
@@ -312,12 +388,10 @@ class Outcomes:
         """Learn the real Message-ID of sends the host accepted without saying where."""
         now = utcnow()
         with session_scope(self.factory) as db:
-            rows = [
-                (r.id, r.mailbox_id, r.tag, r.claimed_at) for r in repo.missing_metadata(db, now)
-            ]
-        for ledger_id, mailbox_id, tag, claimed_at in rows:
+            rows = [r.id for r in repo.missing_metadata(db, now)]
+        for ledger_id in rows:
             try:
-                found = self._find_sent(mailbox_id, tag, claimed_at)
+                found = self._find_sent(ledger_id)
             except (ProviderError, SendwellError):
                 found = None
             with session_scope(self.factory) as db:
@@ -398,3 +472,43 @@ def add_suppression(
     )
     if exists is None:
         db.add(Suppression(workspace_id=workspace_id, email=email, reason=reason, note=note[:2000]))
+
+
+def not_delivered(db: Session, row: SendLedger, due: datetime) -> bool:
+    """A send the host accepted and later bounced without delivering (its own sending limit):
+    the step goes back in line for `due`, under a new tag, as if it had never been sent.
+
+    Only while it is the recipient's latest step and the campaign still runs; returns
+    whether it was put back.
+    """
+    enrollment = db.get(Enrollment, row.enrollment_id)
+    campaign = db.get(Campaign, row.campaign_id)
+    if (
+        row.status is not LedgerStatus.SENT
+        or enrollment is None
+        or campaign is None
+        or enrollment.steps_sent != row.step_position
+        or enrollment.status not in (*repo.PENDING, EnrollmentStatus.COMPLETED)
+        or campaign.status not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
+    ):
+        return False
+    previous = db.scalar(
+        select(SendLedger).where(
+            SendLedger.enrollment_id == enrollment.id,
+            SendLedger.step_position == row.step_position - 1,
+        )
+    )
+    row.status, row.lease_until, row.sent_at = LedgerStatus.RETRY, None, None
+    row.tag = uuid.uuid4().hex
+    row.provider_message_id = row.thread_id = row.message_id_header = ""
+    row.error = "The mail host bounced it for its own sending limit; it goes again later."
+    enrollment.steps_sent = row.step_position - 1
+    enrollment.status = (
+        EnrollmentStatus.IN_PROGRESS if previous is not None else EnrollmentStatus.NOT_STARTED
+    )
+    enrollment.next_due_at = due
+    enrollment.last_message_id = previous.message_id_header if previous else ""
+    enrollment.last_sent_at = previous.sent_at if previous else None
+    if previous is None:
+        enrollment.thread_id = ""
+    return True

@@ -32,6 +32,11 @@ PENDING = PENDING_STATUSES
 COUNTS_TOWARD_CAP = (LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN, LedgerStatus.SENT)
 
 
+# How long after a send its copy is looked for in Sent to learn its ids (Graph's sendMail
+# answers before the copy exists, and says nothing of where it will be).
+METADATA_LOOKUP = timedelta(days=1)
+
+
 def is_postgres(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
@@ -324,14 +329,14 @@ def in_flight(db: Session, campaign_ids: list[int], now: datetime) -> int:
 
 
 def missing_metadata(db: Session, now: datetime, limit: int = 20) -> list[SendLedger]:
-    """Sent in the last day without a known Message-ID, and not looked for just now."""
+    """Sent within METADATA_LOOKUP without a known Message-ID, not looked for just now."""
     return list(
         db.scalars(
             select(SendLedger)
             .where(
                 SendLedger.status == LedgerStatus.SENT,
                 SendLedger.message_id_header == "",
-                SendLedger.sent_at > now - timedelta(days=1),
+                SendLedger.sent_at > now - METADATA_LOOKUP,
                 or_(SendLedger.lease_until.is_(None), SendLedger.lease_until <= now),
             )
             .order_by(SendLedger.id)
@@ -372,5 +377,22 @@ def sent_rows_matching(
                 or_(*conditions),
             )
             .order_by(SendLedger.id.desc())
+        )
+    )
+
+
+def copies_taken(
+    db: Session, mailbox_id: int, provider_ids: list[str], *, besides: int
+) -> set[str]:
+    """Which of these Sent copies other sends of the mailbox are already known to be."""
+    if not provider_ids:
+        return set()
+    return set(
+        db.scalars(
+            select(SendLedger.provider_message_id).where(
+                SendLedger.mailbox_id == mailbox_id,
+                SendLedger.provider_message_id.in_(provider_ids),
+                SendLedger.id != besides,
+            )
         )
     )

@@ -40,6 +40,7 @@ class PauseReason(enum.StrEnum):
     MAILBOX_REAUTHENTICATED = "mailbox_reauthenticated"
     MAILBOX_DISCONNECTED = "mailbox_disconnected"
     SEND_ERRORS = "send_errors"
+    MAILBOX_BLOCKED = "mailbox_blocked"
 
 
 class EnrollmentStatus(enum.StrEnum):
@@ -200,6 +201,7 @@ class SendLedger(Base):
     provider_message_id: Mapped[str] = mapped_column(String(255), default="")
     thread_id: Mapped[str] = mapped_column(String(255), default="")
     message_id_header: Mapped[str] = mapped_column(String(998), default="")
+    subject: Mapped[str] = mapped_column(Text, default="", server_default="")
     error: Mapped[str] = mapped_column(Text, default="")
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     sent_at: Mapped[datetime | None] = mapped_column(default=None, index=True)

@@ -69,6 +69,21 @@ class SentMessage:
 
 
 @dataclass(frozen=True)
+class SentProbe:
+    """What we know of one send, to recognise its copy in the Sent folder.
+
+    Hosts that keep our tag header are searched by ``tag``; a host whose Sent copies carry no
+    custom headers (Microsoft Graph) is searched by recipient and subject since ``since``
+    (when the send was claimed), less ``SENT_CLOCK_SLACK``.
+    """
+
+    tag: str
+    recipient: str
+    subject: str
+    since: datetime
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """Metadata of a message that arrived in the mailbox (never its body)."""
 
@@ -123,14 +138,13 @@ class MailProvider(Protocol):
         """Send a complete RFC 5322 message carrying our tag header; learn where it landed."""
         ...
 
-    def find_sent(
-        self, access_token: str, tag: str, since: datetime | None = None
-    ) -> SentMessage | None:
-        """Look for a message with our tag in the Sent folder (reconciling unknown outcomes).
+    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
+        """The Sent folder's copies that may be this send, newest first (reconciliation).
 
-        With `since` (when the send was claimed), every message sent since then (less
-        `SENT_CLOCK_SLACK`) is looked at, however many there are, so None means it is not
-        there; without it, only the newest few are.
+        Every message sent since ``probe.since`` is looked at, however many there are, so an
+        empty list means it is not there. A host that keeps our tag returns at most the one
+        copy carrying it; one that does not returns every copy to the same recipient with the
+        same subject, and the caller decides which send each copy belongs to.
         """
         ...
 
@@ -190,6 +204,11 @@ class Transient(ProviderError):
     def __init__(self, message: str, *, code: str = "", retry_after: float | None = None) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+
+
+class SendingBlocked(ProviderError):
+    """The host refuses to send from this mailbox until its owner acts (mailbox full, account
+    restricted): sending from it stops, with the host's reason shown, until resumed."""
 
 
 class OutcomeUnknown(ProviderError):

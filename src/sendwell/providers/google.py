@@ -13,6 +13,7 @@ import httpx
 from sendwell.providers import oauth
 from sendwell.providers.base import (
     SENT_CLOCK_SLACK,
+    TAG_HEADER,
     AdminApprovalRequired,
     AuthRevoked,
     ConsentDeclined,
@@ -27,6 +28,7 @@ from sendwell.providers.base import (
     RateLimited,
     RecipientRejected,
     SentMessage,
+    SentProbe,
     TokenSet,
     Transient,
 )
@@ -82,12 +84,14 @@ RATE_REASONS = frozenset(
 RETRY_AT = re.compile(r"Retry after (\d{4}-\d\d-\d\dT[\d:.]+Z)")
 # How many of the newest inbox messages are read when the history cursor is too old.
 RESYNC_LIMIT = 100
-# How many of the newest Sent messages are searched for a tag before giving up.
-SENT_SCAN_LIMIT = 100
 
 
 class HistoryExpired(ProviderError):
     """history.list answered 404: the start id is older than Gmail keeps (a full sync is due)."""
+
+
+class MessageGone(ProviderError):
+    """messages.get answered 404: the message was deleted after it was listed."""
 
 
 @dataclass(frozen=True)
@@ -211,30 +215,31 @@ class GoogleProvider:
             headers = {}
         return SentMessage(message_id, thread, headers.get("message-id", ""))
 
-    def find_sent(
-        self, access_token: str, tag: str, since: datetime | None = None
-    ) -> SentMessage | None:
-        oldest = since - SENT_CLOCK_SLACK if since is not None else None
-        page_token = ""
-        scanned = 0
-        while oldest is not None or scanned < SENT_SCAN_LIMIT:
-            params = {"labelIds": "SENT", "maxResults": "50"}
-            if page_token:
-                params["pageToken"] = page_token
+    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
+        """The Sent message carrying our tag, looked for back to the claim (newest first).
+
+        Gmail keeps the headers of the message as sent, and gmail.metadata reads them.
+        """
+        oldest = probe.since - SENT_CLOCK_SLACK
+        params = {"labelIds": "SENT", "maxResults": "50"}
+        while True:
             listing = self._get(access_token, "/messages", params)
             for item in listing.get("messages", []):
-                body, headers = self._metadata(
-                    access_token, item["id"], ("X-Sendwell-Send-Id", "Message-ID")
-                )
-                if headers.get("x-sendwell-send-id") == tag:
-                    return SentMessage(item["id"], item["threadId"], headers.get("message-id", ""))
-                if oldest is not None and _internal_date(body) < oldest:
-                    return None  # newest first: everything since the claim was looked at
-                scanned += 1
-            page_token = str(listing.get("nextPageToken", ""))
-            if not page_token:
-                break
-        return None
+                try:
+                    body, headers = self._metadata(
+                        access_token, item["id"], (TAG_HEADER, "Message-ID")
+                    )
+                except MessageGone:
+                    continue
+                if headers.get(TAG_HEADER.lower()) == probe.tag:
+                    return [
+                        SentMessage(item["id"], item["threadId"], headers.get("message-id", ""))
+                    ]
+                if _internal_date(body) < oldest:
+                    return []  # newest first: everything since the claim was looked at
+            if not listing.get("nextPageToken"):
+                return []
+            params["pageToken"] = str(listing["nextPageToken"])
 
     def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
         if cursor is None:
@@ -252,8 +257,9 @@ class GoogleProvider:
             if not page.get("nextPageToken"):
                 break
             params["pageToken"] = str(page["nextPageToken"])
-        messages = [self._inbound(access_token, item["id"]) for item in added]
-        return InboundPage(messages, str(page.get("historyId", cursor)))
+        return InboundPage(
+            self._inbound_all(access_token, added), str(page.get("historyId", cursor))
+        )
 
     def _resync_inbox(self, access_token: str) -> InboundPage:
         """A history id too old to list from: read the newest inbox messages, start afresh.
@@ -265,8 +271,21 @@ class GoogleProvider:
             access_token, "/messages", {"labelIds": "INBOX", "maxResults": str(RESYNC_LIMIT)}
         )
         items = list(reversed(listing.get("messages", [])))
-        messages = [self._inbound(access_token, item["id"]) for item in items]
-        return InboundPage(messages, str(profile["historyId"]))
+        return InboundPage(self._inbound_all(access_token, items), str(profile["historyId"]))
+
+    def _inbound_all(self, access_token: str, items: list[dict[str, str]]) -> list[InboundMessage]:
+        """Each listed message's metadata, skipping those deleted since they were listed.
+
+        A history record outlives its message: messages.get then answers 404, and that
+        message can no longer be read, so it is passed over rather than failing the page.
+        """
+        messages = []
+        for item in items:
+            try:
+                messages.append(self._inbound(access_token, item["id"]))
+            except MessageGone:
+                continue
+        return messages
 
     def probe(self, access_token: str) -> None:
         self._get(access_token, "/profile", {})
@@ -416,6 +435,8 @@ def _api_error(response: httpx.Response) -> ProviderError:
         )
     if status == 404 and "/history" in str(response.request.url):
         return HistoryExpired("The mailbox history cursor is too old.", code="notFound")
+    if status == 404 and "/messages/" in str(response.request.url):
+        return MessageGone("The message no longer exists.", code="notFound")
     if "failedPrecondition" in reasons or "Mail service not enabled" in message:
         return AuthRevoked(f"Gmail is not enabled for this account: {message}", code=code)
     if status >= 500:

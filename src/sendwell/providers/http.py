@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -58,12 +59,20 @@ def call(
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The Retry-After header as seconds, in either of its two forms."""
+    """The Retry-After header as seconds, in either of its two forms.
+
+    Microsoft Graph sends fractional seconds ("2.128", its throttling guide's own example),
+    which RFC 9110 does not allow but a client must still honour.
+    """
     value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
 from email.parser import BytesHeaderParser
 from typing import TypeVar
 
@@ -26,6 +25,7 @@ from sendwell.providers.base import (
     ProviderError,
     ProviderName,
     SentMessage,
+    SentProbe,
     TokenSet,
 )
 from sendwell.providers.imap_inbound import read_inbound
@@ -96,13 +96,12 @@ class ImapSmtpProvider:
         self._keep_copy(login, mime, tag)
         return SentMessage(message_id, thread_id or message_id, message_id)
 
-    def find_sent(
-        self, access_token: str, tag: str, since: datetime | None = None
-    ) -> SentMessage | None:
+    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
         """Our message with this tag in Sent (IMAP SEARCH HEADER searches the whole folder,
-        so `since` is not needed), or None."""
+        so the probe's moment is not needed)."""
         login = ServerLogin.from_credential(access_token)
-        return self._timed("imap_find_sent", lambda: self._find_in_sent(login, tag))
+        found = self._timed("imap_find_sent", lambda: self._find_in_sent(login, probe.tag))
+        return [found] if found is not None else []
 
     def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
         login = ServerLogin.from_credential(access_token)

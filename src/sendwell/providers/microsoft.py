@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +15,6 @@ import httpx
 from sendwell.providers import oauth
 from sendwell.providers.base import (
     SENT_CLOCK_SLACK,
-    TAG_HEADER,
     AdminApprovalRequired,
     AuthRevoked,
     ConsentDeclined,
@@ -30,7 +28,9 @@ from sendwell.providers.base import (
     ProviderName,
     RateLimited,
     RecipientRejected,
+    SendingBlocked,
     SentMessage,
+    SentProbe,
     TokenSet,
     Transient,
 )
@@ -72,15 +72,17 @@ ADMIN_CODES = frozenset({"AADSTS65001", "AADSTS90093", "AADSTS90094", "AADSTS900
 DECLINED_CODE = "AADSTS65004"
 AADSTS = re.compile(r"AADSTS\d+")
 THROTTLE_CODES = frozenset({"ApplicationThrottled", "TooManyRequests", "MailboxConcurrency"})
-QUOTA_CODES = frozenset(
-    {"ErrorExceededMessageLimit", "ErrorQuotaExceeded", "ErrorSubmissionQuotaExceeded"}
+# The mailbox's owner must act before it can send again: its storage is full
+# (ErrorQuotaExceeded), or it is over a sending limit its organisation set
+# (ErrorExceededMessageLimit). Retrying cannot help, so sending from it stops.
+BLOCKED_CODES = frozenset({"ErrorQuotaExceeded", "ErrorExceededMessageLimit"})
+# Exchange's rolling daily recipient limit: sending resumes by itself within a day.
+SUBMISSION_QUOTA_CODE = "ErrorSubmissionQuotaExceeded"
+SUBMISSION_QUOTA_WAIT = 3600.0
+SENT_SELECT = "id,conversationId,internetMessageId,subject,toRecipients,sentDateTime"
+INBOX_SELECT = (
+    "id,conversationId,internetMessageId,internetMessageHeaders,subject,from,receivedDateTime"
 )
-SENT_SELECT = "id,conversationId,internetMessageId,internetMessageHeaders"
-INBOX_SELECT = SENT_SELECT + ",subject,from,receivedDateTime"
-# How many of the newest Sent Items are searched for a tag before giving up.
-SENT_SCAN_LIMIT = 100
-# sendMail returns no id: waits before each look for the copy in Sent Items.
-SENT_POLL_DELAYS = (0.2, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,11 @@ class MicrosoftProvider:
         client_secret: str,
         endpoints: MicrosoftEndpoints,
         http: httpx.Client,
-        sent_poll_delays: tuple[float, ...] = SENT_POLL_DELAYS,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.endpoints = endpoints
         self.http = http
-        self.sent_poll_delays = sent_poll_delays
 
     def authorization_url(
         self, *, redirect_uri: str, state: str, code_verifier: str, login_hint: str
@@ -180,11 +180,12 @@ class MicrosoftProvider:
     def send(
         self, access_token: str, mime: bytes, *, tag: str, thread_id: str | None = None
     ) -> SentMessage:
-        """Send through /me/sendMail (MIME form), then find the copy Graph saved in Sent Items.
+        """Send through /me/sendMail (MIME form); a 202 means accepted, and nothing more.
 
+        Graph answers before transport has run and returns no id: the copy in Sent Items
+        appears later, so its ids are learnt afterwards through ``find_sent`` (empty here).
         ``thread_id`` is ignored: Outlook threads a message by its In-Reply-To and References
-        headers. A 202 means accepted, so not finding the copy yet returns empty ids rather
-        than raising (raising would make the caller send the message twice).
+        headers and its subject.
         """
         headers = {**_bearer(access_token), "Content-Type": "text/plain"}
         url = f"{self.endpoints.graph}/me/sendMail"
@@ -193,39 +194,31 @@ class MicrosoftProvider:
         )
         if not response.is_success:
             raise _api_error(response)
-        for delay in self.sent_poll_delays:
-            time.sleep(delay)
-            try:
-                found = self.find_sent(access_token, tag)
-            except ProviderError:
-                break
-            if found is not None:
-                return found
         return SentMessage("", "", "")
 
-    def find_sent(
-        self, access_token: str, tag: str, since: datetime | None = None
-    ) -> SentMessage | None:
-        oldest = since - SENT_CLOCK_SLACK if since is not None else None
+    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
+        """Copies in Sent Items to the probe's recipient with its subject, sent since it.
+
+        Graph's copies in Sent Items carry no internetMessageHeaders, so our tag cannot be
+        read back: the copy is recognised by recipient, subject and sentDateTime, which
+        Mail.ReadBasic documents.
+        """
         params = {
-            "$select": SENT_SELECT + ",sentDateTime",
+            "$filter": f"sentDateTime ge {_iso(probe.since - SENT_CLOCK_SLACK)}",
             "$orderby": "sentDateTime desc",
+            "$select": SENT_SELECT,
             "$top": "50",
         }
-        listing = self._messages(access_token, "sentitems", params)
-        for scanned, item in enumerate(listing, start=1):
-            if _headers(item).get(TAG_HEADER.lower()) == tag:
-                return SentMessage(
-                    str(item["id"]),
-                    str(item.get("conversationId", "")),
-                    str(item.get("internetMessageId", "")),
-                )
-            if oldest is not None:
-                if _sent_at(item) < oldest:
-                    break  # newest first: everything since the claim was looked at
-            elif scanned >= SENT_SCAN_LIMIT:
-                break
-        return None
+        recipient, subject = probe.recipient.lower(), same_subject(probe.subject)
+        return [
+            SentMessage(
+                str(item["id"]),
+                str(item.get("conversationId", "")),
+                str(item.get("internetMessageId", "")),
+            )
+            for item in self._messages(access_token, "sentitems", params)
+            if recipient in _recipients(item) and same_subject(str(item.get("subject"))) == subject
+        ]
 
     def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
         """Inbox messages since the cursor "<second>|<ids delivered at that second>".
@@ -300,8 +293,18 @@ class MicrosoftProvider:
             url, query = page.get("@odata.nextLink"), None
 
 
-def _sent_at(item: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(item["sentDateTime"]).replace("Z", "+00:00"))
+def same_subject(subject: str) -> str:
+    """A subject as compared with a Sent copy's: white space folded, case ignored."""
+    return " ".join(subject.split()).casefold()
+
+
+def _recipients(item: dict[str, Any]) -> set[str]:
+    found = item.get("toRecipients") or []
+    return {
+        str((entry.get("emailAddress") or {}).get("address", "")).lower()
+        for entry in found
+        if isinstance(entry, dict)
+    }
 
 
 def _bearer(access_token: str) -> dict[str, str]:
@@ -393,7 +396,12 @@ def _api_error(response: httpx.Response) -> ProviderError:
     retry_after = retry_after_seconds(response)
     if status == 401 or code == "InvalidAuthenticationToken":
         return AuthRevoked("Microsoft no longer accepts Sendwell's access.", code=code)
-    if status == 429 or code in THROTTLE_CODES | QUOTA_CODES:
+    if code in BLOCKED_CODES:
+        return SendingBlocked(f"Outlook refuses to send from this mailbox: {message}", code=code)
+    if code == SUBMISSION_QUOTA_CODE:
+        wait = retry_after or SUBMISSION_QUOTA_WAIT
+        return RateLimited(f"Outlook's daily sending limit: {message}", retry_after=wait, code=code)
+    if status == 429 or code in THROTTLE_CODES:
         return RateLimited(f"Outlook is limiting: {message}", retry_after=retry_after, code=code)
     if code == "ErrorAccessDenied":
         missing = REQUIRED_SCOPES

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import asdict, replace
+from datetime import timedelta
 from email.message import Message
 from typing import Any
 
@@ -11,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from sendwell.sandbox.microsoft import AADSTS
-from sendwell.sandbox.state import API_FAULTS, SEND_FAULTS, SandboxState, provider_for
+from sendwell.sandbox.state import API_FAULTS, SEND_FAULTS, SandboxState, now, provider_for
 
 TOKEN_ERRORS = frozenset({"invalid_grant", "invalid_client", *AADSTS})
 
@@ -29,6 +31,8 @@ class ReplyIn(MailboxIn):
 
 class BounceIn(MailboxIn):
     to_message_id: str
+    # The report arrives this many seconds from now (transport runs after the send's answer).
+    delay_seconds: float = Field(0, ge=0, le=86_400)
 
 
 class FaultIn(MailboxIn):
@@ -39,6 +43,20 @@ class FaultIn(MailboxIn):
 class TokenErrorIn(MailboxIn):
     code: str
     count: int = Field(1, ge=1, le=10_000)
+
+
+class MailboxSettingsIn(MailboxIn):
+    """Any of the emulated host's per-mailbox behaviours; those left out stay as they are."""
+
+    sent_copy_delay: float | None = Field(None, ge=0, le=86_400)
+    drop_custom_headers: bool | None = None
+    messages_per_minute: int | None = Field(None, ge=1, le=10_000)
+    recipients_per_day: int | None = Field(None, ge=1, le=1_000_000)
+    concurrent_requests: int | None = Field(None, ge=1, le=100)
+
+
+class DeleteIn(MailboxIn):
+    message_id: str
 
 
 class TimeoutIn(BaseModel):
@@ -74,6 +92,7 @@ def build_router(state: SandboxState) -> APIRouter:
                 "subject": m.subject,
                 "headers": dict(m.headers),
                 "sent_at": m.at.isoformat(),
+                "delivered": m.delivered,
             }
             for m in rows
         ]
@@ -124,6 +143,29 @@ def build_router(state: SandboxState) -> APIRouter:
         with state.lock:
             box.token_errors.extend([body.code] * body.count)
         return {"queued": body.count}
+
+    @router.post("/mailbox-settings")
+    def mailbox_settings(body: MailboxSettingsIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        box = state.mailbox(body.mailbox)
+        changes = body.model_dump(exclude_unset=True, exclude={"mailbox"})
+        with state.lock:
+            box.settings = replace(box.settings, **changes)
+        return asdict(box.settings)
+
+    @router.post("/delete")
+    def delete(body: DeleteIn) -> Any:
+        """The owner deletes a message: it leaves listings and reads; its history record stays."""
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        box = state.mailbox(body.mailbox)
+        found = state.find_message(box, body.message_id)
+        if found is None:
+            return problem(404, f"no message {body.message_id!r} in {body.mailbox}")
+        with state.lock:
+            found.deleted = True
+        return {"deleted": found.id}
 
     @router.post("/timeout")
     def timeout(body: TimeoutIn) -> Any:
@@ -193,6 +235,7 @@ def build_router(state: SandboxState) -> APIRouter:
             thread_id=original.thread_id,
             message_id=message_id,
             sender=daemon,
+            visible_at=now() + timedelta(seconds=body.delay_seconds),
         )
         return {"id": stored.id, "thread_id": stored.thread_id, "message_id": message_id}
 

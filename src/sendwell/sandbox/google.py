@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from email.message import Message
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -22,7 +23,7 @@ from sendwell.sandbox.common import (
     thread_for_reply,
 )
 from sendwell.sandbox.responses import CutResponse, google_api_error
-from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage
+from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage, now
 
 SEND = "https://www.googleapis.com/auth/gmail.send"
 METADATA = "https://www.googleapis.com/auth/gmail.metadata"
@@ -278,6 +279,8 @@ def build_router(state: SandboxState) -> APIRouter:
         if not parsed.get("To"):
             return google_api_error(400, "Invalid To header", "invalidArgument", "INVALID_ARGUMENT")
         stored = store_sent(parsed, str(body.get("threadId") or ""), mailbox)
+        if fault == "quota_bounce":
+            limit_bounce(mailbox, stored)
         answer_body = {"id": stored.id, "threadId": stored.thread_id, "labelIds": ["SENT"]}
         if fault == "drop_after_accept":
             return CutResponse(bytes(JSONResponse(answer_body).body))
@@ -305,6 +308,30 @@ def build_router(state: SandboxState) -> APIRouter:
             thread_id=thread_id,
             message_id=message_id,
             sender=mailbox.address,
+        )
+
+    def limit_bounce(mailbox: Any, stored: StoredMessage) -> None:
+        """Over the sending limit, Gmail may still answer 200 and bounce the message minutes
+        later: "You can't assume that a 200 response means the email was successfully sent"
+        (Gmail API, Handle errors). The bounce names no failed recipient."""
+        stored.delivered = False
+        notice = Message()
+        notice["From"] = "Mail Delivery Subsystem <mailer-daemon@googlemail.com>"
+        notice["To"] = mailbox.address
+        notice["Subject"] = "Delivery Status Notification (Failure)"
+        notice["In-Reply-To"] = stored.message_id
+        notice["References"] = stored.message_id
+        notice["Auto-Submitted"] = "auto-replied"
+        notice["Content-Type"] = 'multipart/report; report-type=delivery-status; boundary="b"'
+        message_id = f"<{secrets.token_hex(10)}@mx.google.com>"
+        notice["Message-ID"] = message_id
+        state.store(
+            mailbox,
+            notice,
+            folder="inbox",
+            thread_id=stored.thread_id,
+            message_id=message_id,
+            sender="mailer-daemon@googlemail.com",
         )
 
     def reader(request: Request) -> tuple[Any, Response | None]:
@@ -339,7 +366,13 @@ def build_router(state: SandboxState) -> APIRouter:
             )
         folders = {"SENT": "sent", "INBOX": "inbox"}
         wanted = {folders[label] for label in labelIds if label in folders}
-        messages = [m for m in reversed(mailbox.messages) if not wanted or m.folder in wanted]
+        moment = now()
+        with state.lock:
+            messages = [
+                m
+                for m in reversed(mailbox.messages)
+                if (not wanted or m.folder in wanted) and m.visible(moment)
+            ]
         start = int(pageToken or 0)
         page = messages[start : start + max(1, min(maxResults, 500))]
         body: dict[str, Any] = {"resultSizeEstimate": len(messages)}
@@ -367,7 +400,7 @@ def build_router(state: SandboxState) -> APIRouter:
                 "PERMISSION_DENIED",
             )
         found = next((m for m in mailbox.messages if m.id == message_id), None)
-        if found is None:
+        if found is None or not found.visible(now()):
             return google_api_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
         return JSONResponse(metadata_resource(found, metadataHeaders))
 
@@ -377,6 +410,8 @@ def build_router(state: SandboxState) -> APIRouter:
         startHistoryId: int = 0,
         labelId: str = "",
         historyTypes: list[str] = Query(default_factory=list),
+        maxResults: int = 100,
+        pageToken: str = "",
     ) -> Response:
         mailbox, problem = reader(request)
         if problem is not None:
@@ -384,6 +419,7 @@ def build_router(state: SandboxState) -> APIRouter:
         if startHistoryId < OLDEST_HISTORY_ID:
             return google_api_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
         folder = {"SENT": "sent", "INBOX": "inbox"}.get(labelId)
+        shown = mailbox.shown_history_id(now())
         records = [
             {
                 "id": str(m.history_id),
@@ -399,11 +435,18 @@ def build_router(state: SandboxState) -> APIRouter:
                 ],
             }
             for m in mailbox.messages
-            if m.history_id > startHistoryId and (folder is None or m.folder == folder)
+            if m.history_id > startHistoryId
+            and (folder is None or m.folder == folder)
+            and m.history_id <= shown
         ]
-        body: dict[str, Any] = {"historyId": str(mailbox.history_id)}
-        if records:
-            body["history"] = records
+        # Pages of maxResults records (default 100, at most 500), as users.history.list pages.
+        start = int(pageToken or 0)
+        size = max(1, min(maxResults, 500))
+        body: dict[str, Any] = {"historyId": str(shown)}
+        if records[start : start + size]:
+            body["history"] = records[start : start + size]
+        if start + size < len(records):
+            body["nextPageToken"] = str(start + size)
         return JSONResponse(body)
 
     @router.get(gmail + "/profile")
@@ -416,7 +459,7 @@ def build_router(state: SandboxState) -> APIRouter:
                 "emailAddress": mailbox.address,
                 "messagesTotal": len(mailbox.messages),
                 "threadsTotal": len({m.thread_id for m in mailbox.messages}),
-                "historyId": str(mailbox.history_id),
+                "historyId": str(mailbox.shown_history_id(now())),
             }
         )
 

@@ -6,7 +6,10 @@ import base64
 import binascii
 import re
 import secrets
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from email.message import Message
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +26,14 @@ from sendwell.sandbox.common import (
 )
 from sendwell.sandbox.google import pkce_matches
 from sendwell.sandbox.responses import CutResponse, graph_error
-from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage, Token
+from sendwell.sandbox.state import (
+    ACCESS_TOKEN_SECONDS,
+    Mailbox,
+    SandboxState,
+    StoredMessage,
+    Token,
+    now,
+)
 
 GRAPH_PREFIX = "https://graph.microsoft.com/"
 # Entra ID error texts, as the token endpoint returns them (AADSTS code, HTTP status, error).
@@ -107,14 +117,30 @@ def access_denied() -> JSONResponse:
     )
 
 
+def throttled(retry_after: str | None = "2") -> JSONResponse:
+    """Graph's 429 for a mailbox over its limits; Retry-After may be fractional or absent."""
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return graph_error(
+        429,
+        "ApplicationThrottled",
+        "Application is over its MailboxConcurrency limit.",
+        headers=headers,
+    )
+
+
+def too_many_requests(retry_after: str | None) -> JSONResponse:
+    """The throttling guide's own 429 (code TooManyRequests)."""
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+    return graph_error(429, "TooManyRequests", "Please retry again later.", headers=headers)
+
+
 def fault_response(fault: str) -> Response | None:
     if fault == "rate_limit":
-        return graph_error(
-            429,
-            "ApplicationThrottled",
-            "Application is over its MailboxConcurrency limit.",
-            headers={"Retry-After": "2"},
-        )
+        return throttled("2")
+    if fault == "rate_limit_fractional":
+        return too_many_requests("2.128")
+    if fault == "rate_limit_bare":
+        return too_many_requests(None)
     if fault == "server_error":
         return graph_error(
             503, "ServiceUnavailable", "Service Unavailable", headers={"Retry-After": "1"}
@@ -133,9 +159,27 @@ def fault_response(fault: str) -> Response | None:
         return graph_error(
             403,
             "ErrorExceededMessageLimit",
-            "Cannot send mail. The message exceeds the message limit.",
+            "Cannot send mail. Daily Message/Recipient limit exceeded. Follow the instructions "
+            "in your Inbox to verify your account.",
+        )
+    if fault == "mailbox_full":
+        return graph_error(
+            403, "ErrorQuotaExceeded", "The process failed to get the correct properties."
         )
     return None
+
+
+def submission_quota_exceeded() -> JSONResponse:
+    """Over Exchange Online's rolling daily recipient limit."""
+    return graph_error(
+        429,
+        "ErrorSubmissionQuotaExceeded",
+        "Cannot send message. The user has exceeded the submission quota.",
+    )
+
+
+def recipients_of(parsed: Message) -> list[str]:
+    return [value for key, value in parsed.items() if key.lower() in ("to", "cc", "bcc")]
 
 
 def short_scopes(scopes: frozenset[str]) -> frozenset[str]:
@@ -152,15 +196,19 @@ def graph_message(message: StoredMessage, select: set[str]) -> dict[str, Any]:
         "receivedDateTime": message.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "from": {"emailAddress": {"address": message.sender, "name": message.sender}},
         "toRecipients": [{"emailAddress": {"address": to}} for to in message.to],
-        "internetMessageHeaders": [{"name": k, "value": v} for k, v in message.headers],
     }
+    if message.folder != "sent":
+        # "internet headers just do not exist on the copy in Sent Items" (Graph docs
+        # maintainer, microsoft-graph-docs issues 2716 and 12726).
+        full["internetMessageHeaders"] = [{"name": k, "value": v} for k, v in message.headers]
     default = {key: value for key, value in full.items() if key != "internetMessageHeaders"}
     if not select:
         return default
     return {key: value for key, value in full.items() if key in select or key == "id"}
 
 
-FILTER = re.compile(r"^receivedDateTime (gt|ge) (\S+)$")
+FILTER = re.compile(r"^(receivedDateTime|sentDateTime) (gt|ge) (\S+)$")
+INEFFICIENT = "The restriction or sort order is too complex for this operation."
 
 
 def build_router(state: SandboxState) -> APIRouter:
@@ -299,11 +347,31 @@ def build_router(state: SandboxState) -> APIRouter:
             }
         )
 
+    @contextmanager
+    def concurrency_slot(mailbox: Mailbox) -> Iterator[bool]:
+        """One of the mailbox's concurrent request slots, or False when all are taken."""
+        with state.lock:
+            admitted = mailbox.in_flight < mailbox.settings.concurrent_requests
+            if admitted:
+                mailbox.in_flight += 1
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                with state.lock:
+                    mailbox.in_flight -= 1
+
     @router.post(graph + "/sendMail")
     async def send_mail(request: Request) -> Response:
         mailbox, problem, fault = caller(request, "Mail.Send", sending=True)
         if problem is not None:
             return problem
+        with concurrency_slot(mailbox) as admitted:
+            if not admitted:
+                return throttled("1")
+            return await accept_mime(request, mailbox, fault)
+
+    async def accept_mime(request: Request, mailbox: Mailbox, fault: str | None) -> Response:
         if not request.headers.get("content-type", "").startswith("text/plain"):
             return graph_error(
                 400,
@@ -324,11 +392,22 @@ def build_router(state: SandboxState) -> APIRouter:
         if fault == "timeout":
             await hold_like_a_timeout(state)
             return graph_error(504, "GatewayTimeout", "Gateway Timeout")
+        moment = now()
+        if recipients_today(mailbox, moment) + len(recipients_of(parsed)) > (
+            mailbox.settings.recipients_per_day
+        ):
+            return submission_quota_exceeded()
         earlier = thread_for_reply(state, mailbox, parsed)
         thread_id = earlier.thread_id if earlier else "AAQk" + secrets.token_urlsafe(24)
         del parsed["Message-ID"]
         message_id = f"<{secrets.token_hex(16).upper()}@SN7PR11MB0000.namprd11.prod.outlook.com>"
         parsed["Message-ID"] = message_id
+        if mailbox.settings.drop_custom_headers:
+            for name in {key for key in parsed if key.lower().startswith("x-")}:
+                del parsed[name]
+        # The 202 comes before transport: the copy appears later, and later still when the
+        # mailbox is over its per-minute rate (the excess is carried over, not refused).
+        delay = mailbox.settings.sent_copy_delay + carried_over(mailbox, moment)
         state.store(
             mailbox,
             parsed,
@@ -336,10 +415,30 @@ def build_router(state: SandboxState) -> APIRouter:
             thread_id=thread_id,
             message_id=message_id,
             sender=mailbox.address,
+            visible_at=moment + timedelta(seconds=delay),
         )
         if fault == "drop_after_accept":
             return CutResponse(b'{"status": "accepted", "detail": "response cut by sandbox"}')
         return Response(status_code=202)
+
+    def recipients_today(mailbox: Mailbox, moment: datetime) -> int:
+        with state.lock:
+            return sum(
+                len(m.to)
+                for m in mailbox.messages
+                if m.folder == "sent" and moment - m.at < timedelta(days=1)
+            )
+
+    def carried_over(mailbox: Mailbox, moment: datetime) -> float:
+        """Seconds this message waits because the mailbox is over its per-minute rate."""
+        limit = max(1, mailbox.settings.messages_per_minute)
+        with state.lock:
+            last_minute = sum(
+                1
+                for m in mailbox.messages
+                if m.folder == "sent" and moment - m.at < timedelta(minutes=1)
+            )
+        return 60.0 * (last_minute // limit)
 
     @router.get(graph + "/mailFolders/{folder}/messages")
     def folder_messages(
@@ -354,19 +453,43 @@ def build_router(state: SandboxState) -> APIRouter:
         mailbox, problem, _ = caller(request, "Mail.ReadBasic")
         if problem is not None:
             return problem
+        with concurrency_slot(mailbox) as admitted:
+            if not admitted:
+                return throttled("1")
+            return list_folder(request, mailbox, folder, (select, filter_, orderby), top, skip)
+
+    def list_folder(
+        request: Request,
+        mailbox: Mailbox,
+        folder: str,
+        query: tuple[str, str, str],
+        top: int,
+        skip: int,
+    ) -> Response:
+        select, filter_, orderby = query
         kinds = {"sentitems": "sent", "inbox": "inbox"}
         if folder.lower() not in kinds:
             return graph_error(
                 404, "ErrorFolderNotFound", "The specified folder could not be found in the store."
             )
-        messages = [m for m in mailbox.messages if m.folder == kinds[folder.lower()]]
+        moment = now()
+        with state.lock:
+            messages = [
+                m
+                for m in mailbox.messages
+                if m.folder == kinds[folder.lower()] and m.visible(moment)
+            ]
+        order_field = orderby.strip().split(" ")[0] if orderby.strip() else ""
         if filter_:
             match = FILTER.match(filter_.strip())
             if not match:
                 return graph_error(400, "BadRequest", f"Invalid filter clause: {filter_}")
-            since = datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
-            keep_equal = match.group(1) == "ge"
-            # Graph compares at the second precision it reports receivedDateTime in.
+            if order_field and order_field != match.group(1):
+                # $orderby's properties must come first in $filter (List messages reference).
+                return graph_error(400, "InefficientFilter", INEFFICIENT)
+            since = datetime.fromisoformat(match.group(3).replace("Z", "+00:00"))
+            keep_equal = match.group(2) == "ge"
+            # Graph compares at the second precision it reports its date-times in.
             messages = [
                 m
                 for m in messages
@@ -379,8 +502,8 @@ def build_router(state: SandboxState) -> APIRouter:
         fields = {name.strip() for name in select.split(",") if name.strip()}
         body: dict[str, Any] = {"value": [graph_message(m, fields) for m in page]}
         if skip + top < len(messages):
-            query = request.query_params.multi_items()
-            kept = [(k, v) for k, v in query if k != "$skip"] + [("$skip", str(skip + top))]
+            items = request.query_params.multi_items()
+            kept = [(k, v) for k, v in items if k != "$skip"] + [("$skip", str(skip + top))]
             body["@odata.nextLink"] = str(request.url.replace(query=urlencode(kept)))
         return JSONResponse(body)
 

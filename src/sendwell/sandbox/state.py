@@ -16,8 +16,20 @@ Folder = Literal["sent", "inbox"]
 
 ACCESS_TOKEN_SECONDS = 3599
 CODE_SECONDS = 600
-SEND_FAULTS = frozenset({"rate_limit", "server_error", "timeout", "drop_after_accept"})
-API_FAULTS = frozenset({"unauthorized", "forbidden", "mailbox_not_enabled", "quota_exceeded"})
+SEND_FAULTS = frozenset(
+    {
+        "rate_limit",
+        "rate_limit_fractional",
+        "rate_limit_bare",
+        "server_error",
+        "timeout",
+        "drop_after_accept",
+        "quota_bounce",
+    }
+)
+API_FAULTS = frozenset(
+    {"unauthorized", "forbidden", "mailbox_not_enabled", "quota_exceeded", "mailbox_full"}
+)
 GOOGLE_SUFFIX = "gmail.test"
 MICROSOFT_SUFFIX = "outlook.test"
 
@@ -48,12 +60,38 @@ class StoredMessage:
     headers: list[tuple[str, str]]
     at: datetime
     history_id: int
+    # When the mailbox's API first shows it: a copy saved after the send's answer.
+    visible_at: datetime
+    # Deleted by its owner: gone from listings and reads, its history record stays.
+    deleted: bool = False
+    # False for a message the host accepted but never delivered (a quota bounce).
+    delivered: bool = True
+
+    def visible(self, moment: datetime) -> bool:
+        return not self.deleted and self.visible_at <= moment
 
     def header(self, name: str) -> str:
         for key, value in self.headers:
             if key.lower() == name.lower():
                 return value
         return ""
+
+
+@dataclass
+class MailboxSettings:
+    """How the emulated host behaves for one mailbox (the admin API changes it)."""
+
+    # Graph answers sendMail before transport runs; the copy in Sent Items and any
+    # non-delivery report appear this many seconds later.
+    sent_copy_delay: float = 0.0
+    # Exchange may drop custom (X-) headers of MIME sends.
+    drop_custom_headers: bool = False
+    # Exchange Online: over this many messages a minute, the rest are carried over to the
+    # following minutes; over this many recipients a day, submission is refused.
+    messages_per_minute: int = 30
+    recipients_per_day: int = 10_000
+    # Graph: this many requests to one mailbox at once, then 429 MailboxConcurrency.
+    concurrent_requests: int = 4
 
 
 @dataclass
@@ -67,10 +105,19 @@ class Mailbox:
     api_faults: deque[str] = field(default_factory=deque)
     token_errors: deque[str] = field(default_factory=deque)
     history_id: int = 1000
+    settings: MailboxSettings = field(default_factory=lambda: MailboxSettings())
+    # Requests being answered now, for the host's per-mailbox concurrency limit.
+    in_flight: int = 0
 
     def next_history_id(self) -> int:
         self.history_id += 1
         return self.history_id
+
+    def shown_history_id(self, moment: datetime) -> int:
+        """The newest history id a client may see: short of any message not shown yet, so a
+        cursor never passes a message before it appears."""
+        hidden = [m.history_id for m in self.messages if m.visible_at > moment]
+        return min([self.history_id, *(h - 1 for h in hidden)])
 
 
 @dataclass
@@ -237,7 +284,14 @@ class SandboxState:
         thread_id: str,
         message_id: str,
         sender: str,
+        visible_at: datetime | None = None,
     ) -> StoredMessage:
+        """Keep a message; a sent copy shows after the mailbox's delay unless told when."""
+        delay = timedelta(seconds=mailbox.settings.sent_copy_delay if folder == "sent" else 0)
+        moment = now()
+        if folder == "inbox" and visible_at is not None:
+            # A message arrives when it shows: that is its received time.
+            moment = visible_at
         with self.lock:
             stored = StoredMessage(
                 id=secrets.token_hex(8),
@@ -248,8 +302,9 @@ class SandboxState:
                 to=[value for key, value in parsed.items() if key.lower() in ("to", "cc")],
                 subject=str(parsed.get("Subject", "")),
                 headers=[(key, str(value)) for key, value in parsed.items()],
-                at=now(),
+                at=moment,
                 history_id=mailbox.next_history_id(),
+                visible_at=moment if folder == "inbox" else (visible_at or moment + delay),
             )
             mailbox.messages.append(stored)
             return stored
