@@ -65,7 +65,7 @@ def make_mailbox(
 def two_steps() -> list[service.StepIn]:
     return [
         service.StepIn("Hi {{ first_name | default('there') }}", "Hello from {{ sender_name }}"),
-        service.StepIn("Re: hi", "Following up, {{ full_name | default('friend') }}", 3 * 24 * 60),
+        service.StepIn("", "Following up, {{ full_name | default('friend') }}", 3 * 24 * 60),
     ]
 
 
@@ -592,7 +592,7 @@ def test_validation_names_each_recipient_and_step_with_a_missing_field(
         mailbox,
         steps=[
             service.StepIn("Hi {{ first_name }}", "About {{ company }}"),
-            service.StepIn("Re: {{ project }}", "Still there?", 60),
+            service.StepIn("Re: {{ project }}", "Still there?", 60, new_thread=True),
         ],
     )
     add(

@@ -40,7 +40,7 @@ def editor_post(client: TestClient, path: str, mailbox_id: int, **extra: object)
         "start": "09:00",
         "end": "17:00",
         "timezone": "Europe/Paris",
-        "step_subject": ["Hi {{ first_name | default('there') }}", "Re: Hi"],
+        "step_subject": ["Hi {{ first_name | default('there') }}", ""],
         "step_body": ["Hello from {{ sender_name }}", "Just following up"],
         "step_delay": ["0", "3"],
         "step_unit": ["minutes", "days"],
@@ -94,7 +94,7 @@ def test_template_error_is_shown_and_nothing_saved(client: TestClient, db: Sessi
     create_first_account(client)
     mailbox = connected_mailbox(db)
     response = editor_post(
-        client, "/campaigns/new", mailbox.id, step_subject=["Hi {{ first_name ", "Re"]
+        client, "/campaigns/new", mailbox.id, step_subject=["Hi {{ first_name ", ""]
     )
     assert response.status_code == 422
     assert "Step 1 subject" in html.unescape(response.text)

@@ -21,10 +21,12 @@ from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
 from sendwell.mailboxes.connections import Connections, build_connections
-from sendwell.models import Enrollment, LedgerStatus, Mailbox, SendLedger, User
+from sendwell.models import Enrollment, LedgerStatus, Mailbox, MailboxStatus, SendLedger, User
 from sendwell.providers.base import TAG_HEADER
 from sendwell.providers.registry import build_registry
 from tests.conftest import Database, create_first_account, make_settings
+from tests.dispatch.hosts import Host, SandboxHost, ServerHost
+from tests.imap_smtp.conftest import MailServers
 from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
 
@@ -42,6 +44,10 @@ class World:
     def mailbox_id(self, email: str = SENDER) -> int:
         with session_scope(self.factory) as db:
             return int(db.scalars(select(Mailbox.id).where(Mailbox.email == email)).one())
+
+    def mailbox_status(self, email: str = SENDER) -> MailboxStatus:
+        with session_scope(self.factory) as db:
+            return db.scalars(select(Mailbox.status).where(Mailbox.email == email)).one()
 
     def campaign(
         self,
@@ -214,4 +220,45 @@ def world(database: Database, engine: Engine, sandbox: Sandbox) -> Iterator[Worl
             app.state.connections,
             sandbox,
             settings,
+        )
+
+
+# Imported so that dispatch tests can run against real mail servers too (one set per worker).
+from tests.imap_smtp.conftest import mail, mail_servers  # noqa: E402, F401
+
+SANDBOX_SENDERS = {"google": SENDER, "microsoft": "ada@contoso.outlook.test"}
+
+
+@pytest.fixture(params=["google", "microsoft", "imap"])
+def host_world(
+    request: pytest.FixtureRequest, database: Database, engine: Engine, sandbox: Sandbox
+) -> Iterator[tuple[World, Host]]:
+    """A world whose sending mailbox is on each kind of host in turn, linked as its user
+    would link it."""
+    extra: dict[str, Any] = {}
+    host: Host
+    if request.param == "imap":
+        servers: MailServers = request.getfixturevalue("mail")
+        host = ServerHost(servers)
+        extra["mail_server_ca_file"] = str(servers.certificates.ca_file)
+    else:
+        host = SandboxHost(request.param, SANDBOX_SENDERS[request.param], sandbox)
+    if request.param == "microsoft":
+        # Graph answers before its copy in Sent Items exists.
+        sandbox.admin("mailbox-settings", {"mailbox": host.address, "sent_copy_delay": 0.3})
+    settings = make_settings(
+        database.url,
+        sandbox=True,
+        sandbox_url=sandbox.url,
+        dns_timeout_seconds=0.3,
+        provider_timeout_seconds=5,
+        **extra,
+    )
+    with TestClient(create_app(settings, engine=engine)) as client:
+        create_first_account(client)
+        host.link(client)
+        app: Any = client.app
+        yield (
+            World(client, app.state.session_factory, app.state.connections, sandbox, settings),
+            host,
         )

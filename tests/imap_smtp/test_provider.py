@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -12,6 +13,7 @@ from sendwell.providers.base import (
     AuthRevoked,
     ProviderError,
     RecipientRejected,
+    SentProbe,
     Transient,
 )
 from sendwell.providers.imap_smtp import ImapSmtpProvider
@@ -36,6 +38,11 @@ def credential(mail: MailServers, *, password: str = SENDER_PASSWORD, smtp_port:
     ).to_credential()
 
 
+def probe(tag: str) -> SentProbe:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    return SentProbe(tag=tag, recipient="ann@example.com", subject="", since=since)
+
+
 def message(to: str, tag: str) -> bytes:
     built = EmailMessage()
     built["From"] = SENDER
@@ -58,10 +65,9 @@ def test_send_files_one_copy_in_sent_and_find_sent_finds_it(
     assert len(received) == 1
     assert ".A line that starts with a dot." in received[0].get_payload()
     assert len(mail.messages(SENDER, "Sent")) == 1
-    found = provider.find_sent(token, "tag-1")
-    assert found is not None
+    [found] = provider.find_sent(token, probe("tag-1"))
     assert found.message_id_header == sent.message_id_header
-    assert provider.find_sent(token, "no-such-tag") is None
+    assert provider.find_sent(token, probe("no-such-tag")) == []
 
 
 def test_a_follow_up_keeps_the_threads_name(provider: ImapSmtpProvider, mail: MailServers) -> None:
@@ -174,7 +180,7 @@ def test_xoauth2_signs_in_to_both_servers_until_the_token_is_withdrawn(
     provider.check_connection(login)
     provider.send(login.to_credential(), message("ann@example.com", "x-1"), tag="x-1")
     assert len(mail.messages("ann@example.com")) == 1
-    assert provider.find_sent(login.to_credential(), "x-1") is not None
+    assert provider.find_sent(login.to_credential(), probe("x-1"))
     del mail.tokens["token-1"]
     with pytest.raises(AuthRevoked) as on_smtp:
         provider.send(login.to_credential(), message("ann@example.com", "x-2"), tag="x-2")

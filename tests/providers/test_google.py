@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +19,7 @@ from sendwell.providers.base import (
     OutcomeUnknown,
     ProviderError,
     RateLimited,
+    SentProbe,
     Transient,
 )
 from sendwell.providers.google import (
@@ -63,6 +65,11 @@ def link(google: GoogleProvider, email: str = ADDRESS) -> Grant:
     return google.complete_authorization(
         callback_params=params, redirect_uri=REDIRECT, code_verifier=params["_verifier"]
     )
+
+
+def probe(tag: str) -> SentProbe:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    return SentProbe(tag=tag, recipient="grace@example.com", subject="Hello", since=since)
 
 
 def message(
@@ -265,8 +272,7 @@ def test_cut_response_is_outcome_unknown_and_found_by_tag(
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "drop_after_accept"})
     with pytest.raises(OutcomeUnknown):
         google.send(token, message(tag="tag-9"), tag="tag-9")
-    found = google.find_sent(token, "tag-9")
-    assert found is not None
+    [found] = google.find_sent(token, probe("tag-9"))
     stored = [m for m in sandbox.sent(ADDRESS) if m["headers"]["X-Sendwell-Send-Id"] == "tag-9"]
     assert len(stored) == 1
     assert found.provider_message_id == stored[0]["id"]
@@ -293,7 +299,7 @@ def test_timeout_is_outcome_unknown_and_nothing_was_sent(sandbox: Sandbox) -> No
         )
         with pytest.raises(OutcomeUnknown):
             google.send(token, message(tag="tag-t"), tag="tag-t")
-        assert google.find_sent(token, "tag-t") is None
+        assert google.find_sent(token, probe("tag-t")) == []
 
 
 def test_unreachable_host_is_transient(http: httpx.Client) -> None:
@@ -325,6 +331,55 @@ def test_inbound_replies_and_bounces_since_a_cursor(
     assert reply.from_address == "grace@example.com"
     assert bounce.headers["x-failed-recipients"] == "grace@example.com"
     assert google.list_inbound(token, page.cursor).messages == []
+
+
+def test_history_is_read_page_by_page(google: GoogleProvider, sandbox: Sandbox) -> None:
+    token = link(google).tokens.access_token
+    sent = google.send(token, message(), tag="tag-1")
+    cursor = google.list_inbound(token, None).cursor
+    for _ in range(230):  # more than two of users.history.list's default pages of 100
+        sandbox.admin("reply", {"mailbox": ADDRESS, "to_message_id": sent.message_id_header})
+    bare = httpx.get(
+        f"{sandbox.url}/google/gmail/v1/users/me/history",
+        params={"startHistoryId": cursor, "labelId": "INBOX"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()
+    assert len(bare["history"]) == 100
+    assert "nextPageToken" in bare
+    page = google.list_inbound(token, cursor)
+    assert len({m.provider_message_id for m in page.messages}) == 230
+    assert google.list_inbound(token, page.cursor).messages == []
+
+
+def test_a_message_deleted_after_its_history_record_is_passed_over(
+    google: GoogleProvider, sandbox: Sandbox
+) -> None:
+    token = link(google).tokens.access_token
+    sent = google.send(token, message(), tag="tag-1")
+    cursor = google.list_inbound(token, None).cursor
+    gone = sandbox.admin("reply", {"mailbox": ADDRESS, "to_message_id": sent.message_id_header})
+    kept = sandbox.admin("reply", {"mailbox": ADDRESS, "to_message_id": sent.message_id_header})
+    sandbox.admin("delete", {"mailbox": ADDRESS, "message_id": gone["id"]})
+    page = google.list_inbound(token, cursor)
+    assert [m.provider_message_id for m in page.messages] == [kept["id"]]
+    assert int(page.cursor) > int(cursor)
+    assert google.list_inbound(token, page.cursor).messages == []
+
+
+def test_a_sending_limit_bounce_follows_an_accepted_send(
+    google: GoogleProvider, sandbox: Sandbox
+) -> None:
+    """Gmail: "You can't assume that a 200 response means the email was successfully sent"."""
+    token = link(google).tokens.access_token
+    cursor = google.list_inbound(token, None).cursor
+    sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "quota_bounce"})
+    sent = google.send(token, message(), tag="tag-q")
+    [stored] = sandbox.sent(ADDRESS)
+    assert stored["delivered"] is False
+    [notice] = google.list_inbound(token, cursor).messages
+    assert notice.in_reply_to == sent.message_id_header
+    assert "mailer-daemon@googlemail.com" in notice.from_address
+    assert "x-failed-recipients" not in notice.headers
 
 
 def test_metadata_scope_refuses_search(google: GoogleProvider, sandbox: Sandbox) -> None:

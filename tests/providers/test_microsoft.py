@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -30,7 +32,9 @@ from sendwell.providers.base import (
     ProviderError,
     RateLimited,
     RecipientRejected,
+    SendingBlocked,
     SentMessage,
+    SentProbe,
     Transient,
 )
 from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
@@ -41,7 +45,7 @@ REDIRECT = "http://127.0.0.1:9/oauth/microsoft/callback"
 CLIENT_ID = "sendwell-sandbox"
 USER = "ada@contoso.outlook.test"
 RECIPIENT = "grace@example.com"
-FAST_POLL = (0.0, 0.05, 0.1, 0.2)
+SUBJECT = "Quick question"
 FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 SCOPE_BOX = re.compile(r'name="scope" value="([^"]+)"')
 RETURN_LINK = re.compile(r'<a href="([^"]+)">Return to the application')
@@ -100,7 +104,6 @@ def make_provider(sandbox: Sandbox, *, timeout: float = 5.0) -> Iterator[Microso
             client_secret="sandbox-secret",
             endpoints=MicrosoftEndpoints.sandbox(sandbox.base),
             http=http,
-            sent_poll_delays=FAST_POLL,
         )
 
 
@@ -160,6 +163,24 @@ def complete(provider: MicrosoftProvider, callback: Callback) -> Grant:
 
 def link(provider: MicrosoftProvider, email: str = USER) -> Grant:
     return complete(provider, sign_in(provider, email))
+
+
+def probe(
+    tag: str = "", *, subject: str = "Quick question", since: datetime | None = None
+) -> SentProbe:
+    """A send to RECIPIENT with this subject, claimed `since` (a minute ago by default)."""
+    moment = since or datetime.now(UTC) - timedelta(minutes=1)
+    return SentProbe(tag=tag, recipient=RECIPIENT, subject=subject, since=moment)
+
+
+def send_and_find(
+    provider: MicrosoftProvider, access: str, tag: str, **options: str
+) -> SentMessage:
+    """Send, then learn where the message landed from Sent Items, as the dispatcher does."""
+    assert provider.send(access, mime(tag, **options), tag=tag) == SentMessage("", "", "")
+    copies = provider.find_sent(access, probe(tag, subject=options.get("subject", SUBJECT)))
+    assert copies, "the copy is in Sent Items"
+    return copies[0]
 
 
 def mime(tag: str, *, subject: str = "Quick question", reply_to: str = "") -> bytes:
@@ -262,7 +283,7 @@ def test_refresh_rotates_the_refresh_token(provider: MicrosoftProvider) -> None:
     again = provider.refresh(tokens.refresh_token)
     assert again.refresh_token is not None
     assert again.refresh_token != tokens.refresh_token
-    assert provider.find_sent(again.access_token, "nothing-sent") is None
+    assert provider.find_sent(again.access_token, probe("nothing-sent")) == []
 
 
 @pytest.mark.parametrize(
@@ -300,7 +321,7 @@ def test_a_revoked_grant_is_auth_revoked_everywhere(
         provider.refresh(grant.tokens.refresh_token)
     assert caught.value.code == "AADSTS50173"
     with pytest.raises(AuthRevoked):
-        provider.find_sent(grant.tokens.access_token, "tag")
+        provider.find_sent(grant.tokens.access_token, probe("tag"))
     with pytest.raises(AuthRevoked):
         provider.send(grant.tokens.access_token, mime("t-1"), tag="t-1")
     with pytest.raises(AuthRevoked):
@@ -325,36 +346,140 @@ def test_revoke_is_not_offered_and_makes_no_request() -> None:
 # --- sending --------------------------------------------------------------------------------
 
 
-def test_send_delivers_the_mime_and_finds_where_it_landed(
+def test_send_is_accepted_and_its_copy_found_by_recipient_and_subject(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
     access = link(provider).tokens.access_token
     raw = mime("send-1")
-    sent = provider.send(access, raw, tag="send-1")
+    sent = send_and_find(provider, access, "send-1")
     [stored] = sandbox.sent()
-    assert stored["headers"][TAG_HEADER] == "send-1"
     assert stored["headers"]["Message-ID"] != message_id_of(raw)
     assert sent == SentMessage(stored["id"], stored["thread_id"], stored["headers"]["Message-ID"])
 
-    follow_up = provider.send(
-        access,
-        mime("send-2", subject="Re: Quick question", reply_to=sent.message_id_header),
-        tag="send-2",
+    follow_up = send_and_find(
+        provider, access, "send-2", subject="Re: Quick question", reply_to=sent.message_id_header
     )
     assert follow_up.thread_id == sent.thread_id
     assert follow_up.provider_message_id != sent.provider_message_id
+    other = provider.find_sent(access, probe(subject="Something else"))
+    assert other == []
 
 
 def message_id_of(raw: bytes) -> str:
     return str(message_from_bytes(raw)["Message-ID"])
 
 
-def test_accepted_but_not_yet_visible_returns_empty_ids(sandbox: Sandbox) -> None:
-    for provider in make_provider(sandbox):
-        access = link(provider).tokens.access_token
-        provider.sent_poll_delays = ()
-        assert provider.send(access, mime("quiet"), tag="quiet") == SentMessage("", "", "")
-    assert len(sandbox.sent()) == 1
+def test_copies_in_sent_items_carry_no_internet_headers(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    """Graph's maintainers: internet headers do not exist on the copy in Sent Items."""
+    access = link(provider).tokens.access_token
+    send_and_find(provider, access, "hdr-1")
+    url = f"{provider.endpoints.graph}/me/mailFolders/sentitems/messages"
+    listing = httpx.get(
+        url,
+        params={"$select": "id,internetMessageHeaders"},
+        headers={"Authorization": f"Bearer {access}"},
+    ).json()
+    assert listing["value"]
+    assert all("internetMessageHeaders" not in item for item in listing["value"])
+
+
+def test_the_copy_appears_only_after_the_accepted_answer(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    access = link(provider).tokens.access_token
+    sandbox.post("/mailbox-settings", mailbox=USER, sent_copy_delay=0.6)
+    assert provider.send(access, mime("late"), tag="late") == SentMessage("", "", "")
+    assert provider.find_sent(access, probe("late")) == []
+    time.sleep(0.8)
+    [copy] = provider.find_sent(access, probe("late"))
+    assert copy.message_id_header == sandbox.sent()[0]["headers"]["Message-ID"]
+
+
+def test_found_without_our_header_when_exchange_drops_it(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    access = link(provider).tokens.access_token
+    sandbox.post("/mailbox-settings", mailbox=USER, drop_custom_headers=True)
+    sent = send_and_find(provider, access, "dropped")
+    [stored] = sandbox.sent()
+    assert TAG_HEADER not in stored["headers"]
+    assert sent.provider_message_id == stored["id"]
+
+
+def test_every_copy_to_the_recipient_with_the_subject_since_the_claim_newest_first(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    access = link(provider).tokens.access_token
+    provider.send(access, mime("same-1"), tag="same-1")
+    time.sleep(1.1)  # Graph reports whole seconds
+    claimed = datetime.now(UTC)
+    provider.send(access, mime("same-2"), tag="same-2")
+    stored = sandbox.sent()
+    copies = provider.find_sent(access, probe(since=claimed))
+    assert [c.provider_message_id for c in copies] == [stored[1]["id"], stored[0]["id"]]
+
+
+def test_an_order_not_led_by_the_filter_is_refused_like_graph(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    access = link(provider).tokens.access_token
+    response = httpx.get(
+        f"{provider.endpoints.graph}/me/mailFolders/sentitems/messages",
+        params={"$filter": "sentDateTime ge 2026-01-01T00:00:00Z", "$orderby": "subject"},
+        headers={"Authorization": f"Bearer {access}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "InefficientFilter"
+
+
+def test_over_the_daily_recipient_limit_sending_waits(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    access = link(provider).tokens.access_token
+    sandbox.post("/mailbox-settings", mailbox=USER, recipients_per_day=2)
+    provider.send(access, mime("d-1"), tag="d-1")
+    provider.send(access, mime("d-2"), tag="d-2")
+    with pytest.raises(RateLimited) as caught:
+        provider.send(access, mime("d-3"), tag="d-3")
+    assert caught.value.code == "ErrorSubmissionQuotaExceeded"
+    assert caught.value.retry_after == 3600
+    assert len(sandbox.sent()) == 2
+
+
+def test_over_the_per_minute_rate_the_rest_is_carried_over(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    access = link(provider).tokens.access_token
+    sandbox.post("/mailbox-settings", mailbox=USER, messages_per_minute=2)
+    for n in range(3):
+        provider.send(access, mime(f"m-{n}", subject=f"Note {n}"), tag=f"m-{n}")
+    assert len(sandbox.sent()) == 3
+    assert provider.find_sent(access, probe(subject="Note 1"))
+    assert provider.find_sent(access, probe(subject="Note 2")) == []
+
+
+def test_more_than_four_requests_at_once_are_throttled(
+    sandbox: Sandbox, provider: MicrosoftProvider
+) -> None:
+    access = link(provider).tokens.access_token
+    sandbox.post("/mailbox-settings", mailbox=USER, concurrent_requests=1)
+    sandbox.post("/timeout", seconds=1.5)
+    sandbox.post("/faults", mailbox=USER, fault="timeout")
+    hung = threading.Thread(target=lambda: _ignore_outcome(provider, access))
+    hung.start()
+    time.sleep(0.4)
+    with pytest.raises(RateLimited) as caught:
+        provider.find_sent(access, probe())
+    hung.join()
+    assert caught.value.code == "ApplicationThrottled"
+    assert provider.find_sent(access, probe()) == []
+
+
+def _ignore_outcome(provider: MicrosoftProvider, access: str) -> None:
+    with contextlib.suppress(ProviderError):
+        provider.send(access, mime("hung"), tag="hung")
 
 
 @pytest.mark.parametrize(
@@ -365,7 +490,10 @@ def test_accepted_but_not_yet_visible_returns_empty_ids(sandbox: Sandbox) -> Non
         ("forbidden", InsufficientScope, "ErrorAccessDenied"),
         ("mailbox_not_enabled", AuthRevoked, "MailboxNotEnabledForRESTAPI"),
         ("unauthorized", AuthRevoked, "InvalidAuthenticationToken"),
-        ("quota_exceeded", RateLimited, "ErrorExceededMessageLimit"),
+        ("quota_exceeded", SendingBlocked, "ErrorExceededMessageLimit"),
+        ("mailbox_full", SendingBlocked, "ErrorQuotaExceeded"),
+        ("rate_limit_fractional", RateLimited, "TooManyRequests"),
+        ("rate_limit_bare", RateLimited, "TooManyRequests"),
     ],
 )
 def test_send_faults(
@@ -381,9 +509,10 @@ def test_send_faults(
         provider.send(access, mime("f-1"), tag="f-1")
     assert type(caught.value) is error
     assert caught.value.code == code
-    if fault == "rate_limit":
+    if fault.startswith("rate_limit"):
         assert isinstance(caught.value, RateLimited)
-        assert caught.value.retry_after == 2
+        wanted = {"rate_limit": 2.0, "rate_limit_fractional": 2.128, "rate_limit_bare": None}
+        assert caught.value.retry_after == wanted[fault]
     if fault == "forbidden":
         assert isinstance(caught.value, InsufficientScope)
         assert caught.value.missing == {"Mail.Send", "Mail.ReadBasic", "User.Read"}
@@ -398,8 +527,7 @@ def test_a_cut_answer_is_outcome_unknown_and_found_once(
     sandbox.post("/faults", mailbox=USER, fault="drop_after_accept")
     with pytest.raises(OutcomeUnknown):
         provider.send(access, mime("cut-1"), tag="cut-1")
-    found = provider.find_sent(access, "cut-1")
-    assert found is not None
+    [found, _other] = provider.find_sent(access, probe("cut-1"))
     matching = [m for m in sandbox.sent() if m["headers"][TAG_HEADER] == "cut-1"]
     assert [m["id"] for m in matching] == [found.provider_message_id]
     assert found.message_id_header == matching[0]["headers"]["Message-ID"]
@@ -412,7 +540,7 @@ def test_a_timeout_is_outcome_unknown_and_nothing_was_sent(sandbox: Sandbox) -> 
         sandbox.post("/faults", mailbox=USER, fault="timeout")
         with pytest.raises(OutcomeUnknown):
             provider.send(access, mime("slow-1"), tag="slow-1")
-        assert provider.find_sent(access, "slow-1") is None
+        assert provider.find_sent(access, probe("slow-1")) == []
 
 
 @pytest.mark.parametrize(
@@ -452,7 +580,7 @@ def test_inbound_reply_and_bounce_arrive_once(
     access = link(provider).tokens.access_token
     start = provider.list_inbound(access, None)
     assert start.messages == []
-    sent = provider.send(access, mime("in-1"), tag="in-1")
+    sent = send_and_find(provider, access, "in-1")
     reply = sandbox.post("/reply", mailbox=USER, to_message_id=sent.message_id_header)
     bounce = sandbox.post("/bounce", mailbox=USER, to_message_id=sent.message_id_header)
 
@@ -475,7 +603,7 @@ def test_inbound_in_the_same_second_is_neither_repeated_nor_skipped(
 ) -> None:
     access = link(provider).tokens.access_token
     cursor = provider.list_inbound(access, None).cursor
-    sent = provider.send(access, mime("in-2"), tag="in-2")
+    sent = send_and_find(provider, access, "in-2")
     seen: list[str] = []
     for _ in range(3):
         sandbox.post("/reply", mailbox=USER, to_message_id=sent.message_id_header)
@@ -492,12 +620,12 @@ def test_inbound_in_the_same_second_is_neither_repeated_nor_skipped(
 def test_paging_follows_next_links(sandbox: Sandbox, provider: MicrosoftProvider) -> None:
     access = link(provider).tokens.access_token
     cursor = provider.list_inbound(access, None).cursor
-    sent = provider.send(access, mime("in-3"), tag="in-3")
+    sent = send_and_find(provider, access, "in-3")
     for _ in range(120):
         sandbox.post("/reply", mailbox=USER, to_message_id=sent.message_id_header)
     page = provider.list_inbound(access, cursor)
     assert len({m.provider_message_id for m in page.messages}) == 120
-    assert provider.find_sent(access, "in-3") == sent
+    assert provider.find_sent(access, probe("in-3")) == [sent]
 
 
 def test_a_bad_cursor_is_a_provider_error(provider: MicrosoftProvider) -> None:

@@ -129,12 +129,16 @@ def render_step(
     subject: str, body: str, body_html: str, fields: dict[str, Any], step_label: str
 ) -> RenderedStep:
     """Subject, text body and optional HTML body (merge fields escaped) for one recipient."""
+    subject = render_header(subject, fields, f"{step_label} subject")
+    return RenderedStep(subject, *render_bodies(body, body_html, fields, step_label))
+
+
+def render_bodies(
+    body: str, body_html: str, fields: dict[str, Any], step_label: str
+) -> tuple[str, str]:
+    """The text body and the optional HTML body (merge fields escaped) for one recipient."""
     html = _render(_html, body_html, fields, f"{step_label} HTML body") if body_html.strip() else ""
-    return RenderedStep(
-        subject=render_header(subject, fields, f"{step_label} subject"),
-        body=render_text(body, fields, f"{step_label} body"),
-        body_html=html,
-    )
+    return render_text(body, fields, f"{step_label} body"), html
 
 
 def check_header_value(value: str, what: str) -> str:

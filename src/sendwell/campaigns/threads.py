@@ -10,7 +10,6 @@ step that began the thread, in the usual "Re: " form, and a different one is ref
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any, Protocol
 
 from sendwell.campaigns import templates
@@ -62,16 +61,16 @@ def render_step(
     thread's first message really carried) when known, else the thread's subject rendered for
     this recipient, in reply form."""
     step = steps[position - 1]
-    rendered = templates.render_step(
-        subject_template(steps, position),
-        step.body,
-        step.body_html,
-        fields,
-        f"Step {position}",
-    )
-    if starts_thread(position, step):
-        return rendered
-    return replace(rendered, subject=as_reply(thread_subject or rendered.subject))
+    start = thread_start(steps, position)
+    if start == position:
+        subject = templates.render_header(step.subject, fields, f"Step {position} subject")
+    else:
+        subject = as_reply(
+            thread_subject
+            or templates.render_header(steps[start - 1].subject, fields, f"Step {start} subject")
+        )
+    body, html = templates.render_bodies(step.body, step.body_html, fields, f"Step {position}")
+    return templates.RenderedStep(subject, body, html)
 
 
 def stored_subject(steps: Sequence[StepShape], position: int, subject: str) -> str:

@@ -77,11 +77,15 @@ def validate(db: Session, campaign: Campaign) -> tuple[list[Problem], int]:
     sender = sender_fields(campaign, mailbox)
     for enrollment in repo.all_enrollments(db, campaign.id):
         fields = templates.merge_fields(recipient_values(enrollment), sender)
+        seen: set[str] = set()
         for step in campaign.steps:
             try:
                 threads.render_step(campaign.steps, step.position, fields)
             except templates.TemplateProblem as error:
-                note(Problem(error.message, step=step.position, recipient=enrollment.email))
+                # A reply repeats its thread's subject: its problem is reported once.
+                if error.message not in seen:
+                    seen.add(error.message)
+                    note(Problem(error.message, step=step.position, recipient=enrollment.email))
     return problems, total
 
 

@@ -36,6 +36,8 @@ DAEMONS = ("mailer-daemon@", "postmaster@", "mail delivery subsystem", "microsof
 # X-Failed-Recipients): that message was never delivered, so it is sent again later.
 GOOGLE_DAEMONS = ("mailer-daemon@googlemail.com", "mailer-daemon@google.com")
 SENDING_LIMIT_HOLD = timedelta(hours=1)
+# How long reading a mailbox waits for the ids of its latest sends.
+IDS_GRACE = timedelta(minutes=2)
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -76,10 +78,16 @@ class InboundReader:
         """Every watched mailbox not read within the interval."""
         now = utcnow()
         with session_scope(self.factory) as db:
+            # A reply or bounce can only be matched to a send whose ids are known: a mailbox
+            # whose latest sends are not yet found in Sent (Graph files them after its 202)
+            # is read a little later, but never put off for long.
+            waiting = repo.mailboxes_awaiting_ids(db, now - IDS_GRACE)
             due = [
                 m.id
                 for m in repo.listening_mailboxes(db)
-                if m.inbound_checked_at is None or now - m.inbound_checked_at >= self.interval
+                if m.inbound_checked_at is None
+                or now - m.inbound_checked_at >= max(self.interval, IDS_GRACE)
+                or (now - m.inbound_checked_at >= self.interval and m.id not in waiting)
             ]
         for mailbox_id in due:
             self.read(mailbox_id)

@@ -58,7 +58,10 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 SETTLE_RETRY = timedelta(seconds=60)
 # How soon a reply waiting for its thread's Message-ID is looked at again.
-THREAD_WAIT = timedelta(seconds=20)
+THREAD_WAIT = timedelta(seconds=5)
+# A copy not in Sent yet is looked for again soon at first (Graph files it seconds after its
+# 202), then less and less often.
+METADATA_RETRY_FIRST = timedelta(seconds=2)
 
 
 class CannotRender(SendwellError):
@@ -399,7 +402,7 @@ class Outcomes:
                 if row is None:
                     continue
                 if found is None or not found.message_id_header:
-                    row.lease_until = utcnow() + SETTLE_RETRY
+                    row.lease_until = utcnow() + metadata_retry(row.sent_at)
                     continue
                 row.provider_message_id = found.provider_message_id
                 row.thread_id, row.message_id_header = found.thread_id, found.message_id_header
@@ -407,6 +410,12 @@ class Outcomes:
                 if enrollment is not None and enrollment.steps_sent == row.step_position:
                     enrollment.last_message_id = found.message_id_header
                     enrollment.thread_id = enrollment.thread_id or found.thread_id
+
+
+def metadata_retry(sent_at: datetime | None) -> timedelta:
+    """How long until a send's copy is looked for again: half its age, within bounds."""
+    age = utcnow() - sent_at if sent_at is not None else SETTLE_RETRY
+    return min(SETTLE_RETRY, max(METADATA_RETRY_FIRST, age / 2))
 
 
 def mark_sent(db: Session, row: SendLedger, sent: SentMessage) -> None:

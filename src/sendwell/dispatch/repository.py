@@ -80,6 +80,21 @@ def listening_mailboxes(db: Session) -> list[Mailbox]:
     )
 
 
+def mailboxes_awaiting_ids(db: Session, since: datetime) -> set[int]:
+    """Mailboxes with a send since `since` whose copy in Sent has not been found yet."""
+    return set(
+        db.scalars(
+            select(SendLedger.mailbox_id)
+            .where(
+                SendLedger.status == LedgerStatus.SENT,
+                SendLedger.message_id_header == "",
+                SendLedger.sent_at > since,
+            )
+            .distinct()
+        )
+    )
+
+
 def active_campaigns(db: Session, mailbox_id: int) -> list[Campaign]:
     return list(
         db.scalars(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import Message
+from email.utils import getaddresses
 from typing import Any
 from urllib.parse import urlencode
 
@@ -187,6 +188,7 @@ def short_scopes(scopes: frozenset[str]) -> frozenset[str]:
 
 
 def graph_message(message: StoredMessage, select: set[str]) -> dict[str, Any]:
+    [(sender_name, sender_address)] = getaddresses([message.sender]) or [("", "")]
     full: dict[str, Any] = {
         "id": message.id,
         "conversationId": message.thread_id,
@@ -194,8 +196,13 @@ def graph_message(message: StoredMessage, select: set[str]) -> dict[str, Any]:
         "subject": message.subject,
         "sentDateTime": message.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "receivedDateTime": message.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "from": {"emailAddress": {"address": message.sender, "name": message.sender}},
-        "toRecipients": [{"emailAddress": {"address": to}} for to in message.to],
+        "from": {
+            "emailAddress": {"address": sender_address, "name": sender_name or sender_address}
+        },
+        "toRecipients": [
+            {"emailAddress": {"name": name or address, "address": address}}
+            for name, address in getaddresses(message.to)
+        ],
     }
     if message.folder != "sent":
         # "internet headers just do not exist on the copy in Sent Items" (Graph docs
