@@ -236,6 +236,17 @@ def test_create_with_the_defaults(client: TestClient, ada: Caller) -> None:
         ({"start_delay_minutes": 99_999_999}, "invalid_start_delay", "30 days"),
         ({"steps": [{"subject": "Hi {{ first_name", "body": "B"}]}, "template_error", "Step 1"),
         ({"steps": [{"subject": "S", "body": " "}]}, "invalid_step", "Step 1 needs a body"),
+        ({"steps": [{"subject": "", "body": "B"}]}, "invalid_step", "Step 1 needs a subject"),
+        (
+            {
+                "steps": [
+                    {"subject": "Quick question", "body": "B"},
+                    {"subject": "Following up", "body": "C", "delay_minutes": 60},
+                ]
+            },
+            "reply_subject_mismatch",
+            'its subject is step 1\'s: "Re: Quick question"',
+        ),
     ],
 )
 def test_create_refuses_what_the_service_refuses(

@@ -139,6 +139,7 @@ ACTIONS: dict[str, Callable[[Session, User, int], Campaign]] = {
     "pause": service.pause,
     "resume": service.resume,
     "complete": lambda db, _user, campaign_id: service.complete(db, campaign_id),
+    "reopen": lambda db, _user, campaign_id: service.reopen(db, campaign_id, "A bounce."),
     "archive": service.archive,
 }
 EVENT_KIND = {
@@ -146,6 +147,7 @@ EVENT_KIND = {
     "pause": "paused",
     "resume": "resumed",
     "complete": "completed",
+    "reopen": "reopened",
     "archive": "archived",
 }
 LEGAL = {
@@ -153,6 +155,7 @@ LEGAL = {
     (CampaignStatus.ACTIVE, "pause"): CampaignStatus.PAUSED,
     (CampaignStatus.PAUSED, "resume"): CampaignStatus.ACTIVE,
     (CampaignStatus.ACTIVE, "complete"): CampaignStatus.COMPLETED,
+    (CampaignStatus.COMPLETED, "reopen"): CampaignStatus.ACTIVE,
     (CampaignStatus.DRAFT, "archive"): CampaignStatus.ARCHIVED,
     (CampaignStatus.PAUSED, "archive"): CampaignStatus.ARCHIVED,
     (CampaignStatus.COMPLETED, "archive"): CampaignStatus.ARCHIVED,
@@ -184,8 +187,8 @@ def test_every_transition_legal_or_refused(
     (event,) = events(db, ready.id)[before:]
     assert event.kind == EVENT_KIND[action]
     assert event.reason
-    # The sending engine completes a campaign; people do everything else.
-    assert event.actor_id == (None if action == "complete" else user.id)
+    # The sending engine completes and reopens a campaign; people do everything else.
+    assert event.actor_id == (None if action in ("complete", "reopen") else user.id)
 
 
 def test_start_a_draft(db: Session, user: User, ready: Campaign) -> None:
@@ -559,12 +562,36 @@ def test_create_checks_every_field(db: Session, user: User, mailbox: Mailbox) ->
     with pytest.raises(InvalidInput, match="Give the campaign a name"):
         make_campaign(db, user, mailbox, name="   ")
     with pytest.raises(InvalidInput, match="Step 2 needs a body"):
-        make_campaign(db, user, mailbox, steps=[service.StepIn("a", "b"), service.StepIn("c", "")])
+        make_campaign(db, user, mailbox, steps=[service.StepIn("a", "b"), service.StepIn("", "")])
     with pytest.raises(TemplateProblem, match="Step 1 body"):
         make_campaign(db, user, mailbox, steps=[service.StepIn("a", "Hi {{ first_name")])
     with pytest.raises(InvalidInput, match="start delay"):
         make_campaign(db, user, mailbox, start_delay_minutes=-1)
     assert db.scalars(select(Campaign)).all() == []
+
+
+def test_a_reply_keeps_its_threads_subject(db: Session, user: User, mailbox: Mailbox) -> None:
+    """Gmail threads a reply only when its subject matches; a reply step has no subject of
+    its own, and one that would silently start a new thread is refused with the reason."""
+    first = service.StepIn("Quick question, {{ first_name }}", "Hello")
+    for same in ("", "Quick question, {{ first_name }}", "re:  quick question, {{ first_name }}"):
+        campaign = make_campaign(db, user, mailbox, steps=[first, service.StepIn(same, "Again")])
+        steps = service.get_campaign(db, user, campaign.id).steps
+        assert [s.subject for s in steps] == [first.subject, ""]
+    with pytest.raises(InvalidInput) as refused:
+        make_campaign(db, user, mailbox, steps=[first, service.StepIn("Following up", "Again")])
+    assert refused.value.code == "reply_subject_mismatch"
+    assert 'its subject is step 1\'s: "Re: Quick question, {{ first_name }}"' in str(refused.value)
+    assert "send it as a new email" in str(refused.value)
+    own = service.StepIn("Another angle", "More", 60, "", True)
+    reply_to_own = service.StepIn("", "Last", 60)
+    campaign = make_campaign(db, user, mailbox, steps=[first, own, reply_to_own])
+    assert [s.subject for s in campaign.steps] == [first.subject, "Another angle", ""]
+    add(db, user, campaign, RecipientIn("fay@example.com", first_name="Fay"))
+    db.expire_all()
+    loaded = service.get_campaign(db, user, campaign.id)
+    subjects = [validation.preview(db, loaded, n)[0].subject for n in (1, 2, 3)]
+    assert subjects == ["Quick question, Fay", "Another angle", "Re: Another angle"]
 
 
 # Validation ----------------------------------------------------------------------------------

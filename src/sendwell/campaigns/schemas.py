@@ -15,7 +15,12 @@ MAX_RECIPIENTS_PER_REQUEST = 10_000
 class StepIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    subject: str = Field(description="Merge fields allowed, e.g. `Hi {{ first_name }}`.")
+    subject: str = Field(
+        default="",
+        description="Merge fields allowed, e.g. `Hi {{ first_name }}`. Required for the first "
+        "step and for a step sent as a new thread; a reply step keeps its thread's subject "
+        '("Re: …"), so leave it empty (a different subject is refused with the reason).',
+    )
     body: str = Field(description="The plain-text body; merge fields allowed.")
     delay_minutes: int = Field(
         default=0, description="Wait after the previous step (ignored for the first step)."

@@ -83,6 +83,11 @@ TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus, str]] = 
         CampaignStatus.COMPLETED,
         "Only an active campaign can be completed.",
     ),
+    "reopen": (
+        frozenset({CampaignStatus.COMPLETED}),
+        CampaignStatus.ACTIVE,
+        "Only a completed campaign can be reopened.",
+    ),
     "archive": (
         frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.COMPLETED}),
         CampaignStatus.ARCHIVED,
@@ -345,6 +350,14 @@ def complete(db: Session, campaign_id: int) -> Campaign:
     return campaign
 
 
+def reopen(db: Session, campaign_id: int, reason: str) -> Campaign:
+    """A completed campaign has a step to send again (its host bounced it for its own
+    sending limit): the sending engine makes it active again."""
+    campaign = _campaign_for(db, None, campaign_id)
+    _transition(db, campaign, "reopen", actor=None, reason=reason)
+    return campaign
+
+
 def pause_campaigns_for_mailbox(
     db: Session, mailbox_id: int, reason: PauseReason, detail: str = ""
 ) -> list[int]:
@@ -440,6 +453,7 @@ def _transition(
             "pause": "paused",
             "resume": "resumed",
             "complete": "completed",
+            "reopen": "reopened",
             "archive": "archived",
         }[action],
         actor=actor,

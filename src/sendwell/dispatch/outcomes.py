@@ -485,9 +485,10 @@ def add_suppression(
 
 def not_delivered(db: Session, row: SendLedger, due: datetime) -> bool:
     """A send the host accepted and later bounced without delivering (its own sending limit):
-    the step goes back in line for `due`, under a new tag, as if it had never been sent.
+    the step goes back in line for `due`, under a new tag, as if it had never been sent, and
+    a campaign that had completed is active again.
 
-    Only while it is the recipient's latest step and the campaign still runs; returns
+    Only while it is the recipient's latest step and the campaign is not archived; returns
     whether it was put back.
     """
     enrollment = db.get(Enrollment, row.enrollment_id)
@@ -498,9 +499,17 @@ def not_delivered(db: Session, row: SendLedger, due: datetime) -> bool:
         or campaign is None
         or enrollment.steps_sent != row.step_position
         or enrollment.status not in (*repo.PENDING, EnrollmentStatus.COMPLETED)
-        or campaign.status not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
+        or campaign.status
+        not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.COMPLETED)
     ):
         return False
+    if campaign.status is CampaignStatus.COMPLETED:
+        campaigns.reopen(
+            db,
+            campaign.id,
+            reason=f"The mail host bounced the message to {enrollment.email} for its own "
+            "sending limit; it goes again later.",
+        )
     previous = db.scalar(
         select(SendLedger).where(
             SendLedger.enrollment_id == enrollment.id,

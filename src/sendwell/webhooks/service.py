@@ -39,6 +39,7 @@ EVENT_TYPES = (
     "campaign.paused",
     "campaign.resumed",
     "campaign.completed",
+    "campaign.reopened",
     "recipient.replied",
     "recipient.bounced",
     "recipient.unsubscribed",
@@ -55,6 +56,7 @@ CAMPAIGN_EVENTS = {
     "paused": "paused",
     "resumed": "active",
     "completed": "completed",
+    "reopened": "active",
 }
 RECIPIENT_EVENTS = {
     EnrollmentStatus.REPLIED: "recipient.replied",
