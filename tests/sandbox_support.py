@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -74,8 +75,9 @@ class Sandbox:
 
     url: str
     state: SandboxState
-    # The CA file to trust when the sandbox serves HTTPS.
-    verify: str | bool = True
+    # What to trust when the sandbox serves HTTPS: its CA, as httpx wants it and as a file.
+    verify: ssl.SSLContext | bool = True
+    ca_file: str = ""
 
     def admin(self, path: str, payload: dict[str, Any] | None = None) -> Any:
         response = httpx.post(
@@ -123,8 +125,9 @@ def running_sandbox(
         time.sleep(0.02)
     try:
         scheme = "https" if tls else "http"
-        verify = str(tls.ca_file) if tls else True
-        yield Sandbox(f"{scheme}://127.0.0.1:{port}/sandbox", state, verify)
+        verify = ssl.create_default_context(cafile=str(tls.ca_file)) if tls else True
+        ca_file = str(tls.ca_file) if tls else ""
+        yield Sandbox(f"{scheme}://127.0.0.1:{port}/sandbox", state, verify, ca_file)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -137,7 +140,7 @@ def consent_flow(
     password: str = "any password",
     untick: Iterable[str] = (),
     action: str = "allow",
-    verify: str | bool = True,
+    verify: ssl.SSLContext | bool = True,
 ) -> dict[str, str]:
     """Sign in and answer the consent page like a user; return the callback's parameters."""
     with httpx.Client(timeout=10, follow_redirects=False, verify=verify) as browser:

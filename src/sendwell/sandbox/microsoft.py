@@ -227,7 +227,7 @@ FILTER = re.compile(r"^receivedDateTime (gt|ge) (\S+)$")
 def build_router(state: SandboxState) -> APIRouter:
     router = APIRouter(prefix="/microsoft")
 
-    @router.get("/{tenant}/oauth2/v2.0/authorize")
+    @router.get("/{tenant}/oauth2/v2.0/authorize", name="microsoft_authorize")
     def authorize(
         request: Request,
         tenant: str,
@@ -254,7 +254,8 @@ def build_router(state: SandboxState) -> APIRouter:
     @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
     def openid_configuration(request: Request, tenant: str) -> JSONResponse:
         """The tenant's OpenID Connect discovery document, which MSAL reads first."""
-        base = str(request.base_url).rstrip("/") + "/microsoft"
+        authorize_url = str(request.url_for("microsoft_authorize", tenant=tenant))
+        base = authorize_url.removesuffix(f"/{tenant}/oauth2/v2.0/authorize")
         issuer_tenant = "{tenantid}" if tenant in ("common", "organizations") else tenant
         return JSONResponse(
             {
