@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
@@ -20,6 +20,7 @@ from sendwell.providers.registry import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from sendwell.sandbox.app import create_standalone_app
 from sendwell.sandbox.state import RegisteredClient, SandboxState
 from tests.imap_smtp.certificates import TestCertificates
+from tests.sandbox.gmail_schema import GmailSchemaCheck
 
 FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 SCOPE_BOX = re.compile(r'name="scope" value="([^"]+)"')
@@ -78,6 +79,8 @@ class Sandbox:
     # What to trust when the sandbox serves HTTPS: its CA, as httpx wants it and as a file.
     verify: ssl.SSLContext | bool = True
     ca_file: str = ""
+    # How Gmail bodies it saw depart from Google's discovery document (see gmail_schema).
+    schema_problems: list[str] = field(default_factory=list)
 
     def admin(self, path: str, payload: dict[str, Any] | None = None) -> Any:
         response = httpx.post(
@@ -104,10 +107,11 @@ def running_sandbox(
 ) -> Iterator[Sandbox]:
     """The sandbox on a free port (HTTPS with `tls`), knowing the test clients by default."""
     state = SandboxState(clients=known_clients() if clients is None else clients)
+    schema_problems: list[str] = []
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_standalone_app(state),
+            GmailSchemaCheck(create_standalone_app(state), schema_problems),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -127,7 +131,9 @@ def running_sandbox(
         scheme = "https" if tls else "http"
         verify = ssl.create_default_context(cafile=str(tls.ca_file)) if tls else True
         ca_file = str(tls.ca_file) if tls else ""
-        yield Sandbox(f"{scheme}://127.0.0.1:{port}/sandbox", state, verify, ca_file)
+        yield Sandbox(
+            f"{scheme}://127.0.0.1:{port}/sandbox", state, verify, ca_file, schema_problems
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import httpx
@@ -11,8 +10,8 @@ import pytest
 import requests
 
 from sendwell.sandbox.state import RegisteredClient
-from tests.imap_smtp.certificates import make_certificates
-from tests.sandbox_support import Sandbox, consent_flow, running_sandbox
+from tests.sandbox.conftest import trusting
+from tests.sandbox_support import Sandbox, consent_flow
 
 CLIENT = RegisteredClient(
     provider="microsoft",
@@ -24,27 +23,16 @@ USER = "grace@contoso.outlook.test"
 SCOPES = ["Mail.Send", "Mail.ReadBasic", "User.Read"]
 
 
-@pytest.fixture(scope="module")
-def tls_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    """MSAL accepts only https authorities: the sandbox with a CA of the test's own."""
-    certificates = make_certificates(tmp_path_factory.mktemp("msal-tls"))
-    with running_sandbox(clients=[CLIENT], tls=certificates) as sandbox:
-        yield sandbox
-
-
-def trusting(sandbox: Sandbox) -> requests.Session:
-    """A requests session that trusts only the sandbox's CA."""
-    session = requests.Session()
-    # REQUESTS_CA_BUNDLE in the environment would replace the session's own CA file.
-    session.trust_env = False
-    session.verify = sandbox.ca_file
-    return session
+@pytest.fixture(autouse=True)
+def msal_client(tls_sandbox: Sandbox) -> None:
+    tls_sandbox.state.register(CLIENT)
 
 
 def msal_app(
     sandbox: Sandbox, session: requests.Session, secret: str
 ) -> msal.ConfidentialClientApplication:
-    # validate_authority and instance discovery would ask the real Microsoft cloud.
+    # MSAL accepts only https authorities; validate_authority and instance discovery would
+    # ask the real Microsoft cloud.
     return msal.ConfidentialClientApplication(
         CLIENT.client_id,
         client_credential=secret,
@@ -55,19 +43,8 @@ def msal_app(
     )
 
 
-@pytest.fixture(autouse=True)
-def msal_debug_log_off() -> Iterator[None]:
-    """MSAL's token cache logs the spent authorization code at DEBUG; keep it out of our logs."""
-    logger = logging.getLogger("msal")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    yield
-    logger.setLevel(level)
-
-
 @pytest.fixture
 def app(tls_sandbox: Sandbox) -> Iterator[msal.ConfidentialClientApplication]:
-    tls_sandbox.state.reset()
     with trusting(tls_sandbox) as session:
         yield msal_app(tls_sandbox, session, CLIENT.secret)
 
