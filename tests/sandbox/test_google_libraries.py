@@ -93,7 +93,12 @@ def test_the_oauthlib_flow_with_pkce_and_a_credentials_refresh(
 
 
 def test_the_gmail_client_from_the_discovery_document(tls_sandbox: Sandbox, flow: Flow) -> None:
-    service = gmail(tls_sandbox, signed_in(tls_sandbox, flow))
+    with gmail(tls_sandbox, signed_in(tls_sandbox, flow)) as service:
+        check_gmail_calls(tls_sandbox, service)
+
+
+def check_gmail_calls(tls_sandbox: Sandbox, service: Any) -> None:
+    """The five Gmail calls Sendwell makes, through Google's generated client."""
     users = service.users()
     start = users.getProfile(userId="me").execute()
     assert start["emailAddress"] == USER
