@@ -6,6 +6,7 @@ the detection benchmark see failed send attempts from the provider's side.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
@@ -13,6 +14,8 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sendwell.sandbox.app import create_standalone_app
+from sendwell.sandbox.clients import sendwell_clients
+from sendwell.sandbox.state import SandboxState
 
 SEND_PATHS = ("/messages/send", "/sendMail")
 TOKEN_PATHS = ("/token",)
@@ -48,7 +51,10 @@ class Counts:
 
 def create_app() -> FastAPI:
     counter: Counter[str] = Counter()
-    app = create_standalone_app()
+    # The Sendwell server under test is at SENDWELL_BASE_URL: its callbacks are registered.
+    base_url = os.environ["SENDWELL_BASE_URL"].rstrip("/")
+    clients = sendwell_clients(lambda provider: f"{base_url}/mailboxes/callback/{provider}")
+    app = create_standalone_app(SandboxState(clients=clients))
 
     @app.get("/bench/counts")
     def counts() -> dict[str, Any]:

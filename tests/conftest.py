@@ -174,11 +174,16 @@ def sandbox_server() -> Iterator[Sandbox]:
 
 
 @pytest.fixture
-def sandbox(sandbox_server: Sandbox) -> Sandbox:
-    """The sandbox over real HTTP, emptied before each test."""
+def sandbox(sandbox_server: Sandbox) -> Iterator[Sandbox]:
+    """The sandbox over real HTTP, emptied before each test; its Gmail bodies match the schema."""
     sandbox_server.state.reset()
     sandbox_server.state.timeout_seconds = 30.0
-    return sandbox_server
+    sandbox_server.schema_problems.clear()
+    yield sandbox_server
+    assert not sandbox_server.schema_problems, (
+        "Gmail bodies unlike Google's discovery document:\n"
+        + "\n".join(sandbox_server.schema_problems)
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

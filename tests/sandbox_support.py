@@ -4,23 +4,64 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx
 import uvicorn
 
+from sendwell.providers.registry import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from sendwell.sandbox.app import create_standalone_app
-from sendwell.sandbox.state import SandboxState
+from sendwell.sandbox.state import RegisteredClient, SandboxState
+from tests.imap_smtp.certificates import TestCertificates
+from tests.sandbox.gmail_schema import GmailSchemaCheck
 
 FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 SCOPE_BOX = re.compile(r'name="scope" value="([^"]+)"')
 RETURN_LINK = re.compile(r'<a href="([^"]+)">Return to the application')
+
+
+# The servers tests build (base URL http://testserver, or the default 127.0.0.1:8000).
+TEST_BASE_URLS = ("http://testserver", "http://127.0.0.1:8000")
+# The provider tests' own clients, and the sandbox contract tests' client "c".
+TEST_GOOGLE_CLIENT = ("sendwell-test", "secret")
+MICROSOFT_TEST_REDIRECT = "http://127.0.0.1:9/oauth/microsoft/callback"
+CONTRACT_CLIENT = RegisteredClient(
+    provider="google",
+    client_id="c",
+    secret="contract-secret",
+    redirect_uris=("http://app.test/cb",),
+)
+
+
+def known_clients() -> list[RegisteredClient]:
+    """The OAuth clients the test suite's Sendwell servers and provider tests use."""
+    sendwell = [
+        RegisteredClient(
+            provider=provider,
+            client_id=SANDBOX_CLIENT_ID,
+            secret=SANDBOX_CLIENT_SECRET,
+            redirect_uris=(
+                *(f"{base}/mailboxes/callback/{provider}" for base in TEST_BASE_URLS),
+                *((MICROSOFT_TEST_REDIRECT,) if provider == "microsoft" else ()),
+            ),
+        )
+        for provider in ("google", "microsoft")
+    ]
+    google_test = RegisteredClient(
+        provider="google",
+        client_id=TEST_GOOGLE_CLIENT[0],
+        secret=TEST_GOOGLE_CLIENT[1],
+        redirect_uris=(f"{TEST_BASE_URLS[1]}/mailboxes/callback/google",),
+    )
+    contract_microsoft = replace(CONTRACT_CLIENT, provider="microsoft")
+    return [*sendwell, google_test, CONTRACT_CLIENT, contract_microsoft]
 
 
 def free_port() -> int:
@@ -35,30 +76,48 @@ class Sandbox:
 
     url: str
     state: SandboxState
+    # What to trust when the sandbox serves HTTPS: its CA, as httpx wants it and as a file.
+    verify: ssl.SSLContext | bool = True
+    ca_file: str = ""
+    # How Gmail bodies it saw depart from Google's discovery document (see gmail_schema).
+    schema_problems: list[str] = field(default_factory=list)
 
     def admin(self, path: str, payload: dict[str, Any] | None = None) -> Any:
-        response = httpx.post(f"{self.url}/admin/{path}", json=payload or {}, timeout=10)
+        response = httpx.post(
+            f"{self.url}/admin/{path}", json=payload or {}, timeout=10, verify=self.verify
+        )
         response.raise_for_status()
         return response.json()
 
     def sent(self, mailbox: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/admin/messages", params={"mailbox": mailbox}, timeout=10)
+        response = httpx.get(
+            f"{self.url}/admin/messages",
+            params={"mailbox": mailbox},
+            timeout=10,
+            verify=self.verify,
+        )
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()
         return result
 
 
 @contextmanager
-def running_sandbox() -> Iterator[Sandbox]:
-    state = SandboxState()
+def running_sandbox(
+    clients: Iterable[RegisteredClient] | None = None, tls: TestCertificates | None = None
+) -> Iterator[Sandbox]:
+    """The sandbox on a free port (HTTPS with `tls`), knowing the test clients by default."""
+    state = SandboxState(clients=known_clients() if clients is None else clients)
+    schema_problems: list[str] = []
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_standalone_app(state),
+            GmailSchemaCheck(create_standalone_app(state), schema_problems),
             host="127.0.0.1",
             port=port,
             log_level="warning",
             lifespan="off",
+            ssl_certfile=str(tls.cert_file) if tls else None,
+            ssl_keyfile=str(tls.key_file) if tls else None,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -69,7 +128,12 @@ def running_sandbox() -> Iterator[Sandbox]:
             raise RuntimeError("the sandbox did not start")
         time.sleep(0.02)
     try:
-        yield Sandbox(f"http://127.0.0.1:{port}/sandbox", state)
+        scheme = "https" if tls else "http"
+        verify = ssl.create_default_context(cafile=str(tls.ca_file)) if tls else True
+        ca_file = str(tls.ca_file) if tls else ""
+        yield Sandbox(
+            f"{scheme}://127.0.0.1:{port}/sandbox", state, verify, ca_file, schema_problems
+        )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -82,9 +146,10 @@ def consent_flow(
     password: str = "any password",
     untick: Iterable[str] = (),
     action: str = "allow",
+    verify: ssl.SSLContext | bool = True,
 ) -> dict[str, str]:
     """Sign in and answer the consent page like a user; return the callback's parameters."""
-    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+    with httpx.Client(timeout=10, follow_redirects=False, verify=verify) as browser:
         page = browser.get(authorize_url)
         assert page.status_code == 200, page.text
         signed_in = browser.post(

@@ -46,6 +46,8 @@ from sendwell.metrics.web import metrics
 from sendwell.providers.registry import build_registry, make_http_client
 from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
+from sendwell.sandbox.clients import sendwell_clients
+from sendwell.sandbox.state import SandboxState
 from sendwell.web.deps import CsrfRefused
 from sendwell.web.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from sendwell.web.pages import STATIC_DIR, render, templates
@@ -154,7 +156,9 @@ def create_app(
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.mount(API_PREFIX, api)
     if settings.sandbox:
-        app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app())
+        # Registered like a real console entry: this server's client and its callback URLs.
+        sandbox_state = SandboxState(clients=sendwell_clients(connections.redirect_uri))
+        app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app(sandbox_state))
     app.mount("/static/vendor", StaticFiles(directory=VENDOR_STATIC_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_page_error_handlers(app)

@@ -387,3 +387,31 @@ def test_reauthenticating_a_healthy_account_pauses_its_campaigns(
     finish_at_provider(client, reauth, "ada@gmail.test")
     db.expire_all()
     assert campaign.pause_reason is PauseReason.MAILBOX_REAUTHENTICATED
+
+
+def test_declining_a_second_sign_in_keeps_the_linked_google_account_connected(
+    client: TestClient, db: Session, connections: Connections, sandbox: Sandbox
+) -> None:
+    link(client, "bob@gmail.test")
+    started = start_link(client, "ada@gmail.test")
+    response = finish_at_provider(client, started, "bob@gmail.test")
+    discard = re.search(r'action="(/mailboxes/link/\d+/discard)"', response.text)
+    assert discard
+    client.post(discard.group(1), data={"csrftoken": csrf_from(response.text)})
+    # Google's revocation would have ended bob's linked grant too; nothing was revoked.
+    report = check_connections(client.app.state.session_factory, connections)  # type: ignore[attr-defined]
+    assert (report.checked, report.failed) == (1, 0)
+    (mailbox,) = mailboxes(db)
+    assert mailbox.status is MailboxStatus.CONNECTED
+    assert "Reauthentication required" not in client.get("/messaging/settings").text
+
+
+def test_declining_an_unlinked_account_revokes_its_grant(
+    client: TestClient, db: Session, sandbox: Sandbox
+) -> None:
+    started = start_link(client, "ada@gmail.test")
+    response = finish_at_provider(client, started, "bob@gmail.test")
+    discard = re.search(r'action="(/mailboxes/link/\d+/discard)"', response.text)
+    assert discard
+    client.post(discard.group(1), data={"csrftoken": csrf_from(response.text)})
+    assert sandbox.admin("revoke", {"mailbox": "bob@gmail.test"}) == {"revoked": 0}

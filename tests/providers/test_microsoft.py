@@ -40,6 +40,7 @@ from sendwell.providers.base import (
 from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
 from sendwell.sandbox.app import create_standalone_app
 from sendwell.sandbox.state import SandboxState
+from tests.sandbox_support import known_clients
 
 REDIRECT = "http://127.0.0.1:9/oauth/microsoft/callback"
 CLIENT_ID = "sendwell-sandbox"
@@ -70,7 +71,7 @@ class Sandbox:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, SandboxState]]:
-    state = SandboxState()
+    state = SandboxState(clients=known_clients())
     config = uvicorn.Config(
         create_standalone_app(state), host="127.0.0.1", port=0, log_level="warning"
     )

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from sendwell.app import create_app
 from tests.conftest import Database, make_settings
-from tests.sandbox_support import Sandbox, consent_flow
+from tests.sandbox_support import CONTRACT_CLIENT, Sandbox, consent_flow
 
 VERIFIER = "v" * 64
 CHALLENGE = create_s256_code_challenge(VERIFIER)
@@ -53,6 +53,7 @@ def token_for(sandbox: Sandbox, provider: str, email: str, scope: str) -> str:
             "grant_type": "authorization_code",
             "code": params["code"],
             "client_id": "c",
+            "client_secret": CONTRACT_CLIENT.secret,
             "redirect_uri": "http://app.test/cb",
             "code_verifier": VERIFIER,
         },

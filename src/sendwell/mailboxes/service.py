@@ -277,6 +277,12 @@ def discard_pending_link(db: Session, conn: Connections, *, user: User, attempt_
         raise LinkRefused("There is no sign-in waiting for your confirmation.")
     grant = _grant_from_json(conn.box.open(attempt.pending_grant))
     attempt.pending_grant = None
+    # Google's revocation ends every grant the user gave our client, not just this one: when
+    # the account is already linked here, revoking would disconnect that mailbox too, so the
+    # unwanted grant is only forgotten (the user can remove it in their Google Account).
+    linked = repo.get_by_identity(db, attempt.provider, grant.identity.subject)
+    if linked is not None and linked.status is not MailboxStatus.DISCONNECTED:
+        return
     # Nothing was saved; a grant that cannot be revoked now expires at the host on its own.
     with contextlib.suppress(ProviderError):
         conn.provider(attempt.provider).revoke(

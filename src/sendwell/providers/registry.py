@@ -11,7 +11,7 @@ from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
 
 SANDBOX_CLIENT_ID = "sendwell-sandbox"
-SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - the emulator accepts any secret
+SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - registered with the emulator only
 
 ProviderRegistry = dict[ProviderName, MailProvider]
 

@@ -6,14 +6,21 @@ import secrets
 from dataclasses import asdict, replace
 from datetime import timedelta
 from email.message import Message
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from sendwell.sandbox.google import GMAIL_SCOPES
 from sendwell.sandbox.microsoft import AADSTS
-from sendwell.sandbox.state import API_FAULTS, SEND_FAULTS, SandboxState, now, provider_for
+from sendwell.sandbox.state import (
+    API_FAULTS,
+    SEND_FAULTS,
+    RegisteredClient,
+    SandboxState,
+    provider_for,
+)
 
 TOKEN_ERRORS = frozenset({"invalid_grant", "invalid_client", *AADSTS})
 
@@ -61,6 +68,21 @@ class DeleteIn(MailboxIn):
 
 class TimeoutIn(BaseModel):
     seconds: float = Field(gt=0, le=600)
+
+
+class ClientIn(BaseModel):
+    provider: Literal["google", "microsoft"]
+    client_id: str = Field(min_length=1)
+    client_secret: str = Field(min_length=1)
+    redirect_uris: list[str] = Field(min_length=1)
+    # Seconds of sandbox time until the secret expires; none means it never does.
+    secret_expires_in_seconds: float | None = None
+    publishing_status: Literal["testing", "production"] = "production"
+    project: str = ""
+
+
+class ClockIn(BaseModel):
+    advance_seconds: float = Field(gt=0, le=10 * 366 * 86400)
 
 
 def problem(status: int, message: str) -> JSONResponse:
@@ -235,9 +257,41 @@ def build_router(state: SandboxState) -> APIRouter:
             thread_id=original.thread_id,
             message_id=message_id,
             sender=daemon,
-            visible_at=now() + timedelta(seconds=body.delay_seconds),
+            visible_at=state.now() + timedelta(seconds=body.delay_seconds),
         )
         return {"id": stored.id, "thread_id": stored.thread_id, "message_id": message_id}
+
+    @router.post("/clients")
+    def clients(body: ClientIn) -> Any:
+        expires = body.secret_expires_in_seconds
+        state.register(
+            RegisteredClient(
+                provider=body.provider,
+                client_id=body.client_id,
+                secret=body.client_secret,
+                redirect_uris=tuple(body.redirect_uris),
+                secret_expires_at=None
+                if expires is None
+                else state.now() + timedelta(seconds=expires),
+                publishing_status=body.publishing_status,
+                project=body.project,
+            )
+        )
+        return {"registered": body.client_id}
+
+    @router.post("/clock")
+    def clock(body: ClockIn) -> Any:
+        return {"now": state.clock.advance(body.advance_seconds).isoformat()}
+
+    @router.post("/password-change")
+    def password_change(body: MailboxIn) -> Any:
+        if (bad := known(body.mailbox)) is not None:
+            return bad
+        if provider_for(body.mailbox) == "microsoft":
+            # Confidential clients' refresh tokens outlive a password change (Microsoft's
+            # refresh-token revocation table): nothing ends.
+            return {"ended": 0}
+        return {"ended": state.end_refresh_tokens(body.mailbox, with_any_of=GMAIL_SCOPES)}
 
     @router.post("/reset")
     def reset() -> Any:

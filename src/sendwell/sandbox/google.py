@@ -12,8 +12,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBasicCredentials
 
 from sendwell.sandbox import signin
+from sendwell.sandbox.clients import basic_auth, check_secret, presented
 from sendwell.sandbox.common import (
     bearer_token,
     hold_like_a_timeout,
@@ -23,7 +25,13 @@ from sendwell.sandbox.common import (
     thread_for_reply,
 )
 from sendwell.sandbox.responses import CutResponse, google_api_error
-from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, SandboxState, StoredMessage, now
+from sendwell.sandbox.state import (
+    ACCESS_TOKEN_SECONDS,
+    RegisteredClient,
+    SandboxState,
+    StoredMessage,
+    Token,
+)
 
 SEND = "https://www.googleapis.com/auth/gmail.send"
 METADATA = "https://www.googleapis.com/auth/gmail.metadata"
@@ -34,12 +42,27 @@ SEND_SCOPES = frozenset(
     {SEND, "https://www.googleapis.com/auth/gmail.compose", "https://mail.google.com/"}
 )
 OLDEST_HISTORY_ID = 1000
+GMAIL_SCOPES = frozenset(
+    {METADATA, SEND, "https://www.googleapis.com/auth/gmail.readonly", "https://mail.google.com/"}
+    | {
+        f"https://www.googleapis.com/auth/gmail.{name}"
+        for name in ("compose", "insert", "labels", "modify", "settings.basic")
+    }
+)
+# Refresh-token lifetimes (https://developers.google.com/identity/protocols/oauth2#expiration).
+TESTING_REFRESH_LIFETIME = timedelta(days=7)
+UNUSED_REFRESH_LIMIT = timedelta(days=183)  # "six months"
+LIVE_REFRESH_TOKENS_PER_CLIENT = 100
 TOKEN_ERRORS = {
     "invalid_grant": (
         400,
         {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
     ),
     "invalid_client": (401, {"error": "invalid_client", "error_description": "Unauthorized"}),
+}
+CLIENT_NOT_FOUND = {
+    "error": "invalid_client",
+    "error_description": "The OAuth client was not found.",
 }
 
 
@@ -155,11 +178,20 @@ def build_router(state: SandboxState) -> APIRouter:
         code_verifier: str = Form(""),
         refresh_token: str = Form(""),
         client_id: str = Form(""),
+        client_secret: str = Form(""),
+        basic: HTTPBasicCredentials | None = Depends(basic_auth),
     ) -> JSONResponse:
+        client_id, client_secret = presented(basic, client_id, client_secret)
+        client = state.client("google", client_id)
+        checked = check_secret(client, client_secret, state.now())
+        if client is None:
+            return JSONResponse(CLIENT_NOT_FOUND, 401)
+        if checked != "ok":
+            return JSONResponse(TOKEN_ERRORS["invalid_client"][1], 401)
         if grant_type == "authorization_code":
-            return exchange_code(code, redirect_uri, code_verifier, client_id)
+            return exchange_code(code, redirect_uri, code_verifier, client)
         if grant_type == "refresh_token":
-            return refresh(refresh_token)
+            return refresh(refresh_token, client)
         return JSONResponse(
             {
                 "error": "unsupported_grant_type",
@@ -168,11 +200,13 @@ def build_router(state: SandboxState) -> APIRouter:
             400,
         )
 
-    def exchange_code(code: str, redirect_uri: str, verifier: str, client_id: str) -> JSONResponse:
+    def exchange_code(
+        code: str, redirect_uri: str, verifier: str, client: RegisteredClient
+    ) -> JSONResponse:
         stored = state.spend_code(code)
-        if stored is None:
+        if stored is None or stored.grant.client_id != client.client_id:
             return JSONResponse({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
-        if stored.redirect_uri != redirect_uri or stored.grant.client_id != client_id:
+        if stored.redirect_uri != redirect_uri:
             return JSONResponse(
                 {"error": "redirect_uri_mismatch", "error_description": "Bad Request"}, 400
             )
@@ -184,8 +218,15 @@ def build_router(state: SandboxState) -> APIRouter:
             return JSONResponse(
                 {"error": "invalid_grant", "error_description": "Invalid code verifier."}, 400
             )
-        access, refresh_token = state.issue_tokens(stored.grant, with_refresh=True)
+        testing = client.publishing_status == "testing"
+        lasting = not testing or stored.grant.scopes <= signin.GOOGLE_SIGN_IN_SCOPES
+        access, refresh_token = state.issue_tokens(
+            stored.grant,
+            with_refresh=True,
+            refresh_lifetime=None if lasting else TESTING_REFRESH_LIFETIME,
+        )
         assert refresh_token is not None
+        end_refresh_tokens_over_the_cap(client.client_id, stored.grant.address)
         return JSONResponse(
             {
                 "access_token": access.value,
@@ -196,8 +237,22 @@ def build_router(state: SandboxState) -> APIRouter:
             }
         )
 
-    def refresh(value: str) -> JSONResponse:
+    def end_refresh_tokens_over_the_cap(client_id: str, address: str) -> None:
+        """Past the cap, the oldest live refresh token stops working, without warning."""
+        live = state.live_refresh_tokens(client_id, address)
+        for oldest in live[: max(0, len(live) - LIVE_REFRESH_TOKENS_PER_CLIENT)]:
+            oldest.revoked = True
+
+    def usable_refresh_token(value: str, client: RegisteredClient) -> Token | None:
         token = state.live_token(value, "refresh")
+        if token is None or token.grant.client_id != client.client_id:
+            return None
+        if state.now() - token.last_used_at >= UNUSED_REFRESH_LIMIT:
+            return None
+        return token
+
+    def refresh(value: str, client: RegisteredClient) -> JSONResponse:
+        token = usable_refresh_token(value, client)
         if token is not None:
             mailbox = state.mailbox(token.grant.address)
             with state.lock:
@@ -208,6 +263,7 @@ def build_router(state: SandboxState) -> APIRouter:
         if token is None:
             status, body = TOKEN_ERRORS["invalid_grant"]
             return JSONResponse(body, status)
+        token.last_used_at = state.now()
         access, _ = state.issue_tokens(token.grant, with_refresh=False)
         return JSONResponse(
             {
@@ -222,12 +278,26 @@ def build_router(state: SandboxState) -> APIRouter:
     def revoke(token: str = Form("")) -> JSONResponse:
         with state.lock:
             found = state.tokens.get(token)
-        if found is None or found.grant.revoked:
+        if found is None or state.live_token(token, found.kind) is None:
             return JSONResponse(
                 {"error": "invalid_token", "error_description": "Token expired or revoked"}, 400
             )
-        found.grant.revoked = True
+        # "Revocation removes all OAuth 2.0 scopes previously granted to a project,
+        # invalidating any issued access or refresh tokens for all clients registered under
+        # that project" (https://developers.google.com/identity/protocols/oauth2/web-server).
+        state.revoke_all(found.grant.address, project_clients(found.grant.client_id))
         return JSONResponse({})
+
+    def project_clients(client_id: str) -> frozenset[str]:
+        client = state.client("google", client_id)
+        project = client.project if client is not None else client_id
+        with state.lock:
+            same = {
+                c.client_id
+                for c in state.clients.values()
+                if c.provider == "google" and c.project == project
+            }
+        return frozenset(same | {client_id})
 
     @router.get("/v1/userinfo")
     def userinfo(request: Request) -> JSONResponse:
@@ -366,7 +436,7 @@ def build_router(state: SandboxState) -> APIRouter:
             )
         folders = {"SENT": "sent", "INBOX": "inbox"}
         wanted = {folders[label] for label in labelIds if label in folders}
-        moment = now()
+        moment = state.now()
         with state.lock:
             messages = [
                 m
@@ -400,7 +470,7 @@ def build_router(state: SandboxState) -> APIRouter:
                 "PERMISSION_DENIED",
             )
         found = next((m for m in mailbox.messages if m.id == message_id), None)
-        if found is None or not found.visible(now()):
+        if found is None or not found.visible(state.now()):
             return google_api_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
         return JSONResponse(metadata_resource(found, metadataHeaders))
 
@@ -419,7 +489,7 @@ def build_router(state: SandboxState) -> APIRouter:
         if startHistoryId < OLDEST_HISTORY_ID:
             return google_api_error(404, "Requested entity was not found.", "notFound", "NOT_FOUND")
         folder = {"SENT": "sent", "INBOX": "inbox"}.get(labelId)
-        shown = mailbox.shown_history_id(now())
+        shown = mailbox.shown_history_id(state.now())
         records = [
             {
                 "id": str(m.history_id),
@@ -459,7 +529,7 @@ def build_router(state: SandboxState) -> APIRouter:
                 "emailAddress": mailbox.address,
                 "messagesTotal": len(mailbox.messages),
                 "threadsTotal": len({m.thread_id for m in mailbox.messages}),
-                "historyId": str(mailbox.shown_history_id(now())),
+                "historyId": str(mailbox.shown_history_id(state.now())),
             }
         )
 

@@ -8,7 +8,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import Message
 from email.utils import getaddresses
 from typing import Any
@@ -16,8 +16,10 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.security import HTTPBasicCredentials
 
 from sendwell.sandbox import signin
+from sendwell.sandbox.clients import SecretCheck, basic_auth, check_secret, presented
 from sendwell.sandbox.common import (
     bearer_token,
     hold_like_a_timeout,
@@ -30,10 +32,10 @@ from sendwell.sandbox.responses import CutResponse, graph_error
 from sendwell.sandbox.state import (
     ACCESS_TOKEN_SECONDS,
     Mailbox,
+    RegisteredClient,
     SandboxState,
     StoredMessage,
     Token,
-    now,
 )
 
 GRAPH_PREFIX = "https://graph.microsoft.com/"
@@ -48,7 +50,7 @@ AADSTS = {
     "AADSTS700082": (
         "invalid_grant",
         "The refresh token has expired due to inactivity. The "
-        "token was issued on 2026-01-01T00:00:00Z and was inactive for 90.00:00:00.",
+        "token was issued on {issued} and was inactive for 90.00:00:00.",
     ),
     "AADSTS50173": (
         "invalid_grant",
@@ -81,12 +83,58 @@ AADSTS = {
     ),
     "AADSTS90094": ("invalid_grant", "The grant requires admin permission."),
 }
+# How the token endpoint refuses the client itself (HTTP status, AADSTS code, error, text).
+CLIENT_ERRORS: dict[SecretCheck, tuple[int, str, str, str]] = {
+    "unknown": (
+        400,
+        "AADSTS700016",
+        "unauthorized_client",
+        "Application with identifier '{client}' was not found in the directory. This can "
+        "happen if the application has not been installed by the administrator of the tenant "
+        "or consented to by any user in the tenant. You may have sent your authentication "
+        "request to the wrong tenant.",
+    ),
+    "missing": (
+        401,
+        "AADSTS7000218",
+        "invalid_client",
+        "The request body must contain the following parameter: 'client_assertion' or "
+        "'client_secret'.",
+    ),
+    "wrong": (
+        401,
+        "AADSTS7000215",
+        "invalid_client",
+        "Invalid client secret provided. Ensure the secret being sent in the request is the "
+        "client secret value, not the client secret ID, for a secret added to app '{client}'.",
+    ),
+    "expired": (
+        401,
+        "AADSTS7000222",
+        "invalid_client",
+        "The provided client secret keys for app '{client}' are expired. Visit the Azure "
+        "portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider "
+        "using certificate credentials for added security: https://aka.ms/certCreds.",
+    ),
+}
+# Refresh tokens unused this long expire (https://learn.microsoft.com/entra/identity-platform/refresh-tokens).
+INACTIVE_REFRESH_LIMIT = timedelta(days=90)
 
 
-def token_error(code: str) -> JSONResponse:
+def token_error(
+    code: str,
+    *,
+    now: datetime,
+    issued: datetime | None = None,
+    status: int = 400,
+    error: str = "",
+    text: str = "",
+) -> JSONResponse:
     """A token endpoint error in the identity platform's shape."""
-    error, text = AADSTS[code]
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if not text:
+        error, text = AADSTS[code]
+    text = text.replace("{issued}", (issued or now).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
     trace = secrets.token_hex(16)
     return JSONResponse(
         {
@@ -99,7 +147,14 @@ def token_error(code: str) -> JSONResponse:
             "correlation_id": trace,
             "error_uri": f"https://login.microsoftonline.com/error?code={code.removeprefix('AADSTS')}",
         },
-        status_code=400,
+        status_code=status,
+    )
+
+
+def client_error(check: SecretCheck, client_id: str, now: datetime) -> JSONResponse:
+    status, code, error, text = CLIENT_ERRORS[check]
+    return token_error(
+        code, now=now, status=status, error=error, text=text.replace("{client}", client_id)
     )
 
 
@@ -221,7 +276,7 @@ INEFFICIENT = "The restriction or sort order is too complex for this operation."
 def build_router(state: SandboxState) -> APIRouter:
     router = APIRouter(prefix="/microsoft")
 
-    @router.get("/{tenant}/oauth2/v2.0/authorize")
+    @router.get("/{tenant}/oauth2/v2.0/authorize", name="microsoft_authorize")
     def authorize(
         request: Request,
         tenant: str,
@@ -245,6 +300,58 @@ def build_router(state: SandboxState) -> APIRouter:
         )
         return RedirectResponse(f"{redirect_uri}?{query}", 302)
 
+    @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
+    def openid_configuration(request: Request, tenant: str) -> JSONResponse:
+        """The tenant's OpenID Connect discovery document, which MSAL reads first."""
+        authorize_url = str(request.url_for("microsoft_authorize", tenant=tenant))
+        base = authorize_url.removesuffix(f"/{tenant}/oauth2/v2.0/authorize")
+        issuer_tenant = "{tenantid}" if tenant in ("common", "organizations") else tenant
+        return JSONResponse(
+            {
+                "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+                "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
+                "response_modes_supported": ["query", "fragment", "form_post"],
+                "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                "issuer": f"https://login.microsoftonline.com/{issuer_tenant}/v2.0",
+                "request_uri_parameter_supported": False,
+                "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+                "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
+                "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
+                "http_logout_supported": True,
+                "frontchannel_logout_supported": True,
+                "end_session_endpoint": f"{base}/{tenant}/oauth2/v2.0/logout",
+                "claims_supported": [
+                    "sub",
+                    "iss",
+                    "aud",
+                    "exp",
+                    "iat",
+                    "auth_time",
+                    "nonce",
+                    "name",
+                    "tid",
+                    "ver",
+                    "preferred_username",
+                    "oid",
+                    "email",
+                ],
+                "kerberos_endpoint": f"{base}/{tenant}/kerberos",
+                "tenant_region_scope": None,
+                "cloud_instance_name": "microsoftonline.com",
+                "cloud_graph_host_name": "graph.windows.net",
+                "msgraph_host": "graph.microsoft.com",
+                "rbac_url": "https://pas.windows.net",
+            }
+        )
+
     @router.post("/{tenant}/oauth2/v2.0/token")
     def token(
         tenant: str,
@@ -254,11 +361,18 @@ def build_router(state: SandboxState) -> APIRouter:
         code_verifier: str = Form(""),
         refresh_token: str = Form(""),
         client_id: str = Form(""),
+        client_secret: str = Form(""),
+        basic: HTTPBasicCredentials | None = Depends(basic_auth),
     ) -> JSONResponse:
+        client_id, client_secret = presented(basic, client_id, client_secret)
+        client = state.client("microsoft", client_id)
+        checked = check_secret(client, client_secret, state.now())
+        if client is None or checked != "ok":
+            return client_error(checked, client_id, state.now())
         if grant_type == "authorization_code":
-            return exchange_code(code, redirect_uri, code_verifier, client_id)
+            return exchange_code(code, redirect_uri, code_verifier, client)
         if grant_type == "refresh_token":
-            return refresh(refresh_token)
+            return refresh(refresh_token, client)
         return JSONResponse(
             {
                 "error": "unsupported_grant_type",
@@ -281,11 +395,13 @@ def build_router(state: SandboxState) -> APIRouter:
             }
         )
 
-    def exchange_code(code: str, redirect_uri: str, verifier: str, client_id: str) -> JSONResponse:
+    def exchange_code(
+        code: str, redirect_uri: str, verifier: str, client: RegisteredClient
+    ) -> JSONResponse:
         stored = state.spend_code(code)
-        if stored is None:
-            return token_error("AADSTS70008")
-        if stored.redirect_uri != redirect_uri or stored.grant.client_id != client_id:
+        if stored is None or stored.grant.client_id != client.client_id:
+            return token_error("AADSTS70008", now=state.now())
+        if stored.redirect_uri != redirect_uri:
             return JSONResponse(
                 {
                     "error": "invalid_grant",
@@ -310,15 +426,22 @@ def build_router(state: SandboxState) -> APIRouter:
         assert refresh_token is not None
         return tokens_body(access, refresh_token.value, stored.grant.scopes)
 
-    def refresh(value: str) -> JSONResponse:
+    def refresh(value: str, client: RegisteredClient) -> JSONResponse:
+        now = state.now()
+        with state.lock:
+            known = state.tokens.get(value)
         token = state.live_token(value, "refresh")
-        if token is None:
-            return token_error("AADSTS50173" if value in state.tokens else "AADSTS70008")
+        if token is None or token.grant.client_id != client.client_id:
+            return token_error("AADSTS50173" if known else "AADSTS70008", now=now)
+        if now - token.last_used_at >= INACTIVE_REFRESH_LIMIT:
+            return token_error("AADSTS700082", now=now, issued=token.issued_at)
         mailbox = state.mailbox(token.grant.address)
         with state.lock:
             queued = mailbox.token_errors.popleft() if mailbox.token_errors else None
         if queued in AADSTS:
-            return token_error(queued)
+            return token_error(queued, now=now, issued=token.issued_at)
+        # Each use hands out a fresh refresh token; the old one is not revoked.
+        token.last_used_at = now
         access, rotated = state.issue_tokens(token.grant, with_refresh=True)
         assert rotated is not None
         return tokens_body(access, rotated.value, token.grant.scopes)
@@ -399,7 +522,7 @@ def build_router(state: SandboxState) -> APIRouter:
         if fault == "timeout":
             await hold_like_a_timeout(state)
             return graph_error(504, "GatewayTimeout", "Gateway Timeout")
-        moment = now()
+        moment = state.now()
         if recipients_today(mailbox, moment) + len(recipients_of(parsed)) > (
             mailbox.settings.recipients_per_day
         ):
@@ -479,7 +602,7 @@ def build_router(state: SandboxState) -> APIRouter:
             return graph_error(
                 404, "ErrorFolderNotFound", "The specified folder could not be found in the store."
             )
-        moment = now()
+        moment = state.now()
         with state.lock:
             messages = [
                 m

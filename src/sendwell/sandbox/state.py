@@ -6,7 +6,8 @@ import secrets
 import threading
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Literal
@@ -44,8 +45,36 @@ def provider_for(address: str) -> ProviderKind | None:
     return None
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+class SandboxClock:
+    """The sandbox's time: the real clock plus however far tests have moved it forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> datetime:
+        self.offset += timedelta(seconds=seconds)
+        return self.now()
+
+
+@dataclass
+class RegisteredClient:
+    """An OAuth client as the host's console registers it (Google Cloud or Entra)."""
+
+    provider: ProviderKind
+    client_id: str
+    secret: str
+    redirect_uris: tuple[str, ...]
+    secret_expires_at: datetime | None = None
+    # Google only: "testing" gives refresh tokens a 7-day life.
+    publishing_status: Literal["testing", "production"] = "production"
+    # Google revokes per project: every client of it loses the user's grant at once.
+    project: str = ""
+
+    def __post_init__(self) -> None:
+        self.project = self.project or self.client_id
 
 
 @dataclass
@@ -136,6 +165,10 @@ class Token:
     kind: Literal["access", "refresh"]
     grant: Grant
     expires_at: datetime | None
+    issued_at: datetime
+    last_used_at: datetime
+    # One refresh token ended on its own (the live-token cap, a password change).
+    revoked: bool = False
 
 
 @dataclass
@@ -166,20 +199,37 @@ class PendingSignIn:
 class SandboxState:
     """All emulated data, guarded by one lock (the sandbox is small and not a hot path)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clients: Iterable[RegisteredClient] = ()) -> None:
         self.lock = threading.RLock()
+        self.clock = SandboxClock()
+        # The clients the server was started with; reset() returns to them.
+        self.configured_clients = list(clients)
         # How long the "timeout" fault holds a request: longer than any client waits.
         self.timeout_seconds = 30.0
         self.reset()
 
+    def now(self) -> datetime:
+        return self.clock.now()
+
     def reset(self) -> None:
         with self.lock:
             self.timeout_seconds = 30.0
+            self.clock.offset = timedelta()
+            self.clients = {(c.provider, c.client_id): replace(c) for c in self.configured_clients}
             self.mailboxes: dict[str, Mailbox] = {}
             self.tokens: dict[str, Token] = {}
             self.codes: dict[str, AuthorizationCode] = {}
             self.pending: dict[str, PendingSignIn] = {}
             self.issued_refresh_tokens: list[str] = []
+
+    def client(self, provider: ProviderKind, client_id: str) -> RegisteredClient | None:
+        with self.lock:
+            return self.clients.get((provider, client_id))
+
+    def register(self, client: RegisteredClient) -> None:
+        """Add a client, or replace the one with the same id (as editing it in the console)."""
+        with self.lock:
+            self.clients[(client.provider, client.client_id)] = client
 
     def mailbox(self, address: str) -> Mailbox:
         """The mailbox for an address, created on first use like a real account would exist."""
@@ -212,7 +262,7 @@ class SandboxState:
                 grant=grant,
                 redirect_uri=pending.redirect_uri,
                 code_challenge=pending.code_challenge,
-                expires_at=now() + timedelta(seconds=CODE_SECONDS),
+                expires_at=self.now() + timedelta(seconds=CODE_SECONDS),
             )
             self.codes[code.code] = code
             return code
@@ -223,18 +273,24 @@ class SandboxState:
             stored = self.codes.get(code)
             if stored is None:
                 return None
-            usable = not stored.used and stored.expires_at > now()
+            usable = not stored.used and stored.expires_at > self.now()
             stored.used = True
         return stored if usable else None
 
-    def issue_tokens(self, grant: Grant, *, with_refresh: bool) -> tuple[Token, Token | None]:
+    def issue_tokens(
+        self, grant: Grant, *, with_refresh: bool, refresh_lifetime: timedelta | None = None
+    ) -> tuple[Token, Token | None]:
+        """A new access token, and a refresh token when asked (expiring only when given a life)."""
         provider = provider_for(grant.address)
         with self.lock:
+            issued = self.now()
             access = Token(
                 value=_token("ya29." if provider == "google" else "eyJ0eXAiOiJKV1Qi."),
                 kind="access",
                 grant=grant,
-                expires_at=now() + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+                expires_at=issued + timedelta(seconds=ACCESS_TOKEN_SECONDS),
+                issued_at=issued,
+                last_used_at=issued,
             )
             self.tokens[access.value] = access
             refresh = None
@@ -243,7 +299,9 @@ class SandboxState:
                     value=_token("1//0g" if provider == "google" else "0.AX"),
                     kind="refresh",
                     grant=grant,
-                    expires_at=None,
+                    expires_at=issued + refresh_lifetime if refresh_lifetime else None,
+                    issued_at=issued,
+                    last_used_at=issued,
                 )
                 self.tokens[refresh.value] = refresh
                 self.issued_refresh_tokens.append(refresh.value)
@@ -252,17 +310,51 @@ class SandboxState:
     def live_token(self, value: str, kind: Literal["access", "refresh"]) -> Token | None:
         with self.lock:
             token = self.tokens.get(value)
-        if token is None or token.kind != kind or token.grant.revoked:
+        if token is None or token.kind != kind or token.grant.revoked or token.revoked:
             return None
-        if token.expires_at is not None and token.expires_at <= now():
+        if token.expires_at is not None and token.expires_at <= self.now():
             return None
         return token
 
-    def revoke_all(self, address: str) -> int:
-        """Revoke every grant of a mailbox; returns how many were live."""
+    def live_refresh_tokens(self, client_id: str, address: str) -> list[Token]:
+        """A user's live refresh tokens for one client, oldest first."""
+        with self.lock:
+            tokens = [
+                t
+                for t in self.tokens.values()
+                if t.kind == "refresh"
+                and t.grant.client_id == client_id
+                and t.grant.address == address
+            ]
+        live = [t for t in tokens if self.live_token(t.value, "refresh") is not None]
+        return sorted(live, key=lambda t: t.issued_at)
+
+    def end_refresh_tokens(self, address: str, *, with_any_of: frozenset[str]) -> int:
+        """End a mailbox's live refresh tokens whose grant holds one of these scopes."""
+        key = address.strip().lower()
+        ended = 0
+        with self.lock:
+            for token in self.tokens.values():
+                if (
+                    token.kind == "refresh"
+                    and token.grant.address == key
+                    and token.grant.scopes & with_any_of
+                    and self.live_token(token.value, "refresh") is not None
+                ):
+                    token.revoked = True
+                    ended += 1
+        return ended
+
+    def revoke_all(self, address: str, client_ids: frozenset[str] | None = None) -> int:
+        """Revoke every grant of a mailbox (to these clients only, when given); count live ones."""
         key = address.strip().lower()
         with self.lock:
-            grants = {id(t.grant): t.grant for t in self.tokens.values() if t.grant.address == key}
+            grants = {
+                id(t.grant): t.grant
+                for t in self.tokens.values()
+                if t.grant.address == key
+                and (client_ids is None or t.grant.client_id in client_ids)
+            }
             live = [grant for grant in grants.values() if not grant.revoked]
             for grant in live:
                 grant.revoked = True
@@ -273,7 +365,7 @@ class SandboxState:
         with self.lock:
             for token in self.tokens.values():
                 if token.kind == "access" and token.grant.address == key:
-                    token.expires_at = now() - timedelta(seconds=1)
+                    token.expires_at = self.now() - timedelta(seconds=1)
 
     def store(
         self,
@@ -288,7 +380,7 @@ class SandboxState:
     ) -> StoredMessage:
         """Keep a message; a sent copy shows after the mailbox's delay unless told when."""
         delay = timedelta(seconds=mailbox.settings.sent_copy_delay if folder == "sent" else 0)
-        moment = now()
+        moment = self.now()
         if folder == "inbox" and visible_at is not None:
             # A message arrives when it shows: that is its received time.
             moment = visible_at
