@@ -47,6 +47,7 @@ def message(to: str, tag: str) -> bytes:
     return built.as_bytes()
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_send_files_one_copy_in_sent_and_find_sent_finds_it(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:
@@ -64,6 +65,7 @@ def test_send_files_one_copy_in_sent_and_find_sent_finds_it(
     assert provider.find_sent(token, "no-such-tag") is None
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_a_follow_up_keeps_the_threads_name(provider: ImapSmtpProvider, mail: MailServers) -> None:
     sent = provider.send(
         credential(mail), message("ann@example.com", "tag-2"), tag="tag-2", thread_id="<root@x>"
@@ -71,6 +73,7 @@ def test_a_follow_up_keeps_the_threads_name(provider: ImapSmtpProvider, mail: Ma
     assert sent.thread_id == "<root@x>"
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 @pytest.mark.parametrize(
     ("recipient", "kind", "code"),
     [
@@ -92,6 +95,7 @@ def test_recipient_answers(
     assert mail.messages(SENDER, "Sent") == []
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_a_changed_password_is_auth_revoked_on_both_servers(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:
@@ -105,6 +109,7 @@ def test_a_changed_password_is_auth_revoked_on_both_servers(
     assert "[AUTHENTICATIONFAILED]" in on_imap.value.message
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_server_conversations_are_timed_and_refusals_counted(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:
@@ -159,6 +164,7 @@ def test_inbound_reads_since_the_cursor_and_restarts_on_a_new_uidvalidity(
     assert renumbered.cursor == page.cursor
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_xoauth2_signs_in_to_both_servers_until_the_token_is_withdrawn(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:
