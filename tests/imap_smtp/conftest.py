@@ -68,6 +68,8 @@ class Submission:
     proxy: DropAfterDataProxy
     # Returns once every message the server accepted is delivered or bounced.
     settle: Callable[[], None]
+    # The Postfix instance, for what only its log tells; None for aiosmtpd.
+    postfix: Postfix | None = None
 
 
 @dataclass
@@ -251,7 +253,7 @@ def postfix_submission(mailstore: Mailstore) -> Iterator[Submission]:
         postfix.start()
         proxy = _proxy(mailstore, postfix.smtps_port)
         yield Submission(
-            "postfix", postfix.smtps_port, postfix.submission_port, proxy, postfix.settle
+            "postfix", postfix.smtps_port, postfix.submission_port, proxy, postfix.settle, postfix
         )
     finally:
         if proxy is not None:

@@ -124,6 +124,23 @@ class Postfix:
                 raise RuntimeError(f"postfix still holds {self._queued()}: {self._log_text()}")
             time.sleep(0.05)
 
+    def log_mark(self) -> int:
+        """Where the log ends now, for ``sessions_after``."""
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def sessions_after(self, mark: int, timeout: float = 10) -> list[str]:
+        """The summary lines ("disconnect from … auth=0/1 …", one per SMTP connection) logged
+        since ``mark``; waits for the first, as Postfix logs through its postlogd service."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.log.open("rb") as log:
+                log.seek(mark)
+                lines = log.read().decode("utf-8", "replace").splitlines()
+            found = [line for line in lines if "smtpd[" in line and " disconnect from " in line]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
     def _queued(self) -> list[str]:
         return [
             f"{queue}/{path.name}"
