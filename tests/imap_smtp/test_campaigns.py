@@ -199,3 +199,27 @@ def test_the_health_check_finds_a_changed_password_with_nothing_to_send(
     assert mailbox is not None
     assert mailbox.status is MailboxStatus.REAUTH_REQUIRED
     assert mailbox.status_code == "smtp_535"
+
+
+def test_a_sender_the_host_refuses_suppresses_no_recipient(
+    client: TestClient, mail: MailServers, db: Session
+) -> None:
+    """Postfix refuses a From address the login does not own, in reply to RCPT: the
+    recipients are not at fault, so none is bounced or suppressed."""
+    form = mail.form(username="bob@example.com", password=mail.dovecot.passwords["bob@example.com"])
+    assert link_other(client, form).status_code == 303
+    app: Any = client.app
+    outreach = Outreach(client, app.state.session_factory, app.state.connections, mail)
+    people = ["ann@example.com", "cy@example.com"]
+    campaign_id = outreach.campaign(THREE_STEPS, people)
+
+    outreach.dispatcher().run_until_idle()
+
+    for person in people:
+        assert mail.messages(person) == []
+    enrollments = outreach.enrollments(campaign_id)
+    assert {enrollments[p].status for p in people} == {EnrollmentStatus.NOT_STARTED}
+    assert list(db.scalars(select(Suppression.email))) == []
+    errors = list(db.scalars(select(SendLedger.error).where(SendLedger.campaign_id == campaign_id)))
+    assert len(errors) == 2
+    assert all("Sender address rejected: not owned by user bob@example.com" in e for e in errors)

@@ -25,6 +25,10 @@ from sendwell.providers.mail_server import (
 )
 
 ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3}")
+# At RCPT these name the sender or a policy, not the recipient's address (RFC 3463: 5.1.7 and
+# 5.1.8 are the sender's address, 5.7.x security or policy). Postfix answers a sender it refuses
+# ("Sender address rejected: not owned by user …") only at RCPT, as its smtpd_delay_reject does.
+NOT_THE_RECIPIENT = re.compile(rb"^5\.(1\.[78]|7\.\d{1,3})$")
 LINE_END = re.compile(rb"\r\n|\r|\n")
 # Credentials refused: 535 (RFC 4954) and 534, which hosts answer when an app password is needed.
 AUTH_REFUSED = frozenset({534, 535})
@@ -195,6 +199,11 @@ def _classified(code: int, text: bytes | str, what: str, address: str) -> Provid
     if code == 421 or 400 <= code < 500:
         return Transient(
             f"The SMTP server put off {subject} for now ({said}).", code=f"smtp_{code}"
+        )
+    if what == "the recipient" and NOT_THE_RECIPIENT.match(_enhanced(text)):
+        return ProviderError(
+            f"The SMTP server refused to take the message for {address} ({said}).",
+            code=f"smtp_{code}",
         )
     if what == "the recipient" and code in (550, 551, 553):
         return RecipientRejected(
