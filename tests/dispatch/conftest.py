@@ -26,7 +26,7 @@ from sendwell.providers.base import TAG_HEADER
 from sendwell.providers.registry import build_registry
 from tests.conftest import Database, create_first_account, make_settings
 from tests.dispatch.hosts import Host, SandboxHost, ServerHost
-from tests.imap_smtp.conftest import MailServers
+from tests.imap_smtp.conftest import fresh_servers
 from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
 
@@ -224,7 +224,7 @@ def world(database: Database, engine: Engine, sandbox: Sandbox) -> Iterator[Worl
 
 
 # Imported so that dispatch tests can run against real mail servers too (one set per worker).
-from tests.imap_smtp.conftest import mail, mail_servers  # noqa: E402, F401
+from tests.imap_smtp.conftest import mailstore, postfix_submission  # noqa: E402, F401
 
 SANDBOX_SENDERS = {"google": SENDER, "microsoft": "ada@contoso.outlook.test"}
 
@@ -238,7 +238,9 @@ def host_world(
     extra: dict[str, Any] = {}
     host: Host
     if request.param == "imap":
-        servers: MailServers = request.getfixturevalue("mail")
+        servers = fresh_servers(
+            request.getfixturevalue("mailstore"), request.getfixturevalue("postfix_submission")
+        )
         host = ServerHost(servers)
         extra["mail_server_ca_file"] = str(servers.certificates.ca_file)
     else:

@@ -1,7 +1,10 @@
-"""Real mail servers on loopback: Dovecot (IMAP + LMTP) and an SMTP submission server.
+"""Real mail servers on loopback: Dovecot (IMAP + LMTP) and SMTP submission servers.
 
-One set per test process (pytest-xdist worker), each under its own temporary folder and on
-free ports; every test starts with empty mailboxes and the same users and passwords.
+Submission is Debian's Postfix (signing in through Dovecot, delivering over LMTP) or aiosmtpd
+(a small server in this folder); a test runs against those its ``submission_servers`` mark
+names, Postfix alone by default. Each server starts once per test process (pytest-xdist
+worker), under its own temporary folder and on free ports; every test starts with empty
+mailboxes and the same users and passwords.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ import imaplib
 import shutil
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage, Message
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -39,6 +42,8 @@ from tests.conftest import IN_CI, Database, create_first_account, csrf_from, mak
 from tests.imap_smtp.certificates import TestCertificates, make_certificates
 from tests.imap_smtp.dovecot import DOVECOT_PROGRAMS, Dovecot, free_port
 from tests.imap_smtp.oauth import TokenIntrospection
+from tests.imap_smtp.postfix import Postfix
+from tests.imap_smtp.postfix import unavailable as postfix_unavailable
 from tests.imap_smtp.proxy import DropAfterDataProxy
 from tests.imap_smtp.submission import LmtpDelivery, server_context, start_submission
 
@@ -53,16 +58,41 @@ USERS = {
 
 
 @dataclass
+class Submission:
+    """One SMTP submission server: implicit TLS and STARTTLS services, and a proxy that can
+    lose its answer to a message (in front of the implicit-TLS service)."""
+
+    name: str
+    smtps_port: int
+    submission_port: int
+    proxy: DropAfterDataProxy
+    # Returns once every message the server accepted is delivered or bounced.
+    settle: Callable[[], None]
+    # The Postfix instance, for what only its log tells; None for aiosmtpd.
+    postfix: Postfix | None = None
+
+
+@dataclass
 class MailServers:
     """The running servers and what a client needs to reach them."""
 
     dovecot: Dovecot
     certificates: TestCertificates
-    smtps_port: int
-    submission_port: int
-    proxy: DropAfterDataProxy
+    submission: Submission
     # XOAUTH2 access tokens both servers accept, and whose they are.
     tokens: dict[str, str]
+
+    @property
+    def smtps_port(self) -> int:
+        return self.submission.smtps_port
+
+    @property
+    def submission_port(self) -> int:
+        return self.submission.submission_port
+
+    @property
+    def proxy(self) -> DropAfterDataProxy:
+        return self.submission.proxy
 
     @property
     def client_context(self) -> ssl.SSLContext:
@@ -93,7 +123,9 @@ class MailServers:
         return connection
 
     def messages(self, user: str, folder: str = "INBOX") -> list[Message]:
-        """Every message in a user's folder, read over IMAP, oldest first."""
+        """Every message in a user's folder once the submission server has delivered all it
+        accepted (bounces included), read over IMAP, oldest first."""
+        self.submission.settle()
         connection = self.imap(user)
         try:
             connection.select(f'"{folder}"', readonly=True)
@@ -118,35 +150,78 @@ class MailServers:
             connection.logout()
 
 
-def _skip_or_fail(reason: str) -> None:
+@dataclass
+class Mailstore:
+    """Dovecot and what it trusts: the test CA and the XOAUTH2 token introspection."""
+
+    root: Path
+    dovecot: Dovecot
+    certificates: TestCertificates
+    introspection: TokenIntrospection
+
+
+def _skip_or_fail(reason: str, install: str) -> NoReturn:
     if IN_CI:
         pytest.fail(reason)
-    pytest.skip(
-        reason + ", so the IMAP/SMTP tests cannot run (install Debian's dovecot-imapd and "
-        "dovecot-lmtpd to run them)"
-    )
+    pytest.skip(f"{reason}, so these IMAP/SMTP tests cannot run ({install} to run them)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that uses the servers runs against the submission servers its
+    ``submission_servers`` mark names; Postfix alone when it names none."""
+    if "mail" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("submission_servers")
+    names = marker.args if marker else ("postfix",)
+    metafunc.parametrize("mail", names, indirect=True, scope="function")
 
 
 @pytest.fixture(scope="session")
-def mail_servers() -> Iterator[MailServers]:
+def mailstore() -> Iterator[Mailstore]:
     missing = [path for path in DOVECOT_PROGRAMS if not Path(path).exists()]
     if missing:
-        _skip_or_fail(f"Dovecot is not installed ({', '.join(missing)} missing)")
+        _skip_or_fail(
+            f"Dovecot is not installed ({', '.join(missing)} missing)",
+            "install Debian's dovecot-imapd and dovecot-lmtpd",
+        )
     root = Path(tempfile.mkdtemp(prefix="sw-mail-"))
-    root.chmod(0o755)  # Dovecot's unprivileged processes must reach their folders.
+    root.chmod(0o755)  # Dovecot's and Postfix's unprivileged processes must reach their folders.
     certificates = make_certificates(root)
     introspection = TokenIntrospection()
     introspection.start()
     dovecot = Dovecot(root, certificates, introspection_url=introspection.url)
     dovecot.passwords = dict(USERS)
+    try:
+        dovecot.start()
+        yield Mailstore(root, dovecot, certificates, introspection)
+    finally:
+        dovecot.stop()
+        introspection.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _proxy(mailstore: Mailstore, upstream_port: int) -> DropAfterDataProxy:
+    certificates = mailstore.certificates
+    proxy = DropAfterDataProxy(
+        upstream_port=upstream_port,
+        server_context=server_context(str(certificates.cert_file), str(certificates.key_file)),
+        client_context=ssl.create_default_context(cafile=str(certificates.ca_file)),
+    )
+    proxy.start()
+    return proxy
+
+
+@pytest.fixture(scope="session")
+def aiosmtpd_submission(mailstore: Mailstore) -> Iterator[Submission]:
+    """aiosmtpd, delivering over LMTP before it answers the message."""
+    dovecot, certificates = mailstore.dovecot, mailstore.certificates
+    handler = LmtpDelivery(
+        dovecot.lmtp_port, lambda: dovecot.passwords, lambda: mailstore.introspection.tokens
+    )
+    context = server_context(str(certificates.cert_file), str(certificates.key_file))
     controllers: list[Controller] = []
     proxy: DropAfterDataProxy | None = None
     try:
-        dovecot.start()
-        handler = LmtpDelivery(
-            dovecot.lmtp_port, lambda: dovecot.passwords, lambda: introspection.tokens
-        )
-        context = server_context(str(certificates.cert_file), str(certificates.key_file))
         ports = free_port(), free_port()
         for port, implicit in zip(ports, (True, False), strict=True):
             controllers.append(
@@ -154,31 +229,56 @@ def mail_servers() -> Iterator[MailServers]:
                     handler, context, lambda: dovecot.passwords, port=port, implicit_tls=implicit
                 )
             )
-        proxy = DropAfterDataProxy(
-            upstream_port=ports[0],
-            server_context=context,
-            client_context=ssl.create_default_context(cafile=str(certificates.ca_file)),
-        )
-        proxy.start()
-        yield MailServers(dovecot, certificates, ports[0], ports[1], proxy, introspection.tokens)
+        proxy = _proxy(mailstore, ports[0])
+        yield Submission("aiosmtpd", ports[0], ports[1], proxy, lambda: None)
     finally:
         if proxy is not None:
             proxy.stop()
         for controller in controllers:
             controller.stop()
-        dovecot.stop()
-        introspection.stop()
-        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postfix_submission(mailstore: Mailstore) -> Iterator[Submission]:
+    """Debian's Postfix, signing senders in through Dovecot and delivering over LMTP."""
+    reason = postfix_unavailable()
+    if reason:
+        _skip_or_fail(reason, "run as root with Debian's postfix installed")
+    dovecot = mailstore.dovecot
+    folder = mailstore.root / "postfix"
+    folder.mkdir()
+    postfix = Postfix(folder, mailstore.certificates, dovecot.auth_socket, dovecot.lmtp_port, USERS)
+    proxy: DropAfterDataProxy | None = None
+    try:
+        postfix.start()
+        proxy = _proxy(mailstore, postfix.smtps_port)
+        yield Submission(
+            "postfix", postfix.smtps_port, postfix.submission_port, proxy, postfix.settle, postfix
+        )
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        postfix.stop()
 
 
 @pytest.fixture
-def mail(mail_servers: MailServers) -> MailServers:
+def mail(request: pytest.FixtureRequest, mailstore: Mailstore) -> MailServers:
     """The servers with every mailbox empty and the original passwords."""
-    mail_servers.dovecot.reset(USERS)
-    mail_servers.tokens.clear()
-    mail_servers.proxy.drops_left = 0
-    mail_servers.proxy.dropped = 0
-    return mail_servers
+    submission: Submission = request.getfixturevalue(f"{request.param}_submission")
+    return fresh_servers(mailstore, submission)
+
+
+def fresh_servers(mailstore: Mailstore, submission: Submission) -> MailServers:
+    """The servers with every mailbox empty and the original passwords."""
+    # Nothing from an earlier test may still be on its way into a mailbox.
+    submission.settle()
+    mailstore.dovecot.reset(USERS)
+    mailstore.introspection.tokens.clear()
+    submission.proxy.drops_left = 0
+    submission.proxy.dropped = 0
+    return MailServers(
+        mailstore.dovecot, mailstore.certificates, submission, mailstore.introspection.tokens
+    )
 
 
 @pytest.fixture

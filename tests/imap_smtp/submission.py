@@ -141,8 +141,10 @@ def start_submission(
     *,
     port: int,
     implicit_tls: bool,
+    withheld: tuple[str, ...] = (),
 ) -> Controller:
-    """SMTPS (implicit TLS) or submission with STARTTLS required before AUTH.
+    """SMTPS (implicit TLS) or submission with STARTTLS required before AUTH; the ``withheld``
+    sign-in mechanisms are not offered.
 
     On SMTPS aiosmtpd cannot tell the connection is encrypted, so AUTH is allowed without
     STARTTLS and ``handle_MAIL`` refuses unauthenticated senders instead.
@@ -158,7 +160,12 @@ def start_submission(
         }
     )
     controller = Controller(
-        handler, hostname="127.0.0.1", port=port, authenticator=authenticator(users), **tls
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator(users),
+        auth_exclude_mechanism=withheld,
+        **tls,
     )
     controller.start()
     return controller

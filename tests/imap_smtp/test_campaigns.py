@@ -28,8 +28,8 @@ from tests.imap_smtp.conftest import SENDER, MailServers, Outreach, link_other
 
 THREE_STEPS = [
     ("Quick question", "Hello, step one.", 0),
-    ("Following up", "Hello, step two.", 1440),
-    ("Last note", "Hello, step three.", 1440),
+    ("", "Hello, step two.", 1440),
+    ("", "Hello, step three.", 1440),
 ]
 
 
@@ -75,7 +75,7 @@ def test_three_steps_threaded_replies_and_bounces_stop(
     assert _sequence(mail.messages("ann@example.com")) == ["Quick question"]
     for person in ("bob@example.com", "cy@example.com"):
         received = mail.messages(person)
-        assert _sequence(received) == ["Quick question", "Following up", "Last note"]
+        assert _sequence(received) == ["Quick question", "Re: Quick question", "Re: Quick question"]
         assert_threaded(received)
     enrollments = outreach.enrollments(campaign_id)
     assert enrollments["ann@example.com"].status is EnrollmentStatus.REPLIED
@@ -152,7 +152,7 @@ def test_a_password_change_pauses_and_the_new_password_resumes_exactly_once(
 
     for person in people:
         received = mail.messages(person)
-        assert _sequence(received) == ["Quick question", "Following up", "Last note"]
+        assert _sequence(received) == ["Quick question", "Re: Quick question", "Re: Quick question"]
         assert_threaded(received)
     assert_sent_once_each(mail, 6)
 
@@ -176,7 +176,7 @@ def test_a_connection_cut_after_data_sends_no_duplicate(
     assert mail.proxy.dropped == 1
     for person in people:
         received = mail.messages(person)
-        assert _sequence(received) == ["Quick question", "Following up"]
+        assert _sequence(received) == ["Quick question", "Re: Quick question"]
         assert_threaded(received)
     statuses = set(
         db.scalars(select(SendLedger.status).where(SendLedger.campaign_id == campaign_id))
@@ -199,3 +199,27 @@ def test_the_health_check_finds_a_changed_password_with_nothing_to_send(
     assert mailbox is not None
     assert mailbox.status is MailboxStatus.REAUTH_REQUIRED
     assert mailbox.status_code == "smtp_535"
+
+
+def test_a_sender_the_host_refuses_suppresses_no_recipient(
+    client: TestClient, mail: MailServers, db: Session
+) -> None:
+    """Postfix refuses a From address the login does not own, in reply to RCPT: the
+    recipients are not at fault, so none is bounced or suppressed."""
+    form = mail.form(username="bob@example.com", password=mail.dovecot.passwords["bob@example.com"])
+    assert link_other(client, form).status_code == 303
+    app: Any = client.app
+    outreach = Outreach(client, app.state.session_factory, app.state.connections, mail)
+    people = ["ann@example.com", "cy@example.com"]
+    campaign_id = outreach.campaign(THREE_STEPS, people)
+
+    outreach.dispatcher().run_until_idle()
+
+    for person in people:
+        assert mail.messages(person) == []
+    enrollments = outreach.enrollments(campaign_id)
+    assert {enrollments[p].status for p in people} == {EnrollmentStatus.NOT_STARTED}
+    assert list(db.scalars(select(Suppression.email))) == []
+    errors = list(db.scalars(select(SendLedger.error).where(SendLedger.campaign_id == campaign_id)))
+    assert len(errors) == 2
+    assert all("Sender address rejected: not owned by user bob@example.com" in e for e in errors)

@@ -40,6 +40,7 @@ def test_an_unknown_host_offers_other(client: TestClient, mail: MailServers) -> 
     assert "Other (any host with IMAP and SMTP)" in page.text
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_other_account_links_after_both_servers_accept(
     client: TestClient, mail: MailServers, db: Session
 ) -> None:
@@ -64,6 +65,7 @@ def test_other_account_links_after_both_servers_accept(
     assert SENDER_PASSWORD not in details
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_starttls_on_both_servers_links_too(
     client: TestClient, mail: MailServers, db: Session
 ) -> None:
@@ -79,6 +81,7 @@ def test_starttls_on_both_servers_links_too(
     assert (server.smtp_security, server.imap_security) == ("starttls", "starttls")
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_a_wrong_password_shows_the_servers_answer_and_saves_nothing(
     client: TestClient, mail: MailServers, db: Session
 ) -> None:
@@ -153,6 +156,7 @@ def test_disconnect_deletes_the_stored_password(
     assert db.scalars(select(Mailbox.id)).all() == [mailbox.id]
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_the_api_links_after_the_same_test(
     client: TestClient, mail: MailServers, db: Session
 ) -> None:

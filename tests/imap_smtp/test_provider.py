@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import smtplib
+from base64 import b64encode
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -20,6 +23,7 @@ from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
 from tests.imap_smtp.conftest import SENDER, SENDER_PASSWORD, MailServers
 from tests.imap_smtp.dovecot import free_port
+from tests.imap_smtp.submission import LmtpDelivery, server_context, start_submission
 
 
 @pytest.fixture
@@ -54,6 +58,7 @@ def message(to: str, tag: str) -> bytes:
     return built.as_bytes()
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_send_files_one_copy_in_sent_and_find_sent_finds_it(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:
@@ -70,6 +75,7 @@ def test_send_files_one_copy_in_sent_and_find_sent_finds_it(
     assert provider.find_sent(token, probe("no-such-tag")) == []
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_a_follow_up_keeps_the_threads_name(provider: ImapSmtpProvider, mail: MailServers) -> None:
     sent = provider.send(
         credential(mail), message("ann@example.com", "tag-2"), tag="tag-2", thread_id="<root@x>"
@@ -77,6 +83,7 @@ def test_a_follow_up_keeps_the_threads_name(provider: ImapSmtpProvider, mail: Ma
     assert sent.thread_id == "<root@x>"
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 @pytest.mark.parametrize(
     ("recipient", "kind", "code"),
     [
@@ -98,6 +105,7 @@ def test_recipient_answers(
     assert mail.messages(SENDER, "Sent") == []
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_a_changed_password_is_auth_revoked_on_both_servers(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:
@@ -111,6 +119,62 @@ def test_a_changed_password_is_auth_revoked_on_both_servers(
     assert "[AUTHENTICATIONFAILED]" in on_imap.value.message
 
 
+@pytest.mark.submission_servers("postfix")
+def test_a_refused_password_is_tried_once(provider: ImapSmtpProvider, mail: MailServers) -> None:
+    """Hosts count each refused sign-in toward locking the account or banning our address."""
+    postfix = mail.submission.postfix
+    assert postfix is not None
+    mark = postfix.log_mark()
+    with pytest.raises(AuthRevoked):
+        provider.send(credential(mail, password="wrong"), message("ann@example.com", "t"), tag="t")
+    sessions = postfix.sessions_after(mark)
+    assert len(sessions) == 1
+    assert re.search(r" auth=0/1 ", sessions[0]), sessions[0]
+
+
+@pytest.mark.submission_servers("aiosmtpd")
+def test_a_server_that_takes_no_password_says_what_it_offers(
+    provider: ImapSmtpProvider, mail: MailServers
+) -> None:
+    """As a host that has turned password sign-in off and takes only OAuth tokens."""
+    handler = LmtpDelivery(mail.dovecot.lmtp_port, lambda: mail.dovecot.passwords, dict)
+    context = server_context(str(mail.certificates.cert_file), str(mail.certificates.key_file))
+    port = free_port()
+    server = start_submission(
+        handler,
+        context,
+        lambda: mail.dovecot.passwords,
+        port=port,
+        implicit_tls=True,
+        withheld=("PLAIN", "LOGIN"),
+    )
+    try:
+        with pytest.raises(ProviderError) as raised:
+            provider.send(
+                credential(mail, smtp_port=port), message("ann@example.com", "t"), tag="t"
+            )
+    finally:
+        server.stop()
+    assert raised.value.code == "no_password_auth"
+    assert f"127.0.0.1:{port} does not accept a password sign-in (it offers XOAUTH2)" in (
+        raised.value.message
+    )
+    assert mail.messages("ann@example.com") == []
+
+
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
+def test_the_starttls_port_takes_no_password_before_starttls(mail: MailServers) -> None:
+    """What makes the STARTTLS setting safe: no password crosses the wire unencrypted."""
+    plain = b64encode(f"\0{SENDER}\0{SENDER_PASSWORD}".encode()).decode()
+    with smtplib.SMTP("127.0.0.1", mail.submission_port, timeout=10) as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("starttls")
+        code, text = smtp.docmd("AUTH", f"PLAIN {plain}")
+    assert code == 530
+    assert b"STARTTLS" in text
+
+
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_server_conversations_are_timed_and_refusals_counted(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:
@@ -165,6 +229,7 @@ def test_inbound_reads_since_the_cursor_and_restarts_on_a_new_uidvalidity(
     assert renumbered.cursor == page.cursor
 
 
+@pytest.mark.submission_servers("postfix", "aiosmtpd")
 def test_xoauth2_signs_in_to_both_servers_until_the_token_is_withdrawn(
     provider: ImapSmtpProvider, mail: MailServers
 ) -> None:

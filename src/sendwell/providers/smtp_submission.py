@@ -25,9 +25,17 @@ from sendwell.providers.mail_server import (
 )
 
 ENHANCED = re.compile(rb"^[245]\.\d{1,3}\.\d{1,3}")
+# At RCPT these name the sender or a policy, not the recipient's address (RFC 3463: 5.1.7 and
+# 5.1.8 are the sender's address, 5.7.x security or policy). Postfix answers a sender it refuses
+# ("Sender address rejected: not owned by user …") only at RCPT, as its smtpd_delay_reject does.
+NOT_THE_RECIPIENT = re.compile(rb"^5\.(1\.[78]|7\.\d{1,3})$")
 LINE_END = re.compile(rb"\r\n|\r|\n")
 # Credentials refused: 535 (RFC 4954) and 534, which hosts answer when an app password is needed.
 AUTH_REFUSED = frozenset({534, 535})
+# One mechanism, tried once: smtplib's login() retries a refused password with every other
+# mechanism the server offers, and hosts count each refusal toward locking the account or
+# banning our address (fail2ban watches Postfix's "authentication failed" lines).
+PASSWORD_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 
 
 class DataUnanswered(Exception):
@@ -144,8 +152,21 @@ def _authenticate(smtp: smtplib.SMTP, login: ServerLogin) -> None:
 
         smtp.auth("XOAUTH2", respond)
         return
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("AUTH")
+    offered = smtp.esmtp_features["auth"].upper().split()
+    mechanism = next((name for name in PASSWORD_MECHANISMS if name in offered), "")
+    if not mechanism:
+        raise ProviderError(
+            f"The SMTP server {login.smtp} does not accept a password sign-in (it offers "
+            f"{' '.join(offered) or 'none'}).",
+            code="no_password_auth",
+        )
+    smtp.user, smtp.password = login.username, login.secret
+    # smtplib's own answerers: auth_plain, auth_login, auth_cram_md5.
+    answer = getattr(smtp, "auth_" + mechanism.lower().replace("-", "_"))
     try:
-        smtp.login(login.username, login.secret)
+        smtp.auth(mechanism, answer)
     except UnicodeEncodeError:
         raise ProviderError(
             "The SMTP server accepts only plain ASCII user names and passwords.",
@@ -178,6 +199,11 @@ def _classified(code: int, text: bytes | str, what: str, address: str) -> Provid
     if code == 421 or 400 <= code < 500:
         return Transient(
             f"The SMTP server put off {subject} for now ({said}).", code=f"smtp_{code}"
+        )
+    if what == "the recipient" and NOT_THE_RECIPIENT.match(_enhanced(text)):
+        return ProviderError(
+            f"The SMTP server refused to take the message for {address} ({said}).",
+            code=f"smtp_{code}",
         )
     if what == "the recipient" and code in (550, 551, 553):
         return RecipientRejected(
