@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -201,26 +202,34 @@ class World:
         self.due_now(campaign_id, emails, ago=-by)
 
 
-@pytest.fixture
-def world(database: Database, engine: Engine, sandbox: Sandbox) -> Iterator[World]:
+@contextmanager
+def linked_world(
+    database: Database,
+    engine: Engine,
+    sandbox: Sandbox,
+    link_mailbox: Callable[[TestClient], object],
+    **settings_changes: Any,
+) -> Iterator[World]:
+    """The app with its first account, and a mailbox linked the way its user would."""
     settings = make_settings(
         database.url,
         sandbox=True,
         sandbox_url=sandbox.url,
         dns_timeout_seconds=0.3,
         provider_timeout_seconds=5,
+        **settings_changes,
     )
     with TestClient(create_app(settings, engine=engine)) as client:
         create_first_account(client)
-        link(client, SENDER)
+        link_mailbox(client)
         app: Any = client.app
-        yield World(
-            client,
-            app.state.session_factory,
-            app.state.connections,
-            sandbox,
-            settings,
-        )
+        yield World(client, app.state.session_factory, app.state.connections, sandbox, settings)
+
+
+@pytest.fixture
+def world(database: Database, engine: Engine, sandbox: Sandbox) -> Iterator[World]:
+    with linked_world(database, engine, sandbox, lambda client: link(client, SENDER)) as made:
+        yield made
 
 
 # Imported so that dispatch tests can run against real mail servers too (one set per worker).
@@ -248,19 +257,5 @@ def host_world(
     if request.param == "microsoft":
         # Graph answers before its copy in Sent Items exists.
         sandbox.admin("mailbox-settings", {"mailbox": host.address, "sent_copy_delay": 0.3})
-    settings = make_settings(
-        database.url,
-        sandbox=True,
-        sandbox_url=sandbox.url,
-        dns_timeout_seconds=0.3,
-        provider_timeout_seconds=5,
-        **extra,
-    )
-    with TestClient(create_app(settings, engine=engine)) as client:
-        create_first_account(client)
-        host.link(client)
-        app: Any = client.app
-        yield (
-            World(client, app.state.session_factory, app.state.connections, sandbox, settings),
-            host,
-        )
+    with linked_world(database, engine, sandbox, host.link, **extra) as made:
+        yield made, host
