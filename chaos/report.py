@@ -119,7 +119,15 @@ def markdown(results: list[Result], machine: Machine, profile: Profile, seconds:
         "- **lost**: a (recipient, step) that was due and never arrived, once every campaign "
         "is Completed. The goal is 0.",
         "- **duplicated**: arrivals beyond the first of one (recipient, step); the same count "
-        "by Sendwell's `X-Sendwell-Send-Id` tag is shown when it is not 0. The goal is 0.",
+        "by Sendwell's `X-Sendwell-Send-Id` tag is shown when it is not 0 (messages whose "
+        "host dropped the tag, as Exchange may, are counted by (recipient, step) only). The "
+        "goal is 0.",
+        "- **step**: every follow-up is a reply in its first email's thread, so a message's "
+        "step is its place in the thread as the recipient received it: no In-Reply-To is "
+        "step 1, and a follow-up is one more than the message its In-Reply-To names. A "
+        "follow-up must also name a message sent to the same recipient, carry the whole "
+        'thread in References and keep the thread\'s subject as "Re: …"; one that does '
+        "not fails the scenario (the notes give how many follow-ups were checked).",
         "",
         "Settings: `SENDWELL_PROVIDER_TIMEOUT_SECONDS=3` (so a claim's lease, twice that plus "
         "30 s, is 36 s: a killed process's claims and sender lease come back after that), "

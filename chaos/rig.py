@@ -9,7 +9,6 @@ campaigns made, started, paused and resumed through the JSON API.
 from __future__ import annotations
 
 import random
-import re
 import signal
 import time
 from collections import Counter
@@ -35,14 +34,15 @@ SETTINGS = {
     "SENDWELL_LOG_LEVEL": "WARNING",
 }
 SANDBOX_TIMEOUT_SECONDS = 5.0
-STEP_SUBJECT = re.compile(r"^Step (\d+) ")
+FIRST_SUBJECT = "A question for {{ first_name }}"
 
 
 def steps(count: int) -> list[dict[str, Any]]:
-    """A first email and its follow-ups, each due as soon as the one before went."""
+    """A first email and its follow-ups, each a reply in its thread (so without a subject of
+    its own), due as soon as the one before went."""
     return [
         {
-            "subject": f"Step {n} for {{{{ first_name }}}}",
+            "subject": FIRST_SUBJECT if n == 1 else "",
             "body": f"Hi {{{{ first_name }}}}, message {n} of {count}.",
             "delay_minutes": 0,
         }
@@ -70,6 +70,11 @@ class Tally:
     duplicated: int = 0
     duplicated_tags: int = 0
     unexpected: int = 0
+    # Arrived without Sendwell's tag: the host dropped custom headers (Exchange may).
+    untagged: int = 0
+    # Follow-ups whose thread was checked, and those not threaded as the recipient sees it.
+    follow_ups: int = 0
+    unthreaded: int = 0
     examples: list[str] = field(default_factory=list)
 
 
@@ -77,9 +82,63 @@ class Tally:
 class Arrival:
     campaign_id: int
     email: str
+    # The message's place in its thread as received (1 = the first email), 0 when unknown.
     step: int
     tag: str
     at: float
+    # Why its thread is not intact; empty when it is.
+    threading: str = ""
+
+
+def header(message: dict[str, Any], name: str) -> str:
+    """One header of a sandbox message as the recipient received it ("" when absent)."""
+    for key, value in message["headers"].items():
+        if key.lower() == name.lower():
+            return str(value).strip()
+    return ""
+
+
+def recipient(message: dict[str, Any]) -> str:
+    return parseaddr(str(message["to"][0]))[1].lower()
+
+
+def thread_places(messages: list[dict[str, Any]]) -> dict[str, tuple[int, str]]:
+    """Each message's step, told by its thread alone (no tag or subject needed, as a host
+    may drop the tag): a message with no In-Reply-To begins a thread, a follow-up is one
+    more than the message its In-Reply-To names. Also what is wrong with its threading: a
+    follow-up must answer a message sent to the same recipient, carry the whole thread in
+    References, and keep the thread's subject in reply form."""
+    by_id = {header(m, "Message-ID"): m for m in messages}
+    places: dict[str, tuple[int, str]] = {}
+
+    def chain(message: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [message]
+        while (parent := by_id.get(header(found[-1], "In-Reply-To"))) is not None:
+            found.append(parent)
+            if len(found) > len(messages):
+                break  # a loop of Message-IDs; reported below as a broken thread
+        return found[::-1]
+
+    for message in messages:
+        answers = header(message, "In-Reply-To")
+        if not answers:
+            reply = str(message["subject"])[:3].casefold() == "re:"
+            places[message["id"]] = (0, "a follow-up with no In-Reply-To") if reply else (1, "")
+            continue
+        thread = chain(message)
+        root = thread[0]
+        if header(root, "In-Reply-To"):
+            places[message["id"]] = (0, f"In-Reply-To {answers} names no message sent to them")
+            continue
+        problems = []
+        if {recipient(m) for m in thread} != {recipient(message)}:
+            problems.append("its thread has messages to someone else")
+        if header(message, "References").split() != [header(m, "Message-ID") for m in thread[:-1]]:
+            problems.append("References is not the thread's Message-IDs")
+        if str(message["subject"]) != f"Re: {root['subject']}":
+            problems.append(f"subject {message['subject']!r} is not the thread's")
+        places[message["id"]] = (len(thread), "; ".join(problems))
+    return places
 
 
 class Rig:
@@ -266,21 +325,26 @@ class Rig:
         owner = {email: plan.campaign_id for plan in self.plans.values() for email in plan.emails}
         found = []
         for address in sorted({plan.address for plan in self.plans.values()}):
-            for message in self.stack.sent(address):
-                email = parseaddr(str(message["to"][0]))[1].lower()
-                step = STEP_SUBJECT.match(str(message["subject"]))
+            messages = self.stack.sent(address)
+            places = thread_places(messages)
+            for message in messages:
+                email = recipient(message)
+                step, threading = places[message["id"]]
                 found.append(
                     Arrival(
                         owner.get(email, 0),
                         email,
-                        int(step.group(1)) if step else 0,
-                        str(message["headers"].get(TAG_HEADER, "")),
+                        step,
+                        header(message, TAG_HEADER),
                         parse_moment(str(message["sent_at"])),
+                        threading,
                     )
                 )
         return found
 
     def tally(self) -> Tally:
+        """Arrivals per (recipient, step) against what was due: what a recipient notices,
+        whether or not the host kept Sendwell's tag."""
         arrived = self.arrivals()
         due = {
             (email, step)
@@ -289,20 +353,25 @@ class Rig:
             for step in range(1, plan.steps + 1)
         }
         by_step = Counter((a.email, a.step) for a in arrived)
-        by_tag = Counter(a.tag for a in arrived)
+        by_tag = Counter(a.tag for a in arrived if a.tag)
         lost = sorted(due - set(by_step))
         doubled = sorted(key for key, n in by_step.items() if n > 1)
         unexpected = sorted(set(by_step) - due)
+        unthreaded = [a for a in arrived if a.threading]
         examples = [f"lost {e} step {s}" for e, s in lost[:5]]
         examples += [f"sent {by_step[(e, s)]} times: {e} step {s}" for e, s in doubled[:5]]
         examples += [f"not due: {e} step {s}" for e, s in unexpected[:5]]
+        examples += [f"thread broken for {a.email}: {a.threading}" for a in unthreaded[:5]]
         return Tally(
             due=len(due),
             sent=len(arrived),
             lost=len(lost),
             duplicated=sum(by_step[key] - 1 for key in doubled),
-            duplicated_tags=sum(n - 1 for tag, n in by_tag.items() if n > 1),
+            duplicated_tags=sum(n - 1 for n in by_tag.values() if n > 1),
             unexpected=len(unexpected),
+            untagged=sum(1 for a in arrived if not a.tag),
+            follow_ups=sum(1 for a in arrived if a.step != 1),
+            unthreaded=len(unthreaded),
             examples=examples,
         )
 

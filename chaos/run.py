@@ -26,12 +26,13 @@ from chaos.scenarios import (
     Profile,
     Result,
     faults_and_relink,
+    microsoft_only,
     pause_resume_hammer,
     postgres_kills,
     sqlite_serve_kills,
 )
 
-SCENARIOS = ("kills", "serve", "faults", "hammer")
+SCENARIOS = ("kills", "serve", "faults", "hammer", "microsoft")
 DOC = ROOT / "docs" / "reliability.md"
 # What the runs found and what was changed because of it: written by hand, appended.
 FINDINGS = ROOT / "chaos" / "findings.md"
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "hammer": lambda: pause_resume_hammer(
                 profile, postgres(), folder / "hammer", args.seed + 3
+            ),
+            "microsoft": lambda: microsoft_only(
+                profile, postgres(), folder / "microsoft", args.seed + 4
             ),
         }
         for name in chosen:

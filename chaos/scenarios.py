@@ -1,10 +1,12 @@
-"""The four reliability scenarios; each returns what was due, what arrived and what was done.
+"""The five reliability scenarios; each returns what was due, what arrived and what was done.
 
 1. PostgreSQL (a private cluster), several `sendwell worker`: random SIGKILLs with restarts,
    one `pg_terminate_backend`, one `pg_ctl restart`.
 2. SQLite, one `sendwell serve` sending: SIGKILLed at random moments and started again.
 3. PostgreSQL with sandbox send faults mixed in and a grant revoked and relinked mid-run.
 4. PostgreSQL, pause and resume hammered from many API clients at once while sending.
+5. PostgreSQL, Microsoft mailboxes only: Sent copies that appear seconds after the 202 and
+   carry no custom headers, with send faults and worker SIGKILLs.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ SEND_FAULTS = ("drop_after_accept", "timeout", "server_error", "rate_limit")
 FAULT_WEIGHTS = (4, 3, 3, 1)
 # Faults are queued only for campaigns with less than this share of their messages sent.
 FAULTS_UNTIL = 0.7
+# Graph's: a 503 with Retry-After 1 and a 429 whose Retry-After has a fraction.
+MICROSOFT_FAULTS = ("drop_after_accept", "timeout", "server_error", "rate_limit_fractional")
+MICROSOFT_WEIGHTS = (4, 3, 2, 1)
+# Seconds after the 202 before a mailbox's copy shows in Sent Items (one value per mailbox).
+SENT_COPY_DELAY = (1.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,10 @@ class Profile:
     hammer_recipients: int
     hammer_clients: int
     hammer_seconds: float
+    microsoft_mailboxes: int
+    microsoft_recipients: int
+    microsoft_steps: int
+    microsoft_faults: int
     settle_seconds: float = 300
 
     @classmethod
@@ -73,6 +84,10 @@ class Profile:
             hammer_recipients=250,
             hammer_clients=12,
             hammer_seconds=20,
+            microsoft_mailboxes=4,
+            microsoft_recipients=120,
+            microsoft_steps=3,
+            microsoft_faults=40,
         )
 
     @classmethod
@@ -93,6 +108,10 @@ class Profile:
             hammer_recipients=100,
             hammer_clients=6,
             hammer_seconds=8,
+            microsoft_mailboxes=2,
+            microsoft_recipients=30,
+            microsoft_steps=3,
+            microsoft_faults=10,
         )
 
 
@@ -119,7 +138,7 @@ class Result:
         return (
             self.completed
             and not self.problems
-            and t.lost == t.duplicated == t.duplicated_tags == t.unexpected == 0
+            and t.lost == t.duplicated == t.duplicated_tags == t.unexpected == t.unthreaded == 0
         )
 
     def finish(self, rig: Rig, began: float, completed: bool) -> None:
@@ -133,6 +152,16 @@ class Result:
         if not completed:
             self.problems.append(f"not every campaign completed: {rig.statuses()}")
         self.problems += self.tally.examples
+        self.notes.append(
+            f"{self.tally.follow_ups - self.tally.unthreaded} of {self.tally.follow_ups} "
+            "follow-ups threaded as received: In-Reply-To the previous step's Message-ID, "
+            "References the whole thread, the thread's subject in reply form"
+        )
+        if self.tally.untagged:
+            self.notes.append(
+                f"{self.tally.untagged} messages arrived without the X-Sendwell-Send-Id tag "
+                "(dropped by the host); counted by (recipient, step) only"
+            )
         self.problems += [f"unexpected exit: {line}" for line in rig.unexpected_exits]
         if self.failed_recipients:
             self.notes.append(f"{self.failed_recipients} recipients failed (the engine gave up)")
@@ -462,3 +491,66 @@ def check_pauses(rig: Rig, requests: list[Request], result: Result) -> None:
                     f"answered at {pause.returned_at:.3f} and before the next resume"
                 )
     result.notes.append(f"{windows} pause windows checked against the sandbox's arrival times")
+
+
+def microsoft_only(profile: Profile, cluster: Cluster, folder: Path, seed: int) -> Result:
+    result = Result(
+        "5. Microsoft: late Sent copies without headers, faults",
+        "PostgreSQL (private cluster), 2 workers",
+        f"{profile.microsoft_mailboxes} Microsoft 365 mailboxes (`*.outlook.test`), one "
+        f"{profile.microsoft_steps}-step campaign each ({profile.microsoft_recipients} "
+        "recipients; every follow-up a reply in the first email's thread), two workers. Each "
+        "mailbox behaves as Graph does: `sendMail` answers 202 and the copy shows in Sent "
+        f"Items {SENT_COPY_DELAY[0]:.0f}-{SENT_COPY_DELAY[1]:.0f} s later (one delay per "
+        "mailbox), without Sendwell's `X-Sendwell-Send-Id` header, so a send whose answer "
+        "was lost is found by recipient, subject and time, and a follow-up waits for its "
+        "thread's last Message-ID. (The sandbox's per-minute carry-over is set out of the "
+        "way: it only delays copies further.) Every 0.3-1.2 s one fault is queued for a "
+        f"random mailbox whose campaign has less than {FAULTS_UNTIL:.0%} of its messages "
+        "sent (drop_after_accept: stored but the answer cut; timeout: held "
+        f"{SANDBOX_TIMEOUT_SECONDS:.0f} s, longer than Sendwell waits, and not stored; "
+        "server_error: 503 with Retry-After 1; rate_limit_fractional: 429 with Retry-After "
+        "2.128); every eighth fault a worker is also SIGKILLed and replaced. A message's "
+        "step is told by its thread as received (In-Reply-To), not by the tag.",
+    )
+    began = time.monotonic()
+    with postgres_stack(cluster, "chaos_microsoft", folder, 2) as running:
+        rig = Rig(running, seed)
+        rig.sandbox("timeout", {"seconds": SANDBOX_TIMEOUT_SECONDS})
+        delays = []
+        for index in range(profile.microsoft_mailboxes):
+            mailbox = f"chaos-{index}@contoso.outlook.test"
+            delay = round(rig.rng.uniform(*SENT_COPY_DELAY), 1)
+            delays.append(f"{delay:.1f} s")
+            mailbox_id = rig.link(mailbox)
+            rig.sandbox(
+                "mailbox-settings",
+                {
+                    "mailbox": mailbox,
+                    "sent_copy_delay": delay,
+                    "drop_custom_headers": True,
+                    "messages_per_minute": 10_000,
+                },
+            )
+            rig.campaign(mailbox_id, mailbox, profile.microsoft_recipients, profile.microsoft_steps)
+        result.notes.append(f"Sent copy delays per mailbox: {', '.join(delays)}")
+        rig.start_all()
+        injected = 0
+        while injected < profile.microsoft_faults:
+            rig.pause(0.3, 1.2)
+            candidates = busy_mailboxes(rig)
+            if not candidates:
+                result.notes.append(
+                    f"faults stopped after {injected}: every campaign was past "
+                    f"{FAULTS_UNTIL:.0%} of its sends"
+                )
+                break
+            fault = rig.rng.choices(MICROSOFT_FAULTS, MICROSOFT_WEIGHTS)[0]
+            rig.sandbox("faults", {"mailbox": rig.rng.choice(candidates), "fault": fault})
+            rig.faults[fault] += 1
+            injected += 1
+            if injected % 8 == 0:
+                rig.kill_random("worker")
+                rig.start_worker()
+        result.finish(rig, began, rig.wait_completed(profile.settle_seconds))
+    return result

@@ -4,6 +4,9 @@ backend of the test's own database cut with `pg_terminate_backend`. Nothing is l
 goes out twice, every campaign completes. (No server is ever restarted here: `make chaos`
 does that to a private PostgreSQL cluster of its own.)
 
+The same on a Microsoft 365 mailbox whose Sent copies appear after the 202 and without
+Sendwell's tag: each recipient gets one thread of every step, exactly once.
+
 Also the regression tests for what `make chaos` found (see docs/reliability.md): a send
 settled through a busy mailbox's Sent folder, and a pause that loses a race with a resume.
 """
@@ -15,11 +18,12 @@ import re
 import signal
 import subprocess
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -45,6 +49,7 @@ from tests.dispatch.test_workers import (
     OTHER_SENDER,
     TWO_STEPS,
     Workers,
+    address,
     assert_exactly_once,
     campaign_status,
     recipients,
@@ -159,6 +164,104 @@ def test_workers_killed_at_random_while_faults_and_cut_connections_lose_and_doub
         )
         time.sleep(1)  # a duplicate sent late would show up now
         assert_exactly_once(world, emails, steps=2, senders=(SENDER, OTHER_SENDER))
+
+
+OUTLOOK_SENDER = "chaos@contoso.outlook.test"
+THREE_REPLIES = [
+    ("Hello {{ first_name }}", "Hi {{ first_name }}, a quick question.", 0),
+    ("", "Following up.", 0),
+    ("", "One last note.", 0),
+]
+OUTLOOK_FAULTS = (
+    ("drop_after_accept", 2),
+    ("timeout", 1),
+    ("rate_limit_fractional", 1),
+    ("server_error", 1),
+)
+
+
+def header(message: dict[str, Any], name: str) -> str:
+    for key, value in message["headers"].items():
+        if key.lower() == name.lower():
+            return str(value).strip()
+    return ""
+
+
+def assert_one_thread_each(messages: list[dict[str, Any]], emails: list[str], steps: int) -> None:
+    """Each recipient received `steps` messages forming one thread: one first email, then
+    each follow-up answering the one before it (In-Reply-To its Message-ID as received)."""
+    received: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for message in messages:
+        received[address(message)].append(message)
+    assert set(received) == set(emails), "some recipient received nothing"
+    for email, mine in received.items():
+        assert len(mine) == steps, f"{email} received {len(mine)} messages, not {steps}"
+        thread = [m for m in mine if not header(m, "In-Reply-To")]
+        assert len(thread) == 1, f"{email} received {len(thread)} first emails"
+        while len(thread) < steps:
+            previous = header(thread[-1], "Message-ID")
+            answers = [m for m in mine if header(m, "In-Reply-To") == previous]
+            assert len(answers) == 1, f"{email}: {len(answers)} follow-ups answer {previous}"
+            assert answers[0]["subject"] == f"Re: {thread[0]['subject']}"
+            thread.append(answers[0])
+
+
+def test_microsoft_late_sent_copies_without_tags_lose_and_double_nothing(
+    world: World, database: Database, tmp_path: Path
+) -> None:
+    """Graph answers 202 before the copy exists, and the copy has no X- headers: a send
+    whose answer was lost is found by recipient, subject and time, a follow-up waits for
+    its thread. Two workers, one SIGKILLed mid-run, faults queued at the sandbox."""
+    if database.backend == "sqlite":
+        pytest.skip("two workers at once need PostgreSQL's SKIP LOCKED")
+    link(world.client, OUTLOOK_SENDER)
+    world.sandbox.admin(
+        "mailbox-settings",
+        {
+            "mailbox": OUTLOOK_SENDER,
+            "sent_copy_delay": 1,
+            "drop_custom_headers": True,
+            "messages_per_minute": 10_000,
+        },
+    )
+    emails = recipients(30)
+    campaign_id = world.campaign(
+        THREE_REPLIES, emails, sender=OUTLOOK_SENDER, min_gap_seconds=0, start_delay_minutes=0
+    )
+    world.sandbox.admin("timeout", {"seconds": 2})
+    for fault, count in OUTLOOK_FAULTS:
+        world.sandbox.admin("faults", {"mailbox": OUTLOOK_SENDER, "fault": fault, "count": count})
+
+    def sent_now() -> int:
+        return sent_count(world.sandbox, OUTLOOK_SENDER)
+
+    with workers(tmp_path, world, database, SENDWELL_PROVIDER_TIMEOUT_SECONDS="1") as running:
+        live = [running.start() for _ in range(2)]
+        # wait_until watches another mailbox's Sent for progress: `stall` is the whole wait.
+        wait_until(lambda: sent_now() >= 25, 120, running, "25 sent")
+        dying = live.pop(0)
+        victim = worker_id(running, dying)
+        dying.send_signal(signal.SIGKILL)
+        assert dying.wait(timeout=10) == -signal.SIGKILL
+        expire_leases_of(world, victim)
+        live.append(running.start())
+        wait_until(
+            lambda: campaign_status(world, campaign_id) is CampaignStatus.COMPLETED,
+            180,
+            running,
+            "the campaign to complete",
+            step=0.5,
+        )
+        time.sleep(3)  # a duplicate sent late would show up now, its copy too
+    messages = world.sent(OUTLOOK_SENDER)
+    assert not any(header(m, "X-Sendwell-Send-Id") for m in messages), "the host kept the tag"
+    assert_one_thread_each(messages, emails, steps=3)
+    ledger = world.ledger(campaign_id)
+    assert {row.status for row in ledger} == {LedgerStatus.SENT}
+    assert len(ledger) == len(emails) * 3
+    # A follow-up waited for the Message-ID of the step before: those were all found in Sent.
+    answered = {header(m, "In-Reply-To") for m in messages} - {""}
+    assert {row.message_id_header for row in ledger if row.step_position < 3} == answered
 
 
 def test_a_pause_that_loses_a_race_with_a_resume_still_pauses(
