@@ -94,6 +94,13 @@ class Settings(BaseSettings):
         le=3600,
         description="Wait before looking in Sent for a send whose outcome is unknown.",
     )
+    microsoft_min_send_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="Shortest interval between two sends from one Microsoft mailbox "
+        "(Exchange Online holds back more than 30 messages a minute).",
+    )
     mail_server_ca_file: str = Field(
         default="",
         description="Extra CA certificates (PEM) trusted for IMAP/SMTP accounts' servers.",

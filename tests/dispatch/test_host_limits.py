@@ -8,9 +8,11 @@ throttling time may be fractional, and the mailbox waits exactly that long.
 
 from __future__ import annotations
 
-from datetime import timedelta
+import itertools
+import time
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 
 from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
@@ -22,10 +24,13 @@ from sendwell.models import (
     LedgerStatus,
     Mailbox,
     PauseReason,
+    SendLedger,
     Suppression,
 )
-from tests.dispatch.conftest import SENDER, World
+from tests.conftest import Database
+from tests.dispatch.conftest import SENDER, World, linked_world
 from tests.mailboxes.conftest import link
+from tests.sandbox_support import Sandbox
 
 OUTLOOK = "ada@contoso.outlook.test"
 TWO_STEPS = [("Hello {{ first_name }}", "A quick question.", 0), ("", "Following up.", 0)]
@@ -108,3 +113,45 @@ def test_a_fractional_retry_after_holds_the_mailbox_that_long(world: World) -> N
         held = mailbox.send_not_before
     assert held is not None
     assert timedelta(seconds=2.1) <= held - before <= timedelta(seconds=4), held - before
+
+
+def test_an_outlook_mailbox_never_sends_faster_than_exchange_takes(
+    database: Database, engine: Engine, sandbox: Sandbox
+) -> None:
+    """Exchange Online holds back more than 30 messages a minute; Sendwell keeps under it
+    even for a mailbox with no gap of its own."""
+    with linked_world(
+        database, engine, sandbox, lambda c: link(c, OUTLOOK), microsoft_min_send_seconds=2.0
+    ) as world:
+        world.campaign(TWO_STEPS[:1], [*PEOPLE, "cy@example.com"], sender=OUTLOOK)
+        dispatcher = world.dispatcher()
+        deadline = time.monotonic() + 30
+        while len(world.sent(OUTLOOK)) < 3 and time.monotonic() < deadline:
+            dispatcher.run_until_idle()
+            time.sleep(0.2)
+        moments = sorted(datetime.fromisoformat(m["sent_at"]) for m in world.sent(OUTLOOK))
+    assert len(moments) == 3
+    gaps = [later - earlier for earlier, later in itertools.pairwise(moments)]
+    assert all(gap >= timedelta(seconds=1.9) for gap in gaps), gaps
+
+
+def test_a_late_outlook_copy_is_waited_for_not_sent_again(world: World) -> None:
+    """Graph files its copy after the answer; a send whose answer was lost is not judged
+    unsent while its copy may still come."""
+    link(world.client, OUTLOOK)
+    campaign_id = world.campaign(TWO_STEPS[:1], PEOPLE[:1], sender=OUTLOOK)
+    world.sandbox.admin("mailbox-settings", {"mailbox": OUTLOOK, "sent_copy_delay": 2})
+    world.sandbox.admin("faults", {"mailbox": OUTLOOK, "fault": "drop_after_accept"})
+    dispatcher = world.dispatcher()
+    dispatcher.run_until_idle()  # the answer is lost; the copy is not in Sent yet
+    [row] = world.ledger(campaign_id)
+    assert row.status is LedgerStatus.UNKNOWN
+    assert len(world.sent(OUTLOOK)) == 1
+    time.sleep(2.2)
+    with session_scope(world.factory) as db:
+        db.execute(update(SendLedger).values(lease_until=utcnow() - timedelta(seconds=1)))
+    dispatcher.run_until_idle()
+    [row] = world.ledger(campaign_id)
+    assert row.status is LedgerStatus.SENT
+    assert row.message_id_header == world.sent(OUTLOOK)[0]["headers"]["Message-ID"]
+    assert len(world.sent(OUTLOOK)) == 1, "sent once"

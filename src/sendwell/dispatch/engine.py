@@ -205,7 +205,10 @@ class Dispatcher:
         }
         if room <= 0 or not campaigns:
             return []
-        gap = pacing.next_gap(mailbox.min_gap_seconds, self.rng)
+        gap = max(
+            pacing.next_gap(mailbox.min_gap_seconds, self.rng),
+            self.conn.provider(mailbox.provider).min_send_interval,
+        )
         size = min(limit, room) if not gap else 1
         enrollments = repo.due_enrollments(db, list(campaigns), now, size)
         if not enrollments or not repo.take_send_slot(

@@ -374,6 +374,11 @@ class Outcomes:
                 if found is not None:
                     log.info("settled_as_sent", ledger_id=ledger_id)
                     mark_sent(db, row, found)
+                elif utcnow() < (row.claimed_at or utcnow()) + self._copy_lag(row.mailbox_id):
+                    # The host may still file it (Graph's copy comes after its answer):
+                    # absence proves nothing yet.
+                    row.lease_until = utcnow() + SETTLE_RETRY
+                    log.info("settle_waits_for_copy", ledger_id=ledger_id)
                 else:
                     log.info("settled_as_not_sent", ledger_id=ledger_id)
                     # An attempt that never reached the host still counts toward giving up.
@@ -386,6 +391,12 @@ class Outcomes:
                         ),
                         utcnow(),
                     )
+
+    def _copy_lag(self, mailbox_id: int) -> timedelta:
+        with session_scope(self.factory) as db:
+            mailbox = db.get(Mailbox, mailbox_id)
+            name = mailbox.provider if mailbox else ""
+        return self.conn.provider(name).sent_copy_lag if name else timedelta(0)
 
     def fill_missing_metadata(self) -> None:
         """Learn the real Message-ID of sends the host accepted without saying where."""

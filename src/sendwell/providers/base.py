@@ -111,6 +111,12 @@ class MailProvider(Protocol):
 
     name: ProviderName
     permissions: tuple[Permission, ...]
+    # The shortest interval between two sends from one mailbox that the host takes without
+    # holding them back; a mailbox's own minimum gap is never shorter.
+    min_send_interval: timedelta
+    # How late a send's copy may appear in Sent after the host answered: until then, not
+    # finding it there proves nothing.
+    sent_copy_lag: timedelta
 
     def authorization_url(
         self, *, redirect_uri: str, state: str, code_verifier: str, login_hint: str

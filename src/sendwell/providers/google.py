@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -118,6 +118,10 @@ class GoogleProvider:
 
     name = ProviderName.GOOGLE
     permissions: tuple[Permission, ...] = PERMISSIONS
+    # Gmail has no per-minute message limit of its own (its quota answers 429 with a time),
+    # and its copy in Sent exists when messages.send answers.
+    min_send_interval = timedelta(0)
+    sent_copy_lag = timedelta(0)
 
     def __init__(
         self, *, client_id: str, client_secret: str, endpoints: GoogleEndpoints, http: httpx.Client

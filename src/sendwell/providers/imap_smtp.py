@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from email.parser import BytesHeaderParser
 from typing import TypeVar
 
@@ -42,6 +43,10 @@ class ImapSmtpProvider:
 
     name = ProviderName.IMAP
     permissions: tuple[Permission, ...] = ()
+    # Servers' own rate limits vary and answer with 4xx; Sendwell files the copy in Sent
+    # itself before the send returns.
+    min_send_interval = timedelta(0)
+    sent_copy_lag = timedelta(0)
 
     def __init__(self, *, timeout_seconds: float, ca_file: str = "") -> None:
         self.timeout = timeout_seconds

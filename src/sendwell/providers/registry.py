@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 
 from sendwell.config import Settings
@@ -50,6 +52,7 @@ def _oauth_hosts(settings: Settings, http: httpx.Client) -> ProviderRegistry:
                 client_secret=SANDBOX_CLIENT_SECRET,
                 endpoints=MicrosoftEndpoints.sandbox(base, settings.microsoft_tenant),
                 http=http,
+                min_send_interval=timedelta(seconds=settings.microsoft_min_send_seconds),
             ),
         }
     registry: ProviderRegistry = {}
@@ -66,5 +69,6 @@ def _oauth_hosts(settings: Settings, http: httpx.Client) -> ProviderRegistry:
             client_secret=settings.microsoft_client_secret,
             endpoints=MicrosoftEndpoints(tenant=settings.microsoft_tenant),
             http=http,
+            min_send_interval=timedelta(seconds=settings.microsoft_min_send_seconds),
         )
     return registry
