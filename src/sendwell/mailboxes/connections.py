@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
 from sendwell.kit.tokenbox import TokenBox
-from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url
+from sendwell.mailboxes.expiry import ExpiryRules
+from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url, send_notice
 from sendwell.providers.base import MailProvider, ProviderName
 from sendwell.providers.discovery import ProviderDiscovery
 from sendwell.providers.registry import ProviderRegistry
@@ -42,6 +44,10 @@ class Connections:
     # starts needing reauthentication; None when the server has no outgoing mail.
     notify: Callable[[str, str, str, int], None] | None = None
     link_lifetime: timedelta = timedelta(minutes=15)
+    # What the settings say about the OAuth clients, and how early to warn of an expiry.
+    expiry_rules: ExpiryRules = field(default_factory=ExpiryRules)
+    # Called as mailer(to, subject, text) to email a warning; None without outgoing mail.
+    mailer: Callable[[str, str, str], None] | None = None
 
     def provider(self, name: str) -> MailProvider:
         provider = self.registry.get(name)  # type: ignore[call-overload]
@@ -77,6 +83,15 @@ def build_connections(settings: Settings, registry: ProviderRegistry) -> Connect
         base_url=settings.base_url,
         sandbox=settings.sandbox,
         notify=ReauthNotifier(parse_smtp_url(settings.smtp_url), settings.base_url)
+        if settings.smtp_url
+        else None,
+        expiry_rules=ExpiryRules.from_settings(
+            google_publishing_status=settings.google_publishing_status,
+            microsoft_client_secret_expires=settings.microsoft_client_secret_expires,
+            expiry_warning_days=settings.expiry_warning_days,
+            testing_warning_days=settings.testing_warning_days,
+        ),
+        mailer=partial(send_notice, parse_smtp_url(settings.smtp_url), timeout=10.0)
         if settings.smtp_url
         else None,
         policy=TokenPolicy(
