@@ -8,7 +8,6 @@ host on the sandbox clock.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
@@ -53,7 +52,7 @@ def app_client(
 
 
 @pytest.fixture
-def testing_google_app(sandbox: Sandbox) -> Iterator[None]:
+def testing_google_app(sandbox: Sandbox) -> None:
     """Sendwell's Google client registered in "Testing" publishing status."""
     sandbox.admin(
         "clients",
@@ -65,7 +64,6 @@ def testing_google_app(sandbox: Sandbox) -> Iterator[None]:
             "publishing_status": "testing",
         },
     )
-    yield
 
 
 def check(client: TestClient) -> None:
@@ -223,8 +221,10 @@ def test_an_expiring_client_secret_warns_owner_and_admins_once_for_the_workspace
         subjects = sorted(m["Subject"].replace("\r\n ", " ") for m in inbox.messages)
         assert subjects == [
             f"Action needed by {ends:%Y-%m-%d}: the Microsoft client secret expires",
-            f"Heads-up: ada@fabrikam.outlook.test will disconnect from Sendwell on {ends:%Y-%m-%d}",
-            f"Heads-up: grace@contoso.outlook.test will disconnect from Sendwell on {ends:%Y-%m-%d}",
+            *(
+                f"Heads-up: {address} will disconnect from Sendwell on {ends:%Y-%m-%d}"
+                for address in ("ada@fabrikam.outlook.test", "grace@contoso.outlook.test")
+            ),
         ]
         assert len(expiring_events(db)) == 2
         assert len(list(db.scalars(select(ExpiryWarning)))) == 3

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
+from typing import Literal
 
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
@@ -13,7 +14,9 @@ from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes.expiry import ExpiryRules
 from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url, send_notice
 from sendwell.providers.base import MailProvider, ProviderName
+from sendwell.providers.certificates import certificate_expiry
 from sendwell.providers.discovery import ProviderDiscovery
+from sendwell.providers.mail_server import Endpoint, tls_context
 from sendwell.providers.registry import ProviderRegistry
 
 PROVIDER_LABELS = {
@@ -48,6 +51,8 @@ class Connections:
     expiry_rules: ExpiryRules = field(default_factory=ExpiryRules)
     # Called as mailer(to, subject, text) to email a warning; None without outgoing mail.
     mailer: Callable[[str, str, str], None] | None = None
+    # Reads a mail server's certificate expiry: reader(endpoint, "smtp" or "imap").
+    certificate_reader: Callable[[Endpoint, Literal["smtp", "imap"]], datetime | None] | None = None
 
     def provider(self, name: str) -> MailProvider:
         provider = self.registry.get(name)  # type: ignore[call-overload]
@@ -94,6 +99,11 @@ def build_connections(settings: Settings, registry: ProviderRegistry) -> Connect
         mailer=partial(send_notice, parse_smtp_url(settings.smtp_url), timeout=10.0)
         if settings.smtp_url
         else None,
+        certificate_reader=partial(
+            certificate_expiry,
+            context=tls_context(settings.mail_server_ca_file),
+            timeout=settings.provider_timeout_seconds,
+        ),
         policy=TokenPolicy(
             refresh_ahead=timedelta(minutes=5),
             transient_failures_before_reauth=settings.transient_failures_before_reauth,

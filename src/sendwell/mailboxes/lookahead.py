@@ -7,8 +7,10 @@ webhook event; the emails go out after that commits.
 
 from __future__ import annotations
 
+import imaplib
+import smtplib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +30,7 @@ from sendwell.mailboxes.expiry import (
 )
 from sendwell.mailboxes.tokens import fresh_access_token
 from sendwell.models import ExpiryWarning, Mailbox, MailboxEventKind, MailboxStatus, User
+from sendwell.providers.mail_server import Endpoint, Security
 from sendwell.webhooks import service as webhooks
 from sendwell.webhooks.repository import admin_emails
 
@@ -35,6 +38,7 @@ log = get_logger(__name__)
 GRANTED = [MailboxEventKind.CONNECTED, MailboxEventKind.REAUTHENTICATED]
 USED = [*GRANTED, MailboxEventKind.REFRESHED]
 WORKSPACE_SCOPE = "workspace"
+CERTIFICATE_CHECK_INTERVAL = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def due_warnings(db: Session, rules: ExpiryRules, user: User) -> list[ExpiryRow]
 def look_ahead(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
     """Refresh an idle token before it lapses, then warn if a break is within its lead time."""
     rules = conn.expiry_rules
+    _read_certificates(factory, conn, mailbox_id)
     facts = _current_facts(factory, mailbox_id)
     if facts is None:
         return
@@ -145,6 +150,33 @@ def look_ahead(factory: sessionmaker[Session], conn: Connections, mailbox_id: in
         for address in notice.to:
             if conn.mailer is not None:
                 conn.mailer(address, notice.subject, notice.text)
+
+
+def _read_certificates(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+    """An IMAP/SMTP account's certificate expiry, read at most once a day: it rarely changes."""
+    with session_scope(factory) as db:
+        server = repo.get_mail_server(db, mailbox_id)
+        if server is None or conn.certificate_reader is None:
+            return
+        checked = server.certificate_checked_at
+        if checked is not None and utcnow() - checked < CERTIFICATE_CHECK_INTERVAL:
+            return
+        endpoints = [
+            (Endpoint(server.smtp_host, server.smtp_port, Security(server.smtp_security)), "smtp"),
+            (Endpoint(server.imap_host, server.imap_port, Security(server.imap_security)), "imap"),
+        ]
+    found = []
+    for endpoint, protocol in endpoints:
+        try:
+            found.append(conn.certificate_reader(endpoint, protocol))  # type: ignore[arg-type]
+        except (OSError, imaplib.IMAP4.error, smtplib.SMTPException) as error:
+            # The health check's own sign-in reports a broken server; this only looks ahead.
+            log.info("certificate_unread", mailbox_id=mailbox_id, reason=type(error).__name__)
+    with session_scope(factory) as db:
+        server = repo.get_mail_server(db, mailbox_id)
+        if server is not None:
+            server.certificate_expires_at = min((f for f in found if f), default=None)
+            server.certificate_checked_at = utcnow()
 
 
 def _current_facts(factory: sessionmaker[Session], mailbox_id: int) -> MailboxFacts | None:
