@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
@@ -44,11 +44,18 @@ def list_mailboxes(
     summary="Admins: every account of the workspace with its expected expiry, soonest first",
 )
 def workspace_expiry(
+    request: Request,
     sort: Literal["expiry", "email", "owner", "provider"] = "expiry",
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
     conn: Connections = Depends(get_connections),
 ) -> list[MailboxExpiryOut]:
+    unknown = sorted(set(request.query_params) - {"sort"})
+    if unknown:
+        raise InvalidInput(
+            f"Unknown query parameter {unknown[0]!r}; only sort is accepted.",
+            code="unknown_parameter",
+        )
     return [
         MailboxExpiryOut(
             mailbox_id=row.mailbox.id,
