@@ -157,7 +157,13 @@ def create_app(
     app.mount(API_PREFIX, api)
     if settings.sandbox:
         # Registered like a real console entry: this server's client and its callback URLs.
-        sandbox_state = SandboxState(clients=sendwell_clients(connections.redirect_uri))
+        sandbox_state = SandboxState(
+            clients=sendwell_clients(
+                connections.redirect_uri,
+                google_publishing_status=settings.google_publishing_status,
+                microsoft_secret_expires_at=connections.expiry_rules.microsoft_secret_expires_at,
+            )
+        )
         app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app(sandbox_state))
     app.mount("/static/vendor", StaticFiles(directory=VENDOR_STATIC_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

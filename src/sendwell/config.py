@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import ssl
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -63,6 +64,23 @@ class Settings(BaseSettings):
         default="common",
         pattern=r"^[A-Za-z0-9.-]+$",
         description="Entra tenant: common, organizations, or a tenant id or domain.",
+    )
+    google_publishing_status: Literal["testing", "production"] = Field(
+        default="production",
+        description="The Google OAuth client's publishing status; testing ends grants in 7 days.",
+    )
+    microsoft_client_secret_expires: date | None = Field(
+        default=None,
+        description="The day the Microsoft client secret expires (YYYY-MM-DD), for warnings.",
+    )
+    expiry_warning_days: float = Field(
+        default=7, ge=0, le=60, description="How long before an expected expiry people are warned."
+    )
+    testing_warning_days: float = Field(
+        default=2,
+        ge=0,
+        le=7,
+        description="How long before a Google Testing-mode grant ends its owner is warned.",
     )
     provider_timeout_seconds: float = Field(
         default=20.0, gt=0, le=300, description="How long one call to a mail host may take."

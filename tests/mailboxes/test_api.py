@@ -31,6 +31,7 @@ MAILBOX_FIELDS = {
     "signature",
     "daily_cap",
     "min_gap_seconds",
+    "expected_expiry",
     "created_at",
 }
 

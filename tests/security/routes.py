@@ -108,6 +108,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/messaging"): OWN,
     ("GET", "/messaging/campaigns"): OWN,
     ("GET", "/messaging/settings"): OWN,
+    ("GET", "/messaging/expiry"): OWN,
     ("GET", "/campaigns/new"): OWN,
     ("POST", "/campaigns/new"): obj(
         form=_campaign_form, refusals=frozenset({422}), why=ACCOUNT_IN_BODY
@@ -173,6 +174,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", f"{API_PREFIX}/tokens"): own(json=lambda o: {"name": "probe"}),
     ("DELETE", f"{API_PREFIX}/tokens/{{token_id}}"): obj(),
     ("GET", f"{API_PREFIX}/mailboxes"): OWN,
+    ("GET", f"{API_PREFIX}/mailboxes/expiry"): OWN,
     ("POST", f"{API_PREFIX}/mailboxes/link"): own(json=lambda o: {"email": "probe@gmail.test"}),
     ("POST", f"{API_PREFIX}/mailboxes/link-server"): own(
         json=lambda o: {"email": "probe@example.com", "password": "probe"}

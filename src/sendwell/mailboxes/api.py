@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes import server_accounts, service
+from sendwell.mailboxes import lookahead, server_accounts, service
 from sendwell.mailboxes.connections import Connections
-from sendwell.mailboxes.schemas import LinkIn, LinkOut, MailboxOut, MailboxPatch, ServerLinkIn
+from sendwell.mailboxes.expiry import Expiry
+from sendwell.mailboxes.schemas import (
+    ExpiryOut,
+    LinkIn,
+    LinkOut,
+    MailboxExpiryOut,
+    MailboxOut,
+    MailboxPatch,
+    ServerLinkIn,
+)
 from sendwell.models import Mailbox, User
 from sendwell.web.deps import get_connections, get_db
 
@@ -20,16 +31,74 @@ router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
 
 @router.get("", response_model=list[MailboxOut], summary="Email accounts you can see")
 def list_mailboxes(
-    user: User = Depends(api_user), db: Session = Depends(get_db, scope="function")
-) -> list[Mailbox]:
-    return service.visible_mailboxes(db, user)
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> list[MailboxOut]:
+    return _with_expiry(db, conn, service.visible_mailboxes(db, user))
+
+
+@router.get(
+    "/expiry",
+    response_model=list[MailboxExpiryOut],
+    summary="Admins: every account of the workspace with its expected expiry, soonest first",
+)
+def workspace_expiry(
+    request: Request,
+    sort: Literal["expiry", "email", "owner", "provider"] = "expiry",
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> list[MailboxExpiryOut]:
+    unknown = sorted(set(request.query_params) - {"sort"})
+    if unknown:
+        raise InvalidInput(
+            f"Unknown query parameter {unknown[0]!r}; only sort is accepted.",
+            code="unknown_parameter",
+        )
+    return [
+        MailboxExpiryOut(
+            mailbox_id=row.mailbox.id,
+            email=row.mailbox.email,
+            provider=row.mailbox.provider,
+            status=row.mailbox.status,
+            owner_email=row.mailbox.owner.email,
+            expected_expiry=_expiry_out(row.expiry),
+        )
+        for row in lookahead.workspace_expiries(db, conn.expiry_rules, user, sort)
+    ]
 
 
 @router.get("/{mailbox_id}", response_model=MailboxOut, summary="One email account")
 def get_mailbox(
-    mailbox_id: int, user: User = Depends(api_user), db: Session = Depends(get_db, scope="function")
-) -> Mailbox:
-    return service.get_mailbox(db, user, mailbox_id)
+    mailbox_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> MailboxOut:
+    return _with_expiry(db, conn, [service.get_mailbox(db, user, mailbox_id)])[0]
+
+
+def _with_expiry(db: Session, conn: Connections, mailboxes: list[Mailbox]) -> list[MailboxOut]:
+    expiries = lookahead.expiries_for(db, conn.expiry_rules, mailboxes)
+    return [
+        MailboxOut.model_validate(m).model_copy(
+            update={"expected_expiry": _expiry_out(expiries.get(m.id))}
+        )
+        for m in mailboxes
+    ]
+
+
+def _expiry_out(expiry: Expiry | None) -> ExpiryOut | None:
+    if expiry is None:
+        return None
+    return ExpiryOut(
+        at=expiry.at,
+        reason=expiry.reason.value,
+        why=expiry.why,
+        action=expiry.action,
+        warn_from=expiry.warn_from,
+    )
 
 
 @router.patch("/{mailbox_id}", response_model=MailboxOut, summary="Change limits and sender")

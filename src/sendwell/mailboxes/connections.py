@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Literal
 
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
 from sendwell.kit.tokenbox import TokenBox
-from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url
+from sendwell.mailboxes.expiry import ExpiryRules
+from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url, send_notice
 from sendwell.providers.base import MailProvider, ProviderName
+from sendwell.providers.certificates import certificate_expiry
 from sendwell.providers.discovery import ProviderDiscovery
+from sendwell.providers.mail_server import Endpoint, tls_context
 from sendwell.providers.registry import ProviderRegistry
 
 PROVIDER_LABELS = {
@@ -42,6 +47,12 @@ class Connections:
     # starts needing reauthentication; None when the server has no outgoing mail.
     notify: Callable[[str, str, str, int], None] | None = None
     link_lifetime: timedelta = timedelta(minutes=15)
+    # What the settings say about the OAuth clients, and how early to warn of an expiry.
+    expiry_rules: ExpiryRules = field(default_factory=ExpiryRules)
+    # Called as mailer(to, subject, text) to email a warning; None without outgoing mail.
+    mailer: Callable[[str, str, str], None] | None = None
+    # Reads a mail server's certificate expiry: reader(endpoint, "smtp" or "imap").
+    certificate_reader: Callable[[Endpoint, Literal["smtp", "imap"]], datetime | None] | None = None
 
     def provider(self, name: str) -> MailProvider:
         provider = self.registry.get(name)  # type: ignore[call-overload]
@@ -79,6 +90,20 @@ def build_connections(settings: Settings, registry: ProviderRegistry) -> Connect
         notify=ReauthNotifier(parse_smtp_url(settings.smtp_url), settings.base_url)
         if settings.smtp_url
         else None,
+        expiry_rules=ExpiryRules.from_settings(
+            google_publishing_status=settings.google_publishing_status,
+            microsoft_client_secret_expires=settings.microsoft_client_secret_expires,
+            expiry_warning_days=settings.expiry_warning_days,
+            testing_warning_days=settings.testing_warning_days,
+        ),
+        mailer=partial(send_notice, parse_smtp_url(settings.smtp_url), timeout=10.0)
+        if settings.smtp_url
+        else None,
+        certificate_reader=partial(
+            certificate_expiry,
+            context=tls_context(settings.mail_server_ca_file),
+            timeout=settings.provider_timeout_seconds,
+        ),
         policy=TokenPolicy(
             refresh_ahead=timedelta(minutes=5),
             transient_failures_before_reauth=settings.transient_failures_before_reauth,

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session, selectinload
 
-from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxStatus, MailServer, User
+from sendwell.models import (
+    ExpiryWarning,
+    LinkAttempt,
+    Mailbox,
+    MailboxEvent,
+    MailboxEventKind,
+    MailboxStatus,
+    MailServer,
+    User,
+)
 
 
 def visible_mailboxes(db: Session, user: User) -> list[Mailbox]:
@@ -135,3 +144,53 @@ def get_mail_server(db: Session, mailbox_id: int) -> MailServer | None:
 
 def mail_servers_with_secrets(db: Session) -> list[MailServer]:
     return list(db.scalars(select(MailServer).where(MailServer.secret.is_not(None))))
+
+
+def latest_event_times(
+    db: Session, mailbox_ids: list[int], kinds: list[MailboxEventKind]
+) -> dict[tuple[int, MailboxEventKind], datetime]:
+    """The newest event of each kind for each mailbox (grant given, last refresh)."""
+    if not mailbox_ids:
+        return {}
+    rows = db.execute(
+        select(MailboxEvent.mailbox_id, MailboxEvent.kind, func.max(MailboxEvent.at))
+        .where(MailboxEvent.mailbox_id.in_(mailbox_ids), MailboxEvent.kind.in_(kinds))
+        .group_by(MailboxEvent.mailbox_id, MailboxEvent.kind)
+    )
+    return {(row[0], row[1]): row[2] for row in rows}
+
+
+def mail_servers_of(db: Session, mailbox_ids: list[int]) -> dict[int, MailServer]:
+    if not mailbox_ids:
+        return {}
+    servers = db.scalars(select(MailServer).where(MailServer.mailbox_id.in_(mailbox_ids)))
+    return {server.mailbox_id: server for server in servers}
+
+
+def workspace_mailboxes(db: Session, workspace_id: int) -> list[Mailbox]:
+    """Every mailbox of the workspace that is not disconnected, with its owner loaded."""
+    return list(
+        db.scalars(
+            select(Mailbox)
+            .options(selectinload(Mailbox.owner))
+            .where(
+                Mailbox.workspace_id == workspace_id,
+                Mailbox.status != MailboxStatus.DISCONNECTED,
+            )
+            .order_by(Mailbox.email, Mailbox.id)
+        )
+    )
+
+
+def warning_given(
+    db: Session, workspace_id: int, scope: str, reason: str, expires_at: datetime
+) -> bool:
+    found = db.scalar(
+        select(ExpiryWarning.id).where(
+            ExpiryWarning.workspace_id == workspace_id,
+            ExpiryWarning.scope == scope,
+            ExpiryWarning.reason == reason,
+            ExpiryWarning.expires_at == expires_at,
+        )
+    )
+    return found is not None

@@ -10,6 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from sendwell.models import MailboxStatus
 
 
+class ExpiryOut(BaseModel):
+    at: datetime = Field(description="When the connection is expected to end (UTC).")
+    reason: str = Field(
+        description="google_testing_app, google_unused, microsoft_unused, "
+        "microsoft_client_secret or server_certificate."
+    )
+    why: str
+    action: str = Field(description="The one action that prevents it.")
+    warn_from: datetime = Field(description="From when its owner (and admins) are warned.")
+
+
 class MailboxOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -26,6 +37,19 @@ class MailboxOut(BaseModel):
     daily_cap: int
     min_gap_seconds: int
     created_at: datetime
+    expected_expiry: ExpiryOut | None = Field(
+        default=None,
+        description="The earliest expected end of a connected account's sign-in, if any is known.",
+    )
+
+
+class MailboxExpiryOut(BaseModel):
+    mailbox_id: int
+    email: str
+    provider: str
+    status: MailboxStatus
+    owner_email: str
+    expected_expiry: ExpiryOut | None
 
 
 class MailboxPatch(BaseModel):

@@ -16,6 +16,7 @@ from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.lookahead import look_ahead
 from sendwell.mailboxes.tokens import with_access_token
 from sendwell.models import MailboxStatus
 from sendwell.providers.base import ProviderError
@@ -68,6 +69,7 @@ def _check(
                 provider_name = mailbox.provider if mailbox else ""
             provider = conn.provider(provider_name)
             with_access_token(factory, conn, mailbox_id, provider.probe)
+            look_ahead(factory, conn, mailbox_id)
         except (ProviderError, SendwellError) as error:
             # One mailbox's problem (a dead grant, a host no longer configured) never stops
             # the others from being checked.

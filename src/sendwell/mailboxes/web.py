@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import SESSION_COOKIE, current_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
+from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.mailboxes import server_accounts, service
+from sendwell.mailboxes import lookahead, server_accounts, service
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.base import (
@@ -27,6 +28,7 @@ from sendwell.web.deps import get_connections, get_db
 from sendwell.web.pages import redirect_with_flash, render
 
 SETTINGS_TAB = "/messaging/settings"
+EXPIRY_TAB = "/messaging/expiry"
 SERVER_LINK = "/mailboxes/link/server"
 
 
@@ -34,12 +36,32 @@ def load_alerts(
     request: Request,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> None:
-    """Every Messaging page shows a banner while one of the user's accounts is broken."""
+    """Every Messaging page shows a banner while one of the user's accounts is broken, or
+    is expected to break within its warning time."""
     request.state.alerts = service.accounts_needing_attention(db, user)
+    request.state.expiry_alerts = lookahead.due_warnings(db, conn.expiry_rules, user)
 
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
+
+
+@router.get(EXPIRY_TAB)
+def expiry_tab(
+    request: Request,
+    sort: str = "expiry",
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    """Admins: every account of the workspace with its expected expiry, soonest first."""
+    rows = lookahead.workspace_expiries(db, conn.expiry_rules, user, sort)
+    return render(
+        request,
+        "messaging/expiry.html",
+        {"tab": "expiry", "rows": rows, "sort": sort, "provider_label": provider_label},
+    )
 
 
 @router.get(SETTINGS_TAB)
@@ -47,6 +69,7 @@ def settings_tab(
     request: Request,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> Response:
     mailboxes = service.visible_mailboxes(db, user)
     paused = {
@@ -63,6 +86,8 @@ def settings_tab(
             "disconnected": [m for m in mailboxes if m.status is MailboxStatus.DISCONNECTED],
             "provider_label": provider_label,
             "paused": paused,
+            "expiries": lookahead.expiries_for(db, conn.expiry_rules, mailboxes),
+            "now": utcnow(),
         },
     )
 

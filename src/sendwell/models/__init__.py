@@ -14,6 +14,7 @@ from sendwell.models.campaign import (
     Suppression,
     SuppressionReason,
 )
+from sendwell.models.expiry import ExpiryWarning
 from sendwell.models.mailbox import (
     LinkAttempt,
     Mailbox,
@@ -42,6 +43,7 @@ __all__ = [
     "DeliveryStatus",
     "Enrollment",
     "EnrollmentStatus",
+    "ExpiryWarning",
     "LedgerStatus",
     "LinkAttempt",
     "MailServer",

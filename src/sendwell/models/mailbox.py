@@ -131,3 +131,6 @@ class MailServer(Base):
     # account is disconnected.
     secret: Mapped[str | None] = mapped_column(Text, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The earlier notAfter of the two servers' certificates, read at most once a day.
+    certificate_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    certificate_checked_at: Mapped[datetime | None] = mapped_column(default=None)

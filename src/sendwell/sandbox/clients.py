@@ -9,24 +9,39 @@ from typing import Literal
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from sendwell.providers.registry import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from sendwell.sandbox.state import ProviderKind, RegisteredClient
+from sendwell.sandbox.state import RegisteredClient
 
 # Both hosts accept client_secret_basic as well as client_secret_post (RFC 6749 section 2.3.1).
 basic_auth = HTTPBasic(auto_error=False)
 SecretCheck = Literal["ok", "unknown", "missing", "wrong", "expired"]
 
 
-def sendwell_clients(redirect_uri: Callable[[str], str]) -> list[RegisteredClient]:
-    """The clients a Sendwell server uses in sandbox mode, with its real callback URLs."""
-    providers: tuple[ProviderKind, ...] = ("google", "microsoft")
+def sendwell_clients(
+    redirect_uri: Callable[[str], str],
+    *,
+    google_publishing_status: Literal["testing", "production"] = "production",
+    microsoft_secret_expires_at: datetime | None = None,
+) -> list[RegisteredClient]:
+    """The clients a Sendwell server uses in sandbox mode, with its real callback URLs.
+
+    They follow the server's settings (the Google app's publishing status, the Microsoft
+    secret's expiry), so the demo shows what those settings warn about.
+    """
     return [
         RegisteredClient(
-            provider=provider,
+            provider="google",
             client_id=SANDBOX_CLIENT_ID,
             secret=SANDBOX_CLIENT_SECRET,
-            redirect_uris=(redirect_uri(provider),),
-        )
-        for provider in providers
+            redirect_uris=(redirect_uri("google"),),
+            publishing_status=google_publishing_status,
+        ),
+        RegisteredClient(
+            provider="microsoft",
+            client_id=SANDBOX_CLIENT_ID,
+            secret=SANDBOX_CLIENT_SECRET,
+            redirect_uris=(redirect_uri("microsoft"),),
+            secret_expires_at=microsoft_secret_expires_at,
+        ),
     ]
 
 

@@ -38,6 +38,7 @@ def render(
     values: dict[str, Any] = {
         "user": getattr(request.state, "user", None),
         "alerts": getattr(request.state, "alerts", []),
+        "expiry_alerts": getattr(request.state, "expiry_alerts", []),
         "flash": read_flash(request),
     }
     values.update(context or {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -35,6 +36,7 @@ EVENT_TYPES = (
     "mailbox.reauth_required",
     "mailbox.reconnected",
     "mailbox.disconnected",
+    "mailbox.expiring",
     "campaign.started",
     "campaign.paused",
     "campaign.resumed",
@@ -149,6 +151,30 @@ def mailbox_changed(
             "previous_status": previous.value,
             "reason": reason,
             "provider_code": code,
+        },
+    )
+
+
+def mailbox_expiring(
+    db: Session, mailbox: Mailbox, *, expires_at: datetime, reason: str, action: str
+) -> None:
+    """A mailbox's connection is expected to end soon: the warning, once per cause and date."""
+    enqueue(
+        db,
+        workspace_id=mailbox.workspace_id,
+        event_type="mailbox.expiring",
+        ordering_key=f"mailbox:{mailbox.id}",
+        data={
+            "mailbox": {
+                "id": mailbox.id,
+                "email": mailbox.email,
+                "provider": mailbox.provider,
+                "status": mailbox.status.value,
+                "owner_id": mailbox.owner_id,
+            },
+            "expires_at": expires_at.isoformat(),
+            "reason": reason,
+            "action": action,
         },
     )
 
