@@ -529,7 +529,6 @@ def microsoft_only(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
                     "mailbox": mailbox,
                     "sent_copy_delay": delay,
                     "drop_custom_headers": True,
-                    "messages_per_minute": 10_000,
                 },
             )
             rig.campaign(mailbox_id, mailbox, profile.microsoft_recipients, profile.microsoft_steps)
