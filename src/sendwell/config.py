@@ -14,6 +14,8 @@ from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sendwell.kit.outbound import LOCAL_NETWORKS, OutboundPolicy
+
 ENV_PREFIX = "SENDWELL_"
 SECRETS_FILE_NAME = "secrets.env"
 
@@ -102,9 +104,15 @@ class Settings(BaseSettings):
         default="",
         description="Outgoing mail for notifications, e.g. smtp://user:pass@host:587?from=a@b",
     )
+    outbound_allow: str = Field(
+        default="",
+        description="Comma-separated host names and address ranges (CIDR) that webhooks and "
+        "IMAP/SMTP accounts may reach although they are private, e.g. mail.corp.example,"
+        "10.20.0.0/16; everything else must be a public address.",
+    )
     webhooks_allow_private: bool = Field(
         default=False,
-        description="Allow webhook endpoints on loopback and private addresses (local use).",
+        description="Older spelling: 1 adds loopback and private ranges to OUTBOUND_ALLOW.",
     )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, le=60, description="How long one webhook request may take."
@@ -182,6 +190,12 @@ class Settings(BaseSettings):
             parse_smtp_url(value)
         return value
 
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound_allow_parses(cls, value: str) -> str:
+        OutboundPolicy.parse(value)
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url_is_supported(cls, value: str) -> str:
@@ -203,6 +217,14 @@ class Settings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where user-named hosts may be: public addresses plus what the admin allowed."""
+        allow = self.outbound_allow
+        if self.webhooks_allow_private:
+            allow = f"{allow},{LOCAL_NETWORKS}"
+        return OutboundPolicy.parse(allow)
 
     @property
     def token_key_list(self) -> list[str]:
