@@ -113,7 +113,10 @@ def test_public_addresses_are(address: str) -> None:
     assert is_public(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0.0.0.0", "169.254.169.254"]  # noqa: S104)
+INTERNAL_HOSTS = ["127.0.0.1", "localhost", "0.0.0.0", "169.254.169.254"]  # noqa: S104
+
+
+@pytest.mark.parametrize("host", INTERNAL_HOSTS)
 def test_the_imap_smtp_form_refuses_internal_hosts_without_connecting(
     database: Database, engine: Engine, db: Session, listener: Listener, host: str
 ) -> None:
