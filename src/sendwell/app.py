@@ -83,11 +83,13 @@ def create_app(
     engine: Engine | None = None,
     background_jobs: bool = False,
     dispatcher: bool = False,
+    setup_token: str = "",
 ) -> FastAPI:
     """The whole web application for one configuration.
 
     ``background_jobs`` starts the periodic work (connection health checks) with the app;
-    `sendwell serve` turns it on, tests drive the same jobs directly.
+    `sendwell serve` turns it on, tests drive the same jobs directly. ``setup_token``, when
+    given, is asked for when the first account is created.
     """
     owns_engine = engine is None
     engine = engine or make_engine(settings.sqlalchemy_url)
@@ -133,6 +135,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.setup_token = setup_token
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.connections = connections
@@ -154,7 +157,7 @@ def create_app(
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.mount(API_PREFIX, api)
     if settings.sandbox:
-        app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app())
+        app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app(admin_token=settings.sandbox_admin_token))
     app.mount("/static/vendor", StaticFiles(directory=VENDOR_STATIC_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_page_error_handlers(app)

@@ -12,10 +12,11 @@ from cryptography.fernet import Fernet
 from prometheus_client.exposition import ThreadingWSGIServer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.accounts import service as accounts
-from sendwell.config import ConfigError, Settings, load_settings
+from sendwell.config import ConfigError, Settings, is_loopback_host, is_public_https, load_settings
 from sendwell.db import make_engine, make_session_factory, session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
@@ -92,8 +93,13 @@ def serve(
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
+    token = _setup_token_for(settings, engine, host)
     application = create_app(
-        settings, engine=engine, background_jobs=True, dispatcher=not no_dispatcher
+        settings,
+        engine=engine,
+        background_jobs=True,
+        dispatcher=not no_dispatcher,
+        setup_token=token,
     )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     out.print(
@@ -102,7 +108,14 @@ def serve(
     )
     if settings.sandbox:
         out.print(
-            "Sandbox providers are on: addresses at *.gmail.test and *.outlook.test are emulated.",
+            "[bold]Sandbox mode[/]: addresses at *.gmail.test and *.outlook.test are emulated; "
+            "not for real use.",
+            highlight=False,
+        )
+    if token:
+        out.print(
+            f"No account yet. Create the first one at {settings.base_url}/setup with the setup "
+            f"token: [bold]{token}[/]",
             highlight=False,
         )
     try:
@@ -112,11 +125,23 @@ def serve(
             port=port,
             log_config=None,
             access_log=False,
-            proxy_headers=True,
+            # Forwarded addresses and schemes are believed only from the configured proxies.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
             server_header=False,
         )
     finally:
         engine.dispose()
+
+
+def _setup_token_for(settings: Settings, engine: Engine, host: str) -> str:
+    """The first account's setup token when others can reach this server and none exists."""
+    if is_loopback_host(host) and not is_public_https(settings.base_url):
+        return ""
+    with session_scope(make_session_factory(engine)) as db:
+        if not accounts.needs_first_account(db):
+            return ""
+    return accounts.setup_token(settings.secret_key)
 
 
 @db_app.command("upgrade")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import ssl
@@ -11,7 +12,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sendwell.kit.outbound import LOCAL_NETWORKS, OutboundPolicy
@@ -48,8 +49,22 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="The public address users reach Sendwell at; https makes cookies Secure.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed; empty believes no one's.",
+    )
+    sandbox_demo: bool = Field(
+        default=False,
+        description="Allow the sandbox on a public https BASE_URL (a demo server, never real use).",
+    )
     sandbox: bool = Field(
         default=False, description="Serve the emulated Google and Microsoft providers."
+    )
+    sandbox_admin_token: str = Field(
+        default="",
+        description="Bearer token for the sandbox's admin endpoints from other hosts; "
+        "without it they answer loopback callers only.",
     )
     sandbox_url: str = Field(
         default="",
@@ -171,6 +186,18 @@ class Settings(BaseSettings):
             )
         return value.rstrip("/")
 
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox_stays_off_public_servers(cls, value: bool, info: ValidationInfo) -> bool:
+        base_url = str(info.data.get("base_url") or "")
+        if value and is_public_https(base_url) and not info.data.get("sandbox_demo"):
+            raise ValueError(
+                f"the sandbox emulates Google and Microsoft and must not run on the public "
+                f"address {base_url}; turn it off, or set SENDWELL_SANDBOX_DEMO=1 for a demo "
+                "server"
+            )
+        return value
+
     @field_validator("mail_server_ca_file")
     @classmethod
     def _ca_file_is_readable(cls, value: str) -> str:
@@ -229,6 +256,23 @@ class Settings(BaseSettings):
     @property
     def token_key_list(self) -> list[str]:
         return self.token_keys.split(",")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (a name that is not an address is not)."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_public_https(url: str) -> bool:
+    """An https:// address whose host is not loopback: a server others reach."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and not is_loopback_host(parts.hostname or "")
 
 
 def ensure_local_secrets(data_dir: Path) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,12 +65,40 @@ def needs_first_account(db: Session) -> bool:
     return repo.count_users(db) == 0
 
 
+def setup_token(secret_key: str) -> str:
+    """The token that creating the first account asks for on a server others can reach.
+
+    Derived from the server's secret key, so every web process of one installation prints and
+    accepts the same one; it opens nothing once the first account exists.
+    """
+    digest = hmac.new(secret_key.encode(), b"sendwell first account", hashlib.sha256).digest()
+    return base64.b32encode(digest[:15]).decode().lower()
+
+
 def create_first_account(
-    db: Session, *, email: str, password: str, name: str = "", workspace_name: str = ""
+    db: Session,
+    *,
+    email: str,
+    password: str,
+    name: str = "",
+    workspace_name: str = "",
+    required_token: str = "",
+    given_token: str = "",
 ) -> User:
-    """Create the workspace and its admin; refused once any user exists."""
+    """Create the workspace and its admin; refused once any user exists.
+
+    `required_token` (empty: none) must match `given_token`: the setup token printed on the
+    server's console, so that the first visitor of a public server cannot become its admin.
+    """
     if not needs_first_account(db):
         raise Conflict("The first account already exists. Sign in instead.", code="already_set_up")
+    if required_token and not hmac.compare_digest(
+        given_token.strip().lower().encode(), required_token.encode()
+    ):
+        raise InvalidInput(
+            "Enter the setup token that `sendwell serve` printed on the server's console.",
+            code="setup_token",
+        )
     address = normalize_email(email)
     passwords.check_password_rules(password, address)
     # One workspace per installation: its fixed key also stops two first accounts racing.
