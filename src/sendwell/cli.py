@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -254,16 +255,36 @@ def _worker_metrics(
         raise typer.Exit(2) from None
 
 
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from standard input instead of a prompt."
+    ),
+]
+
+
+def _read_password(from_stdin: bool) -> str:
+    """A password from a hidden prompt (asked twice) or one line of standard input.
+
+    Never from an argument: arguments are visible to every user of the machine (ps).
+    """
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Option(help="The user's email address.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     admin: Annotated[
         bool, typer.Option("--admin", help="Make the user a workspace admin.")
     ] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Add a user (the very first user always becomes the workspace admin)."""
+    password = _read_password(password_stdin)
     with _unit_of_work() as db:
         user = accounts.create_user(
             db, email=email, password=password, name=name, role=Role.ADMIN if admin else Role.MEMBER
@@ -274,12 +295,44 @@ def users_create(
 @users_app.command("set-password")
 def users_set_password(
     email: Annotated[str, typer.Option(help="The user's email address.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    password_stdin: PasswordStdin = False,
+    revoke_tokens: Annotated[
+        bool | None,
+        typer.Option(
+            "--revoke-tokens/--keep-tokens",
+            help="Also revoke the user's API tokens (asked when not given).",
+        ),
+    ] = None,
 ) -> None:
     """Set a new password for a user and sign them out everywhere."""
+    password = _read_password(password_stdin)
     with _unit_of_work() as db:
-        user = accounts.set_password(db, email=email, password=password)
-        out.print(f"Password changed for {user.email}; their sessions were ended.", highlight=False)
+        tokens = len(accounts.list_api_tokens(db, accounts.get_user_by_email(db, email)))
+        if revoke_tokens is None:
+            revoke_tokens = bool(tokens) and _ask_to_revoke(tokens, password_stdin)
+        user = accounts.set_password(
+            db, email=email, password=password, revoke_tokens=revoke_tokens
+        )
+        revoked = f" and its {tokens} API token{'s' if tokens != 1 else ''} revoked"
+        out.print(
+            f"Password changed for {user.email}; their sessions were ended"
+            f"{revoked if revoke_tokens and tokens else ''}.",
+            highlight=False,
+        )
+
+
+def _ask_to_revoke(tokens: int, password_from_stdin: bool) -> bool:
+    if password_from_stdin or not sys.stdin.isatty():
+        err.print(
+            f"[bold red]Error:[/] the user has {tokens} API token{'s' if tokens != 1 else ''}: "
+            "add --revoke-tokens or --keep-tokens.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    answer: bool = typer.confirm(
+        f"Also revoke their {tokens} API token{'s' if tokens != 1 else ''}?", default=True
+    )
+    return answer
 
 
 @users_app.command("list")

@@ -16,12 +16,20 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from sendwell.accounts import service as accounts
 from sendwell.app import create_app
 from sendwell.kit.outbound import DestinationRefused, OutboundPolicy, is_public
-from tests.conftest import LOOPBACK_ALLOWED, Database, create_first_account, make_settings
+from sendwell.models import Mailbox, MailboxStatus, User
+from tests.conftest import (
+    LOOPBACK_ALLOWED,
+    STRONG_PASSWORD,
+    Database,
+    create_first_account,
+    make_settings,
+)
 from tests.mailboxes.test_api import api_token, bearer
 
 BANNER = b'INFO {"server_id":"NATS-INTERNAL-7Q","version":"2.10.1"}\r\n'
@@ -160,3 +168,39 @@ def test_the_setting_names_hosts_and_ranges_and_refuses_nonsense() -> None:
     assert not policy.permits("other", ipaddress.ip_address("10.21.0.1"))
     with pytest.raises(ValueError, match="neither a host name nor an address range"):
         OutboundPolicy.parse("mail corp")
+
+
+def test_linking_tells_nobody_whose_address_is_linked_before_the_servers_accept(
+    database: Database, engine: Engine, db: Session, listener: Listener
+) -> None:
+    with _client(database, engine, LOOPBACK_ALLOWED) as client:
+        create_first_account(client)
+        admin = db.scalars(select(User)).one()
+        db.add(
+            Mailbox(
+                workspace_id=admin.workspace_id,
+                owner_id=admin.id,
+                provider="imap",
+                subject="linked@example.com",
+                email="linked@example.com",
+                status=MailboxStatus.CONNECTED,
+            )
+        )
+        member = accounts.create_user(db, email="bob@example.com", password=STRONG_PASSWORD)
+        _token, plaintext = accounts.create_api_token(db, member, "bob")
+        db.commit()
+        answers = []
+        for email in ("linked@example.com", "unlinked@example.com"):
+            body = {
+                "email": email,
+                "smtp_host": "127.0.0.1",
+                "smtp_port": str(listener.port),
+                "imap_host": "127.0.0.1",
+                "imap_port": str(listener.port),
+                "password": "guess",
+            }
+            response = client.post(
+                "/api/v1/mailboxes/link-server", json=body, headers=bearer(plaintext)
+            )
+            answers.append((response.status_code, response.json()["error"]["code"]))
+    assert answers[0] == answers[1] == (422, "connection_test_failed")

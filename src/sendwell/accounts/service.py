@@ -22,6 +22,8 @@ API_TOKEN_PREFIX = "sw_"  # noqa: S105 (a visible prefix, not a secret)
 MAX_NAME_LENGTH = 200
 # A client may fail this many times more than one address may, before it is slowed down too.
 CLIENT_FAILURE_FACTOR = 4
+# Failures are kept this long: each one past the limit doubles the wait, up to a day.
+FAILURE_MEMORY = timedelta(days=1)
 BAD_CREDENTIALS = "The email or password is incorrect."
 # "Last used" is recorded at this resolution so a busy script does not write on every call.
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
@@ -164,30 +166,41 @@ def sign_in(
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_sign_in_at = now
-    repo.delete_failures_before(db, now - policy.window)
+    repo.delete_failures_before(db, now - FAILURE_MEMORY)
     return user
 
 
 def _refuse_when_locked_out(
     db: Session, email: str, client_ip: str, policy: SignInPolicy, now: datetime
 ) -> None:
-    since = now - policy.window
-    checks = (
-        (repo.failures_since(db, since=since, email=email), policy.max_failures),
-        (
-            repo.failures_since(db, since=since, client_ip=client_ip),
-            policy.max_failures * CLIENT_FAILURE_FACTOR,
-        ),
+    """Slow down guessing without letting anyone lock the owner out.
+
+    Failures count per account *and* client: a stranger's wrong passwords lock only the
+    stranger's own client out of that account, for `window`, doubling with each further
+    failure (up to a day). Across accounts, one client is also limited, so spraying a password
+    over many addresses stops as well.
+    """
+    count, _oldest, newest = repo.failures_since(
+        db, since=now - FAILURE_MEMORY, email=email, client_ip=client_ip
     )
-    for (count, oldest), limit in checks:
-        if count >= limit and oldest is not None:
-            wait = max(1, int((oldest + policy.window - now).total_seconds()))
-            minutes = max(1, round(wait / 60))
-            raise TooManyAttempts(
-                f"Too many failed sign-in attempts. Try again in {minutes} "
-                f"minute{'s' if minutes != 1 else ''}.",
-                retry_after_seconds=wait,
-            )
+    if count >= policy.max_failures and newest is not None:
+        wait = min(policy.window * 2 ** (count - policy.max_failures), FAILURE_MEMORY)
+        _refuse_until(newest + wait, now)
+    count, oldest, _newest = repo.failures_since(db, since=now - policy.window, client_ip=client_ip)
+    if count >= policy.max_failures * CLIENT_FAILURE_FACTOR and oldest is not None:
+        _refuse_until(oldest + policy.window, now)
+
+
+def _refuse_until(until: datetime, now: datetime) -> None:
+    if until <= now:
+        return
+    wait = max(1, int((until - now).total_seconds()))
+    minutes = max(1, round(wait / 60))
+    raise TooManyAttempts(
+        f"Too many failed sign-in attempts from here. Try again in {minutes} "
+        f"minute{'s' if minutes != 1 else ''}.",
+        retry_after_seconds=wait,
+    )
 
 
 def start_session(db: Session, user: User, lifetime: timedelta) -> str:
@@ -263,10 +276,12 @@ def list_users(db: Session) -> list[User]:
     return repo.list_users(db, workspace.id) if workspace else []
 
 
-def set_password(db: Session, *, email: str, password: str) -> User:
-    """Replace a user's password and end every session they have."""
+def set_password(db: Session, *, email: str, password: str, revoke_tokens: bool) -> User:
+    """Replace a user's password, end every session they have and, if asked, their API tokens."""
     user = get_user_by_email(db, email)
     passwords.check_password_rules(password, user.email)
     user.password_hash = passwords.hash_password(password)
     repo.delete_sessions_of_user(db, user.id)
+    if revoke_tokens:
+        repo.delete_api_tokens_of_user(db, user.id)
     return user
