@@ -6,6 +6,7 @@ import ipaddress
 import os
 import secrets
 import ssl
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -118,6 +119,12 @@ class Settings(BaseSettings):
     smtp_url: str = Field(
         default="",
         description="Outgoing mail for notifications, e.g. smtp://user:pass@host:587?from=a@b",
+    )
+    unsubscribe_link_days: int = Field(
+        default=400,
+        ge=30,
+        le=3650,
+        description="How long the unsubscribe link in a sent email works.",
     )
     outbound_allow: str = Field(
         default="",
@@ -252,6 +259,10 @@ class Settings(BaseSettings):
         if self.webhooks_allow_private:
             allow = f"{allow},{LOCAL_NETWORKS}"
         return OutboundPolicy.parse(allow)
+
+    @property
+    def unsubscribe_lifetime(self) -> timedelta:
+        return timedelta(days=self.unsubscribe_link_days)
 
     @property
     def token_key_list(self) -> list[str]:
