@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from sendwell.campaigns import recipients as recipients_module
 from sendwell.campaigns import service, validation
 from sendwell.campaigns.importer import (
     MAX_COLUMNS,
@@ -627,3 +628,19 @@ def test_the_delimiter_comes_from_the_first_lines_only() -> None:
     read = list(parsed)
     assert read[0] == (2, RecipientIn(email="r0@x.example", fields={"name_alias": "R0"}))
     assert len(read) == SNIFF_EXTRA_LINES + 5 + 100
+
+
+def test_a_campaign_holds_at_most_its_recipient_limit(
+    db: Session, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recipients_module, "MAX_RECIPIENTS_PER_CAMPAIGN", 3)
+    user = db.get(User, setup.user_id)
+    assert user is not None
+    first = import_csv(
+        db, user, setup.campaign_id, io.BytesIO(b"email\na@x.example\nb@x.example\n")
+    )
+    assert first.imported == 2
+    with pytest.raises(InvalidInput) as refused:
+        import_csv(db, user, setup.campaign_id, io.BytesIO(b"email\nc@x.example\nd@x.example\n"))
+    assert refused.value.code == "too_many_recipients"
+    assert "at most 3 recipients; this one has room for 1 more" in refused.value.message

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from sendwell.app import create_app
+from sendwell.webhooks import service as webhook_service
 from sendwell.webhooks.delivery import DeliveryPolicy
 from sendwell.webhooks.guard import UnsafeDestination, resolve_destination
 from tests.conftest import LOOPBACK, PUBLIC_ONLY
@@ -113,3 +114,18 @@ def deliveries(world: World, endpoint_id: int) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     found: list[dict[str, Any]] = response.json()
     return found
+
+
+def test_a_workspace_has_at_most_its_endpoint_limit(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(webhook_service, "MAX_ENDPOINTS", 2)
+    for n in range(2):
+        register(world, f"http://127.0.0.1:9/hook-{n}", ["campaign.started"])
+    refused = world.client.post(
+        "/api/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/third", "events": ["campaign.started"]},
+        headers={"Authorization": f"Bearer {admin_token(world)}"},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["code"] == "too_many_endpoints"

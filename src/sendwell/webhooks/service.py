@@ -65,6 +65,8 @@ RECIPIENT_EVENTS = {
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a label, not a secret
 MIN_SECRET_LENGTH = 16
 RECENT_DELIVERIES = 50
+# Each event is delivered to every endpoint: their number bounds a workspace's outbound work.
+MAX_ENDPOINTS = 50
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,11 @@ def create_endpoint(
 ) -> WebhookEndpoint:
     """Register an endpoint; without a secret one is generated."""
     require_admin(user)
+    if len(repo.endpoints(db, user.workspace_id)) >= MAX_ENDPOINTS:
+        raise InvalidInput(
+            f"A workspace can have at most {MAX_ENDPOINTS} webhook endpoints; delete one first.",
+            code="too_many_endpoints",
+        )
     endpoint = WebhookEndpoint(
         workspace_id=user.workspace_id,
         url=_check_url(url, outbound),
