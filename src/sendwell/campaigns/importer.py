@@ -183,9 +183,8 @@ class _Lines:
             self.record_chars += len(line)
             if self.record_chars > MAX_RECORD_CHARS:
                 raise InvalidInput(
-                    f"A record that starts before line {self.line:,} is longer than "
-                    f'{MAX_RECORD_CHARS:,} characters. Check for a quote (") that is opened '
-                    "but never closed.",
+                    f"By line {self.line:,}, one row is longer than {MAX_RECORD_CHARS:,} "
+                    'characters. Check for a quote (") that is opened but never closed.',
                     code="record_too_long",
                 )
             yield line
