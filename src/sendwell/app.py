@@ -60,6 +60,7 @@ VENDOR_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
 # unsubscribe links are posted by mail clients and authorised by their signed token.
 CSRF_EXEMPT_PREFIXES = (f"{API_PREFIX}/", "/sandbox/", "/u/")
 CSRF_ALWAYS_PROTECTED = ["/setup", "/sign-in"]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # File uploads are checked by `web.deps.check_upload_csrf` in the route instead.
 UPLOAD_PATHS = re.compile(r"^/campaigns/\d+/recipients/import$")
 CONTENT_SECURITY_POLICY = (
@@ -431,11 +432,16 @@ class CSRFMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(CSRF_EXEMPT_PREFIXES):
+        if (
+            scope["type"] != "http"
+            or scope["method"] in SAFE_METHODS
+            or scope["path"].startswith(CSRF_EXEMPT_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
-        # asgi-csrf lets any "Authorization: Bearer" through unchecked; pages take no bearer
-        # tokens, so on pages the header is dropped and the form is checked as any other.
+        # asgi-csrf lets any "Authorization: Bearer" through unchecked; no page takes a bearer
+        # token for a post (only GET /metrics reads one), so the header is dropped and the form
+        # is checked as any other.
         headers = [(name, value) for name, value in scope["headers"] if name != b"authorization"]
         scope = {**scope, "headers": headers}
         if _unreadable_form(scope, headers):
@@ -452,8 +458,7 @@ def _unreadable_form(scope: Scope, headers: list[tuple[bytes, bytes]]) -> bool:
     """
     found = dict(headers)
     return (
-        scope["method"] not in ("GET", "HEAD", "OPTIONS", "TRACE")
-        and bool(found.get(b"cookie"))
+        bool(found.get(b"cookie"))
         and found.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
         == b"multipart/form-data"
         and not UPLOAD_PATHS.match(scope["path"])
