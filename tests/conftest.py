@@ -22,6 +22,7 @@ from sendwell import migrate
 from sendwell.app import create_app
 from sendwell.config import Settings
 from sendwell.db import make_engine, make_session_factory
+from sendwell.kit.outbound import OutboundPolicy
 from sendwell.models import Base
 from tests.sandbox_support import Sandbox, running_sandbox
 from tests.security import log_watch
@@ -109,6 +110,13 @@ def db(engine: Engine) -> Iterator[Session]:
     session.close()
 
 
+# The test mail servers and webhook receivers listen on loopback: tests allow it the way an
+# administrator allows a company mail server (SENDWELL_OUTBOUND_ALLOW).
+LOOPBACK_ALLOWED = "127.0.0.0/8,::1"
+LOOPBACK = OutboundPolicy.parse(LOOPBACK_ALLOWED)
+PUBLIC_ONLY = OutboundPolicy()
+
+
 def make_settings(url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": url,
@@ -118,6 +126,7 @@ def make_settings(url: str, **overrides: object) -> Settings:
         # Exchange's 30 messages a minute is kept by its own test; elsewhere it would only
         # make the tests slow.
         "microsoft_min_send_seconds": 0,
+        "outbound_allow": LOOPBACK_ALLOWED,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ SENDWELL = [sys.executable, "-m", "sendwell"]
 
 
 def run(
-    cwd: Path, *args: str, env: dict[str, str] | None = None
+    cwd: Path, *args: str, env: dict[str, str] | None = None, input: str = ""
 ) -> subprocess.CompletedProcess[str]:
     clean = {key: value for key, value in os.environ.items() if not key.startswith("SENDWELL_")}
     clean.update(env or {})
@@ -26,6 +27,7 @@ def run(
         [*SENDWELL, *args],
         cwd=cwd,
         env=clean,
+        input=input,
         capture_output=True,
         text=True,
         timeout=120,
@@ -44,15 +46,11 @@ def folder(tmp_path: Path) -> Path:
 def test_users_and_tokens_share_the_projects_database(
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created = run(
-        folder, "users", "create", "--email", "ada@example.com", "--password", STRONG_PASSWORD
-    )
+    created = create_user(folder, "ada@example.com", STRONG_PASSWORD)
     assert created.returncode == 0, created.stderr
     assert "Created admin ada@example.com" in created.stdout
 
-    member = run(
-        folder, "users", "create", "--email", "bob@example.com", "--password", STRONG_PASSWORD
-    )
+    member = create_user(folder, "bob@example.com", STRONG_PASSWORD)
     assert "Created member bob@example.com" in member.stdout
 
     token_run = run(folder, "tokens", "create", "--email", "ada@example.com")
@@ -69,16 +67,14 @@ def test_users_and_tokens_share_the_projects_database(
 
 
 def test_duplicate_user_is_a_clear_error(folder: Path) -> None:
-    run(folder, "users", "create", "--email", "ada@example.com", "--password", STRONG_PASSWORD)
-    again = run(
-        folder, "users", "create", "--email", "ADA@example.com", "--password", STRONG_PASSWORD
-    )
+    create_user(folder, "ada@example.com", STRONG_PASSWORD)
+    again = create_user(folder, "ADA@example.com", STRONG_PASSWORD)
     assert again.returncode == 1
     assert "A user with the email ada@example.com already exists." in again.stderr
 
 
 def test_weak_password_is_a_clear_error(folder: Path) -> None:
-    result = run(folder, "users", "create", "--email", "ada@example.com", "--password", "abc")
+    result = create_user(folder, "ada@example.com", "abc")
     assert result.returncode == 1
     assert "at least 10 characters" in result.stderr
 
@@ -89,20 +85,64 @@ def test_token_for_unknown_user_is_a_clear_error(folder: Path) -> None:
     assert "No user has the email nobody@example.com." in result.stderr
 
 
+def create_user(folder: Path, email: str, password: str) -> subprocess.CompletedProcess[str]:
+    """`users create`, the password on standard input as a script gives it."""
+    return run(
+        folder, "users", "create", "--email", email, "--password-stdin", input=password + "\n"
+    )
+
+
 def test_set_password_replaces_the_old_one(folder: Path) -> None:
-    run(folder, "users", "create", "--email", "ada@example.com", "--password", STRONG_PASSWORD)
+    create_user(folder, "ada@example.com", STRONG_PASSWORD)
     result = run(
         folder,
         "users",
         "set-password",
         "--email",
         "ada@example.com",
-        "--password",
-        "another long passphrase",
+        "--password-stdin",
+        input="another long passphrase\n",
     )
     assert result.returncode == 0, result.stderr
     listing = run(folder, "users", "list")
     assert "ada@example.com" in listing.stdout
+
+
+def test_passwords_are_never_arguments(folder: Path) -> None:
+    # An argument is visible to every user of the machine in the process list.
+    result = run(
+        folder, "users", "create", "--email", "ada@example.com", "--password", STRONG_PASSWORD
+    )
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
+
+
+def _api_answers(folder: Path, token: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.chdir(folder)
+    for name in ("SECRET_KEY", "TOKEN_KEYS", "DATABASE_URL", "DATA_DIR"):
+        monkeypatch.delenv(f"SENDWELL_{name}", raising=False)
+    with TestClient(create_app(load_settings())) as client:
+        status: int = client.get(
+            "/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+        ).status_code
+    return status
+
+
+def test_set_password_asks_about_api_tokens_and_revokes_them_when_told(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_user(folder, "ada@example.com", STRONG_PASSWORD)
+    token = run(folder, "tokens", "create", "--email", "ada@example.com").stdout.split()[-1]
+    change = ("users", "set-password", "--email", "ada@example.com", "--password-stdin")
+    unanswered = run(folder, *change, input="another long passphrase\n")
+    assert unanswered.returncode == 2
+    assert "add --revoke-tokens or --keep-tokens" in unanswered.stderr
+    kept = run(folder, *change, "--keep-tokens", input="another long passphrase\n")
+    assert kept.returncode == 0, kept.stderr
+    assert _api_answers(folder, token, monkeypatch) == 200
+    revoked = run(folder, *change, "--revoke-tokens", input="yet another passphrase\n")
+    assert "its 1 API token revoked" in revoked.stdout
+    assert _api_answers(folder, token, monkeypatch) == 401
 
 
 def test_bad_setting_stops_with_one_line(tmp_path: Path) -> None:
@@ -123,3 +163,12 @@ def test_commands_refuse_an_unmigrated_database(tmp_path: Path) -> None:
     result = run(tmp_path, "users", "list")
     assert result.returncode == 1
     assert "sendwell db upgrade" in result.stderr
+
+
+def test_the_database_file_is_private(folder: Path) -> None:
+    created = create_user(folder, "ada@example.com", STRONG_PASSWORD)
+    assert created.returncode == 0, created.stderr
+    files = [path for path in (folder / "var").iterdir() if path.name.startswith("sendwell.db")]
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name

@@ -62,6 +62,7 @@ VENDOR_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
 # unsubscribe links are posted by mail clients and authorised by their signed token.
 CSRF_EXEMPT_PREFIXES = (f"{API_PREFIX}/", "/sandbox/", "/u/")
 CSRF_ALWAYS_PROTECTED = ["/setup", "/sign-in"]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # File uploads are checked by `web.deps.check_upload_csrf` in the route instead.
 UPLOAD_PATHS = re.compile(r"^/campaigns/\d+/recipients/import$")
 CONTENT_SECURITY_POLICY = (
@@ -85,11 +86,13 @@ def create_app(
     engine: Engine | None = None,
     background_jobs: bool = False,
     dispatcher: bool = False,
+    setup_token: str = "",
 ) -> FastAPI:
     """The whole web application for one configuration.
 
     ``background_jobs`` starts the periodic work (connection health checks) with the app;
-    `sendwell serve` turns it on, tests drive the same jobs directly.
+    `sendwell serve` turns it on, tests drive the same jobs directly. ``setup_token``, when
+    given, is asked for when the first account is created.
     """
     owns_engine = engine is None
     engine = engine or make_engine(settings.sqlalchemy_url)
@@ -135,6 +138,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.setup_token = setup_token
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.connections = connections
@@ -164,7 +168,10 @@ def create_app(
                 microsoft_secret_expires_at=connections.expiry_rules.microsoft_secret_expires_at,
             )
         )
-        app.mount(SANDBOX_MOUNT_PATH, create_sandbox_app(sandbox_state))
+        app.mount(
+            SANDBOX_MOUNT_PATH,
+            create_sandbox_app(sandbox_state, admin_token=settings.sandbox_admin_token),
+        )
     app.mount("/static/vendor", StaticFiles(directory=VENDOR_STATIC_DIR), name="vendor")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_page_error_handlers(app)
@@ -438,7 +445,37 @@ class CSRFMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in SAFE_METHODS
+            or scope["path"].startswith(CSRF_EXEMPT_PREFIXES)
+        ):
+            await self.app(scope, receive, send)
+            return
+        # asgi-csrf lets any "Authorization: Bearer" through unchecked; no page takes a bearer
+        # token for a post (only GET /metrics reads one), so the header is dropped and the form
+        # is checked as any other.
+        headers = [(name, value) for name, value in scope["headers"] if name != b"authorization"]
+        scope = {**scope, "headers": headers}
+        if _unreadable_form(scope, headers):
+            await send_csrf_failed(scope, send, "multipart")
+            return
         await self.app(scope, receive, send)
+
+
+def _unreadable_form(scope: Scope, headers: list[tuple[bytes, bytes]]) -> bool:
+    """A multipart post with cookies to a page other than the upload: none of our forms.
+
+    asgi-csrf cannot parse multipart bodies with the installed python-multipart (a malformed
+    one was a 500); only the CSV upload sends one, and its route checks the token itself.
+    """
+    found = dict(headers)
+    return (
+        bool(found.get(b"cookie"))
+        and found.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        == b"multipart/form-data"
+        and not UPLOAD_PATHS.match(scope["path"])
+    )
 
 
 class SecurityHeadersMiddleware:

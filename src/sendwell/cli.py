@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -12,10 +13,11 @@ from cryptography.fernet import Fernet
 from prometheus_client.exposition import ThreadingWSGIServer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.accounts import service as accounts
-from sendwell.config import ConfigError, Settings, load_settings
+from sendwell.config import ConfigError, Settings, is_loopback_host, is_public_https, load_settings
 from sendwell.db import make_engine, make_session_factory, session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
@@ -92,8 +94,13 @@ def serve(
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
+    token = _setup_token_for(settings, engine, host)
     application = create_app(
-        settings, engine=engine, background_jobs=True, dispatcher=not no_dispatcher
+        settings,
+        engine=engine,
+        background_jobs=True,
+        dispatcher=not no_dispatcher,
+        setup_token=token,
     )
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     out.print(
@@ -102,7 +109,14 @@ def serve(
     )
     if settings.sandbox:
         out.print(
-            "Sandbox providers are on: addresses at *.gmail.test and *.outlook.test are emulated.",
+            "[bold]Sandbox mode[/]: addresses at *.gmail.test and *.outlook.test are emulated; "
+            "not for real use.",
+            highlight=False,
+        )
+    if token:
+        out.print(
+            f"No account yet. Create the first one at {settings.base_url}/setup with the setup "
+            f"token: [bold]{token}[/]",
             highlight=False,
         )
     try:
@@ -112,11 +126,23 @@ def serve(
             port=port,
             log_config=None,
             access_log=False,
-            proxy_headers=True,
+            # Forwarded addresses and schemes are believed only from the configured proxies.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
             server_header=False,
         )
     finally:
         engine.dispose()
+
+
+def _setup_token_for(settings: Settings, engine: Engine, host: str) -> str:
+    """The first account's setup token when others can reach this server and none exists."""
+    if is_loopback_host(host) and not is_public_https(settings.base_url):
+        return ""
+    with session_scope(make_session_factory(engine)) as db:
+        if not accounts.needs_first_account(db):
+            return ""
+    return accounts.setup_token(settings.secret_key)
 
 
 @db_app.command("upgrade")
@@ -229,16 +255,36 @@ def _worker_metrics(
         raise typer.Exit(2) from None
 
 
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from standard input instead of a prompt."
+    ),
+]
+
+
+def _read_password(from_stdin: bool) -> str:
+    """A password from a hidden prompt (asked twice) or one line of standard input.
+
+    Never from an argument: arguments are visible to every user of the machine (ps).
+    """
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Option(help="The user's email address.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     admin: Annotated[
         bool, typer.Option("--admin", help="Make the user a workspace admin.")
     ] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Add a user (the very first user always becomes the workspace admin)."""
+    password = _read_password(password_stdin)
     with _unit_of_work() as db:
         user = accounts.create_user(
             db, email=email, password=password, name=name, role=Role.ADMIN if admin else Role.MEMBER
@@ -249,12 +295,44 @@ def users_create(
 @users_app.command("set-password")
 def users_set_password(
     email: Annotated[str, typer.Option(help="The user's email address.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    password_stdin: PasswordStdin = False,
+    revoke_tokens: Annotated[
+        bool | None,
+        typer.Option(
+            "--revoke-tokens/--keep-tokens",
+            help="Also revoke the user's API tokens (asked when not given).",
+        ),
+    ] = None,
 ) -> None:
     """Set a new password for a user and sign them out everywhere."""
+    password = _read_password(password_stdin)
     with _unit_of_work() as db:
-        user = accounts.set_password(db, email=email, password=password)
-        out.print(f"Password changed for {user.email}; their sessions were ended.", highlight=False)
+        tokens = len(accounts.list_api_tokens(db, accounts.get_user_by_email(db, email)))
+        if revoke_tokens is None:
+            revoke_tokens = bool(tokens) and _ask_to_revoke(tokens, password_stdin)
+        user = accounts.set_password(
+            db, email=email, password=password, revoke_tokens=revoke_tokens
+        )
+        revoked = f" and its {tokens} API token{'s' if tokens != 1 else ''} revoked"
+        out.print(
+            f"Password changed for {user.email}; their sessions were ended"
+            f"{revoked if revoke_tokens and tokens else ''}.",
+            highlight=False,
+        )
+
+
+def _ask_to_revoke(tokens: int, password_from_stdin: bool) -> bool:
+    if password_from_stdin or not sys.stdin.isatty():
+        err.print(
+            f"[bold red]Error:[/] the user has {tokens} API token{'s' if tokens != 1 else ''}: "
+            "add --revoke-tokens or --keep-tokens.",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    answer: bool = typer.confirm(
+        f"Also revoke their {tokens} API token{'s' if tokens != 1 else ''}?", default=True
+    )
+    return answer
 
 
 @users_app.command("list")

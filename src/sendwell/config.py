@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import ssl
-from datetime import date
+from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sendwell.kit.outbound import LOCAL_NETWORKS, OutboundPolicy
 
 ENV_PREFIX = "SENDWELL_"
 SECRETS_FILE_NAME = "secrets.env"
@@ -47,8 +50,22 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         description="The public address users reach Sendwell at; https makes cookies Secure.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed; empty believes no one's.",
+    )
+    sandbox_demo: bool = Field(
+        default=False,
+        description="Allow the sandbox on a public https BASE_URL (a demo server, never real use).",
+    )
     sandbox: bool = Field(
         default=False, description="Serve the emulated Google and Microsoft providers."
+    )
+    sandbox_admin_token: str = Field(
+        default="",
+        description="Bearer token for the sandbox's admin endpoints from other hosts; "
+        "without it they answer loopback callers only.",
     )
     sandbox_url: str = Field(
         default="",
@@ -127,9 +144,21 @@ class Settings(BaseSettings):
         default="",
         description="Outgoing mail for notifications, e.g. smtp://user:pass@host:587?from=a@b",
     )
+    unsubscribe_link_days: int = Field(
+        default=400,
+        ge=30,
+        le=3650,
+        description="How long the unsubscribe link in a sent email works.",
+    )
+    outbound_allow: str = Field(
+        default="",
+        description="Comma-separated host names and address ranges (CIDR) that webhooks and "
+        "IMAP/SMTP accounts may reach although they are private, e.g. mail.corp.example,"
+        "10.20.0.0/16; everything else must be a public address.",
+    )
     webhooks_allow_private: bool = Field(
         default=False,
-        description="Allow webhook endpoints on loopback and private addresses (local use).",
+        description="Older spelling: 1 adds loopback and private ranges to OUTBOUND_ALLOW.",
     )
     webhook_timeout_seconds: float = Field(
         default=10.0, gt=0, le=60, description="How long one webhook request may take."
@@ -188,6 +217,18 @@ class Settings(BaseSettings):
             )
         return value.rstrip("/")
 
+    @field_validator("sandbox")
+    @classmethod
+    def _sandbox_stays_off_public_servers(cls, value: bool, info: ValidationInfo) -> bool:
+        base_url = str(info.data.get("base_url") or "")
+        if value and is_public_https(base_url) and not info.data.get("sandbox_demo"):
+            raise ValueError(
+                f"the sandbox emulates Google and Microsoft and must not run on the public "
+                f"address {base_url}; turn it off, or set SENDWELL_SANDBOX_DEMO=1 for a demo "
+                "server"
+            )
+        return value
+
     @field_validator("mail_server_ca_file")
     @classmethod
     def _ca_file_is_readable(cls, value: str) -> str:
@@ -205,6 +246,12 @@ class Settings(BaseSettings):
             from sendwell.mailboxes.notify import parse_smtp_url
 
             parse_smtp_url(value)
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound_allow_parses(cls, value: str) -> str:
+        OutboundPolicy.parse(value)
         return value
 
     @field_validator("database_url")
@@ -230,8 +277,37 @@ class Settings(BaseSettings):
         return self.base_url.startswith("https://")
 
     @property
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where user-named hosts may be: public addresses plus what the admin allowed."""
+        allow = self.outbound_allow
+        if self.webhooks_allow_private:
+            allow = f"{allow},{LOCAL_NETWORKS}"
+        return OutboundPolicy.parse(allow)
+
+    @property
+    def unsubscribe_lifetime(self) -> timedelta:
+        return timedelta(days=self.unsubscribe_link_days)
+
+    @property
     def token_key_list(self) -> list[str]:
         return self.token_keys.split(",")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses (a name that is not an address is not)."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def is_public_https(url: str) -> bool:
+    """An https:// address whose host is not loopback: a server others reach."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and not is_loopback_host(parts.hostname or "")
 
 
 def ensure_local_secrets(data_dir: Path) -> Path:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -15,10 +16,29 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 def make_engine(url: str) -> Engine:
     """An engine tuned for the dialect: WAL and a busy timeout on SQLite, pre-ping everywhere."""
     if url.startswith("sqlite"):
+        _keep_private(make_url(url).database or "")
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _configure_sqlite_connection)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _keep_private(path: str) -> None:
+    """The SQLite file readable by its owner only (0600), like the secrets file.
+
+    SQLite gives its -wal and -shm files the database file's permissions.
+    """
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return
+    except FileNotFoundError:  # no folder yet: SQLite will say so when connecting
+        return
+    os.close(fd)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:

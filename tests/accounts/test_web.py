@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -144,7 +146,9 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(client: TestClient)
     assert "sendwell_session" not in client.cookies
 
 
-def test_repeated_failures_lock_the_address(client: TestClient, db: Session) -> None:
+def test_repeated_failures_lock_that_client_out_of_the_address(
+    client: TestClient, db: Session
+) -> None:
     create_first_account(client)
     client.cookies.clear()
     for _ in range(5):
@@ -155,6 +159,27 @@ def test_repeated_failures_lock_the_address(client: TestClient, db: Session) -> 
     assert 0 < int(locked.headers["retry-after"]) <= 15 * 60
     assert "sendwell_session" not in client.cookies
     assert count(db, SignInFailure) == 5
+    # The owner, elsewhere, is not locked out by someone else's guesses.
+    with TestClient(client.app, client=("198.51.100.20", 40000)) as owner:
+        assert sign_in(owner, "ada@example.com", STRONG_PASSWORD).status_code == 303
+
+
+def test_each_failure_past_the_limit_doubles_the_wait(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    client.cookies.clear()
+    for _ in range(5):
+        sign_in(client, "ada@example.com", "guess guess guess")
+    _age_failures(db, minutes=16)
+    assert sign_in(client, "ada@example.com", "guess guess guess").status_code == 401
+    locked = sign_in(client, "ada@example.com", STRONG_PASSWORD)
+    assert locked.status_code == 429
+    assert 15 * 60 < int(locked.headers["retry-after"]) <= 30 * 60
+
+
+def _age_failures(db: Session, *, minutes: int) -> None:
+    for failure in db.scalars(select(SignInFailure)).all():
+        failure.at -= timedelta(minutes=minutes)
+    db.commit()
 
 
 def test_lockout_lifts_after_the_window(client: TestClient, db: Session) -> None:
@@ -162,11 +187,19 @@ def test_lockout_lifts_after_the_window(client: TestClient, db: Session) -> None
     client.cookies.clear()
     for _ in range(5):
         sign_in(client, "ada@example.com", "guess guess guess")
-    failures = db.scalars(select(SignInFailure)).all()
-    for failure in failures:
-        failure.at = failure.at.replace(year=failure.at.year - 1)
-    db.commit()
+    _age_failures(db, minutes=16)
     assert sign_in(client, "ada@example.com", STRONG_PASSWORD).status_code == 303
+
+
+@pytest.mark.parametrize("password", ["1234567890", "password123", "qwertyuiop", "letmein1234"])
+def test_common_passwords_are_refused(client: TestClient, password: str) -> None:
+    page = client.get("/setup")
+    response = client.post(
+        "/setup",
+        data={"csrftoken": csrf_from(page.text), "email": "ada@example.com", "password": password},
+    )
+    assert response.status_code == 422
+    assert "a common password or close to one" in response.text
 
 
 def test_pages_need_a_session_and_return_to_where_the_user_was(client: TestClient) -> None:

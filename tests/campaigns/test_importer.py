@@ -12,8 +12,18 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from sendwell.campaigns import recipients as recipients_module
 from sendwell.campaigns import service, validation
-from sendwell.campaigns.importer import ImportReport, field_name, import_csv, read_csv
+from sendwell.campaigns.importer import (
+    MAX_COLUMNS,
+    MAX_LINE_CHARS,
+    MAX_RECORD_CHARS,
+    SNIFF_EXTRA_LINES,
+    ImportReport,
+    field_name,
+    import_csv,
+    read_csv,
+)
 from sendwell.campaigns.recipients import RecipientIn, Skipped
 from sendwell.campaigns.service import StepIn
 from sendwell.db import make_engine, make_session_factory, session_scope
@@ -563,3 +573,74 @@ def test_campaign_owner_is_who_the_command_acts_as(db: Session, setup: Setup) ->
 
     assert campaign_owner(db, setup.campaign_id).id == setup.user_id
     assert db.get_one(Campaign, setup.campaign_id).owner_id == setup.user_id
+
+
+# Bounded work ---------------------------------------------------------------------------------
+
+
+def test_a_header_of_thousands_of_quoted_columns_is_refused_at_once() -> None:
+    # csv.Sniffer needed seconds for this 48 KB line (time grows with its square) and held the
+    # whole server meanwhile; the header is now parsed once and its width is bounded.
+    probe = b"email" + b',"a' * 16_000 + b"\nada@x.example\n"
+    with pytest.raises(InvalidInput) as caught:
+        read_csv(io.BytesIO(probe))
+    assert caught.value.code == "too_many_columns"
+    assert f"at most {MAX_COLUMNS} columns" in caught.value.message
+
+
+def test_a_line_longer_than_the_limit_is_refused_without_reading_on() -> None:
+    class Endless(io.RawIOBase):
+        """A stream of commas with no line break, counting what was asked of it."""
+
+        def __init__(self) -> None:
+            self.served = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int = -1) -> bytes:
+            self.served += size
+            return b"," * size
+
+    stream = Endless()
+    with pytest.raises(InvalidInput) as caught:
+        read_csv(stream)
+    assert caught.value.code == "line_too_long"
+    assert f"longer than {MAX_LINE_CHARS:,} characters" in caught.value.message
+    assert stream.served < 2 * MAX_LINE_CHARS
+
+
+def test_a_record_of_many_multi_line_values_is_refused_at_the_record_limit() -> None:
+    # Each value stays under csv's own field limit; together they pass the record limit.
+    value = b',"' + (b"x" * 999 + b"\n") * 100 + b'"'
+    data = b"email,note\nada@x.example" + value * (MAX_RECORD_CHARS // len(value) + 2) + b"\n"
+    parsed = read_csv(io.BytesIO(data))
+    with pytest.raises(InvalidInput) as caught:
+        list(parsed)
+    assert caught.value.code == "record_too_long"
+
+
+def test_the_delimiter_comes_from_the_first_lines_only() -> None:
+    # Only the header and SNIFF_EXTRA_LINES lines decide; a semicolon later changes nothing.
+    rows = b"".join(b"r%d@x.example,R%d\n" % (n, n) for n in range(SNIFF_EXTRA_LINES + 5))
+    parsed = read_csv(io.BytesIO(b"email,name;alias\n" + rows + b"z@x.example;Z\n" * 100))
+    assert parsed.delimiter == ","
+    read = list(parsed)
+    assert read[0] == (2, RecipientIn(email="r0@x.example", fields={"name_alias": "R0"}))
+    assert len(read) == SNIFF_EXTRA_LINES + 5 + 100
+
+
+def test_a_campaign_holds_at_most_its_recipient_limit(
+    db: Session, setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recipients_module, "MAX_RECIPIENTS_PER_CAMPAIGN", 3)
+    user = db.get(User, setup.user_id)
+    assert user is not None
+    first = import_csv(
+        db, user, setup.campaign_id, io.BytesIO(b"email\na@x.example\nb@x.example\n")
+    )
+    assert first.imported == 2
+    with pytest.raises(InvalidInput) as refused:
+        import_csv(db, user, setup.campaign_id, io.BytesIO(b"email\nc@x.example\nd@x.example\n"))
+    assert refused.value.code == "too_many_recipients"
+    assert "at most 3 recipients; this one has room for 1 more" in refused.value.message

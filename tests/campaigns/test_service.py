@@ -565,6 +565,9 @@ def test_create_checks_every_field(db: Session, user: User, mailbox: Mailbox) ->
         make_campaign(db, user, mailbox, steps=[service.StepIn("a", "b"), service.StepIn("", "")])
     with pytest.raises(TemplateProblem, match="Step 1 body"):
         make_campaign(db, user, mailbox, steps=[service.StepIn("a", "Hi {{ first_name")])
+    bomb = '{% set x = "a" * 100000 %}{% set y = [x] * 1000 %}{{ y | join }}'
+    with pytest.raises(TemplateProblem, match="Step 1 HTML body: the template is over its render"):
+        make_campaign(db, user, mailbox, steps=[service.StepIn("a", "b", body_html=bomb)])
     with pytest.raises(InvalidInput, match="start delay"):
         make_campaign(db, user, mailbox, start_delay_minutes=-1)
     assert db.scalars(select(Campaign)).all() == []

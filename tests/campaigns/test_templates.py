@@ -197,6 +197,95 @@ def test_a_runtime_error_is_a_template_problem(source: str) -> None:
         templates.render_text(source, fields(first_name="Grace"), "Step 1 body")
 
 
+# The render budget --------------------------------------------------------------------------
+
+# Each of these built hundreds of megabytes, or ran without end, before the budget.
+BOMBS = {
+    "a list of repeated values, joined": (
+        '{% set x = "a" * 100000 %}{% set y = [x] * 1000 %}{{ y | join }}',
+        "repeats a value past 100,000",
+    ),
+    "a literal list of large values, joined": (
+        '{% set x = "a" * 100000 %}{{ [x, x, x] | join }}',
+        "builds a value larger than 100,000",
+    ),
+    "a set block doubling itself": (
+        '{% set x = "a" * 60000 %}{% set y %}{{ x }}{{ x }}{% endset %}{{ y }}',
+        "builds a block longer than 100,000",
+    ),
+    "a concatenation in a namespace": (
+        "{% set ns = namespace(x='ab') %}{% for i in range(40) %}"
+        "{% set ns.x = ns.x ~ ns.x %}{% endfor %}",
+        "builds a value larger than 100,000",
+    ),
+    "nested loops with nothing to output": (
+        "{% for a in range(10000) %}{% for b in range(10000) %}{% endfor %}{% endfor %}",
+        "does too much work",
+    ),
+    "a loop past the count limit": (
+        "{% for a in range(10**8) %}{% endfor %}",
+        "larger than 10,000",
+    ),
+    "exponential macro calls": (
+        "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+        "render budget: it ",
+    ),
+    "a huge padding": ("{{ 'a' | center(10**9) }}", "larger than 10,000"),
+    "padding every item": (
+        "{{ range(10000) | map('string') | map('center', 10000) | join }}",
+        "does too much work",
+    ),
+    "a format width": ("{{ '%999999999s' % 'a' }}", "format width"),
+    "a format width from the arguments": ("{{ '{:>{}}'.format('a', 10**9) }}", "format width"),
+    "a str.format width": ("{{ '{:>999999999}'.format('a') }}", "format width"),
+    "replacing every character": (
+        "{{ ('a' * 100000) | replace('a', 'bbbbbbbbbb') }}",
+        "replaces past 100,000",
+    ),
+    "indenting many lines": ("{{ ('x\n' * 50000) | indent(1000) }}", "indents past 100,000"),
+    "a huge power": ("{{ 7 ** 1000000 }}", "more than 100,000 digits"),
+    "padding by a string method": ("{{ first_name.ljust(10**9) }}", "templates may not"),
+    "output past the limit": (
+        "{% for i in range(5) %}{{ 'a' * 50000 }}{% endfor %}",
+        "longer than 200,000",
+    ),
+}
+
+
+@pytest.mark.parametrize("source", [s for s, _ in BOMBS.values()], ids=list(BOMBS))
+def test_a_template_over_its_render_budget_is_refused_with_the_reason(source: str) -> None:
+    reason = next(r for s, r in BOMBS.values() if s == source)
+    with pytest.raises(TemplateProblem) as refused:
+        templates.render_text(source, fields(first_name="Grace"), "Step 1 body")
+    assert refused.value.message.startswith("Step 1 body: ")
+    assert reason in refused.value.message
+
+
+def test_lipsum_is_not_available_to_templates() -> None:
+    with pytest.raises(TemplateProblem, match=r"\{\{ lipsum \}\}"):
+        render("{{ lipsum(1000000, html=False) }}")
+
+
+def test_everyday_templates_stay_within_the_budget() -> None:
+    source = (
+        "{% macro greet(name) %}Hi {{ name | title }}{% endmacro %}{{ greet(first_name) }}, "
+        "{% for tag in tags %}{{ loop.index }}. {{ tag | upper }} {% endfor %}"
+        "{{ '%.1f' % 2.25 }} {{ '{:>6}'.format('x') }} {{ 'a-b'.split('-') | join('+') }} "
+        "{{ range(3) | list | sum }} {{ (first_name ~ '!') | replace('!', '?') }}\n{{ signature }}"
+    )
+    text = render(source, first_name="grace", fields={"tags": ["cobol", "navy"]})
+    assert text == "Hi Grace, 1. COBOL 2. NAVY 2.2      x a+b 3 grace?\n-- Ada"
+    long_body = "word " * 19_000
+    assert render(long_body) == long_body
+
+
+def test_a_template_over_budget_is_refused_at_save_without_recipients() -> None:
+    with pytest.raises(TemplateProblem, match=r"^Step 2 body: the template is over its render"):
+        templates.check_budget("{{ (['x' * 99999] * 2) | join }}", "Step 2 body")
+    # A name no recipient has yet is left to the check at start.
+    templates.check_budget("{{ nickname * 3 }} {{ first_name * 3 }}", "Step 2 body")
+
+
 # Property: a subject is one clean line, or refused -------------------------------------------
 
 # Literal text without "{" cannot open a Jinja tag, so every tag is one we put there.

@@ -8,15 +8,19 @@ every campaign of the workspace and puts it on the suppression list; a tampered 
 from __future__ import annotations
 
 import re
+import time
+from datetime import timedelta
 from email.header import decode_header, make_header
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi.testclient import TestClient
+from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from sendwell.db import session_scope
+from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -25,6 +29,7 @@ from sendwell.models import (
     SuppressionReason,
 )
 from tests.dispatch.conftest import World
+from tests.security import log_watch
 
 TWO_STEPS = [
     ("Hello {{ first_name }}", "Hi {{ first_name }}, a quick question.", 0),
@@ -133,3 +138,43 @@ def test_the_list_unsubscribe_header_is_a_plain_url_for_any_address(world: World
     done = TestClient(world.client.app).post(urlsplit(match.group(1)).path, **ONE_CLICK)
     assert "You are unsubscribed" in done.text
     assert suppressions(world) == [(address, SuppressionReason.UNSUBSCRIBED)]
+
+
+def test_an_unsubscribe_link_expires_after_its_lifetime_and_older_links_still_work(
+    world: World,
+) -> None:
+    secret = world.settings.secret_key
+    links = UnsubscribeLinks("http://testserver", secret, timedelta(days=400))
+    fresh = urlsplit(links.url(1, "ann@example.com")).path.removeprefix("/u/")
+    assert links.read(fresh) == (1, "ann@example.com")
+    assert not links.expired(fresh)
+
+    class MadeLongAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 401 * 24 * 3600
+
+    old = URLSafeTimedSerializer(secret, salt="unsubscribe-expiring", signer=MadeLongAgo)
+    stale = old.dumps([1, "ann@example.com"])
+    assert links.read(stale) is None
+    assert links.expired(stale)
+    page = TestClient(world.client.app).get(f"/u/{stale}")
+    assert page.status_code == 404
+    assert "This unsubscribe link has expired" in page.text
+    # Links in mail sent before links expired carry no time stamp; they keep working.
+    older = URLSafeSerializer(world.settings.secret_key, salt="unsubscribe").dumps([1, "b@x.io"])
+    assert links.read(older) == (1, "b@x.io")
+
+
+def test_unsubscribe_links_stay_out_of_the_request_log(world: World) -> None:
+    world.campaign(TWO_STEPS, ["ann@example.com"])
+    world.app_dispatcher().run_until_idle()
+    (message,) = world.sent()
+    link = urlsplit(unsubscribe_url(message)).path
+    log_watch.WATCH.take()
+    mail_client = TestClient(world.client.app)
+    mail_client.get(link)
+    mail_client.post(link, **ONE_CLICK)
+    lines = log_watch.WATCH.take()
+    requests = [line for line in lines if '"request"' in line and "/u/" in line]
+    assert len(requests) == 2
+    assert all(link.removeprefix("/u/") not in line for line in lines)

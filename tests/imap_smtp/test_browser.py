@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import LiveServers, browser_page, live_servers  # noqa: F401
 from tests.browser.test_mailboxes import account_row, create_first_account, open_settings_tab
+from tests.conftest import LOOPBACK_ALLOWED
 from tests.imap_smtp.conftest import SENDER, SENDER_PASSWORD, MailServers
 
 pytestmark = pytest.mark.browser
@@ -32,6 +33,7 @@ def test_other_account_links_breaks_and_is_reauthenticated(
 ) -> None:
     server = live_servers.start(
         SENDWELL_MAIL_SERVER_CA_FILE=str(mail.certificates.ca_file),
+        SENDWELL_OUTBOUND_ALLOW=LOOPBACK_ALLOWED,
         SENDWELL_DNS_TIMEOUT_SECONDS="0.3",
         SENDWELL_HEALTH_CHECK_MINUTES="0.02",
     )

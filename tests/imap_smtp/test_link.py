@@ -14,7 +14,7 @@ from sendwell.mailboxes.tokens import reencrypt_all
 from sendwell.models import Mailbox, MailboxStatus, MailServer
 from sendwell.providers.base import ProviderName
 from sendwell.providers.imap_smtp import ImapSmtpProvider
-from tests.conftest import csrf_from
+from tests.conftest import LOOPBACK, csrf_from
 from tests.imap_smtp.conftest import SENDER, SENDER_PASSWORD, MailServers, link_other
 from tests.imap_smtp.dovecot import free_port
 from tests.mailboxes.test_api import api_token, bearer
@@ -107,7 +107,7 @@ def test_an_untrusted_certificate_is_refused(
     client: TestClient, mail: MailServers, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without SENDWELL_MAIL_SERVER_CA_FILE the test CA is not trusted: nothing is linked."""
-    untrusting = ImapSmtpProvider(timeout_seconds=5)
+    untrusting = ImapSmtpProvider(timeout_seconds=5, outbound=LOOPBACK)
     monkeypatch.setitem(_connections(client).registry, ProviderName.IMAP, untrusting)
     response = link_other(client, mail.form())
     assert response.status_code == 422

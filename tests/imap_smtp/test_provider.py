@@ -21,6 +21,7 @@ from sendwell.providers.base import (
 )
 from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
+from tests.conftest import LOOPBACK
 from tests.imap_smtp.conftest import SENDER, SENDER_PASSWORD, MailServers
 from tests.imap_smtp.dovecot import free_port
 from tests.imap_smtp.submission import LmtpDelivery, server_context, start_submission
@@ -28,7 +29,9 @@ from tests.imap_smtp.submission import LmtpDelivery, server_context, start_submi
 
 @pytest.fixture
 def provider(mail: MailServers) -> ImapSmtpProvider:
-    return ImapSmtpProvider(timeout_seconds=5, ca_file=str(mail.certificates.ca_file))
+    return ImapSmtpProvider(
+        timeout_seconds=5, ca_file=str(mail.certificates.ca_file), outbound=LOOPBACK
+    )
 
 
 def credential(mail: MailServers, *, password: str = SENDER_PASSWORD, smtp_port: int = 0) -> str:

@@ -287,9 +287,10 @@ def test_recreate_gives_the_address_a_new_subject(sandbox: Sandbox) -> None:
 def test_sandbox_is_off_unless_enabled(database: Database, engine: Engine) -> None:
     with TestClient(create_app(make_settings(database.url), engine=engine)) as client:
         assert client.get("/sandbox/admin/messages?mailbox=a@gmail.test").status_code == 404
-    enabled = make_settings(database.url, sandbox=True)
+    enabled = make_settings(database.url, sandbox=True, sandbox_admin_token="t" * 32)
+    admin = {"Authorization": f"Bearer {'t' * 32}"}
     with TestClient(create_app(enabled, engine=engine)) as client:
-        response = client.get("/sandbox/admin/messages?mailbox=a@gmail.test")
+        response = client.get("/sandbox/admin/messages?mailbox=a@gmail.test", headers=admin)
         assert response.status_code == 200
         assert response.json() == []
-        assert client.post("/sandbox/admin/reset").status_code == 200
+        assert client.post("/sandbox/admin/reset", headers=admin).status_code == 200

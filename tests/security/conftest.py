@@ -29,7 +29,14 @@ from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.models import Enrollment, Mailbox, Role, User, Workspace
 from sendwell.webhooks import service as webhooks
-from tests.conftest import STRONG_PASSWORD, Database, create_first_account, make_settings, post_form
+from tests.conftest import (
+    LOOPBACK,
+    STRONG_PASSWORD,
+    Database,
+    create_first_account,
+    make_settings,
+    post_form,
+)
 from tests.mailboxes.conftest import finish_at_provider, link, start_link
 from tests.sandbox_support import Sandbox
 
@@ -186,7 +193,7 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
             url="http://127.0.0.1:9/ada-hook",  # an address literal: no DNS look-up
             events=["campaign.started"],
             description=WEBHOOK,
-            allow_private=True,
+            outbound=LOOPBACK,
         )
         user = Tenants._user(db, "alice")
         mailbox_id = db.scalars(select(Mailbox.id).where(Mailbox.email == MAILBOX)).one()

@@ -82,3 +82,45 @@ def test_sign_in_and_setup_need_a_token_even_without_a_cookie(client: TestClient
         assert response.status_code == 403
         assert EXPIRED in response.text
         assert "sendwell_session" not in client.cookies
+
+
+def test_a_bearer_header_lets_no_form_post_skip_the_token(tenants: Tenants) -> None:
+    """A page route never takes an arbitrary `Authorization: Bearer` as a reason to skip CSRF."""
+    form_token(tenants.alice)
+    before = tenants.snapshot()
+    problems = []
+    for call in _form_posts(tenants):
+        form: dict[str, Any] = dict(call.case.form(tenants.owned)) if call.case.form else {}
+        response = tenants.alice.client.request(
+            call.method,
+            call.url(tenants.owned),
+            data=form,
+            headers={"Authorization": f"Bearer {tenants.alice.token}"},
+            follow_redirects=False,
+        )
+        if response.status_code != 403 or EXPIRED not in response.text:
+            problems.append(f"{call.method} {call.url(tenants.owned)}: {response.status_code}")
+    assert not problems, "\n".join(problems)
+    assert tenants.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=x", "Multipart/Form-Data; boundary="],
+)
+def test_a_malformed_multipart_post_with_a_cookie_is_refused_not_a_500(
+    tenants: Tenants, content_type: str
+) -> None:
+    form_token(tenants.alice)
+    problems = []
+    for call in _form_posts(tenants):
+        response = tenants.alice.client.request(
+            call.method,
+            call.url(tenants.owned),
+            content=b"x",
+            headers={"Content-Type": content_type},
+            follow_redirects=False,
+        )
+        if response.status_code >= 500 or response.status_code not in (400, 403, 422):
+            problems.append(f"{call.method} {call.url(tenants.owned)}: {response.status_code}")
+    assert not problems, "\n".join(problems)

@@ -20,7 +20,13 @@ from sendwell.db import session_scope
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.models import User
 from sendwell.webhooks.delivery import DeliveryPolicy, WebhookDeliverer
-from tests.conftest import Database, create_first_account, make_settings
+from tests.conftest import (
+    LOOPBACK,
+    LOOPBACK_ALLOWED,
+    Database,
+    create_first_account,
+    make_settings,
+)
 from tests.dispatch.conftest import SENDER, World
 from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
@@ -29,7 +35,7 @@ FAST = DeliveryPolicy(
     timeout_seconds=5,
     first_retry=timedelta(milliseconds=1),
     longest_retry=timedelta(milliseconds=1),
-    allow_private=True,
+    outbound=LOOPBACK,
 )
 
 
@@ -42,7 +48,7 @@ def world(database: Database, engine: Engine, sandbox: Sandbox) -> Iterator[Worl
         sandbox_url=sandbox.url,
         dns_timeout_seconds=0.3,
         provider_timeout_seconds=5,
-        webhooks_allow_private=True,
+        outbound_allow=LOOPBACK_ALLOWED,
     )
     with TestClient(create_app(settings, engine=engine)) as client:
         create_first_account(client)

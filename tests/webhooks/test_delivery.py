@@ -21,6 +21,7 @@ from sendwell.models import User
 from sendwell.webhooks.delivery import DeliveryPolicy
 from sendwell.webhooks.runner import email_admins
 from sendwell.webhooks.signing import SIGNATURE_HEADER, verify_signature
+from tests.conftest import LOOPBACK
 from tests.dispatch.conftest import World
 from tests.sandbox_support import free_port
 from tests.webhooks.conftest import Receiver, admin_token, deliverer, register
@@ -78,7 +79,7 @@ def test_the_next_retry_waits_for_the_backoff(world: World, receiver: Receiver) 
     endpoint = register(world, f"{receiver.url}/in", ["campaign.started"])
     receiver.fail_next(1)
     world.campaign(ONE_STEP, ["ann@example.com"])
-    slow = DeliveryPolicy(allow_private=True, first_retry=timedelta(minutes=10))
+    slow = DeliveryPolicy(outbound=LOOPBACK, first_retry=timedelta(minutes=10))
 
     assert deliverer(world, slow).deliver_due() == 1
     assert deliverer(world, slow).deliver_due() == 0
@@ -150,7 +151,7 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_the_admin_told
     campaign_id = world.campaign(ONE_STEP, ["ann@example.com"], start_delay_minutes=60)
     # A window of a fraction of a second stands in for the day.
     short = DeliveryPolicy(
-        allow_private=True,
+        outbound=LOOPBACK,
         retry_for=timedelta(milliseconds=200),
         first_retry=timedelta(milliseconds=20),
         longest_retry=timedelta(milliseconds=20),

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 from sendwell.kit.errors import InvalidInput
 
 MIN_LENGTH = 10
 MAX_LENGTH = 1024
+# zxcvbn's score: 2 and above means more than about a million guesses, even for an attacker
+# who tries leaked and common passwords, words, names, dates and keyboard patterns first.
+MIN_STRENGTH = 2
+STRENGTH_CHECKED_LENGTH = 72  # zxcvbn's own limit; a longer password is judged by its start
 
 _hasher = PasswordHasher()
 # Verified against when the address is unknown, so both answers take the same time.
@@ -33,6 +38,19 @@ def check_password_rules(password: str, email: str) -> None:
     if len(set(password)) < 4:
         raise InvalidInput(
             "Choose a password with more variety than a few repeated characters.",
+            code="weak_password",
+        )
+    _refuse_guessable(password, email)
+
+
+def _refuse_guessable(password: str, email: str) -> None:
+    """Refuse common and breached passwords, offline, with zxcvbn's bundled lists."""
+    local_part = email.split("@")[0]
+    judged = zxcvbn(password[:STRENGTH_CHECKED_LENGTH], user_inputs=[email, local_part])
+    if judged["score"] < MIN_STRENGTH:
+        raise InvalidInput(
+            "Choose a password that is harder to guess: this one is a common password or close "
+            "to one. A few unrelated words work well.",
             code="weak_password",
         )
 

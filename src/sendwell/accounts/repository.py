@@ -60,19 +60,25 @@ def get_api_token(db: Session, user_id: int, token_id: int) -> ApiToken | None:
 
 def failures_since(
     db: Session, *, since: datetime, email: str | None = None, client_ip: str | None = None
-) -> tuple[int, datetime | None]:
-    """How many sign-ins failed since a moment, for an address or a client, and the oldest."""
-    query = select(func.count(), func.min(SignInFailure.at)).where(SignInFailure.at > since)
+) -> tuple[int, datetime | None, datetime | None]:
+    """How many sign-ins failed since a moment, for an address and/or a client; oldest, newest."""
+    query = select(func.count(), func.min(SignInFailure.at), func.max(SignInFailure.at)).where(
+        SignInFailure.at > since
+    )
     if email is not None:
         query = query.where(SignInFailure.email == email)
     if client_ip is not None:
         query = query.where(SignInFailure.client_ip == client_ip)
-    count, oldest = db.execute(query).one()
-    return int(count), oldest
+    count, oldest, newest = db.execute(query).one()
+    return int(count), oldest, newest
 
 
 def delete_failures_before(db: Session, moment: datetime) -> None:
     db.execute(delete(SignInFailure).where(SignInFailure.at <= moment))
+
+
+def delete_api_tokens_of_user(db: Session, user_id: int) -> None:
+    db.execute(delete(ApiToken).where(ApiToken.user_id == user_id))
 
 
 def delete_sessions_of_user(db: Session, user_id: int) -> None:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sendwell.kit.schemas import RequestBody
 from sendwell.models import Role
 
 
@@ -19,7 +20,7 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
-class TokenIn(BaseModel):
+class TokenIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100, description="What the token is for.")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,6 +22,8 @@ API_TOKEN_PREFIX = "sw_"  # noqa: S105 (a visible prefix, not a secret)
 MAX_NAME_LENGTH = 200
 # A client may fail this many times more than one address may, before it is slowed down too.
 CLIENT_FAILURE_FACTOR = 4
+# Failures are kept this long: each one past the limit doubles the wait, up to a day.
+FAILURE_MEMORY = timedelta(days=1)
 BAD_CREDENTIALS = "The email or password is incorrect."
 # "Last used" is recorded at this resolution so a busy script does not write on every call.
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
@@ -62,12 +67,40 @@ def needs_first_account(db: Session) -> bool:
     return repo.count_users(db) == 0
 
 
+def setup_token(secret_key: str) -> str:
+    """The token that creating the first account asks for on a server others can reach.
+
+    Derived from the server's secret key, so every web process of one installation prints and
+    accepts the same one; it opens nothing once the first account exists.
+    """
+    digest = hmac.new(secret_key.encode(), b"sendwell first account", hashlib.sha256).digest()
+    return base64.b32encode(digest[:15]).decode().lower()
+
+
 def create_first_account(
-    db: Session, *, email: str, password: str, name: str = "", workspace_name: str = ""
+    db: Session,
+    *,
+    email: str,
+    password: str,
+    name: str = "",
+    workspace_name: str = "",
+    required_token: str = "",
+    given_token: str = "",
 ) -> User:
-    """Create the workspace and its admin; refused once any user exists."""
+    """Create the workspace and its admin; refused once any user exists.
+
+    `required_token` (empty: none) must match `given_token`: the setup token printed on the
+    server's console, so that the first visitor of a public server cannot become its admin.
+    """
     if not needs_first_account(db):
         raise Conflict("The first account already exists. Sign in instead.", code="already_set_up")
+    if required_token and not hmac.compare_digest(
+        given_token.strip().lower().encode(), required_token.encode()
+    ):
+        raise InvalidInput(
+            "Enter the setup token that `sendwell serve` printed on the server's console.",
+            code="setup_token",
+        )
     address = normalize_email(email)
     passwords.check_password_rules(password, address)
     # One workspace per installation: its fixed key also stops two first accounts racing.
@@ -133,30 +166,41 @@ def sign_in(
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_sign_in_at = now
-    repo.delete_failures_before(db, now - policy.window)
+    repo.delete_failures_before(db, now - FAILURE_MEMORY)
     return user
 
 
 def _refuse_when_locked_out(
     db: Session, email: str, client_ip: str, policy: SignInPolicy, now: datetime
 ) -> None:
-    since = now - policy.window
-    checks = (
-        (repo.failures_since(db, since=since, email=email), policy.max_failures),
-        (
-            repo.failures_since(db, since=since, client_ip=client_ip),
-            policy.max_failures * CLIENT_FAILURE_FACTOR,
-        ),
+    """Slow down guessing without letting anyone lock the owner out.
+
+    Failures count per account *and* client: a stranger's wrong passwords lock only the
+    stranger's own client out of that account, for `window`, doubling with each further
+    failure (up to a day). Across accounts, one client is also limited, so spraying a password
+    over many addresses stops as well.
+    """
+    count, _oldest, newest = repo.failures_since(
+        db, since=now - FAILURE_MEMORY, email=email, client_ip=client_ip
     )
-    for (count, oldest), limit in checks:
-        if count >= limit and oldest is not None:
-            wait = max(1, int((oldest + policy.window - now).total_seconds()))
-            minutes = max(1, round(wait / 60))
-            raise TooManyAttempts(
-                f"Too many failed sign-in attempts. Try again in {minutes} "
-                f"minute{'s' if minutes != 1 else ''}.",
-                retry_after_seconds=wait,
-            )
+    if count >= policy.max_failures and newest is not None:
+        wait = min(policy.window * 2 ** (count - policy.max_failures), FAILURE_MEMORY)
+        _refuse_until(newest + wait, now)
+    count, oldest, _newest = repo.failures_since(db, since=now - policy.window, client_ip=client_ip)
+    if count >= policy.max_failures * CLIENT_FAILURE_FACTOR and oldest is not None:
+        _refuse_until(oldest + policy.window, now)
+
+
+def _refuse_until(until: datetime, now: datetime) -> None:
+    if until <= now:
+        return
+    wait = max(1, int((until - now).total_seconds()))
+    minutes = max(1, round(wait / 60))
+    raise TooManyAttempts(
+        f"Too many failed sign-in attempts from here. Try again in {minutes} "
+        f"minute{'s' if minutes != 1 else ''}.",
+        retry_after_seconds=wait,
+    )
 
 
 def start_session(db: Session, user: User, lifetime: timedelta) -> str:
@@ -232,10 +276,12 @@ def list_users(db: Session) -> list[User]:
     return repo.list_users(db, workspace.id) if workspace else []
 
 
-def set_password(db: Session, *, email: str, password: str) -> User:
-    """Replace a user's password and end every session they have."""
+def set_password(db: Session, *, email: str, password: str, revoke_tokens: bool) -> User:
+    """Replace a user's password, end every session they have and, if asked, their API tokens."""
     user = get_user_by_email(db, email)
     passwords.check_password_rules(password, user.email)
     user.password_hash = passwords.hash_password(password)
     repo.delete_sessions_of_user(db, user.id)
+    if revoke_tokens:
+        repo.delete_api_tokens_of_user(db, user.id)
     return user

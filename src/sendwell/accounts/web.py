@@ -41,7 +41,9 @@ def home(
 def setup_page(request: Request, db: Session = Depends(get_db, scope="function")) -> Response:
     if not service.needs_first_account(db):
         return RedirectResponse("/sign-in", status_code=303)
-    return render(request, "accounts/setup.html", {"form": {}})
+    return render(
+        request, "accounts/setup.html", {"form": {}, "token_needed": _setup_token(request)}
+    )
 
 
 @router.post("/setup")
@@ -51,24 +53,36 @@ def setup(
     name: str = Form(""),
     workspace_name: str = Form(""),
     password: str = Form(""),
+    setup_token: str = Form(""),
     db: Session = Depends(get_db, scope="function"),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     form = {"email": email, "name": name, "workspace_name": workspace_name}
     try:
         user = service.create_first_account(
-            db, email=email, password=password, name=name, workspace_name=workspace_name
+            db,
+            email=email,
+            password=password,
+            name=name,
+            workspace_name=workspace_name,
+            required_token=_setup_token(request),
+            given_token=setup_token,
         )
     except SendwellError as error:
         return render(
             request,
             "accounts/setup.html",
-            {"form": form, "error": error.message},
+            {"form": form, "error": error.message, "token_needed": _setup_token(request)},
             status_code=error.status_code,
         )
     response = redirect_with_flash(request, HOME, f"Welcome to Sendwell, {user.display_name}.")
     _open_session(db, user, settings, response)
     return response
+
+
+def _setup_token(request: Request) -> str:
+    """The setup token this server asks for ("" when it is reached on loopback only)."""
+    return str(getattr(request.app.state, "setup_token", ""))
 
 
 @router.get("/sign-in")

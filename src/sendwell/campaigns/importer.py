@@ -1,7 +1,10 @@
 """Recipients from a CSV file: streamed, mapped by header, and every rejected row reported.
 
 The file is read in chunks and decoded strictly as UTF-8 (a byte-order mark is allowed), so a
-file of any size costs the same memory. Row numbers are the ones a spreadsheet shows: the header
+file of any size costs the same memory, and every step is bounded: a physical line, a record and
+the header's width have limits, and the delimiter is chosen from at most the header and a few
+lines by parsing them (linear time), never with `csv.Sniffer`, whose guess grows with the square
+of a line. Row numbers are the ones a spreadsheet shows: the header
 is row 1 and the first data row is row 2 (a blank line still takes a row number, a value with a
 line break inside quotes does not).
 """
@@ -29,6 +32,10 @@ CHUNK_SIZE = 64 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
 DELIMITERS = ",;\t"
 SNIFF_EXTRA_LINES = 20
+# Bounds on what one file can make the server hold or scan at once (docs/security.md).
+MAX_LINE_CHARS = 1_000_000
+MAX_RECORD_CHARS = 1_000_000
+MAX_COLUMNS = 200
 IGNORE = "ignore"
 TARGETS = ("email", "first_name", "last_name", "company", "title")
 # Header spellings, compared without case, spaces, underscores and hyphens.
@@ -153,39 +160,70 @@ class _Text:
         )
 
 
-def _lines(chunks: Iterator[str]) -> Iterator[str]:
-    """Lines with their endings (CRLF, LF or CR), as `open(newline="")` gives them to csv."""
-    rest = ""
-    for chunk in chunks:
-        buffer = rest + chunk
-        start = 0
-        for match in _NEWLINE.finditer(buffer):
-            if match.end() == len(buffer) and match.group() == "\r":
-                break  # maybe the first half of a CRLF split across chunks
-            yield buffer[start : match.end()]
-            start = match.end()
-        rest = buffer[start:]
-    if rest:
-        yield rest
+class _Lines:
+    """Lines with their endings (CRLF, LF or CR), as `open(newline="")` gives them to csv.
+
+    A physical line longer than `MAX_LINE_CHARS`, or one record (a quoted value may span lines)
+    longer than `MAX_RECORD_CHARS`, refuses the file: nothing makes the buffers grow further.
+    """
+
+    def __init__(self, chunks: Iterator[str]) -> None:
+        self._chunks = chunks
+        self.line = 0
+        self.record_chars = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._split():
+            self.line += 1
+            yield line
+
+    def counted(self, lines: Iterator[str]) -> Iterator[str]:
+        """`lines` as csv reads them, refusing a record that grows past the limit."""
+        for line in lines:
+            self.record_chars += len(line)
+            if self.record_chars > MAX_RECORD_CHARS:
+                raise InvalidInput(
+                    f"By line {self.line:,}, one row is longer than {MAX_RECORD_CHARS:,} "
+                    'characters. Check for a quote (") that is opened but never closed.',
+                    code="record_too_long",
+                )
+            yield line
+
+    def _split(self) -> Iterator[str]:
+        rest = ""
+        for chunk in self._chunks:
+            buffer = rest + chunk
+            start = 0
+            for match in _NEWLINE.finditer(buffer):
+                if match.end() == len(buffer) and match.group() == "\r":
+                    break  # maybe the first half of a CRLF split across chunks
+                yield buffer[start : match.end()]
+                start = match.end()
+            rest = buffer[start:]
+            if len(rest) > MAX_LINE_CHARS:
+                raise InvalidInput(
+                    f"Line {self.line + 1:,} is longer than {MAX_LINE_CHARS:,} characters; "
+                    "a CSV file of recipients has one recipient per line.",
+                    code="line_too_long",
+                )
+        if rest:
+            yield rest
 
 
 def _delimiter(sample: list[str]) -> str:
-    """The header line's delimiter, as the Sniffer sees it.
+    """The header line's delimiter, from the header and at most a few lines after it.
 
-    When the header holds more than one candidate (a comma inside a column name of a
-    semicolon file, say), the Sniffer is checked against the first data lines: another
-    candidate wins only if it splits them more consistently, or as consistently into more
-    columns.
+    No candidate in the header means one column (a comma file); one candidate is the
+    delimiter. When the header holds more than one (a comma inside a column name of a
+    semicolon file, say), each is tried on the sample: the one that splits it most
+    consistently wins, then the one giving more columns, then the order of `DELIMITERS`.
     """
-    try:
-        sniffed = csv.Sniffer().sniff("".join(sample), delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        sniffed = ","
     candidates = [d for d in DELIMITERS if d in sample[0]]
-    if len(candidates) < 2:
-        return sniffed
-    best = max(candidates, key=lambda d: _fit(sample, d))
-    return best if _fit(sample, best) > _fit(sample, sniffed) else sniffed
+    if not candidates:
+        return ","
+    if len(candidates) == 1:
+        return candidates[0]
+    return max(candidates, key=lambda d: _fit(sample, d))
 
 
 def _fit(sample: list[str], delimiter: str) -> tuple[float, int]:
@@ -216,8 +254,10 @@ class CsvImport:
         header_row: int,
         columns: list[Column],
         delimiter: str,
+        lines: _Lines,
     ) -> None:
         self._text = text
+        self._lines = lines
         self._records = records
         self.header_row = header_row
         self.columns = columns
@@ -257,6 +297,7 @@ class CsvImport:
         row = self.header_row
         try:
             for record in self._records:
+                self._lines.record_chars = 0
                 row += 1
                 values = [value.strip() for value in record]
                 if not any(values):
@@ -306,7 +347,8 @@ class CsvImport:
 def read_csv(stream: Readable, mapping: dict[str, str] | None = None) -> CsvImport:
     """Read the header row now and the data rows as they are iterated."""
     text = _Text(stream)
-    lines = _lines(text.chunks())
+    split = _Lines(text.chunks())
+    lines = iter(split)
     blank = 0
     header_line = ""
     for line in lines:
@@ -329,7 +371,7 @@ def read_csv(stream: Readable, mapping: dict[str, str] | None = None) -> CsvImpo
                 break
     delimiter = _delimiter(sample)
     records = csv.reader(
-        chain(sample, lines),
+        split.counted(chain(sample, lines)),
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -340,6 +382,7 @@ def read_csv(stream: Readable, mapping: dict[str, str] | None = None) -> CsvImpo
     header: list[str] = []
     try:
         for record in records:
+            split.record_chars = 0
             row += 1
             header = [value.strip() for value in record]
             if any(header):
@@ -354,8 +397,14 @@ def read_csv(stream: Readable, mapping: dict[str, str] | None = None) -> CsvImpo
             "“email,first_name,last_name”.",
             code="no_header",
         )
+    if len(header) > MAX_COLUMNS:
+        raise InvalidInput(
+            f"The header row has {len(header):,} columns; Sendwell imports at most "
+            f"{MAX_COLUMNS} columns. Remove the columns you do not need.",
+            code="too_many_columns",
+        )
     columns = _map_columns(header, mapping or {})
-    return CsvImport(text, records, row, columns, delimiter)
+    return CsvImport(text, records, row, columns, delimiter, split)
 
 
 def _map_columns(header: list[str], mapping: dict[str, str]) -> list[Column]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.service import get_campaign, record_event, status_label
 from sendwell.kit.clock import utcnow
-from sendwell.kit.errors import Conflict
+from sendwell.kit.errors import Conflict, InvalidInput
 from sendwell.models import Campaign, CampaignStatus, EnrollmentStatus, User
 
 RECIPIENT_BATCH = 1000
@@ -50,6 +50,8 @@ class AddReport:
 PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 MAX_LOCAL = 64
 MAX_ADDRESS = 254
+# Enrollments one campaign may hold: bounds what one import, start check and page can cost.
+MAX_RECIPIENTS_PER_CAMPAIGN = 500_000
 
 
 def normalized_address(raw: str, *, allow_test_domains: bool = False) -> str:
@@ -101,8 +103,11 @@ def add_recipients(
     report = AddReport()
     seen: set[str] = set()
     numbered = enumerate(rows, first_row)
+    room = MAX_RECIPIENTS_PER_CAMPAIGN - repo.count_enrollments(db, campaign.id)
     for batch in _batches(numbered, RECIPIENT_BATCH):
         _add_batch(db, campaign, batch, seen, report, due, allow_test_domains)
+        if report.added > room:
+            raise _over_the_limit(room)
     if report.added:
         record_event(
             db,
@@ -158,6 +163,15 @@ def _add_batch(
         if address not in inserted:
             report.skipped.append(Skipped(row, address, "already in this campaign"))
     report.added += len(inserted)
+
+
+def _over_the_limit(room: int) -> InvalidInput:
+    """The whole addition refused (the caller's unit of work rolls it back)."""
+    return InvalidInput(
+        f"A campaign can hold at most {MAX_RECIPIENTS_PER_CAMPAIGN:,} recipients; this one has "
+        f"room for {max(room, 0):,} more. Nothing was added: split the list over campaigns.",
+        code="too_many_recipients",
+    )
 
 
 def _enrollment_row(

@@ -7,12 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sendwell.kit.schemas import RequestBody
 from sendwell.models import CampaignStatus, EnrollmentStatus, PauseReason
 
 MAX_RECIPIENTS_PER_REQUEST = 10_000
 
 
-class StepIn(BaseModel):
+class StepIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     subject: str = Field(
@@ -31,7 +32,7 @@ class StepIn(BaseModel):
     )
 
 
-class ScheduleIn(BaseModel):
+class ScheduleIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     days: list[str] = Field(default_factory=list, description="mon … sun; empty means every day.")
@@ -40,7 +41,7 @@ class ScheduleIn(BaseModel):
     timezone: str = Field(default="UTC", description="An IANA name such as Europe/Paris.")
 
 
-class CampaignIn(BaseModel):
+class CampaignIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -99,7 +100,7 @@ class CampaignOut(BaseModel):
     counts: CountsOut
 
 
-class RecipientIn(BaseModel):
+class RecipientIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     email: str
@@ -112,7 +113,7 @@ class RecipientIn(BaseModel):
     )
 
 
-class RecipientsIn(BaseModel):
+class RecipientsIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     recipients: list[RecipientIn] = Field(

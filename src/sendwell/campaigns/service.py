@@ -501,9 +501,13 @@ def _check_steps(steps: list[StepIn]) -> list[StepIn]:
             raise InvalidInput(
                 f"{label}'s delay must be between 0 minutes and 365 days.", code="invalid_step"
             )
-        templates.check_syntax(subject, f"{label} subject")
-        templates.check_syntax(step.body, f"{label} body")
-        templates.check_syntax(step.body_html, f"{label} HTML body")
+        for source, where in (
+            (subject, f"{label} subject"),
+            (step.body, f"{label} body"),
+            (step.body_html, f"{label} HTML body"),
+        ):
+            templates.check_syntax(source, where)
+            templates.check_budget(source, where)
         checked.append(
             StepIn(
                 subject,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError
+from jinja2.sandbox import SecurityError
 
+from sendwell.campaigns.template_budget import BudgetedSandbox, OverBudget
 from sendwell.kit.errors import InvalidInput
 
 STANDARD_FIELDS = ("first_name", "last_name", "full_name", "email", "company", "title")
@@ -33,31 +34,21 @@ class TemplateProblem(InvalidInput):
     code = "template_error"
 
 
-# Largest value one expression may build ("x" * n, n ** m): a template must not exhaust memory.
-MAX_VALUE_SIZE = 100_000
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, with repetition and powers bounded in size."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and abs(right) > 64:
-            raise SecurityError("exponent too large")
-        if operator == "*":
-            sized, count = (left, right) if isinstance(right, int) else (right, left)
-            if (
-                isinstance(sized, (str, list, tuple))
-                and isinstance(count, int)
-                and len(sized) * count > MAX_VALUE_SIZE
-            ):
-                raise SecurityError("repetition too large")
-        return super().call_binop(context, operator, left, right)
-
-
-_text = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_html = _Sandbox(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+_text = BudgetedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_html = BudgetedSandbox(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+# For the check at save: names no recipient has yet render as nothing.
+_lenient = BudgetedSandbox(undefined=Undefined, autoescape=False, keep_trailing_newline=True)
+# What a sample recipient holds when a template is checked at save.
+SAMPLE_FIELDS = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "full_name": "Ada Lovelace",
+    "email": "ada@example.com",
+    "company": "Analytical Engines",
+    "title": "Engineer",
+    "sender_name": "Grace Hopper",
+    "signature": "Grace",
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +64,20 @@ def check_syntax(source: str, where: str) -> None:
         _text.parse(source)
     except TemplateSyntaxError as error:
         raise TemplateProblem(f"{where}: {error.message} (line {error.lineno}).") from None
+
+
+def check_budget(source: str, where: str) -> None:
+    """Refuse a template that goes over its render budget for a sample recipient.
+
+    Other failures (a name only some recipients have, say) are left to the check at start,
+    which renders every step for every recipient.
+    """
+    try:
+        _lenient.render_bounded(source, SAMPLE_FIELDS)
+    except OverBudget as error:
+        raise TemplateProblem(_over_budget(where, error)) from None
+    except Exception:  # judged per recipient when the campaign starts
+        return
 
 
 def merge_fields(recipient: dict[str, Any], sender: dict[str, str]) -> dict[str, Any]:
@@ -94,10 +99,12 @@ def render_text(source: str, fields: dict[str, Any], where: str) -> str:
     return _render(_text, source, fields, where)
 
 
-def _render(env: _Sandbox, source: str, fields: dict[str, Any], where: str) -> str:
+def _render(env: BudgetedSandbox, source: str, fields: dict[str, Any], where: str) -> str:
     """Render, turning every way a template can fail into a sentence naming where."""
     try:
-        return env.from_string(source).render(fields)
+        return env.render_bounded(source, fields)
+    except OverBudget as error:
+        raise TemplateProblem(_over_budget(where, error)) from None
     except UndefinedError as error:
         raise TemplateProblem(f"{where}: {_undefined_message(error)}") from None
     except TemplateSyntaxError as error:
@@ -139,6 +146,10 @@ def render_bodies(
     """The text body and the optional HTML body (merge fields escaped) for one recipient."""
     html = _render(_html, body_html, fields, f"{step_label} HTML body") if body_html.strip() else ""
     return render_text(body, fields, f"{step_label} body"), html
+
+
+def _over_budget(where: str, error: OverBudget) -> str:
+    return f"{where}: the template is over its render budget: {error}."
 
 
 def check_header_value(value: str, what: str) -> str:

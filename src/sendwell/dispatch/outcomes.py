@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -87,21 +87,47 @@ class Prepared:
 
 
 class UnsubscribeLinks:
-    """Signed, never-expiring one-click unsubscribe links (RFC 8058)."""
+    """Signed one-click unsubscribe links (RFC 8058) that expire after `lifetime`.
 
-    def __init__(self, base_url: str, secret_key: str) -> None:
+    Links made before links expired (salt "unsubscribe", no time stamp) are still honoured:
+    a recipient of older mail must always be able to leave.
+    """
+
+    def __init__(
+        self, base_url: str, secret_key: str, lifetime: timedelta = timedelta(days=400)
+    ) -> None:
         self.base_url = base_url
-        self._signer = URLSafeSerializer(secret_key, salt="unsubscribe")
+        self.lifetime = lifetime
+        self._signer = URLSafeTimedSerializer(secret_key, salt="unsubscribe-expiring")
+        self._untimed = URLSafeSerializer(secret_key, salt="unsubscribe")
 
     def url(self, workspace_id: int, email: str) -> str:
         return f"{self.base_url}/u/{self._signer.dumps([workspace_id, email])}"
 
     def read(self, token: str) -> tuple[int, str] | None:
+        """The link's workspace and address; None when forged or expired."""
         try:
-            workspace_id, email = self._signer.loads(token)
-        except (BadSignature, ValueError, TypeError):
+            workspace_id, email = self._signer.loads(
+                token, max_age=int(self.lifetime.total_seconds())
+            )
+        except SignatureExpired:
             return None
+        except (BadSignature, ValueError, TypeError):
+            try:
+                workspace_id, email = self._untimed.loads(token)
+            except (BadSignature, ValueError, TypeError):
+                return None
         return int(workspace_id), str(email)
+
+    def expired(self, token: str) -> bool:
+        """True for a genuine link past its lifetime."""
+        try:
+            self._signer.loads(token, max_age=int(self.lifetime.total_seconds()))
+        except SignatureExpired:
+            return True
+        except (BadSignature, ValueError, TypeError):
+            return False
+        return False
 
 
 class Outcomes:

@@ -36,7 +36,9 @@ def build_dispatcher(
         factory,
         conn,
         policy_from(settings),
-        unsubscribe=UnsubscribeLinks(settings.base_url, settings.secret_key),
+        unsubscribe=UnsubscribeLinks(
+            settings.base_url, settings.secret_key, settings.unsubscribe_lifetime
+        ),
         worker_id=worker_id,
     )
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sendwell.kit.schemas import RequestBody
 from sendwell.models import MailboxStatus
 
 
@@ -61,7 +62,7 @@ class MailboxPatch(BaseModel):
     signature: str | None = Field(default=None, max_length=5000)
 
 
-class LinkIn(BaseModel):
+class LinkIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(description="The address to link; the user signs in as it.")
@@ -78,7 +79,7 @@ class LinkOut(BaseModel):
     provider: str
 
 
-class ServerLinkIn(BaseModel):
+class ServerLinkIn(RequestBody):
     """An IMAP/SMTP ("Other") account: both servers are signed in to before anything is saved."""
 
     model_config = ConfigDict(extra="forbid")

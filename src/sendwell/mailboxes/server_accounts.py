@@ -130,9 +130,11 @@ def link_server_account(
 ) -> Linked:
     """Test both servers, then connect a new account or restore (reauthenticate) a known one."""
     login = login_from(form)
+    # The servers first: only someone who can sign in there learns whether, and by whom, the
+    # address is already linked here.
+    check_both_servers(conn, login)
     mailbox = repo.get_by_identity(db, ProviderName.IMAP.value, login.email)
     check_may_relink(mailbox, user, login.email)
-    check_both_servers(conn, login)
     reconnected = mailbox is not None
     if mailbox is None:
         mailbox = _new_mailbox(db, user, login.email)

@@ -13,13 +13,16 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from sendwell.kit.outbound import DestinationRefused, OutboundPolicy
 from sendwell.providers.base import AuthRevoked, ProviderError, Transient
 from sendwell.providers.mail_server import (
     PASSWORD_CHANGED_HINT,
     AuthMethod,
     Security,
     ServerLogin,
+    refused_destination,
     transport_failure,
 )
 
@@ -38,6 +41,29 @@ class FolderState:
     uidnext: int
 
 
+class _CheckedIMAP(imaplib.IMAP4):
+    """IMAP whose connection goes to an address the outbound policy checked."""
+
+    def __init__(self, outbound: OutboundPolicy, *args: Any, **kwargs: Any) -> None:
+        self._outbound = outbound
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout: float | None) -> Any:
+        return self._outbound.connect(self.host, self.port, timeout, what="mail server connections")
+
+
+class _CheckedIMAPSSL(imaplib.IMAP4_SSL):
+    """IMAP over TLS on a checked address; the certificate is still checked for the name."""
+
+    def __init__(self, outbound: OutboundPolicy, *args: Any, **kwargs: Any) -> None:
+        self._outbound = outbound
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout: float | None) -> Any:
+        sock = self._outbound.connect(self.host, self.port, timeout, what="mail server connections")
+        return self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
 def quoted(value: str) -> str:
     """An IMAP quoted string."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -45,10 +71,10 @@ def quoted(value: str) -> str:
 
 @contextmanager
 def imap_session(
-    login: ServerLogin, *, context: ssl.SSLContext, timeout: float
+    login: ServerLogin, *, context: ssl.SSLContext, timeout: float, outbound: OutboundPolicy
 ) -> Iterator[imaplib.IMAP4]:
     """A signed-in IMAP connection, logged out afterwards; failures in our error types."""
-    imap = _connect(login, context=context, timeout=timeout)
+    imap = _connect(login, context=context, timeout=timeout, outbound=outbound)
     try:
         _sign_in(imap, login)
         yield imap
@@ -66,14 +92,18 @@ def imap_session(
         _logout_quietly(imap)
 
 
-def _connect(login: ServerLogin, *, context: ssl.SSLContext, timeout: float) -> imaplib.IMAP4:
+def _connect(
+    login: ServerLogin, *, context: ssl.SSLContext, timeout: float, outbound: OutboundPolicy
+) -> imaplib.IMAP4:
     endpoint = login.imap
     try:
         if endpoint.security is Security.TLS:
-            return imaplib.IMAP4_SSL(
-                endpoint.host, endpoint.port, ssl_context=context, timeout=timeout
+            return _CheckedIMAPSSL(
+                outbound, endpoint.host, endpoint.port, ssl_context=context, timeout=timeout
             )
-        imap = imaplib.IMAP4(endpoint.host, endpoint.port, timeout=timeout)
+        imap = _CheckedIMAP(outbound, endpoint.host, endpoint.port, timeout=timeout)
+    except DestinationRefused as error:
+        raise refused_destination(error) from None
     except (imaplib.IMAP4.error, OSError) as error:
         raise transport_failure("IMAP", endpoint, error) from error
     try:

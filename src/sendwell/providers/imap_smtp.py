@@ -14,6 +14,7 @@ from email.parser import BytesHeaderParser
 from typing import TypeVar
 
 from sendwell.kit.logging import get_logger
+from sendwell.kit.outbound import OutboundPolicy
 from sendwell.metrics.process import PROVIDER_ERRORS, PROVIDER_REQUEST_SECONDS, provider_label
 from sendwell.providers import imap_mailbox as imap_ops
 from sendwell.providers import smtp_submission
@@ -48,9 +49,16 @@ class ImapSmtpProvider:
     min_send_interval = timedelta(0)
     sent_copy_lag = timedelta(0)
 
-    def __init__(self, *, timeout_seconds: float, ca_file: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        timeout_seconds: float,
+        ca_file: str = "",
+        outbound: OutboundPolicy = OutboundPolicy(),
+    ) -> None:
         self.timeout = timeout_seconds
         self.context = tls_context(ca_file)
+        self.outbound = outbound
 
     def check_connection(self, login: ServerLogin) -> None:
         """Sign in to both servers and find Sent; raises the first problem, in words."""
@@ -87,7 +95,7 @@ class ImapSmtpProvider:
             self._timed(
                 "smtp_submit",
                 lambda: smtp_submission.submit(
-                    login, mime, context=self.context, timeout=self.timeout
+                    login, mime, context=self.context, timeout=self.timeout, outbound=self.outbound
                 ),
             )
         except smtp_submission.DataUnanswered as error:
@@ -116,19 +124,27 @@ class ImapSmtpProvider:
         self.check_connection(ServerLogin.from_credential(access_token))
 
     def _smtp_login(self, login: ServerLogin) -> None:
-        smtp_submission.check_login(login, context=self.context, timeout=self.timeout)
+        smtp_submission.check_login(
+            login, context=self.context, timeout=self.timeout, outbound=self.outbound
+        )
 
     def _imap_ready(self, login: ServerLogin) -> None:
-        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+        with imap_ops.imap_session(
+            login, context=self.context, timeout=self.timeout, outbound=self.outbound
+        ) as imap:
             imap_ops.sent_folder(imap)
             imap_ops.folder_state(imap, "INBOX")
 
     def _read_inbound(self, login: ServerLogin, cursor: str | None) -> InboundPage:
-        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+        with imap_ops.imap_session(
+            login, context=self.context, timeout=self.timeout, outbound=self.outbound
+        ) as imap:
             return read_inbound(imap, cursor)
 
     def _find_in_sent(self, login: ServerLogin, tag: str) -> SentMessage | None:
-        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+        with imap_ops.imap_session(
+            login, context=self.context, timeout=self.timeout, outbound=self.outbound
+        ) as imap:
             folder = imap_ops.sent_folder(imap)
             imap_ops.select(imap, folder)
             uids = imap_ops.search_uids(imap, "HEADER", TAG_HEADER, imap_ops.quoted(tag))
@@ -156,7 +172,9 @@ class ImapSmtpProvider:
 
     def _file_in_sent(self, login: ServerLogin, mime: bytes, tag: str) -> None:
         """Look for the host's own copy first; append ours only when there is none."""
-        with imap_ops.imap_session(login, context=self.context, timeout=self.timeout) as imap:
+        with imap_ops.imap_session(
+            login, context=self.context, timeout=self.timeout, outbound=self.outbound
+        ) as imap:
             folder = imap_ops.sent_folder(imap)
             imap_ops.select(imap, folder)
             if imap_ops.search_uids(imap, "HEADER", TAG_HEADER, imap_ops.quoted(tag)):

@@ -8,11 +8,13 @@ so the same lifecycle that serves OAuth tokens serves passwords.
 from __future__ import annotations
 
 import enum
+import imaplib
 import json
 import socket
 import ssl
 from dataclasses import asdict, dataclass
 
+from sendwell.kit.outbound import DestinationRefused
 from sendwell.providers.base import ProviderError, Transient
 
 PASSWORD_CHANGED_HINT = "Enter the new password (or app password) with Reauthenticate."  # noqa: S105
@@ -117,7 +119,19 @@ def transport_failure(what: str, endpoint: Endpoint, error: BaseException) -> Pr
             f"The {what} server {endpoint} refused the connection. Check the port.",
             code="connect",
         )
+    if isinstance(error, imaplib.IMAP4.error):
+        # Something answered that is not an IMAP server; its words are not repeated.
+        return ProviderError(
+            f"The {what} server {endpoint} did not greet Sendwell as a mail server. "
+            "Check the host and port.",
+            code="imap_greeting",
+        )
     return Transient(
-        f"The connection to the {what} server {endpoint} failed ({type(error).__name__}: {error}).",
+        f"The connection to the {what} server {endpoint} failed ({type(error).__name__}).",
         code="connect",
     )
+
+
+def refused_destination(error: DestinationRefused) -> ProviderError:
+    """The outbound policy's refusal, as the provider error every caller handles."""
+    return ProviderError(error.message, code="destination_refused")

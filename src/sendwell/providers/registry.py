@@ -32,7 +32,9 @@ def build_registry(settings: Settings, http: httpx.Client) -> ProviderRegistry:
     """
     registry = _oauth_hosts(settings, http)
     registry[ProviderName.IMAP] = ImapSmtpProvider(
-        timeout_seconds=settings.provider_timeout_seconds, ca_file=settings.mail_server_ca_file
+        timeout_seconds=settings.provider_timeout_seconds,
+        ca_file=settings.mail_server_ca_file,
+        outbound=settings.outbound_policy,
     )
     return registry
 

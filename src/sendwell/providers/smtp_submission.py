@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
+from typing import Any
 
+from sendwell.kit.outbound import DestinationRefused, OutboundPolicy
 from sendwell.providers.base import AuthRevoked, ProviderError, RecipientRejected, Transient
 from sendwell.providers.mail_server import (
     PASSWORD_CHANGED_HINT,
     AuthMethod,
     Security,
     ServerLogin,
+    refused_destination,
     transport_failure,
 )
 
@@ -42,19 +45,55 @@ class DataUnanswered(Exception):
     """The whole message reached the server but its answer did not come back."""
 
 
-def check_login(login: ServerLogin, *, context: ssl.SSLContext, timeout: float) -> None:
+class _CheckedSMTP(smtplib.SMTP):
+    """SMTP whose every connection goes to an address the outbound policy checked."""
+
+    def __init__(self, outbound: OutboundPolicy, *args: Any, **kwargs: Any) -> None:
+        self._outbound = outbound
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float | None) -> Any:
+        return self._outbound.connect(host, port, timeout, what="mail server connections")
+
+
+class _CheckedSMTPSSL(smtplib.SMTP_SSL, _CheckedSMTP):
+    """SMTP over TLS on a checked address; the certificate is still checked for the name."""
+
+    def __init__(
+        self,
+        outbound: OutboundPolicy,
+        host: str,
+        port: int,
+        *,
+        timeout: float,
+        context: ssl.SSLContext,
+    ) -> None:
+        self._outbound = outbound
+        smtplib.SMTP_SSL.__init__(self, host, port, timeout=timeout, context=context)
+
+
+def check_login(
+    login: ServerLogin, *, context: ssl.SSLContext, timeout: float, outbound: OutboundPolicy
+) -> None:
     """Connect, secure and authenticate, then leave: proves the SMTP settings work."""
-    with _session(login, context=context, timeout=timeout):
+    with _session(login, context=context, timeout=timeout, outbound=outbound):
         pass
 
 
-def submit(login: ServerLogin, message: bytes, *, context: ssl.SSLContext, timeout: float) -> None:
+def submit(
+    login: ServerLogin,
+    message: bytes,
+    *,
+    context: ssl.SSLContext,
+    timeout: float,
+    outbound: OutboundPolicy,
+) -> None:
     """Hand one message to the submission server, or raise why not.
 
     Raises ``DataUnanswered`` when the message was fully written but no reply came.
     """
     sender, recipients = envelope_of(message, login.email)
-    with _session(login, context=context, timeout=timeout) as smtp:
+    with _session(login, context=context, timeout=timeout, outbound=outbound) as smtp:
         try:
             _expect(smtp.mail(sender), "the sender", sender)
             for recipient in recipients:
@@ -88,18 +127,25 @@ def envelope_of(message: bytes, fallback_sender: str) -> tuple[str, list[str]]:
 
 @contextmanager
 def _session(
-    login: ServerLogin, *, context: ssl.SSLContext, timeout: float
+    login: ServerLogin, *, context: ssl.SSLContext, timeout: float, outbound: OutboundPolicy
 ) -> Iterator[smtplib.SMTP]:
     endpoint = login.smtp
     try:
         if endpoint.security is Security.TLS:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                endpoint.host, endpoint.port, timeout=timeout, context=context
+            smtp: smtplib.SMTP = _CheckedSMTPSSL(
+                outbound, endpoint.host, endpoint.port, timeout=timeout, context=context
             )
         else:
-            smtp = smtplib.SMTP(endpoint.host, endpoint.port, timeout=timeout)
+            smtp = _CheckedSMTP(outbound, endpoint.host, endpoint.port, timeout=timeout)
+    except DestinationRefused as error:
+        raise refused_destination(error) from None
     except smtplib.SMTPConnectError as error:
-        raise _classified(error.smtp_code, error.smtp_error, "the connection", "") from error
+        # Whatever answered is not greeting as a mail server: its words are not repeated.
+        raise ProviderError(
+            f"The SMTP server {endpoint} did not greet Sendwell as a mail server "
+            f"(reply code {error.smtp_code}). Check the host and port.",
+            code="smtp_greeting",
+        ) from error
     except (smtplib.SMTPServerDisconnected, OSError) as error:
         raise transport_failure("SMTP", endpoint, error) from error
     try:

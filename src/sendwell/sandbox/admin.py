@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import asdict, replace
 from datetime import timedelta
 from email.message import Message
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -89,8 +90,29 @@ def problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def build_router(state: SandboxState) -> APIRouter:
-    router = APIRouter(prefix="/admin")
+def caller_is_trusted(request: Request, admin_token: str) -> bool:
+    """A loopback caller, or one that presents the sandbox admin token."""
+    if admin_token:
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if secrets.compare_digest(sent.encode(), admin_token.encode()):
+            return True
+    try:
+        return ipaddress.ip_address(request.client.host if request.client else "").is_loopback
+    except ValueError:
+        return False
+
+
+def build_router(state: SandboxState, admin_token: str = "") -> APIRouter:
+    def only_trusted_callers(request: Request) -> None:
+        # These endpoints read every mailbox and act as anyone: never open to the network.
+        if not caller_is_trusted(request, admin_token):
+            raise HTTPException(
+                403,
+                "The sandbox admin endpoints answer loopback callers, or the bearer token "
+                "SENDWELL_SANDBOX_ADMIN_TOKEN.",
+            )
+
+    router = APIRouter(prefix="/admin", dependencies=[Depends(only_trusted_callers)])
 
     def known(address: str) -> JSONResponse | None:
         if provider_for(address) is None:

@@ -14,8 +14,11 @@ MOUNT_PATH = "/sandbox"
 CSS = Path(__file__).parent / "templates" / "sandbox.css"
 
 
-def create_sandbox_app(state: SandboxState | None = None) -> FastAPI:
-    """Every emulated endpoint, rooted where it is mounted."""
+def create_sandbox_app(state: SandboxState | None = None, *, admin_token: str = "") -> FastAPI:
+    """Every emulated endpoint, rooted where it is mounted.
+
+    The admin endpoints answer loopback callers, and others only with `admin_token`.
+    """
     state = state or SandboxState()
     app = FastAPI(
         title="Sendwell sandbox providers", docs_url=None, redoc_url=None, openapi_url=None
@@ -24,7 +27,7 @@ def create_sandbox_app(state: SandboxState | None = None) -> FastAPI:
     app.include_router(signin.build_router(state))
     app.include_router(google.build_router(state))
     app.include_router(microsoft.build_router(state))
-    app.include_router(admin.build_router(state))
+    app.include_router(admin.build_router(state, admin_token))
 
     @app.get("/assets/sandbox.css", include_in_schema=False)
     def stylesheet() -> FileResponse:
@@ -33,8 +36,8 @@ def create_sandbox_app(state: SandboxState | None = None) -> FastAPI:
     return app
 
 
-def create_standalone_app(state: SandboxState | None = None) -> FastAPI:
+def create_standalone_app(state: SandboxState | None = None, *, admin_token: str = "") -> FastAPI:
     """The sandbox alone, under the same /sandbox path it has inside Sendwell."""
     outer = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    outer.mount(MOUNT_PATH, create_sandbox_app(state))
+    outer.mount(MOUNT_PATH, create_sandbox_app(state, admin_token=admin_token))
     return outer

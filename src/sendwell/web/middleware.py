@@ -17,6 +17,18 @@ from sendwell.web.pages import templates
 log = get_logger("sendwell.http")
 
 
+# Paths whose last part is a bearer secret (an unsubscribe link works for anyone who has it).
+SECRET_PATH_PREFIXES = ("/u/",)
+
+
+def loggable_path(path: str) -> str:
+    """The path with any secret in it replaced, so request logs hold no usable link."""
+    for prefix in SECRET_PATH_PREFIXES:
+        if path.startswith(prefix):
+            return f"{prefix}[token]"
+    return path
+
+
 class RequestLogMiddleware:
     """Logs method, path (never the query string), status and duration; sets X-Request-ID."""
 
@@ -47,7 +59,7 @@ class RequestLogMiddleware:
             log.info(
                 "request",
                 method=scope["method"],
-                path=scope["path"],
+                path=loggable_path(scope["path"]),
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )

@@ -50,7 +50,7 @@ def create_endpoint(
         events=body.events,
         secret=body.secret,
         description=body.description,
-        allow_private=settings.webhooks_allow_private,
+        outbound=settings.outbound_policy,
     )
     return EndpointWithSecret(
         **EndpointOut.of(endpoint).model_dump(), secret=service.reveal_secret(conn.box, endpoint)
@@ -82,7 +82,7 @@ def patch_endpoint(
         conn.box,
         user,
         endpoint_id,
-        allow_private=settings.webhooks_allow_private,
+        outbound=settings.outbound_policy,
         **body.model_dump(exclude_unset=True),
     )
     return EndpointOut.of(endpoint)

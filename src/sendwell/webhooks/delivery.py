@@ -14,7 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
@@ -25,6 +25,7 @@ from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
+from sendwell.kit.outbound import OutboundPolicy
 from sendwell.kit.tokenbox import TokenBox, TokenBoxError
 from sendwell.models import (
     DeliveryStatus,
@@ -54,7 +55,7 @@ class DeliveryPolicy:
     retry_for: timedelta = timedelta(hours=24)
     first_retry: timedelta = timedelta(seconds=30)
     longest_retry: timedelta = timedelta(hours=1)
-    allow_private: bool = False
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)
     retention: timedelta = timedelta(days=30)
 
     @property
@@ -67,7 +68,7 @@ def policy_from(settings: Settings) -> DeliveryPolicy:
     return DeliveryPolicy(
         timeout_seconds=settings.webhook_timeout_seconds,
         retry_for=timedelta(hours=settings.webhook_retry_hours),
-        allow_private=settings.webhooks_allow_private,
+        outbound=settings.outbound_policy,
     )
 
 
@@ -220,7 +221,7 @@ class WebhookDeliverer:
         if not prepared.secret:
             return outcome(False, None, "The signing secret cannot be decrypted; nothing sent.")
         try:
-            destination = resolve_destination(prepared.url, allow_private=self.policy.allow_private)
+            destination = resolve_destination(prepared.url, self.policy.outbound)
         except UnsafeDestination as error:
             return outcome(False, None, f"Refused: {error.message}")
         headers = {

@@ -6,13 +6,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sendwell.kit.schemas import RequestBody
 from sendwell.models import DeliveryStatus, WebhookEndpoint
 from sendwell.webhooks.service import EVENT_TYPES, DeliveryView
 
 EVENTS_HELP = "Event types to send: " + ", ".join(EVENT_TYPES) + "."
 
 
-class EndpointIn(BaseModel):
+class EndpointIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2000, description="An https:// (or http://) URL on a public host.")

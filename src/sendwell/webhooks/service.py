@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Forbidden, InvalidInput, NotFound
+from sendwell.kit.outbound import OutboundPolicy
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.models import (
     Campaign,
@@ -68,6 +69,8 @@ RECIPIENT_EVENTS = {
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a label, not a secret
 MIN_SECRET_LENGTH = 16
 RECENT_DELIVERIES = 50
+# Each event is delivered to every endpoint: their number bounds a workspace's outbound work.
+MAX_ENDPOINTS = 50
 
 
 @dataclass(frozen=True)
@@ -253,13 +256,18 @@ def create_endpoint(
     events: list[str],
     secret: str = "",
     description: str = "",
-    allow_private: bool,
+    outbound: OutboundPolicy,
 ) -> WebhookEndpoint:
     """Register an endpoint; without a secret one is generated."""
     require_admin(user)
+    if len(repo.endpoints(db, user.workspace_id)) >= MAX_ENDPOINTS:
+        raise InvalidInput(
+            f"A workspace can have at most {MAX_ENDPOINTS} webhook endpoints; delete one first.",
+            code="too_many_endpoints",
+        )
     endpoint = WebhookEndpoint(
         workspace_id=user.workspace_id,
-        url=_check_url(url, allow_private),
+        url=_check_url(url, outbound),
         events=" ".join(_check_events(events)),
         secret=box.seal(_check_secret(secret) or SECRET_PREFIX + secrets.token_urlsafe(32)),
         description=_check_description(description),
@@ -279,7 +287,7 @@ def update_endpoint(
     user: User,
     endpoint_id: int,
     *,
-    allow_private: bool,
+    outbound: OutboundPolicy,
     url: str | None = None,
     events: list[str] | None = None,
     secret: str | None = None,
@@ -289,7 +297,7 @@ def update_endpoint(
     """Change an endpoint; enabling it again retries what is waiting at once."""
     endpoint = get_endpoint(db, user, endpoint_id)
     if url is not None:
-        endpoint.url = _check_url(url, allow_private)
+        endpoint.url = _check_url(url, outbound)
     if events is not None:
         endpoint.events = " ".join(_check_events(events))
     if secret is not None:
@@ -342,8 +350,8 @@ def reencrypt_secrets(db: Session, box: TokenBox) -> int:
     return len(endpoints)
 
 
-def _check_url(url: str, allow_private: bool) -> str:
-    return resolve_destination(url, allow_private=allow_private).url
+def _check_url(url: str, outbound: OutboundPolicy) -> str:
+    return resolve_destination(url, outbound).url
 
 
 def _check_events(events: list[str]) -> list[str]:

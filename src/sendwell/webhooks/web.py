@@ -53,7 +53,7 @@ async def add_endpoint(
             events=events,
             secret=secret,
             description=description,
-            allow_private=settings.webhooks_allow_private,
+            outbound=settings.outbound_policy,
         )
     except InvalidInput as error:
         form: dict[str, object] = {"url": url, "description": description, "events": events}
@@ -145,6 +145,6 @@ def switch_endpoint(
         user,
         endpoint_id,
         enabled=switch == "enable",
-        allow_private=settings.webhooks_allow_private,
+        outbound=settings.outbound_policy,
     )
     return redirect_with_flash(request, f"{WEBHOOKS_TAB}/{endpoint_id}", SWITCHED[switch])
