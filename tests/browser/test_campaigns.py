@@ -239,7 +239,7 @@ def test_campaign_from_draft_to_sending_then_pause_and_resume_from_the_menu(
                 "Hi {{ first_name | default('there') }},\n"
                 "your favourite colour is {{ favourite_color | default('a secret') }}.\n",
             ),
-            Step("Following up, {{ first_name }}", "Any news from {{ company }}?", 1, "days"),
+            Step("", "Any news from {{ company }}?", 1, "days"),
         ],
     )
     steps = page.get_by_role("region", name="Steps").get_by_role("listitem")
@@ -274,7 +274,7 @@ def test_campaign_from_draft_to_sending_then_pause_and_resume_from_the_menu(
     preview.get_by_label("Step").select_option(label="Step 2")
     preview.get_by_label("Recipient").select_option(label="katherine@example.com")
     preview.get_by_role("button", name="Preview").click()
-    expect(preview).to_contain_text("Subject: Following up, Katherine")
+    expect(preview).to_contain_text("Subject: Re: Hello Katherine at NASA")
     expect(preview).to_contain_text("Any news from NASA?")
     preview.get_by_label("Step").select_option(label="Step 1")
     preview.get_by_role("button", name="Preview").click()

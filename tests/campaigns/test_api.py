@@ -280,7 +280,7 @@ def test_create_refuses_someone_elses_mailbox(
         ({"mailbox_id": 1, "steps": []}, "name"),
         ({"name": "x", "steps": []}, "mailbox_id"),
         ({"name": "x", "mailbox_id": "one", "steps": []}, "mailbox_id"),
-        ({"name": "x", "mailbox_id": 1, "steps": [{"body": "b"}]}, "steps.0.subject"),
+        ({"name": "x", "mailbox_id": 1, "steps": [{"subject": 5, "body": "b"}]}, "steps.0.subject"),
         ({"name": "x", "mailbox_id": 1, "steps": [], "colour": "red"}, "colour"),
     ],
 )
