@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, select, text
 from sendwell.db import make_session_factory, session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.models import Mailbox, MailboxStatus, User
+from sendwell.providers.base import ProviderName
 
 SQLITE_MOMENT = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -125,7 +126,7 @@ def mailbox_row(engine: Engine, address: str) -> tuple[int, int]:
         mailbox = Mailbox(
             workspace_id=owner.workspace_id,
             owner_id=owner.id,
-            provider="google",
+            provider=ProviderName.GOOGLE,
             subject=f"bench-{address}",
             email=address,
             status=MailboxStatus.CONNECTED,

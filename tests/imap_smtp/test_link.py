@@ -108,7 +108,7 @@ def test_an_untrusted_certificate_is_refused(
 ) -> None:
     """Without SENDWELL_MAIL_SERVER_CA_FILE the test CA is not trusted: nothing is linked."""
     untrusting = ImapSmtpProvider(timeout_seconds=5, outbound=LOOPBACK)
-    monkeypatch.setitem(_connections(client).registry, ProviderName.IMAP, untrusting)
+    monkeypatch.setitem(_connections(client).registry.mail, ProviderName.IMAP, untrusting)
     response = link_other(client, mail.form())
     assert response.status_code == 422
     assert "presented a certificate that cannot be trusted" in response.text

@@ -34,7 +34,9 @@ def provider(mail: MailServers) -> ImapSmtpProvider:
     )
 
 
-def credential(mail: MailServers, *, password: str = SENDER_PASSWORD, smtp_port: int = 0) -> str:
+def credential(
+    mail: MailServers, *, password: str = SENDER_PASSWORD, smtp_port: int = 0
+) -> ServerLogin:
     return ServerLogin(
         email=SENDER,
         username=SENDER,
@@ -42,7 +44,7 @@ def credential(mail: MailServers, *, password: str = SENDER_PASSWORD, smtp_port:
         auth=AuthMethod.PASSWORD,
         smtp=Endpoint("127.0.0.1", smtp_port or mail.smtps_port, Security.TLS),
         imap=Endpoint("127.0.0.1", mail.dovecot.imaps_port, Security.TLS),
-    ).to_credential()
+    )
 
 
 def probe(tag: str) -> SentProbe:
@@ -246,12 +248,12 @@ def test_xoauth2_signs_in_to_both_servers_until_the_token_is_withdrawn(
         imap=Endpoint("127.0.0.1", mail.dovecot.imaps_port, Security.TLS),
     )
     provider.check_connection(login)
-    provider.send(login.to_credential(), message("ann@example.com", "x-1"), tag="x-1")
+    provider.send(login, message("ann@example.com", "x-1"), tag="x-1")
     assert len(mail.messages("ann@example.com")) == 1
-    assert provider.find_sent(login.to_credential(), probe("x-1"))
+    assert provider.find_sent(login, probe("x-1"))
     del mail.tokens["token-1"]
     with pytest.raises(AuthRevoked) as on_smtp:
-        provider.send(login.to_credential(), message("ann@example.com", "x-2"), tag="x-2")
+        provider.send(login, message("ann@example.com", "x-2"), tag="x-2")
     assert on_smtp.value.code == "smtp_535"
     with pytest.raises(AuthRevoked):
-        provider.list_inbound(login.to_credential(), None)
+        provider.list_inbound(login, None)

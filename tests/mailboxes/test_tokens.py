@@ -29,13 +29,14 @@ from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.tasks import check_connections
 from sendwell.mailboxes.tokens import (
     MailboxNotConnected,
-    fresh_access_token,
+    fresh_credential,
     reencrypt_all,
-    with_access_token,
+    with_credential,
 )
 from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxEventKind, MailboxStatus
 from sendwell.providers.base import AuthRevoked, ProviderName, Transient
-from sendwell.providers.registry import build_registry
+from sendwell.providers.credentials import AccessToken
+from sendwell.providers.registry import ProviderRegistry, build_registry
 from tests.conftest import csrf_from
 from tests.mailboxes.conftest import finish_at_provider, link, start_link
 from tests.sandbox_support import Sandbox
@@ -48,6 +49,19 @@ DEAD_SANDBOX = "http://127.0.0.1:9/sandbox"
 def session_factory(client: TestClient) -> sessionmaker[Session]:
     factory: sessionmaker[Session] = client.app.state.session_factory  # type: ignore[attr-defined]
     return factory
+
+
+def fresh_access_token(
+    factory: sessionmaker[Session],
+    conn: Connections,
+    mailbox_id: int,
+    *,
+    force_refresh: bool = False,
+) -> str:
+    """The bearer token of an OAuth mailbox's fresh credential."""
+    credential = fresh_credential(factory, conn, mailbox_id, force_refresh=force_refresh)
+    assert isinstance(credential, AccessToken)
+    return credential.bearer
 
 
 def linked(client: TestClient, db: Session, email: str) -> Mailbox:
@@ -490,8 +504,8 @@ def test_a_401_with_a_working_refresh_token_is_not_a_revocation(
     sandbox.admin("faults", {"mailbox": email, "fault": "unauthorized"})
     issued_before = issued_tokens(sandbox)
 
-    with_access_token(
-        session_factory(client), connections, mailbox.id, connections.provider(provider).probe
+    with_credential(
+        session_factory(client), connections, mailbox.id, connections.mail_host(provider).probe
     )
 
     after = reload(db, mailbox.id)
@@ -514,8 +528,8 @@ def test_a_401_after_the_grant_was_revoked_asks_for_reauthentication(
     sandbox.admin("revoke", {"mailbox": email})
 
     with pytest.raises(AuthRevoked):
-        with_access_token(
-            session_factory(client), connections, mailbox.id, connections.provider(provider).probe
+        with_credential(
+            session_factory(client), connections, mailbox.id, connections.mail_host(provider).probe
         )
 
     after = reload(db, mailbox.id)
@@ -634,7 +648,11 @@ def test_health_check_goes_on_past_a_mailbox_whose_host_is_no_longer_configured(
     second = linked(client, db, GOOGLE)
     assert first.id < second.id
     google_only = dataclasses.replace(
-        connections, registry={ProviderName.GOOGLE: connections.provider("google")}
+        connections,
+        registry=ProviderRegistry(
+            sign_in={ProviderName.GOOGLE: connections.sign_in("google")},
+            mail={ProviderName.GOOGLE: connections.mail_host("google")},
+        ),
     )
     sandbox.admin("revoke", {"mailbox": GOOGLE})
 

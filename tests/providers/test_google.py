@@ -22,6 +22,7 @@ from sendwell.providers.base import (
     SentProbe,
     Transient,
 )
+from sendwell.providers.credentials import AccessToken
 from sendwell.providers.google import (
     METADATA_SCOPE,
     SEND_SCOPE,
@@ -166,7 +167,7 @@ def test_revoked_grant_fails_refresh_and_api_calls(
         google.refresh(grant.tokens.refresh_token or "")
     assert refresh_error.value.code == "invalid_grant"
     with pytest.raises(AuthRevoked) as api_error:
-        google.send(grant.tokens.access_token, message(), tag="tag-1")
+        google.send(AccessToken(grant.tokens.access_token), message(), tag="tag-1")
     assert api_error.value.code == "authError"
 
 
@@ -190,7 +191,7 @@ def test_invalid_client_is_a_configuration_error(google: GoogleProvider, sandbox
 def test_send_rewrites_message_id_keeps_our_tag_and_threads_follow_ups(
     google: GoogleProvider, sandbox: Sandbox
 ) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     first = google.send(token, message(tag="tag-1"), tag="tag-1")
     assert first.message_id_header
     assert first.message_id_header != "<ours@sendwell.local>"
@@ -212,7 +213,7 @@ def test_send_rewrites_message_id_keeps_our_tag_and_threads_follow_ups(
 
 
 def test_thread_id_without_reply_headers_starts_a_new_thread(google: GoogleProvider) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     first = google.send(token, message(tag="tag-1"), tag="tag-1")
     second = google.send(
         token, message(subject="Other", tag="tag-2"), tag="tag-2", thread_id=first.thread_id
@@ -223,7 +224,7 @@ def test_thread_id_without_reply_headers_starts_a_new_thread(google: GoogleProvi
 def test_rate_limit_is_rate_limited_with_the_retry_time(
     google: GoogleProvider, sandbox: Sandbox
 ) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "rate_limit"})
     with pytest.raises(RateLimited) as caught:
         google.send(token, message(), tag="tag-1")
@@ -234,7 +235,7 @@ def test_rate_limit_is_rate_limited_with_the_retry_time(
 
 
 def test_user_rate_limit_is_rate_limited(google: GoogleProvider, sandbox: Sandbox) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "quota_exceeded"})
     with pytest.raises(RateLimited) as caught:
         google.send(token, message(), tag="tag-1")
@@ -242,7 +243,7 @@ def test_user_rate_limit_is_rate_limited(google: GoogleProvider, sandbox: Sandbo
 
 
 def test_server_error_is_transient(google: GoogleProvider, sandbox: Sandbox) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "server_error"})
     with pytest.raises(Transient):
         google.send(token, message(), tag="tag-1")
@@ -250,14 +251,14 @@ def test_server_error_is_transient(google: GoogleProvider, sandbox: Sandbox) -> 
 
 
 def test_forbidden_is_insufficient_scope(google: GoogleProvider, sandbox: Sandbox) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "forbidden"})
     with pytest.raises(InsufficientScope):
         google.send(token, message(), tag="tag-1")
 
 
 def test_mail_service_not_enabled_needs_the_user(google: GoogleProvider, sandbox: Sandbox) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "mailbox_not_enabled"})
     with pytest.raises(AuthRevoked) as caught:
         google.send(token, message(), tag="tag-1")
@@ -267,7 +268,7 @@ def test_mail_service_not_enabled_needs_the_user(google: GoogleProvider, sandbox
 def test_cut_response_is_outcome_unknown_and_found_by_tag(
     google: GoogleProvider, sandbox: Sandbox
 ) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     google.send(token, message(tag="earlier"), tag="earlier")
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "drop_after_accept"})
     with pytest.raises(OutcomeUnknown):
@@ -287,7 +288,7 @@ def test_timeout_is_outcome_unknown_and_nothing_was_sent(sandbox: Sandbox) -> No
             endpoints=GoogleEndpoints.sandbox(sandbox.url),
             http=http,
         )
-        token = link(google).tokens.access_token
+        token = AccessToken(link(google).tokens.access_token)
     sandbox.admin("timeout", {"seconds": 2})
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "timeout"})
     with httpx.Client(timeout=0.5) as impatient:
@@ -310,13 +311,13 @@ def test_unreachable_host_is_transient(http: httpx.Client) -> None:
         http=http,
     )
     with pytest.raises(Transient):
-        google.send("token", message(), tag="tag-1")
+        google.send(AccessToken("token"), message(), tag="tag-1")
 
 
 def test_inbound_replies_and_bounces_since_a_cursor(
     google: GoogleProvider, sandbox: Sandbox
 ) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sent = google.send(token, message(), tag="tag-1")
     cursor = google.list_inbound(token, None).cursor
     sandbox.admin(
@@ -334,7 +335,7 @@ def test_inbound_replies_and_bounces_since_a_cursor(
 
 
 def test_history_is_read_page_by_page(google: GoogleProvider, sandbox: Sandbox) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sent = google.send(token, message(), tag="tag-1")
     cursor = google.list_inbound(token, None).cursor
     for _ in range(230):  # more than two of users.history.list's default pages of 100
@@ -342,7 +343,7 @@ def test_history_is_read_page_by_page(google: GoogleProvider, sandbox: Sandbox) 
     bare = httpx.get(
         f"{sandbox.url}/google/gmail/v1/users/me/history",
         params={"startHistoryId": cursor, "labelId": "INBOX"},
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token.bearer}"},
     ).json()
     assert len(bare["history"]) == 100
     assert "nextPageToken" in bare
@@ -354,7 +355,7 @@ def test_history_is_read_page_by_page(google: GoogleProvider, sandbox: Sandbox) 
 def test_a_message_deleted_after_its_history_record_is_passed_over(
     google: GoogleProvider, sandbox: Sandbox
 ) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sent = google.send(token, message(), tag="tag-1")
     cursor = google.list_inbound(token, None).cursor
     gone = sandbox.admin("reply", {"mailbox": ADDRESS, "to_message_id": sent.message_id_header})
@@ -370,7 +371,7 @@ def test_a_sending_limit_bounce_follows_an_accepted_send(
     google: GoogleProvider, sandbox: Sandbox
 ) -> None:
     """Gmail: "You can't assume that a 200 response means the email was successfully sent"."""
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     cursor = google.list_inbound(token, None).cursor
     sandbox.admin("faults", {"mailbox": ADDRESS, "fault": "quota_bounce"})
     sent = google.send(token, message(), tag="tag-q")
@@ -383,11 +384,11 @@ def test_a_sending_limit_bounce_follows_an_accepted_send(
 
 
 def test_metadata_scope_refuses_search(google: GoogleProvider, sandbox: Sandbox) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     response = httpx.get(
         f"{sandbox.url}/google/gmail/v1/users/me/messages",
         params={"q": "from:grace"},
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token.bearer}"},
     )
     assert response.status_code == 403
     assert response.json()["error"]["message"] == "Metadata scope does not support 'q' parameter"
@@ -396,7 +397,7 @@ def test_metadata_scope_refuses_search(google: GoogleProvider, sandbox: Sandbox)
 def test_expired_history_cursor_resyncs_from_the_inbox(
     google: GoogleProvider, sandbox: Sandbox
 ) -> None:
-    token = link(google).tokens.access_token
+    token = AccessToken(link(google).tokens.access_token)
     sent = google.send(token, message(), tag="tag-1")
     sandbox.admin("reply", {"mailbox": ADDRESS, "to_message_id": sent.provider_message_id})
     page = google.list_inbound(token, "5")

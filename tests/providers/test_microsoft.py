@@ -37,6 +37,7 @@ from sendwell.providers.base import (
     SentProbe,
     Transient,
 )
+from sendwell.providers.credentials import AccessToken
 from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
 from sendwell.sandbox.app import create_standalone_app
 from sendwell.sandbox.state import SandboxState
@@ -175,7 +176,7 @@ def probe(
 
 
 def send_and_find(
-    provider: MicrosoftProvider, access: str, tag: str, **options: str
+    provider: MicrosoftProvider, access: AccessToken, tag: str, **options: str
 ) -> SentMessage:
     """Send, then learn where the message landed from Sent Items, as the dispatcher does."""
     assert provider.send(access, mime(tag, **options), tag=tag) == SentMessage("", "", "")
@@ -284,7 +285,7 @@ def test_refresh_rotates_the_refresh_token(provider: MicrosoftProvider) -> None:
     again = provider.refresh(tokens.refresh_token)
     assert again.refresh_token is not None
     assert again.refresh_token != tokens.refresh_token
-    assert provider.find_sent(again.access_token, probe("nothing-sent")) == []
+    assert provider.find_sent(AccessToken(again.access_token), probe("nothing-sent")) == []
 
 
 @pytest.mark.parametrize(
@@ -322,11 +323,11 @@ def test_a_revoked_grant_is_auth_revoked_everywhere(
         provider.refresh(grant.tokens.refresh_token)
     assert caught.value.code == "AADSTS50173"
     with pytest.raises(AuthRevoked):
-        provider.find_sent(grant.tokens.access_token, probe("tag"))
+        provider.find_sent(AccessToken(grant.tokens.access_token), probe("tag"))
     with pytest.raises(AuthRevoked):
-        provider.send(grant.tokens.access_token, mime("t-1"), tag="t-1")
+        provider.send(AccessToken(grant.tokens.access_token), mime("t-1"), tag="t-1")
     with pytest.raises(AuthRevoked):
-        provider.list_inbound(grant.tokens.access_token, "2026-01-01T00:00:00Z|")
+        provider.list_inbound(AccessToken(grant.tokens.access_token), "2026-01-01T00:00:00Z|")
 
 
 def test_revoke_is_not_offered_and_makes_no_request() -> None:
@@ -350,7 +351,7 @@ def test_revoke_is_not_offered_and_makes_no_request() -> None:
 def test_send_is_accepted_and_its_copy_found_by_recipient_and_subject(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     raw = mime("send-1")
     sent = send_and_find(provider, access, "send-1")
     [stored] = sandbox.sent()
@@ -374,13 +375,13 @@ def test_copies_in_sent_items_carry_no_internet_headers(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
     """Graph's maintainers: internet headers do not exist on the copy in Sent Items."""
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     send_and_find(provider, access, "hdr-1")
     url = f"{provider.endpoints.graph}/me/mailFolders/sentitems/messages"
     listing = httpx.get(
         url,
         params={"$select": "id,internetMessageHeaders"},
-        headers={"Authorization": f"Bearer {access}"},
+        headers={"Authorization": f"Bearer {access.bearer}"},
     ).json()
     assert listing["value"]
     assert all("internetMessageHeaders" not in item for item in listing["value"])
@@ -389,7 +390,7 @@ def test_copies_in_sent_items_carry_no_internet_headers(
 def test_the_copy_appears_only_after_the_accepted_answer(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     sandbox.post("/mailbox-settings", mailbox=USER, sent_copy_delay=0.6)
     assert provider.send(access, mime("late"), tag="late") == SentMessage("", "", "")
     assert provider.find_sent(access, probe("late")) == []
@@ -401,7 +402,7 @@ def test_the_copy_appears_only_after_the_accepted_answer(
 def test_found_without_our_header_when_exchange_drops_it(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     sandbox.post("/mailbox-settings", mailbox=USER, drop_custom_headers=True)
     sent = send_and_find(provider, access, "dropped")
     [stored] = sandbox.sent()
@@ -412,7 +413,7 @@ def test_found_without_our_header_when_exchange_drops_it(
 def test_every_copy_to_the_recipient_with_the_subject_since_the_claim_newest_first(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     provider.send(access, mime("same-1"), tag="same-1")
     time.sleep(1.1)  # Graph reports whole seconds
     claimed = datetime.now(UTC)
@@ -425,11 +426,11 @@ def test_every_copy_to_the_recipient_with_the_subject_since_the_claim_newest_fir
 def test_an_order_not_led_by_the_filter_is_refused_like_graph(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     response = httpx.get(
         f"{provider.endpoints.graph}/me/mailFolders/sentitems/messages",
         params={"$filter": "sentDateTime ge 2026-01-01T00:00:00Z", "$orderby": "subject"},
-        headers={"Authorization": f"Bearer {access}"},
+        headers={"Authorization": f"Bearer {access.bearer}"},
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "InefficientFilter"
@@ -438,7 +439,7 @@ def test_an_order_not_led_by_the_filter_is_refused_like_graph(
 def test_over_the_daily_recipient_limit_sending_waits(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     sandbox.post("/mailbox-settings", mailbox=USER, recipients_per_day=2)
     provider.send(access, mime("d-1"), tag="d-1")
     provider.send(access, mime("d-2"), tag="d-2")
@@ -452,7 +453,7 @@ def test_over_the_daily_recipient_limit_sending_waits(
 def test_over_the_per_minute_rate_the_rest_is_carried_over(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     sandbox.post("/mailbox-settings", mailbox=USER, messages_per_minute=2)
     for n in range(3):
         provider.send(access, mime(f"m-{n}", subject=f"Note {n}"), tag=f"m-{n}")
@@ -464,7 +465,7 @@ def test_over_the_per_minute_rate_the_rest_is_carried_over(
 def test_more_than_four_requests_at_once_are_throttled(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     sandbox.post("/mailbox-settings", mailbox=USER, concurrent_requests=1)
     sandbox.post("/timeout", seconds=1.5)
     sandbox.post("/faults", mailbox=USER, fault="timeout")
@@ -478,7 +479,7 @@ def test_more_than_four_requests_at_once_are_throttled(
     assert provider.find_sent(access, probe()) == []
 
 
-def _ignore_outcome(provider: MicrosoftProvider, access: str) -> None:
+def _ignore_outcome(provider: MicrosoftProvider, access: AccessToken) -> None:
     with contextlib.suppress(ProviderError):
         provider.send(access, mime("hung"), tag="hung")
 
@@ -504,7 +505,7 @@ def test_send_faults(
     error: type[ProviderError],
     code: str,
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     sandbox.post("/faults", mailbox=USER, fault=fault)
     with pytest.raises(ProviderError) as caught:
         provider.send(access, mime("f-1"), tag="f-1")
@@ -523,7 +524,7 @@ def test_send_faults(
 def test_a_cut_answer_is_outcome_unknown_and_found_once(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     provider.send(access, mime("other"), tag="other")
     sandbox.post("/faults", mailbox=USER, fault="drop_after_accept")
     with pytest.raises(OutcomeUnknown):
@@ -537,7 +538,7 @@ def test_a_cut_answer_is_outcome_unknown_and_found_once(
 def test_a_timeout_is_outcome_unknown_and_nothing_was_sent(sandbox: Sandbox) -> None:
     sandbox.post("/timeout", seconds=2)
     for provider in make_provider(sandbox, timeout=0.5):
-        access = link(provider).tokens.access_token
+        access = AccessToken(link(provider).tokens.access_token)
         sandbox.post("/faults", mailbox=USER, fault="timeout")
         with pytest.raises(OutcomeUnknown):
             provider.send(access, mime("slow-1"), tag="slow-1")
@@ -564,7 +565,7 @@ def test_graph_errors_the_sandbox_does_not_emulate(
             client_id=CLIENT_ID, client_secret="s", endpoints=MicrosoftEndpoints(), http=http
         )
         with pytest.raises(ProviderError) as caught:
-            provider.send("token", mime("m-1"), tag="m-1")
+            provider.send(AccessToken("token"), mime("m-1"), tag="m-1")
     assert type(caught.value) is error
     assert caught.value.code == body["code"]
     if headers:
@@ -578,7 +579,7 @@ def test_graph_errors_the_sandbox_does_not_emulate(
 def test_inbound_reply_and_bounce_arrive_once(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     start = provider.list_inbound(access, None)
     assert start.messages == []
     sent = send_and_find(provider, access, "in-1")
@@ -602,7 +603,7 @@ def test_inbound_reply_and_bounce_arrive_once(
 def test_inbound_in_the_same_second_is_neither_repeated_nor_skipped(
     sandbox: Sandbox, provider: MicrosoftProvider
 ) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     cursor = provider.list_inbound(access, None).cursor
     sent = send_and_find(provider, access, "in-2")
     seen: list[str] = []
@@ -619,7 +620,7 @@ def test_inbound_in_the_same_second_is_neither_repeated_nor_skipped(
 
 
 def test_paging_follows_next_links(sandbox: Sandbox, provider: MicrosoftProvider) -> None:
-    access = link(provider).tokens.access_token
+    access = AccessToken(link(provider).tokens.access_token)
     cursor = provider.list_inbound(access, None).cursor
     sent = send_and_find(provider, access, "in-3")
     for _ in range(120):
@@ -631,7 +632,7 @@ def test_paging_follows_next_links(sandbox: Sandbox, provider: MicrosoftProvider
 
 def test_a_bad_cursor_is_a_provider_error(provider: MicrosoftProvider) -> None:
     with pytest.raises(ProviderError) as caught:
-        provider.list_inbound("token", "12345")
+        provider.list_inbound(AccessToken("token"), "12345")
     assert caught.value.code == "bad_cursor"
 
 

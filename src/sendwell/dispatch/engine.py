@@ -23,7 +23,7 @@ from sendwell.dispatch import repository as repo
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes.connections import Connections
-from sendwell.mailboxes.tokens import HeldToken, MailboxNotConnected
+from sendwell.mailboxes.tokens import HeldCredential, MailboxNotConnected
 from sendwell.models import (
     Campaign,
     CampaignStep,
@@ -129,14 +129,14 @@ class Dispatcher:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
         so housekeeping runs between batches; returns how many were handed over."""
         handed = 0
-        token = HeldToken(self.factory, self.conn, mailbox_id)
+        credential = HeldCredential(self.factory, self.conn, mailbox_id)
         try:
             while handed < SEND_BATCH:
                 batch = self.claim(mailbox_id, SEND_BATCH - handed)
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
-                    if not self.deliver(ready, token):
+                    if not self.deliver(ready, credential):
                         # The host refused or asked us to wait: the rest go back in line and
                         # the next pass looks at the mailbox afresh.
                         for rest in batch[index + 1 :]:
@@ -207,7 +207,7 @@ class Dispatcher:
             return []
         gap = max(
             pacing.next_gap(mailbox.min_gap_seconds, self.rng),
-            self.conn.provider(mailbox.provider).min_send_interval,
+            self.conn.mail_host(mailbox.provider).min_send_interval,
         )
         size = min(limit, room) if not gap else 1
         enrollments = repo.due_enrollments(db, list(campaigns), now, size)
@@ -287,7 +287,7 @@ class Dispatcher:
             repo.hold_mailbox(db, mailbox.id, oldest + pacing.DAY)
         return mailbox.daily_cap - count
 
-    def deliver(self, ready: Ready, token: HeldToken) -> bool:
+    def deliver(self, ready: Ready, credential: HeldCredential) -> bool:
         """Pass the gate, send, record: the life of one claim after it was composed.
 
         False when the mailbox should send nothing more in this pass.
@@ -299,14 +299,14 @@ class Dispatcher:
         if prepared is None:
             self.outcomes.fail_recipient(claim, ready.problem)
             return True
-        provider = self.conn.provider(prepared.provider)
+        provider = self.conn.mail_host(prepared.provider)
         if not self._through_gate(claim):
             self.outcomes.release(claim, "the campaign or account changed before sending")
             return True
         try:
-            sent = token.call(
-                lambda access: provider.send(
-                    access, prepared.mime, tag=prepared.tag, thread_id=prepared.thread_id
+            sent = credential.call(
+                lambda held: provider.send(
+                    held, prepared.mime, tag=prepared.tag, thread_id=prepared.thread_id
                 )
             )
         except MailboxNotConnected:

@@ -16,7 +16,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes.connections import Connections
-from sendwell.mailboxes.tokens import with_access_token
+from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import (
     Campaign,
     Enrollment,
@@ -113,12 +113,12 @@ class InboundReader:
                 return 0
             cursor, provider_name = mailbox.inbound_cursor, mailbox.provider
         try:
-            provider = self.conn.provider(provider_name)
-            page: InboundPage = with_access_token(
+            provider = self.conn.mail_host(provider_name)
+            page: InboundPage = with_credential(
                 self.factory,
                 self.conn,
                 mailbox_id,
-                lambda token: provider.list_inbound(token, cursor),
+                lambda credential: provider.list_inbound(credential, cursor),
             )
         except (ProviderError, SendwellError) as error:
             log.info("inbound_deferred", mailbox_id=mailbox_id, reason=type(error).__name__)

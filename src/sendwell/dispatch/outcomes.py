@@ -24,7 +24,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes.connections import Connections
-from sendwell.mailboxes.tokens import with_access_token
+from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -43,6 +43,7 @@ from sendwell.providers.base import (
     InsufficientScope,
     OutcomeUnknown,
     ProviderError,
+    ProviderName,
     RateLimited,
     RecipientRejected,
     SendingBlocked,
@@ -50,6 +51,7 @@ from sendwell.providers.base import (
     SentProbe,
     Transient,
 )
+from sendwell.providers.credentials import Credential
 from sendwell.webhooks import service as webhooks
 
 if TYPE_CHECKING:
@@ -80,7 +82,7 @@ class WaitForThread(SendwellError):
 
 @dataclass(frozen=True)
 class Prepared:
-    provider: str
+    provider: ProviderName
     mime: bytes
     tag: str
     thread_id: str | None
@@ -364,12 +366,12 @@ class Outcomes:
                 since=row.claimed_at or row.sent_at or utcnow(),
             )
             mailbox_id, provider_name = mailbox.id, mailbox.provider
-        provider = self.conn.provider(provider_name)
+        provider = self.conn.mail_host(provider_name)
 
-        def look(token: str) -> list[SentMessage]:
-            return provider.find_sent(token, probe)
+        def look(credential: Credential) -> list[SentMessage]:
+            return provider.find_sent(credential, probe)
 
-        copies = with_access_token(self.factory, self.conn, mailbox_id, look)
+        copies = with_credential(self.factory, self.conn, mailbox_id, look)
         if not copies:
             return None
         with session_scope(self.factory) as db:
@@ -422,7 +424,7 @@ class Outcomes:
         with session_scope(self.factory) as db:
             mailbox = db.get(Mailbox, mailbox_id)
             name = mailbox.provider if mailbox else ""
-        return self.conn.provider(name).sent_copy_lag if name else timedelta(0)
+        return self.conn.mail_host(name).sent_copy_lag if name else timedelta(0)
 
     def fill_missing_metadata(self) -> None:
         """Learn the real Message-ID of sends the host accepted without saying where."""

@@ -13,17 +13,11 @@ from sendwell.kit.errors import InvalidInput
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes.expiry import ExpiryRules
 from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url, send_notice
-from sendwell.providers.base import MailProvider, ProviderName
+from sendwell.providers.base import MailHost, ProviderName, SignIn
 from sendwell.providers.certificates import certificate_expiry
 from sendwell.providers.discovery import ProviderDiscovery
 from sendwell.providers.mail_server import Endpoint, tls_context
 from sendwell.providers.registry import ProviderRegistry
-
-PROVIDER_LABELS = {
-    ProviderName.GOOGLE: "Google",
-    ProviderName.MICROSOFT: "Microsoft",
-    ProviderName.IMAP: "IMAP/SMTP",
-}
 
 
 @dataclass(frozen=True)
@@ -54,16 +48,31 @@ class Connections:
     # Reads a mail server's certificate expiry: reader(endpoint, "smtp" or "imap").
     certificate_reader: Callable[[Endpoint, Literal["smtp", "imap"]], datetime | None] | None = None
 
-    def provider(self, name: str) -> MailProvider:
-        provider = self.registry.get(name)  # type: ignore[call-overload]
-        if provider is None:
-            label = provider_label(name)
+    def sign_in(self, name: str) -> SignIn:
+        """The host's sign-in page and token upkeep; refused for hosts linked by password."""
+        host = _known(name)
+        if host is not None and not host.has_sign_in_page:
             raise InvalidInput(
-                f"{label} accounts cannot be linked on this server: its administrator has not "
-                f"configured {label} sign-in.",
-                code="provider_not_configured",
+                f"{host.label} accounts have no sign-in page: enter their server settings and "
+                "password instead.",
+                code="server_settings_needed",
             )
-        return provider  # type: ignore[no-any-return]
+        found = self.registry.sign_in.get(host) if host is not None else None
+        if found is None:
+            raise _not_configured(name)
+        return found
+
+    def mail_host(self, name: str) -> MailHost:
+        """The host that sends and reads a mailbox's mail."""
+        host = _known(name)
+        found = self.registry.mail.get(host) if host is not None else None
+        if found is None:
+            raise _not_configured(name)
+        return found
+
+    def linkable(self) -> list[ProviderName]:
+        """The hosts whose accounts can be linked on this server."""
+        return list(self.registry.mail)
 
     def redirect_uri(self, name: str) -> str:
         """One callback path per provider, so a code can never be sent to the wrong host."""
@@ -71,10 +80,25 @@ class Connections:
 
 
 def provider_label(name: str) -> str:
+    """A host's name as users read it; an unknown name is shown as given."""
+    host = _known(name)
+    return host.label if host is not None else name
+
+
+def _known(name: str) -> ProviderName | None:
     try:
-        return PROVIDER_LABELS[ProviderName(name)]
+        return ProviderName(name)
     except ValueError:
-        return name
+        return None
+
+
+def _not_configured(name: str) -> InvalidInput:
+    label = provider_label(name)
+    return InvalidInput(
+        f"{label} accounts cannot be linked on this server: its administrator has not "
+        f"configured {label} sign-in.",
+        code="provider_not_configured",
+    )
 
 
 def build_connections(settings: Settings, registry: ProviderRegistry) -> Connections:

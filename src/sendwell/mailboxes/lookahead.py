@@ -28,7 +28,7 @@ from sendwell.mailboxes.expiry import (
     expected_expiry,
     keep_alive_due,
 )
-from sendwell.mailboxes.tokens import fresh_access_token
+from sendwell.mailboxes.tokens import fresh_credential
 from sendwell.models import ExpiryWarning, Mailbox, MailboxEventKind, MailboxStatus, User
 from sendwell.providers.mail_server import Endpoint, Security
 from sendwell.webhooks import service as webhooks
@@ -135,7 +135,7 @@ def look_ahead(factory: sessionmaker[Session], conn: Connections, mailbox_id: in
         return
     if keep_alive_due(facts, rules, utcnow()):
         log.info("mailbox_keep_alive", mailbox_id=mailbox_id)
-        fresh_access_token(factory, conn, mailbox_id, force_refresh=True)
+        fresh_credential(factory, conn, mailbox_id, force_refresh=True)
         facts = _current_facts(factory, mailbox_id)
         if facts is None:
             return

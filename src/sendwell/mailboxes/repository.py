@@ -17,6 +17,7 @@ from sendwell.models import (
     MailServer,
     User,
 )
+from sendwell.providers.base import ProviderName
 
 
 def visible_mailboxes(db: Session, user: User) -> list[Mailbox]:
@@ -46,14 +47,14 @@ def get_mailbox(db: Session, mailbox_id: int) -> Mailbox | None:
     return db.get(Mailbox, mailbox_id)
 
 
-def get_by_identity(db: Session, provider: str, subject: str) -> Mailbox | None:
+def get_by_identity(db: Session, provider: ProviderName, subject: str) -> Mailbox | None:
     return db.scalar(
         select(Mailbox).where(Mailbox.provider == provider, Mailbox.subject == subject)
     )
 
 
 def others_with_address(
-    db: Session, workspace_id: int, provider: str, email: str, subject: str
+    db: Session, workspace_id: int, provider: ProviderName, email: str, subject: str
 ) -> list[Mailbox]:
     return list(
         db.scalars(

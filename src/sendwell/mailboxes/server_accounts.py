@@ -133,7 +133,7 @@ def link_server_account(
     # The servers first: only someone who can sign in there learns whether, and by whom, the
     # address is already linked here.
     check_both_servers(conn, login)
-    mailbox = repo.get_by_identity(db, ProviderName.IMAP.value, login.email)
+    mailbox = repo.get_by_identity(db, ProviderName.IMAP, login.email)
     check_may_relink(mailbox, user, login.email)
     reconnected = mailbox is not None
     if mailbox is None:
@@ -159,7 +159,7 @@ def link_server_account(
 
 def check_both_servers(conn: Connections, login: ServerLogin) -> None:
     """Both servers must accept the sign-in; otherwise the user reads their answer."""
-    provider = conn.provider(ProviderName.IMAP)
+    provider = conn.mail_host(ProviderName.IMAP)
     if not isinstance(provider, ImapSmtpProvider):
         raise InvalidInput("IMAP/SMTP accounts cannot be linked on this server.")
     try:
@@ -174,7 +174,7 @@ def _new_mailbox(db: Session, user: User, email: str) -> Mailbox:
     mailbox = Mailbox(
         workspace_id=user.workspace_id,
         owner_id=user.id,
-        provider=ProviderName.IMAP.value,
+        provider=ProviderName.IMAP,
         subject=email,
         email=email,
         status=MailboxStatus.DISCONNECTED,

@@ -17,7 +17,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from sendwell.kit.secrets import hash_secret
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections, provider_label
+from sendwell.mailboxes.connections import Connections
 from sendwell.models import (
     LinkAttempt,
     Mailbox,
@@ -181,13 +181,7 @@ def start_link(
     session_secret: str | None,
 ) -> str:
     """Record a one-time, expiring attempt bound to this browser; return the sign-in URL."""
-    if provider_name is ProviderName.IMAP:
-        raise InvalidInput(
-            "IMAP/SMTP accounts have no sign-in page: enter their server settings and "
-            "password instead.",
-            code="server_settings_needed",
-        )
-    provider = conn.provider(provider_name)
+    provider = conn.sign_in(provider_name)
     now = utcnow()
     repo.delete_stale_link_attempts(db, now)
     state, verifier = oauth.new_state(), oauth.new_code_verifier()
@@ -196,7 +190,7 @@ def start_link(
             state_hash=hash_secret(state),
             session_hash=hash_secret(session_secret) if session_secret else "",
             user_id=user.id,
-            provider=provider_name.value,
+            provider=provider_name,
             typed_email=email,
             code_verifier=conn.box.seal(verifier),
             created_at=now,
@@ -245,7 +239,7 @@ def complete_link(
     db: Session, conn: Connections, *, user: User, attempt: LinkAttempt, params: dict[str, str]
 ) -> Linked | NeedsConfirmation:
     """Exchange the callback for a grant; a different address than typed waits for the user."""
-    provider = conn.provider(attempt.provider)
+    provider = conn.sign_in(attempt.provider)
     grant = provider.complete_authorization(
         callback_params=params,
         redirect_uri=conn.redirect_uri(attempt.provider),
@@ -285,13 +279,13 @@ def discard_pending_link(db: Session, conn: Connections, *, user: User, attempt_
         return
     # Nothing was saved; a grant that cannot be revoked now expires at the host on its own.
     with contextlib.suppress(ProviderError):
-        conn.provider(attempt.provider).revoke(
+        conn.sign_in(attempt.provider).revoke(
             grant.tokens.refresh_token or grant.tokens.access_token
         )
 
 
 def connect_grant(
-    db: Session, conn: Connections, *, user: User, provider_name: str, grant: Grant
+    db: Session, conn: Connections, *, user: User, provider_name: ProviderName, grant: Grant
 ) -> Linked:
     """Save a grant: the same account (provider + subject) keeps its id, campaigns, history."""
     identity = grant.identity
@@ -323,7 +317,7 @@ def connect_grant(
         MailboxStatus.CONNECTED,
         kind=kind,
         actor=user,
-        reason=f"Signed in with {provider_label(provider_name)} as {identity.email}.",
+        reason=f"Signed in with {provider_name.label} as {identity.email}.",
     )
     db.flush()
     request_wakeup(db)
@@ -339,7 +333,7 @@ def check_may_relink(mailbox: Mailbox | None, user: User, email: str) -> None:
 
 
 def _retire_recreated(
-    db: Session, user: User, provider_name: str, identity: Identity
+    db: Session, user: User, provider_name: ProviderName, identity: Identity
 ) -> list[Mailbox]:
     """Same address, different subject: the old mailbox was deleted at the host."""
     retired = repo.others_with_address(
@@ -354,7 +348,7 @@ def _retire_recreated(
                 MailboxStatus.DISCONNECTED,
                 kind=MailboxEventKind.DISCONNECTED,
                 actor=user,
-                reason=f"{provider_label(provider_name)} now reports a "
+                reason=f"{provider_name.label} now reports a "
                 f"different account for {identity.email}; it was re-created.",
             )
     return retired
@@ -404,11 +398,11 @@ def disconnect(db: Session, conn: Connections, *, user: User, mailbox_id: int) -
 
 def _revoke_quietly(conn: Connections, mailbox: Mailbox) -> str:
     token = mailbox.refresh_token or mailbox.access_token
-    label = provider_label(mailbox.provider)
+    label = mailbox.provider.label
     if token is None:
         return ""
     try:
-        revoked = conn.provider(mailbox.provider).revoke(conn.box.open(token))
+        revoked = conn.sign_in(mailbox.provider).revoke(conn.box.open(token))
     except (ProviderError, InvalidInput):
         return f"{label} could not be reached to revoke access; the tokens were deleted here."
     if not revoked:

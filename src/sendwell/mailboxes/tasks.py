@@ -17,7 +17,7 @@ from sendwell.kit.logging import get_logger
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.lookahead import look_ahead
-from sendwell.mailboxes.tokens import with_access_token
+from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import MailboxStatus
 from sendwell.providers.base import ProviderError
 
@@ -67,8 +67,8 @@ def _check(
             with session_scope(factory) as db:
                 mailbox = repo.get_mailbox(db, mailbox_id)
                 provider_name = mailbox.provider if mailbox else ""
-            provider = conn.provider(provider_name)
-            with_access_token(factory, conn, mailbox_id, provider.probe)
+            provider = conn.mail_host(provider_name)
+            with_credential(factory, conn, mailbox_id, provider.probe)
             look_ahead(factory, conn, mailbox_id)
         except (ProviderError, SendwellError) as error:
             # One mailbox's problem (a dead grant, a host no longer configured) never stops

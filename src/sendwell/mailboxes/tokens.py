@@ -19,10 +19,11 @@ from sendwell.kit.errors import Conflict, NotFound
 from sendwell.kit.logging import get_logger
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections, provider_label
+from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.service import record_event, transition
 from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
 from sendwell.providers.base import AuthRevoked, InsufficientScope, ProviderError, TokenSet
+from sendwell.providers.credentials import AccessToken, Credential
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
 
 T = TypeVar("T")
@@ -33,15 +34,19 @@ class MailboxNotConnected(Conflict):
     code = "mailbox_not_connected"
 
 
-def with_access_token(
-    factory: sessionmaker[Session], conn: Connections, mailbox_id: int, action: Callable[[str], T]
+def with_credential(
+    factory: sessionmaker[Session],
+    conn: Connections,
+    mailbox_id: int,
+    action: Callable[[Credential], T],
 ) -> T:
-    """Run a provider call with a fresh token; a 401 is believed only after a new token fails."""
-    return HeldToken(factory, conn, mailbox_id).call(action)
+    """Run a provider call with a fresh credential; a 401 is believed only after a new token
+    fails."""
+    return HeldCredential(factory, conn, mailbox_id).call(action)
 
 
-class HeldToken:
-    """A mailbox's access token kept for a run of provider calls (a batch of sends).
+class HeldCredential:
+    """A mailbox's credential kept for a run of provider calls (a batch of sends).
 
     It is read (and decrypted) once, not once per call; it is read again when it has been
     held for a while, and replaced when a 401 forces a refresh, so the calls after that use
@@ -52,40 +57,44 @@ class HeldToken:
 
     def __init__(self, factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
         self.factory, self.conn, self.mailbox_id = factory, conn, mailbox_id
-        self._token = ""
+        self._credential: Credential | None = None
         self._read_at = utcnow()
 
-    def call(self, action: Callable[[str], T]) -> T:
+    def call(self, action: Callable[[Credential], T]) -> T:
         """Run a provider call; a 401 is believed only after a new token fails as well."""
-        if not self._token or utcnow() - self._read_at > self.HOLD:
-            self._keep(fresh_access_token(self.factory, self.conn, self.mailbox_id))
+        credential = self._credential
+        if credential is None or utcnow() - self._read_at > self.HOLD:
+            credential = self._read()
         try:
-            return action(self._token)
+            return action(credential)
         except InsufficientScope as error:
             require_reauthentication(self.factory, self.conn, self.mailbox_id, error)
             raise
         except AuthRevoked:
-            self._keep(
-                fresh_access_token(self.factory, self.conn, self.mailbox_id, force_refresh=True)
-            )
+            credential = self._read(force_refresh=True)
         try:
-            return action(self._token)
+            return action(credential)
         except AuthRevoked as error:
             require_reauthentication(self.factory, self.conn, self.mailbox_id, error)
             raise
 
-    def _keep(self, token: str) -> None:
-        self._token, self._read_at = token, utcnow()
+    def _read(self, *, force_refresh: bool = False) -> Credential:
+        self._credential = fresh_credential(
+            self.factory, self.conn, self.mailbox_id, force_refresh=force_refresh
+        )
+        self._read_at = utcnow()
+        return self._credential
 
 
-def fresh_access_token(
+def fresh_credential(
     factory: sessionmaker[Session],
     conn: Connections,
     mailbox_id: int,
     *,
     force_refresh: bool = False,
-) -> str:
-    """A usable access token, refreshing when it expires within the policy's margin."""
+) -> Credential:
+    """A usable credential: a password account's login, or an access token refreshed when it
+    expires within the policy's margin."""
     with session_scope(factory) as db:
         mailbox = _connected(db, mailbox_id)
         server = repo.get_mail_server(db, mailbox_id)
@@ -94,10 +103,10 @@ def fresh_access_token(
             return server_credential(conn.box, mailbox, server)
         expires_at, version = mailbox.token_expires_at, mailbox.token_version
         stored_access, stored_refresh = mailbox.access_token, mailbox.refresh_token
-        provider = conn.provider(mailbox.provider)
+        provider = conn.sign_in(mailbox.provider)
     fresh_until = utcnow() + conn.policy.refresh_ahead
     if stored_access and not force_refresh and expires_at and expires_at > fresh_until:
-        return conn.box.open(stored_access)
+        return AccessToken(conn.box.open(stored_access))
     if stored_refresh is None:
         error = AuthRevoked("No refresh token is stored for this mailbox.", code="no_refresh_token")
         require_reauthentication(factory, conn, mailbox_id, error)
@@ -119,7 +128,7 @@ def _save_refreshed(
     mailbox_id: int,
     version: int,
     tokens: TokenSet,
-) -> str:
+) -> AccessToken:
     values: dict[str, object] = {
         "access_token": conn.box.seal(tokens.access_token),
         "token_expires_at": tokens.expires_at,
@@ -136,12 +145,12 @@ def _save_refreshed(
         if won:
             db.refresh(mailbox)
             record_event(db, mailbox, MailboxEventKind.REFRESHED, reason="Access token refreshed.")
-            return tokens.access_token
+            return AccessToken(tokens.access_token)
         # Someone else saved newer tokens first: theirs are the ones to use and keep.
         db.refresh(mailbox)
         if mailbox.status is not MailboxStatus.CONNECTED or mailbox.access_token is None:
             raise MailboxNotConnected(_not_connected_message(mailbox))
-        return conn.box.open(mailbox.access_token)
+        return AccessToken(conn.box.open(mailbox.access_token))
 
 
 def require_reauthentication(
@@ -203,7 +212,7 @@ def record_passing_failure(
             and mailbox.transient_failures >= policy.transient_failures_before_reauth
             and lasted >= policy.transient_period_before_reauth
         ):
-            label = provider_label(mailbox.provider)
+            label = mailbox.provider.label
             transition(
                 db,
                 mailbox,
@@ -239,7 +248,7 @@ def _not_connected_message(mailbox: Mailbox) -> str:
     return f"{mailbox.email} needs reauthentication: {mailbox.status_reason}".strip()
 
 
-def server_credential(box: TokenBox, mailbox: Mailbox, server: MailServer) -> str:
+def server_credential(box: TokenBox, mailbox: Mailbox, server: MailServer) -> ServerLogin:
     """The IMAP/SMTP login a provider call receives, with the password decrypted."""
     if server.secret is None:
         raise MailboxNotConnected(_not_connected_message(mailbox))
@@ -250,7 +259,7 @@ def server_credential(box: TokenBox, mailbox: Mailbox, server: MailServer) -> st
         auth=AuthMethod(server.auth_method),
         smtp=Endpoint(server.smtp_host, server.smtp_port, Security(server.smtp_security)),
         imap=Endpoint(server.imap_host, server.imap_port, Security(server.imap_security)),
-    ).to_credential()
+    )
 
 
 def reencrypt_all(db: Session, box: TokenBox) -> int:

@@ -21,7 +21,6 @@ from sendwell.providers.base import (
     ConsentDeclined,
     InsufficientScope,
     ProviderError,
-    ProviderName,
 )
 from sendwell.providers.mail_server import SECURITY_LABELS
 from sendwell.web.deps import get_connections, get_db
@@ -84,7 +83,6 @@ def settings_tab(
             "tab": "settings",
             "active": [m for m in mailboxes if m.status is not MailboxStatus.DISCONNECTED],
             "disconnected": [m for m in mailboxes if m.status is MailboxStatus.DISCONNECTED],
-            "provider_label": provider_label,
             "paused": paused,
             "expiries": lookahead.expiries_for(db, conn.expiry_rules, mailboxes),
             "now": utcnow(),
@@ -121,7 +119,7 @@ def link(
                 "mailboxes/choose_provider.html",
                 {"email": address, "providers": _configured(conn)},
             )
-        if chosen is ProviderName.IMAP:
+        if not chosen.has_sign_in_page:
             return RedirectResponse(
                 f"{SERVER_LINK}?{urlencode({'email': address})}", status_code=303
             )
@@ -252,7 +250,7 @@ def admin_approval_print(
     conn: Connections = Depends(get_connections),
 ) -> Response:
     """A page to forward to the organisation's administrator."""
-    chosen = conn.provider(provider)
+    chosen = conn.sign_in(provider)
     return render(
         request,
         "mailboxes/admin_approval_print.html",
@@ -363,14 +361,14 @@ def reauthenticate(
     conn: Connections = Depends(get_connections),
 ) -> Response:
     mailbox = service.get_mailbox(db, user, mailbox_id)
-    if ProviderName(mailbox.provider) is ProviderName.IMAP:
+    if not mailbox.provider.has_sign_in_page:
         return RedirectResponse(f"/mailboxes/{mailbox_id}/password", status_code=303)
     url = service.start_link(
         db,
         conn,
         user=user,
         email=mailbox.email,
-        provider_name=ProviderName(mailbox.provider),
+        provider_name=mailbox.provider,
         session_secret=request.cookies.get(SESSION_COOKIE),
     )
     return RedirectResponse(url, status_code=303)
@@ -395,7 +393,7 @@ def _email_settings_page(
             "server": server_accounts.settings_of(db, mailbox),
             "security_labels": {k.value: label for k, label in SECURITY_LABELS.items()},
             "events": service.mailbox_history(db, mailbox),
-            "label": provider_label(mailbox.provider),
+            "label": mailbox.provider.label,
             "form": form or {},
             "error": error,
         },
@@ -413,7 +411,7 @@ def _whole(raw: str, what: str) -> int | None:
 
 
 def _configured(conn: Connections) -> list[tuple[str, str]]:
-    return [(name.value, provider_label(name)) for name in conn.registry]
+    return [(name.value, name.choice) for name in conn.linkable()]
 
 
 def linked_page(request: Request, result: service.Linked) -> Response:
@@ -426,7 +424,7 @@ def linked_page(request: Request, result: service.Linked) -> Response:
     )
     if result.replaced:
         message += (
-            f" {provider_label(mailbox.provider)} reports a different account than "
+            f" {mailbox.provider.label} reports a different account than "
             "before for this address (it was re-created), so it was linked as a new "
             "account; the old one stays disconnected with its history."
         )
@@ -454,7 +452,7 @@ def _outcome(
 def _admin_approval(
     request: Request, conn: Connections, provider: str, email: str, code: str
 ) -> Response:
-    chosen = conn.provider(provider)
+    chosen = conn.sign_in(provider)
     return render(
         request,
         "mailboxes/admin_approval.html",
@@ -474,7 +472,7 @@ def _admin_approval(
 def _missing_permissions(
     request: Request, conn: Connections, provider: str, email: str, missing: frozenset[str]
 ) -> Response:
-    permissions = [p for p in conn.provider(provider).permissions if p.scope in missing]
+    permissions = [p for p in conn.sign_in(provider).permissions if p.scope in missing]
     return render(
         request,
         "mailboxes/missing_permissions.html",

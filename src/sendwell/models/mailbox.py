@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sendwell.kit.clock import utcnow
 from sendwell.models.base import Base, str_enum
 from sendwell.models.user import User
+from sendwell.providers.base import ProviderName
 
 
 class MailboxStatus(enum.StrEnum):
@@ -38,7 +39,7 @@ class Mailbox(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    provider: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[ProviderName] = mapped_column(str_enum(ProviderName))
     subject: Mapped[str] = mapped_column(String(255))
     email: Mapped[str] = mapped_column(String(320), index=True)
     status: Mapped[MailboxStatus] = mapped_column(str_enum(MailboxStatus))
@@ -101,7 +102,7 @@ class LinkAttempt(Base):
     state_hash: Mapped[str] = mapped_column(String(64), unique=True)
     session_hash: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    provider: Mapped[str] = mapped_column(String(32))
+    provider: Mapped[ProviderName] = mapped_column(str_enum(ProviderName))
     typed_email: Mapped[str] = mapped_column(String(320))
     code_verifier: Mapped[str] = mapped_column(Text)
     # A grant for another address than the one typed, encrypted, kept until the user decides.

@@ -1,7 +1,9 @@
-"""What every mail host offers, and the only error types the rest of Sendwell ever sees.
+"""What mail hosts offer, and the only error types the rest of Sendwell ever sees.
 
-The provider modules are the one place that knows vendor endpoints and error codes; they
-translate every failure into one of the errors below before it leaves ``providers/``.
+Two capabilities: ``SignIn`` (an OAuth sign-in page and token upkeep, for the hosts that have
+one) and ``MailHost`` (sending and reading mail, for every host). The provider modules are the
+one place that knows vendor endpoints and error codes; they translate every failure into one
+of the errors below before it leaves ``providers/``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sendwell.providers.credentials import Credential
 
 # Our own header on every message we send, found again in the Sent folder after a crash.
 TAG_HEADER = "X-Sendwell-Send-Id"
@@ -21,6 +26,38 @@ class ProviderName(enum.StrEnum):
     GOOGLE = "google"
     MICROSOFT = "microsoft"
     IMAP = "imap"
+
+    @property
+    def label(self) -> str:
+        """The host's name as users read it."""
+        return HOSTS[self].label
+
+    @property
+    def choice(self) -> str:
+        """The host as offered when Sendwell cannot tell an address's host by itself."""
+        return HOSTS[self].choice
+
+    @property
+    def has_sign_in_page(self) -> bool:
+        """True when accounts link on the host's sign-in page; False when by server settings
+        and password (and reauthenticate by entering the password again)."""
+        return HOSTS[self].has_sign_in_page
+
+
+@dataclass(frozen=True)
+class Host:
+    """What users are told about a host, and how its accounts are linked."""
+
+    label: str
+    choice: str
+    has_sign_in_page: bool
+
+
+HOSTS = {
+    ProviderName.GOOGLE: Host("Google", "Google (Gmail, Google Workspace)", True),
+    ProviderName.MICROSOFT: Host("Microsoft", "Microsoft (Outlook, Microsoft 365)", True),
+    ProviderName.IMAP: Host("IMAP/SMTP", "IMAP/SMTP: Other (any host with IMAP and SMTP)", False),
+}
 
 
 @dataclass(frozen=True)
@@ -106,17 +143,11 @@ class InboundPage:
     cursor: str
 
 
-class MailProvider(Protocol):
-    """One mail host: OAuth authorization, token upkeep, sending and reading metadata."""
+class SignIn(Protocol):
+    """A host's OAuth sign-in: authorization, token upkeep, revocation, admin consent."""
 
     name: ProviderName
     permissions: tuple[Permission, ...]
-    # The shortest interval between two sends from one mailbox that the host takes without
-    # holding them back; a mailbox's own minimum gap is never shorter.
-    min_send_interval: timedelta
-    # How late a send's copy may appear in Sent after the host answered: until then, not
-    # finding it there proves nothing.
-    sent_copy_lag: timedelta
 
     def authorization_url(
         self, *, redirect_uri: str, state: str, code_verifier: str, login_hint: str
@@ -138,13 +169,33 @@ class MailProvider(Protocol):
         """Revoke a grant at the provider; False when the provider offers no way to."""
         ...
 
+    def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:
+        """Where an organisation's administrator approves the app, when the host has one."""
+        ...
+
+
+class MailHost(Protocol):
+    """A host's mail: sending, finding a send in Sent, reading inbound metadata.
+
+    Every call takes the mailbox's ``Credential``; a host given the wrong kind raises a
+    ``ProviderError`` with code ``wrong_credential``.
+    """
+
+    name: ProviderName
+    # The shortest interval between two sends from one mailbox that the host takes without
+    # holding them back; a mailbox's own minimum gap is never shorter.
+    min_send_interval: timedelta
+    # How late a send's copy may appear in Sent after the host answered: until then, not
+    # finding it there proves nothing.
+    sent_copy_lag: timedelta
+
     def send(
-        self, access_token: str, mime: bytes, *, tag: str, thread_id: str | None = None
+        self, credential: Credential, mime: bytes, *, tag: str, thread_id: str | None = None
     ) -> SentMessage:
         """Send a complete RFC 5322 message carrying our tag header; learn where it landed."""
         ...
 
-    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
+    def find_sent(self, credential: Credential, probe: SentProbe) -> list[SentMessage]:
         """The Sent folder's copies that may be this send, newest first (reconciliation).
 
         Every message sent since ``probe.since`` is looked at, however many there are, so an
@@ -154,16 +205,12 @@ class MailProvider(Protocol):
         """
         ...
 
-    def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
+    def list_inbound(self, credential: Credential, cursor: str | None) -> InboundPage:
         """Inbound message metadata since a cursor; None starts from now."""
         ...
 
-    def probe(self, access_token: str) -> None:
-        """The cheapest authenticated call: proves the grant works, or raises why not."""
-        ...
-
-    def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:
-        """Where an organisation's administrator approves the app, when the host has one."""
+    def probe(self, credential: Credential) -> None:
+        """The cheapest authenticated call: proves the credential works, or raises why not."""
         ...
 
 

@@ -32,6 +32,7 @@ from sendwell.providers.base import (
     TokenSet,
     Transient,
 )
+from sendwell.providers.credentials import Credential, bearer_of
 from sendwell.providers.http import call, json_body, retry_after_seconds
 
 SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
@@ -195,8 +196,9 @@ class GoogleProvider:
         )
 
     def send(
-        self, access_token: str, mime: bytes, *, tag: str, thread_id: str | None = None
+        self, credential: Credential, mime: bytes, *, tag: str, thread_id: str | None = None
     ) -> SentMessage:
+        access_token = bearer_of(credential, self.name.label)
         payload: dict[str, str] = {"raw": base64.urlsafe_b64encode(mime).decode()}
         if thread_id:
             payload["threadId"] = thread_id
@@ -219,11 +221,12 @@ class GoogleProvider:
             headers = {}
         return SentMessage(message_id, thread, headers.get("message-id", ""))
 
-    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
+    def find_sent(self, credential: Credential, probe: SentProbe) -> list[SentMessage]:
         """The Sent message carrying our tag, looked for back to the claim (newest first).
 
         Gmail keeps the headers of the message as sent, and gmail.metadata reads them.
         """
+        access_token = bearer_of(credential, self.name.label)
         oldest = probe.since - SENT_CLOCK_SLACK
         params = {"labelIds": "SENT", "maxResults": "50"}
         while True:
@@ -245,7 +248,8 @@ class GoogleProvider:
                 return []
             params["pageToken"] = str(listing["nextPageToken"])
 
-    def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
+    def list_inbound(self, credential: Credential, cursor: str | None) -> InboundPage:
+        access_token = bearer_of(credential, self.name.label)
         if cursor is None:
             profile = self._get(access_token, "/profile", {})
             return InboundPage([], str(profile["historyId"]))
@@ -291,7 +295,8 @@ class GoogleProvider:
                 continue
         return messages
 
-    def probe(self, access_token: str) -> None:
+    def probe(self, credential: Credential) -> None:
+        access_token = bearer_of(credential, self.name.label)
         self._get(access_token, "/profile", {})
 
     def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:

@@ -1,7 +1,7 @@
 """Any mailbox reachable over SMTP submission and IMAP: the "Other" host.
 
 Sending goes through SMTP; the copy in Sent, finding a message by our tag, and replies and
-bounces go through IMAP. The credential every call receives is a ``ServerLogin`` in JSON.
+bounces go through IMAP. The credential every call receives is a ``ServerLogin``.
 """
 
 from __future__ import annotations
@@ -20,30 +20,26 @@ from sendwell.providers import imap_mailbox as imap_ops
 from sendwell.providers import smtp_submission
 from sendwell.providers.base import (
     TAG_HEADER,
-    Grant,
     InboundPage,
     OutcomeUnknown,
-    Permission,
     ProviderError,
     ProviderName,
     SentMessage,
     SentProbe,
-    TokenSet,
 )
+from sendwell.providers.credentials import Credential, login_of
 from sendwell.providers.imap_inbound import read_inbound
 from sendwell.providers.mail_server import ServerLogin, tls_context
 
 T = TypeVar("T")
 log = get_logger(__name__)
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
-NO_SIGN_IN_PAGE = "IMAP/SMTP accounts are linked with their server settings and password."
 
 
 class ImapSmtpProvider:
     """SMTP submission for sending, IMAP for Sent, reconciliation, replies and bounces."""
 
     name = ProviderName.IMAP
-    permissions: tuple[Permission, ...] = ()
     # Servers' own rate limits vary and answer with 4xx; Sendwell files the copy in Sent
     # itself before the send returns.
     min_send_interval = timedelta(0)
@@ -65,31 +61,11 @@ class ImapSmtpProvider:
         self._timed("check_smtp", lambda: self._smtp_login(login))
         self._timed("check_imap", lambda: self._imap_ready(login))
 
-    def authorization_url(
-        self, *, redirect_uri: str, state: str, code_verifier: str, login_hint: str
-    ) -> str:
-        raise ProviderError(NO_SIGN_IN_PAGE, code="password_account")
-
-    def complete_authorization(
-        self, *, callback_params: dict[str, str], redirect_uri: str, code_verifier: str
-    ) -> Grant:
-        raise ProviderError(NO_SIGN_IN_PAGE, code="password_account")
-
-    def refresh(self, refresh_token: str) -> TokenSet:
-        raise ProviderError(NO_SIGN_IN_PAGE, code="password_account")
-
-    def revoke(self, token: str) -> bool:
-        """A password cannot be revoked from here; the user changes it at their host."""
-        return False
-
-    def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:
-        return None
-
     def send(
-        self, access_token: str, mime: bytes, *, tag: str, thread_id: str | None = None
+        self, credential: Credential, mime: bytes, *, tag: str, thread_id: str | None = None
     ) -> SentMessage:
         """Submit over SMTP, then make sure a copy is in Sent (filed only if the host did not)."""
-        login = ServerLogin.from_credential(access_token)
+        login = login_of(credential, self.name.label)
         message_id = _header_id(mime, "Message-ID")
         try:
             self._timed(
@@ -109,19 +85,19 @@ class ImapSmtpProvider:
         self._keep_copy(login, mime, tag)
         return SentMessage(message_id, thread_id or message_id, message_id)
 
-    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
+    def find_sent(self, credential: Credential, probe: SentProbe) -> list[SentMessage]:
         """Our message with this tag in Sent (IMAP SEARCH HEADER searches the whole folder,
         so the probe's moment is not needed)."""
-        login = ServerLogin.from_credential(access_token)
+        login = login_of(credential, self.name.label)
         found = self._timed("imap_find_sent", lambda: self._find_in_sent(login, probe.tag))
         return [found] if found is not None else []
 
-    def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
-        login = ServerLogin.from_credential(access_token)
+    def list_inbound(self, credential: Credential, cursor: str | None) -> InboundPage:
+        login = login_of(credential, self.name.label)
         return self._timed("imap_inbound", lambda: self._read_inbound(login, cursor))
 
-    def probe(self, access_token: str) -> None:
-        self.check_connection(ServerLogin.from_credential(access_token))
+    def probe(self, credential: Credential) -> None:
+        self.check_connection(login_of(credential, self.name.label))
 
     def _smtp_login(self, login: ServerLogin) -> None:
         smtp_submission.check_login(

@@ -1,18 +1,17 @@
-"""An IMAP/SMTP account's login: servers, security, credentials, and how it travels.
+"""An IMAP/SMTP account's login: servers, security and credentials.
 
-The provider interface hands every call one opaque credential string; for these accounts it is
-the JSON form of ``ServerLogin`` (built from the stored settings and the decrypted password),
-so the same lifecycle that serves OAuth tokens serves passwords.
+Every mail host call receives a ``Credential``; for these accounts it is a ``ServerLogin``
+(built from the stored settings and the decrypted password), so the same lifecycle that
+serves OAuth tokens serves passwords.
 """
 
 from __future__ import annotations
 
 import enum
 import imaplib
-import json
 import socket
 import ssl
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 from sendwell.kit.outbound import DestinationRefused
 from sendwell.providers.base import ProviderError, Transient
@@ -49,43 +48,18 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class ServerLogin:
-    """Everything needed to reach one mailbox over SMTP and IMAP."""
+    """Everything needed to reach one mailbox over SMTP and IMAP; its repr hides the secret."""
 
     email: str
     username: str
-    secret: str
+    secret: str = field(repr=False)
     auth: AuthMethod
     smtp: Endpoint
     imap: Endpoint
 
-    def to_credential(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_credential(cls, raw: str) -> ServerLogin:
-        try:
-            data = json.loads(raw)
-            return cls(
-                email=data["email"],
-                username=data["username"],
-                secret=data["secret"],
-                auth=AuthMethod(data["auth"]),
-                smtp=_endpoint(data["smtp"]),
-                imap=_endpoint(data["imap"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise ProviderError(
-                "The stored server settings of this account cannot be read; link it again.",
-                code="bad_credential",
-            ) from None
-
     def xoauth2(self) -> str:
         """The SASL XOAUTH2 initial response (user and bearer token, ^A-separated)."""
         return f"user={self.username}\x01auth=Bearer {self.secret}\x01\x01"
-
-
-def _endpoint(data: dict[str, object]) -> Endpoint:
-    return Endpoint(str(data["host"]), int(str(data["port"])), Security(str(data["security"])))
 
 
 def tls_context(ca_file: str = "") -> ssl.SSLContext:

@@ -34,6 +34,7 @@ from sendwell.providers.base import (
     TokenSet,
     Transient,
 )
+from sendwell.providers.credentials import Credential, bearer_of
 from sendwell.providers.http import call, json_body, retry_after_seconds
 
 GRAPH_PREFIX = "https://graph.microsoft.com/"
@@ -188,7 +189,7 @@ class MicrosoftProvider:
         return False
 
     def send(
-        self, access_token: str, mime: bytes, *, tag: str, thread_id: str | None = None
+        self, credential: Credential, mime: bytes, *, tag: str, thread_id: str | None = None
     ) -> SentMessage:
         """Send through /me/sendMail (MIME form); a 202 means accepted, and nothing more.
 
@@ -197,6 +198,7 @@ class MicrosoftProvider:
         ``thread_id`` is ignored: Outlook threads a message by its In-Reply-To and References
         headers and its subject.
         """
+        access_token = bearer_of(credential, self.name.label)
         headers = {**_bearer(access_token), "Content-Type": "text/plain"}
         url = f"{self.endpoints.graph}/me/sendMail"
         response = self._call(
@@ -206,13 +208,14 @@ class MicrosoftProvider:
             raise _api_error(response)
         return SentMessage("", "", "")
 
-    def find_sent(self, access_token: str, probe: SentProbe) -> list[SentMessage]:
+    def find_sent(self, credential: Credential, probe: SentProbe) -> list[SentMessage]:
         """Copies in Sent Items to the probe's recipient with its subject, sent since it.
 
         Graph's copies in Sent Items carry no internetMessageHeaders, so our tag cannot be
         read back: the copy is recognised by recipient, subject and sentDateTime, which
         Mail.ReadBasic documents.
         """
+        access_token = bearer_of(credential, self.name.label)
         params = {
             "$filter": f"sentDateTime ge {_iso(probe.since - SENT_CLOCK_SLACK)}",
             "$orderby": "sentDateTime desc",
@@ -230,12 +233,13 @@ class MicrosoftProvider:
             if recipient in _recipients(item) and same_subject(str(item.get("subject"))) == subject
         ]
 
-    def list_inbound(self, access_token: str, cursor: str | None) -> InboundPage:
+    def list_inbound(self, credential: Credential, cursor: str | None) -> InboundPage:
         """Inbox messages since the cursor "<second>|<ids delivered at that second>".
 
         receivedDateTime has whole seconds, so the cursor's second is read again with ``ge``
         and the ids already delivered at it are skipped: nothing twice, nothing missed.
         """
+        access_token = bearer_of(credential, self.name.label)
         if cursor is None:
             return InboundPage([], _cursor(datetime.now(UTC).replace(microsecond=0), set()))
         since, delivered = _parse_cursor(cursor)
@@ -255,7 +259,8 @@ class MicrosoftProvider:
                 at_last.add(item_id)
         return InboundPage(messages, _cursor(last, at_last))
 
-    def probe(self, access_token: str) -> None:
+    def probe(self, credential: Credential) -> None:
+        access_token = bearer_of(credential, self.name.label)
         self._get(access_token, f"{self.endpoints.graph}/me", None)
 
     def admin_consent_url(self, *, redirect_uri: str, state: str) -> str | None:

@@ -1,13 +1,14 @@
-"""Which mail hosts this server can link, built once from the settings."""
+"""Which mail hosts this server can link, and how, built once from the settings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 
 from sendwell.config import Settings
-from sendwell.providers.base import MailProvider, ProviderName
+from sendwell.providers.base import MailHost, ProviderName, SignIn
 from sendwell.providers.google import GoogleEndpoints, GoogleProvider
 from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
@@ -15,7 +16,15 @@ from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
 SANDBOX_CLIENT_ID = "sendwell-sandbox"
 SANDBOX_CLIENT_SECRET = "sandbox-secret"  # noqa: S105 - registered with the emulator only
 
-ProviderRegistry = dict[ProviderName, MailProvider]
+OAuthHost = GoogleProvider | MicrosoftProvider
+
+
+@dataclass(frozen=True)
+class ProviderRegistry:
+    """The configured hosts: each one's mail, and the sign-in page of those that have one."""
+
+    sign_in: dict[ProviderName, SignIn]
+    mail: dict[ProviderName, MailHost]
 
 
 def make_http_client(settings: Settings) -> httpx.Client:
@@ -30,16 +39,17 @@ def build_registry(settings: Settings, http: httpx.Client) -> ProviderRegistry:
 
     IMAP/SMTP needs no credentials of the server's own, so it is always offered.
     """
-    registry = _oauth_hosts(settings, http)
-    registry[ProviderName.IMAP] = ImapSmtpProvider(
+    oauth = _oauth_hosts(settings, http)
+    mail: dict[ProviderName, MailHost] = dict(oauth)
+    mail[ProviderName.IMAP] = ImapSmtpProvider(
         timeout_seconds=settings.provider_timeout_seconds,
         ca_file=settings.mail_server_ca_file,
         outbound=settings.outbound_policy,
     )
-    return registry
+    return ProviderRegistry(sign_in=dict(oauth), mail=mail)
 
 
-def _oauth_hosts(settings: Settings, http: httpx.Client) -> ProviderRegistry:
+def _oauth_hosts(settings: Settings, http: httpx.Client) -> dict[ProviderName, OAuthHost]:
     if settings.sandbox:
         base = settings.sandbox_base_url
         return {
@@ -57,7 +67,7 @@ def _oauth_hosts(settings: Settings, http: httpx.Client) -> ProviderRegistry:
                 min_send_interval=timedelta(seconds=settings.microsoft_min_send_seconds),
             ),
         }
-    registry: ProviderRegistry = {}
+    registry: dict[ProviderName, OAuthHost] = {}
     if settings.google_client_id:
         registry[ProviderName.GOOGLE] = GoogleProvider(
             client_id=settings.google_client_id,
