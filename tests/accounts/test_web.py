@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from sendwell.accounts.service import client_key
 from sendwell.app import create_app
 from sendwell.models import ApiToken, Role, SignInFailure, User, Workspace
 from tests.conftest import (
@@ -293,3 +294,12 @@ def test_unknown_page_is_a_helpful_404(client: TestClient) -> None:
     response = client.get("/no/such/page")
     assert response.status_code == 404
     assert "Page not found" in response.text
+
+
+def test_an_ipv6_client_counts_by_its_64_block() -> None:
+    """A new address in the same /64 is no new client for sign-in failures."""
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("203.0.113.7") == "203.0.113.7"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -157,6 +158,7 @@ def sign_in(
         address = normalize_email(email)
     except InvalidInput:
         address = email.strip().lower()[:320]
+    client_ip = client_key(client_ip)
     _refuse_when_locked_out(db, address, client_ip, policy, now)
     user = repo.get_user_by_email(db, address)
     if not passwords.verify_password(password, user.password_hash if user else None) or not user:
@@ -168,6 +170,18 @@ def sign_in(
     user.last_sign_in_at = now
     repo.delete_failures_before(db, now - FAILURE_MEMORY)
     return user
+
+
+def client_key(client_ip: str) -> str:
+    """The client as sign-in failures count it: an IPv6 address by its /64, the block one
+    subscriber usually holds whole (a new address in it is no new client)."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return client_ip
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _refuse_when_locked_out(

@@ -299,6 +299,17 @@ class CsvImport:
             for record in self._records:
                 self._lines.record_chars = 0
                 row += 1
+                if len(record) > max(width, MAX_COLUMNS):
+                    # Far wider than any header may be: refused without looking at each value.
+                    self.rows += 1
+                    self.rejected.append(
+                        Skipped(
+                            row,
+                            "",
+                            f"the row has {len(record):,} values, more than {MAX_COLUMNS} columns",
+                        )
+                    )
+                    continue
                 values = [value.strip() for value in record]
                 if not any(values):
                     continue

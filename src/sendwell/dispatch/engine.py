@@ -211,12 +211,17 @@ class Dispatcher:
         )
         size = min(limit, room) if not gap else 1
         enrollments = repo.due_enrollments(db, list(campaigns), now, size)
+        history = repo.sent_rows(db, [e.id for e in enrollments])
+        # A reply whose thread's last message has no known ids yet is not claimed (nor does
+        # it take the mailbox's send slot): it is looked at again shortly.
+        enrollments = [
+            e for e in enrollments if not self._thread_pending(e, campaigns, history, now)
+        ]
         if not enrollments or not repo.take_send_slot(
             db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
         ):
             return []
         existing = repo.ledger_rows(db, [(e.id, e.steps_sent + 1) for e in enrollments])
-        history = repo.sent_rows(db, [e.id for e in enrollments])
         claimed: list[tuple[SendLedger, Enrollment, CampaignStep]] = []
         finished: set[int] = set()
         for enrollment in enrollments:
@@ -259,6 +264,23 @@ class Dispatcher:
             self._compose(row, enrollment, campaigns[row.campaign_id], step, mailbox, history)
             for row, enrollment, step in claimed
         ]
+
+    @staticmethod
+    def _thread_pending(
+        enrollment: Enrollment,
+        campaigns: dict[int, Campaign],
+        history: dict[int, list[SendLedger]],
+        now: datetime,
+    ) -> bool:
+        steps = campaigns[enrollment.campaign_id].steps
+        position = enrollment.steps_sent + 1
+        if position > len(steps):
+            return False
+        _in_thread, reply_to = outcomes.thread_so_far(steps, position, history[enrollment.id])
+        if reply_to is None or not outcomes.waits_for_thread(reply_to):
+            return False
+        enrollment.next_due_at = now + outcomes.THREAD_WAIT
+        return True
 
     def _compose(
         self,

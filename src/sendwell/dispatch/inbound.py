@@ -25,7 +25,7 @@ from sendwell.models import (
     SendLedger,
     SuppressionReason,
 )
-from sendwell.providers.base import InboundMessage, InboundPage, ProviderError
+from sendwell.providers.base import InboundMessage, InboundPage, ProviderError, ProviderName
 from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
@@ -41,8 +41,9 @@ IDS_GRACE = timedelta(minutes=2)
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
-def kind_of(message: InboundMessage) -> str:
-    """bounce, sending_limit, auto_reply or reply, from the headers a mail system sets."""
+def kind_of(message: InboundMessage, *, host: ProviderName | None = None) -> str:
+    """bounce, delay, sending_limit, auto_reply or reply, from the headers a mail system
+    sets; `host` is the mailbox's (a Google sending-limit bounce only counts on Gmail)."""
     headers = {k.lower(): v for k, v in message.headers.items()}
     # Parameters may be quoted (report-type="delivery-status"), as RFC 2045 allows.
     content_type = headers.get("content-type", "").lower().replace('"', "")
@@ -52,7 +53,15 @@ def kind_of(message: InboundMessage) -> str:
         or "x-failed-recipients" in headers
         or any(daemon in sender for daemon in DAEMONS)
     ):
-        if "x-failed-recipients" not in headers and any(d in sender for d in GOOGLE_DAEMONS):
+        subject = message.subject.lower()
+        if "(delay)" in subject or "delayed" in subject:
+            return "delay"  # the host is still trying: nothing has failed yet
+        if (
+            host is ProviderName.GOOGLE
+            and "(failure)" in subject
+            and "x-failed-recipients" not in headers
+            and any(d in sender for d in GOOGLE_DAEMONS)
+        ):
             return "sending_limit"
         return "bounce"
     auto = headers.get("auto-submitted", "no").strip().lower()
@@ -102,7 +111,9 @@ class InboundReader:
                 )
             )
             checked = mailbox.inbound_checked_at if mailbox else None
-        if checked is None or (last_change is not None and checked <= last_change):
+            # Not while its newest sends' ids are unknown: their answers could not be matched.
+            waiting = mailbox_id in repo.mailboxes_awaiting_ids(db, utcnow() - IDS_GRACE)
+        if checked is None or (last_change is not None and checked <= last_change and not waiting):
             self.read(mailbox_id)
 
     def read(self, mailbox_id: int) -> int:
@@ -127,7 +138,7 @@ class InboundReader:
         stopped = 0
         with session_scope(self.factory) as db:
             for message in page.messages:
-                stopped += self._apply(db, mailbox_id, message)
+                stopped += self._apply(db, mailbox_id, ProviderName(provider_name), message)
             mailbox = db.get(Mailbox, mailbox_id)
             if mailbox is not None:
                 mailbox.inbound_cursor = page.cursor
@@ -149,9 +160,11 @@ class InboundReader:
                 if cursor is not None:
                     mailbox.inbound_cursor = cursor
 
-    def _apply(self, db: Session, mailbox_id: int, message: InboundMessage) -> int:
-        kind = kind_of(message)
-        if kind == "auto_reply":
+    def _apply(
+        self, db: Session, mailbox_id: int, host: ProviderName, message: InboundMessage
+    ) -> int:
+        kind = kind_of(message, host=host)
+        if kind in ("auto_reply", "delay"):
             return 0
         answered = [message.in_reply_to, *message.references]
         rows = repo.sent_rows_matching(

@@ -164,9 +164,7 @@ class Outcomes:
         fields = templates.merge_fields(
             recipient_values(enrollment), sender_fields(campaign, mailbox)
         )
-        start = threads.thread_start(campaign.steps, step.position)
-        in_thread = [r for r in earlier if r.step_position >= start]
-        reply_to = in_thread[-1] if in_thread and start < step.position else None
+        in_thread, reply_to = thread_so_far(campaign.steps, step.position, earlier)
         if reply_to is not None and not reply_to.message_id_header:
             self._wait_for_thread(reply_to)
         try:
@@ -198,11 +196,7 @@ class Outcomes:
 
     @staticmethod
     def _wait_for_thread(previous: SendLedger) -> None:
-        """A reply waits while its thread's last message is sent but not yet found in Sent
-        (Graph answers before its copy exists): sent now, it could not be threaded. Once the
-        look-up has given up, it goes with what is known rather than never."""
-        sent_at = previous.sent_at or utcnow()
-        if utcnow() - sent_at < repo.METADATA_LOOKUP:
+        if waits_for_thread(previous):
             raise WaitForThread(
                 f"Waiting for step {previous.step_position}'s copy in Sent to thread the reply.",
                 retry_at=utcnow() + THREAD_WAIT,
@@ -349,9 +343,9 @@ class Outcomes:
 
         Every message sent since the send was claimed is looked at, however busy the mailbox
         was meanwhile. A host that cannot be searched by our tag may offer several copies to
-        the same recipient with the same subject: each send takes the oldest copy no other
-        send has taken, and when in doubt the send counts as sent (never twice over never
-        skipped).
+        the same recipient with the same subject: copies no other send has taken are matched
+        to such sends oldest to oldest, sends known to have gone first; a send whose outcome
+        is unknown takes a copy only when one is left over (never twice over never skipped).
         """
         with session_scope(self.factory) as db:
             row = db.get(SendLedger, ledger_id)
@@ -378,8 +372,12 @@ class Outcomes:
             taken = repo.copies_taken(
                 db, mailbox_id, [c.provider_message_id for c in copies], besides=ledger_id
             )
-        free = [copy for copy in copies if copy.provider_message_id not in taken]
-        return free[-1] if free else None
+            oldest_first = [c for c in reversed(copies) if c.provider_message_id not in taken]
+            if provider.sent_copies_by_tag:
+                return oldest_first[0] if oldest_first else None
+            row = db.get(SendLedger, ledger_id)
+            ahead = repo.sends_ahead_for_copies(db, row, probe.recipient) if row else 0
+        return oldest_first[ahead] if len(oldest_first) > ahead else None
 
     def settle_unknown(self) -> None:
         """Look for every unsettled send in Sent: found means sent, absent means not sent."""
@@ -396,7 +394,8 @@ class Outcomes:
                 log.info("settle_deferred", ledger_id=ledger_id, reason=type(error).__name__)
                 continue
             with session_scope(self.factory) as db:
-                row = db.get(SendLedger, ledger_id)
+                # Locked: another worker may be settling the same row.
+                row = db.get(SendLedger, ledger_id, with_for_update=True)
                 if row is None or row.status is not LedgerStatus.UNKNOWN:
                     continue
                 if found is not None:
@@ -437,8 +436,8 @@ class Outcomes:
             except (ProviderError, SendwellError):
                 found = None
             with session_scope(self.factory) as db:
-                row = db.get(SendLedger, ledger_id)
-                if row is None:
+                row = db.get(SendLedger, ledger_id, with_for_update=True)
+                if row is None or row.status is not LedgerStatus.SENT or row.message_id_header:
                     continue
                 if found is None or not found.message_id_header:
                     row.lease_until = utcnow() + metadata_retry(row.sent_at)
@@ -449,6 +448,25 @@ class Outcomes:
                 if enrollment is not None and enrollment.steps_sent == row.step_position:
                     enrollment.last_message_id = found.message_id_header
                     enrollment.thread_id = enrollment.thread_id or found.thread_id
+
+
+def thread_so_far(
+    steps: list[CampaignStep], position: int, earlier: list[SendLedger]
+) -> tuple[list[SendLedger], SendLedger | None]:
+    """The recipient's sent messages in the thread step `position` goes into, and the one it
+    answers (None when the step begins a thread)."""
+    start = threads.thread_start(steps, position)
+    in_thread = [r for r in earlier if r.step_position >= start]
+    return in_thread, (in_thread[-1] if in_thread and start < position else None)
+
+
+def waits_for_thread(previous: SendLedger) -> bool:
+    """A reply waits while the message it answers is sent but not yet found in Sent (Graph
+    answers before its copy exists): sent now, it could not be threaded. Once the look-up
+    has given up, it goes with what is known rather than never."""
+    if previous.message_id_header:
+        return False
+    return utcnow() - (previous.sent_at or utcnow()) < repo.METADATA_LOOKUP
 
 
 def metadata_retry(sent_at: datetime | None) -> timedelta:
@@ -530,7 +548,9 @@ def not_delivered(db: Session, row: SendLedger, due: datetime) -> bool:
     Only while it is the recipient's latest step and the campaign is not archived; returns
     whether it was put back.
     """
-    enrollment = db.get(Enrollment, row.enrollment_id)
+    # Locked and read afresh: a worker may be recording or claiming for this recipient.
+    db.refresh(row, with_for_update=True)
+    enrollment = db.get(Enrollment, row.enrollment_id, with_for_update=True, populate_existing=True)
     campaign = db.get(Campaign, row.campaign_id)
     if (
         row.status is not LedgerStatus.SENT

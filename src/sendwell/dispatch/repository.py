@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
+    and_,
     exists,
     func,
     or_,
@@ -410,4 +411,33 @@ def copies_taken(
                 SendLedger.id != besides,
             )
         )
+    )
+
+
+def sends_ahead_for_copies(db: Session, row: SendLedger, recipient: str) -> int:
+    """How many other sends of the mailbox to `recipient` with `row`'s subject have first
+    claim on an unattributed copy in Sent: those known to have gone (all of them for a send
+    whose outcome is unknown, older ones for a sent one), then older unknown ones."""
+    older = SendLedger.claimed_at < row.claimed_at
+    sent = SendLedger.status == LedgerStatus.SENT
+    first_claim = (
+        and_(sent, older)
+        if row.status is LedgerStatus.SENT
+        else or_(sent, and_(SendLedger.status == LedgerStatus.UNKNOWN, older))
+    )
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(SendLedger)
+            .join(Enrollment, Enrollment.id == SendLedger.enrollment_id)
+            .where(
+                SendLedger.mailbox_id == row.mailbox_id,
+                SendLedger.id != row.id,
+                SendLedger.subject == row.subject,
+                SendLedger.provider_message_id == "",
+                Enrollment.email == recipient,
+                first_claim,
+            )
+        )
+        or 0
     )

@@ -127,6 +127,7 @@ def build_connections(settings: Settings, registry: ProviderRegistry) -> Connect
             certificate_expiry,
             context=tls_context(settings.mail_server_ca_file),
             timeout=settings.provider_timeout_seconds,
+            outbound=settings.outbound_policy,
         ),
         policy=TokenPolicy(
             refresh_ahead=timedelta(minutes=5),

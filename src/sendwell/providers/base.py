@@ -188,6 +188,9 @@ class MailHost(Protocol):
     # How late a send's copy may appear in Sent after the host answered: until then, not
     # finding it there proves nothing.
     sent_copy_lag: timedelta
+    # Whether `find_sent` recognises the copy by our tag (at most one copy), or only by
+    # recipient, subject and time (possibly several).
+    sent_copies_by_tag: bool
 
     def send(
         self, credential: Credential, mime: bytes, *, tag: str, thread_id: str | None = None

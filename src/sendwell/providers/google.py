@@ -123,6 +123,7 @@ class GoogleProvider:
     # and its copy in Sent exists when messages.send answers.
     min_send_interval = timedelta(0)
     sent_copy_lag = timedelta(0)
+    sent_copies_by_tag = True
 
     def __init__(
         self, *, client_id: str, client_secret: str, endpoints: GoogleEndpoints, http: httpx.Client

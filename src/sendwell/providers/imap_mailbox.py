@@ -41,7 +41,7 @@ class FolderState:
     uidnext: int
 
 
-class _CheckedIMAP(imaplib.IMAP4):
+class CheckedIMAP(imaplib.IMAP4):
     """IMAP whose connection goes to an address the outbound policy checked."""
 
     def __init__(self, outbound: OutboundPolicy, *args: Any, **kwargs: Any) -> None:
@@ -52,7 +52,7 @@ class _CheckedIMAP(imaplib.IMAP4):
         return self._outbound.connect(self.host, self.port, timeout, what="mail server connections")
 
 
-class _CheckedIMAPSSL(imaplib.IMAP4_SSL):
+class CheckedIMAPSSL(imaplib.IMAP4_SSL):
     """IMAP over TLS on a checked address; the certificate is still checked for the name."""
 
     def __init__(self, outbound: OutboundPolicy, *args: Any, **kwargs: Any) -> None:
@@ -98,10 +98,10 @@ def _connect(
     endpoint = login.imap
     try:
         if endpoint.security is Security.TLS:
-            return _CheckedIMAPSSL(
+            return CheckedIMAPSSL(
                 outbound, endpoint.host, endpoint.port, ssl_context=context, timeout=timeout
             )
-        imap = _CheckedIMAP(outbound, endpoint.host, endpoint.port, timeout=timeout)
+        imap = CheckedIMAP(outbound, endpoint.host, endpoint.port, timeout=timeout)
     except DestinationRefused as error:
         raise refused_destination(error) from None
     except (imaplib.IMAP4.error, OSError) as error:

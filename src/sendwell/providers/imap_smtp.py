@@ -44,6 +44,7 @@ class ImapSmtpProvider:
     # itself before the send returns.
     min_send_interval = timedelta(0)
     sent_copy_lag = timedelta(0)
+    sent_copies_by_tag = True
 
     def __init__(
         self,

@@ -125,6 +125,7 @@ class MicrosoftProvider:
     # Exchange's per-minute rate are carried over to later minutes. Not documented as a
     # bound: a margin that sending at or under that rate keeps well clear of.
     sent_copy_lag = SENT_COPY_LAG
+    sent_copies_by_tag = False
 
     def __init__(
         self,

@@ -45,7 +45,7 @@ class DataUnanswered(Exception):
     """The whole message reached the server but its answer did not come back."""
 
 
-class _CheckedSMTP(smtplib.SMTP):
+class CheckedSMTP(smtplib.SMTP):
     """SMTP whose every connection goes to an address the outbound policy checked."""
 
     def __init__(self, outbound: OutboundPolicy, *args: Any, **kwargs: Any) -> None:
@@ -56,7 +56,7 @@ class _CheckedSMTP(smtplib.SMTP):
         return self._outbound.connect(host, port, timeout, what="mail server connections")
 
 
-class _CheckedSMTPSSL(smtplib.SMTP_SSL, _CheckedSMTP):
+class CheckedSMTPSSL(smtplib.SMTP_SSL, CheckedSMTP):
     """SMTP over TLS on a checked address; the certificate is still checked for the name."""
 
     def __init__(
@@ -132,11 +132,11 @@ def _session(
     endpoint = login.smtp
     try:
         if endpoint.security is Security.TLS:
-            smtp: smtplib.SMTP = _CheckedSMTPSSL(
+            smtp: smtplib.SMTP = CheckedSMTPSSL(
                 outbound, endpoint.host, endpoint.port, timeout=timeout, context=context
             )
         else:
-            smtp = _CheckedSMTP(outbound, endpoint.host, endpoint.port, timeout=timeout)
+            smtp = CheckedSMTP(outbound, endpoint.host, endpoint.port, timeout=timeout)
     except DestinationRefused as error:
         raise refused_destination(error) from None
     except smtplib.SMTPConnectError as error:
