@@ -211,3 +211,20 @@ def test_a_send_of_unknown_outcome_does_not_take_a_copy_another_send_owns(
     assert sent_row.provider_message_id == copy["id"]
     assert unknown_row.status is LedgerStatus.UNKNOWN, "still waiting, not judged sent"
     assert unknown_row.provider_message_id == ""
+
+
+def test_a_send_claimed_before_subjects_were_kept_is_still_found(world: World) -> None:
+    """Rows claimed before the upgrade have no subject: it is rendered again to find them."""
+    link(world.client, OUTLOOK)
+    campaign_id = world.campaign(TWO_STEPS[:1], PEOPLE[:1], sender=OUTLOOK)
+    world.sandbox.admin("faults", {"mailbox": OUTLOOK, "fault": "drop_after_accept"})
+    dispatcher = world.dispatcher(settle_grace=timedelta(hours=1))
+    dispatcher.run_until_idle()
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(SendLedger).values(subject="", lease_until=utcnow() - timedelta(seconds=1))
+        )
+    dispatcher.run_until_idle()
+    [row] = world.ledger(campaign_id)
+    assert row.status is LedgerStatus.SENT
+    assert len(world.sent(OUTLOOK)) == 1

@@ -356,7 +356,7 @@ class Outcomes:
             probe = SentProbe(
                 tag=row.tag,
                 recipient=enrollment.email,
-                subject=row.subject,
+                subject=row.subject or _subject_as_rendered(db, row, enrollment, mailbox),
                 since=row.claimed_at or row.sent_at or utcnow(),
             )
             mailbox_id, provider_name = mailbox.id, mailbox.provider
@@ -448,6 +448,27 @@ class Outcomes:
                 if enrollment is not None and enrollment.steps_sent == row.step_position:
                     enrollment.last_message_id = found.message_id_header
                     enrollment.thread_id = enrollment.thread_id or found.thread_id
+
+
+def _subject_as_rendered(
+    db: Session, row: SendLedger, enrollment: Enrollment, mailbox: Mailbox
+) -> str:
+    """The subject a send went with, for a row claimed before subjects were kept."""
+    steps = list(
+        db.scalars(
+            select(CampaignStep)
+            .where(CampaignStep.campaign_id == row.campaign_id)
+            .order_by(CampaignStep.position)
+        )
+    )
+    campaign = db.get(Campaign, row.campaign_id)
+    if campaign is None or not 0 < row.step_position <= len(steps):
+        return ""
+    fields = templates.merge_fields(recipient_values(enrollment), sender_fields(campaign, mailbox))
+    try:
+        return threads.render_step(steps, row.step_position, fields).subject
+    except templates.TemplateProblem:
+        return ""
 
 
 def thread_so_far(
