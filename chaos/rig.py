@@ -35,6 +35,9 @@ SETTINGS = {
     # The runs send with pacing off to go fast; Exchange's per-minute rate, which Sendwell
     # keeps by default, is lifted here and at the sandbox alike (see `Rig.link`).
     "SENDWELL_MICROSOFT_MIN_SEND_SECONDS": "0",
+    # The sandbox files copies at most 3 s late and, lifted as above, carries none over: a
+    # send whose answer was lost is retried after a short lag instead of Graph's ten minutes.
+    "SENDWELL_MICROSOFT_SENT_COPY_LAG_SECONDS": "20",
 }
 # What Exchange takes a minute at the sandbox while the runs send at full speed.
 FAST_EXCHANGE = {"messages_per_minute": 10_000}

@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         description="Shortest interval between two sends from one Microsoft mailbox "
         "(Exchange Online holds back more than 30 messages a minute).",
     )
+    microsoft_sent_copy_lag_seconds: float = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="How late Graph may file a send's copy in Sent Items; until then a send "
+        "whose answer was lost is not taken as unsent.",
+    )
     mail_server_ca_file: str = Field(
         default="",
         description="Extra CA certificates (PEM) trusted for IMAP/SMTP accounts' servers.",

@@ -235,7 +235,15 @@ def test_microsoft_late_sent_copies_without_tags_lose_and_double_nothing(
     def sent_now() -> int:
         return sent_count(world.sandbox, OUTLOOK_SENDER)
 
-    with workers(tmp_path, world, database, SENDWELL_PROVIDER_TIMEOUT_SECONDS="1") as running:
+    # The sandbox files copies a second late: a send whose answer was lost is retried after
+    # a few seconds rather than after Graph's default lag of ten minutes.
+    with workers(
+        tmp_path,
+        world,
+        database,
+        SENDWELL_PROVIDER_TIMEOUT_SECONDS="1",
+        SENDWELL_MICROSOFT_SENT_COPY_LAG_SECONDS="5",
+    ) as running:
         live = [running.start() for _ in range(2)]
         # wait_until watches another mailbox's Sent for progress: `stall` is the whole wait.
         wait_until(lambda: sent_now() >= 25, 120, running, "25 sent")

@@ -131,7 +131,9 @@ def test_microsoft_refuses_a_wrong_secret_and_an_expired_one(sandbox: Sandbox) -
 def test_sendwells_own_callbacks_are_registered_where_it_mounts_the_sandbox(
     database: Database, engine: Engine
 ) -> None:
-    settings = make_settings(database.url, sandbox=True, base_url="https://mail.example.com")
+    settings = make_settings(
+        database.url, sandbox=True, sandbox_demo=True, base_url="https://mail.example.com"
+    )
     with TestClient(create_app(settings, engine=engine)) as client:
         for provider, path in (
             ("google", "/sandbox/google/o/oauth2/v2/auth"),

@@ -124,7 +124,6 @@ class MicrosoftProvider:
     # The copy reaches Sent Items after transport, normally within seconds; messages over
     # Exchange's per-minute rate are carried over to later minutes. Not documented as a
     # bound: a margin that sending at or under that rate keeps well clear of.
-    sent_copy_lag = SENT_COPY_LAG
     sent_copies_by_tag = False
 
     def __init__(
@@ -135,12 +134,14 @@ class MicrosoftProvider:
         endpoints: MicrosoftEndpoints,
         http: httpx.Client,
         min_send_interval: timedelta = EXCHANGE_SEND_INTERVAL,
+        sent_copy_lag: timedelta = SENT_COPY_LAG,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.endpoints = endpoints
         self.http = http
         self.min_send_interval = min_send_interval
+        self.sent_copy_lag = sent_copy_lag
 
     def authorization_url(
         self, *, redirect_uri: str, state: str, code_verifier: str, login_hint: str

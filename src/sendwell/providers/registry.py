@@ -65,6 +65,7 @@ def _oauth_hosts(settings: Settings, http: httpx.Client) -> dict[ProviderName, O
                 endpoints=MicrosoftEndpoints.sandbox(base, settings.microsoft_tenant),
                 http=http,
                 min_send_interval=timedelta(seconds=settings.microsoft_min_send_seconds),
+                sent_copy_lag=timedelta(seconds=settings.microsoft_sent_copy_lag_seconds),
             ),
         }
     registry: dict[ProviderName, OAuthHost] = {}
@@ -82,5 +83,6 @@ def _oauth_hosts(settings: Settings, http: httpx.Client) -> dict[ProviderName, O
             endpoints=MicrosoftEndpoints(tenant=settings.microsoft_tenant),
             http=http,
             min_send_interval=timedelta(seconds=settings.microsoft_min_send_seconds),
+            sent_copy_lag=timedelta(seconds=settings.microsoft_sent_copy_lag_seconds),
         )
     return registry
