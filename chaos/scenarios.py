@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,29 +309,54 @@ def faults_and_relink(profile: Profile, cluster: Cluster, folder: Path, seed: in
             mailboxes[mailbox] = rig.link(mailbox)
             rig.campaign(mailboxes[mailbox], mailbox, profile.fault_recipients, 2)
         rig.start_all()
-        injected = 0
-        while injected < profile.faults:
-            rig.pause(0.3, 1.2)
-            candidates = busy_mailboxes(rig)
-            if not candidates:
-                result.notes.append(
-                    f"faults stopped after {injected}: every campaign was past "
-                    f"{FAULTS_UNTIL:.0%} of its sends"
-                )
-                break
-            mailbox = rig.rng.choice(candidates)
-            fault = rig.rng.choices(SEND_FAULTS, FAULT_WEIGHTS)[0]
-            rig.sandbox("faults", {"mailbox": mailbox, "fault": fault, "count": 1})
-            rig.faults[fault] += 1
-            injected += 1
-            if injected % 10 == 0:
-                rig.kill_random("worker")
-                rig.start_worker()
+
+        def revoke_a_third_of_the_way(injected: int) -> None:
             if injected == profile.faults // 3:
                 result.notes.append(revoke_and_relink(rig, "faults-0@gmail.test", mailboxes))
                 rig.faults["revoke + relink"] += 1
+
+        inject_faults(
+            rig,
+            result,
+            total=profile.faults,
+            kinds=(SEND_FAULTS, FAULT_WEIGHTS),
+            kill_every=10,
+            after_each=revoke_a_third_of_the_way,
+        )
         result.finish(rig, began, rig.wait_completed(profile.settle_seconds))
     return result
+
+
+def inject_faults(
+    rig: Rig,
+    result: Result,
+    *,
+    total: int,
+    kinds: tuple[tuple[str, ...], tuple[int, ...]],
+    kill_every: int,
+    after_each: Callable[[int], None] | None = None,
+) -> None:
+    """Every 0.3-1.2 s one send fault (of `kinds`, by weight) queued for a random busy
+    mailbox; every `kill_every`th fault a worker is also SIGKILLed and replaced."""
+    injected = 0
+    while injected < total:
+        rig.pause(0.3, 1.2)
+        candidates = busy_mailboxes(rig)
+        if not candidates:
+            result.notes.append(
+                f"faults stopped after {injected}: every campaign was past "
+                f"{FAULTS_UNTIL:.0%} of its sends"
+            )
+            return
+        fault = rig.rng.choices(*kinds)[0]
+        rig.sandbox("faults", {"mailbox": rig.rng.choice(candidates), "fault": fault, "count": 1})
+        rig.faults[fault] += 1
+        injected += 1
+        if injected % kill_every == 0:
+            rig.kill_random("worker")
+            rig.start_worker()
+        if after_each is not None:
+            after_each(injected)
 
 
 def busy_mailboxes(rig: Rig) -> list[str]:
@@ -534,22 +559,12 @@ def microsoft_only(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
             rig.campaign(mailbox_id, mailbox, profile.microsoft_recipients, profile.microsoft_steps)
         result.notes.append(f"Sent copy delays per mailbox: {', '.join(delays)}")
         rig.start_all()
-        injected = 0
-        while injected < profile.microsoft_faults:
-            rig.pause(0.3, 1.2)
-            candidates = busy_mailboxes(rig)
-            if not candidates:
-                result.notes.append(
-                    f"faults stopped after {injected}: every campaign was past "
-                    f"{FAULTS_UNTIL:.0%} of its sends"
-                )
-                break
-            fault = rig.rng.choices(MICROSOFT_FAULTS, MICROSOFT_WEIGHTS)[0]
-            rig.sandbox("faults", {"mailbox": rig.rng.choice(candidates), "fault": fault})
-            rig.faults[fault] += 1
-            injected += 1
-            if injected % 8 == 0:
-                rig.kill_random("worker")
-                rig.start_worker()
+        inject_faults(
+            rig,
+            result,
+            total=profile.microsoft_faults,
+            kinds=(MICROSOFT_FAULTS, MICROSOFT_WEIGHTS),
+            kill_every=8,
+        )
         result.finish(rig, began, rig.wait_completed(profile.settle_seconds))
     return result
