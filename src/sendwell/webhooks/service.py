@@ -144,18 +144,22 @@ def mailbox_changed(
         event_type=event_type,
         ordering_key=f"mailbox:{mailbox.id}",
         data={
-            "mailbox": {
-                "id": mailbox.id,
-                "email": mailbox.email,
-                "provider": mailbox.provider,
-                "status": mailbox.status.value,
-                "owner_id": mailbox.owner_id,
-            },
+            "mailbox": _mailbox_data(mailbox),
             "previous_status": previous.value,
             "reason": reason,
             "provider_code": code,
         },
     )
+
+
+def _mailbox_data(mailbox: Mailbox) -> dict[str, Any]:
+    return {
+        "id": mailbox.id,
+        "email": mailbox.email,
+        "provider": mailbox.provider,
+        "status": mailbox.status.value,
+        "owner_id": mailbox.owner_id,
+    }
 
 
 def mailbox_expiring(
@@ -168,13 +172,7 @@ def mailbox_expiring(
         event_type="mailbox.expiring",
         ordering_key=f"mailbox:{mailbox.id}",
         data={
-            "mailbox": {
-                "id": mailbox.id,
-                "email": mailbox.email,
-                "provider": mailbox.provider,
-                "status": mailbox.status.value,
-                "owner_id": mailbox.owner_id,
-            },
+            "mailbox": _mailbox_data(mailbox),
             "expires_at": expires_at.isoformat(),
             "reason": reason,
             "action": action,
