@@ -208,6 +208,13 @@ def choose_from_menu(page: Page, name: str, action: str) -> None:
     menu.get_by_role("menuitem", name=action, exact=True).click()
 
 
+def confirm_resume(page: Page, label: str = "Resume") -> None:
+    """Resume shows what it will do before it does it: the preview's own button confirms."""
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Resume")
+    expect(page.get_by_text("Arrived during the pause").first).to_be_visible()
+    page.get_by_role("button", name=label, exact=True).click()
+
+
 # --- the test ----------------------------------------------------------------------------------
 
 RECIPIENTS_CSV = (
@@ -325,6 +332,7 @@ def test_campaign_from_draft_to_sending_then_pause_and_resume_from_the_menu(
     page.keyboard.press("Escape")
 
     choose_from_menu(page, name, "Resume")
+    confirm_resume(page)
     expect(page.get_by_role("status")).to_have_text(
         f"“{name}” is active again and resumes from where it left off."
     )

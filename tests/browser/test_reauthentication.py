@@ -25,6 +25,7 @@ from tests.browser.test_campaigns import (
     Step,
     campaign_row,
     choose_from_menu,
+    confirm_resume,
     create_campaign,
     expect_row_status,
     import_recipients,
@@ -211,6 +212,7 @@ def test_revoked_mid_campaign_then_removed_linked_again_and_resumed_from_the_men
     assert len(sent_log(server)) == sent_before
     resumed_at = datetime.now(UTC)
     choose_from_menu(page, name, "Resume")
+    confirm_resume(page)
     expect(page.get_by_role("status")).to_have_text(
         f"“{name}” is active again and resumes from where it left off."
     )
@@ -250,6 +252,7 @@ def test_reauthenticate_from_the_banner_then_resume_all(
 
     resumed_at = datetime.now(UTC)
     account_row(page, SENDER).get_by_role("button", name="Resume all").click()
+    confirm_resume(page, "Resume all")
     expect(page.get_by_role("status")).to_have_text(
         f"Resumed 1 campaign: “{name}”. Sending continues from where each left off."
     )
@@ -295,6 +298,7 @@ def test_reauthenticating_a_healthy_account_pauses_its_active_campaign(
     page.wait_for_timeout(GAP * 1.25 * 1000 + 500)
     resumed_at = datetime.now(UTC)
     choose_from_menu(page, name, "Resume")
+    confirm_resume(page)
     expect_row_status(page, name, "Active")
 
     wait_until_all_sent(server, recipients)
@@ -367,6 +371,7 @@ def test_a_reply_during_the_pause_stops_that_recipient(
     allow_all_permissions(page)
     expect(page.get_by_role("status").first).to_have_text(f"{SENDER} is reconnected.")
     account_row(page, SENDER).get_by_role("button", name="Resume all").click()
+    confirm_resume(page, "Resume all")
     expect(page.get_by_role("status")).to_contain_text(f"Resumed 1 campaign: “{name}”.")
 
     # The other recipient gets both steps; then every recipient has finished.

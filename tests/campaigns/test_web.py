@@ -125,7 +125,18 @@ def test_start_pause_resume_from_the_menu(client: TestClient, db: Session) -> No
     assert "is paused" in text
     assert "Paused by you." in text
     assert ">Resume</button>" in text
-    resumed = client.post(f"/campaigns/{campaign.id}/resume", data={"csrftoken": token})
+    # Resume shows what it will do first; nothing changes until it is confirmed.
+    preview = html.unescape(
+        client.post(f"/campaigns/{campaign.id}/resume", data={"csrftoken": token}).text
+    )
+    assert "Before anything is sent, here is what Resume will do." in preview
+    assert "Arrived during the pause" in preview
+    db.expire_all()
+    assert db.get(Campaign, campaign.id).status is CampaignStatus.PAUSED  # type: ignore[union-attr]
+    resumed = client.post(
+        f"/campaigns/{campaign.id}/resume",
+        data={"csrftoken": csrf_from(preview), "confirmed": "1", "catch_up": "catch_up"},
+    )
     assert "active again and resumes from where it left off" in html.unescape(resumed.text)
     db.expire_all()
     assert db.get(Campaign, campaign.id).status is CampaignStatus.ACTIVE  # type: ignore[union-attr]

@@ -70,7 +70,7 @@ def test_pause_mid_run_stops_sending_and_resume_sends_the_rest_once(world: World
                 PauseReason.USER,
             )
 
-        resumed = world.client.post(f"{page}/resume", data={"csrftoken": token})
+        resumed = world.client.post(f"{page}/resume", data={"csrftoken": token, "confirmed": "1"})
         assert "active again" in html.unescape(resumed.text)
         # The resume wakes the sleeping dispatcher: well inside its 30 s idle sleep.
         assert wait_until(lambda: len(world.sent()) >= len(emails), 15)

@@ -144,7 +144,9 @@ def test_a_password_change_pauses_and_the_new_password_resumes_exactly_once(
     db.expire_all()
     assert db.get(Campaign, campaign_id).status is CampaignStatus.PAUSED  # type: ignore[union-attr]
 
-    resumed = _post_from(client, "/messaging/settings", f"/mailboxes/{mailbox.id}/resume-all", {})
+    resumed = _post_from(
+        client, "/messaging/settings", f"/mailboxes/{mailbox.id}/resume-all", {"confirmed": "1"}
+    )
     assert resumed.status_code == 303
     dispatcher.run_until_idle()
     outreach.due_now(campaign_id)

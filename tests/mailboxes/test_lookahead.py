@@ -150,7 +150,8 @@ def test_testing_mode_warns_at_two_days_then_pause_reauthenticate_resume(
         assert "will disconnect" not in settings
         assert "Expected expiry:" in settings
         done = client.post(
-            f"/mailboxes/{mailbox.id}/resume-all", data={"csrftoken": csrf_from(settings)}
+            f"/mailboxes/{mailbox.id}/resume-all",
+            data={"csrftoken": csrf_from(settings), "confirmed": "1"},
         )
         assert "Resumed 1 campaign" in html.unescape(done.text)
         db.expire_all()

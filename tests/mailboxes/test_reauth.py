@@ -154,7 +154,8 @@ def test_reconnect_lists_paused_campaigns_and_resume_all(
     assert "On hold" not in settings
     assert 'class="banner"' not in settings
     done = client.post(
-        f"/mailboxes/{mailbox.id}/resume-all", data={"csrftoken": csrf_from(settings)}
+        f"/mailboxes/{mailbox.id}/resume-all",
+        data={"csrftoken": csrf_from(settings), "confirmed": "1"},
     )
     assert "Resumed 1 campaign: “Q4 outreach”." in html.unescape(done.text)
     db.expire_all()

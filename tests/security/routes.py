@@ -121,6 +121,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", "/campaigns/{campaign_id}/recipients/{enrollment_id}"): obj(),
     ("POST", "/campaigns/{campaign_id}/recipients/import"): obj(upload=True),
+    ("GET", "/campaigns/{campaign_id}/resume"): obj(
+        owner_page=False, why="Alice's campaign is a draft: its Resume page sends her back"
+    ),
     ("POST", "/campaigns/{campaign_id}/{action}"): obj(
         fills=tuple({"action": a} for a in ("start", "pause", "resume", "archive", "duplicate"))
     ),
@@ -146,6 +149,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         form=lambda o: {"daily_cap": "1", "min_gap_seconds": "0", "display_name": "Taken over"}
     ),
     ("POST", "/mailboxes/{mailbox_id}/disconnect"): obj(),
+    ("GET", "/mailboxes/{mailbox_id}/resume-all"): obj(
+        owner_page=False, why="no campaign of Alice's waits on her account: the page sends her back"
+    ),
     ("POST", "/mailboxes/{mailbox_id}/resume-all"): obj(),
     ("POST", "/mailboxes/{mailbox_id}/reauthenticate"): obj(),
     ("GET", "/mailboxes/{mailbox_id}/password"): obj(
@@ -182,6 +188,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", f"{API_PREFIX}/mailboxes/{{mailbox_id}}"): obj(),
     ("PATCH", f"{API_PREFIX}/mailboxes/{{mailbox_id}}"): obj(json=lambda o: {"daily_cap": 1}),
     ("DELETE", f"{API_PREFIX}/mailboxes/{{mailbox_id}}"): obj(),
+    ("GET", f"{API_PREFIX}/mailboxes/{{mailbox_id}}/resume-preview"): obj(
+        owner_sees_text=False, why="no campaign of Alice's waits on her account: an empty list"
+    ),
     ("POST", f"{API_PREFIX}/mailboxes/{{mailbox_id}}/resume-campaigns"): obj(),
     ("GET", f"{API_PREFIX}/campaigns"): OWN,
     ("POST", f"{API_PREFIX}/campaigns"): obj(
@@ -191,6 +200,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("PUT", f"{API_PREFIX}/campaigns/{{campaign_id}}"): obj(json=_campaign_json),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/start"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/pause"): obj(),
+    ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume-preview"): obj(
+        owner_page=False, why="Alice's campaign is a draft: a preview of its Resume is refused"
+    ),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/archive"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/duplicate"): obj(),

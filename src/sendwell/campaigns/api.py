@@ -25,6 +25,8 @@ from sendwell.campaigns.schemas import (
     ProblemOut,
     RecipientOut,
     RecipientsIn,
+    ResumeIn,
+    ResumePreviewOut,
     ScheduleIn,
     ScheduleOut,
     SkippedOut,
@@ -32,8 +34,9 @@ from sendwell.campaigns.schemas import (
 )
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput
-from sendwell.models import Campaign, CampaignStep, User
-from sendwell.web.deps import get_db
+from sendwell.mailboxes.connections import Connections
+from sendwell.models import Campaign, CampaignStep, CatchUp, User
+from sendwell.web.deps import get_connections, get_db
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -69,6 +72,7 @@ def create_campaign(
         steps=_steps_in(body),
         schedule=_schedule_in(body.schedule),
         start_delay_minutes=body.start_delay_minutes,
+        catch_up=_catch_up_in(body),
     )
     return _out(db, campaign)
 
@@ -102,6 +106,7 @@ def update_campaign(
         steps=_steps_in(body),
         schedule=_schedule_in(body.schedule) or Schedule(),
         start_delay_minutes=body.start_delay_minutes,
+        catch_up=_catch_up_in(body, campaign_id=campaign_id, db=db, user=user),
     )
     return _out(db, campaign)
 
@@ -149,6 +154,36 @@ def pause_campaign(
     return _out(db, campaign)
 
 
+@router.get(
+    "/{campaign_id}/resume-preview",
+    response_model=ResumePreviewOut,
+    summary="What Resume would do now: steps due, when they go, what arrived during the pause",
+)
+def resume_preview(
+    campaign_id: int,
+    catch_up: CatchUp | None = Query(
+        default=None, description="The choice to preview; the campaign's own when omitted."
+    ),
+    skip_days: int | None = Query(default=None, description="For `skip`: 1 to 365."),
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> ResumePreviewOut:
+    """The same plan `POST …/resume` with the same choice follows, computed now: steps are
+    listed in the order they go; times are estimates at the account's pace and schedule."""
+    campaign = service.get_campaign(db, user, campaign_id)
+    return ResumePreviewOut.from_plan(
+        service.resume_preview(
+            db,
+            user,
+            campaign_id,
+            catch_up=catch_up,
+            skip_days=skip_days,
+            host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+        )
+    )
+
+
 @router.post(
     "/{campaign_id}/resume",
     response_model=CampaignOut,
@@ -156,10 +191,25 @@ def pause_campaign(
 )
 def resume_campaign(
     campaign_id: int,
+    body: ResumeIn | None = None,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> CampaignOut:
-    return _out(db, service.resume(db, user, campaign_id))
+    """With no body, the campaign's own catch-up choice; `GET …/resume-preview` shows what
+    it does."""
+    campaign = service.get_campaign(db, user, campaign_id)
+    return _out(
+        db,
+        service.resume(
+            db,
+            user,
+            campaign_id,
+            catch_up=body.catch_up if body else None,
+            skip_days=body.skip_days if body else None,
+            host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+        ),
+    )
 
 
 @router.post(
@@ -298,6 +348,27 @@ def _steps_in(body: CampaignIn) -> list[service.StepIn]:
     ]
 
 
+def _catch_up_in(
+    body: CampaignIn,
+    *,
+    campaign_id: int | None = None,
+    db: Session | None = None,
+    user: User | None = None,
+) -> service.CatchUpDefault | None:
+    """The catch-up default asked for; on a replace, what is omitted stays as it is."""
+    if body.catch_up is None and body.catch_up_skip_days is None:
+        return None
+    kept = (
+        service.get_campaign(db, user, campaign_id)
+        if campaign_id is not None and db is not None and user is not None
+        else None
+    )
+    return service.CatchUpDefault(
+        body.catch_up or (kept.catch_up if kept else CatchUp.CATCH_UP),
+        body.catch_up_skip_days or (kept.catch_up_skip_days if kept else 7),
+    )
+
+
 def _schedule_in(schedule: ScheduleIn | None) -> Schedule | None:
     if schedule is None:
         return None
@@ -327,6 +398,8 @@ def _campaign_out(
             timezone=campaign.timezone,
         ),
         start_delay_minutes=campaign.start_delay_minutes,
+        catch_up=campaign.catch_up,
+        catch_up_skip_days=campaign.catch_up_skip_days,
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         status_changed_at=campaign.status_changed_at,

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from fastapi import Form
 
 from sendwell.campaigns.schedule import Schedule, parse_schedule
-from sendwell.campaigns.service import StepIn
+from sendwell.campaigns.service import CatchUpDefault, StepIn
 from sendwell.kit.errors import InvalidInput
-from sendwell.models import Campaign
+from sendwell.models import Campaign, CatchUp
 
 UNITS = {"minutes": 1, "hours": 60, "days": 24 * 60}
 
@@ -32,6 +32,8 @@ class CampaignForm:
     start: str = ""
     end: str = ""
     timezone: str = "UTC"
+    catch_up: str = CatchUp.CATCH_UP.value
+    catch_up_skip_days: str = "7"
     steps: list[StepForm] = field(default_factory=lambda: [StepForm(delay="0")])
 
     @classmethod
@@ -44,6 +46,8 @@ class CampaignForm:
             start=campaign.schedule_start or "",
             end=campaign.schedule_end or "",
             timezone=campaign.timezone,
+            catch_up=campaign.catch_up.value,
+            catch_up_skip_days=str(campaign.catch_up_skip_days),
             steps=[
                 StepForm(s.subject, s.body, *_as_delay(s.delay_minutes), s.new_thread)
                 for s in campaign.steps
@@ -63,6 +67,8 @@ class CampaignForm:
         end: str,
         timezone: str,
         subjects: list[str],
+        catch_up: str = CatchUp.CATCH_UP.value,
+        catch_up_skip_days: str = "7",
         bodies: list[str],
         delays: list[str],
         units: list[str],
@@ -87,6 +93,8 @@ class CampaignForm:
             start=start,
             end=end,
             timezone=timezone or "UTC",
+            catch_up=catch_up,
+            catch_up_skip_days=catch_up_skip_days,
             steps=steps or [StepForm(delay="0")],
         )
 
@@ -105,6 +113,8 @@ class CampaignForm:
         step_delay: list[str] = Form(default_factory=list),
         step_unit: list[str] = Form(default_factory=list),
         step_new_thread: list[str] = Form(default_factory=list),
+        catch_up: str = Form(CatchUp.CATCH_UP.value),
+        catch_up_skip_days: str = Form("7"),
     ) -> CampaignForm:
         """The editor's posted fields (a FastAPI dependency)."""
         return cls.from_post(
@@ -120,6 +130,8 @@ class CampaignForm:
             delays=step_delay,
             units=step_unit,
             new_threads=step_new_thread,
+            catch_up=catch_up,
+            catch_up_skip_days=catch_up_skip_days,
         )
 
     def add_step(self) -> None:
@@ -139,6 +151,16 @@ class CampaignForm:
 
     def start_delay(self) -> int:
         return _whole(self.start_delay_minutes, "The start delay")
+
+    def after_pause(self) -> CatchUpDefault:
+        try:
+            mode = CatchUp(self.catch_up)
+        except ValueError:
+            raise InvalidInput(
+                "Choose what Resume does with steps that fell due during a pause.",
+                code="invalid_catch_up",
+            ) from None
+        return CatchUpDefault(mode, _whole(self.catch_up_skip_days, "Skip days"))
 
     def schedule(self) -> Schedule:
         return parse_schedule(self.days, self.start, self.end, self.timezone)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -11,21 +12,26 @@ from sqlalchemy.orm import Session
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns import templates, threads, validation
 from sendwell.campaigns.schedule import Schedule
+from sendwell.dispatch import resume as resume_plan
 from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
-from sendwell.kit.errors import Conflict, InvalidInput, NotFound
+from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.models import (
     Campaign,
     CampaignEvent,
     CampaignStatus,
     CampaignStep,
+    CatchUp,
     EnrollmentStatus,
     MailboxStatus,
     PauseReason,
     User,
 )
 from sendwell.webhooks import service as webhooks
+
+if TYPE_CHECKING:
+    from sendwell.mailboxes.connections import Connections
 
 MAX_STEPS = 20
 MAX_DELAY_MINUTES = 365 * 24 * 60
@@ -95,6 +101,14 @@ TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus, str]] = 
     ),
 }
 EDITABLE = frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED})
+
+
+@dataclass(frozen=True)
+class CatchUpDefault:
+    """What a Resume does with overdue steps when not told otherwise."""
+
+    mode: CatchUp = CatchUp.CATCH_UP
+    skip_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -170,7 +184,13 @@ def get_campaign(db: Session, user: User, campaign_id: int) -> Campaign:
 
 
 def record_event(
-    db: Session, campaign_id: int, kind: str, *, reason: str = "", actor: User | None = None
+    db: Session,
+    campaign_id: int,
+    kind: str,
+    *,
+    reason: str = "",
+    actor: User | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
     db.add(
         CampaignEvent(
@@ -181,7 +201,7 @@ def record_event(
             at=utcnow(),
         )
     )
-    webhooks.campaign_changed(db, campaign_id, kind, reason=reason)
+    webhooks.campaign_changed(db, campaign_id, kind, reason=reason, data=data)
 
 
 def create_campaign(
@@ -193,6 +213,7 @@ def create_campaign(
     steps: list[StepIn],
     schedule: Schedule | None = None,
     start_delay_minutes: int = 20,
+    catch_up: CatchUpDefault | None = None,
 ) -> Campaign:
     """A new draft; every field is checked first, so nothing half-made is saved."""
     clean_name = _check_name(name)
@@ -200,6 +221,7 @@ def create_campaign(
     checked = _check_steps(steps)
     _check_start_delay(start_delay_minutes)
     plan = schedule or Schedule()
+    after_pause = catch_up or CatchUpDefault()
     campaign = Campaign(
         workspace_id=user.workspace_id,
         owner_id=user.id,
@@ -211,6 +233,8 @@ def create_campaign(
         schedule_end=plan.end,
         timezone=plan.timezone,
         start_delay_minutes=start_delay_minutes,
+        catch_up=after_pause.mode,
+        catch_up_skip_days=resume_plan.check_skip_days(after_pause.skip_days),
         steps=[CampaignStep(position=i, **vars(step)) for i, step in enumerate(checked, 1)],
     )
     db.add(campaign)
@@ -229,8 +253,10 @@ def update_campaign(
     steps: list[StepIn],
     schedule: Schedule,
     start_delay_minutes: int,
+    catch_up: CatchUpDefault | None = None,
 ) -> Campaign:
-    """Change a draft or paused campaign; steps already sent keep their place."""
+    """Change a draft or paused campaign; steps already sent keep their place. The catch-up
+    default is kept when not given."""
     campaign = get_campaign(db, user, campaign_id)
     if campaign.status not in EDITABLE:
         raise Conflict(
@@ -242,6 +268,9 @@ def update_campaign(
     _check_mailbox(db, user, mailbox_id)
     checked = _check_steps(steps)
     _check_start_delay(start_delay_minutes)
+    if catch_up is not None:
+        campaign.catch_up = catch_up.mode
+        campaign.catch_up_skip_days = resume_plan.check_skip_days(catch_up.skip_days)
     campaign.name, campaign.mailbox_id = clean_name, mailbox_id
     campaign.schedule_days = ",".join(schedule.days)
     campaign.schedule_start, campaign.schedule_end = schedule.start, schedule.end
@@ -275,6 +304,7 @@ def duplicate(db: Session, user: User, campaign_id: int) -> Campaign:
             source.timezone,
         ),
         start_delay_minutes=source.start_delay_minutes,
+        catch_up=CatchUpDefault(source.catch_up, source.catch_up_skip_days),
     )
     record_event(db, source.id, "duplicated", actor=user, reason=f"Copied to “{copy.name}”.")
     return copy
@@ -312,8 +342,19 @@ def pause(
     return campaign
 
 
-def resume(db: Session, user: User, campaign_id: int) -> Campaign:
-    """Back to Active, from where it left off; refused while the account cannot send."""
+def send_interval(db: Session, conn: Connections, mailbox_id: int) -> timedelta:
+    """The shortest time the mailbox's host allows between two sends (for estimates)."""
+    mailbox = mailbox_repo.get_mailbox(db, mailbox_id)
+    if mailbox is None:
+        return timedelta(0)
+    try:
+        return conn.mail_host(mailbox.provider).min_send_interval
+    except SendwellError:
+        return timedelta(0)  # a provider this server no longer offers: Resume says why
+
+
+def resumable(db: Session, user: User, campaign_id: int) -> Campaign:
+    """The campaign, if it can be resumed now: paused, and its account able to send."""
     campaign = get_campaign(db, user, campaign_id)
     _require(campaign, "resume")
     mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
@@ -328,10 +369,51 @@ def resume(db: Session, user: User, campaign_id: int) -> Campaign:
             f"{address} {state}. Reconnect it on the Settings tab, then resume.",
             code="mailbox_not_connected",
         )
-    _transition(db, campaign, "resume", actor=user, reason="Resumed.")
+    return campaign
+
+
+def resume_preview(
+    db: Session,
+    user: User,
+    campaign_id: int,
+    *,
+    catch_up: str | None = None,
+    skip_days: int | str | None = None,
+    host_interval: timedelta = timedelta(0),
+) -> resume_plan.ResumePlan:
+    """What Resume would do now with this catch-up choice (the campaign's own by default)."""
+    campaign = get_campaign(db, user, campaign_id)
+    _require(campaign, "resume")
+    choice = resume_plan.Choice.parse(catch_up, skip_days, campaign)
+    return resume_plan.plan(db, campaign, choice, now=utcnow(), host_interval=host_interval)
+
+
+def resume(
+    db: Session,
+    user: User,
+    campaign_id: int,
+    *,
+    catch_up: str | None = None,
+    skip_days: int | str | None = None,
+    host_interval: timedelta = timedelta(0),
+) -> Campaign:
+    """Back to Active, from where it left off, as the preview with the same choice shows;
+    refused while the account cannot send."""
+    campaign = resumable(db, user, campaign_id)
+    choice = resume_plan.Choice.parse(catch_up, skip_days, campaign)
+    plan = resume_plan.plan(db, campaign, choice, now=utcnow(), host_interval=host_interval)
+    _transition(
+        db,
+        campaign,
+        "resume",
+        actor=user,
+        reason=f"Resumed. {plan.summary()}",
+        data={"catch_up": plan.payload()},
+    )
+    resume_plan.apply(db, plan)
     campaign.consecutive_failures = 0
     if not repo.has_pending(db, campaign.id):
-        # Everyone finished (replied, unsubscribed…) while it was paused.
+        # Everyone finished (replied, unsubscribed, last steps skipped…) while it was paused.
         _transition(db, campaign, "complete", actor=None, reason="Every recipient has finished.")
     request_wakeup(db)
     return campaign
@@ -386,14 +468,58 @@ def paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign
     return repo.paused_for_mailbox(db, user, mailbox_id, MAILBOX_REASONS)
 
 
-def resume_paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign]:
-    """Resume all: every campaign the account's connection change paused, none the user did."""
+def resume_paused_by_mailbox(
+    db: Session,
+    user: User,
+    mailbox_id: int,
+    *,
+    catch_up: str | None = None,
+    skip_days: int | str | None = None,
+    host_interval: timedelta = timedelta(0),
+) -> list[Campaign]:
+    """Resume all: every campaign the account's connection change paused, none the user did;
+    each with the given catch-up choice, or its own."""
     if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
         raise NotFound("No such email account.", code="unknown_mailbox")
-    resumed = []
-    for campaign in paused_by_mailbox(db, user, mailbox_id):
-        resumed.append(resume(db, user, campaign.id))
-    return resumed
+    return [
+        resume(
+            db,
+            user,
+            campaign.id,
+            catch_up=catch_up,
+            skip_days=skip_days,
+            host_interval=host_interval,
+        )
+        for campaign in paused_by_mailbox(db, user, mailbox_id)
+    ]
+
+
+def resume_all_preview(
+    db: Session,
+    user: User,
+    mailbox_id: int,
+    *,
+    catch_up: str | None = None,
+    skip_days: int | str | None = None,
+    host_interval: timedelta = timedelta(0),
+) -> list[tuple[Campaign, resume_plan.ResumePlan]]:
+    """What Resume all would do for each campaign it would resume."""
+    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
+        raise NotFound("No such email account.", code="unknown_mailbox")
+    return [
+        (
+            campaign,
+            resume_preview(
+                db,
+                user,
+                campaign.id,
+                catch_up=catch_up,
+                skip_days=skip_days,
+                host_interval=host_interval,
+            ),
+        )
+        for campaign in paused_by_mailbox(db, user, mailbox_id)
+    ]
 
 
 def _campaign_for(db: Session, user: User | None, campaign_id: int) -> Campaign:
@@ -421,6 +547,7 @@ def _transition(
     actor: User | None,
     reason: str,
     pause_reason: PauseReason | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
     """Compare-and-set the status, so two simultaneous requests cannot both take effect."""
     allowed, to, _refusal = TRANSITIONS[action]
@@ -458,6 +585,7 @@ def _transition(
         }[action],
         actor=actor,
         reason=reason,
+        data=data,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -18,9 +19,10 @@ from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes import service as mailboxes
+from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, MailboxStatus, User
-from sendwell.web.deps import check_upload_csrf, get_db
+from sendwell.web.deps import check_upload_csrf, get_connections, get_db
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
@@ -94,6 +96,7 @@ def create_campaign(
             steps=form.step_inputs(),
             schedule=form.schedule(),
             start_delay_minutes=form.start_delay(),
+            catch_up=form.after_pause(),
         )
     except SendwellError as error:
         return _editor(
@@ -145,6 +148,7 @@ def save_campaign(
             steps=form.step_inputs(),
             schedule=form.schedule(),
             start_delay_minutes=form.start_delay(),
+            catch_up=form.after_pause(),
         )
     except SendwellError as error:
         db.rollback()
@@ -264,20 +268,91 @@ def import_recipients(
     return _campaign_page(request, db, user, campaign_id, import_report=report)
 
 
+@router.get("/campaigns/{campaign_id}/resume")
+def resume_page(
+    request: Request,
+    campaign_id: int,
+    catch_up: str = "",
+    skip_days: str = "",
+    back: str = CAMPAIGNS_TAB,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    """What Resume will do, with the catch-up choice to confirm or change."""
+    target = _back(back)
+    service.get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
+    try:
+        campaign = service.resumable(db, user, campaign_id)
+    except SendwellError as problem:
+        return redirect_with_flash(request, target, problem.message, kind="error")
+    interval = service.send_interval(db, conn, campaign.mailbox_id)
+    error = ""
+    try:
+        plan = service.resume_preview(
+            db, user, campaign_id, catch_up=catch_up, skip_days=skip_days, host_interval=interval
+        )
+    except InvalidInput as problem:
+        error = problem.message
+        plan = service.resume_preview(db, user, campaign_id, host_interval=interval)
+    except SendwellError as problem:
+        return redirect_with_flash(request, target, problem.message, kind="error")
+    return render(
+        request,
+        "campaigns/resume.html",
+        {
+            "plans": [(campaign, plan)],
+            "choice": plan.choice,
+            "choice_form": {"catch_up": catch_up, "skip_days": skip_days},
+            "error": error,
+            "back": target,
+            "action": f"/campaigns/{campaign.id}/resume",
+            "title": f"Resume “{campaign.name}”",
+            "pause_words": service.pause_reason_words,
+            "confirm_label": "Resume",
+        },
+        status_code=422 if error else 200,
+    )
+
+
 @router.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(
     request: Request,
     campaign_id: int,
     action: str,
     back: str = Form(CAMPAIGNS_TAB),
+    confirmed: str = Form(""),
+    catch_up: str = Form(""),
+    skip_days: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> Response:
     if action not in ACTIONS:
         raise NotFound("That action does not exist.")
-    service.get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
-    target = back if back.startswith(("/campaigns/", CAMPAIGNS_TAB)) else CAMPAIGNS_TAB
+    campaign = service.get_campaign(db, user, campaign_id)  # someone else's: a 404 page
+    target = _back(back)
+    if action == "resume" and not confirmed:
+        # Resume shows what it will do first, on a page that confirms it; a campaign that
+        # cannot resume now is refused at once.
+        try:
+            service.resumable(db, user, campaign_id)
+        except SendwellError as error:
+            return redirect_with_flash(request, target, error.message, kind="error")
+        return RedirectResponse(
+            f"/campaigns/{campaign_id}/resume?{urlencode({'back': target})}", status_code=303
+        )
     try:
+        if action == "resume":
+            campaign = service.resume(
+                db,
+                user,
+                campaign_id,
+                catch_up=catch_up,
+                skip_days=skip_days,
+                host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+            )
+            return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
         if action == "duplicate":
             copy = service.duplicate(db, user, campaign_id)
             return redirect_with_flash(
@@ -300,9 +375,19 @@ def campaign_action(
             problem_total=error.total,
             status_code=error.status_code,
         )
+    except InvalidInput as error:
+        if action == "resume":  # a catch-up choice that is not one: back to the choice
+            page = f"/campaigns/{campaign_id}/resume?{urlencode({'back': target})}"
+            return redirect_with_flash(request, page, error.message, kind="error")
+        return redirect_with_flash(request, target, error.message, kind="error")
     except SendwellError as error:
         return redirect_with_flash(request, target, error.message, kind="error")
     return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
+
+
+def _back(back: str) -> str:
+    """Where an action returns: a page of ours, never an address from elsewhere."""
+    return back if back.startswith(("/campaigns/", CAMPAIGNS_TAB)) else CAMPAIGNS_TAB
 
 
 def _reshaped(form: CampaignForm, action: str) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
+from sendwell.campaigns.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import lookahead, server_accounts, service
 from sendwell.mailboxes.connections import Connections
@@ -23,7 +24,7 @@ from sendwell.mailboxes.schemas import (
     MailboxPatch,
     ServerLinkIn,
 )
-from sendwell.models import Mailbox, User
+from sendwell.models import CatchUp, Mailbox, User
 from sendwell.web.deps import get_connections, get_db
 
 router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
@@ -181,6 +182,35 @@ def link_server(
     return server_accounts.link_server_account(db, conn, user=user, form=form).mailbox
 
 
+@router.get(
+    "/{mailbox_id}/resume-preview",
+    response_model=list[CampaignResumePreviewOut],
+    summary="What Resume all would do for each campaign it would resume",
+)
+def resume_preview(
+    mailbox_id: int,
+    catch_up: CatchUp | None = Query(
+        default=None, description="The choice to preview; each campaign's own when omitted."
+    ),
+    skip_days: int | None = Query(default=None, description="For `skip`: 1 to 365."),
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> list[CampaignResumePreviewOut]:
+    plans = campaigns.resume_all_preview(
+        db,
+        user,
+        mailbox_id,
+        catch_up=catch_up,
+        skip_days=skip_days,
+        host_interval=campaigns.send_interval(db, conn, mailbox_id),
+    )
+    return [
+        CampaignResumePreviewOut(campaign_id=campaign.id, preview=ResumePreviewOut.from_plan(plan))
+        for campaign, plan in plans
+    ]
+
+
 @router.post(
     "/{mailbox_id}/resume-campaigns",
     response_model=list[int],
@@ -188,7 +218,18 @@ def link_server(
 )
 def resume_campaigns(
     mailbox_id: int,
+    body: ResumeIn | None = None,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> list[int]:
-    return [campaign.id for campaign in campaigns.resume_paused_by_mailbox(db, user, mailbox_id)]
+    """Each with the choice given, or its own; `GET …/resume-preview` shows what it does."""
+    resumed = campaigns.resume_paused_by_mailbox(
+        db,
+        user,
+        mailbox_id,
+        catch_up=body.catch_up if body else None,
+        skip_days=body.skip_days if body else None,
+        host_interval=campaigns.send_interval(db, conn, mailbox_id),
+    )
+    return [campaign.id for campaign in resumed]

@@ -329,17 +329,82 @@ def disconnect(
     )
 
 
+@router.get("/mailboxes/{mailbox_id}/resume-all")
+def resume_all_page(
+    request: Request,
+    mailbox_id: int,
+    catch_up: str = "",
+    skip_days: str = "",
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    """What Resume all will do for each campaign this account's connection change paused."""
+    mailbox = service.get_mailbox(db, user, mailbox_id)  # someone else's account: a 404 page
+    interval = campaigns.send_interval(db, conn, mailbox_id)
+    error = ""
+    try:
+        plans = campaigns.resume_all_preview(
+            db, user, mailbox_id, catch_up=catch_up, skip_days=skip_days, host_interval=interval
+        )
+    except InvalidInput as problem:
+        error = problem.message
+        plans = campaigns.resume_all_preview(db, user, mailbox_id, host_interval=interval)
+    if not plans:
+        return redirect_with_flash(
+            request, SETTINGS_TAB, "No campaign was waiting on this account."
+        )
+    if mailbox.status is not MailboxStatus.CONNECTED:
+        return redirect_with_flash(
+            request,
+            SETTINGS_TAB,
+            f"{mailbox.email} needs reauthentication. Reconnect it, then resume.",
+            kind="error",
+        )
+    return render(
+        request,
+        "campaigns/resume.html",
+        {
+            "plans": plans,
+            "choice": None if not catch_up else plans[0][1].choice,
+            "choice_form": {"catch_up": catch_up, "skip_days": skip_days},
+            "error": error,
+            "back": SETTINGS_TAB,
+            "action": f"/mailboxes/{mailbox_id}/resume-all",
+            "title": f"Resume the campaigns paused on {mailbox.email}",
+            "pause_words": campaigns.pause_reason_words,
+            "confirm_label": "Resume all",
+            "each_own": True,
+        },
+        status_code=422 if error else 200,
+    )
+
+
 @router.post("/mailboxes/{mailbox_id}/resume-all")
 def resume_all(
     request: Request,
     mailbox_id: int,
+    confirmed: str = Form(""),
+    catch_up: str = Form(""),
+    skip_days: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> Response:
-    """Resume every campaign this account's disconnect or reauthentication paused."""
+    """Resume every campaign this account's disconnect or reauthentication paused, once its
+    preview was seen."""
     service.get_mailbox(db, user, mailbox_id)  # someone else's account is a 404 page
+    if not confirmed:
+        return RedirectResponse(f"/mailboxes/{mailbox_id}/resume-all", status_code=303)
     try:
-        resumed = campaigns.resume_paused_by_mailbox(db, user, mailbox_id)
+        resumed = campaigns.resume_paused_by_mailbox(
+            db,
+            user,
+            mailbox_id,
+            catch_up=catch_up,
+            skip_days=skip_days,
+            host_interval=campaigns.send_interval(db, conn, mailbox_id),
+        )
     except SendwellError as error:
         return redirect_with_flash(request, SETTINGS_TAB, error.message, kind="error")
     names = ", ".join(f"“{c.name}”" for c in resumed)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     literal_column,
     text,
 )
@@ -43,6 +44,17 @@ class PauseReason(enum.StrEnum):
     MAILBOX_BLOCKED = "mailbox_blocked"
 
 
+class CatchUp(enum.StrEnum):
+    """What Resume does with steps that fell due while a campaign was paused."""
+
+    # Overdue steps go now, at the mailbox's pace and the campaign's schedule.
+    CATCH_UP = "catch_up"
+    # Every pending step moves later by the length of the pause.
+    SHIFT = "shift"
+    # Steps overdue by more than the campaign's skip days are skipped.
+    SKIP = "skip"
+
+
 class EnrollmentStatus(enum.StrEnum):
     NOT_STARTED = "not_started"
     IN_PROGRESS = "in_progress"
@@ -65,6 +77,8 @@ class LedgerStatus(enum.StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    # Never sent, on purpose: a Resume skipped it as too overdue. Final, like SENT.
+    SKIPPED = "skipped"
 
 
 class SuppressionReason(enum.StrEnum):
@@ -92,6 +106,11 @@ class Campaign(Base):
     unsubscribe_footer: Mapped[bool] = mapped_column(Boolean, default=False)
     # Failed sends in a row; too many pause the campaign (reason send_errors).
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # What a Resume does with overdue steps unless told otherwise, and the skip threshold.
+    catch_up: Mapped[CatchUp] = mapped_column(
+        str_enum(CatchUp), default=CatchUp.CATCH_UP, server_default=CatchUp.CATCH_UP.value
+    )
+    catch_up_skip_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -152,7 +171,18 @@ class Enrollment(Base):
     thread_id: Mapped[str] = mapped_column(String(255), default="")
     last_message_id: Mapped[str] = mapped_column(String(998), default="")
     status_reason: Mapped[str] = mapped_column(Text, default="")
+    # When `status` last changed (stamped by the listener below on every assignment that
+    # changes it); empty for rows from before it was kept.
+    status_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@event.listens_for(Enrollment.status, "set")
+def _stamp_status_change(
+    target: Enrollment, value: EnrollmentStatus, old: object, _initiator: object
+) -> None:
+    if value != old:
+        target.status_changed_at = utcnow()
 
 
 def enrollment_pending() -> ColumnElement[bool]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,7 +26,16 @@ def csrf_token(request: Request) -> str:
     return str(getter()) if getter else ""
 
 
+def local_time(moment: datetime | None, zone: str = "UTC") -> str:
+    """A moment as a reader in the campaign's time zone reads it, e.g. "Mon 7 Dec 09:00"."""
+    if moment is None:
+        return "—"
+    local = moment.astimezone(ZoneInfo(zone or "UTC"))
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
 templates.env.globals["csrf_token"] = csrf_token
+templates.env.globals["local_time"] = local_time
 
 
 def render(

@@ -180,8 +180,11 @@ def mailbox_expiring(
     )
 
 
-def campaign_changed(db: Session, campaign_id: int, kind: str, *, reason: str) -> None:
-    """A campaign started, paused, resumed or completed."""
+def campaign_changed(
+    db: Session, campaign_id: int, kind: str, *, reason: str, data: dict[str, Any] | None = None
+) -> None:
+    """A campaign started, paused, resumed or completed; `data` adds to the payload (a
+    resume's catch-up choice and its effect)."""
     status = CAMPAIGN_EVENTS.get(kind)
     campaign = db.get(Campaign, campaign_id) if status else None
     if status is None or campaign is None:
@@ -191,7 +194,7 @@ def campaign_changed(db: Session, campaign_id: int, kind: str, *, reason: str) -
         workspace_id=campaign.workspace_id,
         event_type=f"campaign.{kind}",
         ordering_key=f"campaign:{campaign.id}",
-        data={"campaign": _campaign_data(campaign, status), "reason": reason},
+        data={"campaign": _campaign_data(campaign, status), "reason": reason, **(data or {})},
     )
 
 

@@ -1,0 +1,516 @@
+"""What a Resume will do, worked out before it is done: the plan is computed once, shown as
+the preview, and the same computation is what the Resume applies.
+
+A paused campaign's recipients keep their next step's due moment. At Resume, the campaign's
+catch-up choice decides what happens to the steps that fell due meanwhile:
+
+- catch up: nothing moves; every overdue step goes now, at the mailbox's pace and in the
+  campaign's sending window;
+- shift: every pending step moves later by the length of the pause, so the wait each
+  recipient had left when the campaign paused is the wait they have left when it resumes;
+- skip: a step overdue by more than the skip days is not sent (its ledger row says so, so
+  it can never be sent later) and the recipient moves to their next step, due as if the
+  skipped one had gone on time (skipped too when that is also overdue by more than the skip
+  days). A step that begins a thread is never skipped: the follow-ups in it would answer a
+  message the recipient never received.
+
+Nothing here sends: a step moves only later or is skipped, each (recipient, step) keeps its
+one ledger row, and the dispatcher's gate, window and pacing still apply to every send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from sendwell.campaigns import threads
+from sendwell.dispatch import pacing
+from sendwell.dispatch import repository as repo
+from sendwell.kit.errors import InvalidInput
+from sendwell.models import (
+    Campaign,
+    CampaignStatus,
+    CampaignStep,
+    CatchUp,
+    Enrollment,
+    EnrollmentStatus,
+    LedgerStatus,
+    Mailbox,
+    SendLedger,
+)
+from sendwell.models.campaign import enrollment_pending
+
+MAX_SKIP_DAYS = 365
+# Recipients listed by name in a preview; the counts cover them all.
+LISTED = 25
+API_LISTED = 1000
+CATCH_UP_WORDS = {
+    CatchUp.CATCH_UP: "Catch up at the normal pace",
+    CatchUp.SHIFT: "Shift every pending step later by the length of the pause",
+    CatchUp.SKIP: "Skip steps overdue by more than {days} days",
+}
+ARRIVED = (EnrollmentStatus.REPLIED, EnrollmentStatus.BOUNCED, EnrollmentStatus.UNSUBSCRIBED)
+
+
+@dataclass(frozen=True)
+class Choice:
+    mode: CatchUp
+    skip_days: int = 7
+
+    @property
+    def words(self) -> str:
+        return CATCH_UP_WORDS[self.mode].format(days=self.skip_days)
+
+    @classmethod
+    def parse(cls, mode: str | None, skip_days: int | str | None, campaign: Campaign) -> Choice:
+        """A choice from a form or a request; what is not given is the campaign's default."""
+        try:
+            chosen = CatchUp(mode) if mode else campaign.catch_up
+        except ValueError:
+            raise InvalidInput(
+                "Choose how to catch up: catch_up, shift or skip.", code="invalid_catch_up"
+            ) from None
+        if skip_days in (None, "") or chosen is not CatchUp.SKIP:
+            # The skip days matter only to a skip: another choice ignores what was typed.
+            return cls(chosen, campaign.catch_up_skip_days)
+        return cls(chosen, check_skip_days(skip_days))
+
+
+def check_skip_days(days: int | str | None) -> int:
+    try:
+        number = int(str(days).strip())
+    except ValueError:
+        number = -1
+    if not 1 <= number <= MAX_SKIP_DAYS:
+        raise InvalidInput(
+            f"Skip days must be a whole number from 1 to {MAX_SKIP_DAYS}.",
+            code="invalid_catch_up",
+        )
+    return number
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    """A step due when the campaign resumes, with when it is expected to go."""
+
+    enrollment_id: int
+    email: str
+    step: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Skipped:
+    enrollment_id: int
+    email: str
+    steps: tuple[int, ...]
+    overdue: timedelta
+    # The step the recipient moves to and when it is due; none when the skipped step was
+    # their last.
+    next_step: int | None
+    next_due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    email: str
+    steps_sent: int
+    due: datetime
+
+
+@dataclass
+class ResumePlan:
+    campaign_id: int
+    choice: Choice
+    now: datetime
+    paused_at: datetime
+    due_now: list[PlannedSend]
+    later: int
+    later_next: datetime | None
+    shifted: int
+    skipped: list[Skipped]
+    arrived: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    # What the Resume writes: recipient id -> (due before, due after).
+    moves: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
+
+    @property
+    def pause_length(self) -> timedelta:
+        return max(timedelta(0), self.now - self.paused_at)
+
+    @property
+    def first_at(self) -> datetime | None:
+        return self.due_now[0].at if self.due_now else None
+
+    @property
+    def last_at(self) -> datetime | None:
+        return self.due_now[-1].at if self.due_now else None
+
+    @property
+    def due_by_step(self) -> dict[int, int]:
+        return dict(sorted(Counter(send.step for send in self.due_now).items()))
+
+    @property
+    def listed(self) -> list[PlannedSend]:
+        return self.due_now[:LISTED]
+
+    def summary(self) -> str:
+        """One sentence for the activity log."""
+        parts = [f"{self.choice.words}."]
+        if self.due_now:
+            steps = ", ".join(f"step {s}: {n}" for s, n in self.due_by_step.items())
+            parts.append(
+                f"{len(self.due_now)} due now ({steps}), the first about "
+                f"{_utc(self.first_at)}, the last about {_utc(self.last_at)}."
+            )
+        else:
+            parts.append("Nothing is due now.")
+        if self.shifted:
+            parts.append(
+                f"{self.shifted} pending step{_s(self.shifted)} moved later by "
+                f"{_duration(self.pause_length)}."
+            )
+        if self.skipped:
+            count = sum(len(s.steps) for s in self.skipped)
+            parts.append(
+                f"{count} step{_s(count)} skipped for {len(self.skipped)} "
+                f"recipient{_s(len(self.skipped))}."
+            )
+        return " ".join(parts)
+
+    def payload(self) -> dict[str, object]:
+        """The choice and its effect, as the webhook and the API carry it."""
+        return {
+            "mode": self.choice.mode.value,
+            "skip_days": self.choice.skip_days,
+            "paused_at": self.paused_at.isoformat(),
+            "paused_seconds": int(self.pause_length.total_seconds()),
+            "due_now": len(self.due_now),
+            "due_now_by_step": {str(k): v for k, v in self.due_by_step.items()},
+            "first_at": self.first_at.isoformat() if self.first_at else None,
+            "last_at": self.last_at.isoformat() if self.last_at else None,
+            "shifted": self.shifted,
+            "skipped_steps": sum(len(s.steps) for s in self.skipped),
+            "skipped_recipients": len(self.skipped),
+        }
+
+
+def plan(
+    db: Session, campaign: Campaign, choice: Choice, *, now: datetime, host_interval: timedelta
+) -> ResumePlan:
+    """The plan for resuming a paused campaign now with `choice`."""
+    paused_at = min(campaign.status_changed_at, now)
+    steps = list(
+        db.scalars(
+            select(CampaignStep)
+            .where(CampaignStep.campaign_id == campaign.id)
+            .order_by(CampaignStep.position)
+        )
+    )
+    rows = [
+        _Row(id, email, steps_sent, due)
+        for id, email, steps_sent, due in db.execute(
+            select(Enrollment.id, Enrollment.email, Enrollment.steps_sent, Enrollment.next_due_at)
+            .where(
+                Enrollment.campaign_id == campaign.id,
+                enrollment_pending(),
+                Enrollment.next_due_at.is_not(None),
+            )
+            .order_by(Enrollment.next_due_at, Enrollment.id)
+        )
+        if due is not None
+    ]
+    moves: dict[int, tuple[datetime, datetime]] = {}
+    skipped: list[Skipped] = []
+    if choice.mode is CatchUp.SHIFT:
+        shift = max(timedelta(0), now - paused_at)
+        if shift:
+            moves = {row.id: (row.due, row.due + shift) for row in rows}
+    elif choice.mode is CatchUp.SKIP:
+        skipped = _skips(rows, steps, choice.skip_days, now)
+    skips = {skip.enrollment_id: skip for skip in skipped}
+    due: list[tuple[datetime, int, str, int]] = []
+    later: list[datetime] = []
+    for row in rows:
+        when, step = row.due, row.steps_sent + 1
+        if row.id in moves:
+            when = moves[row.id][1]
+        elif row.id in skips:
+            skip = skips[row.id]
+            if skip.next_step is None or skip.next_due_at is None:
+                continue  # their last step was skipped: they are finished
+            when, step = skip.next_due_at, skip.next_step
+        if when <= now:
+            due.append((when, row.id, row.email, step))
+        else:
+            later.append(when)
+    due.sort()
+    mailbox = db.get(Mailbox, campaign.mailbox_id)
+    assert mailbox is not None
+    ahead = _due_elsewhere(db, campaign, now)
+    times = _estimate(
+        db, campaign, mailbox, [d[0] for d in due], ahead, now=now, host_interval=host_interval
+    )
+    plan = ResumePlan(
+        campaign_id=campaign.id,
+        choice=choice,
+        now=now,
+        paused_at=paused_at,
+        due_now=[
+            PlannedSend(enrollment_id, email, step, at)
+            for (_when, enrollment_id, email, step), at in zip(due, times, strict=True)
+        ],
+        later=len(later),
+        later_next=min(later, default=None),
+        shifted=len(moves),
+        skipped=skipped,
+        arrived=_arrived(db, campaign.id, paused_at),
+        moves=moves,
+    )
+    plan.notes = _notes(campaign, mailbox, plan, ahead, now)
+    return plan
+
+
+def apply(db: Session, plan: ResumePlan) -> None:
+    """Write the plan's moves and skips, each only if the recipient is as planned (a reply
+    that arrived in between wins)."""
+    if plan.moves:
+        db.execute(
+            update(Enrollment)
+            .where(
+                Enrollment.id == bindparam("eid"),
+                enrollment_pending(),
+                Enrollment.next_due_at == bindparam("before"),
+            )
+            .values(next_due_at=bindparam("after"))
+            .execution_options(synchronize_session=False),
+            [
+                {"eid": eid, "before": before, "after": after}
+                for eid, (before, after) in plan.moves.items()
+            ],
+        )
+    for skip in plan.skipped:
+        _apply_skip(db, plan, skip)
+    db.flush()
+
+
+def _apply_skip(db: Session, plan: ResumePlan, skip: Skipped) -> None:
+    enrollment = db.get(Enrollment, skip.enrollment_id, with_for_update=True)
+    if (
+        enrollment is None
+        or enrollment.status not in repo.PENDING
+        or enrollment.next_due_at is None
+        or enrollment.steps_sent + 1 != skip.steps[0]
+    ):
+        return
+    existing = {
+        row.step_position: row
+        for row in db.scalars(
+            select(SendLedger).where(
+                SendLedger.enrollment_id == enrollment.id,
+                SendLedger.step_position.in_(skip.steps),
+            )
+        )
+    }
+    if any(row.status is not LedgerStatus.RETRY for row in existing.values()):
+        return  # a send of it may be in flight or done: never skip what may have gone
+    why = (
+        f"Skipped when the campaign resumed on {_utc(plan.now)}: overdue by "
+        f"{_duration(skip.overdue)}, more than {plan.choice.skip_days} days."
+    )
+    for position in skip.steps:
+        row = existing.get(position) or SendLedger(
+            enrollment_id=enrollment.id,
+            campaign_id=enrollment.campaign_id,
+            mailbox_id=_mailbox_of(db, enrollment.campaign_id),
+            step_position=position,
+            tag=uuid.uuid4().hex,
+            attempts=0,
+        )
+        row.status, row.error, row.lease_until, row.not_before = (
+            LedgerStatus.SKIPPED,
+            why,
+            None,
+            None,
+        )
+        db.add(row)
+    enrollment.steps_sent = skip.steps[-1]
+    if skip.next_step is None:
+        enrollment.status = EnrollmentStatus.COMPLETED
+        enrollment.next_due_at = None
+        enrollment.status_reason = why
+    else:
+        enrollment.status = EnrollmentStatus.IN_PROGRESS
+        enrollment.next_due_at = skip.next_due_at
+
+
+def _mailbox_of(db: Session, campaign_id: int) -> int:
+    return int(db.scalars(select(Campaign.mailbox_id).where(Campaign.id == campaign_id)).one())
+
+
+def _skips(
+    rows: list[_Row], steps: list[CampaignStep], skip_days: int, now: datetime
+) -> list[Skipped]:
+    limit = timedelta(days=skip_days)
+    by_position = {step.position: step for step in steps}
+    found = []
+    for row in rows:
+        position, due, skipped = row.steps_sent + 1, row.due, []
+        while (
+            now - due > limit
+            and position in by_position
+            and not threads.starts_thread(position, by_position[position])
+        ):
+            skipped.append(position)
+            following = by_position.get(position + 1)
+            if following is None:
+                position = 0
+                break
+            position, due = position + 1, due + timedelta(minutes=following.delay_minutes)
+        if skipped:
+            found.append(
+                Skipped(
+                    row.id,
+                    row.email,
+                    tuple(skipped),
+                    now - row.due,
+                    position or None,
+                    due if position else None,
+                )
+            )
+    return found
+
+
+def _due_elsewhere(db: Session, campaign: Campaign, now: datetime) -> list[datetime]:
+    """Due moments of steps due now in the mailbox's other active campaigns: they share its
+    pace, in due order with this campaign's."""
+    found = db.scalars(
+        select(Enrollment.next_due_at)
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(
+            Campaign.mailbox_id == campaign.mailbox_id,
+            Campaign.id != campaign.id,
+            Campaign.status == CampaignStatus.ACTIVE,
+            enrollment_pending(),
+            Enrollment.next_due_at <= now,
+        )
+        .order_by(Enrollment.next_due_at)
+        .limit(50_000)
+    )
+    return [when for when in found if when is not None]
+
+
+def _estimate(
+    db: Session,
+    campaign: Campaign,
+    mailbox: Mailbox,
+    due: list[datetime],
+    elsewhere: list[datetime],
+    *,
+    now: datetime,
+    host_interval: timedelta,
+) -> list[datetime]:
+    """When each of `due` is expected to go: the dispatcher's own rules (the window, the
+    mailbox's hold, the rolling daily cap, the gap between sends at its average stretch),
+    with the other campaigns' due steps taking their turns in due order."""
+    gap = max(
+        timedelta(seconds=mailbox.min_gap_seconds * (1 + pacing.GAP_JITTER / 2)), host_interval
+    )
+    claims = db.scalars(
+        select(SendLedger.claimed_at).where(
+            SendLedger.mailbox_id == mailbox.id,
+            SendLedger.claimed_at > now - pacing.DAY,
+            SendLedger.status.in_(repo.COUNTS_TOWARD_CAP),
+        )
+    )
+    recent = deque(sorted(claim for claim in claims if claim is not None))
+    cap = max(mailbox.daily_cap, 1)
+    moment = max(now, mailbox.send_not_before or now)
+    queue = sorted([(when, 1) for when in elsewhere] + [(when, 0) for when in due])
+    times: list[datetime] = []
+    for _when, other in queue:
+        while True:
+            moment = pacing.window_opens(campaign, moment)
+            while recent and recent[0] <= moment - pacing.DAY:
+                recent.popleft()
+            if len(recent) < cap:
+                break
+            moment = recent[0] + pacing.DAY
+        if not other:
+            times.append(moment)
+        recent.append(moment)
+        moment += gap
+    return times
+
+
+def _arrived(db: Session, campaign_id: int, since: datetime) -> dict[str, int]:
+    counts = dict(
+        db.execute(
+            select(Enrollment.status, func.count())
+            .where(
+                Enrollment.campaign_id == campaign_id,
+                Enrollment.status.in_(ARRIVED),
+                Enrollment.status_changed_at >= since,
+            )
+            .group_by(Enrollment.status)
+        ).all()
+    )
+    return {status.value: int(counts.get(status, 0)) for status in ARRIVED}
+
+
+def _notes(
+    campaign: Campaign, mailbox: Mailbox, plan: ResumePlan, ahead: list[datetime], now: datetime
+) -> list[str]:
+    notes = []
+    opens = pacing.window_opens(campaign, now)
+    if opens > now:
+        notes.append(
+            f"The sending window is closed now; it opens {_local(opens, campaign.timezone)}."
+        )
+    if mailbox.send_not_before and mailbox.send_not_before > now:
+        notes.append(
+            f"The account waits until {_utc(mailbox.send_not_before)} before sending again "
+            "(its host's limit)."
+        )
+    if ahead:
+        notes.append(
+            f"{len(ahead)} step{_s(len(ahead))} from other campaigns on {mailbox.email} "
+            f"{'are' if len(ahead) != 1 else 'is'} due too; they share its pace in due order."
+        )
+    if plan.due_now and plan.last_at and plan.last_at - now >= pacing.DAY:
+        notes.append(
+            f"The account's daily limit ({mailbox.daily_cap}) and pace spread these over "
+            "more than a day."
+        )
+    return notes
+
+
+def _utc(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "—"
+
+
+def _local(moment: datetime, zone: str) -> str:
+    local = moment.astimezone(ZoneInfo(zone or "UTC"))
+    return f"{local:%a %d %b %H:%M} ({zone or 'UTC'})"
+
+
+def _duration(length: timedelta) -> str:
+    minutes = int(length.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days} day{_s(days)} {hours} h" if hours else f"{days} day{_s(days)}"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
