@@ -52,7 +52,7 @@ class World:
 
     def campaign(
         self,
-        steps: list[tuple[str, str, int]],
+        steps: list[tuple[str, str, int]] | list[service.StepIn],
         emails: list[str],
         *,
         sender: str = SENDER,
@@ -60,7 +60,8 @@ class World:
         min_gap_seconds: int = 0,
         start_delay_minutes: int = 0,
     ) -> int:
-        """A campaign with (subject, body, delay minutes) steps, started unless told not to."""
+        """A campaign with (subject, body, delay minutes) steps (or full ones), started unless
+        told not to."""
         mailbox_id = self.mailbox_id(sender)
         with session_scope(self.factory) as db:
             user = db.scalars(select(User)).first()
@@ -73,7 +74,10 @@ class World:
                 user,
                 name="Outreach",
                 mailbox_id=mailbox_id,
-                steps=[service.StepIn(s, b, d) for s, b, d in steps],
+                steps=[
+                    step if isinstance(step, service.StepIn) else service.StepIn(*step)
+                    for step in steps
+                ],
                 start_delay_minutes=start_delay_minutes,
             )
             recipients.add_recipients(

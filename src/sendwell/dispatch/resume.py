@@ -282,15 +282,16 @@ def apply(db: Session, plan: ResumePlan) -> None:
     """Write the plan's moves and skips, each only if the recipient is as planned (a reply
     that arrived in between wins)."""
     if plan.moves:
-        db.execute(
+        # On the connection, not the session: one executemany statement, a compare-and-set
+        # per recipient (the session would read it as a bulk update by primary key).
+        db.connection().execute(
             update(Enrollment)
             .where(
                 Enrollment.id == bindparam("eid"),
                 enrollment_pending(),
                 Enrollment.next_due_at == bindparam("before"),
             )
-            .values(next_due_at=bindparam("after"))
-            .execution_options(synchronize_session=False),
+            .values(next_due_at=bindparam("after")),
             [
                 {"eid": eid, "before": before, "after": after}
                 for eid, (before, after) in plan.moves.items()
