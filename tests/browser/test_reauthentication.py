@@ -252,6 +252,12 @@ def test_reauthenticate_from_the_banner_then_resume_all(
 
     resumed_at = datetime.now(UTC)
     account_row(page, SENDER).get_by_role("button", name="Resume all").click()
+    # The preview: try another catch-up choice and see its effect before resuming as shown.
+    expect(page.get_by_label("Each campaign's own setting")).to_be_checked()
+    page.get_by_label("Shift every pending step later by the length of the pause").check()
+    page.get_by_role("button", name="Show what this does").click()
+    expect(page.get_by_role("main")).to_contain_text("Moved later")
+    expect(page.get_by_role("main")).to_contain_text(name)
     confirm_resume(page, "Resume all")
     expect(page.get_by_role("status")).to_have_text(
         f"Resumed 1 campaign: “{name}”. Sending continues from where each left off."

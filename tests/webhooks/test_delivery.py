@@ -205,3 +205,22 @@ def endpoint_state(world: World, endpoint_id: int) -> dict[str, Any]:
     )
     found: dict[str, Any] = response.json()
     return found
+
+
+def test_a_resume_carries_its_catch_up_choice_and_effect(world: World, receiver: Receiver) -> None:
+    register(world, f"{receiver.url}/in", ["campaign.resumed"])
+    campaign_id = world.campaign(ONE_STEP, ["ann@example.com", "bob@example.com"])
+    with session_scope(world.factory) as db:
+        user = db.scalars(select(User)).one()
+        campaigns.pause(db, user, campaign_id)
+    with session_scope(world.factory) as db:
+        user = db.scalars(select(User)).one()
+        campaigns.resume(db, user, campaign_id, catch_up="shift")
+    deliverer(world).deliver_due()
+
+    (request,) = receiver.accepted()
+    data = request.event["data"]
+    assert data["reason"].startswith("Resumed. Shift every pending step later")
+    assert data["catch_up"]["mode"] == "shift"
+    assert data["catch_up"]["shifted"] == 2
+    assert data["catch_up"]["due_now"] == 2  # they were due before the pause, and still are

@@ -499,7 +499,7 @@ def _utc(moment: datetime | None) -> str:
 
 def _local(moment: datetime, zone: str) -> str:
     local = moment.astimezone(ZoneInfo(zone or "UTC"))
-    return f"{local:%a %d %b %H:%M} ({zone or 'UTC'})"
+    return f"{local:%a} {local.day} {local:%b %H:%M} ({zone or 'UTC'})"
 
 
 def _duration(length: timedelta) -> str:
