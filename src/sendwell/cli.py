@@ -189,7 +189,7 @@ def worker(
     import threading
 
     from sendwell.dispatch.runner import build_dispatcher
-    from sendwell.dispatch.wakeup import listen_for_notifications
+    from sendwell.kit.signals import dispatch_work, listen_for_notifications
     from sendwell.mailboxes.connections import build_connections
     from sendwell.providers.registry import build_registry, make_http_client
     from sendwell.webhooks.runner import DelivererThread, build_deliverer
@@ -219,7 +219,7 @@ def worker(
             err.print(f"Worker {dispatcher.worker_id} is sending. Ctrl+C to stop.", highlight=False)
             webhooks = DelivererThread(deliverer)
             webhooks.start()
-            listen_for_notifications(settings.sqlalchemy_url, dispatcher.wake, stop)
+            listen_for_notifications(settings.sqlalchemy_url, dispatch_work, dispatcher.wake, stop)
             dispatcher.run_forever(stop)
             webhooks.stop()
     if metrics is not None:

@@ -228,7 +228,10 @@ def test_pause_and_resume_record_who_and_why(db: Session, user: User, ready: Cam
     assert (resumed.status, resumed.pause_reason) == (CampaignStatus.ACTIVE, None)
     assert service.pause_reason_words(resumed) == ""
     history = [(e.kind, e.actor_id, e.reason) for e in events(db, ready.id)][-2:]
-    assert history == [("paused", user.id, "Paused by you."), ("resumed", user.id, "Resumed.")]
+    assert history == [
+        ("paused", user.id, "Paused by you."),
+        ("resumed", user.id, "Resumed. Catch up at the normal pace. Nothing is due now."),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import select, update
 
 from sendwell.db import session_scope
-from sendwell.dispatch import wakeup
 from sendwell.kit.clock import utcnow
+from sendwell.kit.signals import dispatch_work
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -269,7 +269,7 @@ def test_two_workers_on_postgresql_send_two_thousand_exactly_once(
         # The stop flag is only looked at when the loop wakes (see
         # test_worker_stops_promptly_on_sigterm); wake both the way other processes do.
         with session_scope(world.factory) as db:
-            wakeup.request_wakeup(db)
+            dispatch_work.request(db)
         for proc in pair:
             assert proc.wait(timeout=20) == 0, running.logs()
         assert "dispatch_loop_failed" not in running.logs(tail=10**9), running.logs()

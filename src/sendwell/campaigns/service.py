@@ -13,9 +13,9 @@ from sendwell.campaigns import repository as repo
 from sendwell.campaigns import templates, threads, validation
 from sendwell.campaigns.schedule import Schedule
 from sendwell.dispatch import resume as resume_plan
-from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError
+from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.models import (
     Campaign,
@@ -328,7 +328,7 @@ def start(db: Session, user: User, campaign_id: int) -> Campaign:
     )
     campaign.started_at = now
     repo.schedule_unstarted(db, campaign.id, now + timedelta(minutes=campaign.start_delay_minutes))
-    request_wakeup(db)
+    dispatch_work.request(db)
     return campaign
 
 
@@ -415,7 +415,7 @@ def resume(
     if not repo.has_pending(db, campaign.id):
         # Everyone finished (replied, unsubscribed, last steps skipped…) while it was paused.
         _transition(db, campaign, "complete", actor=None, reason="Every recipient has finished.")
-    request_wakeup(db)
+    dispatch_work.request(db)
     return campaign
 
 

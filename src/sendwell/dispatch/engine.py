@@ -18,10 +18,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import inbound, outcomes, pacing, wakeup
+from sendwell.dispatch import inbound, outcomes, pacing
 from sendwell.dispatch import repository as repo
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
+from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.tokens import HeldCredential, MailboxNotConnected
 from sendwell.models import (
@@ -95,7 +96,7 @@ class Dispatcher:
 
     def run_forever(self, stop: threading.Event) -> None:
         """Work until stopped, sleeping until the next due moment or until woken."""
-        wakeup.register(self.wake)
+        dispatch_work.register(self.wake)
         try:
             while not stop.is_set():
                 try:
@@ -110,7 +111,7 @@ class Dispatcher:
                     self.wake.wait(wait)
                 self.wake.clear()
         finally:
-            wakeup.unregister(self.wake)
+            dispatch_work.unregister(self.wake)
 
     def run_once(self) -> datetime:
         """One pass; returns when the next pass is worth making."""

@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.config import Settings
-from sendwell.dispatch import wakeup
 from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
+from sendwell.kit import signals
 from sendwell.mailboxes.connections import Connections
 
 LEASE_MARGIN = timedelta(seconds=30)
@@ -56,8 +56,8 @@ class DispatcherThread:
         self._listener: threading.Thread | None = None
 
     def start(self) -> None:
-        self._listener = wakeup.listen_for_notifications(
-            self.database_url, self.dispatcher.wake, self.stop_event
+        self._listener = signals.listen_for_notifications(
+            self.database_url, signals.dispatch_work, self.dispatcher.wake, self.stop_event
         )
         self._thread.start()
 

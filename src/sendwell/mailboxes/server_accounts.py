@@ -11,9 +11,9 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
-from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound
+from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.service import Linked, check_may_relink, get_mailbox, transition
@@ -153,7 +153,7 @@ def link_server_account(
         f"{login.username}.",
     )
     db.flush()
-    request_wakeup(db)
+    dispatch_work.request(db)
     return Linked(mailbox, reconnected, [])
 
 

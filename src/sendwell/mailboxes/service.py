@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 from sendwell.campaigns.repository import paused_counts_by_mailbox
 from sendwell.campaigns.service import pause_campaigns_for_mailbox
 from sendwell.campaigns.templates import HEADER_FORBIDDEN
-from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from sendwell.kit.secrets import hash_secret
+from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
 from sendwell.models import (
@@ -320,7 +320,7 @@ def connect_grant(
         reason=f"Signed in with {provider_name.label} as {identity.email}.",
     )
     db.flush()
-    request_wakeup(db)
+    dispatch_work.request(db)
     return Linked(mailbox, reconnected, replaced)
 
 

@@ -26,6 +26,7 @@ from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.kit.outbound import OutboundPolicy
+from sendwell.kit.signals import webhook_work
 from sendwell.kit.tokenbox import TokenBox, TokenBoxError
 from sendwell.models import (
     DeliveryStatus,
@@ -35,7 +36,6 @@ from sendwell.models import (
     WebhookEvent,
 )
 from sendwell.webhooks import repository as repo
-from sendwell.webhooks import wakeup
 from sendwell.webhooks.guard import UnsafeDestination, resolve_destination
 from sendwell.webhooks.signing import SIGNATURE_HEADER, signature_header
 
@@ -149,7 +149,7 @@ class WebhookDeliverer:
 
     def run_forever(self, stop: threading.Event) -> None:
         """Deliver until stopped, sleeping until the next retry is due or until woken."""
-        wakeup.register(self.wake)
+        webhook_work.register(self.wake)
         try:
             while not stop.is_set():
                 try:
@@ -162,7 +162,7 @@ class WebhookDeliverer:
                 self.wake.wait(pause)
                 self.wake.clear()
         finally:
-            wakeup.unregister(self.wake)
+            webhook_work.unregister(self.wake)
 
     def _time_to_next(self) -> float:
         with session_scope(self.factory) as db:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Forbidden, InvalidInput, NotFound
 from sendwell.kit.outbound import OutboundPolicy
+from sendwell.kit.signals import webhook_work
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.models import (
     Campaign,
@@ -29,7 +30,6 @@ from sendwell.models import (
     WebhookEvent,
 )
 from sendwell.webhooks import repository as repo
-from sendwell.webhooks import wakeup
 from sendwell.webhooks.guard import resolve_destination
 
 EVENT_TYPES = (
@@ -104,7 +104,7 @@ def enqueue(
             )
         )
     db.flush()
-    wakeup.wake_after_commit(db)
+    webhook_work.request(db)
     return event
 
 
