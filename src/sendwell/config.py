@@ -143,6 +143,20 @@ class Settings(BaseSettings):
         description="How late Graph may file a send's copy in Sent Items; until then a send "
         "whose answer was lost is not taken as unsent.",
     )
+    bounce_pause_percent: float = Field(
+        default=2.0,
+        gt=0,
+        le=100,
+        description="New campaigns pause themselves when at least this percentage of their "
+        "last BOUNCE_PAUSE_MIN_SENDS sends bounced (each campaign can change it).",
+    )
+    bounce_pause_min_sends: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="How many of a new campaign's latest sends the bounce rate is measured "
+        "over; it is not judged before that many (each campaign can change it).",
+    )
     mail_server_ca_file: str = Field(
         default="",
         description="Extra CA certificates (PEM) trusted for IMAP/SMTP accounts' servers.",

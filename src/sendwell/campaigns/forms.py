@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Form
 
+from sendwell.campaigns.guards import Guards, check_guards, percent_text
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.service import StepIn
 from sendwell.kit.errors import InvalidInput
@@ -33,6 +34,17 @@ class CampaignForm:
     end: str = ""
     timezone: str = "UTC"
     steps: list[StepForm] = field(default_factory=lambda: [StepForm(delay="0")])
+    # Empty: the workspace default for a new campaign, unchanged for an existing one.
+    bounce_pause_percent: str = ""
+    bounce_pause_min_sends: str = ""
+
+    @classmethod
+    def new(cls, *, bounce_pause_percent: float, bounce_pause_min_sends: int) -> CampaignForm:
+        """An empty campaign with the workspace's default guards."""
+        return cls(
+            bounce_pause_percent=percent_text(bounce_pause_percent),
+            bounce_pause_min_sends=str(bounce_pause_min_sends),
+        )
 
     @classmethod
     def from_campaign(cls, campaign: Campaign) -> CampaignForm:
@@ -49,6 +61,8 @@ class CampaignForm:
                 for s in campaign.steps
             ]
             or [StepForm(delay="0")],
+            bounce_pause_percent=percent_text(campaign.bounce_pause_percent),
+            bounce_pause_min_sends=str(campaign.bounce_pause_min_sends),
         )
 
     @classmethod
@@ -67,6 +81,8 @@ class CampaignForm:
         delays: list[str],
         units: list[str],
         new_threads: list[str],
+        bounce_pause_percent: str = "",
+        bounce_pause_min_sends: str = "",
     ) -> CampaignForm:
         count = max(len(subjects), len(bodies))
         steps = [
@@ -88,6 +104,8 @@ class CampaignForm:
             end=end,
             timezone=timezone or "UTC",
             steps=steps or [StepForm(delay="0")],
+            bounce_pause_percent=bounce_pause_percent,
+            bounce_pause_min_sends=bounce_pause_min_sends,
         )
 
     @classmethod
@@ -105,6 +123,8 @@ class CampaignForm:
         step_delay: list[str] = Form(default_factory=list),
         step_unit: list[str] = Form(default_factory=list),
         step_new_thread: list[str] = Form(default_factory=list),
+        bounce_pause_percent: str = Form(""),
+        bounce_pause_min_sends: str = Form(""),
     ) -> CampaignForm:
         """The editor's posted fields (a FastAPI dependency)."""
         return cls.from_post(
@@ -120,6 +140,8 @@ class CampaignForm:
             delays=step_delay,
             units=step_unit,
             new_threads=step_new_thread,
+            bounce_pause_percent=bounce_pause_percent,
+            bounce_pause_min_sends=bounce_pause_min_sends,
         )
 
     def add_step(self) -> None:
@@ -142,6 +164,29 @@ class CampaignForm:
 
     def schedule(self) -> Schedule:
         return parse_schedule(self.days, self.start, self.end, self.timezone)
+
+    def guards(self, default: Guards | None = None) -> Guards | None:
+        """The guards typed, `default` where a field was left empty (None: unchanged)."""
+        raw = self.bounce_pause_percent.strip().removesuffix("%").strip().replace(",", ".")
+        sends = self.bounce_pause_min_sends.strip()
+        if not raw and not sends:
+            return default
+        if default is not None:
+            raw = raw or percent_text(default.bounce_pause_percent)
+            sends = sends or str(default.bounce_pause_min_sends)
+        try:
+            percent = float(raw)
+        except ValueError:
+            raise InvalidInput(
+                "The bounce rate that pauses the campaign must be a number, such as 2 or 2.5.",
+                code="not_a_number",
+            ) from None
+        return check_guards(
+            bounce_pause_percent=percent,
+            bounce_pause_min_sends=_whole(
+                sends, "The number of emails the bounce rate is measured over"
+            ),
+        )
 
     def step_inputs(self) -> list[StepIn]:
         steps = []

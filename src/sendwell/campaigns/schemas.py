@@ -53,6 +53,19 @@ class CampaignIn(RequestBody):
     start_delay_minutes: int = Field(
         default=20, description="Minutes between Start and the first emails (0 to 30 days)."
     )
+    bounce_pause_percent: float | None = Field(
+        default=None,
+        description="The campaign pauses itself (reason `bounce_rate`) when at least this "
+        "percentage of its latest `bounce_pause_min_sends` sends bounced (more than 0, at most "
+        "100). Omitted: the workspace default on create (SENDWELL_BOUNCE_PAUSE_PERCENT), "
+        "unchanged on update.",
+    )
+    bounce_pause_min_sends: int | None = Field(
+        default=None,
+        description="How many of the latest sends the bounce rate is measured over, and so how "
+        "many must have gone before it is judged (1 to 10,000). Omitted: the workspace default "
+        "on create (SENDWELL_BOUNCE_PAUSE_MIN_SENDS), unchanged on update.",
+    )
 
 
 class StepOut(BaseModel):
@@ -94,6 +107,10 @@ class CampaignOut(BaseModel):
     steps: list[StepOut]
     schedule: ScheduleOut
     start_delay_minutes: int
+    bounce_pause_percent: float = Field(
+        description="Pauses itself when this percentage of its latest sends bounced."
+    )
+    bounce_pause_min_sends: int = Field(description="How many latest sends that is measured over.")
     created_at: datetime
     started_at: datetime | None
     status_changed_at: datetime

@@ -13,6 +13,7 @@ from sendwell.campaigns import importer, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
+from sendwell.campaigns.guards import Guards
 from sendwell.campaigns.schedule import DAYS, common_time_zones
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
@@ -20,7 +21,7 @@ from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes import service as mailboxes
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, MailboxStatus, User
-from sendwell.web.deps import check_upload_csrf, get_db
+from sendwell.web.deps import check_upload_csrf, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
@@ -72,7 +73,12 @@ def new_campaign(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
-    return _editor(request, db, user, CampaignForm(), campaign=None)
+    settings = get_settings(request)
+    form = CampaignForm.new(
+        bounce_pause_percent=settings.bounce_pause_percent,
+        bounce_pause_min_sends=settings.bounce_pause_min_sends,
+    )
+    return _editor(request, db, user, form, campaign=None)
 
 
 @router.post("/campaigns/new")
@@ -94,6 +100,7 @@ def create_campaign(
             steps=form.step_inputs(),
             schedule=form.schedule(),
             start_delay_minutes=form.start_delay(),
+            guards=form.guards(_default_guards(request)),
         )
     except SendwellError as error:
         return _editor(
@@ -145,6 +152,7 @@ def save_campaign(
             steps=form.step_inputs(),
             schedule=form.schedule(),
             start_delay_minutes=form.start_delay(),
+            guards=form.guards(),
         )
     except SendwellError as error:
         db.rollback()
@@ -400,6 +408,12 @@ def _campaign_page(
         },
         status_code=status_code,
     )
+
+
+def _default_guards(request: Request) -> Guards:
+    """The workspace's guards for new campaigns (SENDWELL_BOUNCE_PAUSE_*)."""
+    settings = get_settings(request)
+    return Guards(settings.bounce_pause_percent, settings.bounce_pause_min_sends)
 
 
 def _sandbox(request: Request) -> bool:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import outcomes
+from sendwell.dispatch import bounce_guard, outcomes
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit.clock import utcnow
@@ -239,6 +239,10 @@ class InboundReader:
             )
         db.flush()
         complete_if_finished(db, enrollment.campaign_id)
+        if status is EnrollmentStatus.BOUNCED:
+            bounce_guard.pause_if_bouncing(
+                db, enrollment.campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
+            )
         return 1
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     ColumnElement,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -41,6 +42,7 @@ class PauseReason(enum.StrEnum):
     MAILBOX_DISCONNECTED = "mailbox_disconnected"
     SEND_ERRORS = "send_errors"
     MAILBOX_BLOCKED = "mailbox_blocked"
+    BOUNCE_RATE = "bounce_rate"
 
 
 class EnrollmentStatus(enum.StrEnum):
@@ -92,6 +94,12 @@ class Campaign(Base):
     unsubscribe_footer: Mapped[bool] = mapped_column(Boolean, default=False)
     # Failed sends in a row; too many pause the campaign (reason send_errors).
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    # The bounce-rate guard (dispatch/bounce_guard.py): the campaign pauses itself when at
+    # least this percentage of its last `bounce_pause_min_sends` sends bounced. Only sends
+    # after `bounce_window_start` (when the guard last paused it) count.
+    bounce_pause_percent: Mapped[float] = mapped_column(Float, default=2.0, server_default="2")
+    bounce_pause_min_sends: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    bounce_window_start: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -185,6 +193,8 @@ class SendLedger(Base):
         Index("ix_send_ledger_mailbox_id_claimed_at", "mailbox_id", "claimed_at"),
         # Sent counts per campaign (Campaigns tab) and sends in flight (pause) by campaign.
         Index("ix_send_ledger_campaign_id_status", "campaign_id", "status"),
+        # A campaign's latest sends, newest first (the bounce-rate guard's window).
+        Index("ix_send_ledger_campaign_id_sent_at", "campaign_id", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -191,7 +191,16 @@ def campaign_changed(db: Session, campaign_id: int, kind: str, *, reason: str) -
         workspace_id=campaign.workspace_id,
         event_type=f"campaign.{kind}",
         ordering_key=f"campaign:{campaign.id}",
-        data={"campaign": _campaign_data(campaign, status), "reason": reason},
+        data={
+            "campaign": _campaign_data(campaign, status),
+            "reason": reason,
+            # Why a pause happened, as a code (user, bounce_rate, mailbox_reauth_required…).
+            **(
+                {"pause_reason": campaign.pause_reason.value if campaign.pause_reason else None}
+                if kind == "paused"
+                else {}
+            ),
+        },
     )
 
 

@@ -1,0 +1,49 @@
+"""delivery guards: the bounce-rate pause
+
+Revision ID: 0012
+Revises: 0010
+Create Date: 2027-01-10 10:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import sendwell.models.base
+
+revision: str = "0012"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("bounce_pause_percent", sa.Float(), server_default="2", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column("bounce_pause_min_sends", sa.Integer(), server_default="50", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column(
+                "bounce_window_start",
+                sendwell.models.base.UTCDateTime(timezone=True),
+                nullable=True,
+            )
+        )
+    op.create_index(
+        "ix_send_ledger_campaign_id_sent_at",
+        "send_ledger",
+        ["campaign_id", "sent_at"],
+        unique=False,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_send_ledger_campaign_id_sent_at", table_name="send_ledger")
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("bounce_window_start")
+        batch_op.drop_column("bounce_pause_min_sends")
+        batch_op.drop_column("bounce_pause_percent")
