@@ -99,7 +99,14 @@ def update_campaign(
     db: Session = Depends(get_db, scope="function"),
 ) -> CampaignOut:
     current = guards_of(service.get_campaign(db, user, campaign_id))
-    changed = body.bounce_pause_percent is not None or body.bounce_pause_min_sends is not None
+    changed = any(
+        value is not None
+        for value in (
+            body.bounce_pause_percent,
+            body.bounce_pause_min_sends,
+            body.auto_reply_hold_days,
+        )
+    )
     campaign = service.update_campaign(
         db,
         user,
@@ -321,6 +328,9 @@ def _guards_in(body: CampaignIn, fallback: Guards) -> Guards:
         bounce_pause_min_sends=fallback.bounce_pause_min_sends
         if body.bounce_pause_min_sends is None
         else body.bounce_pause_min_sends,
+        auto_reply_hold_days=fallback.auto_reply_hold_days
+        if body.auto_reply_hold_days is None
+        else body.auto_reply_hold_days,
     )
 
 
@@ -349,6 +359,7 @@ def _campaign_out(
         start_delay_minutes=campaign.start_delay_minutes,
         bounce_pause_percent=campaign.bounce_pause_percent,
         bounce_pause_min_sends=campaign.bounce_pause_min_sends,
+        auto_reply_hold_days=campaign.auto_reply_hold_days,
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         status_changed_at=campaign.status_changed_at,

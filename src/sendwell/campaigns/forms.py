@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Form
 
-from sendwell.campaigns.guards import Guards, check_guards, percent_text
+from sendwell.campaigns.guards import DEFAULT_HOLD_DAYS, Guards, check_guards, percent_text
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.service import StepIn
 from sendwell.kit.errors import InvalidInput
@@ -37,6 +37,7 @@ class CampaignForm:
     # Empty: the workspace default for a new campaign, unchanged for an existing one.
     bounce_pause_percent: str = ""
     bounce_pause_min_sends: str = ""
+    auto_reply_hold_days: str = ""
 
     @classmethod
     def new(cls, *, bounce_pause_percent: float, bounce_pause_min_sends: int) -> CampaignForm:
@@ -44,6 +45,7 @@ class CampaignForm:
         return cls(
             bounce_pause_percent=percent_text(bounce_pause_percent),
             bounce_pause_min_sends=str(bounce_pause_min_sends),
+            auto_reply_hold_days=str(DEFAULT_HOLD_DAYS),
         )
 
     @classmethod
@@ -63,6 +65,7 @@ class CampaignForm:
             or [StepForm(delay="0")],
             bounce_pause_percent=percent_text(campaign.bounce_pause_percent),
             bounce_pause_min_sends=str(campaign.bounce_pause_min_sends),
+            auto_reply_hold_days=str(campaign.auto_reply_hold_days),
         )
 
     @classmethod
@@ -83,6 +86,7 @@ class CampaignForm:
         new_threads: list[str],
         bounce_pause_percent: str = "",
         bounce_pause_min_sends: str = "",
+        auto_reply_hold_days: str = "",
     ) -> CampaignForm:
         count = max(len(subjects), len(bodies))
         steps = [
@@ -106,6 +110,7 @@ class CampaignForm:
             steps=steps or [StepForm(delay="0")],
             bounce_pause_percent=bounce_pause_percent,
             bounce_pause_min_sends=bounce_pause_min_sends,
+            auto_reply_hold_days=auto_reply_hold_days,
         )
 
     @classmethod
@@ -125,6 +130,7 @@ class CampaignForm:
         step_new_thread: list[str] = Form(default_factory=list),
         bounce_pause_percent: str = Form(""),
         bounce_pause_min_sends: str = Form(""),
+        auto_reply_hold_days: str = Form(""),
     ) -> CampaignForm:
         """The editor's posted fields (a FastAPI dependency)."""
         return cls.from_post(
@@ -142,6 +148,7 @@ class CampaignForm:
             new_threads=step_new_thread,
             bounce_pause_percent=bounce_pause_percent,
             bounce_pause_min_sends=bounce_pause_min_sends,
+            auto_reply_hold_days=auto_reply_hold_days,
         )
 
     def add_step(self) -> None:
@@ -165,27 +172,27 @@ class CampaignForm:
     def schedule(self) -> Schedule:
         return parse_schedule(self.days, self.start, self.end, self.timezone)
 
-    def guards(self, default: Guards | None = None) -> Guards | None:
-        """The guards typed, `default` where a field was left empty (None: unchanged)."""
+    def guards(self, fallback: Guards) -> Guards:
+        """The guards typed, `fallback`'s where a field was left empty."""
         raw = self.bounce_pause_percent.strip().removesuffix("%").strip().replace(",", ".")
-        sends = self.bounce_pause_min_sends.strip()
-        if not raw and not sends:
-            return default
-        if default is not None:
-            raw = raw or percent_text(default.bounce_pause_percent)
-            sends = sends or str(default.bounce_pause_min_sends)
         try:
-            percent = float(raw)
+            percent = float(raw) if raw else fallback.bounce_pause_percent
         except ValueError:
             raise InvalidInput(
                 "The bounce rate that pauses the campaign must be a number, such as 2 or 2.5.",
                 code="not_a_number",
             ) from None
+        sends, days = self.bounce_pause_min_sends.strip(), self.auto_reply_hold_days.strip()
         return check_guards(
             bounce_pause_percent=percent,
             bounce_pause_min_sends=_whole(
                 sends, "The number of emails the bounce rate is measured over"
-            ),
+            )
+            if sends
+            else fallback.bounce_pause_min_sends,
+            auto_reply_hold_days=_whole(days, "The days a recipient is held after an auto-reply")
+            if days
+            else fallback.auto_reply_hold_days,
         )
 
     def step_inputs(self) -> list[StepIn]:

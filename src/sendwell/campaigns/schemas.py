@@ -66,6 +66,12 @@ class CampaignIn(RequestBody):
         "many must have gone before it is judged (1 to 10,000). Omitted: the workspace default "
         "on create (SENDWELL_BOUNCE_PAUSE_MIN_SENDS), unchanged on update.",
     )
+    auto_reply_hold_days: int | None = Field(
+        default=None,
+        description="A recipient whose mail host answers with an automatic reply (out of "
+        "office) gets no email for this many days, then continues at the normal pace (0 to 60; "
+        "0: auto-replies are ignored). Omitted: 3 on create, unchanged on update.",
+    )
 
 
 class StepOut(BaseModel):
@@ -111,6 +117,7 @@ class CampaignOut(BaseModel):
         description="Pauses itself when this percentage of its latest sends bounced."
     )
     bounce_pause_min_sends: int = Field(description="How many latest sends that is measured over.")
+    auto_reply_hold_days: int = Field(description="Days a recipient is held after an auto-reply.")
     created_at: datetime
     started_at: datetime | None
     status_changed_at: datetime
@@ -163,6 +170,10 @@ class RecipientOut(BaseModel):
     steps_sent: int
     next_due_at: datetime | None
     last_sent_at: datetime | None
+    held_until: datetime | None = Field(
+        description="After an automatic reply, no email before this moment (null: not held)."
+    )
+    hold_reason: str = Field(description="Why the recipient is held, in words.")
 
 
 class EventOut(BaseModel):

@@ -13,7 +13,7 @@ from sendwell.campaigns import importer, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
-from sendwell.campaigns.guards import Guards
+from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
@@ -152,7 +152,7 @@ def save_campaign(
             steps=form.step_inputs(),
             schedule=form.schedule(),
             start_delay_minutes=form.start_delay(),
-            guards=form.guards(),
+            guards=form.guards(guards_of(campaign)),
         )
     except SendwellError as error:
         db.rollback()
@@ -239,6 +239,7 @@ def recipient_page(
             "enrollment": enrollment,
             "ledger": {row.step_position: row for row in repo.ledger_for(db, enrollment.id)},
             "labels": service.ENROLLMENT_LABELS,
+            "now": utcnow(),
         },
     )
 
@@ -405,6 +406,7 @@ def _campaign_page(
             "by_step": repo.outcomes_by_step(db, campaign.id),
             "import_report": import_report,
             "import_error": import_error,
+            "now": utcnow(),
         },
         status_code=status_code,
     )

@@ -487,3 +487,44 @@ def latest_sends(
     ]
     rows.sort(key=lambda row: row[1], reverse=True)
     return rows[:limit]
+
+
+def held_enrollments(
+    db: Session, campaign_id: int, now: datetime
+) -> list[tuple[Enrollment, datetime]]:
+    """A campaign's recipients held at `now` after an automatic reply, each with the moment
+    the hold ends (no email to them before it), soonest first. Only recipients with a step
+    still to go: a held recipient who replied or finished meanwhile is not waiting."""
+    rows = db.scalars(
+        select(Enrollment)
+        .where(
+            Enrollment.campaign_id == campaign_id,
+            Enrollment.held_until > now,
+            enrollment_pending(),
+        )
+        .order_by(Enrollment.held_until, Enrollment.id)
+    )
+    return [(enrollment, enrollment.held_until) for enrollment in rows if enrollment.held_until]
+
+
+def ended_holds(db: Session, now: datetime, limit: int = 500) -> list[Enrollment]:
+    """Recipients whose hold has ended but is still recorded, oldest first."""
+    return list(
+        db.scalars(
+            select(Enrollment)
+            .where(Enrollment.held_until <= now)
+            .order_by(Enrollment.held_until, Enrollment.id)
+            .limit(limit)
+        )
+    )
+
+
+def release_hold(db: Session, enrollment_id: int, held_until: datetime) -> bool:
+    """Clear a hold that ended, once: True for the one caller whose update found it."""
+    result = db.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment_id, Enrollment.held_until == held_until)
+        .values(held_until=None, hold_reason="")
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -100,6 +100,9 @@ class Campaign(Base):
     bounce_pause_percent: Mapped[float] = mapped_column(Float, default=2.0, server_default="2")
     bounce_pause_min_sends: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
     bounce_window_start: Mapped[datetime | None] = mapped_column(default=None)
+    # A recipient whose mail host answers with an automatic reply (out of office) gets no
+    # email for this many days (dispatch/holds.py); 0 lets auto-replies pass unnoticed.
+    auto_reply_hold_days: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -135,6 +138,8 @@ class Enrollment(Base):
         # Only recipients with a step still to go, per campaign in due order: the claim finds
         # the earliest due ones and the completion check the first pending one without
         # reading finished rows.
+        # Holds to release (dispatch/holds.py); almost every row has none.
+        Index("ix_enrollments_held_until", "held_until"),
         Index(
             "ix_enrollments_pending",
             "campaign_id",
@@ -160,6 +165,9 @@ class Enrollment(Base):
     thread_id: Mapped[str] = mapped_column(String(255), default="")
     last_message_id: Mapped[str] = mapped_column(String(998), default="")
     status_reason: Mapped[str] = mapped_column(Text, default="")
+    # Held after an automatic reply: no email before this moment, and why (words).
+    held_until: Mapped[datetime | None] = mapped_column(default=None)
+    hold_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

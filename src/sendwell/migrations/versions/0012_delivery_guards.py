@@ -1,4 +1,4 @@
-"""delivery guards: the bounce-rate pause
+"""delivery guards: the bounce-rate pause and auto-reply holds
 
 Revision ID: 0012
 Revises: 0010
@@ -33,6 +33,15 @@ def upgrade() -> None:
                 nullable=True,
             )
         )
+        batch_op.add_column(
+            sa.Column("auto_reply_hold_days", sa.Integer(), server_default="3", nullable=False)
+        )
+    with op.batch_alter_table("enrollments", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("held_until", sendwell.models.base.UTCDateTime(timezone=True), nullable=True)
+        )
+        batch_op.add_column(sa.Column("hold_reason", sa.Text(), server_default="", nullable=False))
+        batch_op.create_index("ix_enrollments_held_until", ["held_until"], unique=False)
     op.create_index(
         "ix_send_ledger_campaign_id_sent_at",
         "send_ledger",
@@ -43,7 +52,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_send_ledger_campaign_id_sent_at", table_name="send_ledger")
+    with op.batch_alter_table("enrollments", schema=None) as batch_op:
+        batch_op.drop_index("ix_enrollments_held_until")
+        batch_op.drop_column("hold_reason")
+        batch_op.drop_column("held_until")
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("auto_reply_hold_days")
         batch_op.drop_column("bounce_window_start")
         batch_op.drop_column("bounce_pause_min_sends")
         batch_op.drop_column("bounce_pause_percent")
