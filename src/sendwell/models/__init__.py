@@ -14,6 +14,7 @@ from sendwell.models.campaign import (
     Suppression,
     SuppressionReason,
 )
+from sendwell.models.domain import DomainCheck
 from sendwell.models.expiry import ExpiryWarning
 from sendwell.models.mailbox import (
     LinkAttempt,
@@ -41,6 +42,7 @@ __all__ = [
     "CampaignStatus",
     "CampaignStep",
     "DeliveryStatus",
+    "DomainCheck",
     "Enrollment",
     "EnrollmentStatus",
     "ExpiryWarning",

@@ -38,6 +38,7 @@ EVENT_TYPES = (
     "mailbox.reconnected",
     "mailbox.disconnected",
     "mailbox.expiring",
+    "mailbox.domain_health_worsened",
     "campaign.started",
     "campaign.paused",
     "campaign.resumed",
@@ -177,6 +178,19 @@ def mailbox_expiring(
             "reason": reason,
             "action": action,
         },
+    )
+
+
+def mailbox_domain_health_worsened(
+    db: Session, mailbox: Mailbox, *, domain: str, checks: list[dict[str, Any]]
+) -> None:
+    """A check of the mailbox's sending domain (MX, SPF, DKIM, DMARC) got worse."""
+    enqueue(
+        db,
+        workspace_id=mailbox.workspace_id,
+        event_type="mailbox.domain_health_worsened",
+        ordering_key=f"mailbox:{mailbox.id}",
+        data={"mailbox": _mailbox_data(mailbox), "domain": domain, "checks": checks},
     )
 
 

@@ -1,4 +1,4 @@
-"""delivery guards: the bounce-rate pause and auto-reply holds
+"""delivery guards: the bounce-rate pause, auto-reply holds, sending-domain health
 
 Revision ID: 0012
 Revises: 0010
@@ -42,6 +42,22 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("hold_reason", sa.Text(), server_default="", nullable=False))
         batch_op.create_index("ix_enrollments_held_until", ["held_until"], unique=False)
+    op.create_table(
+        "domain_checks",
+        sa.Column("mailbox_id", sa.Integer(), nullable=False),
+        sa.Column("domain", sa.String(length=253), nullable=False),
+        sa.Column("selectors", sa.String(length=500), server_default="", nullable=False),
+        sa.Column("handled_by", sa.String(length=40), server_default="", nullable=False),
+        sa.Column("results", sa.JSON(), nullable=False),
+        sa.Column("checked_at", sendwell.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["mailbox_id"],
+            ["mailboxes.id"],
+            name=op.f("fk_domain_checks_mailbox_id_mailboxes"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("mailbox_id", name=op.f("pk_domain_checks")),
+    )
     op.create_index(
         "ix_send_ledger_campaign_id_sent_at",
         "send_ledger",
@@ -51,6 +67,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("domain_checks")
     op.drop_index("ix_send_ledger_campaign_id_sent_at", table_name="send_ledger")
     with op.batch_alter_table("enrollments", schema=None) as batch_op:
         batch_op.drop_index("ix_enrollments_held_until")
