@@ -92,8 +92,8 @@ def _check(
 
 
 def _check_domain(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
-    """The sending domain's records, looked at again when due, whatever the connection did:
-    a DNS change matters even while the account needs reauthentication."""
+    """The sending domain's records, looked at again when due, whatever the probe answered
+    (DNS is not the mail host); a failure here never stops the other mailboxes' checks."""
     try:
         domain_checks.recheck_if_due(factory, conn, mailbox_id)
     except Exception:
