@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     dns_timeout_seconds: float = Field(
         default=2.0, gt=0, le=30, description="How long an MX lookup may take."
     )
+    dns_servers: str = Field(
+        default="",
+        description="DNS servers for MX discovery and domain health, e.g. 192.0.2.53 or "
+        "192.0.2.53:5353 (comma-separated, one port); empty uses the system's resolvers.",
+    )
     health_check_minutes: float = Field(
         default=10, gt=0, le=1440, description="How often every connected mailbox is checked."
     )
@@ -142,6 +147,20 @@ class Settings(BaseSettings):
         le=86_400,
         description="How late Graph may file a send's copy in Sent Items; until then a send "
         "whose answer was lost is not taken as unsent.",
+    )
+    bounce_pause_percent: float = Field(
+        default=2.0,
+        gt=0,
+        le=100,
+        description="New campaigns pause themselves when at least this percentage of their "
+        "last BOUNCE_PAUSE_MIN_SENDS sends bounced (each campaign can change it).",
+    )
+    bounce_pause_min_sends: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="How many of a new campaign's latest sends the bounce rate is measured "
+        "over; it is not judged before that many (each campaign can change it).",
     )
     mail_server_ca_file: str = Field(
         default="",
@@ -244,6 +263,14 @@ class Settings(BaseSettings):
                 ssl.create_default_context().load_verify_locations(cafile=value)
             except (OSError, ssl.SSLError) as error:
                 raise ValueError(f"cannot read CA certificates from {value}: {error}") from None
+        return value
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers_parse(cls, value: str) -> str:
+        from sendwell.providers.domain_dns import parse_servers
+
+        parse_servers(value)
         return value
 
     @field_validator("smtp_url")

@@ -619,6 +619,8 @@ def test_recipients_added_and_skipped_with_reasons(
         "steps_sent",
         "next_due_at",
         "last_sent_at",
+        "held_until",
+        "hold_reason",
     }
     assert {k: grace[k] for k in grace if k != "id"} == {
         "email": "grace@example.com",
@@ -631,6 +633,8 @@ def test_recipients_added_and_skipped_with_reasons(
         "steps_sent": 0,
         "next_due_at": None,
         "last_sent_at": None,
+        "held_until": None,
+        "hold_reason": "",
     }
     assert (alan["email"], alan["first_name"]) == ("alan@example.com", "")
     counts = client.get(f"/api/v1/campaigns/{cid}", headers=ada.headers).json()["counts"]

@@ -46,6 +46,10 @@ class Host(Protocol):
 
     def reply(self, message: Received) -> None: ...
 
+    def answer(self, message: Received, subject: str, headers: dict[str, str]) -> None:
+        """The recipient's mail system answers: its subject, and headers of its own."""
+        ...
+
     def break_connection(self) -> None: ...
 
     def reconnect(self, client: TestClient, mailbox_id: int) -> None: ...
@@ -95,6 +99,18 @@ class SandboxHost:
             {"mailbox": self.address, "to_message_id": message.message_id, "from": message.to},
         )
 
+    def answer(self, message: Received, subject: str, headers: dict[str, str]) -> None:
+        self.sandbox.admin(
+            "reply",
+            {
+                "mailbox": self.address,
+                "to_message_id": message.message_id,
+                "from": message.to,
+                "subject": subject,
+                "headers": headers,
+            },
+        )
+
     def break_connection(self) -> None:
         self.sandbox.admin("revoke", {"mailbox": self.address})
 
@@ -119,13 +135,18 @@ class ServerHost:
         return [_received(person, _reader(m)) for m in self.mail.messages(person)]
 
     def reply(self, message: Received) -> None:
+        self.answer(message, "", {})
+
+    def answer(self, message: Received, subject: str, headers: dict[str, str]) -> None:
         answer = EmailMessage()
         answer["From"] = message.to
         answer["To"] = self.address
-        answer["Subject"] = "Re: " + message.subject.removeprefix("Re: ")
+        answer["Subject"] = subject or "Re: " + message.subject.removeprefix("Re: ")
         answer["Message-ID"] = make_msgid(domain="example.com")
         answer["In-Reply-To"] = message.message_id
         answer["References"] = " ".join([*message.references, message.message_id])
+        for name, value in headers.items():
+            answer[name] = value
         answer.set_content("Sounds good.")
         self.mail.write_into(self.address, answer)
 

@@ -453,3 +453,37 @@ def test_resume_all_previews_and_resumes_every_campaign_the_account_change_pause
     )
     assert sorted(resumed.json()) == sorted([first, second])
     assert "Shift every pending step" in resumed_reason(world, first)
+
+
+def test_a_recipient_held_after_an_automatic_reply_is_shown_and_not_sent_to(world: World) -> None:
+    people = ["ann@example.com", "bob@example.com"]
+    campaign_id = world.campaign(THREE_STEPS, people)
+    dispatcher = world.dispatcher()
+    dispatcher.run_until_idle()
+    now = utcnow()
+    pause_since(world, campaign_id, now - 2 * DAY)
+    first = world.sent_by_step(campaign_id)[("ann@example.com", 1)]
+    world.sandbox.admin(
+        "reply",
+        {
+            "mailbox": SENDER,
+            "to_message_id": first["headers"]["Message-ID"],
+            "from": "ann@example.com",
+            "subject": "Automatic reply: Hello ann",
+            "headers": {"Auto-Submitted": "auto-replied"},
+        },
+    )
+    dispatcher.run_until_idle()  # replies are read while the campaign is paused
+    set_due(world, campaign_id, {p: now - DAY for p in people})
+
+    plan = preview(world, campaign_id)
+    assert [h.email for h in plan.held] == ["ann@example.com"]
+    assert plan.held[0].until > utcnow() + 2 * DAY
+    assert planned(plan) == [("bob@example.com", 2)]
+    assert plan.later == 1
+
+    resume(world, campaign_id)
+    dispatcher.run_until_idle()
+    assert set(world.sent_by_step(campaign_id)) == {(p, 1) for p in people} | {
+        ("bob@example.com", 2)
+    }

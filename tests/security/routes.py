@@ -148,6 +148,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/mailboxes/{mailbox_id}/settings"): obj(
         form=lambda o: {"daily_cap": "1", "min_gap_seconds": "0", "display_name": "Taken over"}
     ),
+    ("POST", "/mailboxes/{mailbox_id}/domain-health"): obj(form=lambda o: {"selectors": "taken"}),
     ("POST", "/mailboxes/{mailbox_id}/disconnect"): obj(),
     ("GET", "/mailboxes/{mailbox_id}/resume-all"): obj(
         owner_page=False, why="no campaign of Alice's waits on her account: the page sends her back"

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import api_user
 from sendwell.campaigns import recipients, service, validation
 from sendwell.campaigns import repository as repo
+from sendwell.campaigns.guards import Guards, check_guards, guards_of
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.schemas import (
     MAX_RECIPIENTS_PER_REQUEST,
@@ -36,7 +37,7 @@ from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes.connections import Connections
 from sendwell.models import Campaign, CampaignStep, CatchUp, User
-from sendwell.web.deps import get_connections, get_db
+from sendwell.web.deps import get_connections, get_db, get_settings
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -61,9 +62,12 @@ def list_campaigns(
 @router.post("", response_model=CampaignOut, status_code=201, summary="Create a draft campaign")
 def create_campaign(
     body: CampaignIn,
+    request: Request,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> CampaignOut:
+    settings = get_settings(request)
+    default = Guards(settings.bounce_pause_percent, settings.bounce_pause_min_sends)
     campaign = service.create_campaign(
         db,
         user,
@@ -73,6 +77,7 @@ def create_campaign(
         schedule=_schedule_in(body.schedule),
         start_delay_minutes=body.start_delay_minutes,
         catch_up=_catch_up_in(body),
+        guards=_guards_in(body, default),
     )
     return _out(db, campaign)
 
@@ -97,6 +102,15 @@ def update_campaign(
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> CampaignOut:
+    current = guards_of(service.get_campaign(db, user, campaign_id))
+    changed = any(
+        value is not None
+        for value in (
+            body.bounce_pause_percent,
+            body.bounce_pause_min_sends,
+            body.auto_reply_hold_days,
+        )
+    )
     campaign = service.update_campaign(
         db,
         user,
@@ -107,6 +121,7 @@ def update_campaign(
         schedule=_schedule_in(body.schedule) or Schedule(),
         start_delay_minutes=body.start_delay_minutes,
         catch_up=_catch_up_in(body, campaign_id=campaign_id, db=db, user=user),
+        guards=_guards_in(body, current) if changed else None,
     )
     return _out(db, campaign)
 
@@ -375,6 +390,21 @@ def _schedule_in(schedule: ScheduleIn | None) -> Schedule | None:
     return parse_schedule(schedule.days, schedule.start, schedule.end, schedule.timezone)
 
 
+def _guards_in(body: CampaignIn, fallback: Guards) -> Guards:
+    """The guards the body names, `fallback`'s where it names none."""
+    return check_guards(
+        bounce_pause_percent=fallback.bounce_pause_percent
+        if body.bounce_pause_percent is None
+        else body.bounce_pause_percent,
+        bounce_pause_min_sends=fallback.bounce_pause_min_sends
+        if body.bounce_pause_min_sends is None
+        else body.bounce_pause_min_sends,
+        auto_reply_hold_days=fallback.auto_reply_hold_days
+        if body.auto_reply_hold_days is None
+        else body.auto_reply_hold_days,
+    )
+
+
 def _out(db: Session, campaign: Campaign) -> CampaignOut:
     return _campaign_out(campaign, repo.counts_for(db, [campaign.id])[campaign.id], campaign.steps)
 
@@ -400,6 +430,9 @@ def _campaign_out(
         start_delay_minutes=campaign.start_delay_minutes,
         catch_up=campaign.catch_up,
         catch_up_skip_days=campaign.catch_up_skip_days,
+        bounce_pause_percent=campaign.bounce_pause_percent,
+        bounce_pause_min_sends=campaign.bounce_pause_min_sends,
+        auto_reply_hold_days=campaign.auto_reply_hold_days,
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         status_changed_at=campaign.status_changed_at,

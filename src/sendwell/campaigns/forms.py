@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Form
 
+from sendwell.campaigns.guards import DEFAULT_HOLD_DAYS, Guards, check_guards, percent_text
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.service import CatchUpDefault, StepIn
 from sendwell.kit.errors import InvalidInput
@@ -35,6 +36,19 @@ class CampaignForm:
     catch_up: str = CatchUp.CATCH_UP.value
     catch_up_skip_days: str = "7"
     steps: list[StepForm] = field(default_factory=lambda: [StepForm(delay="0")])
+    # Empty: the workspace default for a new campaign, unchanged for an existing one.
+    bounce_pause_percent: str = ""
+    bounce_pause_min_sends: str = ""
+    auto_reply_hold_days: str = ""
+
+    @classmethod
+    def new(cls, *, bounce_pause_percent: float, bounce_pause_min_sends: int) -> CampaignForm:
+        """An empty campaign with the workspace's default guards."""
+        return cls(
+            bounce_pause_percent=percent_text(bounce_pause_percent),
+            bounce_pause_min_sends=str(bounce_pause_min_sends),
+            auto_reply_hold_days=str(DEFAULT_HOLD_DAYS),
+        )
 
     @classmethod
     def from_campaign(cls, campaign: Campaign) -> CampaignForm:
@@ -53,6 +67,9 @@ class CampaignForm:
                 for s in campaign.steps
             ]
             or [StepForm(delay="0")],
+            bounce_pause_percent=percent_text(campaign.bounce_pause_percent),
+            bounce_pause_min_sends=str(campaign.bounce_pause_min_sends),
+            auto_reply_hold_days=str(campaign.auto_reply_hold_days),
         )
 
     @classmethod
@@ -73,6 +90,9 @@ class CampaignForm:
         delays: list[str],
         units: list[str],
         new_threads: list[str],
+        bounce_pause_percent: str = "",
+        bounce_pause_min_sends: str = "",
+        auto_reply_hold_days: str = "",
     ) -> CampaignForm:
         count = max(len(subjects), len(bodies))
         steps = [
@@ -96,6 +116,9 @@ class CampaignForm:
             catch_up=catch_up,
             catch_up_skip_days=catch_up_skip_days,
             steps=steps or [StepForm(delay="0")],
+            bounce_pause_percent=bounce_pause_percent,
+            bounce_pause_min_sends=bounce_pause_min_sends,
+            auto_reply_hold_days=auto_reply_hold_days,
         )
 
     @classmethod
@@ -115,6 +138,9 @@ class CampaignForm:
         step_new_thread: list[str] = Form(default_factory=list),
         catch_up: str = Form(CatchUp.CATCH_UP.value),
         catch_up_skip_days: str = Form("7"),
+        bounce_pause_percent: str = Form(""),
+        bounce_pause_min_sends: str = Form(""),
+        auto_reply_hold_days: str = Form(""),
     ) -> CampaignForm:
         """The editor's posted fields (a FastAPI dependency)."""
         return cls.from_post(
@@ -132,6 +158,9 @@ class CampaignForm:
             new_threads=step_new_thread,
             catch_up=catch_up,
             catch_up_skip_days=catch_up_skip_days,
+            bounce_pause_percent=bounce_pause_percent,
+            bounce_pause_min_sends=bounce_pause_min_sends,
+            auto_reply_hold_days=auto_reply_hold_days,
         )
 
     def add_step(self) -> None:
@@ -164,6 +193,29 @@ class CampaignForm:
 
     def schedule(self) -> Schedule:
         return parse_schedule(self.days, self.start, self.end, self.timezone)
+
+    def guards(self, fallback: Guards) -> Guards:
+        """The guards typed, `fallback`'s where a field was left empty."""
+        raw = self.bounce_pause_percent.strip().removesuffix("%").strip().replace(",", ".")
+        try:
+            percent = float(raw) if raw else fallback.bounce_pause_percent
+        except ValueError:
+            raise InvalidInput(
+                "The bounce rate that pauses the campaign must be a number, such as 2 or 2.5.",
+                code="not_a_number",
+            ) from None
+        sends, days = self.bounce_pause_min_sends.strip(), self.auto_reply_hold_days.strip()
+        return check_guards(
+            bounce_pause_percent=percent,
+            bounce_pause_min_sends=_whole(
+                sends, "The number of emails the bounce rate is measured over"
+            )
+            if sends
+            else fallback.bounce_pause_min_sends,
+            auto_reply_hold_days=_whole(days, "The days a recipient is held after an auto-reply")
+            if days
+            else fallback.auto_reply_hold_days,
+        )
 
     def step_inputs(self) -> list[StepIn]:
         steps = []

@@ -66,6 +66,26 @@ class CampaignIn(RequestBody):
         default=None, description="1 to 365; 7 for a new campaign when omitted."
     )
 
+    bounce_pause_percent: float | None = Field(
+        default=None,
+        description="The campaign pauses itself (reason `bounce_rate`) when at least this "
+        "percentage of its latest `bounce_pause_min_sends` sends bounced (more than 0, at most "
+        "100). Omitted: the workspace default on create (SENDWELL_BOUNCE_PAUSE_PERCENT), "
+        "unchanged on update.",
+    )
+    bounce_pause_min_sends: int | None = Field(
+        default=None,
+        description="How many of the latest sends the bounce rate is measured over, and so how "
+        "many must have gone before it is judged (1 to 10,000). Omitted: the workspace default "
+        "on create (SENDWELL_BOUNCE_PAUSE_MIN_SENDS), unchanged on update.",
+    )
+    auto_reply_hold_days: int | None = Field(
+        default=None,
+        description="A recipient whose mail host answers with an automatic reply (out of "
+        "office) gets no email for this many days, then continues at the normal pace (0 to 60; "
+        "0: auto-replies are ignored). Omitted: 3 on create, unchanged on update.",
+    )
+
 
 class ResumeIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
@@ -94,6 +114,12 @@ class SkippedStepsOut(BaseModel):
     next_due_at: datetime | None
 
 
+class HeldOut(BaseModel):
+    recipient_id: int
+    email: str
+    until: datetime
+
+
 class ResumePreviewOut(BaseModel):
     catch_up: CatchUp
     skip_days: int
@@ -115,6 +141,10 @@ class ResumePreviewOut(BaseModel):
     later_next_at: datetime | None
     shifted: int
     skipped: list[SkippedStepsOut]
+    held: list[HeldOut] = Field(
+        description="Recipients held after an automatic reply (out of office): nothing goes "
+        "to them before `until`."
+    )
     notes: list[str]
 
     @classmethod
@@ -152,6 +182,10 @@ class ResumePreviewOut(BaseModel):
                     next_due_at=skip.next_due_at,
                 )
                 for skip in plan.skipped
+            ],
+            held=[
+                HeldOut(recipient_id=h.enrollment_id, email=h.email, until=h.until)
+                for h in plan.held
             ],
             notes=plan.notes,
         )
@@ -203,6 +237,11 @@ class CampaignOut(BaseModel):
     start_delay_minutes: int
     catch_up: CatchUp
     catch_up_skip_days: int
+    bounce_pause_percent: float = Field(
+        description="Pauses itself when this percentage of its latest sends bounced."
+    )
+    bounce_pause_min_sends: int = Field(description="How many latest sends that is measured over.")
+    auto_reply_hold_days: int = Field(description="Days a recipient is held after an auto-reply.")
     created_at: datetime
     started_at: datetime | None
     status_changed_at: datetime
@@ -255,6 +294,10 @@ class RecipientOut(BaseModel):
     steps_sent: int
     next_due_at: datetime | None
     last_sent_at: datetime | None
+    held_until: datetime | None = Field(
+        description="After an automatic reply, no email before this moment (null: not held)."
+    )
+    hold_reason: str = Field(description="Why the recipient is held, in words.")
 
 
 class EventOut(BaseModel):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns import templates, threads, validation
+from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
 from sendwell.dispatch import resume as resume_plan
 from sendwell.kit.clock import utcnow
@@ -57,6 +58,8 @@ PAUSE_REASON_WORDS = {
     PauseReason.SEND_ERRORS: "Paused after repeated sending errors.",
     PauseReason.MAILBOX_BLOCKED: "Paused because the mail host refuses to send from the "
     "sending account until its owner acts. Fix it at the host, then resume.",
+    PauseReason.BOUNCE_RATE: "Paused because too many recent emails bounced. Check the "
+    "bounced recipients and the list they came from, then resume.",
 }
 ENROLLMENT_LABELS = {
     EnrollmentStatus.NOT_STARTED: "Not Started",
@@ -214,6 +217,7 @@ def create_campaign(
     schedule: Schedule | None = None,
     start_delay_minutes: int = 20,
     catch_up: CatchUpDefault | None = None,
+    guards: Guards | None = None,
 ) -> Campaign:
     """A new draft; every field is checked first, so nothing half-made is saved."""
     clean_name = _check_name(name)
@@ -237,6 +241,8 @@ def create_campaign(
         catch_up_skip_days=resume_plan.check_skip_days(after_pause.skip_days),
         steps=[CampaignStep(position=i, **vars(step)) for i, step in enumerate(checked, 1)],
     )
+    if guards is not None:
+        apply_guards(campaign, guards)
     db.add(campaign)
     db.flush()
     record_event(db, campaign.id, "created", actor=user, reason=f"Created “{clean_name}”.")
@@ -254,9 +260,10 @@ def update_campaign(
     schedule: Schedule,
     start_delay_minutes: int,
     catch_up: CatchUpDefault | None = None,
+    guards: Guards | None = None,
 ) -> Campaign:
-    """Change a draft or paused campaign; steps already sent keep their place. The catch-up
-    default is kept when not given."""
+    """Change a draft or paused campaign; steps already sent keep their place (the catch-up
+    default and the guards left out stay as they are)."""
     campaign = get_campaign(db, user, campaign_id)
     if campaign.status not in EDITABLE:
         raise Conflict(
@@ -275,6 +282,8 @@ def update_campaign(
     campaign.schedule_days = ",".join(schedule.days)
     campaign.schedule_start, campaign.schedule_end = schedule.start, schedule.end
     campaign.timezone, campaign.start_delay_minutes = schedule.timezone, start_delay_minutes
+    if guards is not None:
+        apply_guards(campaign, guards)
     campaign.steps.clear()
     db.flush()
     campaign.steps.extend(
@@ -305,6 +314,7 @@ def duplicate(db: Session, user: User, campaign_id: int) -> Campaign:
         ),
         start_delay_minutes=source.start_delay_minutes,
         catch_up=CatchUpDefault(source.catch_up, source.catch_up_skip_days),
+        guards=guards_of(source),
     )
     record_event(db, source.id, "duplicated", actor=user, reason=f"Copied to “{copy.name}”.")
     return copy
@@ -333,12 +343,17 @@ def start(db: Session, user: User, campaign_id: int) -> Campaign:
 
 
 def pause(
-    db: Session, user: User | None, campaign_id: int, *, reason: PauseReason = PauseReason.USER
+    db: Session,
+    user: User | None,
+    campaign_id: int,
+    *,
+    reason: PauseReason = PauseReason.USER,
+    detail: str = "",
 ) -> Campaign:
+    """Pause with a reason; `detail` (what happened, in words) follows it in the history."""
     campaign = _campaign_for(db, user, campaign_id)
-    _transition(
-        db, campaign, "pause", actor=user, pause_reason=reason, reason=PAUSE_REASON_WORDS[reason]
-    )
+    words = f"{PAUSE_REASON_WORDS[reason]} {detail}".strip()[:2000]
+    _transition(db, campaign, "pause", actor=user, pause_reason=reason, reason=words)
     return campaign
 
 

@@ -14,6 +14,7 @@ from sendwell.campaigns import importer, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
+from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
@@ -22,7 +23,7 @@ from sendwell.mailboxes import service as mailboxes
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, MailboxStatus, User
-from sendwell.web.deps import check_upload_csrf, get_connections, get_db
+from sendwell.web.deps import check_upload_csrf, get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
@@ -74,7 +75,12 @@ def new_campaign(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
-    return _editor(request, db, user, CampaignForm(), campaign=None)
+    settings = get_settings(request)
+    form = CampaignForm.new(
+        bounce_pause_percent=settings.bounce_pause_percent,
+        bounce_pause_min_sends=settings.bounce_pause_min_sends,
+    )
+    return _editor(request, db, user, form, campaign=None)
 
 
 @router.post("/campaigns/new")
@@ -97,6 +103,7 @@ def create_campaign(
             schedule=form.schedule(),
             start_delay_minutes=form.start_delay(),
             catch_up=form.after_pause(),
+            guards=form.guards(_default_guards(request)),
         )
     except SendwellError as error:
         return _editor(
@@ -149,6 +156,7 @@ def save_campaign(
             schedule=form.schedule(),
             start_delay_minutes=form.start_delay(),
             catch_up=form.after_pause(),
+            guards=form.guards(guards_of(campaign)),
         )
     except SendwellError as error:
         db.rollback()
@@ -235,6 +243,7 @@ def recipient_page(
             "enrollment": enrollment,
             "ledger": {row.step_position: row for row in repo.ledger_for(db, enrollment.id)},
             "labels": service.ENROLLMENT_LABELS,
+            "now": utcnow(),
         },
     )
 
@@ -482,9 +491,16 @@ def _campaign_page(
             "by_step": repo.outcomes_by_step(db, campaign.id),
             "import_report": import_report,
             "import_error": import_error,
+            "now": utcnow(),
         },
         status_code=status_code,
     )
+
+
+def _default_guards(request: Request) -> Guards:
+    """The workspace's guards for new campaigns (SENDWELL_BOUNCE_PAUSE_*)."""
+    settings = get_settings(request)
+    return Guards(settings.bounce_pause_percent, settings.bounce_pause_min_sends)
 
 
 def _sandbox(request: Request) -> bool:

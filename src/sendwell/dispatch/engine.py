@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import inbound, outcomes, pacing
+from sendwell.dispatch import holds, inbound, outcomes, pacing
 from sendwell.dispatch import repository as repo
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
@@ -121,6 +121,7 @@ class Dispatcher:
         # are known.
         self.outcomes.fill_missing_metadata()
         self.inbound.read_due()
+        holds.release_ended_holds(self.factory)
         sent = False
         for mailbox_id in self._sending_mailboxes():
             sent = self.send_for(mailbox_id) > 0 or sent
@@ -216,7 +217,9 @@ class Dispatcher:
         # A reply whose thread's last message has no known ids yet is not claimed (nor does
         # it take the mailbox's send slot): it is looked at again shortly.
         enrollments = [
-            e for e in enrollments if not self._thread_pending(e, campaigns, history, now)
+            e
+            for e in enrollments
+            if not holds.still_held(e, now) and not self._thread_pending(e, campaigns, history, now)
         ]
         if not enrollments or not repo.take_send_slot(
             db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease

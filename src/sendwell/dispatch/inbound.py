@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import outcomes
+from sendwell.dispatch import bounce_guard, holds, outcomes
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit.clock import utcnow
@@ -30,6 +30,13 @@ from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
 AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
+# Headers whose presence marks an automatic reply (docs/providers.md, "Automatic replies"):
+# responders' own (Gmail's vacation responder sets X-Autoreply) and Exchange's, which it puts
+# on every message an inbox rule or the out-of-office assistant sends.
+AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-ms-exchange-inbox-rules-loop")
+EXCHANGE_RULES_AGENT = "mailbox rules agent"
+# Auto-Submitted's keyword, without RFC 3834 parameters or comments: "auto-replied (vacation)".
+KEYWORD = re.compile(r"[^\s;(]*")
 DAEMONS = ("mailer-daemon@", "postmaster@", "mail delivery subsystem", "microsoftexchange")
 # Google's own bounce service. Over the sending limit Gmail answers messages.send with 200 and
 # bounces the message later, naming no failed recipient (a recipient's bounce names it in
@@ -64,15 +71,25 @@ def kind_of(message: InboundMessage, *, host: ProviderName | None = None) -> str
         ):
             return "sending_limit"
         return "bounce"
-    auto = headers.get("auto-submitted", "no").strip().lower()
-    if (
-        auto != "no"
-        or "x-autoreply" in headers
-        or "x-autorespond" in headers
+    return "auto_reply" if is_auto_reply(headers) else "reply"
+
+
+def is_auto_reply(headers: dict[str, str]) -> bool:
+    """An automatic answer (out of office, vacation, an inbox rule), from lower-cased headers.
+
+    X-Auto-Response-Suppress is not a sign: it asks others not to answer automatically, and
+    people's own replies carry it too.
+    """
+    keyword = KEYWORD.match(headers.get("auto-submitted", "").strip().lower())
+    if keyword is not None and keyword.group(0) not in ("", "no"):
+        return True
+    if any(headers.get(name, "").strip().lower() not in ("", "no") for name in AUTO_HEADERS):
+        return True
+    source = headers.get("x-ms-exchange-generated-message-source", "").strip().lower()
+    return (
+        source == EXCHANGE_RULES_AGENT
         or headers.get("precedence", "").strip().lower() in AUTO_PRECEDENCE
-    ):
-        return "auto_reply"
-    return "reply"
+    )
 
 
 class InboundReader:
@@ -164,12 +181,16 @@ class InboundReader:
         self, db: Session, mailbox_id: int, host: ProviderName, message: InboundMessage
     ) -> int:
         kind = kind_of(message, host=host)
-        if kind in ("auto_reply", "delay"):
+        if kind == "delay":
             return 0
         answered = [message.in_reply_to, *message.references]
         rows = repo.sent_rows_matching(
             db, mailbox_id, [m for m in answered if m], message.thread_id
         )
+        if kind == "auto_reply":
+            # Not a reply, but the recipient is away: hold them, stop no one.
+            holds.hold_for_auto_reply(db, {row.enrollment_id for row in rows}, message)
+            return 0
         if kind == "sending_limit":
             return self._not_delivered(db, mailbox_id, rows, message)
         enrollments = {row.enrollment_id for row in rows}
@@ -239,6 +260,10 @@ class InboundReader:
             )
         db.flush()
         complete_if_finished(db, enrollment.campaign_id)
+        if status is EnrollmentStatus.BOUNCED:
+            bounce_guard.pause_if_bouncing(
+                db, enrollment.campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
+            )
         return 1
 
 

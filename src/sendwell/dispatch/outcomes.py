@@ -17,7 +17,7 @@ from sendwell.campaigns import service as campaigns
 from sendwell.campaigns import templates, threads
 from sendwell.campaigns.validation import recipient_values, sender_fields
 from sendwell.db import session_scope
-from sendwell.dispatch import pacing
+from sendwell.dispatch import bounce_guard, pacing
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.mime import Envelope, build_message
 from sendwell.kit.clock import utcnow
@@ -248,6 +248,9 @@ class Outcomes:
                 self._finish_recipient(
                     db, row, EnrollmentStatus.BOUNCED, error.message, suppress=True
                 )
+                bounce_guard.pause_if_bouncing(
+                    db, row.campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
+                )
                 return
             self._count_failure(db, row, error, now)
 
@@ -330,6 +333,12 @@ class Outcomes:
             row = db.get(SendLedger, claim.ledger_id)
             if row is not None:
                 mark_sent(db, row, sent)
+                self._after_delivery(db, row.campaign_id)
+
+    def _after_delivery(self, db: Session, campaign_id: int) -> None:
+        bounce_guard.after_delivery(
+            db, campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
+        )
 
     def release_expired_claims(self) -> None:
         """Claims a stopped worker never handed to a provider go back in line."""
@@ -401,6 +410,7 @@ class Outcomes:
                 if found is not None:
                     log.info("settled_as_sent", ledger_id=ledger_id)
                     mark_sent(db, row, found)
+                    self._after_delivery(db, row.campaign_id)
                 elif utcnow() < (row.claimed_at or utcnow()) + self._copy_lag(row.mailbox_id):
                     # The host may still file it (Graph's copy comes after its answer):
                     # absence proves nothing yet.

@@ -22,6 +22,7 @@ from sendwell.models import (
     Campaign,
     CampaignStatus,
     Enrollment,
+    EnrollmentStatus,
     LedgerStatus,
     Mailbox,
     MailboxStatus,
@@ -441,3 +442,89 @@ def sends_ahead_for_copies(db: Session, row: SendLedger, recipient: str) -> int:
         )
         or 0
     )
+
+
+def latest_sends(
+    db: Session, campaign_id: int, since: datetime | None, limit: int
+) -> list[tuple[int, datetime, EnrollmentStatus]]:
+    """A campaign's `limit` latest sends that were delivered or refused for their recipient,
+    newest first, made after `since`: (recipient, when, the recipient's status now).
+
+    A send the host accepted counts when it went (`sent_at`, through the campaign's sent-time
+    index); one the host refused for its recipient (a hard bounce at sending: the row failed,
+    the recipient Bounced) counts when it was claimed.
+    """
+    delivered = (
+        select(SendLedger.enrollment_id, SendLedger.sent_at, Enrollment.status)
+        .join(Enrollment, Enrollment.id == SendLedger.enrollment_id)
+        .where(
+            SendLedger.campaign_id == campaign_id,
+            SendLedger.status == LedgerStatus.SENT,
+            SendLedger.sent_at > since if since is not None else SendLedger.sent_at.is_not(None),
+        )
+        .order_by(SendLedger.sent_at.desc())
+        .limit(limit)
+    )
+    refused = (
+        select(SendLedger.enrollment_id, SendLedger.claimed_at, Enrollment.status)
+        .join(Enrollment, Enrollment.id == SendLedger.enrollment_id)
+        .where(
+            SendLedger.campaign_id == campaign_id,
+            SendLedger.status == LedgerStatus.FAILED,
+            Enrollment.status == EnrollmentStatus.BOUNCED,
+            SendLedger.claimed_at > since
+            if since is not None
+            else SendLedger.claimed_at.is_not(None),
+        )
+        .order_by(SendLedger.claimed_at.desc())
+        .limit(limit)
+    )
+    rows = [
+        (enrollment_id, moment, status)
+        for query in (delivered, refused)
+        for enrollment_id, moment, status in db.execute(query)
+        if moment is not None
+    ]
+    rows.sort(key=lambda row: row[1], reverse=True)
+    return rows[:limit]
+
+
+def held_enrollments(
+    db: Session, campaign_id: int, now: datetime
+) -> list[tuple[Enrollment, datetime]]:
+    """A campaign's recipients held at `now` after an automatic reply, each with the moment
+    the hold ends (no email to them before it), soonest first. Only recipients with a step
+    still to go: a held recipient who replied or finished meanwhile is not waiting."""
+    rows = db.scalars(
+        select(Enrollment)
+        .where(
+            Enrollment.campaign_id == campaign_id,
+            Enrollment.held_until > now,
+            enrollment_pending(),
+        )
+        .order_by(Enrollment.held_until, Enrollment.id)
+    )
+    return [(enrollment, enrollment.held_until) for enrollment in rows if enrollment.held_until]
+
+
+def ended_holds(db: Session, now: datetime, limit: int = 500) -> list[Enrollment]:
+    """Recipients whose hold has ended but is still recorded, oldest first."""
+    return list(
+        db.scalars(
+            select(Enrollment)
+            .where(Enrollment.held_until <= now)
+            .order_by(Enrollment.held_until, Enrollment.id)
+            .limit(limit)
+        )
+    )
+
+
+def release_hold(db: Session, enrollment_id: int, held_until: datetime) -> bool:
+    """Clear a hold that ended, once: True for the one caller whose update found it."""
+    result = db.execute(
+        update(Enrollment)
+        .where(Enrollment.id == enrollment_id, Enrollment.held_until == held_until)
+        .values(held_until=None, hold_reason="")
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -118,6 +118,15 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A recipient who answered with an automatic reply: nothing goes to them until `until`."""
+
+    enrollment_id: int
+    email: str
+    until: datetime
+
+
+@dataclass(frozen=True)
 class _Row:
     id: int
     email: str
@@ -137,6 +146,8 @@ class ResumePlan:
     shifted: int
     skipped: list[Skipped]
     arrived: dict[str, int]
+    # Recipients held after an automatic reply (out of office), soonest release first.
+    held: list[Held] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # What the Resume writes: recipient id -> (due before, due after).
     moves: dict[int, tuple[datetime, datetime]] = field(default_factory=dict)
@@ -199,6 +210,7 @@ class ResumePlan:
             "shifted": self.shifted,
             "skipped_steps": sum(len(s.steps) for s in self.skipped),
             "skipped_recipients": len(self.skipped),
+            "held": len(self.held),
         }
 
 
@@ -236,6 +248,10 @@ def plan(
     elif choice.mode is CatchUp.SKIP:
         skipped = _skips(rows, steps, choice.skip_days, now)
     skips = {skip.enrollment_id: skip for skip in skipped}
+    # A recipient held after an automatic reply gets nothing before the hold ends, whatever
+    # their due moment says (the claim skips them).
+    held = repo.held_enrollments(db, campaign.id, now)
+    hold_ends = {enrollment.id: until for enrollment, until in held}
     due: list[tuple[datetime, int, str, int]] = []
     later: list[datetime] = []
     for row in rows:
@@ -247,6 +263,7 @@ def plan(
             if skip.next_step is None or skip.next_due_at is None:
                 continue  # their last step was skipped: they are finished
             when, step = skip.next_due_at, skip.next_step
+        when = max(when, hold_ends.get(row.id, when))
         if when <= now:
             due.append((when, row.id, row.email, step))
         else:
@@ -272,6 +289,7 @@ def plan(
         shifted=len(moves),
         skipped=skipped,
         arrived=_arrived(db, campaign.id, paused_at),
+        held=[Held(enrollment.id, enrollment.email, until) for enrollment, until in held],
         moves=moves,
     )
     plan.notes = _notes(campaign, mailbox, plan, ahead, now)

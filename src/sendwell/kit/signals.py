@@ -1,4 +1,5 @@
-"""Waking background work the moment a unit of work that gave it something to do commits.
+"""What happens once a unit of work commits, and never if it rolls back: waking background
+work that the unit gave something to do, and actions such as an email about the change.
 
 A service calls `signal.request(db)` inside its unit of work; when that unit commits, every
 `threading.Event` registered on the signal in this process is set (nothing happens if it rolls
@@ -10,6 +11,7 @@ processes wake too; other processes without one find the work on their next peri
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import event, make_url, text
 from sqlalchemy.orm import Session
@@ -18,6 +20,13 @@ from sendwell.kit.logging import get_logger
 
 log = get_logger(__name__)
 _signals: list[AfterCommit] = []
+_ACTIONS = "sendwell_after_commit"
+
+
+def call_after_commit(db: Session, action: Callable[[], None]) -> None:
+    """Run `action` once this session's transaction commits (a slow mail server delays
+    nothing inside the transaction, and nobody hears of a change that was rolled back)."""
+    db.info.setdefault(_ACTIONS, []).append(action)
 
 
 class AfterCommit:
@@ -59,12 +68,19 @@ class AfterCommit:
 def _after_commit(session: Session) -> None:
     for signal in _signals:
         signal._committed(session)
+    for action in session.info.pop(_ACTIONS, []):
+        try:
+            action()
+        except Exception:
+            # The change is committed whatever a notice does; one failure stops no other.
+            log.exception("after_commit_failed")
 
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     for signal in _signals:
         signal._rolled_back(session)
+    session.info.pop(_ACTIONS, None)
 
 
 def listen_for_notifications(

@@ -16,6 +16,7 @@ from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url, send_notic
 from sendwell.providers.base import MailHost, ProviderName, SignIn
 from sendwell.providers.certificates import certificate_expiry
 from sendwell.providers.discovery import ProviderDiscovery
+from sendwell.providers.domain_dns import DomainDns, parse_servers
 from sendwell.providers.mail_server import Endpoint, tls_context
 from sendwell.providers.registry import ProviderRegistry
 
@@ -47,6 +48,8 @@ class Connections:
     mailer: Callable[[str, str, str], None] | None = None
     # Reads a mail server's certificate expiry: reader(endpoint, "smtp" or "imap").
     certificate_reader: Callable[[Endpoint, Literal["smtp", "imap"]], datetime | None] | None = None
+    # Reads the sending domains' MX and TXT records (mailboxes/domain_health.py).
+    domain_dns: DomainDns = field(default_factory=DomainDns)
 
     def sign_in(self, name: str) -> SignIn:
         """The host's sign-in page and token upkeep; refused for hosts linked by password."""
@@ -102,11 +105,17 @@ def _not_configured(name: str) -> InvalidInput:
 
 
 def build_connections(settings: Settings, registry: ProviderRegistry) -> Connections:
+    nameservers, dns_port = parse_servers(settings.dns_servers)
     return Connections(
         registry=registry,
         discovery=ProviderDiscovery(
+            nameservers=nameservers,
+            port=dns_port,
             sandbox=settings.sandbox,
             timeout_seconds=settings.dns_timeout_seconds,
+        ),
+        domain_dns=DomainDns(
+            nameservers=nameservers, port=dns_port, timeout_seconds=settings.dns_timeout_seconds
         ),
         box=TokenBox(settings.token_key_list),
         base_url=settings.base_url,

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from sendwell.models import (
+    DomainCheck,
     ExpiryWarning,
     LinkAttempt,
     Mailbox,
@@ -195,3 +196,13 @@ def warning_given(
         )
     )
     return found is not None
+
+
+def get_domain_check(db: Session, mailbox_id: int) -> DomainCheck | None:
+    return db.get(DomainCheck, mailbox_id)
+
+
+def domain_check_due(db: Session, mailbox_id: int, before: datetime) -> bool:
+    """Whether the mailbox's domain was last checked before `before`, or never."""
+    found = db.get(DomainCheck, mailbox_id)
+    return found is None or found.checked_at is None or found.checked_at < before

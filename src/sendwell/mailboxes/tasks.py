@@ -14,6 +14,7 @@ from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
+from sendwell.mailboxes import domain_checks
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.lookahead import look_ahead
@@ -78,6 +79,7 @@ def _check(
         else:
             healthy += 1
             outcome = "healthy"
+        _check_domain(factory, conn, mailbox_id)
         mark_checked(factory, mailbox_id)
         log.info(
             "job",
@@ -87,6 +89,15 @@ def _check(
             duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
     return HealthReport(len(mailbox_ids), healthy, failed)
+
+
+def _check_domain(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+    """The sending domain's records, looked at again when due, whatever the probe answered
+    (DNS is not the mail host); a failure here never stops the other mailboxes' checks."""
+    try:
+        domain_checks.recheck_if_due(factory, conn, mailbox_id)
+    except Exception:
+        log.exception("domain_health_check_failed", mailbox_id=mailbox_id)
 
 
 def mark_checked(factory: sessionmaker[Session], mailbox_id: int) -> None:

@@ -13,7 +13,8 @@ from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.mailboxes import lookahead, server_accounts, service
+from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
+from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.base import (
@@ -315,6 +316,35 @@ def save_settings(
     return redirect_with_flash(request, f"/mailboxes/{mailbox_id}", "Email settings saved.")
 
 
+@router.post("/mailboxes/{mailbox_id}/domain-health")
+def check_domain_now(
+    request: Request,
+    mailbox_id: int,
+    selectors: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    """Save the DKIM selectors named, then look the sending domain up now."""
+    try:
+        domain_checks.set_selectors(db, user, mailbox_id, selectors)
+    except SendwellError as error:
+        return _email_settings_page(
+            request,
+            db,
+            user,
+            mailbox_id,
+            selectors=selectors,
+            domain_error=error.message,
+            status_code=error.status_code,
+        )
+    db.commit()
+    domain_checks.check_domain(request.app.state.session_factory, conn, mailbox_id)
+    return redirect_with_flash(
+        request, f"/mailboxes/{mailbox_id}#domain-health", "Domain health checked just now."
+    )
+
+
 @router.post("/mailboxes/{mailbox_id}/disconnect")
 def disconnect(
     request: Request,
@@ -447,9 +477,12 @@ def _email_settings_page(
     *,
     form: dict[str, str] | None = None,
     error: str = "",
+    selectors: str | None = None,
+    domain_error: str = "",
     status_code: int = 200,
 ) -> Response:
     mailbox = service.get_mailbox(db, user, mailbox_id)
+    domain = mailbox_repo.get_domain_check(db, mailbox.id)
     return render(
         request,
         "mailboxes/detail.html",
@@ -461,6 +494,11 @@ def _email_settings_page(
             "label": mailbox.provider.label,
             "form": form or {},
             "error": error,
+            "domain": domain,
+            "selectors": selectors
+            if selectors is not None
+            else (domain.selectors.replace(",", ", ") if domain else ""),
+            "domain_error": domain_error,
         },
         status_code=status_code,
     )

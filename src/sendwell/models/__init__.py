@@ -15,6 +15,7 @@ from sendwell.models.campaign import (
     Suppression,
     SuppressionReason,
 )
+from sendwell.models.domain import DomainCheck
 from sendwell.models.expiry import ExpiryWarning
 from sendwell.models.mailbox import (
     LinkAttempt,
@@ -43,6 +44,7 @@ __all__ = [
     "CampaignStep",
     "CatchUp",
     "DeliveryStatus",
+    "DomainCheck",
     "Enrollment",
     "EnrollmentStatus",
     "ExpiryWarning",

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     ColumnElement,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -42,6 +43,7 @@ class PauseReason(enum.StrEnum):
     MAILBOX_DISCONNECTED = "mailbox_disconnected"
     SEND_ERRORS = "send_errors"
     MAILBOX_BLOCKED = "mailbox_blocked"
+    BOUNCE_RATE = "bounce_rate"
 
 
 class CatchUp(enum.StrEnum):
@@ -111,6 +113,15 @@ class Campaign(Base):
         str_enum(CatchUp), default=CatchUp.CATCH_UP, server_default=CatchUp.CATCH_UP.value
     )
     catch_up_skip_days: Mapped[int] = mapped_column(Integer, default=7, server_default="7")
+    # The bounce-rate guard (dispatch/bounce_guard.py): the campaign pauses itself when at
+    # least this percentage of its last `bounce_pause_min_sends` sends bounced. Only sends
+    # after `bounce_window_start` (when the guard last paused it) count.
+    bounce_pause_percent: Mapped[float] = mapped_column(Float, default=2.0, server_default="2")
+    bounce_pause_min_sends: Mapped[int] = mapped_column(Integer, default=50, server_default="50")
+    bounce_window_start: Mapped[datetime | None] = mapped_column(default=None)
+    # A recipient whose mail host answers with an automatic reply (out of office) gets no
+    # email for this many days (dispatch/holds.py); 0 lets auto-replies pass unnoticed.
+    auto_reply_hold_days: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -146,6 +157,8 @@ class Enrollment(Base):
         # Only recipients with a step still to go, per campaign in due order: the claim finds
         # the earliest due ones and the completion check the first pending one without
         # reading finished rows.
+        # Holds to release (dispatch/holds.py); almost every row has none.
+        Index("ix_enrollments_held_until", "held_until"),
         Index(
             "ix_enrollments_pending",
             "campaign_id",
@@ -174,6 +187,9 @@ class Enrollment(Base):
     # When `status` last changed (stamped by the listener below on every assignment that
     # changes it); empty for rows from before it was kept.
     status_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Held after an automatic reply: no email before this moment, and why (words).
+    held_until: Mapped[datetime | None] = mapped_column(default=None)
+    hold_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -215,6 +231,8 @@ class SendLedger(Base):
         Index("ix_send_ledger_mailbox_id_claimed_at", "mailbox_id", "claimed_at"),
         # Sent counts per campaign (Campaigns tab) and sends in flight (pause) by campaign.
         Index("ix_send_ledger_campaign_id_status", "campaign_id", "status"),
+        # A campaign's latest sends, newest first (the bounce-rate guard's window).
+        Index("ix_send_ledger_campaign_id_sent_at", "campaign_id", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -28,6 +28,7 @@ class MailboxEventKind(enum.StrEnum):
     REAUTH_REQUIRED = "reauth_required"
     DISCONNECTED = "disconnected"
     SETTINGS_CHANGED = "settings_changed"
+    DOMAIN_HEALTH_WORSENED = "domain_health_worsened"
 
 
 class Mailbox(Base):

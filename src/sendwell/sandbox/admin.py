@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from dataclasses import asdict, replace
 from datetime import timedelta
@@ -24,6 +25,7 @@ from sendwell.sandbox.state import (
 )
 
 TOKEN_ERRORS = frozenset({"invalid_grant", "invalid_client", *AADSTS})
+HEADER_NAME = re.compile(r"[!-9;-~]{1,76}")
 
 
 class MailboxIn(BaseModel):
@@ -35,6 +37,10 @@ class ReplyIn(MailboxIn):
     from_: str = Field("", alias="from")
     body: str = "Thanks, let's talk next week."
     auto_reply: bool = False
+    # The answer as the recipient's mail system writes it: its subject ("" answers "Re: …")
+    # and headers of its own, e.g. an out-of-office responder's.
+    subject: str = Field("", max_length=998)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=20)
 
 
 class BounceIn(MailboxIn):
@@ -228,12 +234,16 @@ def build_router(state: SandboxState, admin_token: str = "") -> APIRouter:
         message = Message()
         message["From"] = sender
         message["To"] = box.address
-        message["Subject"] = "Re: " + original.subject.removeprefix("Re: ")
+        message["Subject"] = body.subject or "Re: " + original.subject.removeprefix("Re: ")
         message["In-Reply-To"] = original.message_id
         references = (original.header("References") + " " + original.message_id).strip()
         message["References"] = references
         if body.auto_reply:
             message["Auto-Submitted"] = "auto-replied"
+        for name, value in body.headers.items():
+            if not HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
+                return problem(400, f"not a header: {name!r}")
+            message[name] = value
         message_id = f"<{secrets.token_hex(10)}@mail.example.com>"
         message["Message-ID"] = message_id
         stored = state.store(

@@ -38,6 +38,7 @@ EVENT_TYPES = (
     "mailbox.reconnected",
     "mailbox.disconnected",
     "mailbox.expiring",
+    "mailbox.domain_health_worsened",
     "campaign.started",
     "campaign.paused",
     "campaign.resumed",
@@ -180,6 +181,19 @@ def mailbox_expiring(
     )
 
 
+def mailbox_domain_health_worsened(
+    db: Session, mailbox: Mailbox, *, domain: str, checks: list[dict[str, Any]]
+) -> None:
+    """A check of the mailbox's sending domain (MX, SPF, DKIM, DMARC) got worse."""
+    enqueue(
+        db,
+        workspace_id=mailbox.workspace_id,
+        event_type="mailbox.domain_health_worsened",
+        ordering_key=f"mailbox:{mailbox.id}",
+        data={"mailbox": _mailbox_data(mailbox), "domain": domain, "checks": checks},
+    )
+
+
 def campaign_changed(
     db: Session, campaign_id: int, kind: str, *, reason: str, data: dict[str, Any] | None = None
 ) -> None:
@@ -194,7 +208,17 @@ def campaign_changed(
         workspace_id=campaign.workspace_id,
         event_type=f"campaign.{kind}",
         ordering_key=f"campaign:{campaign.id}",
-        data={"campaign": _campaign_data(campaign, status), "reason": reason, **(data or {})},
+        data={
+            "campaign": _campaign_data(campaign, status),
+            "reason": reason,
+            # Why a pause happened, as a code (user, bounce_rate, mailbox_reauth_required…).
+            **(
+                {"pause_reason": campaign.pause_reason.value if campaign.pause_reason else None}
+                if kind == "paused"
+                else {}
+            ),
+            **(data or {}),
+        },
     )
 
 

@@ -1,0 +1,264 @@
+"""Domain health on Email Settings, read from a real DNS server on loopback.
+
+The tests' own dnslib server answers for the sending domains (SENDWELL_DNS_SERVERS points
+Sendwell at it); its zone changes between checks the way an administrator's edits would.
+Time passes for Sendwell by moving the last check back an hour.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from dnslib import MX, QTYPE, RCODE, RR, TXT, DNSError
+from dnslib.server import DNSLogger, DNSServer
+from sqlalchemy import Engine, select
+
+from sendwell.db import session_scope
+from sendwell.mailboxes.domain_health import assess
+from sendwell.mailboxes.tasks import check_connections
+from sendwell.models import DomainCheck, MailboxEvent, MailboxEventKind, WebhookEvent
+from sendwell.providers.base import ProviderName
+from sendwell.providers.domain_dns import DomainDns
+from tests.conftest import Database, csrf_from
+from tests.dispatch.conftest import World, linked_world
+from tests.mailboxes.conftest import link
+from tests.sandbox_support import Sandbox
+from tests.webhooks.conftest import register
+
+TENANT = "contoso.outlook.test"
+WORKSPACE = "acme.gmail.test"
+KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC1"
+
+
+class Zone:
+    """A dnslib resolver over a zone the test edits: (name, type) -> records."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], list[Any]] = {}
+        self.silent: set[str] = set()
+        self.queries: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def resolve(self, request: Any, handler: Any) -> Any:
+        name = str(request.q.qname).rstrip(".").lower()
+        kind = QTYPE[request.q.qtype]
+        with self._lock:
+            self.queries[name] += 1
+            if any(name == s or name.endswith("." + s) for s in self.silent):
+                raise DNSError("deliberately unanswered")
+            answers = list(self.records.get((name, kind), []))
+            known = any(n == name for n, _kind in self.records)
+        reply = request.reply()
+        for rdata in answers:
+            reply.add_answer(RR(name, request.q.qtype, rdata=rdata, ttl=60))
+        if not answers and not known:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+
+    def set(self, name: str, kind: str, *values: Any) -> None:
+        with self._lock:
+            self.records[(name, kind)] = list(values)
+
+    def drop(self, name: str, kind: str) -> None:
+        with self._lock:
+            self.records.pop((name, kind), None)
+
+
+@pytest.fixture
+def zone() -> Iterator[tuple[Zone, int]]:
+    resolver = Zone()
+    server = DNSServer(
+        resolver, address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda _line: None)
+    )
+    thread = threading.Thread(
+        target=server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    yield resolver, server.server.server_address[1]
+    server.stop()
+    thread.join()
+    server.server.server_close()
+
+
+def world_with(
+    database: Database, engine: Engine, sandbox: Sandbox, port: int, address: str
+) -> Any:
+    return linked_world(
+        database,
+        engine,
+        sandbox,
+        lambda client: link(client, address),
+        dns_servers=f"127.0.0.1:{port}",
+    )
+
+
+def healthy_tenant(zone: Zone) -> None:
+    zone.set(TENANT, "MX", MX("contoso-outlook-test.mail.protection.outlook.com", 0))
+    zone.set(TENANT, "TXT", TXT("v=spf1 include:spf.protection.outlook.com -all"))
+    zone.set(f"selector1._domainkey.{TENANT}", "TXT", TXT(KEY))
+    zone.set(f"_dmarc.{TENANT}", "TXT", TXT("v=DMARC1; p=quarantine; rua=mailto:d@contoso"))
+
+
+def check_now(world: World, mailbox_id: int, selectors: str = "") -> Any:
+    page = f"/mailboxes/{mailbox_id}"
+    return world.client.post(
+        f"{page}/domain-health",
+        data={"csrftoken": csrf_from(world.client.get(page).text), "selectors": selectors},
+    )
+
+
+def health_table(page: str) -> dict[str, str]:
+    """Each record's row of the Domain health table, as text."""
+    section = page.split('id="domain-health"', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<th scope="row">(\w+)</th>(.*?)</tr>', section, re.S)
+    return {name: " ".join(re.sub(r"<[^>]+>", " ", body).split()) for name, body in rows}
+
+
+def an_hour_passes(world: World) -> None:
+    with session_scope(world.factory) as db:
+        for check in db.scalars(select(DomainCheck)):
+            assert check.checked_at is not None
+            check.checked_at -= timedelta(hours=1)
+
+
+def worsened_events(world: World) -> list[MailboxEvent]:
+    with session_scope(world.factory) as db:
+        found = list(
+            db.scalars(
+                select(MailboxEvent).where(
+                    MailboxEvent.kind == MailboxEventKind.DOMAIN_HEALTH_WORSENED
+                )
+            )
+        )
+        db.expunge_all()
+        return found
+
+
+def webhook_payloads(world: World) -> list[dict[str, Any]]:
+    with session_scope(world.factory) as db:
+        rows = db.scalars(
+            select(WebhookEvent.payload).where(
+                WebhookEvent.type == "mailbox.domain_health_worsened"
+            )
+        ).all()
+    return [json.loads(row) for row in rows]
+
+
+def test_a_microsoft_365_domain_checked_now_then_worse_at_the_health_check(
+    database: Database, engine: Engine, sandbox: Sandbox, zone: tuple[Zone, int]
+) -> None:
+    dns, port = zone
+    healthy_tenant(dns)
+    with world_with(database, engine, sandbox, port, f"ada@{TENANT}") as world:
+        register(world, "http://127.0.0.1:9/hooks", ["mailbox.domain_health_worsened"])
+        mailbox_id = world.mailbox_id(f"ada@{TENANT}")
+        assert "Not checked yet" in world.client.get(f"/mailboxes/{mailbox_id}").text
+
+        checked = check_now(world, mailbox_id)
+        assert checked.status_code == 200
+        page = html.unescape(checked.text)
+        assert "Domain health checked just now." in page
+        table = health_table(page)
+        assert table["MX"].startswith("OK contoso-outlook-test.mail.protection.outlook.com (0)")
+        assert "include:spf.protection.outlook.com" in table["SPF"]
+        assert table["DKIM"].startswith("OK selector1._domainkey")
+        assert table["DMARC"].startswith("OK v=DMARC1; p=quarantine")
+        assert "goes to spam" in table["DMARC"]
+
+        # The administrator drops the DMARC record and rewrites SPF without Microsoft.
+        dns.drop(f"_dmarc.{TENANT}", "TXT")
+        dns.set(TENANT, "TXT", TXT("v=spf1 include:_spf.example.net ~all"))
+        check_connections(world.factory, world.connections)
+        assert worsened_events(world) == [], "checked less than an hour ago"
+        an_hour_passes(world)
+        check_connections(world.factory, world.connections)
+
+        (event,) = worsened_events(world)
+        assert event.reason == (
+            f"{TENANT}: SPF: ok → warning; DMARC: ok → missing. See Domain health for what to add."
+        )
+        page = html.unescape(world.client.get(f"/mailboxes/{mailbox_id}").text)
+        assert "Domain health worsened" in page
+        table = health_table(page)
+        assert table["SPF"].startswith("Needs a fix")
+        assert "It does not name Microsoft" in table["SPF"]
+        assert table["DMARC"].startswith("Missing no DMARC record")
+        assert f'_dmarc.{TENANT}. TXT "v=DMARC1; p=none;' in table["DMARC"]
+        (payload,) = webhook_payloads(world)
+        assert payload["domain"] == TENANT
+        assert payload["mailbox"]["id"] == mailbox_id
+        assert [(c["name"], c["previous_status"], c["status"]) for c in payload["checks"]] == [
+            ("SPF", "ok", "warning"),
+            ("DMARC", "ok", "missing"),
+        ]
+
+        # Unchanged, then unanswered: neither is a change for the worse.
+        an_hour_passes(world)
+        check_connections(world.factory, world.connections)
+        dns.silent.add(TENANT)
+        an_hour_passes(world)
+        check_connections(world.factory, world.connections)
+        assert len(worsened_events(world)) == 1
+        table = health_table(html.unescape(world.client.get(f"/mailboxes/{mailbox_id}").text))
+        assert table["MX"].startswith("Not checked Could not be checked: DNS gave no answer")
+
+
+def test_a_google_workspace_domain_with_records_to_add_and_a_named_selector(
+    database: Database, engine: Engine, sandbox: Sandbox, zone: tuple[Zone, int]
+) -> None:
+    dns, port = zone
+    dns.set(WORKSPACE, "MX", MX("smtp.google.com", 1))
+    with world_with(database, engine, sandbox, port, f"ada@{WORKSPACE}") as world:
+        mailbox_id = world.mailbox_id(f"ada@{WORKSPACE}")
+        table = health_table(html.unescape(check_now(world, mailbox_id).text))
+        assert table["MX"].startswith("OK smtp.google.com (1)")
+        assert table["SPF"].startswith("Missing no SPF record")
+        assert f'{WORKSPACE}. TXT "v=spf1 include:_spf.google.com ~all"' in table["SPF"]
+        assert table["DKIM"].startswith(f"Missing no key at google._domainkey.{WORKSPACE}")
+        assert "Google Admin console" in table["DKIM"]
+        assert table["DMARC"].startswith("Missing")
+        assert dns.queries[f"google._domainkey.{WORKSPACE}"] >= 1
+
+        refused = check_now(world, mailbox_id, "s1, not a selector!")
+        assert refused.status_code == 422
+        assert "is not a DKIM selector" in html.unescape(refused.text)
+
+        dns.set(f"s2024._domainkey.{WORKSPACE}", "TXT", TXT(KEY))
+        page = html.unescape(check_now(world, mailbox_id, "s2024").text)
+        assert health_table(page)["DKIM"].startswith("OK s2024._domainkey")
+        assert 'value="s2024"' in page
+
+
+def test_consumer_domains_are_the_providers_business(
+    database: Database, engine: Engine, sandbox: Sandbox, zone: tuple[Zone, int]
+) -> None:
+    dns, port = zone
+    with world_with(database, engine, sandbox, port, "ada@gmail.test") as world:
+        mailbox_id = world.mailbox_id("ada@gmail.test")
+        page = html.unescape(check_now(world, mailbox_id).text)
+        assert "Google publishes the MX, SPF, DKIM and DMARC records of gmail.test" in page
+        assert health_table(page) == {}
+    assert not dns.queries
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    nobody = DomainDns(nameservers=["127.0.0.1"], port=dead, timeout_seconds=0.3)
+    for address, provider, host in [
+        ("ada@gmail.com", ProviderName.GOOGLE, "Google"),
+        ("ada@googlemail.com", ProviderName.GOOGLE, "Google"),
+        ("ada@outlook.com", ProviderName.MICROSOFT, "Microsoft"),
+        ("ada@hotmail.com", ProviderName.MICROSOFT, "Microsoft"),
+        ("ada@live.com", ProviderName.MICROSOFT, "Microsoft"),
+    ]:
+        report = assess(address, provider, [], nobody)
+        assert (report.handled_by, report.checks) == (host, [])
