@@ -347,9 +347,11 @@ def test_the_preview_times_follow_the_accounts_pace(world: World) -> None:
         wake = dispatcher.run_once()
         time.sleep(max(0.0, min((wake - utcnow()).total_seconds(), 0.5)))
     assert [p for p, _step in order_sent(world, campaign_id)] == people
-    spent = time.monotonic() - started
-    # Three gaps of 1 to 1.25 s each: as estimated (3.4 s), give or take the stretch.
-    assert 3.0 <= spent <= (plan.last_at - plan.first_at).total_seconds() + 2.5  # type: ignore[operator]
+    # The account's pace held as estimated: a gap of at least its 1 s between claims (how
+    # much more depends on the stretch and on how busy this machine is).
+    claims = sorted(row.claimed_at for row in world.ledger(campaign_id) if row.claimed_at)
+    assert len(claims) == len(people)
+    assert all(b - a >= timedelta(seconds=1) for a, b in itertools.pairwise(claims)), claims
 
 
 def test_a_bad_choice_is_refused_with_the_reason_and_changes_nothing(world: World) -> None:
@@ -474,7 +476,7 @@ def test_a_recipient_held_after_an_automatic_reply_is_shown_and_not_sent_to(worl
         },
     )
     dispatcher.run_until_idle()  # replies are read while the campaign is paused
-    set_due(world, campaign_id, {p: now - DAY for p in people})
+    set_due(world, campaign_id, dict.fromkeys(people, now - DAY))
 
     plan = preview(world, campaign_id)
     assert [h.email for h in plan.held] == ["ann@example.com"]
