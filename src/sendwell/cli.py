@@ -17,7 +17,17 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.accounts import service as accounts
-from sendwell.config import ConfigError, Settings, is_loopback_host, is_public_https, load_settings
+from sendwell.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ConfigError,
+    Settings,
+    base_url_problem,
+    is_loopback_host,
+    is_public_https,
+    listening_url,
+    load_settings,
+)
 from sendwell.db import make_engine, make_session_factory, session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
@@ -82,8 +92,8 @@ def _require_current_schema(engine: object) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(envvar="HOST", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(envvar="HOST", help="Address to listen on.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on.")] = DEFAULT_PORT,
     no_dispatcher: Annotated[
         bool, typer.Option("--no-dispatcher", help="Serve pages only; `sendwell worker` sends.")
     ] = False,
@@ -91,7 +101,7 @@ def serve(
     """Run the web UI and API."""
     from sendwell.app import create_app
 
-    settings = _settings()
+    settings = _settings().listening_on(host, port)
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
     token = _setup_token_for(settings, engine, host)
@@ -102,11 +112,13 @@ def serve(
         dispatcher=not no_dispatcher,
         setup_token=token,
     )
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     out.print(
-        f"Sendwell is running at [bold]http://{shown_host}:{port}[/]  (Ctrl+C to stop)",
+        f"Sendwell is running at [bold]{listening_url(host, port)}[/]  (Ctrl+C to stop)",
         highlight=False,
     )
+    problem = base_url_problem(settings, host, port)
+    if problem:
+        err.print(f"[bold yellow]Warning:[/] {problem}.", highlight=False)
     if settings.sandbox:
         out.print(
             "[bold]Sandbox mode[/]: addresses at *.gmail.test and *.outlook.test are emulated; "

@@ -19,8 +19,9 @@ from sendwell.accounts.auth import (
 )
 from sendwell.config import Settings
 from sendwell.kit.errors import SendwellError, TooManyAttempts
+from sendwell.mailboxes.capabilities import server_capabilities
 from sendwell.models import User
-from sendwell.web.deps import client_ip, get_db, get_settings
+from sendwell.web.deps import client_ip, get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()
@@ -41,9 +42,7 @@ def home(
 def setup_page(request: Request, db: Session = Depends(get_db, scope="function")) -> Response:
     if not service.needs_first_account(db):
         return RedirectResponse("/sign-in", status_code=303)
-    return render(
-        request, "accounts/setup.html", {"form": {}, "token_needed": _setup_token(request)}
-    )
+    return _setup_form(request, {})
 
 
 @router.post("/setup")
@@ -69,15 +68,28 @@ def setup(
             given_token=setup_token,
         )
     except SendwellError as error:
-        return render(
-            request,
-            "accounts/setup.html",
-            {"form": form, "error": error.message, "token_needed": _setup_token(request)},
-            status_code=error.status_code,
-        )
+        return _setup_form(request, form, error=error.message, status_code=error.status_code)
     response = redirect_with_flash(request, HOME, f"Welcome to Sendwell, {user.display_name}.")
     _open_session(db, user, settings, response)
     return response
+
+
+def _setup_form(
+    request: Request, form: dict[str, str], *, error: str = "", status_code: int = 200
+) -> Response:
+    """The first-account form, with what this server can do and how to change it."""
+    capabilities = server_capabilities(get_settings(request), get_connections(request))
+    return render(
+        request,
+        "accounts/setup.html",
+        {
+            "form": form,
+            "error": error,
+            "token_needed": _setup_token(request),
+            "capabilities": capabilities,
+        },
+        status_code=status_code,
+    )
 
 
 def _setup_token(request: Request) -> str:

@@ -14,6 +14,7 @@ from sendwell.campaigns import service as campaigns
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import lookahead, server_accounts, service
+from sendwell.mailboxes.capabilities import server_capabilities
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.base import (
@@ -23,7 +24,7 @@ from sendwell.providers.base import (
     ProviderError,
 )
 from sendwell.providers.mail_server import SECURITY_LABELS
-from sendwell.web.deps import get_connections, get_db
+from sendwell.web.deps import get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 SETTINGS_TAB = "/messaging/settings"
@@ -86,6 +87,7 @@ def settings_tab(
             "paused": paused,
             "expiries": lookahead.expiries_for(db, conn.expiry_rules, mailboxes),
             "now": utcnow(),
+            "capabilities": server_capabilities(get_settings(request), conn),
         },
     )
 
