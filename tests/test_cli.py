@@ -257,3 +257,22 @@ def test_serve_warns_when_the_base_url_is_not_where_it_listens(folder: Path) -> 
         f"Warning: SENDWELL_BASE_URL is http://127.0.0.1:8000, but this server listens on "
         f"127.0.0.1:{port}"
     ) in " ".join(err.split())
+
+
+def test_an_admin_invites_from_the_command_line(folder: Path) -> None:
+    create_user(folder, "ada@example.com", STRONG_PASSWORD)
+    create_user(folder, "bob@example.com", STRONG_PASSWORD)
+    refused = run(
+        folder, "users", "invite", "--email", "eve@example.com", "--by", "bob@example.com"
+    )
+    assert refused.returncode == 1
+    assert "Only workspace admins manage the team." in refused.stderr
+    invited = run(
+        folder, "users", "invite", "--email", "eve@example.com", "--by", "ada@example.com"
+    )
+    assert invited.returncode == 0, invited.stderr
+    assert "Invitation for eve@example.com (works once, until" in invited.stderr
+    link = invited.stdout.strip().splitlines()[-1]
+    assert link.startswith("http://127.0.0.1:8000/invitations/")
+    listing = run(folder, "users", "list")
+    assert "active" in listing.stdout

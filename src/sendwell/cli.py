@@ -351,16 +351,47 @@ def _ask_to_revoke(tokens: int, password_from_stdin: bool) -> bool:
 def users_list() -> None:
     """List the workspace's users."""
     with _unit_of_work() as db:
-        table = Table("id", "email", "name", "role", "created")
+        table = Table("id", "email", "name", "role", "status", "created")
         for user in accounts.list_users(db):
             table.add_row(
                 str(user.id),
                 user.email,
                 user.name,
                 user.role.value,
+                "active" if user.is_active else "deactivated",
                 user.created_at.strftime("%Y-%m-%d %H:%M"),
             )
         out.print(table)
+
+
+@users_app.command("invite")
+def users_invite(
+    email: Annotated[str, typer.Option(help="Who to invite.")],
+    by: Annotated[str, typer.Option("--by", help="The inviting admin's email address.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Invite them as a workspace admin.")
+    ] = False,
+) -> None:
+    """Create a one-time invitation link (valid 7 days); the link is printed alone on the last
+    line, to give to the person (the Team page can email it when SENDWELL_SMTP_URL is set)."""
+    from sendwell.teams import service as teams
+
+    settings = _settings()
+    with _unit_of_work() as db:
+        inviter = accounts.get_user_by_email(db, by)
+        invited = teams.invite(
+            db,
+            inviter,
+            email=email,
+            role=Role.ADMIN if admin else Role.MEMBER,
+            base_url=settings.base_url,
+        )
+    err.print(
+        f"Invitation for {invited.invitation.email} (works once, until "
+        f"{invited.invitation.expires_at:%Y-%m-%d %H:%M} UTC):",
+        highlight=False,
+    )
+    print(invited.link)  # noqa: T201
 
 
 @tokens_app.command("create")

@@ -162,6 +162,69 @@ def account_page(
     return render(request, "accounts/account.html", {"tokens": service.list_api_tokens(db, user)})
 
 
+@router.post("/account/profile")
+def save_profile(
+    request: Request,
+    name: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    try:
+        service.rename(db, user, name)
+    except SendwellError as error:
+        return _account_page(request, db, user, profile_error=error.message, status=error)
+    return redirect_with_flash(request, "/account", "Your name is saved.")
+
+
+@router.post("/account/password")
+def change_password(
+    request: Request,
+    current_password: str = Form(""),
+    new_password: str = Form(""),
+    revoke_tokens: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    try:
+        service.change_own_password(
+            db,
+            user,
+            current_password=current_password,
+            new_password=new_password,
+            revoke_tokens=revoke_tokens == "on",
+            keep_session=request.cookies.get(SESSION_COOKIE),
+        )
+    except SendwellError as error:
+        return _account_page(request, db, user, password_error=error.message, status=error)
+    tokens = " Your API tokens were revoked." if revoke_tokens == "on" else ""
+    return redirect_with_flash(
+        request,
+        "/account",
+        f"Your password is changed. Every other browser was signed out.{tokens}",
+    )
+
+
+def _account_page(
+    request: Request,
+    db: Session,
+    user: User,
+    *,
+    status: SendwellError,
+    profile_error: str = "",
+    password_error: str = "",
+) -> Response:
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "tokens": service.list_api_tokens(db, user),
+            "profile_error": profile_error,
+            "password_error": password_error,
+        },
+        status_code=status.status_code,
+    )
+
+
 @router.post("/account/tokens")
 def create_token(
     request: Request,

@@ -304,6 +304,11 @@ def _schedule_in(schedule: ScheduleIn | None) -> Schedule | None:
     return parse_schedule(schedule.days, schedule.start, schedule.end, schedule.timezone)
 
 
+def campaign_out(db: Session, campaign: Campaign) -> CampaignOut:
+    """A campaign as the API shows it, with its counts."""
+    return _out(db, campaign)
+
+
 def _out(db: Session, campaign: Campaign) -> CampaignOut:
     return _campaign_out(campaign, repo.counts_for(db, [campaign.id])[campaign.id], campaign.steps)
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns import templates, threads, validation
 from sendwell.campaigns.schedule import Schedule
+from sendwell.delegations import repository as delegation_repo
 from sendwell.dispatch.wakeup import request_wakeup
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound
@@ -21,6 +22,7 @@ from sendwell.models import (
     CampaignStatus,
     CampaignStep,
     EnrollmentStatus,
+    Mailbox,
     MailboxStatus,
     PauseReason,
     User,
@@ -51,6 +53,10 @@ PAUSE_REASON_WORDS = {
     PauseReason.SEND_ERRORS: "Paused after repeated sending errors.",
     PauseReason.MAILBOX_BLOCKED: "Paused because the mail host refuses to send from the "
     "sending account until its owner acts. Fix it at the host, then resume.",
+    PauseReason.OWNER_DEACTIVATED: "Paused because its owner was deactivated. An admin can "
+    "reassign it to someone else, who can then resume it.",
+    PauseReason.DELEGATION_WITHDRAWN: "Paused because the sending account's owner withdrew "
+    "their approval. Resume it after they approve again.",
 }
 ENROLLMENT_LABELS = {
     EnrollmentStatus.NOT_STARTED: "Not Started",
@@ -239,7 +245,11 @@ def update_campaign(
             code="not_editable",
         )
     clean_name = _check_name(name)
-    _check_mailbox(db, user, mailbox_id)
+    if mailbox_id != campaign.mailbox_id:
+        owner = db.get(User, campaign.owner_id)
+        if owner is None:
+            raise NotFound("No such campaign.", code="unknown_campaign")
+        _check_mailbox(db, owner, mailbox_id)
     checked = _check_steps(steps)
     _check_start_delay(start_delay_minutes)
     campaign.name, campaign.mailbox_id = clean_name, mailbox_id
@@ -284,6 +294,9 @@ def start(db: Session, user: User, campaign_id: int) -> Campaign:
     """Validate, then activate: first emails are due after the start delay."""
     campaign = get_campaign(db, user, campaign_id)
     _require(campaign, "start")
+    mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
+    if mailbox is not None:
+        check_sender(db, campaign, mailbox)
     problems, total = validation.validate(db, campaign)
     if total:
         raise validation.CampaignNotReady(problems, total)
@@ -303,11 +316,23 @@ def start(db: Session, user: User, campaign_id: int) -> Campaign:
 
 
 def pause(
-    db: Session, user: User | None, campaign_id: int, *, reason: PauseReason = PauseReason.USER
+    db: Session,
+    user: User | None,
+    campaign_id: int,
+    *,
+    reason: PauseReason = PauseReason.USER,
+    actor: User | None = None,
 ) -> Campaign:
+    """Pause an active campaign; `user` (None: the system) must be able to see it, `actor`
+    (default `user`) is who the history names."""
     campaign = _campaign_for(db, user, campaign_id)
     _transition(
-        db, campaign, "pause", actor=user, pause_reason=reason, reason=PAUSE_REASON_WORDS[reason]
+        db,
+        campaign,
+        "pause",
+        actor=actor or user,
+        pause_reason=reason,
+        reason=PAUSE_REASON_WORDS[reason],
     )
     return campaign
 
@@ -324,10 +349,13 @@ def resume(db: Session, user: User, campaign_id: int) -> Campaign:
             if mailbox and mailbox.status is MailboxStatus.DISCONNECTED
             else "needs reauthentication"
         )
-        raise Conflict(
-            f"{address} {state}. Reconnect it on the Settings tab, then resume.",
-            code="mailbox_not_connected",
+        action = (
+            "Its owner must reconnect it on their Settings tab"
+            if mailbox is not None and mailbox.owner_id != campaign.owner_id
+            else "Reconnect it on the Settings tab"
         )
+        raise Conflict(f"{address} {state}. {action}, then resume.", code="mailbox_not_connected")
+    check_sender(db, campaign, mailbox)
     _transition(db, campaign, "resume", actor=user, reason="Resumed.")
     campaign.consecutive_failures = 0
     if not repo.has_pending(db, campaign.id):
@@ -386,14 +414,83 @@ def paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign
     return repo.paused_for_mailbox(db, user, mailbox_id, MAILBOX_REASONS)
 
 
-def resume_paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign]:
-    """Resume all: every campaign the account's connection change paused, none the user did."""
-    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
+def resume_paused_by_mailbox(
+    db: Session, user: User, mailbox_id: int, reasons: tuple[PauseReason, ...] = MAILBOX_REASONS
+) -> list[Campaign]:
+    """Resume all: every campaign the account's connection change (or, for a teammate's
+    account, the end of its owner's approval) paused, none the user did."""
+    visible = mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is not None
+    if not visible and delegation_repo.approved(db, user.id, mailbox_id) is None:
         raise NotFound("No such email account.", code="unknown_mailbox")
     resumed = []
-    for campaign in paused_by_mailbox(db, user, mailbox_id):
+    for campaign in repo.paused_for_mailbox(db, user, mailbox_id, reasons):
         resumed.append(resume(db, user, campaign.id))
     return resumed
+
+
+def check_sender(db: Session, campaign: Campaign, mailbox: Mailbox) -> None:
+    """Refuse to send unless the campaign's owner is active and may send from the mailbox:
+    their own, or a teammate's that approved it."""
+    owner = db.get(User, campaign.owner_id)
+    if owner is None or not owner.is_active:
+        raise Conflict(
+            f"{owner.display_name if owner else 'Its owner'} was deactivated. An admin can "
+            "reassign the campaign to someone else first.",
+            code="owner_deactivated",
+        )
+    if not may_send_from(db, owner, mailbox):
+        mailbox_owner = db.get(User, mailbox.owner_id)
+        name = mailbox_owner.display_name if mailbox_owner else "Its owner"
+        raise Conflict(
+            f"{name} has not approved {owner.display_name} to send from {mailbox.email} "
+            f"(or withdrew the approval). Ask {name} to approve it again, then resume.",
+            code="not_approved",
+        )
+
+
+def may_send_from(db: Session, user: User, mailbox: Mailbox) -> bool:
+    """A campaign's owner sends from their own mailbox, or from a teammate's that approved
+    them. Seeing every mailbox, as an admin does, is not sending as its owner."""
+    return mailbox.workspace_id == user.workspace_id and (
+        mailbox.owner_id == user.id or delegation_repo.approved(db, user.id, mailbox.id) is not None
+    )
+
+
+def reassign(
+    db: Session, admin: User, campaign_id: int, *, new_owner: User, mailbox_id: int
+) -> Campaign:
+    """An admin hands a campaign that is not sending to another user and mailbox; it stays
+    paused (or a draft) until its new owner resumes (or starts) it."""
+    campaign = get_campaign(db, admin, campaign_id)
+    if campaign.status not in EDITABLE and campaign.status is not CampaignStatus.COMPLETED:
+        raise Conflict(
+            f"A {status_label(campaign).lower()} campaign cannot be reassigned"
+            f"{'; pause it first' if campaign.status is CampaignStatus.ACTIVE else ''}.",
+            code="not_reassignable",
+        )
+    mailbox = mailbox_repo.get_mailbox(db, mailbox_id)
+    if (
+        mailbox is None
+        or mailbox.workspace_id != admin.workspace_id
+        or not may_send_from(db, new_owner, mailbox)
+    ):
+        raise InvalidInput(
+            f"Choose an email account {new_owner.display_name} may send from: their own, or "
+            "a teammate's that approved them.",
+            code="unknown_mailbox",
+        )
+    previous = db.get(User, campaign.owner_id)
+    campaign.owner_id, campaign.mailbox_id = new_owner.id, mailbox.id
+    db.flush()
+    record_event(
+        db,
+        campaign.id,
+        "reassigned",
+        actor=admin,
+        reason=f"Reassigned from {previous.display_name if previous else 'a removed user'} to "
+        f"{new_owner.display_name}, sending from {mailbox.email}.",
+    )
+    return campaign
 
 
 def _campaign_for(db: Session, user: User | None, campaign_id: int) -> Campaign:
@@ -470,8 +567,10 @@ def _check_name(name: str) -> str:
     return clean
 
 
-def _check_mailbox(db: Session, user: User, mailbox_id: int) -> None:
-    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
+def _check_mailbox(db: Session, owner: User, mailbox_id: int) -> None:
+    """The campaign's owner may send from the mailbox: theirs, or a teammate's they may use."""
+    mailbox = mailbox_repo.get_mailbox(db, mailbox_id)
+    if mailbox is None or not may_send_from(db, owner, mailbox):
         raise InvalidInput(
             "Choose one of your email accounts to send from.", code="unknown_mailbox"
         )

@@ -14,6 +14,7 @@ from sendwell.models.campaign import (
     Suppression,
     SuppressionReason,
 )
+from sendwell.models.delegation import Delegation, DelegationStatus
 from sendwell.models.expiry import ExpiryWarning
 from sendwell.models.mailbox import (
     LinkAttempt,
@@ -23,6 +24,7 @@ from sendwell.models.mailbox import (
     MailboxStatus,
     MailServer,
 )
+from sendwell.models.team import Invitation
 from sendwell.models.user import ApiToken, Role, SignInFailure, User, UserSession
 from sendwell.models.webhook import (
     DeliveryStatus,
@@ -40,10 +42,13 @@ __all__ = [
     "CampaignEvent",
     "CampaignStatus",
     "CampaignStep",
+    "Delegation",
+    "DelegationStatus",
     "DeliveryStatus",
     "Enrollment",
     "EnrollmentStatus",
     "ExpiryWarning",
+    "Invitation",
     "LedgerStatus",
     "LinkAttempt",
     "MailServer",

@@ -41,6 +41,8 @@ class PauseReason(enum.StrEnum):
     MAILBOX_DISCONNECTED = "mailbox_disconnected"
     SEND_ERRORS = "send_errors"
     MAILBOX_BLOCKED = "mailbox_blocked"
+    OWNER_DEACTIVATED = "owner_deactivated"
+    DELEGATION_WITHDRAWN = "delegation_withdrawn"
 
 
 class EnrollmentStatus(enum.StrEnum):
