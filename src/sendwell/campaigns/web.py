@@ -331,6 +331,13 @@ def _editor(
     accounts = delegations.sendable_mailboxes(db, owner or user)
     if campaign is not None and campaign.mailbox_id not in {m.id for m in accounts}:
         accounts.append(campaign.mailbox)
+    whose = {
+        m.id: teammate.display_name
+        for m in accounts
+        if owner is not None
+        and m.owner_id != owner.id
+        and (teammate := db.get(User, m.owner_id)) is not None
+    }
     return render(
         request,
         "campaigns/editor.html",
@@ -338,6 +345,7 @@ def _editor(
             "form": form,
             "campaign": campaign,
             "mailboxes": accounts,
+            "whose": whose,
             "error": error,
             "days": DAYS,
             "time_zones": common_time_zones(),
