@@ -33,6 +33,7 @@ from sendwell.campaigns import api as campaigns_api
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
+from sendwell.delegations import api as delegations_api
 from sendwell.delegations import web as delegations_web
 from sendwell.dispatch import web as dispatch_web
 from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
@@ -211,6 +212,7 @@ def create_api() -> FastAPI:
     api.include_router(campaigns_api.router)
     api.include_router(webhooks_api.router)
     api.include_router(teams_api.router)
+    api.include_router(delegations_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -76,6 +76,10 @@ def test_ask_approve_send_withdraw_approve_again_and_resume(team: Team) -> None:
         assert delegation.granted_at is not None
         assert delegation.mailbox_id == team.mailbox_id()
     assert "Teammates' email accounts" in text(team.ada.get("/messaging/settings"))
+    (listed,) = team.api("GET", "/delegations").json()
+    assert listed["you_are"] == "delegate"
+    assert (listed["mailbox_id"], listed["mailbox_email"]) == (team.mailbox_id(), TEAMMATE_MAILBOX)
+    assert listed["status"] == "approved"
     editor = text(team.ada.get("/campaigns/new"))
     assert TEAMMATE_MAILBOX in editor
 

@@ -214,6 +214,7 @@ ROUTES: dict[tuple[str, str], Case] = {
         json=lambda o: {"current_password": "not it", "new_password": "another long passphrase"}
     ),
     ("GET", f"{API_PREFIX}/users"): OWN,
+    ("GET", f"{API_PREFIX}/delegations"): OWN,
     ("POST", f"{API_PREFIX}/users"): own(json=lambda o: {"email": "probe@example.com"}),
     ("PATCH", f"{API_PREFIX}/users/{{user_id}}"): obj(
         owner="ada", json=lambda o: {"name": "Taken over"}
