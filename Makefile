@@ -2,19 +2,26 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# `make run` installs the product alone; tests, linters and their tools come with the dev stamp.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock
 
 .PHONY: run test lint format install clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(RUN_STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	$(PIP) -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	$(PIP) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@$(BIN)/sendwell db upgrade
 	@SENDWELL_SANDBOX=$${SENDWELL_SANDBOX:-1} $(BIN)/sendwell serve
 
@@ -23,7 +30,7 @@ test: $(STAMP)
 
 .PHONY: bench
 bench: $(STAMP)
-	@$(BIN)/python -c "import procrastinate" 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]'
+	@$(BIN)/python -c "import procrastinate" 2>/dev/null || $(PIP) -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(if $(filter-out 0,$(FULL)),--full)
 
 # Workers and servers SIGKILLed, a private PostgreSQL restarted, send faults, pause/resume

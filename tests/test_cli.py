@@ -6,14 +6,18 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from sendwell.app import create_app
 from sendwell.config import load_settings
-from tests.conftest import STRONG_PASSWORD
+from tests.conftest import STRONG_PASSWORD, csrf_from
+from tests.sandbox_support import free_port
 
 SENDWELL = [sys.executable, "-m", "sendwell"]
 
@@ -172,3 +176,103 @@ def test_the_database_file_is_private(folder: Path) -> None:
     assert files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+
+
+def _serve(folder: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SENDWELL_") and k != "HOST"}
+    return subprocess.Popen(
+        [*SENDWELL, "serve", "--no-dispatcher"],
+        cwd=folder,
+        env={**clean, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _until_up(process: subprocess.Popen[str], url: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "sendwell serve did not start"
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    process.terminate()
+    out, err = process.communicate(timeout=15)
+    return out, err
+
+
+def test_sign_ins_return_to_the_port_serve_listens_on(folder: Path) -> None:
+    """`PORT=… make run`: the provider sends the browser back to that port, not to 8000."""
+    port = free_port()
+    server = _serve(folder, {"PORT": str(port), "SENDWELL_SANDBOX": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _until_up(server, url)
+        with httpx.Client(base_url=url) as browser:
+            setup = browser.get("/setup")
+            browser.post(
+                "/setup",
+                data={
+                    "csrftoken": csrf_from(setup.text),
+                    "email": "ada@example.com",
+                    "password": STRONG_PASSWORD,
+                },
+            )
+            settings = browser.get("/messaging/settings")
+            assert settings.status_code == 200, settings.text
+            started = browser.post(
+                "/mailboxes/link",
+                data={
+                    "csrftoken": csrf_from(settings.text),
+                    "own": "on",
+                    "email": "ada@gmail.test",
+                },
+            )
+        assert started.status_code == 303, started.text
+        at_host = urlsplit(started.headers["location"])
+        assert f"{at_host.scheme}://{at_host.netloc}" == url
+        assert parse_qs(at_host.query)["redirect_uri"] == [f"{url}/mailboxes/callback/google"]
+    finally:
+        out, err = _stop(server)
+    assert f"Sendwell is running at {url}" in out
+    assert "Warning" not in err
+
+
+def test_serve_warns_when_the_base_url_is_not_where_it_listens(folder: Path) -> None:
+    port = free_port()
+    server = _serve(folder, {"PORT": str(port), "SENDWELL_BASE_URL": "http://127.0.0.1:8000"})
+    try:
+        _until_up(server, f"http://127.0.0.1:{port}")
+    finally:
+        _out, err = _stop(server)
+    assert (
+        f"Warning: SENDWELL_BASE_URL is http://127.0.0.1:8000, but this server listens on "
+        f"127.0.0.1:{port}"
+    ) in " ".join(err.split())
+
+
+def test_an_admin_invites_from_the_command_line(folder: Path) -> None:
+    create_user(folder, "ada@example.com", STRONG_PASSWORD)
+    create_user(folder, "bob@example.com", STRONG_PASSWORD)
+    refused = run(
+        folder, "users", "invite", "--email", "eve@example.com", "--by", "bob@example.com"
+    )
+    assert refused.returncode == 1
+    assert "Only workspace admins manage the team." in refused.stderr
+    invited = run(
+        folder, "users", "invite", "--email", "eve@example.com", "--by", "ada@example.com"
+    )
+    assert invited.returncode == 0, invited.stderr
+    assert "Invitation for eve@example.com (works once, until" in invited.stderr
+    link = invited.stdout.strip().splitlines()[-1]
+    assert link.startswith("http://127.0.0.1:8000/invitations/")
+    listing = run(folder, "users", "list")
+    assert "active" in listing.stdout

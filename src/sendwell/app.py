@@ -33,6 +33,8 @@ from sendwell.campaigns import api as campaigns_api
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
+from sendwell.delegations import api as delegations_api
+from sendwell.delegations import web as delegations_web
 from sendwell.dispatch import web as dispatch_web
 from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
 from sendwell.kit.errors import SendwellError
@@ -48,6 +50,8 @@ from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
 from sendwell.sandbox.clients import sendwell_clients
 from sendwell.sandbox.state import SandboxState
+from sendwell.teams import api as teams_api
+from sendwell.teams import web as teams_web
 from sendwell.web.deps import CsrfRefused
 from sendwell.web.middleware import BodyLimitMiddleware, RequestLogMiddleware
 from sendwell.web.pages import STATIC_DIR, render, templates
@@ -156,6 +160,8 @@ def create_app(
     app.include_router(mailboxes_server_web.router)
     app.include_router(dispatch_web.router)
     app.include_router(webhooks_web.router)
+    app.include_router(teams_web.router)
+    app.include_router(delegations_web.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.mount(API_PREFIX, api)
@@ -205,6 +211,8 @@ def create_api() -> FastAPI:
     api.include_router(mailboxes_api.router)
     api.include_router(campaigns_api.router)
     api.include_router(webhooks_api.router)
+    api.include_router(teams_api.router)
+    api.include_router(delegations_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

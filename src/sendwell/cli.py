@@ -17,7 +17,17 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.accounts import service as accounts
-from sendwell.config import ConfigError, Settings, is_loopback_host, is_public_https, load_settings
+from sendwell.config import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ConfigError,
+    Settings,
+    base_url_problem,
+    is_loopback_host,
+    is_public_https,
+    listening_url,
+    load_settings,
+)
 from sendwell.db import make_engine, make_session_factory, session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
@@ -82,8 +92,8 @@ def _require_current_schema(engine: object) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(envvar="HOST", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(envvar="HOST", help="Address to listen on.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on.")] = DEFAULT_PORT,
     no_dispatcher: Annotated[
         bool, typer.Option("--no-dispatcher", help="Serve pages only; `sendwell worker` sends.")
     ] = False,
@@ -91,7 +101,7 @@ def serve(
     """Run the web UI and API."""
     from sendwell.app import create_app
 
-    settings = _settings()
+    settings = _settings().listening_on(host, port)
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
     token = _setup_token_for(settings, engine, host)
@@ -102,11 +112,13 @@ def serve(
         dispatcher=not no_dispatcher,
         setup_token=token,
     )
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     out.print(
-        f"Sendwell is running at [bold]http://{shown_host}:{port}[/]  (Ctrl+C to stop)",
+        f"Sendwell is running at [bold]{listening_url(host, port)}[/]  (Ctrl+C to stop)",
         highlight=False,
     )
+    problem = base_url_problem(settings, host, port)
+    if problem:
+        err.print(f"[bold yellow]Warning:[/] {problem}.", highlight=False)
     if settings.sandbox:
         out.print(
             "[bold]Sandbox mode[/]: addresses at *.gmail.test and *.outlook.test are emulated; "
@@ -339,16 +351,47 @@ def _ask_to_revoke(tokens: int, password_from_stdin: bool) -> bool:
 def users_list() -> None:
     """List the workspace's users."""
     with _unit_of_work() as db:
-        table = Table("id", "email", "name", "role", "created")
+        table = Table("id", "email", "name", "role", "status", "created")
         for user in accounts.list_users(db):
             table.add_row(
                 str(user.id),
                 user.email,
                 user.name,
                 user.role.value,
+                "active" if user.is_active else "deactivated",
                 user.created_at.strftime("%Y-%m-%d %H:%M"),
             )
         out.print(table)
+
+
+@users_app.command("invite")
+def users_invite(
+    email: Annotated[str, typer.Option(help="Who to invite.")],
+    by: Annotated[str, typer.Option("--by", help="The inviting admin's email address.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="Invite them as a workspace admin.")
+    ] = False,
+) -> None:
+    """Create a one-time invitation link (valid 7 days); the link is printed alone on the last
+    line, to give to the person (the Team page can email it when SENDWELL_SMTP_URL is set)."""
+    from sendwell.teams import service as teams
+
+    settings = _settings()
+    with _unit_of_work() as db:
+        inviter = accounts.get_user_by_email(db, by)
+        invited = teams.invite(
+            db,
+            inviter,
+            email=email,
+            role=Role.ADMIN if admin else Role.MEMBER,
+            base_url=settings.base_url,
+        )
+    err.print(
+        f"Invitation for {invited.invitation.email} (works once, until "
+        f"{invited.invitation.expires_at:%Y-%m-%d %H:%M} UTC):",
+        highlight=False,
+    )
+    print(invited.link)  # noqa: T201
 
 
 @tokens_app.command("create")

@@ -9,17 +9,29 @@ import ssl
 from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sendwell.kit.outbound import LOCAL_NETWORKS, OutboundPolicy
 
 ENV_PREFIX = "SENDWELL_"
 SECRETS_FILE_NAME = "secrets.env"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+# Addresses that mean "every interface": the server is reached on loopback from this machine.
+ANY_ADDRESS = ("0.0.0.0", "::", "")  # noqa: S104
 
 
 class ConfigError(Exception):
@@ -47,8 +59,9 @@ class Settings(BaseSettings):
         description="Comma-separated Fernet keys that encrypt mailbox tokens, newest first."
     )
     base_url: str = Field(
-        default="http://127.0.0.1:8000",
-        description="The public address users reach Sendwell at; https makes cookies Secure.",
+        default="",
+        description="The public address users reach Sendwell at; https makes cookies Secure. "
+        "Empty: http:// and the address `sendwell serve` listens on (HOST and PORT).",
     )
     trusted_proxies: str = Field(
         default="",
@@ -216,6 +229,32 @@ class Settings(BaseSettings):
         default=50, gt=0, le=10_240, description="Largest file upload (a CSV import), in MB."
     )
 
+    # False when BASE_URL was not set and follows the listening address instead.
+    _base_url_given: bool = PrivateAttr(default=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _base_url_follows_the_listening_address(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
+    ) -> Settings:
+        given = not isinstance(data, dict) or bool(data.get("base_url"))
+        if not given:
+            data = {**data, "base_url": listening_url(*listening_address())}
+        settings = handler(data)
+        settings._base_url_given = given
+        return settings
+
+    @property
+    def base_url_given(self) -> bool:
+        """Whether BASE_URL was set, rather than following HOST and PORT."""
+        return self._base_url_given
+
+    def listening_on(self, host: str, port: int) -> Settings:
+        """These settings for a server listening on host:port: an unset BASE_URL follows it."""
+        if self.base_url_given:
+            return self
+        return self.model_copy(update={"base_url": listening_url(host, port)})
+
     @field_validator("token_keys")
     @classmethod
     def _token_keys_are_fernet_keys(cls, value: str) -> str:
@@ -327,6 +366,53 @@ class Settings(BaseSettings):
         return self.token_keys.split(",")
 
 
+def listening_address() -> tuple[str, int]:
+    """Where `sendwell serve` listens unless told otherwise: the HOST and PORT variables."""
+    host = os.environ.get("HOST", "").strip() or DEFAULT_HOST
+    raw_port = os.environ.get("PORT", "").strip()
+    if not raw_port:
+        return host, DEFAULT_PORT
+    if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+        raise ValueError(f"PORT must be a port number from 1 to 65535, not {raw_port!r}")
+    return host, int(raw_port)
+
+
+def listening_url(host: str, port: int) -> str:
+    """The http:// address of a server listening on host:port, as a browser here reaches it."""
+    name = host.strip("[]")
+    if name in ANY_ADDRESS:
+        name = DEFAULT_HOST
+    if ":" in name:
+        name = f"[{name}]"
+    return f"http://{name}:{port}"
+
+
+def base_url_problem(settings: Settings, host: str, port: int) -> str:
+    """Why OAuth callbacks to BASE_URL would not reach a server listening on host:port ("" if
+    they would, or if a reverse proxy may stand between them, which cannot be told from here)."""
+    if not settings.base_url_given:
+        if host.strip("[]") in ANY_ADDRESS:
+            return (
+                f"this server listens on every address, but SENDWELL_BASE_URL is not set, so "
+                f"sign-ins return to {settings.base_url}, which works only in a browser on "
+                "this machine; set SENDWELL_BASE_URL to the address others use"
+            )
+        return ""
+    parts = urlsplit(settings.base_url)
+    if not is_loopback_host(parts.hostname or ""):
+        return ""
+    url_port = parts.port or (443 if parts.scheme == "https" else 80)
+    reaches_loopback = host.strip("[]") in ANY_ADDRESS or is_loopback_host(host)
+    if url_port == port and reaches_loopback:
+        return ""
+    where = f"{host}:{port}"
+    return (
+        f"SENDWELL_BASE_URL is {settings.base_url}, but this server listens on {where}: "
+        f"sign-ins will return to an address where it is not listening; unset "
+        f"SENDWELL_BASE_URL or set it to {listening_url(host, port)}"
+    )
+
+
 def is_loopback_host(host: str) -> bool:
     """True for localhost and loopback addresses (a name that is not an address is not)."""
     name = host.strip("[]").lower()
@@ -381,8 +467,9 @@ def load_settings() -> Settings:
 def describe_validation_error(error: ValidationError) -> str:
     """One line naming the first bad variable and what is wrong with it."""
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else "settings"
     message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:
+        return message  # the whole configuration, e.g. PORT, which has no prefix
     if first["type"] == "missing":
         message = "is required"
-    return f"{ENV_PREFIX}{field.upper()}: {message}"
+    return f"{ENV_PREFIX}{str(first['loc'][0]).upper()}: {message}"

@@ -1,10 +1,12 @@
 """Two users of one workspace, an admin of another, and what the first one owns.
 
 Alice (a member) owns a linked mailbox, a campaign with a recipient, an API token, a link
-waiting for her confirmation and a link still at the provider; Ada, the workspace admin, owns a
-webhook endpoint (only admins have them). Bob is a member of the same workspace; Carol
-administers a second workspace, created directly in the database because the product itself
-makes one workspace per installation. Each has a signed-in browser and an API token.
+waiting for her confirmation and a link still at the provider; she approved Dan (a member) to
+send from her mailbox. Ada, the workspace admin, owns a webhook endpoint (only admins have
+them) and an invitation still open, and manages Alice's account. Bob is a member of the same
+workspace; Carol administers a second workspace, created directly in the database because the
+product itself makes one workspace per installation. Each has a signed-in browser and an API
+token.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from sendwell.app import create_app
 from sendwell.campaigns import recipients, service
 from sendwell.config import Settings
 from sendwell.db import session_scope
-from sendwell.models import Enrollment, Mailbox, Role, User, Workspace
+from sendwell.delegations import service as delegations
+from sendwell.models import Delegation, Enrollment, Mailbox, Role, User, Workspace
+from sendwell.teams import service as teams
 from sendwell.webhooks import service as webhooks
 from tests.conftest import (
     LOOPBACK,
@@ -73,6 +77,9 @@ class Owned:
     attempt_id: int
     endpoint_id: int
     pending_state: str
+    user_id: int = 0  # Alice's account, which Ada manages
+    invitation_id: int = 0  # Ada's open invitation
+    delegation_id: int = 0  # Alice's approval for Dan to send from her mailbox
 
     def path_values(self) -> dict[str, Any]:
         return {
@@ -82,6 +89,9 @@ class Owned:
             "token_id": self.token_id,
             "attempt_id": self.attempt_id,
             "endpoint_id": self.endpoint_id,
+            "user_id": self.user_id,
+            "invitation_id": self.invitation_id,
+            "delegation_id": self.delegation_id,
         }
 
 
@@ -93,6 +103,7 @@ class Tenants:
     alice: Identity
     bob: Identity
     carol: Identity
+    dan: Identity
     anonymous: Identity
     owned: Owned
 
@@ -102,7 +113,15 @@ class Tenants:
             campaign = service.get_campaign(db, self._user(db, "alice"), self.owned.campaign_id)
             mailbox = db.get(Mailbox, self.owned.mailbox_id)
             assert mailbox is not None
+            alice = self._user(db, "alice")
+            delegation = db.get(Delegation, self.owned.delegation_id)
+            assert delegation is not None
             return {
+                "alice": (alice.name, alice.role, alice.deactivated_at),
+                "delegation": (delegation.status, delegation.mailbox_id, delegation.delegate_id),
+                "invitations": [
+                    i.cancelled_at for i in teams.open_invitations(db, self._user(db, "ada"))
+                ],
                 "campaign": (
                     campaign.name,
                     campaign.status,
@@ -150,10 +169,10 @@ def _sign_in(app: FastAPI, email: str) -> TestClient:
 
 
 def _add_users(factory: sessionmaker[Session]) -> dict[str, str]:
-    """Alice and Bob (members), Carol (admin of workspace 2); returns each one's API token."""
+    """Alice, Bob and Dan (members), Carol (admin of workspace 2); returns their API tokens."""
     tokens: dict[str, str] = {}
     with session_scope(factory) as db:
-        for name in ("alice", "bob"):
+        for name in ("alice", "bob", "dan"):
             accounts.create_user(
                 db, email=f"{name}@example.com", password=STRONG_PASSWORD, name=name.title()
             )
@@ -169,7 +188,7 @@ def _add_users(factory: sessionmaker[Session]) -> dict[str, str]:
             )
         )
         db.flush()
-        for name in ("ada", "alice", "bob", "carol"):
+        for name in ("ada", "alice", "bob", "carol", "dan"):
             user = Tenants._user(db, name)
             label = TOKEN_NAME if name == "alice" else f"{name}-token"
             tokens[name] = accounts.create_api_token(db, user, label)[1]
@@ -211,6 +230,12 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
             select(Enrollment.id).where(Enrollment.campaign_id == campaign.id)
         ).one()
         token_id = accounts.list_api_tokens(db, user)[0].id
+        ada = Tenants._user(db, "ada")
+        invited = teams.invite(
+            db, ada, email="eve@example.com", role=Role.MEMBER, base_url="http://testserver"
+        )
+        asked = delegations.request(db, Tenants._user(db, "dan"), owner_id=user.id)
+        delegations.approve(db, user, asked.delegation.id, mailbox_id)
         return Owned(
             campaign_id=campaign.id,
             enrollment_id=enrollment_id,
@@ -219,6 +244,9 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
             attempt_id=int(confirm.group(1)),
             endpoint_id=endpoint.id,
             pending_state=pending_state,
+            user_id=user.id,
+            invitation_id=invited.invitation.id,
+            delegation_id=asked.delegation.id,
         )
 
 
@@ -248,6 +276,11 @@ def tenants(security_settings: Settings, engine: Engine) -> Iterator[Tenants]:
                 "carol (admin of another workspace)",
                 _sign_in(app, "carol@example.com"),
                 tokens["carol"],
+            ),
+            dan=Identity(
+                "dan (approved to send from Alice's mailbox)",
+                _sign_in(app, "dan@example.com"),
+                tokens["dan"],
             ),
             anonymous=Identity("anonymous", TestClient(app), ""),
             owned=owned,

@@ -29,6 +29,7 @@ from tests.conftest import csrf_from
 from tests.security.conftest import Identity, Owned
 
 MISSING_ID = 987_654
+MAILBOX_PROBE = "probe@gmail.test"
 Body = Callable[[Owned], dict[str, Any]]
 
 
@@ -90,6 +91,16 @@ ACCOUNT_IN_BODY = (
     "the sending account is named in the body: one that is not the caller's is refused as "
     "invalid input, exactly like one that does not exist"
 )
+
+ADMIN_ONLY = (
+    "team management is for admins: a member is refused (403) the same way whether or not the "
+    "user, invitation or campaign exists"
+)
+
+
+def _reassign(o: Owned) -> dict[str, Any]:
+    return {"owner_id": str(o.user_id), "mailbox_id": str(o.mailbox_id)}
+
 
 ROUTES: dict[tuple[str, str], Case] = {
     # Pages
@@ -173,11 +184,54 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("POST", "/messaging/webhooks/{endpoint_id}/delete"): obj(owner="ada"),
     ("GET", "/metrics"): Case("public", why="its own bearer token (SENDWELL_METRICS_TOKEN)"),
+    # Everyone's own account
+    ("POST", "/account/profile"): own(form=lambda o: {"name": "Probe"}),
+    ("POST", "/account/password"): own(
+        form=lambda o: {"current_password": "not it", "new_password": "another long passphrase"}
+    ),
+    # The team (admins) and invitations (their one-time link is the authority)
+    ("GET", "/team"): OWN,
+    ("POST", "/team/invitations"): own(form=lambda o: {"email": "probe@example.com"}),
+    ("POST", "/team/invitations/{invitation_id}/cancel"): obj(owner="ada", why=ADMIN_ONLY),
+    ("GET", "/team/users/{user_id}"): obj(owner="ada", why=ADMIN_ONLY),
+    ("POST", "/team/users/{user_id}/role"): obj(
+        owner="ada", form=lambda o: {"role": "admin"}, why=ADMIN_ONLY
+    ),
+    ("POST", "/team/users/{user_id}/deactivate"): obj(owner="ada", why=ADMIN_ONLY),
+    ("POST", "/team/campaigns/{campaign_id}/reassign"): obj(
+        owner="ada", form=_reassign, why=ADMIN_ONLY
+    ),
+    ("GET", "/invitations/{token}"): Case("public", fills=({"token": "not-an-invitation"},)),
+    ("POST", "/invitations/{token}"): Case("public", fills=({"token": "not-an-invitation"},)),
+    # Sending from a teammate's mailbox: only its owner and the delegate see the delegation
+    ("POST", "/delegations"): own(form=lambda o: {"teammate_id": str(o.user_id)}),
+    ("GET", "/delegations/{delegation_id}"): obj(),
+    ("POST", "/delegations/{delegation_id}/link"): obj(form=lambda o: {"email": MAILBOX_PROBE}),
+    ("POST", "/delegations/{delegation_id}/approve"): obj(
+        form=lambda o: {"mailbox_id": str(o.mailbox_id)}
+    ),
+    ("POST", "/delegations/{delegation_id}/withdraw"): obj(),
+    ("POST", "/delegations/{delegation_id}/resume-all"): obj(),
     # The JSON API
     ("GET", f"{API_PREFIX}/openapi.json"): PUBLIC,
     ("GET", f"{API_PREFIX}/docs"): PUBLIC,
     ("GET", f"{API_PREFIX}/me"): OWN,
     ("GET", f"{API_PREFIX}/tokens"): OWN,
+    ("POST", f"{API_PREFIX}/me/password"): own(
+        json=lambda o: {"current_password": "not it", "new_password": "another long passphrase"}
+    ),
+    ("GET", f"{API_PREFIX}/users"): OWN,
+    ("GET", f"{API_PREFIX}/delegations"): OWN,
+    ("POST", f"{API_PREFIX}/users"): own(json=lambda o: {"email": "probe@example.com"}),
+    ("PATCH", f"{API_PREFIX}/users/{{user_id}}"): obj(
+        owner="ada", json=lambda o: {"name": "Taken over"}
+    ),
+    ("POST", f"{API_PREFIX}/users/{{user_id}}/deactivate"): obj(owner="ada", why=ADMIN_ONLY),
+    ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/reassign"): obj(
+        owner="ada",
+        json=lambda o: {"owner_id": o.user_id, "mailbox_id": o.mailbox_id},
+        why=ADMIN_ONLY,
+    ),
     ("POST", f"{API_PREFIX}/tokens"): own(json=lambda o: {"name": "probe"}),
     ("DELETE", f"{API_PREFIX}/tokens/{{token_id}}"): obj(),
     ("GET", f"{API_PREFIX}/mailboxes"): OWN,
@@ -312,7 +366,18 @@ def form_token(who: Identity) -> str:
 
 def _missing(owned: Owned) -> Owned:
     missing = MISSING_ID
-    return Owned(missing, missing, missing, missing, missing, missing, "no-such-state")
+    return Owned(
+        missing,
+        missing,
+        missing,
+        missing,
+        missing,
+        missing,
+        "no-such-state",
+        missing,
+        missing,
+        missing,
+    )
 
 
 def calls(methods_paths: set[tuple[str, str]], kind: str) -> list[Call]:

@@ -15,8 +15,8 @@ from sqlalchemy import Engine
 
 from sendwell.app import create_app
 from sendwell.config import Settings
-from tests.security.conftest import MARKERS, Identity, Tenants
-from tests.security.routes import PUBLIC, ROUTES, calls, served_routes
+from tests.security.conftest import CAMPAIGN_NAME, MAILBOX, MARKERS, Identity, Tenants
+from tests.security.routes import PUBLIC, ROUTES, calls, form_token, served_routes
 
 
 def _leaks(response: httpx.Response) -> list[str]:
@@ -121,10 +121,12 @@ def test_public_routes_are_few_and_deliberate() -> None:
         ("GET", "/api/v1/docs"),
         ("GET", "/api/v1/openapi.json"),
         ("GET", "/healthz"),
+        ("GET", "/invitations/{token}"),
         ("GET", "/metrics"),
         ("GET", "/setup"),
         ("GET", "/sign-in"),
         ("GET", "/u/{token}"),
+        ("POST", "/invitations/{token}"),
         ("POST", "/setup"),
         ("POST", "/sign-in"),
         ("POST", "/sign-out"),
@@ -139,3 +141,76 @@ def test_every_exception_to_the_rules_says_why() -> None:
         if (case.refusals != frozenset({403, 404}) or not case.owner_page) and not case.why
     )
     assert unexplained == []
+
+
+DELEGATE_MAY = {
+    # The approval's purpose: Dan may name Alice's mailbox when he creates a campaign.
+    ("POST", "/campaigns/new"),
+    ("POST", "/api/v1/campaigns"),
+    # Resume all through the API resumes the caller's own campaigns from the mailbox.
+    ("POST", "/api/v1/mailboxes/{mailbox_id}/resume-campaigns"),
+}
+
+
+def test_the_delegate_reaches_nothing_else_of_the_owners(tenants: Tenants) -> None:
+    """Dan may send from Alice's mailbox: that opens the delegation to him, and nothing else
+    of hers — not her mailbox's settings, her campaigns, her recipients or her tokens."""
+    before = tenants.snapshot()
+    problems = []
+    for call in calls(served_routes(tenants.app), "object"):
+        if "/delegations/" in call.path or (call.method, call.path) in DELEGATE_MAY:
+            continue
+        response = call.send(tenants.dan, tenants.owned)
+        where = f"{call.method} {call.url(tenants.owned)} as {tenants.dan.name}"
+        if response.status_code not in call.case.refusals:
+            problems.append(f"{where}: {response.status_code}, expected {call.case.refusals}")
+        if leaked := _leaks(response):
+            problems.append(f"{where}: the answer shows {leaked}")
+    assert not problems, "\n".join(problems)
+    assert tenants.snapshot() == before
+
+
+def test_a_delegate_sees_the_mailboxs_campaigns_and_nobody_else_does(tenants: Tenants) -> None:
+    owned, dan = tenants.owned, tenants.dan
+    created = dan.client.post(
+        "/api/v1/campaigns",
+        headers=dan.api_headers(),
+        json={
+            "name": "Dan campaign qz8",
+            "mailbox_id": owned.mailbox_id,
+            "steps": [{"subject": "Hello", "body": "Hi"}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    campaign_id = created.json()["id"]
+    delegation_page = f"/delegations/{owned.delegation_id}"
+
+    # The delegate sees his campaign and the delegation, not the owner's own campaign.
+    assert dan.client.get(f"/campaigns/{campaign_id}").status_code == 200
+    shown = dan.client.get(delegation_page).text
+    assert "Dan campaign qz8" in shown
+    assert MAILBOX in shown
+    assert CAMPAIGN_NAME not in shown
+    # The owner sees every campaign sent from her mailbox on the delegation's page.
+    assert "Dan campaign qz8" in tenants.alice.client.get(delegation_page).text
+    # Nobody else sees either.
+    for other in (tenants.bob, tenants.carol):
+        for path in (f"/campaigns/{campaign_id}", delegation_page):
+            answer = other.client.get(path)
+            assert answer.status_code == 404, (other.name, path)
+            assert "qz8" not in answer.text
+        listed = other.client.get("/api/v1/campaigns", headers=other.api_headers()).text
+        assert "qz8" not in listed
+
+    # Withdrawn: the delegate keeps his history but can no longer name the mailbox.
+    withdrawn = tenants.alice.client.post(
+        f"{delegation_page}/withdraw", data={"csrftoken": form_token(tenants.alice)}
+    )
+    assert withdrawn.status_code == 200
+    again = dan.client.post(
+        "/api/v1/campaigns",
+        headers=dan.api_headers(),
+        json={"name": "Another", "mailbox_id": owned.mailbox_id, "steps": []},
+    )
+    assert again.status_code == 422
+    assert dan.client.get(f"/campaigns/{campaign_id}").status_code == 200

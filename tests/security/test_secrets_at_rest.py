@@ -1,9 +1,10 @@
 """The whole database holds no secret in plaintext.
 
 After users signed in, created API tokens, linked a mailbox, left a grant waiting for
-confirmation and a sign-in at the provider, every cell of every table (on both backends) is
-searched for every secret involved: the provider's access and refresh tokens and authorization
-codes, the OAuth state, API tokens, browser session secrets, the password and the server's keys.
+confirmation and a sign-in at the provider, and an admin invited someone, every cell of every
+table (on both backends) is searched for every secret involved: the provider's access and
+refresh tokens and authorization codes, the OAuth state, API tokens, browser session secrets,
+the invitation link, the password and the server's keys.
 tests/mailboxes/test_tokens.py shows the same tokens are there, encrypted, and still work.
 """
 
@@ -13,7 +14,8 @@ from sqlalchemy import select
 
 from sendwell.config import Settings
 from sendwell.db import session_scope
-from sendwell.models import Base
+from sendwell.models import Base, Role
+from sendwell.teams import service as teams
 from tests.conftest import STRONG_PASSWORD
 from tests.sandbox_support import Sandbox
 from tests.security.conftest import Tenants
@@ -43,7 +45,16 @@ def test_no_secret_is_stored_in_plaintext(
         }
     assert len(provider_secrets) >= 6, "the flows did not reach the provider"
     people = (tenants.alice, tenants.bob, tenants.carol)
+    with session_scope(tenants.factory) as db:
+        invited = teams.invite(
+            db,
+            Tenants._user(db, "ada"),
+            email="frank@example.com",
+            role=Role.MEMBER,
+            base_url="http://testserver",
+        )
     secrets = {
+        invited.link.rsplit("/", 1)[1]: "an invitation link",
         **provider_secrets,
         tenants.owned.pending_state: "an OAuth state",
         STRONG_PASSWORD: "a password",

@@ -170,3 +170,48 @@ def test_provider_error_text_is_shown_as_text(security_settings: Settings, engin
         for path in ("/messaging/settings", f"/mailboxes/{mailbox_id}", "/messaging/campaigns"):
             problems += _shown_escaped(client.get(path).text, path)
         assert not problems, "\n".join(problems)
+
+
+def test_team_names_and_a_delegation_note_are_shown_as_text(
+    security_settings: Settings, engine: Engine
+) -> None:
+    """A teammate's name (chosen on the invitation page) and the note of a request to send
+    from someone's mailbox, on every page that shows them, to both sides."""
+    from sendwell.models import Delegation, User
+    from tests.teams.conftest import accept, invite
+
+    with TestClient(create_app(security_settings, engine=engine)) as ada:
+        post_form(
+            ada,
+            "/setup",
+            "/setup",
+            {"email": "ada@example.com", "password": STRONG_PASSWORD, "name": f"Ada {PAYLOAD}"},
+        )
+        grace = accept(ada.app, invite(ada, "grace@example.com"), f"Grace {PAYLOAD}")
+        app: Any = ada.app
+        with session_scope(app.state.session_factory) as db:
+            ada_id = db.scalars(select(User.id).where(User.email == "ada@example.com")).one()
+            grace_id = db.scalars(select(User.id).where(User.email == "grace@example.com")).one()
+        asked = post_form(
+            grace,
+            "/messaging/settings",
+            "/delegations",
+            {"teammate_id": str(ada_id), "note": PAYLOAD},
+        )
+        assert asked.status_code == 200, asked.text
+        with session_scope(app.state.session_factory) as db:
+            delegation_id = db.scalars(select(Delegation.id)).one()
+        pages = {
+            f"{who} {path}": client.get(path).text
+            for who, client, path in (
+                ("ada", ada, "/team"),
+                ("ada", ada, f"/team/users/{grace_id}"),
+                ("ada", ada, "/messaging/settings"),
+                ("ada", ada, f"/delegations/{delegation_id}"),
+                ("grace", grace, "/messaging/settings"),
+                ("grace", grace, f"/delegations/{delegation_id}"),
+                ("grace", grace, "/mailboxes/link?own=teammate"),
+            )
+        }
+        problems = [p for where, html in pages.items() for p in _shown_escaped(html, where)]
+        assert not problems, "\n".join(problems)

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts import service
 from sendwell.accounts.auth import api_user
-from sendwell.accounts.schemas import NewTokenOut, TokenIn, TokenOut, UserOut
+from sendwell.accounts.schemas import NewTokenOut, PasswordIn, TokenIn, TokenOut, UserOut
 from sendwell.models import User
 from sendwell.web.deps import get_db
 
@@ -17,6 +17,27 @@ router = APIRouter(tags=["account"])
 @router.get("/me", response_model=UserOut, summary="The user the token belongs to")
 def me(user: User = Depends(api_user)) -> User:
     return user
+
+
+@router.post(
+    "/me/password",
+    status_code=204,
+    response_class=Response,
+    summary="Change your own password; every browser session ends",
+)
+def change_password(
+    body: PasswordIn,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    service.change_own_password(
+        db,
+        user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        revoke_tokens=body.revoke_tokens,
+    )
+    return Response(status_code=204)
 
 
 @router.get("/tokens", response_model=list[TokenOut], summary="Your API tokens")

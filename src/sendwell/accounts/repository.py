@@ -81,5 +81,13 @@ def delete_api_tokens_of_user(db: Session, user_id: int) -> None:
     db.execute(delete(ApiToken).where(ApiToken.user_id == user_id))
 
 
-def delete_sessions_of_user(db: Session, user_id: int) -> None:
-    db.execute(delete(UserSession).where(UserSession.user_id == user_id))
+def delete_sessions_of_user(db: Session, user_id: int, *, keep_hash: str | None = None) -> None:
+    """End a user's browser sessions, all of them or all but one."""
+    query = delete(UserSession).where(UserSession.user_id == user_id)
+    if keep_hash is not None:
+        query = query.where(UserSession.secret_hash != keep_hash)
+    db.execute(query)
+
+
+def get_user(db: Session, user_id: int) -> User | None:
+    return db.get(User, user_id)

@@ -26,6 +26,7 @@ CLIENT_FAILURE_FACTOR = 4
 # Failures are kept this long: each one past the limit doubles the wait, up to a day.
 FAILURE_MEMORY = timedelta(days=1)
 BAD_CREDENTIALS = "The email or password is incorrect."
+DEACTIVATED = "This account was deactivated by a workspace admin. Ask them if you need it again."
 # "Last used" is recorded at this resolution so a busy script does not write on every call.
 TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
@@ -53,6 +54,11 @@ def normalize_email(raw: str, *, allow_test_domains: bool = False) -> str:
             f"That email address is not valid: {error}", code="invalid_email"
         ) from None
     return result.normalized.lower()
+
+
+def clean_name(name: str) -> str:
+    """A person's or workspace's name on one line, within the length limit."""
+    return _clean_name(name)
 
 
 def _clean_name(name: str) -> str:
@@ -165,6 +171,8 @@ def sign_in(
         db.add(SignInFailure(email=address, client_ip=client_ip[:64], at=now))
         db.flush()
         raise NotAuthenticated(BAD_CREDENTIALS, code="bad_credentials")
+    if not user.is_active:
+        raise NotAuthenticated(DEACTIVATED, code="deactivated")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_sign_in_at = now
@@ -236,7 +244,7 @@ def start_session(db: Session, user: User, lifetime: timedelta) -> str:
 
 def user_for_session(db: Session, secret: str) -> User | None:
     session = repo.get_session_by_hash(db, hash_secret(secret))
-    if session is None or session.expires_at <= utcnow():
+    if session is None or session.expires_at <= utcnow() or not session.user.is_active:
         return None
     return session.user
 
@@ -265,7 +273,7 @@ def create_api_token(db: Session, user: User, name: str) -> tuple[ApiToken, str]
 
 def user_for_api_token(db: Session, plaintext: str) -> User | None:
     token = repo.get_api_token_by_hash(db, hash_secret(plaintext))
-    if token is None:
+    if token is None or not token.user.is_active:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > TOKEN_USE_RESOLUTION:
@@ -299,3 +307,47 @@ def set_password(db: Session, *, email: str, password: str, revoke_tokens: bool)
     if revoke_tokens:
         repo.delete_api_tokens_of_user(db, user.id)
     return user
+
+
+def change_own_password(
+    db: Session,
+    user: User,
+    *,
+    current_password: str,
+    new_password: str,
+    revoke_tokens: bool = False,
+    keep_session: str | None = None,
+) -> None:
+    """A user's own password change: the current one first; every other browser is signed out.
+
+    ``keep_session`` is the secret of the browser that asked, which stays signed in.
+    """
+    stored = repo.get_user(db, user.id)
+    if stored is None or not passwords.verify_password(current_password, stored.password_hash):
+        raise InvalidInput("Your current password is not correct.", code="wrong_password")
+    if new_password == current_password:
+        raise InvalidInput(
+            "Choose a new password that differs from the current one.", code="weak_password"
+        )
+    passwords.check_password_rules(new_password, stored.email)
+    stored.password_hash = passwords.hash_password(new_password)
+    repo.delete_sessions_of_user(
+        db, stored.id, keep_hash=hash_secret(keep_session) if keep_session else None
+    )
+    if revoke_tokens:
+        repo.delete_api_tokens_of_user(db, stored.id)
+
+
+def rename(db: Session, user: User, name: str) -> User:
+    """Change a user's display name (an empty name shows their address instead)."""
+    stored = repo.get_user(db, user.id)
+    if stored is None:
+        raise NotFound("No such user.", code="unknown_user")
+    stored.name = _clean_name(name)
+    return stored
+
+
+def end_every_session(db: Session, user_id: int) -> None:
+    """Sign a user out of every browser and revoke every API token they have."""
+    repo.delete_sessions_of_user(db, user_id)
+    repo.delete_api_tokens_of_user(db, user_id)

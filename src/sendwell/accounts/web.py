@@ -19,8 +19,9 @@ from sendwell.accounts.auth import (
 )
 from sendwell.config import Settings
 from sendwell.kit.errors import SendwellError, TooManyAttempts
+from sendwell.mailboxes.capabilities import server_capabilities
 from sendwell.models import User
-from sendwell.web.deps import client_ip, get_db, get_settings
+from sendwell.web.deps import client_ip, get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()
@@ -41,9 +42,7 @@ def home(
 def setup_page(request: Request, db: Session = Depends(get_db, scope="function")) -> Response:
     if not service.needs_first_account(db):
         return RedirectResponse("/sign-in", status_code=303)
-    return render(
-        request, "accounts/setup.html", {"form": {}, "token_needed": _setup_token(request)}
-    )
+    return _setup_form(request, {})
 
 
 @router.post("/setup")
@@ -69,15 +68,28 @@ def setup(
             given_token=setup_token,
         )
     except SendwellError as error:
-        return render(
-            request,
-            "accounts/setup.html",
-            {"form": form, "error": error.message, "token_needed": _setup_token(request)},
-            status_code=error.status_code,
-        )
+        return _setup_form(request, form, error=error.message, status_code=error.status_code)
     response = redirect_with_flash(request, HOME, f"Welcome to Sendwell, {user.display_name}.")
     _open_session(db, user, settings, response)
     return response
+
+
+def _setup_form(
+    request: Request, form: dict[str, str], *, error: str = "", status_code: int = 200
+) -> Response:
+    """The first-account form, with what this server can do and how to change it."""
+    capabilities = server_capabilities(get_settings(request), get_connections(request))
+    return render(
+        request,
+        "accounts/setup.html",
+        {
+            "form": form,
+            "error": error,
+            "token_needed": _setup_token(request),
+            "capabilities": capabilities,
+        },
+        status_code=status_code,
+    )
 
 
 def _setup_token(request: Request) -> str:
@@ -148,6 +160,69 @@ def account_page(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     return render(request, "accounts/account.html", {"tokens": service.list_api_tokens(db, user)})
+
+
+@router.post("/account/profile")
+def save_profile(
+    request: Request,
+    name: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    try:
+        service.rename(db, user, name)
+    except SendwellError as error:
+        return _account_page(request, db, user, profile_error=error.message, status=error)
+    return redirect_with_flash(request, "/account", "Your name is saved.")
+
+
+@router.post("/account/password")
+def change_password(
+    request: Request,
+    current_password: str = Form(""),
+    new_password: str = Form(""),
+    revoke_tokens: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
+    try:
+        service.change_own_password(
+            db,
+            user,
+            current_password=current_password,
+            new_password=new_password,
+            revoke_tokens=revoke_tokens == "on",
+            keep_session=request.cookies.get(SESSION_COOKIE),
+        )
+    except SendwellError as error:
+        return _account_page(request, db, user, password_error=error.message, status=error)
+    tokens = " Your API tokens were revoked." if revoke_tokens == "on" else ""
+    return redirect_with_flash(
+        request,
+        "/account",
+        f"Your password is changed. Every other browser was signed out.{tokens}",
+    )
+
+
+def _account_page(
+    request: Request,
+    db: Session,
+    user: User,
+    *,
+    status: SendwellError,
+    profile_error: str = "",
+    password_error: str = "",
+) -> Response:
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "tokens": service.list_api_tokens(db, user),
+            "profile_error": profile_error,
+            "password_error": password_error,
+        },
+        status_code=status.status_code,
+    )
 
 
 @router.post("/account/tokens")

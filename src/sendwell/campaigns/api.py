@@ -405,6 +405,11 @@ def _guards_in(body: CampaignIn, fallback: Guards) -> Guards:
     )
 
 
+def campaign_out(db: Session, campaign: Campaign) -> CampaignOut:
+    """A campaign as the API shows it, with its counts."""
+    return _out(db, campaign)
+
+
 def _out(db: Session, campaign: Campaign) -> CampaignOut:
     return _campaign_out(campaign, repo.counts_for(db, [campaign.id])[campaign.id], campaign.steps)
 

@@ -13,6 +13,7 @@ from sendwell.campaigns import repository as repo
 from sendwell.campaigns import templates, threads, validation
 from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
+from sendwell.delegations import repository as delegation_repo
 from sendwell.dispatch import resume as resume_plan
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError
@@ -25,6 +26,7 @@ from sendwell.models import (
     CampaignStep,
     CatchUp,
     EnrollmentStatus,
+    Mailbox,
     MailboxStatus,
     PauseReason,
     User,
@@ -60,6 +62,10 @@ PAUSE_REASON_WORDS = {
     "sending account until its owner acts. Fix it at the host, then resume.",
     PauseReason.BOUNCE_RATE: "Paused because too many recent emails bounced. Check the "
     "bounced recipients and the list they came from, then resume.",
+    PauseReason.OWNER_DEACTIVATED: "Paused because its owner was deactivated. An admin can "
+    "reassign it to someone else, who can then resume it.",
+    PauseReason.DELEGATION_WITHDRAWN: "Paused because the sending account's owner withdrew "
+    "their approval. Resume it after they approve again.",
 }
 ENROLLMENT_LABELS = {
     EnrollmentStatus.NOT_STARTED: "Not Started",
@@ -272,7 +278,11 @@ def update_campaign(
             code="not_editable",
         )
     clean_name = _check_name(name)
-    _check_mailbox(db, user, mailbox_id)
+    if mailbox_id != campaign.mailbox_id:
+        owner = db.get(User, campaign.owner_id)
+        if owner is None:
+            raise NotFound("No such campaign.", code="unknown_campaign")
+        _check_mailbox(db, owner, mailbox_id)
     checked = _check_steps(steps)
     _check_start_delay(start_delay_minutes)
     if catch_up is not None:
@@ -324,6 +334,9 @@ def start(db: Session, user: User, campaign_id: int) -> Campaign:
     """Validate, then activate: first emails are due after the start delay."""
     campaign = get_campaign(db, user, campaign_id)
     _require(campaign, "start")
+    mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
+    if mailbox is not None:
+        check_sender(db, campaign, mailbox)
     problems, total = validation.validate(db, campaign)
     if total:
         raise validation.CampaignNotReady(problems, total)
@@ -349,11 +362,14 @@ def pause(
     *,
     reason: PauseReason = PauseReason.USER,
     detail: str = "",
+    actor: User | None = None,
 ) -> Campaign:
-    """Pause with a reason; `detail` (what happened, in words) follows it in the history."""
+    """Pause an active campaign; `user` (None: the system) must be able to see it, `actor`
+    (default `user`) is who the history names; `detail` (what happened, in words) follows the
+    reason in the history."""
     campaign = _campaign_for(db, user, campaign_id)
     words = f"{PAUSE_REASON_WORDS[reason]} {detail}".strip()[:2000]
-    _transition(db, campaign, "pause", actor=user, pause_reason=reason, reason=words)
+    _transition(db, campaign, "pause", actor=actor or user, pause_reason=reason, reason=words)
     return campaign
 
 
@@ -380,10 +396,13 @@ def resumable(db: Session, user: User, campaign_id: int) -> Campaign:
             if mailbox and mailbox.status is MailboxStatus.DISCONNECTED
             else "needs reauthentication"
         )
-        raise Conflict(
-            f"{address} {state}. Reconnect it on the Settings tab, then resume.",
-            code="mailbox_not_connected",
+        action = (
+            "Its owner must reconnect it on their Settings tab"
+            if mailbox is not None and mailbox.owner_id != campaign.owner_id
+            else "Reconnect it on the Settings tab"
         )
+        raise Conflict(f"{address} {state}. {action}, then resume.", code="mailbox_not_connected")
+    check_sender(db, campaign, mailbox)
     return campaign
 
 
@@ -487,15 +506,16 @@ def resume_paused_by_mailbox(
     db: Session,
     user: User,
     mailbox_id: int,
+    reasons: tuple[PauseReason, ...] = MAILBOX_REASONS,
     *,
     catch_up: str | None = None,
     skip_days: int | str | None = None,
     host_interval: timedelta = timedelta(0),
 ) -> list[Campaign]:
-    """Resume all: every campaign the account's connection change paused, none the user did;
-    each with the given catch-up choice, or its own."""
-    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
-        raise NotFound("No such email account.", code="unknown_mailbox")
+    """Resume all: every campaign the account's connection change (or, for a teammate's
+    account, the end of its owner's approval) paused, none the user did; each with the given
+    catch-up choice, or its own."""
+    _check_mailbox_reach(db, user, mailbox_id)
     return [
         resume(
             db,
@@ -505,7 +525,7 @@ def resume_paused_by_mailbox(
             skip_days=skip_days,
             host_interval=host_interval,
         )
-        for campaign in paused_by_mailbox(db, user, mailbox_id)
+        for campaign in repo.paused_for_mailbox(db, user, mailbox_id, reasons)
     ]
 
 
@@ -513,14 +533,14 @@ def resume_all_preview(
     db: Session,
     user: User,
     mailbox_id: int,
+    reasons: tuple[PauseReason, ...] = MAILBOX_REASONS,
     *,
     catch_up: str | None = None,
     skip_days: int | str | None = None,
     host_interval: timedelta = timedelta(0),
 ) -> list[tuple[Campaign, resume_plan.ResumePlan]]:
     """What Resume all would do for each campaign it would resume."""
-    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
-        raise NotFound("No such email account.", code="unknown_mailbox")
+    _check_mailbox_reach(db, user, mailbox_id)
     return [
         (
             campaign,
@@ -533,8 +553,80 @@ def resume_all_preview(
                 host_interval=host_interval,
             ),
         )
-        for campaign in paused_by_mailbox(db, user, mailbox_id)
+        for campaign in repo.paused_for_mailbox(db, user, mailbox_id, reasons)
     ]
+
+
+def _check_mailbox_reach(db: Session, user: User, mailbox_id: int) -> None:
+    """The user sees the account, or may send from it as a teammate's."""
+    visible = mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is not None
+    if not visible and delegation_repo.approved(db, user.id, mailbox_id) is None:
+        raise NotFound("No such email account.", code="unknown_mailbox")
+
+
+def check_sender(db: Session, campaign: Campaign, mailbox: Mailbox) -> None:
+    """Refuse to send unless the campaign's owner is active and may send from the mailbox:
+    their own, or a teammate's that approved it."""
+    owner = db.get(User, campaign.owner_id)
+    if owner is None or not owner.is_active:
+        raise Conflict(
+            f"{owner.display_name if owner else 'Its owner'} was deactivated. An admin can "
+            "reassign the campaign to someone else first.",
+            code="owner_deactivated",
+        )
+    if not may_send_from(db, owner, mailbox):
+        mailbox_owner = db.get(User, mailbox.owner_id)
+        name = mailbox_owner.display_name if mailbox_owner else "Its owner"
+        raise Conflict(
+            f"{name} has not approved {owner.display_name} to send from {mailbox.email} "
+            f"(or withdrew the approval). Ask {name} to approve it again, then resume.",
+            code="not_approved",
+        )
+
+
+def may_send_from(db: Session, user: User, mailbox: Mailbox) -> bool:
+    """A campaign's owner sends from their own mailbox, or from a teammate's that approved
+    them. Seeing every mailbox, as an admin does, is not sending as its owner."""
+    return mailbox.workspace_id == user.workspace_id and (
+        mailbox.owner_id == user.id or delegation_repo.approved(db, user.id, mailbox.id) is not None
+    )
+
+
+def reassign(
+    db: Session, admin: User, campaign_id: int, *, new_owner: User, mailbox_id: int
+) -> Campaign:
+    """An admin hands a campaign that is not sending to another user and mailbox; it stays
+    paused (or a draft) until its new owner resumes (or starts) it."""
+    campaign = get_campaign(db, admin, campaign_id)
+    if campaign.status not in EDITABLE and campaign.status is not CampaignStatus.COMPLETED:
+        raise Conflict(
+            f"A {status_label(campaign).lower()} campaign cannot be reassigned"
+            f"{'; pause it first' if campaign.status is CampaignStatus.ACTIVE else ''}.",
+            code="not_reassignable",
+        )
+    mailbox = mailbox_repo.get_mailbox(db, mailbox_id)
+    if (
+        mailbox is None
+        or mailbox.workspace_id != admin.workspace_id
+        or not may_send_from(db, new_owner, mailbox)
+    ):
+        raise InvalidInput(
+            f"Choose an email account {new_owner.display_name} may send from: their own, or "
+            "a teammate's that approved them.",
+            code="unknown_mailbox",
+        )
+    previous = db.get(User, campaign.owner_id)
+    campaign.owner_id, campaign.mailbox_id = new_owner.id, mailbox.id
+    db.flush()
+    record_event(
+        db,
+        campaign.id,
+        "reassigned",
+        actor=admin,
+        reason=f"Reassigned from {previous.display_name if previous else 'a removed user'} to "
+        f"{new_owner.display_name}, sending from {mailbox.email}.",
+    )
+    return campaign
 
 
 def _campaign_for(db: Session, user: User | None, campaign_id: int) -> Campaign:
@@ -613,8 +705,10 @@ def _check_name(name: str) -> str:
     return clean
 
 
-def _check_mailbox(db: Session, user: User, mailbox_id: int) -> None:
-    if mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is None:
+def _check_mailbox(db: Session, owner: User, mailbox_id: int) -> None:
+    """The campaign's owner may send from the mailbox: theirs, or a teammate's they may use."""
+    mailbox = mailbox_repo.get_mailbox(db, mailbox_id)
+    if mailbox is None or not may_send_from(db, owner, mailbox):
         raise InvalidInput(
             "Choose one of your email accounts to send from.", code="unknown_mailbox"
         )

@@ -16,13 +16,13 @@ from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones
+from sendwell.delegations import service as delegations
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
-from sendwell.mailboxes import service as mailboxes
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.web import load_alerts
-from sendwell.models import Campaign, MailboxStatus, User
+from sendwell.models import Campaign, User
 from sendwell.web.deps import check_upload_csrf, get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
@@ -420,11 +420,18 @@ def _editor(
     error: str = "",
     status_code: int = 200,
 ) -> Response:
-    accounts = [
-        m
-        for m in mailboxes.visible_mailboxes(db, user)
-        if m.status is not MailboxStatus.DISCONNECTED
-    ]
+    # The accounts its owner may send from: their own and teammates' that approved them.
+    owner = db.get(User, campaign.owner_id) if campaign is not None else user
+    accounts = delegations.sendable_mailboxes(db, owner or user)
+    if campaign is not None and campaign.mailbox_id not in {m.id for m in accounts}:
+        accounts.append(campaign.mailbox)
+    whose = {
+        m.id: teammate.display_name
+        for m in accounts
+        if owner is not None
+        and m.owner_id != owner.id
+        and (teammate := db.get(User, m.owner_id)) is not None
+    }
     return render(
         request,
         "campaigns/editor.html",
@@ -432,6 +439,7 @@ def _editor(
             "form": form,
             "campaign": campaign,
             "mailboxes": accounts,
+            "whose": whose,
             "error": error,
             "days": DAYS,
             "time_zones": common_time_zones(),

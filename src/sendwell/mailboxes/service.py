@@ -179,8 +179,13 @@ def start_link(
     email: str,
     provider_name: ProviderName,
     session_secret: str | None,
+    delegation_id: int | None = None,
 ) -> str:
-    """Record a one-time, expiring attempt bound to this browser; return the sign-in URL."""
+    """Record a one-time, expiring attempt bound to this browser; return the sign-in URL.
+
+    ``delegation_id``: the account is linked to approve that request, which the user is then
+    taken back to.
+    """
     provider = conn.sign_in(provider_name)
     now = utcnow()
     repo.delete_stale_link_attempts(db, now)
@@ -195,6 +200,7 @@ def start_link(
             code_verifier=conn.box.seal(verifier),
             created_at=now,
             expires_at=now + conn.link_lifetime,
+            delegation_id=delegation_id,
         )
     )
     db.flush()

@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import SESSION_COOKIE, current_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
+from sendwell.delegations import service as delegations
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
 from sendwell.mailboxes import repository as mailbox_repo
+from sendwell.mailboxes.capabilities import server_capabilities
 from sendwell.mailboxes.connections import Connections, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.base import (
@@ -24,7 +26,8 @@ from sendwell.providers.base import (
     ProviderError,
 )
 from sendwell.providers.mail_server import SECURITY_LABELS
-from sendwell.web.deps import get_connections, get_db
+from sendwell.teams.service import teammates
+from sendwell.web.deps import get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 SETTINGS_TAB = "/messaging/settings"
@@ -77,24 +80,42 @@ def settings_tab(
         for m in mailboxes
         if m.status is MailboxStatus.CONNECTED
     }
+    shared = delegations.views_for(db, user)
     return render(
         request,
         "messaging/settings.html",
         {
             "tab": "settings",
+            "asked_of_me": [v for v in shared if v.viewer == "owner"],
+            "asked_by_me": [v for v in shared if v.viewer == "delegate"],
+            "teammates": teammates(db, user),
             "active": [m for m in mailboxes if m.status is not MailboxStatus.DISCONNECTED],
             "disconnected": [m for m in mailboxes if m.status is MailboxStatus.DISCONNECTED],
             "paused": paused,
             "expiries": lookahead.expiries_for(db, conn.expiry_rules, mailboxes),
             "now": utcnow(),
+            "capabilities": server_capabilities(get_settings(request), conn),
         },
     )
 
 
 @router.get("/mailboxes/link")
-def link_page(request: Request, own: str = "", _user: User = Depends(current_user)) -> Response:
+def link_page(
+    request: Request,
+    own: str = "",
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> Response:
     """The pop-up's second step as a page, for browsers without scripts or after an error."""
-    return render(request, "mailboxes/link.html", {"own": own == "on", "email": ""})
+    return render(
+        request,
+        "mailboxes/link.html",
+        {"own": own == "on", "teammate": own == "teammate", "email": "", **_choices(db, user)},
+    )
+
+
+def _choices(db: Session, user: User) -> dict[str, object]:
+    return {"teammates": teammates(db, user)}
 
 
 @router.post("/mailboxes/link")
@@ -136,7 +157,7 @@ def link(
         return render(
             request,
             "mailboxes/link.html",
-            {"own": own == "on", "email": email, "error": error.message},
+            {"own": own == "on", "email": email, "error": error.message, **_choices(db, user)},
             status_code=error.status_code,
         )
     return RedirectResponse(url, status_code=303)
@@ -205,6 +226,12 @@ def callback(
     if isinstance(result, service.NeedsConfirmation):
         return render(
             request, "mailboxes/confirm_address.html", {"pending": result, "label": label}
+        )
+    if attempt.delegation_id is not None:
+        return redirect_with_flash(
+            request,
+            f"/delegations/{attempt.delegation_id}",
+            f"{result.mailbox.email} is connected. Review the request and approve it.",
         )
     return linked_page(request, result)
 

@@ -15,6 +15,7 @@ from sendwell.models.campaign import (
     Suppression,
     SuppressionReason,
 )
+from sendwell.models.delegation import Delegation, DelegationStatus
 from sendwell.models.domain import DomainCheck
 from sendwell.models.expiry import ExpiryWarning
 from sendwell.models.mailbox import (
@@ -25,6 +26,7 @@ from sendwell.models.mailbox import (
     MailboxStatus,
     MailServer,
 )
+from sendwell.models.team import Invitation
 from sendwell.models.user import ApiToken, Role, SignInFailure, User, UserSession
 from sendwell.models.webhook import (
     DeliveryStatus,
@@ -43,11 +45,14 @@ __all__ = [
     "CampaignStatus",
     "CampaignStep",
     "CatchUp",
+    "Delegation",
+    "DelegationStatus",
     "DeliveryStatus",
     "DomainCheck",
     "Enrollment",
     "EnrollmentStatus",
     "ExpiryWarning",
+    "Invitation",
     "LedgerStatus",
     "LinkAttempt",
     "MailServer",

@@ -44,6 +44,8 @@ class PauseReason(enum.StrEnum):
     SEND_ERRORS = "send_errors"
     MAILBOX_BLOCKED = "mailbox_blocked"
     BOUNCE_RATE = "bounce_rate"
+    OWNER_DEACTIVATED = "owner_deactivated"
+    DELEGATION_WITHDRAWN = "delegation_withdrawn"
 
 
 class CatchUp(enum.StrEnum):

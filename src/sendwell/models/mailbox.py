@@ -29,6 +29,8 @@ class MailboxEventKind(enum.StrEnum):
     DISCONNECTED = "disconnected"
     SETTINGS_CHANGED = "settings_changed"
     DOMAIN_HEALTH_WORSENED = "domain_health_worsened"
+    DELEGATED = "delegated"
+    DELEGATION_WITHDRAWN = "delegation_withdrawn"
 
 
 class Mailbox(Base):
@@ -108,6 +110,10 @@ class LinkAttempt(Base):
     code_verifier: Mapped[str] = mapped_column(Text)
     # A grant for another address than the one typed, encrypted, kept until the user decides.
     pending_grant: Mapped[str | None] = mapped_column(Text, default=None)
+    # Linking a mailbox to approve a teammate's request to send from it: back to that request.
+    delegation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delegations.id", ondelete="SET NULL"), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -29,12 +29,18 @@ class User(Base):
     role: Mapped[Role] = mapped_column(str_enum(Role, length=16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when an admin deactivates the user: they cannot sign in, their history is kept.
+    deactivated_at: Mapped[datetime | None] = mapped_column(default=None)
 
     workspace: Mapped[Workspace] = relationship(lazy="raise")
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def is_active(self) -> bool:
+        return self.deactivated_at is None
 
     @property
     def display_name(self) -> str:

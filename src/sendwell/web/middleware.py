@@ -17,8 +17,9 @@ from sendwell.web.pages import templates
 log = get_logger("sendwell.http")
 
 
-# Paths whose last part is a bearer secret (an unsubscribe link works for anyone who has it).
-SECRET_PATH_PREFIXES = ("/u/",)
+# Paths whose last part is a bearer secret (an unsubscribe or invitation link works for anyone
+# who has it).
+SECRET_PATH_PREFIXES = ("/u/", "/invitations/")
 
 
 def loggable_path(path: str) -> str:

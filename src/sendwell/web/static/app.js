@@ -57,22 +57,25 @@ function setupDialogs() {
   });
 }
 
-// A dialog whose first step (a GET form) leads to a second step in the same dialog.
+// A dialog whose first step (a GET form) leads to a second step in the same dialog; when the
+// first step offers a choice, the second step shown is the one for the chosen value.
 function setupSteppedDialogs() {
   document.querySelectorAll("dialog[data-steps]").forEach((dialog) => {
     const first = dialog.querySelector('[data-step="1"]');
-    const second = dialog.querySelector('[data-step="2"]');
-    if (!first || !second) return;
+    const seconds = Array.from(dialog.querySelectorAll('[data-step="2"]'));
+    if (!first || !seconds.length) return;
     first.addEventListener("submit", (event) => {
       event.preventDefault();
+      const chosen = first.querySelector("input[type=radio]:checked");
+      const second = seconds.find((step) => !step.dataset.choice || (chosen && step.dataset.choice === chosen.value)) || seconds[0];
       first.hidden = true;
       second.hidden = false;
-      const field = second.querySelector("input:not([type=hidden])");
+      const field = second.querySelector("input:not([type=hidden]), select, textarea, button:not([data-dialog-close])");
       if (field) field.focus();
     });
     dialog.addEventListener("close", () => {
       first.hidden = false;
-      second.hidden = true;
+      seconds.forEach((step) => { step.hidden = true; });
       first.reset();
     });
   });

@@ -1,0 +1,1 @@
+"""The team: invitations, roles, deactivation and handing a campaign to someone else."""
