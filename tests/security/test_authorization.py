@@ -149,6 +149,8 @@ DELEGATE_MAY = {
     ("POST", "/api/v1/campaigns"),
     # Resume all through the API resumes the caller's own campaigns from the mailbox.
     ("POST", "/api/v1/mailboxes/{mailbox_id}/resume-campaigns"),
+    # Its preview lists only those same campaigns of the caller.
+    ("GET", "/api/v1/mailboxes/{mailbox_id}/resume-preview"),
 }
 
 

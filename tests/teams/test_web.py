@@ -246,7 +246,9 @@ def test_an_admin_reassigns_a_deactivated_users_campaign_which_then_resumes(
     assert campaign is not None
     assert (campaign.owner_id, campaign.mailbox_id) == (ada_id, ada_mailbox)
     assert campaign.status is CampaignStatus.PAUSED
-    resumed = post_form(admin, "/messaging/campaigns", f"/campaigns/{campaign_id}/resume", {})
+    resumed = post_form(
+        admin, "/messaging/campaigns", f"/campaigns/{campaign_id}/resume", {"confirmed": "1"}
+    )
     assert "“Handover” is active again and resumes from where it left off." in text(resumed)
     history = text(admin.get(f"/campaigns/{campaign_id}"))
     assert "Reassigned from Grace to Ada Lovelace, sending from ada@gmail.test." in history
