@@ -474,7 +474,7 @@ def test_a_recipient_held_after_an_automatic_reply_is_shown_and_not_sent_to(worl
         },
     )
     dispatcher.run_until_idle()  # replies are read while the campaign is paused
-    set_due(world, campaign_id, {p: now - DAY for p in people})
+    set_due(world, campaign_id, dict.fromkeys(people, now - DAY))
 
     plan = preview(world, campaign_id)
     assert [h.email for h in plan.held] == ["ann@example.com"]
