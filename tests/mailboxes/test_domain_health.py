@@ -11,15 +11,12 @@ import html
 import json
 import re
 import socket
-import threading
-from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from dnslib import MX, QTYPE, RCODE, RR, TXT, DNSError
-from dnslib.server import DNSLogger, DNSServer
+from dnslib import MX, TXT
 from sqlalchemy import Engine, select
 
 from sendwell.db import session_scope
@@ -30,6 +27,7 @@ from sendwell.providers.base import ProviderName
 from sendwell.providers.domain_dns import DomainDns
 from tests.conftest import Database, csrf_from
 from tests.dispatch.conftest import World, linked_world
+from tests.dns_support import Zone, serving_zone
 from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
 from tests.webhooks.conftest import admin_token, register
@@ -39,54 +37,10 @@ WORKSPACE = "acme.gmail.test"
 KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC1"
 
 
-class Zone:
-    """A dnslib resolver over a zone the test edits: (name, type) -> records."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], list[Any]] = {}
-        self.silent: set[str] = set()
-        self.queries: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def resolve(self, request: Any, handler: Any) -> Any:
-        name = str(request.q.qname).rstrip(".").lower()
-        kind = QTYPE[request.q.qtype]
-        with self._lock:
-            self.queries[name] += 1
-            if any(name == s or name.endswith("." + s) for s in self.silent):
-                raise DNSError("deliberately unanswered")
-            answers = list(self.records.get((name, kind), []))
-            known = any(n == name for n, _kind in self.records)
-        reply = request.reply()
-        for rdata in answers:
-            reply.add_answer(RR(name, request.q.qtype, rdata=rdata, ttl=60))
-        if not answers and not known:
-            reply.header.rcode = RCODE.NXDOMAIN
-        return reply
-
-    def set(self, name: str, kind: str, *values: Any) -> None:
-        with self._lock:
-            self.records[(name, kind)] = list(values)
-
-    def drop(self, name: str, kind: str) -> None:
-        with self._lock:
-            self.records.pop((name, kind), None)
-
-
 @pytest.fixture
 def zone() -> Iterator[tuple[Zone, int]]:
-    resolver = Zone()
-    server = DNSServer(
-        resolver, address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda _line: None)
-    )
-    thread = threading.Thread(
-        target=server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    yield resolver, server.server.server_address[1]
-    server.stop()
-    thread.join()
-    server.server.server_close()
+    with serving_zone() as served:
+        yield served
 
 
 def world_with(
@@ -247,6 +201,7 @@ def test_consumer_domains_are_the_providers_business(
         page = html.unescape(check_now(world, mailbox_id).text)
         assert "Google publishes the MX, SPF, DKIM and DMARC records of gmail.test" in page
         assert health_table(page) == {}
+        assert 'id="selectors"' not in page, "no DKIM selector to name for Gmail's own domain"
     assert not dns.queries
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
