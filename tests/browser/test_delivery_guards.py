@@ -71,7 +71,8 @@ def expect_fits_a_phone(page: Page) -> None:
         """limit => [...document.querySelectorAll('body *')]
             .filter(e => e.getBoundingClientRect().right > limit)
             .slice(0, 5)
-            .map(e => `${e.tagName.toLowerCase()}.${e.className}: ${e.textContent.trim().slice(0, 60)}`)""",
+            .map(e => `${e.tagName.toLowerCase()}.${e.className}: `
+                + e.textContent.trim().slice(0, 60))""",
         PHONE["width"],
     )
     assert width <= PHONE["width"], f"{page.url} is {width} px wide on a phone: {wide}"
@@ -302,6 +303,7 @@ def test_resume_skipping_steps_overdue_by_more_than_seven_days(
         )
     )
     expect(sequence.nth(3)).to_contain_text("Sent")
+    expect_fits_a_phone(page)
 
 
 # --- (c) Domain health on Email Settings ------------------------------------------------------
@@ -438,6 +440,8 @@ def test_a_campaign_paused_by_its_bounce_rate_says_why(
     time.sleep(GAP * 1.25 + 0.25)
     sent = sent_log(server)
     assert len(sent) == 3, f"sent after the limit was reached: {sent}"
+    expect_fits_a_phone(page)
+    back_to_desktop(page)
 
     campaign_row(page, name).get_by_role("link", name=name, exact=True).click()
     expect(page.get_by_role("main")).to_contain_text(BOUNCE_RATE)
