@@ -42,6 +42,7 @@ class LiveServers:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.running: list[tuple[subprocess.Popen[bytes], IO[str], Path]] = []
+        self.folders: dict[str, Path] = {}
 
     def start(self, **extra_env: str) -> str:
         """`sendwell db upgrade` and `sendwell serve`, as `make run` does; returns the server's URL.
@@ -79,6 +80,7 @@ class LiveServers:
             stderr=subprocess.STDOUT,
         )
         self.running.append((process, log, folder))
+        self.folders[url] = folder
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -90,6 +92,11 @@ class LiveServers:
                 process.kill()
                 pytest.fail("sendwell serve did not start:\n" + (folder / "server.log").read_text())
             time.sleep(0.2)
+
+    def database_url(self, url: str) -> str:
+        """The SQLite database of the server at `url`, for a test that sets up a state the UI
+        cannot reach quickly (such as steps overdue by days)."""
+        return f"sqlite:///{self.folders[url] / 'var' / 'sendwell.db'}"
 
     def stop_all(self) -> None:
         leaks = []

@@ -11,15 +11,12 @@ import html
 import json
 import re
 import socket
-import threading
-from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from dnslib import MX, QTYPE, RCODE, RR, TXT, DNSError
-from dnslib.server import DNSLogger, DNSServer
+from dnslib import MX, TXT
 from sqlalchemy import Engine, select
 
 from sendwell.db import session_scope
@@ -30,63 +27,20 @@ from sendwell.providers.base import ProviderName
 from sendwell.providers.domain_dns import DomainDns
 from tests.conftest import Database, csrf_from
 from tests.dispatch.conftest import World, linked_world
+from tests.dns_support import Zone, serving_zone
 from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
-from tests.webhooks.conftest import register
+from tests.webhooks.conftest import admin_token, register
 
 TENANT = "contoso.outlook.test"
 WORKSPACE = "acme.gmail.test"
 KEY = "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC1"
 
 
-class Zone:
-    """A dnslib resolver over a zone the test edits: (name, type) -> records."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], list[Any]] = {}
-        self.silent: set[str] = set()
-        self.queries: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def resolve(self, request: Any, handler: Any) -> Any:
-        name = str(request.q.qname).rstrip(".").lower()
-        kind = QTYPE[request.q.qtype]
-        with self._lock:
-            self.queries[name] += 1
-            if any(name == s or name.endswith("." + s) for s in self.silent):
-                raise DNSError("deliberately unanswered")
-            answers = list(self.records.get((name, kind), []))
-            known = any(n == name for n, _kind in self.records)
-        reply = request.reply()
-        for rdata in answers:
-            reply.add_answer(RR(name, request.q.qtype, rdata=rdata, ttl=60))
-        if not answers and not known:
-            reply.header.rcode = RCODE.NXDOMAIN
-        return reply
-
-    def set(self, name: str, kind: str, *values: Any) -> None:
-        with self._lock:
-            self.records[(name, kind)] = list(values)
-
-    def drop(self, name: str, kind: str) -> None:
-        with self._lock:
-            self.records.pop((name, kind), None)
-
-
 @pytest.fixture
 def zone() -> Iterator[tuple[Zone, int]]:
-    resolver = Zone()
-    server = DNSServer(
-        resolver, address="127.0.0.1", port=0, logger=DNSLogger(logf=lambda _line: None)
-    )
-    thread = threading.Thread(
-        target=server.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    yield resolver, server.server.server_address[1]
-    server.stop()
-    thread.join()
-    server.server.server_close()
+    with serving_zone() as served:
+        yield served
 
 
 def world_with(
@@ -247,6 +201,7 @@ def test_consumer_domains_are_the_providers_business(
         page = html.unescape(check_now(world, mailbox_id).text)
         assert "Google publishes the MX, SPF, DKIM and DMARC records of gmail.test" in page
         assert health_table(page) == {}
+        assert 'id="selectors"' not in page, "no DKIM selector to name for Gmail's own domain"
     assert not dns.queries
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
@@ -262,3 +217,125 @@ def test_consumer_domains_are_the_providers_business(
     ]:
         report = assess(address, provider, [], nobody)
         assert (report.handled_by, report.checks) == (host, [])
+
+
+# --- the API: GET and POST /api/v1/mailboxes/{id}/domain-health ---------------------------------
+
+
+def api_health(world: World, mailbox_id: int, method: str = "GET", **body: Any) -> Any:
+    response = world.client.request(
+        method,
+        f"/api/v1/mailboxes/{mailbox_id}/domain-health",
+        json=body or None,
+        headers={"Authorization": f"Bearer {admin_token(world)}"},
+    )
+    return response
+
+
+def by_name(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {check["name"]: check for check in answer["checks"]}
+
+
+def test_the_api_reads_and_checks_a_custom_domain(
+    database: Database, engine: Engine, sandbox: Sandbox, zone: tuple[Zone, int]
+) -> None:
+    dns, port = zone
+    dns.set(WORKSPACE, "MX", MX("smtp.google.com", 1))
+    with world_with(database, engine, sandbox, port, f"ada@{WORKSPACE}") as world:
+        mailbox_id = world.mailbox_id(f"ada@{WORKSPACE}")
+        before = api_health(world, mailbox_id)
+        assert before.status_code == 200, before.text
+        assert before.json() == {
+            "mailbox_id": mailbox_id,
+            "email": f"ada@{WORKSPACE}",
+            "domain": WORKSPACE,
+            "handled_by": None,
+            "selectors": [],
+            "checked_at": None,
+            "checks": [],
+        }
+        assert not dns.queries, "reading the last look asks DNS nothing"
+
+        checked = api_health(world, mailbox_id, "POST")
+        assert checked.status_code == 200, checked.text
+        answer = checked.json()
+        assert answer["checked_at"] is not None
+        assert [c["name"] for c in answer["checks"]] == ["MX", "SPF", "DKIM", "DMARC"]
+        checks = by_name(answer)
+        assert (checks["MX"]["status"], checks["MX"]["found"]) == ("ok", "smtp.google.com (1)")
+        assert checks["MX"]["record"] == ""
+        assert checks["SPF"]["status"] == "missing"
+        assert checks["SPF"]["record"] == f'{WORKSPACE}. TXT "v=spf1 include:_spf.google.com ~all"'
+        assert "more likely to be marked as spam" in checks["SPF"]["meaning"]
+        assert checks["DKIM"]["status"] == "missing"
+        assert "Google Admin console" in checks["DKIM"]["record"]
+        assert checks["DMARC"]["status"] == "missing"
+        assert checks["DMARC"]["record"].startswith(f'_dmarc.{WORKSPACE}. TXT "v=DMARC1; p=none;')
+        # The same last look is what GET and Email Settings show.
+        assert api_health(world, mailbox_id).json() == answer
+        table = health_table(html.unescape(world.client.get(f"/mailboxes/{mailbox_id}").text))
+        assert table["SPF"].startswith("Missing no SPF record")
+
+        # The administrator publishes SPF, DMARC and a key under a selector of their own.
+        dns.set(WORKSPACE, "TXT", TXT("v=spf1 include:_spf.google.com ~all"))
+        dns.set(f"_dmarc.{WORKSPACE}", "TXT", TXT("v=DMARC1; p=reject"))
+        dns.set(f"s2024._domainkey.{WORKSPACE}", "TXT", TXT(KEY))
+        again = api_health(world, mailbox_id, "POST", selectors=["s2024"]).json()
+        assert again["selectors"] == ["s2024"]
+        assert again["checked_at"] >= answer["checked_at"]
+        checks = by_name(again)
+        assert {name: c["status"] for name, c in checks.items()} == {
+            "MX": "ok",
+            "SPF": "ok",
+            "DKIM": "ok",
+            "DMARC": "ok",
+        }
+        assert checks["DKIM"]["found"] == "s2024._domainkey"
+        assert checks["DMARC"]["meaning"] == "Mail failing SPF and DKIM for this domain is refused."
+        # Email Settings shows the selector the API named.
+        assert 'value="s2024"' in world.client.get(f"/mailboxes/{mailbox_id}").text
+        # A POST without a body keeps the selectors named before.
+        assert api_health(world, mailbox_id, "POST").json()["selectors"] == ["s2024"]
+
+
+def test_the_api_refuses_a_selector_that_is_not_one_and_changes_nothing(
+    database: Database, engine: Engine, sandbox: Sandbox, zone: tuple[Zone, int]
+) -> None:
+    dns, port = zone
+    healthy_tenant(dns)
+    with world_with(database, engine, sandbox, port, f"ada@{TENANT}") as world:
+        mailbox_id = world.mailbox_id(f"ada@{TENANT}")
+        first = api_health(world, mailbox_id, "POST", selectors=["s1"]).json()
+        asked = sum(dns.queries.values())
+
+        for selectors, code, words in [
+            (["s1", "two words"], "invalid_selector", "“two words” is not a DKIM selector"),
+            ([f"s{n}" for n in range(11)], "too_many_selectors", "at most 10 DKIM selectors"),
+        ]:
+            refused = api_health(world, mailbox_id, "POST", selectors=selectors)
+            assert refused.status_code == 422, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == code
+            assert words in error["message"]
+        unknown = api_health(world, mailbox_id, "POST", selectors=["s1"], dkim="s1")
+        assert unknown.status_code == 422
+
+        assert sum(dns.queries.values()) == asked, "a refused request asks DNS nothing"
+        assert api_health(world, mailbox_id).json() == first
+        assert first["selectors"] == ["s1"]
+
+
+def test_the_api_on_a_consumer_address_says_who_handles_it(
+    database: Database, engine: Engine, sandbox: Sandbox, zone: tuple[Zone, int]
+) -> None:
+    dns, port = zone
+    with world_with(database, engine, sandbox, port, "ada@gmail.test") as world:
+        mailbox_id = world.mailbox_id("ada@gmail.test")
+        answer = api_health(world, mailbox_id, "POST").json()
+        assert answer["handled_by"] == "Google"
+        assert answer["domain"] == "gmail.test"
+        assert answer["checks"] == []
+        assert answer["checked_at"] is not None
+        assert api_health(world, mailbox_id).json() == answer
+        assert api_health(world, mailbox_id + 1000).status_code == 404
+    assert not dns.queries

@@ -247,6 +247,10 @@ ROUTES: dict[tuple[str, str], Case] = {
         owner_sees_text=False, why="no campaign of Alice's waits on her account: an empty list"
     ),
     ("POST", f"{API_PREFIX}/mailboxes/{{mailbox_id}}/resume-campaigns"): obj(),
+    ("GET", f"{API_PREFIX}/mailboxes/{{mailbox_id}}/domain-health"): obj(),
+    ("POST", f"{API_PREFIX}/mailboxes/{{mailbox_id}}/domain-health"): obj(
+        json=lambda o: {"selectors": ["taken"]}
+    ),
     ("GET", f"{API_PREFIX}/campaigns"): OWN,
     ("POST", f"{API_PREFIX}/campaigns"): obj(
         json=_campaign_json, refusals=frozenset({422}), why=ACCOUNT_IN_BODY

@@ -18,6 +18,7 @@ from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones
 from sendwell.delegations import service as delegations
 from sendwell.dispatch.engine import settle_in_flight
+from sendwell.dispatch.resume import Choice
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes.connections import Connections
@@ -488,6 +489,7 @@ def _campaign_page(
             "events": repo.events(db, campaign.id),
             "status_label": service.status_label(campaign),
             "pause_words": service.pause_reason_words(campaign),
+            "after_pause": Choice(campaign.catch_up, campaign.catch_up_skip_days).words,
             "enrollment_labels": service.ENROLLMENT_LABELS,
             "preview": preview,
             "preview_error": preview_error,

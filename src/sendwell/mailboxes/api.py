@@ -12,10 +12,13 @@ from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
 from sendwell.campaigns.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes import lookahead, server_accounts, service
+from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.expiry import Expiry
 from sendwell.mailboxes.schemas import (
+    DomainCheckOut,
+    DomainHealthIn,
+    DomainHealthOut,
     ExpiryOut,
     LinkIn,
     LinkOut,
@@ -24,7 +27,8 @@ from sendwell.mailboxes.schemas import (
     MailboxPatch,
     ServerLinkIn,
 )
-from sendwell.models import CatchUp, Mailbox, User
+from sendwell.models import CatchUp, DomainCheck, Mailbox, User
+from sendwell.providers.discovery import domain_of
 from sendwell.web.deps import get_connections, get_db
 
 router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
@@ -180,6 +184,62 @@ def link_server(
         auth_method=body.auth_method,
     )
     return server_accounts.link_server_account(db, conn, user=user, form=form).mailbox
+
+
+@router.get(
+    "/{mailbox_id}/domain-health",
+    response_model=DomainHealthOut,
+    summary="Domain health: the sending domain's MX, SPF, DKIM and DMARC as last checked",
+)
+def domain_health(
+    mailbox_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> DomainHealthOut:
+    """The last look, as Email Settings shows it; the periodic health check looks again every
+    hour. Before the first look `checked_at` is null and `checks` empty."""
+    mailbox, found = domain_checks.latest(db, user, mailbox_id)
+    return _domain_health_out(mailbox, found)
+
+
+@router.post(
+    "/{mailbox_id}/domain-health",
+    response_model=DomainHealthOut,
+    summary="Check the sending domain now (Check now), optionally naming DKIM selectors",
+)
+def check_domain_health(
+    request: Request,
+    mailbox_id: int,
+    body: DomainHealthIn | None = None,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> DomainHealthOut:
+    """Asks DNS now and answers with the result; a selector that is not one is refused (422
+    `invalid_selector`, `too_many_selectors`) and nothing is checked or saved."""
+    service.get_mailbox(db, user, mailbox_id)  # someone else's account is not found
+    if body is not None and body.selectors is not None:
+        domain_checks.save_selectors(db, user, mailbox_id, body.selectors)
+    db.commit()
+    domain_checks.check_domain(request.app.state.session_factory, conn, mailbox_id)
+    db.expire_all()
+    mailbox, found = domain_checks.latest(db, user, mailbox_id)
+    return _domain_health_out(mailbox, found)
+
+
+def _domain_health_out(mailbox: Mailbox, found: DomainCheck | None) -> DomainHealthOut:
+    checked = found is not None and found.checked_at is not None
+    return DomainHealthOut(
+        mailbox_id=mailbox.id,
+        email=mailbox.email,
+        domain=found.domain if found and found.domain else domain_of(mailbox.email),
+        handled_by=(found.handled_by or None) if found and checked else None,
+        selectors=domain_checks.selectors_of(found),
+        checked_at=found.checked_at if found and checked else None,
+        checks=[DomainCheckOut.model_validate(c) for c in found.results]
+        if found and checked
+        else [],
+    )
 
 
 @router.get(

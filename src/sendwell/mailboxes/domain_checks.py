@@ -16,7 +16,7 @@ from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.domain_health import Report, assess, worsened
 from sendwell.mailboxes.service import get_mailbox, record_event
-from sendwell.models import DomainCheck, MailboxEventKind, User
+from sendwell.models import DomainCheck, Mailbox, MailboxEventKind, User
 from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
@@ -27,8 +27,13 @@ MAX_SELECTORS = 10
 
 def set_selectors(db: Session, user: User, mailbox_id: int, text: str) -> list[str]:
     """Save the DKIM selectors the user names (comma- or space-separated) for the mailbox."""
+    return save_selectors(db, user, mailbox_id, re.split(r"[\s,]+", text.strip()))
+
+
+def save_selectors(db: Session, user: User, mailbox_id: int, named: list[str]) -> list[str]:
+    """Save these DKIM selectors for the mailbox (each one name; empty entries ignored)."""
     mailbox = get_mailbox(db, user, mailbox_id)
-    selectors = list(dict.fromkeys(s for s in re.split(r"[\s,]+", text.strip()) if s))
+    selectors = list(dict.fromkeys(s.strip() for s in named if s.strip()))
     bad = [s for s in selectors if not SELECTOR.fullmatch(s)]
     if bad:
         raise InvalidInput(
@@ -49,6 +54,16 @@ def set_selectors(db: Session, user: User, mailbox_id: int, text: str) -> list[s
     return selectors
 
 
+def selectors_of(found: DomainCheck | None) -> list[str]:
+    return [s for s in (found.selectors if found else "").split(",") if s]
+
+
+def latest(db: Session, user: User, mailbox_id: int) -> tuple[Mailbox, DomainCheck | None]:
+    """The mailbox (someone else's is not found) and its domain's last look, if any."""
+    mailbox = get_mailbox(db, user, mailbox_id)
+    return mailbox, repo.get_domain_check(db, mailbox.id)
+
+
 def recheck_if_due(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
     """The health check's part: look again when the last look is an hour old."""
     with session_scope(factory) as db:
@@ -64,7 +79,7 @@ def check_domain(factory: sessionmaker[Session], conn: Connections, mailbox_id: 
         if mailbox is None:
             return
         current = repo.get_domain_check(db, mailbox_id)
-        selectors = [s for s in (current.selectors if current else "").split(",") if s]
+        selectors = selectors_of(current)
         email, provider = mailbox.email, mailbox.provider
     report = assess(email, provider, selectors, conn.domain_dns, sandbox=conn.sandbox)
     with session_scope(factory) as db:

@@ -100,3 +100,44 @@ class ServerLinkIn(RequestBody):
         description="Password, app password, or XOAUTH2 access token; stored encrypted."
     )
     auth_method: Literal["password", "xoauth2"] = "password"
+
+
+class DomainCheckOut(BaseModel):
+    name: Literal["MX", "SPF", "DKIM", "DMARC"]
+    status: Literal["ok", "warning", "missing", "unknown"] = Field(
+        description="ok; warning (present but wrong: needs a fix); missing; unknown (not "
+        "checked: DNS gave no answer, or no DKIM selector is known)."
+    )
+    found: str = Field(description="What DNS gave, or what was missing.")
+    meaning: str = Field(description="What it means for the delivery of your emails.")
+    record: str = Field(description="The record to add or change; empty when nothing is needed.")
+
+
+class DomainHealthOut(BaseModel):
+    mailbox_id: int
+    email: str = Field(description="The account's address.")
+    domain: str = Field(description="The sending domain: the address after its @.")
+    handled_by: str | None = Field(
+        description="Google or Microsoft for an address at gmail.com, outlook.com and the like: "
+        "that provider publishes the records and signs the mail, so `checks` is empty. Null "
+        "for a domain of your own."
+    )
+    selectors: list[str] = Field(
+        description="DKIM selectors named for this account besides the host's usual ones "
+        "(google for Google Workspace, selector1 and selector2 for Microsoft 365)."
+    )
+    checked_at: datetime | None = Field(
+        description="When DNS was last asked (UTC); null before the first check."
+    )
+    checks: list[DomainCheckOut] = Field(description="MX, SPF, DKIM and DMARC, in that order.")
+
+
+class DomainHealthIn(RequestBody):
+    model_config = ConfigDict(extra="forbid")
+
+    selectors: list[str] | None = Field(
+        default=None,
+        description="The DKIM selectors to check besides the host's usual ones (at most 10, "
+        "such as s1 or mail2024); they replace those named before, [] names none. Omitted: "
+        "the ones named before.",
+    )
