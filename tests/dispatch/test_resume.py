@@ -82,6 +82,18 @@ def set_window(
         )
 
 
+def close_window_until_the_day_after_tomorrow(world: World, campaign_id: int, zone: str) -> None:
+    """A window only on the weekday two days ahead (in `zone`), 09:00-17:00: closed now."""
+    day = (utcnow().astimezone(ZoneInfo(zone)) + 2 * DAY).date()
+    set_window(world, campaign_id, DAYS[day.weekday()], "09:00", "17:00", zone)
+
+
+def open_window_today(world: World, campaign_id: int, zone: str) -> None:
+    set_window(
+        world, campaign_id, DAYS[utcnow().astimezone(ZoneInfo(zone)).weekday()], None, None, zone
+    )
+
+
 def preview(world: World, campaign_id: int, **choice: object) -> ResumePlan:
     with session_scope(world.factory) as db:
         return service.resume_preview(db, user_of(db), campaign_id, **choice)  # type: ignore[arg-type]
@@ -230,6 +242,11 @@ def test_shift_keeps_each_recipients_remaining_wait_across_a_daylight_saving_cha
         waited = due[person] - paused_at
         left = moved[person] - resumed_at  # type: ignore[operator]
         assert abs(left - waited) < timedelta(seconds=2), (person, left, waited)
+    # Outside its window the shifted step waits; when the window opens it goes.
+    close_window_until_the_day_after_tomorrow(world, campaign_id, "America/New_York")
+    dispatcher.run_until_idle()
+    assert order_sent(world, campaign_id)[len(people) :] == []
+    open_window_today(world, campaign_id, "America/New_York")
     dispatcher.run_until_idle()
     assert order_sent(world, campaign_id)[len(people) :] == [("pia@example.com", 2)]
     assert "moved later by" in resumed_reason(world, campaign_id)
@@ -295,7 +312,12 @@ def test_skip_moves_past_steps_overdue_by_more_than_the_days_but_never_a_thread_
         ("vic@example.com", 2),
     ]
 
+    close_window_until_the_day_after_tomorrow(world, campaign_id, "Asia/Kolkata")
     resume(world, campaign_id, catch_up="skip", skip_days=7)
+    sent_before = len(world.sent())
+    dispatcher.run_until_idle()
+    assert len(world.sent()) == sent_before  # nothing outside the window
+    open_window_today(world, campaign_id, "Asia/Kolkata")
     dispatcher.run_until_idle()
     assert order_sent(world, campaign_id)[-3:] == planned(plan)
     rows = {
