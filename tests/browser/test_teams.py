@@ -30,6 +30,7 @@ from tests.browser.test_campaigns import (
     Step,
     campaign_row,
     choose_from_menu,
+    confirm_resume,
     expect_row_status,
     import_recipients,
     open_campaigns_tab,
@@ -286,6 +287,7 @@ def test_a_team_sends_from_a_teammates_mailbox_with_their_approval(
     resumed_at = datetime.now(UTC)
     open_campaigns_tab(ada)
     choose_from_menu(ada, name, "Resume")
+    confirm_resume(ada)
     expect(ada.get_by_role("status")).to_have_text(
         f"“{name}” is active again and resumes from where it left off."
     )
