@@ -35,7 +35,7 @@ THREE_STEPS = [
 
 
 def run_until(
-    world: World, campaign_id: int, done: Callable[[], bool], seconds: float = 40
+    world: World, campaign_id: int, done: Callable[[], bool], seconds: float = 90
 ) -> None:
     """Send, skipping each step's wait, until `done` (a host may show a copy late)."""
     dispatcher = world.dispatcher()
