@@ -95,17 +95,24 @@ OVERFLOW_SCRIPT = """() => {
     }
     return false;
   };
+  // Its box, or its own text when that overflows the box (a long word in a heading).
+  const right = element => {
+    const box = element.getBoundingClientRect();
+    const text = getComputedStyle(element).overflowX === 'visible' && element.clientWidth
+      ? box.left + element.scrollWidth : box.right;
+    return Math.max(box.right, text);
+  };
   const sticksOut = element => {
     const box = element.getBoundingClientRect();
-    return (box.width || box.height) && box.right > limit + 1 && box.right > 0 && !clipped(element);
+    return (box.width || box.height) && right(element) > limit + 1 && box.right > 0
+      && !clipped(element);
   };
   const wide = [...document.querySelectorAll('body *')].filter(sticksOut);
   const innermost = wide.filter(element => !wide.some(other => other !== element && element.contains(other)));
   const describe = element => {
     const classes = [...element.classList].map(name => '.' + name).join('');
     const text = (element.innerText || element.value || '').trim().replace(/\\s+/g, ' ').slice(0, 60);
-    const right = Math.round(element.getBoundingClientRect().right);
-    return `<${element.tagName.toLowerCase()}${classes}> ends at ${right} px: "${text}"`;
+    return `<${element.tagName.toLowerCase()}${classes}> ends at ${Math.round(right(element))} px: "${text}"`;
   };
   return {
     scrollWidth: document.documentElement.scrollWidth,
