@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
-
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveServers
 from tests.browser.scene import BROKEN, SENDING, SERVER_ENV, Scene, build
 
@@ -59,7 +58,14 @@ SHOTS = [
     Shot("resume-preview", lambda s: f"/campaigns/{s.back_campaign}/resume", _heading("Resume")),
     Shot("editor-follow-ups", lambda s: f"/campaigns/{s.draft}/edit", _heading("Edit campaign")),
     Shot("phone-campaigns-tab", lambda s: "/messaging/campaigns", _banner, PHONE, False),
-    Shot("phone-campaign", lambda s: f"/campaigns/{s.sending}", _heading(SENDING), PHONE),
+    Shot("phone-campaign", lambda s: f"/campaigns/{s.sending}", _heading(SENDING), PHONE, False),
+    Shot(
+        "phone-recipients",
+        lambda s: f"/campaigns/{s.sending}#recipients",
+        _heading("Recipients"),
+        PHONE,
+        False,
+    ),
     Shot("phone-settings", lambda s: "/messaging/settings", _banner, PHONE, False),
 ]
 
@@ -94,12 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT, help="where the PNG files go")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
-        print(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+        sys.stderr.write(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)\n")
         return 1
     began = time.monotonic()
     for path in shoot(args.out):
-        print(f"wrote {path}")
-    print(f"{time.monotonic() - began:.0f} s")
+        sys.stdout.write(f"wrote {path}\n")
+    sys.stdout.write(f"{time.monotonic() - began:.0f} s\n")
     return 0
 
 

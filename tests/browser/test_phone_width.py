@@ -108,11 +108,13 @@ OVERFLOW_SCRIPT = """() => {
       && !clipped(element);
   };
   const wide = [...document.querySelectorAll('body *')].filter(sticksOut);
-  const innermost = wide.filter(element => !wide.some(other => other !== element && element.contains(other)));
+  const innermost = wide.filter(
+    element => !wide.some(other => other !== element && element.contains(other)));
   const describe = element => {
     const classes = [...element.classList].map(name => '.' + name).join('');
-    const text = (element.innerText || element.value || '').trim().replace(/\\s+/g, ' ').slice(0, 60);
-    return `<${element.tagName.toLowerCase()}${classes}> ends at ${Math.round(right(element))} px: "${text}"`;
+    const text = (element.innerText || element.value || '').trim().replace(/\\s+/g, ' ');
+    const name = element.tagName.toLowerCase() + classes;
+    return `<${name}> ends at ${Math.round(right(element))} px: "${text.slice(0, 60)}"`;
   };
   return {
     scrollWidth: document.documentElement.scrollWidth,
@@ -192,7 +194,9 @@ def filled(path: str, scene: Scene) -> list[str]:
     )
     urls = []
     for values in candidates:
-        url = PARAMETER.sub(lambda match: values[match.group(1)], path)
+        url = path
+        for name in names:
+            url = re.sub(rf"{{{name}(?::\w+)?}}", values[name], url)
         if url not in urls:
             urls.append(url)
     return urls
@@ -202,9 +206,7 @@ def phone_context(browser: Browser) -> BrowserContext:
     return browser.new_context(viewport=PHONE)
 
 
-def test_every_page_fits_a_390_px_wide_phone(
-    live_servers: LiveServers, browser_page: Page
-) -> None:
+def test_every_page_fits_a_390_px_wide_phone(live_servers: LiveServers, browser_page: Page) -> None:
     browser = browser_page.context.browser
     assert browser is not None
     server = live_servers.start(**SERVER_ENV)
