@@ -32,6 +32,7 @@ from tests.conftest import LOOPBACK_ALLOWED, STRONG_PASSWORD
 
 BROKEN = "broken@gmail.test"
 BACK = "back@gmail.test"
+MEMBER = "grace@example.com"  # Grace Hopper signs in with STRONG_PASSWORD
 GAP_SECONDS = 600  # one email goes at once; the next waits, so a campaign is seen mid-way
 
 # The server settings the scene needs: background work every few seconds.
@@ -225,16 +226,14 @@ def build(page: Page, server: str) -> Scene:
                 },
             )
         )
-        invited = _ok(client.post("/users", json={"email": "grace@example.com"}))
+        invited = _ok(client.post("/users", json={"email": MEMBER}))
         invitation = _ok(client.post("/users", json={"email": "linus@example.com"}))
         member_context = page.context.browser.new_context()  # type: ignore[union-attr]
         try:
             _member_asks_for_adas_account(member_context.new_page(), invited["invite_url"])
         finally:
             member_context.close()
-        member = next(
-            int(u["id"]) for u in _ok(client.get("/users")) if u["email"] == "grace@example.com"
-        )
+        member = next(int(u["id"]) for u in _ok(client.get("/users")) if u["email"] == MEMBER)
         delegation = int(_ok(client.get("/delegations"))[0]["id"])
         draft_recipient = int(_recipients(client, draft)[0]["id"])
     return Scene(

@@ -4,10 +4,11 @@ campaign while sending and one waiting for Resume, the editor with several follo
 Resume preview, the unsubscribe page, error pages, sign-in and first-run pages.
 
 "Every page" is read from the app's live route table (as tests/security/routes.py does): each
-GET route is visited, signed in and signed out, with its path filled from the objects of
-tests/browser/scene.py; whatever answers HTML is a page and is checked, with every <details>
-opened and each <dialog> shown in turn. A page added later is covered without touching this
-file, unless its path names something new: then the test fails saying what to add to FILLS.
+GET route is visited as an admin, as a member and signed out, with its path filled from the
+objects of tests/browser/scene.py; whatever answers HTML is a page and is checked with every
+<details> opened and every menu shown, then with each <dialog> shown in turn. A page added later
+is covered without touching this file, unless its path names something new: then the test
+fails saying what to add to fills().
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, exp
 
 from sendwell.app import create_app
 from tests.browser.conftest import LiveServers
-from tests.browser.scene import SERVER_ENV, Scene, build
-from tests.conftest import make_settings
+from tests.browser.scene import MEMBER, SERVER_ENV, Scene, build
+from tests.conftest import STRONG_PASSWORD, make_settings
 from tests.security.routes import MISSING_ID, served_routes
 
 pytestmark = pytest.mark.browser
@@ -102,10 +103,12 @@ OVERFLOW_SCRIPT = """() => {
       ? box.left + element.scrollWidth : box.right;
     return Math.max(box.right, text);
   };
+  // Past the right edge (the page scrolls sideways), or cut by the left edge (a menu
+  // opening leftwards from a button near it).
   const sticksOut = element => {
     const box = element.getBoundingClientRect();
-    return (box.width || box.height) && right(element) > limit + 1 && box.right > 0
-      && !clipped(element);
+    return (box.width || box.height) && box.right > 0 && !clipped(element)
+      && (right(element) > limit + 1 || box.left < -1);
   };
   const wide = [...document.querySelectorAll('body *')].filter(sticksOut);
   const innermost = wide.filter(
@@ -123,7 +126,11 @@ OVERFLOW_SCRIPT = """() => {
   };
 }"""
 
-OPEN_DETAILS = "() => document.querySelectorAll('details').forEach(d => { d.open = true; })"
+# Every <details> opened and every menu (three dots, the user menu) shown.
+OPEN_ALL = """() => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  document.querySelectorAll('[role=menu][hidden]').forEach(m => { m.hidden = false; });
+}"""
 DIALOG_COUNT = "() => document.querySelectorAll('dialog').length"
 SHOW_DIALOG = """index => {
   document.querySelectorAll('dialog[open]').forEach(d => d.close());
@@ -141,8 +148,8 @@ class Findings:
     not_pages: set[str] = field(default_factory=set)
 
     def check(self, page: Page, label: str) -> None:
-        """The page as it is now, its <details> opened, then with each of its dialogs shown."""
-        page.evaluate(OPEN_DETAILS)
+        """The page with its <details> opened and menus shown, then with each dialog shown."""
+        page.evaluate(OPEN_ALL)
         self._measure(page, label)
         for index in range(page.evaluate(DIALOG_COUNT)):
             name = page.evaluate(SHOW_DIALOG, index)
@@ -206,6 +213,21 @@ def phone_context(browser: Browser) -> BrowserContext:
     return browser.new_context(viewport=PHONE)
 
 
+def sign_in(page: Page, server: str, email: str, password: str) -> None:
+    page.goto(f"{server}/sign-in")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def post_sign_in_form(page: Page, change: str) -> None:
+    """Post the sign-in page's form after `change` (JavaScript given `form`) altered it."""
+    with page.expect_navigation():
+        page.evaluate(
+            f"() => {{ const form = document.querySelector('form'); {change} form.submit(); }}"
+        )
+
+
 def test_every_page_fits_a_390_px_wide_phone(live_servers: LiveServers, browser_page: Page) -> None:
     browser = browser_page.context.browser
     assert browser is not None
@@ -231,7 +253,14 @@ def test_every_page_fits_a_390_px_wide_phone(live_servers: LiveServers, browser_
     banner = page.get_by_role("alert").filter(has_text="broken@gmail.test needs reauthentication")
     expect(banner.get_by_role("button", name="Reauthenticate")).to_be_visible()
     anonymous = phone_context(browser)
-    visitors = [(page, "signed in"), (anonymous.new_page(), "signed out")]
+    member = phone_context(browser).new_page()
+    sign_in(member, server, MEMBER, STRONG_PASSWORD)
+    expect(member.get_by_role("link", name="Messaging", exact=True)).to_be_visible()
+    visitors = [
+        (page, "signed in"),
+        (member, "a member"),
+        (anonymous.new_page(), "signed out"),
+    ]
     for path in paths:
         if path in UNREACHABLE:
             continue
@@ -252,21 +281,23 @@ def test_every_page_fits_a_390_px_wide_phone(live_servers: LiveServers, browser_
     unsubscribe.goto(scene.unsubscribe_url)
     unsubscribe.get_by_role("button", name=re.compile("Unsubscribe")).click()
     findings.check(unsubscribe, "the unsubscribe page, done")
-    sign_in = anonymous.new_page()
-    sign_in.goto(f"{server}/sign-in")
-    sign_in.get_by_label("Email").fill("ada@example.com")
-    sign_in.get_by_label("Password").fill("not the password at all")
-    sign_in.get_by_role("button", name="Sign in").click()
-    expect(sign_in.get_by_role("alert")).to_be_visible()
-    findings.check(sign_in, "sign-in refused")
-    # A form posted without its CSRF token (a stale page), and a body over the limit.
-    with sign_in.expect_navigation():
-        sign_in.evaluate(
-            """() => { const form = document.querySelector('form');
-            form.querySelector('[name=csrftoken]').value = 'stale'; form.submit(); }"""
-        )
-    expect(sign_in.get_by_role("main")).to_contain_text("form")
-    findings.check(sign_in, "the stale-form page")
+    refused = anonymous.new_page()
+    sign_in(refused, server, "ada@example.com", "not the password at all")
+    expect(refused.get_by_role("alert")).to_be_visible()
+    findings.check(refused, "sign-in refused")
+    # A form posted with a stale CSRF token, and one whose body is over the limit.
+    post_sign_in_form(refused, "form.querySelector('[name=csrftoken]').value = 'stale';")
+    expect(refused.get_by_role("heading", name="This form has expired")).to_be_visible()
+    findings.check(refused, "the stale-form page")
+    refused.goto(f"{server}/sign-in")
+    post_sign_in_form(
+        refused,
+        """const filler = document.createElement('input');
+        filler.type = 'hidden'; filler.name = 'filler'; filler.value = 'x'.repeat(11 << 20);
+        form.appendChild(filler);""",
+    )
+    expect(refused.get_by_role("heading", name="That was too large")).to_be_visible()
+    findings.check(refused, "the too-large page")
     anonymous.close()
 
     report = "\n".join(findings.broken + findings.overflows)
