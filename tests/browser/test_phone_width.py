@@ -268,6 +268,20 @@ def test_every_page_fits_a_390_px_wide_phone(live_servers: LiveServers, browser_
             for visitor, who in visitors:
                 findings.visit(visitor, server, url, f"{url} ({who})")
 
+    # The states that matter were reached as themselves, not through a redirect elsewhere.
+    token = scene.unsubscribe_url.rsplit("/", 1)[1]
+    expected = {
+        f"/campaigns/{scene.back_campaign}/resume (signed in)",  # the Resume preview
+        f"/mailboxes/{scene.back_mailbox}/resume-all (signed in)",
+        f"/campaigns/{scene.sending}/recipients/{scene.sending_recipient} (signed in)",
+        f"/campaigns/{scene.draft}/edit (signed in)",  # the editor with four follow-ups
+        f"/delegations/{scene.delegation} (signed in)",
+        f"/delegations/{scene.delegation} (a member)",
+        f"/u/{token} (signed out)",
+        "/sign-in (signed out)",
+    }
+    assert expected <= findings.checked, sorted(expected - findings.checked)
+
     # States no plain GET reaches.
     page.goto(f"{server}/campaigns/{MISSING_ID}")
     findings.check(page, "the not-found page")
