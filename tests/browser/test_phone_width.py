@@ -184,7 +184,8 @@ def _answers_html(page: Page, url: str) -> bool:
     reading the body: a stream (server-sent events) would never let a navigation finish."""
     cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
     with httpx.stream("GET", url, cookies=cookies, follow_redirects=True, timeout=30) as answer:
-        return answer.headers.get("content-type", "").startswith("text/html")
+        content_type: str = answer.headers.get("content-type", "")
+        return content_type.startswith("text/html")
 
 
 def route_paths(server: str, database_url: str) -> list[str]:
