@@ -273,10 +273,22 @@ def _insert_unnested(db: Session, rows: list[dict[str, Any]]) -> set[str]:
 
 
 def has_pending(db: Session, campaign_id: int) -> bool:
-    """Whether any recipient still has a step to come (stops at the first one found)."""
+    """Whether any recipient still has a step to come (stops at the first one found).
+
+    A recipient someone paused still has steps to come: the campaign is not complete.
+    """
     return bool(
         db.scalar(
             select(exists().where(Enrollment.campaign_id == campaign_id, enrollment_pending()))
+        )
+    ) or bool(
+        db.scalar(
+            select(
+                exists().where(
+                    Enrollment.campaign_id == campaign_id,
+                    Enrollment.status == EnrollmentStatus.PAUSED,
+                )
+            )
         )
     )
 
