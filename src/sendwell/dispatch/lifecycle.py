@@ -155,15 +155,17 @@ def enroll(enrollment: Enrollment, event: EnrollmentEvent) -> E:
     """Change a recipient's status for `event` and stamp when; refused if not in the table."""
     to = ENROLLMENT_TRANSITIONS.get((enrollment.status, event))
     if to is None:
-        refusal = _REFUSED.get(event, f"A recipient cannot go from {enrollment.status} on {event}.")
-        raise Conflict(
-            f"{refusal} {enrollment.email} is {_SAID[enrollment.status]}.",
-            code="illegal_recipient_transition",
-        )
+        raise Conflict(refusal(enrollment, event), code="illegal_recipient_transition")
     if to is not enrollment.status:
         enrollment.status = to
         enrollment.status_changed_at = utcnow()
     return to
+
+
+def refusal(enrollment: Enrollment, event: EnrollmentEvent) -> str:
+    """The sentence that refuses `event` for this recipient as they are now."""
+    said = _REFUSED.get(event, f"A recipient cannot go from {enrollment.status} on {event}.")
+    return f"{said} {enrollment.email} is {_SAID[enrollment.status]}."
 
 
 def enrollment_sources(event: EnrollmentEvent) -> tuple[E, ...]:
