@@ -20,13 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sendwell.campaigns import recipient_repository as repo
 from sendwell.campaigns import repository as campaign_repo
 from sendwell.campaigns import service
+from sendwell.campaigns.recipient_repository import SORTS, RecipientFilter
 from sendwell.campaigns.recipients import RecipientIn, add_recipients
 from sendwell.db import session_scope
 from sendwell.dispatch import lifecycle
 from sendwell.dispatch.lifecycle import EnrollmentEvent
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound
-from sendwell.models import Campaign, CampaignStatus, Enrollment, User
+from sendwell.models import Campaign, CampaignStatus, Enrollment, EnrollmentStatus, User
 from sendwell.webhooks import service as webhooks
 
 # One request changes at most this many recipients (a page of the table is 50).
@@ -276,3 +277,33 @@ def settle_in_flight(
                 return True
         threading.Event().wait(0.05)
     return False
+
+
+def recipient_filter(
+    *, status: str, step: int | None, domain: str, q: str, sort: str
+) -> RecipientFilter:
+    """The recipients list's filters from query parameters, or a sentence saying which is wrong."""
+    chosen_status = None
+    if status:
+        try:
+            chosen_status = EnrollmentStatus(status)
+        except ValueError:
+            known = ", ".join(s.value for s in EnrollmentStatus)
+            raise InvalidInput(
+                f"Unknown status “{status}”; use one of {known}.", code="unknown_status"
+            ) from None
+    descending = sort.startswith("-")
+    key = sort.removeprefix("-")
+    if key and key not in SORTS:
+        raise InvalidInput(
+            f"Unknown sort “{sort}”; use {', '.join(SORTS)} (with a leading - for descending).",
+            code="unknown_sort",
+        )
+    return RecipientFilter(
+        q=q.strip()[:200],
+        status=chosen_status,
+        step=step,
+        domain=domain.strip()[:255],
+        sort=key,
+        descending=descending,
+    )

@@ -112,6 +112,9 @@ def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]
         EnrollmentStatus.BOUNCED,
         EnrollmentStatus.UNSUBSCRIBED,
         EnrollmentStatus.FAILED,
+        # Taken out of the sequence by a person: nothing more goes to them here.
+        EnrollmentStatus.REMOVED,
+        EnrollmentStatus.MOVED,
     )
     rows = db.execute(
         select(Enrollment.campaign_id, Enrollment.status, func.count())
