@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -191,13 +192,9 @@ def test_move_to_another_campaign_of_the_same_owner(
 
 
 def test_search_filter_and_sort(db: Session, user: User, campaign: Campaign) -> None:
-    def emails(**chosen: object) -> list[str]:
+    def emails(**chosen: Any) -> list[str]:
         found = recipient_repository.filtered(
-            db,
-            campaign.id,
-            RecipientFilter(**chosen),
-            offset=0,
-            limit=50,  # type: ignore[arg-type]
+            db, campaign.id, RecipientFilter(**chosen), offset=0, limit=50
         )
         return [e.email for e in found]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
@@ -76,7 +77,7 @@ def filtered(
 ) -> list[Enrollment]:
     """One page of the campaign's recipients that match, in the chosen order."""
     columns = SORTS.get(chosen.sort, ())
-    order = [c.desc() if chosen.descending else c.asc() for c in columns]
+    order: list[ColumnElement[Any]] = [c.desc() if chosen.descending else c.asc() for c in columns]
     if chosen.sort == "last_sent":
         # Never-sent recipients last either way.
         order = [Enrollment.last_sent_at.is_(None), *order]
