@@ -483,6 +483,13 @@ def _campaign_page(
             "campaign": campaign,
             "counts": repo.counts_for(db, [campaign.id])[campaign.id],
             "table": recipients_web.recipients_table(db, campaign, request.query_params, page),
+            # The preview's choice of recipients: this page of the unfiltered list.
+            "enrollments": repo.enrollments(
+                db,
+                campaign.id,
+                offset=(page - 1) * recipients_web.PAGE_SIZE,
+                limit=recipients_web.PAGE_SIZE,
+            ),
             "events": repo.events(db, campaign.id),
             "status_label": service.status_label(campaign),
             "pause_words": service.pause_reason_words(campaign),
