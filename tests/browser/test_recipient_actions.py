@@ -19,6 +19,7 @@ from tests.browser.test_campaigns import (
     recipient_rows,
     sign_up_and_link,
 )
+from tests.browser.test_delivery_guards import back_to_desktop, expect_fits_a_phone
 
 pytestmark = pytest.mark.browser
 
@@ -63,6 +64,9 @@ def test_search_filter_pause_two_then_move_one(
     page.get_by_label("Status").select_option(label="Paused")
     page.get_by_role("button", name="Filter").click()
     expect(rows).to_have_count(3)
+    # The filters, the action bar and the table fit a phone (the table scrolls in its box).
+    expect_fits_a_phone(page)
+    back_to_desktop(page)
 
     # Grace moves to the other campaign of the same owner; she starts there from step 1.
     page.get_by_label("Choose grace@example.com").check()
@@ -86,3 +90,4 @@ def test_search_filter_pause_two_then_move_one(
     page.get_by_role("link", name="grace@example.com").click()
     expect(page.get_by_role("main")).to_contain_text("Moved to “Autumn outreach”")
     expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+    expect_fits_a_phone(page)
