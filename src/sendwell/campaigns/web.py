@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import importer, recipients, service, validation
+from sendwell.campaigns import importer, recipients, recipients_web, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
@@ -29,7 +29,6 @@ from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
 CAMPAIGNS_TAB = "/messaging/campaigns"
-PAGE_SIZE = 50
 ACTIONS = {"start", "pause", "resume", "archive", "duplicate"}
 DONE = {
     "start": "“{name}” is active. First emails go out after the start delay.",
@@ -236,15 +235,17 @@ def recipient_page(
     enrollment = repo.get_enrollment(db, campaign.id, enrollment_id)
     if enrollment is None:
         raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
+    ledger = {row.step_position: row for row in repo.ledger_for(db, enrollment.id)}
     return render(
         request,
         "campaigns/recipient.html",
         {
             "campaign": campaign,
             "enrollment": enrollment,
-            "ledger": {row.step_position: row for row in repo.ledger_for(db, enrollment.id)},
+            "ledger": ledger,
             "labels": service.ENROLLMENT_LABELS,
             "now": utcnow(),
+            **recipients_web.recipient_page_context(db, campaign, enrollment, ledger),
         },
     )
 
@@ -481,11 +482,14 @@ def _campaign_page(
         {
             "campaign": campaign,
             "counts": repo.counts_for(db, [campaign.id])[campaign.id],
+            "table": recipients_web.recipients_table(db, campaign, request.query_params, page),
+            # The preview's choice of recipients: this page of the unfiltered list.
             "enrollments": repo.enrollments(
-                db, campaign.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+                db,
+                campaign.id,
+                offset=(page - 1) * recipients_web.PAGE_SIZE,
+                limit=recipients_web.PAGE_SIZE,
             ),
-            "page": page,
-            "page_size": PAGE_SIZE,
             "events": repo.events(db, campaign.id),
             "status_label": service.status_label(campaign),
             "pause_words": service.pause_reason_words(campaign),
