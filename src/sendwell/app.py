@@ -30,6 +30,8 @@ from sendwell.accounts import api as accounts_api
 from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, sign_in_url
 from sendwell.campaigns import api as campaigns_api
+from sendwell.campaigns import editor_api as campaigns_editor_api
+from sendwell.campaigns import editor_web as campaigns_editor_web
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
@@ -155,6 +157,8 @@ def create_app(
     api.state.connections = connections
 
     app.include_router(accounts_web.router)
+    # Before the campaign pages: their POST /campaigns/{id}/{action} would take test-send.
+    app.include_router(campaigns_editor_web.router)
     app.include_router(campaigns_web.router)
     app.include_router(mailboxes_web.router)
     app.include_router(mailboxes_server_web.router)
@@ -209,6 +213,7 @@ def create_api() -> FastAPI:
     )
     api.include_router(accounts_api.router)
     api.include_router(mailboxes_api.router)
+    api.include_router(campaigns_editor_api.router)
     api.include_router(campaigns_api.router)
     api.include_router(webhooks_api.router)
     api.include_router(teams_api.router)
