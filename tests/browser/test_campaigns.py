@@ -175,8 +175,9 @@ def import_recipients(page: Page, folder: Path, emails: list[str]) -> None:
 
 
 def start_campaign(page: Page, name: str) -> None:
-    """The campaign page's "Start"."""
+    """The campaign page's "Start", then its confirmation."""
     page.get_by_role("button", name="Start", exact=True).click()
+    confirm_start(page)
     expect(page.get_by_role("status")).to_have_text(
         f"“{name}” is active. First emails go out after the start delay."
     )
@@ -211,6 +212,13 @@ def choose_from_menu(page: Page, name: str, action: str) -> None:
     menu = campaign_row(page, name).get_by_role("menu")
     expect(menu).to_be_visible()
     menu.get_by_role("menuitem", name=action, exact=True).click()
+
+
+def confirm_start(page: Page) -> None:
+    """Start shows who gets the first email, when and from where; "Start sending" confirms."""
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Start")
+    expect(page.get_by_text("Recipients who get the first email")).to_be_visible()
+    page.get_by_role("button", name="Start sending", exact=True).click()
 
 
 def confirm_resume(page: Page, label: str = "Resume") -> None:

@@ -135,6 +135,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/campaigns/{campaign_id}/resume"): obj(
         owner_page=False, why="Alice's campaign is a draft: its Resume page sends her back"
     ),
+    ("GET", "/campaigns/{campaign_id}/start"): obj(),
+    ("GET", "/campaigns/{campaign_id}/message"): obj(),
+    ("POST", "/campaigns/{campaign_id}/test-send"): obj(form=lambda o: {"step": "1"}),
     ("POST", "/campaigns/{campaign_id}/{action}"): obj(
         fills=tuple({"action": a} for a in ("start", "pause", "resume", "archive", "duplicate"))
     ),
@@ -258,6 +261,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}"): obj(),
     ("PUT", f"{API_PREFIX}/campaigns/{{campaign_id}}"): obj(json=_campaign_json),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/start"): obj(),
+    ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/start-preview"): obj(),
+    ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/test-send"): obj(json=lambda o: {"step": 1}),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/pause"): obj(),
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume-preview"): obj(
         owner_page=False, why="Alice's campaign is a draft: a preview of its Resume is refused"
