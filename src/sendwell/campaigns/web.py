@@ -465,6 +465,7 @@ def _editor(
             "error": error,
             "days": DAYS,
             "time_zones": common_time_zones(),
+            "form_posted": request.method == "POST",
         },
         status_code=status_code,
     )
