@@ -52,6 +52,8 @@ from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
 from sendwell.sandbox.clients import sendwell_clients
 from sendwell.sandbox.state import SandboxState
+from sendwell.snippets import api as snippets_api
+from sendwell.snippets import web as snippets_web
 from sendwell.teams import api as teams_api
 from sendwell.teams import web as teams_web
 from sendwell.web.deps import CsrfRefused
@@ -166,6 +168,7 @@ def create_app(
     app.include_router(webhooks_web.router)
     app.include_router(teams_web.router)
     app.include_router(delegations_web.router)
+    app.include_router(snippets_web.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.mount(API_PREFIX, api)
@@ -218,6 +221,7 @@ def create_api() -> FastAPI:
     api.include_router(webhooks_api.router)
     api.include_router(teams_api.router)
     api.include_router(delegations_api.router)
+    api.include_router(snippets_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -141,6 +141,12 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/campaigns/{campaign_id}/{action}"): obj(
         fills=tuple({"action": a} for a in ("start", "pause", "resume", "archive", "duplicate"))
     ),
+    ("GET", "/snippets"): OWN,
+    ("POST", "/snippets"): own(form=lambda o: {"name": "Probe", "body": "Probe text"}),
+    ("POST", "/snippets/{snippet_id}/edit"): obj(
+        form=lambda o: {"name": "Taken over", "body": "Taken over"}
+    ),
+    ("POST", "/snippets/{snippet_id}/delete"): obj(),
     ("GET", "/mailboxes/link"): OWN,
     ("POST", "/mailboxes/link"): own(form=lambda o: {"own": "on", "email": "probe@gmail.test"}),
     ("GET", "/mailboxes/callback/{provider}"): obj(
@@ -270,6 +276,10 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/archive"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/duplicate"): obj(),
+    ("GET", f"{API_PREFIX}/snippets"): OWN,
+    ("POST", f"{API_PREFIX}/snippets"): own(json=lambda o: {"name": "Probe", "body": "Probe"}),
+    ("PATCH", f"{API_PREFIX}/snippets/{{snippet_id}}"): obj(json=lambda o: {"body": "Taken"}),
+    ("DELETE", f"{API_PREFIX}/snippets/{{snippet_id}}"): obj(),
     ("GET", f"{API_PREFIX}/webhooks"): OWN,
     ("POST", f"{API_PREFIX}/webhooks"): own(
         json=lambda o: {"url": "http://127.0.0.1:9/probe", "events": ["campaign.started"]}

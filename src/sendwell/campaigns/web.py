@@ -25,6 +25,7 @@ from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
+from sendwell.snippets import service as snippets
 from sendwell.web.deps import check_upload_csrf, get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
@@ -466,6 +467,7 @@ def _editor(
             "days": DAYS,
             "time_zones": common_time_zones(),
             "form_posted": request.method == "POST",
+            "snippets": snippets.snippets(db, user),
         },
         status_code=status_code,
     )
