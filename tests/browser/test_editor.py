@@ -41,7 +41,7 @@ def test_from_the_editor_to_a_confirmed_start(
     sign_up_and_link(first, server)
     # A browser in Auckland: the editor takes its time zone.
     context = first.context.browser.new_context(timezone_id=ZONE)  # type: ignore[union-attr]
-    context.add_cookies(first.context.cookies())
+    context.add_cookies(first.context.cookies())  # type: ignore[arg-type]
     page = context.new_page()
     page.goto(server + "/messaging/settings")
 

@@ -75,6 +75,7 @@ def _campaign_form(o: Owned) -> dict[str, Any]:
     return {
         "name": "Taken over",
         "mailbox_id": str(o.mailbox_id),
+        "days": "mon",
         "step_subject": "Taken over",
         "step_body": "Taken over",
         "step_delay": "0",
