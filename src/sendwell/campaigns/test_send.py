@@ -79,19 +79,16 @@ class TestSent:
     mailbox_email: str
 
 
-class RecipientChoice:
-    """A recipient id, or the sample recipient (0 or None) when none is chosen or exists."""
-
-    @staticmethod
-    def values(
-        db: Session, campaign: Campaign, recipient_id: int | None
-    ) -> tuple[int | None, dict[str, Any]]:
-        if recipient_id:
-            enrollment = repo.get_enrollment(db, campaign.id, recipient_id)
-            if enrollment is None:
-                raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
-            return enrollment.id, recipient_values(enrollment)
-        return None, dict(SAMPLE_RECIPIENT)
+def recipient_values_or_sample(
+    db: Session, campaign: Campaign, recipient_id: int | None
+) -> tuple[int | None, dict[str, Any]]:
+    """A recipient's merge-field values, or the sample recipient's when none is chosen."""
+    if recipient_id:
+        enrollment = repo.get_enrollment(db, campaign.id, recipient_id)
+        if enrollment is None:
+            raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
+        return enrollment.id, recipient_values(enrollment)
+    return None, dict(SAMPLE_RECIPIENT)
 
 
 def compose(
@@ -114,7 +111,7 @@ def compose(
     mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
     if mailbox is None:
         raise NotFound("The campaign's sending account no longer exists.", code="unknown_mailbox")
-    chosen_id, values = RecipientChoice.values(db, campaign, recipient_id)
+    chosen_id, values = recipient_values_or_sample(db, campaign, recipient_id)
     fields = templates.merge_fields(values, sender_fields(campaign, mailbox))
     # A reply step's subject is its thread's, rendered for this recipient, in reply form:
     # what the send uses before the thread's first message is known.
