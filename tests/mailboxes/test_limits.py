@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sendwell.accounts import service as accounts
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import limits, service
 from sendwell.models import Mailbox, User
@@ -67,3 +70,25 @@ def test_a_gap_under_the_guidance_needs_a_confirmation(db: Session) -> None:
     service.update_settings(db, user=user, mailbox_id=mailbox.id, min_gap_seconds=5, daily_cap=9)
     service.update_settings(db, user=user, mailbox_id=mailbox.id, min_gap_seconds=60)
     assert (mailbox.min_gap_seconds, mailbox.daily_cap) == (60, 9)
+
+
+def test_the_api_caps_the_limit_and_asks_to_confirm_a_short_gap(
+    client: TestClient, db: Session
+) -> None:
+    user = db.scalars(select(User)).one()  # the first account, made by the client fixture
+    mailbox = make_mailbox(db, user)
+    _token, plaintext = accounts.create_api_token(db, user, "tests")
+    db.commit()
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    url = f"/api/v1/mailboxes/{mailbox.id}"
+    over = client.patch(url, json={"daily_cap": 2001}, headers=headers)
+    assert over.status_code == 422
+    assert "Google Workspace account can be at most 2,000" in over.json()["error"]["message"]
+    short = client.patch(url, json={"min_gap_seconds": 10}, headers=headers)
+    assert short.status_code == 422
+    assert short.json()["error"]["code"] == "low_gap_not_confirmed"
+    kept = client.patch(
+        url, json={"min_gap_seconds": 10, "low_gap_confirmed": True}, headers=headers
+    )
+    assert kept.status_code == 200, kept.text
+    assert (kept.json()["min_gap_seconds"], kept.json()["daily_cap"]) == (10, 1000)
