@@ -32,6 +32,8 @@ from sendwell.accounts.auth import SignInRequired, sign_in_url
 from sendwell.campaigns import api as campaigns_api
 from sendwell.campaigns import recipients_api as campaign_recipients_api
 from sendwell.campaigns import recipients_web as campaign_recipients_web
+from sendwell.campaigns import editor_api as campaigns_editor_api
+from sendwell.campaigns import editor_web as campaigns_editor_web
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
@@ -52,6 +54,8 @@ from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
 from sendwell.sandbox.clients import sendwell_clients
 from sendwell.sandbox.state import SandboxState
+from sendwell.snippets import api as snippets_api
+from sendwell.snippets import web as snippets_web
 from sendwell.teams import api as teams_api
 from sendwell.teams import web as teams_web
 from sendwell.web.deps import CsrfRefused
@@ -157,6 +161,8 @@ def create_app(
     api.state.connections = connections
 
     app.include_router(accounts_web.router)
+    # Before the campaign pages: their POST /campaigns/{id}/{action} would take test-send.
+    app.include_router(campaigns_editor_web.router)
     app.include_router(campaigns_web.router)
     app.include_router(campaign_recipients_web.router)
     app.include_router(mailboxes_web.router)
@@ -165,6 +171,7 @@ def create_app(
     app.include_router(webhooks_web.router)
     app.include_router(teams_web.router)
     app.include_router(delegations_web.router)
+    app.include_router(snippets_web.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.mount(API_PREFIX, api)
@@ -212,11 +219,13 @@ def create_api() -> FastAPI:
     )
     api.include_router(accounts_api.router)
     api.include_router(mailboxes_api.router)
+    api.include_router(campaigns_editor_api.router)
     api.include_router(campaigns_api.router)
     api.include_router(campaign_recipients_api.router)
     api.include_router(webhooks_api.router)
     api.include_router(teams_api.router)
     api.include_router(delegations_api.router)
+    api.include_router(snippets_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

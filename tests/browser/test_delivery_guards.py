@@ -129,6 +129,9 @@ def test_the_editor_saves_the_catch_up_choice_and_the_guards_and_keeps_a_bad_val
     fields["percent"].fill("5")
     fields["window"].fill("20")
     fields["hold"].fill("2")
+    # New campaigns send on weekdays; this test sends whatever day it runs on.
+    page.get_by_label("Sat", exact=True).check()
+    page.get_by_label("Sun", exact=True).check()
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_role("status")).to_contain_text(f"“{name}” is saved as a draft.")
 

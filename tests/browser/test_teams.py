@@ -207,6 +207,9 @@ def create_campaign_from(page: Page, name: str, sender: str) -> None:
             group.get_by_label("Unit").select_option(step.unit)
         group.get_by_label("Subject").fill(step.subject)
         group.get_by_label("Body").fill(step.body)
+    # New campaigns send on weekdays; these tests send whatever day they run on.
+    page.get_by_label("Sat", exact=True).check()
+    page.get_by_label("Sun", exact=True).check()
     page.get_by_label("Start delay (minutes)").fill("0")
     page.get_by_role("button", name="Save draft").click()
     expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()

@@ -118,7 +118,19 @@ def test_start_pause_resume_from_the_menu(client: TestClient, db: Session) -> No
         f"/campaigns/{campaign.id}/recipients",
         data={"csrftoken": token, "email": "grace@example.com", "first_name": "Grace"},
     )
-    started = client.post(f"/campaigns/{campaign.id}/start", data={"csrftoken": token})
+    # Start shows who gets the first email, when and from where; nothing starts before.
+    confirm = html.unescape(
+        client.post(f"/campaigns/{campaign.id}/start", data={"csrftoken": token}).text
+    )
+    assert "Before anything is sent, here is what Start will do." in confirm
+    assert 'data-recipients="1"' in confirm
+    assert "ada@gmail.test" in confirm
+    assert "(Europe/Paris)" in confirm
+    db.expire_all()
+    assert db.get(Campaign, campaign.id).status is CampaignStatus.DRAFT  # type: ignore[union-attr]
+    started = client.post(
+        f"/campaigns/{campaign.id}/start", data={"csrftoken": token, "confirmed": "1"}
+    )
     assert "is active" in html.unescape(started.text)
     paused = client.post(f"/campaigns/{campaign.id}/pause", data={"csrftoken": token})
     text = html.unescape(paused.text)
@@ -154,7 +166,7 @@ def test_resume_is_refused_while_the_account_needs_reauthentication(
         f"/campaigns/{campaign.id}/recipients",
         data={"csrftoken": token, "email": "grace@example.com"},
     )
-    client.post(f"/campaigns/{campaign.id}/start", data={"csrftoken": token})
+    client.post(f"/campaigns/{campaign.id}/start", data={"csrftoken": token, "confirmed": "1"})
     client.post(f"/campaigns/{campaign.id}/pause", data={"csrftoken": token})
     box = db.get(Mailbox, mailbox.id)
     assert box is not None

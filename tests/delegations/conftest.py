@@ -102,7 +102,7 @@ class Team:
             self.grace,
             f"/mailboxes/{mailbox_id}",
             f"/mailboxes/{mailbox_id}/settings",
-            {"daily_cap": "1000", "min_gap_seconds": "0"},
+            {"daily_cap": "1000", "min_gap_seconds": "0", "low_gap_confirmed": "1"},
         )
         assert "Email settings saved." in text(saved)
         created = self.api(

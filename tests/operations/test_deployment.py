@@ -174,7 +174,12 @@ def test_two_web_processes_and_two_workers_run_a_campaign(
         return response.json()
 
     mailbox_id = world.mailbox_id()
-    api(0, "PATCH", f"/mailboxes/{mailbox_id}", json={"min_gap_seconds": 0})
+    api(
+        0,
+        "PATCH",
+        f"/mailboxes/{mailbox_id}",
+        json={"min_gap_seconds": 0, "low_gap_confirmed": True},
+    )
     api(
         1,
         "POST",

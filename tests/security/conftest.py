@@ -31,6 +31,7 @@ from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.delegations import service as delegations
 from sendwell.models import Delegation, Enrollment, Mailbox, Role, User, Workspace
+from sendwell.snippets import service as snippets
 from sendwell.teams import service as teams
 from sendwell.webhooks import service as webhooks
 from tests.conftest import (
@@ -80,6 +81,7 @@ class Owned:
     user_id: int = 0  # Alice's account, which Ada manages
     invitation_id: int = 0  # Ada's open invitation
     delegation_id: int = 0  # Alice's approval for Dan to send from her mailbox
+    snippet_id: int = 0  # Alice's snippet: her workspace reads it, only she (or Ada) changes it
 
     def path_values(self) -> dict[str, Any]:
         return {
@@ -92,6 +94,7 @@ class Owned:
             "user_id": self.user_id,
             "invitation_id": self.invitation_id,
             "delegation_id": self.delegation_id,
+            "snippet_id": self.snippet_id,
         }
 
 
@@ -236,6 +239,7 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
         )
         asked = delegations.request(db, Tenants._user(db, "dan"), owner_id=user.id)
         delegations.approve(db, user, asked.delegation.id, mailbox_id)
+        snippet = snippets.create(db, user, name="Alice's sign-off", body="Talk soon, Alice")
         return Owned(
             campaign_id=campaign.id,
             enrollment_id=enrollment_id,
@@ -247,6 +251,7 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
             user_id=user.id,
             invitation_id=invited.invitation.id,
             delegation_id=asked.delegation.id,
+            snippet_id=snippet.id,
         )
 
 

@@ -75,6 +75,7 @@ def _campaign_form(o: Owned) -> dict[str, Any]:
     return {
         "name": "Taken over",
         "mailbox_id": str(o.mailbox_id),
+        "days": "mon",
         "step_subject": "Taken over",
         "step_body": "Taken over",
         "step_delay": "0",
@@ -138,9 +139,18 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/campaigns/{campaign_id}/resume"): obj(
         owner_page=False, why="Alice's campaign is a draft: its Resume page sends her back"
     ),
+    ("GET", "/campaigns/{campaign_id}/start"): obj(),
+    ("GET", "/campaigns/{campaign_id}/message"): obj(),
+    ("POST", "/campaigns/{campaign_id}/test-send"): obj(form=lambda o: {"step": "1"}),
     ("POST", "/campaigns/{campaign_id}/{action}"): obj(
         fills=tuple({"action": a} for a in ("start", "pause", "resume", "archive", "duplicate"))
     ),
+    ("GET", "/snippets"): OWN,
+    ("POST", "/snippets"): own(form=lambda o: {"name": "Probe", "body": "Probe text"}),
+    ("POST", "/snippets/{snippet_id}/edit"): obj(
+        form=lambda o: {"name": "Taken over", "body": "Taken over"}
+    ),
+    ("POST", "/snippets/{snippet_id}/delete"): obj(),
     ("GET", "/mailboxes/link"): OWN,
     ("POST", "/mailboxes/link"): own(form=lambda o: {"own": "on", "email": "probe@gmail.test"}),
     ("GET", "/mailboxes/callback/{provider}"): obj(
@@ -261,6 +271,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}"): obj(),
     ("PUT", f"{API_PREFIX}/campaigns/{{campaign_id}}"): obj(json=_campaign_json),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/start"): obj(),
+    ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/start-preview"): obj(),
+    ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/test-send"): obj(json=lambda o: {"step": 1}),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/pause"): obj(),
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume-preview"): obj(
         owner_page=False, why="Alice's campaign is a draft: a preview of its Resume is refused"
@@ -268,6 +280,10 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/archive"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/duplicate"): obj(),
+    ("GET", f"{API_PREFIX}/snippets"): OWN,
+    ("POST", f"{API_PREFIX}/snippets"): own(json=lambda o: {"name": "Probe", "body": "Probe"}),
+    ("PATCH", f"{API_PREFIX}/snippets/{{snippet_id}}"): obj(json=lambda o: {"body": "Taken"}),
+    ("DELETE", f"{API_PREFIX}/snippets/{{snippet_id}}"): obj(),
     ("GET", f"{API_PREFIX}/webhooks"): OWN,
     ("POST", f"{API_PREFIX}/webhooks"): own(
         json=lambda o: {"url": "http://127.0.0.1:9/probe", "events": ["campaign.started"]}

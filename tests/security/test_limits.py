@@ -50,6 +50,7 @@ def _campaign(client: TestClient, db: Session) -> int:
             "csrftoken": token,
             "name": "Limits",
             "mailbox_id": str(mailbox),
+            "days": "mon",
             "step_subject": "Hi",
             "step_body": "Hello",
         },

@@ -67,6 +67,7 @@ def _arrange(client: TestClient) -> dict[str, Any]:
         {
             "name": f"Launch {PAYLOAD}",
             "mailbox_id": str(mailbox_id),
+            "days": "mon",
             "step_subject": f"Hi {{{{ first_name }}}} {PAYLOAD}",
             "step_body": f"Hello {{{{ company }}}} {{{{ note | default('') }}}} {PAYLOAD}",
             "step_delay": "0",
@@ -121,6 +122,8 @@ def test_markup_is_shown_as_text_on_every_page(security_settings: Settings, engi
             f"/campaigns/{campaign}",
             f"/campaigns/{campaign}?recipient={enrollment}",
             f"/campaigns/{campaign}/edit",
+            f"/campaigns/{campaign}/message?recipient={enrollment}",
+            f"/campaigns/{campaign}/start",
             f"/campaigns/{campaign}/recipients/{enrollment}",
             "/messaging/settings",
             f"/mailboxes/{ids['mailbox_id']}",

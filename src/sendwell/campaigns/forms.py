@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from fastapi import Form
 
 from sendwell.campaigns.guards import DEFAULT_HOLD_DAYS, Guards, check_guards, percent_text
-from sendwell.campaigns.schedule import Schedule, parse_schedule
+from sendwell.campaigns.schedule import DAYS, Schedule, parse_schedule
 from sendwell.campaigns.service import CatchUpDefault, StepIn
 from sendwell.kit.errors import InvalidInput
 from sendwell.models import Campaign, CatchUp
 
 UNITS = {"minutes": 1, "hours": 60, "days": 24 * 60}
+# A new campaign sends on weekdays: outreach read on a Saturday is outreach ignored.
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 
 
 @dataclass
@@ -43,8 +45,10 @@ class CampaignForm:
 
     @classmethod
     def new(cls, *, bounce_pause_percent: float, bounce_pause_min_sends: int) -> CampaignForm:
-        """An empty campaign with the workspace's default guards."""
+        """An empty campaign with the workspace's default guards, sending on weekdays. Its time
+        zone is UTC here; the editor's script puts the browser's in the field."""
         return cls(
+            days=list(WEEKDAYS),
             bounce_pause_percent=percent_text(bounce_pause_percent),
             bounce_pause_min_sends=str(bounce_pause_min_sends),
             auto_reply_hold_days=str(DEFAULT_HOLD_DAYS),
@@ -56,7 +60,8 @@ class CampaignForm:
             name=campaign.name,
             mailbox_id=str(campaign.mailbox_id),
             start_delay_minutes=str(campaign.start_delay_minutes),
-            days=[d for d in campaign.schedule_days.split(",") if d],
+            # No days stored means every day (a campaign made by the API): all seven ticked.
+            days=[d for d in campaign.schedule_days.split(",") if d] or list(DAYS),
             start=campaign.schedule_start or "",
             end=campaign.schedule_end or "",
             timezone=campaign.timezone,
@@ -192,6 +197,12 @@ class CampaignForm:
         return CatchUpDefault(mode, _whole(self.catch_up_skip_days, "Skip days"))
 
     def schedule(self) -> Schedule:
+        """The schedule ticked; no day ticked is a mistake, not "every day"."""
+        if not [day for day in self.days if day.strip()]:
+            raise InvalidInput(
+                "Tick at least one day to send on (every day: tick all seven).",
+                code="no_days",
+            )
         return parse_schedule(self.days, self.start, self.end, self.timezone)
 
     def guards(self, fallback: Guards) -> Guards:

@@ -307,6 +307,22 @@ def count_enrollments(db: Session, campaign_id: int) -> int:
     )
 
 
+def count_unstarted(db: Session, campaign_id: int) -> int:
+    """Recipients who have received nothing and have no due time yet: Start gives them one."""
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Enrollment)
+            .where(
+                Enrollment.campaign_id == campaign_id,
+                Enrollment.status == EnrollmentStatus.NOT_STARTED,
+                Enrollment.next_due_at.is_(None),
+            )
+        )
+        or 0
+    )
+
+
 def schedule_unstarted(db: Session, campaign_id: int, due_at: datetime) -> None:
     """Give every recipient who has received nothing yet their first due time."""
     db.execute(

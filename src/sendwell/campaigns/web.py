@@ -16,6 +16,7 @@ from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones
+from sendwell.campaigns.start_preview import startable
 from sendwell.delegations import service as delegations
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.dispatch.resume import Choice
@@ -24,6 +25,7 @@ from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
+from sendwell.snippets import service as snippets
 from sendwell.web.deps import check_upload_csrf, get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
@@ -343,6 +345,26 @@ def campaign_action(
         raise NotFound("That action does not exist.")
     campaign = service.get_campaign(db, user, campaign_id)  # someone else's: a 404 page
     target = _back(back)
+    if action == "start" and not confirmed:
+        # Start shows who gets the first email, when, and from where, on a page that
+        # confirms it (campaigns/editor_web.py); a campaign that cannot start is refused here.
+        try:
+            startable(db, user, campaign_id)
+        except validation.CampaignNotReady as error:
+            return _campaign_page(
+                request,
+                db,
+                user,
+                campaign_id,
+                problems=error.problems,
+                problem_total=error.total,
+                status_code=error.status_code,
+            )
+        except SendwellError as error:
+            return redirect_with_flash(request, target, error.message, kind="error")
+        return RedirectResponse(
+            f"/campaigns/{campaign_id}/start?{urlencode({'back': target})}", status_code=303
+        )
     if action == "resume" and not confirmed:
         # Resume shows what it will do first, on a page that confirms it; a campaign that
         # cannot resume now is refused at once.
@@ -445,6 +467,8 @@ def _editor(
             "error": error,
             "days": DAYS,
             "time_zones": common_time_zones(),
+            "form_posted": request.method == "POST",
+            "snippets": snippets.snippets(db, user),
         },
         status_code=status_code,
     )

@@ -530,3 +530,15 @@ def _duration(length: timedelta) -> str:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
+
+
+def first_send_at(
+    db: Session, campaign: Campaign, *, due: datetime, host_interval: timedelta
+) -> datetime:
+    """When a campaign whose first steps fall due at `due` sends its first email: in its
+    sending window, after the mailbox's other campaigns' steps due by then, at the account's
+    pace and under its daily cap (the same estimate as a Resume preview's)."""
+    mailbox = db.get(Mailbox, campaign.mailbox_id)
+    assert mailbox is not None
+    ahead = _due_elsewhere(db, campaign, due)
+    return _estimate(db, campaign, mailbox, [due], ahead, now=due, host_interval=host_interval)[0]

@@ -60,6 +60,11 @@ class MailboxPatch(BaseModel):
     min_gap_seconds: int | None = Field(default=None, ge=0, le=86_400)
     display_name: str | None = Field(default=None, max_length=200)
     signature: str | None = Field(default=None, max_length=5000)
+    low_gap_confirmed: bool = Field(
+        default=False,
+        description="Keep a min_gap_seconds below the guidance (60 s): sends in bursts risk spam "
+        "folders and blocks. Without it such a gap is refused (low_gap_not_confirmed).",
+    )
 
 
 class LinkIn(RequestBody):

@@ -16,6 +16,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from sendwell.kit.secrets import hash_secret
 from sendwell.kit.signals import dispatch_work
+from sendwell.mailboxes import limits
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.connections import Connections
 from sendwell.models import (
@@ -51,7 +52,6 @@ PAUSES_CAMPAIGNS = {
     MailboxEventKind.DISCONNECTED: PauseReason.MAILBOX_DISCONNECTED,
     MailboxEventKind.REAUTHENTICATED: PauseReason.MAILBOX_REAUTHENTICATED,
 }
-MAX_DAILY_CAP = 10_000
 MAX_GAP_SECONDS = 86_400
 
 
@@ -428,18 +428,27 @@ def update_settings(
     min_gap_seconds: int | None = None,
     display_name: str | None = None,
     signature: str | None = None,
+    low_gap_confirmed: bool = False,
 ) -> Mailbox:
-    """Change sending limits and sender details, each checked; nothing saved if one is wrong."""
+    """Change sending limits and sender details, each checked; nothing saved if one is wrong.
+
+    The daily limit is capped by the host's documented limit for the account type; a new gap
+    below the guidance is kept only when `low_gap_confirmed` (mailboxes/limits.py).
+    """
     mailbox = get_mailbox(db, user, mailbox_id)
-    if daily_cap is not None and not 1 <= daily_cap <= MAX_DAILY_CAP:
-        raise InvalidInput(
-            f"The daily limit must be between 1 and {MAX_DAILY_CAP:,} emails.",
-            code="invalid_daily_cap",
-        )
+    if daily_cap is not None:
+        limits.check_daily_cap(limits.limits_for(mailbox.provider, mailbox.email), daily_cap)
     if min_gap_seconds is not None and not 0 <= min_gap_seconds <= MAX_GAP_SECONDS:
         raise InvalidInput(
             "The gap between emails must be between 0 seconds and 24 hours.", code="invalid_min_gap"
         )
+    if (
+        min_gap_seconds is not None
+        and min_gap_seconds != mailbox.min_gap_seconds
+        and limits.low_gap_warning(min_gap_seconds)
+        and not low_gap_confirmed
+    ):
+        raise limits.LowGapNotConfirmed(limits.low_gap_warning(min_gap_seconds))
     if display_name is not None and (
         len(display_name) > 200 or any(c in display_name for c in HEADER_FORBIDDEN)
     ):

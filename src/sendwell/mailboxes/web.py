@@ -14,7 +14,7 @@ from sendwell.campaigns import service as campaigns
 from sendwell.delegations import service as delegations
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
+from sendwell.mailboxes import domain_checks, limits, lookahead, server_accounts, service
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.capabilities import server_capabilities
 from sendwell.mailboxes.connections import Connections, provider_label
@@ -311,6 +311,7 @@ def save_settings(
     min_gap_seconds: str = Form(""),
     display_name: str = Form(""),
     signature: str = Form(""),
+    low_gap_confirmed: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
@@ -319,6 +320,7 @@ def save_settings(
         "min_gap_seconds": min_gap_seconds,
         "display_name": display_name,
         "signature": signature,
+        "low_gap_confirmed": low_gap_confirmed,
     }
     try:
         service.update_settings(
@@ -329,6 +331,7 @@ def save_settings(
             min_gap_seconds=_whole(min_gap_seconds, "gap between emails"),
             display_name=display_name,
             signature=signature.replace("\r\n", "\n"),
+            low_gap_confirmed=bool(low_gap_confirmed),
         )
     except SendwellError as error:
         return _email_settings_page(
@@ -519,6 +522,8 @@ def _email_settings_page(
             "security_labels": {k.value: label for k, label in SECURITY_LABELS.items()},
             "events": service.mailbox_history(db, mailbox),
             "label": mailbox.provider.label,
+            "limits": limits.limits_for(mailbox.provider, mailbox.email),
+            "gap_guidance": limits.GAP_GUIDANCE_SECONDS,
             "form": form or {},
             "error": error,
             "domain": domain,

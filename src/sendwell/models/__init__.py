@@ -1,5 +1,6 @@
 """Every table, imported here so Alembic and the app see the whole schema."""
 
+from sendwell.models.authoring import Snippet, TestSend
 from sendwell.models.base import Base
 from sendwell.models.campaign import (
     Campaign,
@@ -64,8 +65,10 @@ __all__ = [
     "Role",
     "SendLedger",
     "SignInFailure",
+    "Snippet",
     "Suppression",
     "SuppressionReason",
+    "TestSend",
     "User",
     "UserSession",
     "WebhookAttempt",

@@ -1,0 +1,1 @@
+"""Saved pieces of subject and body text, shared by the workspace."""
