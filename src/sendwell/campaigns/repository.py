@@ -205,6 +205,34 @@ def first_enrollment(db: Session, campaign_id: int) -> Enrollment | None:
     )
 
 
+def recipient_field_values(
+    db: Session, campaign_id: int, batch: int = 1000
+) -> Iterable[dict[str, Any]]:
+    """Each recipient's merge-field values (standard columns and custom fields), in batches."""
+    last_id = 0
+    columns = (
+        Enrollment.id,
+        Enrollment.email,
+        Enrollment.first_name,
+        Enrollment.last_name,
+        Enrollment.company,
+        Enrollment.title,
+        Enrollment.fields,
+    )
+    while True:
+        page = db.execute(
+            select(*columns)
+            .where(Enrollment.campaign_id == campaign_id, Enrollment.id > last_id)
+            .order_by(Enrollment.id)
+            .limit(batch)
+        ).all()
+        if not page:
+            return
+        for row in page:
+            yield {key: value for key, value in row._mapping.items() if key != "id"}
+        last_id = page[-1].id
+
+
 def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, str]:
     rows = db.execute(
         select(Suppression.email, Suppression.reason).where(

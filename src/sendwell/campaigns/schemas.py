@@ -246,6 +246,11 @@ class CampaignOut(BaseModel):
     started_at: datetime | None
     status_changed_at: datetime
     counts: CountsOut
+    field_warnings: list[str] = Field(
+        default_factory=list,
+        description="After a create or update: merge fields that are empty for some recipients "
+        "(Start refuses them until they have a value or a default), one line per field.",
+    )
 
 
 class RecipientIn(RequestBody):
@@ -324,4 +329,7 @@ class PreviewOut(BaseModel):
 class ProblemOut(BaseModel):
     message: str
     step: int | None
-    recipient: str | None
+    recipient: str | None = Field(description="The (first) recipient the problem concerns.")
+    recipients: int = Field(
+        0, description="How many recipients the problem concerns (0: none in particular)."
+    )

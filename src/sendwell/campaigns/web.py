@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import importer, recipients, service, validation
+from sendwell.campaigns import importer, merge_check, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
@@ -171,7 +171,17 @@ def save_campaign(
             error=error.message,
             status_code=error.status_code,
         )
-    return redirect_with_flash(request, f"/campaigns/{campaign_id}", "Changes saved.")
+    warnings = merge_check.review(db, campaign_id, campaign.steps).warnings
+    return redirect_with_flash(
+        request,
+        f"/campaigns/{campaign_id}",
+        # The flash travels in a cookie: a few lines, then how many more (Start lists them all).
+        " ".join(
+            ["Changes saved.", *warnings[:3]]
+            + ([f"({len(warnings) - 3} more fields need a look.)"] if len(warnings) > 3 else [])
+        ),
+        kind="warning" if warnings else "success",
+    )
 
 
 @router.get("/campaigns/{campaign_id}")
