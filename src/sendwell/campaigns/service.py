@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from sendwell.campaigns import repository as repo
 from sendwell.campaigns import merge_check, templates, threads, validation
+from sendwell.campaigns import repository as repo
 from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
 from sendwell.delegations import repository as delegation_repo

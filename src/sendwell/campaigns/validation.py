@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from sendwell.campaigns import repository as repo
 from sendwell.campaigns import merge_check, templates, threads
+from sendwell.campaigns import repository as repo
 from sendwell.kit.errors import InvalidInput, NotFound
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.models import Campaign, Enrollment, MailboxStatus
