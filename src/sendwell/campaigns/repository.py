@@ -233,6 +233,42 @@ def recipient_field_values(
         last_id = page[-1].id
 
 
+def elsewhere(
+    db: Session, workspace_id: int, campaign_id: int, emails: list[str]
+) -> list[tuple[str, EnrollmentStatus, int, str, int, datetime | None]]:
+    """The workspace's other campaigns' recipients among `emails` that were emailed or that
+    stopped (replied, bounced, unsubscribed): (email, status, steps sent, campaign name,
+    campaign owner, last sent)."""
+    if not emails:
+        return []
+    rows = db.execute(
+        select(
+            Enrollment.email,
+            Enrollment.status,
+            Enrollment.steps_sent,
+            Campaign.name,
+            Campaign.owner_id,
+            Enrollment.last_sent_at,
+        )
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(
+            Campaign.workspace_id == workspace_id,
+            Campaign.id != campaign_id,
+            Enrollment.email.in_(emails),
+            (Enrollment.steps_sent > 0)
+            | Enrollment.status.in_(
+                (
+                    EnrollmentStatus.REPLIED,
+                    EnrollmentStatus.BOUNCED,
+                    EnrollmentStatus.UNSUBSCRIBED,
+                )
+            ),
+        )
+        .order_by(Enrollment.id)
+    )
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
 def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, str]:
     rows = db.execute(
         select(Suppression.email, Suppression.reason).where(
