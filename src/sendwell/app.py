@@ -30,6 +30,7 @@ from sendwell.accounts import api as accounts_api
 from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, sign_in_url
 from sendwell.campaigns import api as campaigns_api
+from sendwell.campaigns import import_api as campaigns_import_api
 from sendwell.campaigns import import_web as campaigns_import_web
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
@@ -68,8 +69,9 @@ VENDOR_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
 CSRF_EXEMPT_PREFIXES = (f"{API_PREFIX}/", "/sandbox/", "/u/")
 CSRF_ALWAYS_PROTECTED = ["/setup", "/sign-in"]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-# File uploads are checked by `web.deps.check_upload_csrf` in the route instead.
-UPLOAD_PATHS = re.compile(r"^/campaigns/\d+/recipients/import$")
+# File uploads are checked by `web.deps.check_upload_csrf` in the route instead. The CSV
+# imports (page and API) get the larger upload limit; the API is CSRF-exempt anyway.
+UPLOAD_PATHS = re.compile(r"^(/api/v1)?/campaigns/\d+/recipients/import$")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -212,6 +214,7 @@ def create_api() -> FastAPI:
     api.include_router(accounts_api.router)
     api.include_router(mailboxes_api.router)
     api.include_router(campaigns_api.router)
+    api.include_router(campaigns_import_api.router)
     api.include_router(webhooks_api.router)
     api.include_router(teams_api.router)
     api.include_router(delegations_api.router)

@@ -13,6 +13,7 @@ from sendwell.accounts.auth import api_user
 from sendwell.campaigns import merge_check, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.guards import Guards, check_guards, guards_of
+from sendwell.campaigns.import_api import skip_choice
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.schemas import (
     MAX_RECIPIENTS_PER_REQUEST,
@@ -288,6 +289,7 @@ def add_recipients(
             for row in body.recipients
         ),
         allow_test_domains=bool(request.app.state.connections.sandbox),
+        skip_previous=skip_choice(body.skip_previous),
     )
     return AddRecipientsOut(
         added=report.added,

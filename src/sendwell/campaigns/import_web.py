@@ -15,7 +15,7 @@ from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import PendingImport, User
 from sendwell.web.deps import get_db
-from sendwell.web.pages import render
+from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
 PATH = "/campaigns/{campaign_id}/recipients/import/{token}"
@@ -34,12 +34,11 @@ def mapping_page(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     """The uploaded file's columns, proposed mapping and the candidates' history."""
+    get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
     try:
         pending = import_flow.load(db, user, campaign_id, token)
     except SendwellError as error:
-        return campaigns_web._campaign_page(
-            request, db, user, campaign_id, import_error=error.message, status_code=404
-        )
+        return _expired(request, campaign_id, error)
     return _page(request, db, user, pending)
 
 
@@ -53,12 +52,11 @@ def import_mapped(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     """Import the kept file with the mapping and the skip choices on the page."""
+    get_campaign(db, user, campaign_id)
     try:
         pending = import_flow.load(db, user, campaign_id, token)
     except SendwellError as error:
-        return campaigns_web._campaign_page(
-            request, db, user, campaign_id, import_error=error.message, status_code=404
-        )
+        return _expired(request, campaign_id, error)
     choices: dict[int, str] = {}
     skip = frozenset(str(value) for value in form.getlist("skip_previous"))
     try:
@@ -80,6 +78,13 @@ def import_mapped(
             request, db, user, pending, choices, skip, error=error.message, status=error.status_code
         )
     return campaigns_web._campaign_page(request, db, user, campaign_id, import_report=report)
+
+
+def _expired(request: Request, campaign_id: int, error: SendwellError) -> Response:
+    """An upload that is gone: back to the campaign's import form, saying so."""
+    return redirect_with_flash(
+        request, f"/campaigns/{campaign_id}#recipients", error.message, kind="error"
+    )
 
 
 def _page(

@@ -272,6 +272,12 @@ class RecipientsIn(RequestBody):
     recipients: list[RecipientIn] = Field(
         description=f"At most {MAX_RECIPIENTS_PER_REQUEST:,} per request."
     )
+    skip_previous: list[str] | None = Field(
+        None,
+        description="Skip people who, in another campaign of the workspace, did this: "
+        "contacted, replied, bounced, unsubscribed. By default bounced, replied, unsubscribed; "
+        '["none"] skips nobody for their history (the suppression list is always honoured).',
+    )
 
 
 class SkippedOut(BaseModel):
@@ -283,6 +289,16 @@ class SkippedOut(BaseModel):
 class AddRecipientsOut(BaseModel):
     added: int
     skipped: list[SkippedOut]
+
+
+class ImportOut(BaseModel):
+    added: int
+    skipped: list[SkippedOut]
+    skipped_by_reason: dict[str, int] = Field(
+        description="How many rows were skipped for each kind of reason."
+    )
+    columns: dict[str, str] = Field(description="Each column's header and where it went.")
+    summary: str = Field(description="The sentence the campaign's activity log shows.")
 
 
 class RecipientOut(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
@@ -16,12 +17,14 @@ from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones
 from sendwell.delegations import service as delegations
+from sendwell.dispatch.engine import settle_in_flight
 from sendwell.dispatch.resume import Choice
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
+from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
-from sendwell.web.deps import check_upload_csrf, get_db, get_settings
+from sendwell.web.deps import check_upload_csrf, get_connections, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
@@ -290,6 +293,123 @@ def import_recipients(
     return RedirectResponse(
         f"/campaigns/{campaign_id}/recipients/import/{pending.token}", status_code=303
     )
+
+
+@router.get("/campaigns/{campaign_id}/resume")
+def resume_page(
+    request: Request,
+    campaign_id: int,
+    catch_up: str = "",
+    skip_days: str = "",
+    back: str = CAMPAIGNS_TAB,
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    """What Resume will do, with the catch-up choice to confirm or change."""
+    target = _back(back)
+    service.get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
+    try:
+        campaign = service.resumable(db, user, campaign_id)
+    except SendwellError as problem:
+        return redirect_with_flash(request, target, problem.message, kind="error")
+    interval = service.send_interval(db, conn, campaign.mailbox_id)
+    error = ""
+    try:
+        plan = service.resume_preview(
+            db, user, campaign_id, catch_up=catch_up, skip_days=skip_days, host_interval=interval
+        )
+    except InvalidInput as problem:
+        error = problem.message
+        plan = service.resume_preview(db, user, campaign_id, host_interval=interval)
+    except SendwellError as problem:
+        return redirect_with_flash(request, target, problem.message, kind="error")
+    return render(
+        request,
+        "campaigns/resume.html",
+        {
+            "plans": [(campaign, plan)],
+            "choice": plan.choice,
+            "choice_form": {"catch_up": catch_up, "skip_days": skip_days},
+            "error": error,
+            "back": target,
+            "action": f"/campaigns/{campaign.id}/resume",
+            "title": f"Resume “{campaign.name}”",
+            "pause_words": service.pause_reason_words,
+            "confirm_label": "Resume",
+        },
+        status_code=422 if error else 200,
+    )
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+def campaign_action(
+    request: Request,
+    campaign_id: int,
+    action: str,
+    back: str = Form(CAMPAIGNS_TAB),
+    confirmed: str = Form(""),
+    catch_up: str = Form(""),
+    skip_days: str = Form(""),
+    user: User = Depends(current_user),
+    db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
+) -> Response:
+    if action not in ACTIONS:
+        raise NotFound("That action does not exist.")
+    campaign = service.get_campaign(db, user, campaign_id)  # someone else's: a 404 page
+    target = _back(back)
+    if action == "resume" and not confirmed:
+        # Resume shows what it will do first, on a page that confirms it; a campaign that
+        # cannot resume now is refused at once.
+        try:
+            service.resumable(db, user, campaign_id)
+        except SendwellError as error:
+            return redirect_with_flash(request, target, error.message, kind="error")
+        return RedirectResponse(
+            f"/campaigns/{campaign_id}/resume?{urlencode({'back': target})}", status_code=303
+        )
+    try:
+        if action == "resume":
+            campaign = service.resume(
+                db,
+                user,
+                campaign_id,
+                catch_up=catch_up,
+                skip_days=skip_days,
+                host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+            )
+            return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
+        if action == "duplicate":
+            copy = service.duplicate(db, user, campaign_id)
+            return redirect_with_flash(
+                request,
+                f"/campaigns/{copy.id}",
+                f"“{copy.name}” is a new draft with the same steps.",
+            )
+        campaign = getattr(service, action)(db, user, campaign_id)
+        if action == "pause":
+            # When the user sees "paused", nothing more may go out: let in-flight sends land.
+            db.commit()
+            settle_in_flight(request.app.state.session_factory, [campaign_id])
+    except validation.CampaignNotReady as error:
+        return _campaign_page(
+            request,
+            db,
+            user,
+            campaign_id,
+            problems=error.problems,
+            problem_total=error.total,
+            status_code=error.status_code,
+        )
+    except InvalidInput as error:
+        if action == "resume":  # a catch-up choice that is not one: back to the choice
+            page = f"/campaigns/{campaign_id}/resume?{urlencode({'back': target})}"
+            return redirect_with_flash(request, page, error.message, kind="error")
+        return redirect_with_flash(request, target, error.message, kind="error")
+    except SendwellError as error:
+        return redirect_with_flash(request, target, error.message, kind="error")
+    return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
 
 
 def _back(back: str) -> str:
