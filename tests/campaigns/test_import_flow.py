@@ -235,3 +235,39 @@ def test_a_teammates_campaign_name_is_not_shown_to_a_member(
 def test_unknown_history_to_skip_is_refused() -> None:
     with pytest.raises(InvalidInput, match="Unknown history to skip: called"):
         candidates.parse_skip(["replied", "called"])
+
+
+def test_an_imported_time_zone_is_checked_row_by_row_and_kept(
+    db: Session, user: User, spring: Campaign
+) -> None:
+    data = (
+        "email,Time zone\n"
+        "kenji@example.com,Asia/Tokyo\n"
+        "mars@example.com,Mars/Olympus\n"
+        "plain@example.com,\n"
+    )
+    pending = stage(db, user, spring, data)
+    page = import_flow.mapping_page(db, user, pending)
+    assert [(c.header, c.choice) for c in page.columns] == [
+        ("email", "email"),
+        ("Time zone", "timezone"),
+    ]
+    report = import_flow.confirm(
+        db, user, pending, {}, skip_previous=frozenset(), allow_test_domains=True
+    )
+    assert [(s.row, s.email, s.reason) for s in report.skipped] == [
+        (
+            3,
+            "mars@example.com",
+            "unknown time zone “Mars/Olympus”: use an IANA name such as Asia/Tokyo or Europe/Paris",
+        )
+    ]
+    assert report.summary == "Added 2 recipients; skipped 1 (1 unknown time zone)."
+    db.expire_all()
+    zones = dict(
+        db.execute(
+            select(Enrollment.email, Enrollment.timezone).where(Enrollment.campaign_id == spring.id)
+        ).all()
+    )
+    assert zones == {"kenji@example.com": "Asia/Tokyo", "plain@example.com": ""}
+    assert db.get(Campaign, spring.id).recipient_time_zones  # type: ignore[union-attr]

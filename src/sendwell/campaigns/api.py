@@ -285,6 +285,7 @@ def add_recipients(
                 company=row.company or "",
                 title=row.title or "",
                 fields=row.fields,
+                timezone=row.timezone or "",
             )
             for row in body.recipients
         ),

@@ -39,6 +39,7 @@ CHOICES = {
     "last_name": "Last name",
     "company": "Company",
     "title": "Title",
+    "timezone": "Time zone (IANA name, such as Asia/Tokyo)",
     CUSTOM: "A merge field of its own",
     importer.IGNORE: "Ignore",
 }

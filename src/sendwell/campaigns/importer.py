@@ -44,7 +44,7 @@ MAX_LINE_CHARS = 1_000_000
 MAX_RECORD_CHARS = 1_000_000
 MAX_COLUMNS = 200
 IGNORE = "ignore"
-TARGETS = ("email", "first_name", "last_name", "company", "title")
+TARGETS = ("email", "first_name", "last_name", "company", "title", "timezone")
 # Header spellings, compared without case, spaces, underscores and hyphens.
 ALIASES = {
     "email": ("email", "e-mail", "email address", "work email", "mail"),
@@ -54,6 +54,7 @@ ALIASES = {
     # Only spellings of the same field: a "role" or "position" column keeps its own name
     # unless the user maps it (on the import's mapping page, or with --map).
     "title": ("title", "job title"),
+    "timezone": ("timezone", "time zone", "tz"),
 }
 # Names a custom column may not take: templates compute or reserve them.
 RESERVED_FIELD_NAMES = frozenset((*STANDARD_FIELDS, *SENDER_FIELDS, IGNORE))
@@ -324,6 +325,7 @@ class CsvImport:
         at = {c.target: c.position - 1 for c in self.columns if c.target in TARGETS}
         first, last = at.get("first_name", width), at.get("last_name", width)
         company, title = at.get("company", width), at.get("title", width)
+        zone = at.get("timezone", width)
         custom = [(c.position - 1, c.target) for c in self.columns if c.custom]
         row = self.header_row
         try:
@@ -369,6 +371,7 @@ class CsvImport:
                         last_name=values[last],
                         company=values[company],
                         title=values[title],
+                        timezone=values[zone],
                         fields={
                             name: values[i].replace("\r\n", "\n") for i, name in custom if values[i]
                         },

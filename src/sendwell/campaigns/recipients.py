@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.candidates import history as workspace_history
+from sendwell.campaigns.schedule import known_time_zone
 from sendwell.campaigns.service import get_campaign, record_event, status_label
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput
@@ -32,6 +33,7 @@ class RecipientIn:
     company: str = ""
     title: str = ""
     fields: dict[str, str] = field(default_factory=dict)
+    timezone: str = ""  # IANA name; the campaign's window applies in it
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,8 @@ def skip_kind(reason: str) -> str:
         return "invalid address"
     if reason.startswith("the row has"):
         return "malformed row"
+    if reason.startswith("unknown time zone"):
+        return "unknown time zone"
     if " (“" in reason:  # "replied in another campaign (“Spring”)"
         return reason.split(" (“", 1)[0]
     return reason
@@ -182,6 +186,17 @@ def _add_batch(
         if address in seen:
             report.skipped.append(Skipped(row, address, "duplicate in this list"))
             continue
+        zone = recipient.timezone.strip()
+        if zone and not known_time_zone(zone):
+            report.skipped.append(
+                Skipped(
+                    row,
+                    address,
+                    f"unknown time zone “{zone[:64]}”: use an IANA name such as Asia/Tokyo "
+                    "or Europe/Paris",
+                )
+            )
+            continue
         seen.add(address)
         valid.append((row, address, recipient))
     blocked = repo.suppressed(db, campaign.workspace_id, [address for _r, address, _x in valid])
@@ -207,6 +222,11 @@ def _add_batch(
     for row, address, _recipient in candidates:
         if address not in inserted:
             report.skipped.append(Skipped(row, address, "already in this campaign"))
+    if not campaign.recipient_time_zones and any(
+        recipient.timezone.strip() and address in inserted
+        for _row, address, recipient in candidates
+    ):
+        campaign.recipient_time_zones = True
     report.added += len(inserted)
 
 
@@ -253,6 +273,7 @@ def _enrollment_row(
         "email": address,
         **values,
         "fields": {str(k)[:100]: str(v)[:2000] for k, v in recipient.fields.items()},
+        "timezone": recipient.timezone.strip(),
         "status": EnrollmentStatus.NOT_STARTED,
         "steps_sent": 0,
         "next_due_at": due,

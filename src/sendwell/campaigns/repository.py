@@ -298,7 +298,7 @@ def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
     return set(db.scalars(statement, rows))
 
 
-RECIPIENT_COLUMNS = ("email", "first_name", "last_name", "company", "title", "fields")
+RECIPIENT_COLUMNS = ("email", "first_name", "last_name", "company", "title", "fields", "timezone")
 
 
 def _insert_unnested(db: Session, rows: list[dict[str, Any]]) -> set[str]:

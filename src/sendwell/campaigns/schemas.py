@@ -264,6 +264,11 @@ class RecipientIn(RequestBody):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Custom columns, usable as merge fields."
     )
+    timezone: str | None = Field(
+        None,
+        description="An IANA time zone (Asia/Tokyo): the campaign's sending days and hours "
+        "apply in it for this recipient. Unknown names are skipped with the reason.",
+    )
 
 
 class RecipientsIn(RequestBody):
@@ -319,6 +324,9 @@ class RecipientOut(BaseModel):
         description="After an automatic reply, no email before this moment (null: not held)."
     )
     hold_reason: str = Field(description="Why the recipient is held, in words.")
+    timezone: str = Field(
+        "", description="The recipient's own time zone (IANA), in which the sending hours apply."
+    )
 
 
 class EventOut(BaseModel):

@@ -1,4 +1,4 @@
-"""uploads kept between an import's mapping and its confirmation
+"""uploads kept between an import's mapping and its confirmation; recipients' time zones
 
 Revision ID: 0017
 Revises: 0014
@@ -47,9 +47,23 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("pending_imports", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_pending_imports_user_id"), ["user_id"], unique=False)
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "recipient_time_zones", sa.Boolean(), server_default=sa.false(), nullable=False
+            )
+        )
+    with op.batch_alter_table("enrollments", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("timezone", sa.String(length=64), server_default="", nullable=False)
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("enrollments", schema=None) as batch_op:
+        batch_op.drop_column("timezone")
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("recipient_time_zones")
     with op.batch_alter_table("pending_imports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_pending_imports_user_id"))
     op.drop_table("pending_imports")
