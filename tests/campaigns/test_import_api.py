@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sendwell.models import Enrollment, EnrollmentStatus, Role
@@ -83,7 +83,7 @@ def test_the_import_maps_like_the_cli_and_skips_history(
     earlier = create(client, ada, name="Winter")["id"]
     add_recipients(client, ada, earlier, {"email": "rita@example.com"})
     db.execute(
-        Enrollment.__table__.update()
+        update(Enrollment)
         .where(Enrollment.email == "rita@example.com")
         .values(status=EnrollmentStatus.REPLIED, steps_sent=1)
     )
