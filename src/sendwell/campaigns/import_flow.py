@@ -129,18 +129,7 @@ def mapping_page(
 ) -> MappingPage:
     """Each column with a sample value and what it becomes (proposed, or as the user chose),
     and who among the file's addresses has history elsewhere in the workspace."""
-    parsed = importer.read_csv(io.BytesIO(pending.content), require_email=False)
-    samples = parsed.samples(SAMPLE_ROWS)
-    columns = [
-        ColumnChoice(
-            position=column.position,
-            header=column.header,
-            sample=sample,
-            choice=(choices or {}).get(column.position, _proposed(column)),
-            field=importer.field_name(column.header) or f"column_{column.position}",
-        )
-        for column, sample in zip(parsed.columns, samples, strict=True)
-    ]
+    columns = column_choices(pending, choices)
     has_email = any(column.choice == "email" for column in columns)
     seen: list[candidates.Seen] = []
     addresses = 0
@@ -163,6 +152,24 @@ def mapping_page(
             )
         seen = sorted(found.values(), key=lambda item: (item.kind, item.email))
     return MappingPage(pending, columns, seen[:HISTORY_SHOWN], len(seen), addresses, has_email)
+
+
+def column_choices(
+    pending: PendingImport, choices: Mapping[int, str] | None = None
+) -> list[ColumnChoice]:
+    """Each column with a sample value and its target: the user's choice, else the proposal."""
+    parsed = importer.read_csv(io.BytesIO(pending.content), require_email=False)
+    samples = parsed.samples(SAMPLE_ROWS)
+    return [
+        ColumnChoice(
+            position=column.position,
+            header=column.header,
+            sample=sample,
+            choice=(choices or {}).get(column.position, _proposed(column)),
+            field=importer.field_name(column.header) or f"column_{column.position}",
+        )
+        for column, sample in zip(parsed.columns, samples, strict=True)
+    ]
 
 
 def choices_from_form(form: Mapping[str, str], pending: PendingImport) -> dict[int, str]:
@@ -202,13 +209,12 @@ def confirm(
     allow_test_domains: bool,
 ) -> importer.ImportReport:
     """Import the kept file with the user's mapping and choices; the upload is then deleted."""
-    page = mapping_page(db, user, pending, choices)
     report = importer.import_csv(
         db,
         user,
         pending.campaign_id,
         io.BytesIO(pending.content),
-        mapping=mapping_of(page.columns),
+        mapping=mapping_of(column_choices(pending, choices)),
         allow_test_domains=allow_test_domains,
         skip_previous=skip_previous,
     )
