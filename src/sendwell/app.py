@@ -30,10 +30,12 @@ from sendwell.accounts import api as accounts_api
 from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, sign_in_url
 from sendwell.campaigns import api as campaigns_api
-from sendwell.campaigns import recipients_api as campaign_recipients_api
-from sendwell.campaigns import recipients_web as campaign_recipients_web
 from sendwell.campaigns import editor_api as campaigns_editor_api
 from sendwell.campaigns import editor_web as campaigns_editor_web
+from sendwell.campaigns import import_api as campaigns_import_api
+from sendwell.campaigns import import_web as campaigns_import_web
+from sendwell.campaigns import recipients_api as campaign_recipients_api
+from sendwell.campaigns import recipients_web as campaign_recipients_web
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
@@ -73,8 +75,9 @@ VENDOR_STATIC_DIR = Path(fastapi_offline.__file__).parent / "static"
 CSRF_EXEMPT_PREFIXES = (f"{API_PREFIX}/", "/sandbox/", "/u/")
 CSRF_ALWAYS_PROTECTED = ["/setup", "/sign-in"]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-# File uploads are checked by `web.deps.check_upload_csrf` in the route instead.
-UPLOAD_PATHS = re.compile(r"^/campaigns/\d+/recipients/import$")
+# File uploads are checked by `web.deps.check_upload_csrf` in the route instead. The CSV
+# imports (page and API) get the larger upload limit; the API is CSRF-exempt anyway.
+UPLOAD_PATHS = re.compile(r"^(/api/v1)?/campaigns/\d+/recipients/import$")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -165,6 +168,7 @@ def create_app(
     app.include_router(campaigns_editor_web.router)
     app.include_router(campaigns_web.router)
     app.include_router(campaign_recipients_web.router)
+    app.include_router(campaigns_import_web.router)
     app.include_router(mailboxes_web.router)
     app.include_router(mailboxes_server_web.router)
     app.include_router(dispatch_web.router)
@@ -222,6 +226,7 @@ def create_api() -> FastAPI:
     api.include_router(campaigns_editor_api.router)
     api.include_router(campaigns_api.router)
     api.include_router(campaign_recipients_api.router)
+    api.include_router(campaigns_import_api.router)
     api.include_router(webhooks_api.router)
     api.include_router(teams_api.router)
     api.include_router(delegations_api.router)

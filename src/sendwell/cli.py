@@ -470,6 +470,14 @@ def recipients_import(
             "last_name, company, title, ignore or a custom field name. Repeatable.",
         ),
     ] = None,
+    skip_previous: Annotated[
+        str,
+        typer.Option(
+            "--skip-previous",
+            help="Skip people who, in another campaign of the workspace, did this "
+            "(comma-separated: contacted, replied, bounced, unsubscribed; none skips nobody).",
+        ),
+    ] = "replied,bounced,unsubscribed",
 ) -> None:
     """Add a CSV file's recipients to a campaign, acting as the campaign's owner."""
     import csv
@@ -480,6 +488,7 @@ def recipients_import(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from sendwell.campaigns import importer
+    from sendwell.campaigns.import_api import skip_choice
 
     mapping: dict[str, str] = {}
     for pair in maps or []:
@@ -523,6 +532,7 @@ def recipients_import(
                     reader,
                     mapping=mapping,
                     allow_test_domains=settings.sandbox,
+                    skip_previous=skip_choice([skip_previous]),
                 )
             except SendwellError:
                 progress.live.transient = True  # the error alone says what happened
@@ -539,6 +549,9 @@ def recipients_import(
         f"skipped {len(skipped)}.",
         highlight=False,
     )
+    if skipped:
+        reasons = ", ".join(f"{n} {kind}" for kind, n in report.skipped_by_reason.items())
+        out.print(f"Skipped: {escape(reasons)}.", highlight=False)
     if not skipped:
         return
     table = Table("row", "email", "reason")

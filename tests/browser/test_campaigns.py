@@ -161,11 +161,19 @@ def create_campaign(page: Page, name: str, steps: list[Step]) -> None:
 
 
 def import_csv(page: Page, folder: Path, content: str, *, bom: bool = True) -> None:
-    """The campaign page's "CSV file" → "Import", with a file written like a spreadsheet's."""
+    """The campaign page's "CSV file" → "Upload", then the mapping page's "Import" as proposed,
+    with a file written like a spreadsheet's."""
+    upload_csv(page, folder, content, bom=bom)
+    page.get_by_role("button", name="Import", exact=True).click()
+
+
+def upload_csv(page: Page, folder: Path, content: str, *, bom: bool = True) -> None:
+    """The campaign page's "CSV file" → "Upload": the mapping page opens."""
     path = folder / "recipients.csv"
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + content.encode("utf-8"))
     page.get_by_label("CSV file").set_input_files(path)
-    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.get_by_role("heading", name="Map the columns of recipients.csv")).to_be_visible()
 
 
 def import_recipients(page: Page, folder: Path, emails: list[str]) -> None:

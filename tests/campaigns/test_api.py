@@ -477,21 +477,30 @@ def test_start_with_problems_is_a_422_listing_them(
     )
     response = act(client, ada, cid, "start")
     error = error_of(response, 422, "campaign_not_ready")
-    # Step 1's subject and step 2's HTML body both need a first name.
-    assert error["message"] == "The campaign cannot start yet: 2 problems to fix."
-    assert error["total"] == 2
-    assert [(p["step"], p["recipient"]) for p in error["problems"]] == [
-        (1, "anon@example.com"),
-        (2, "anon@example.com"),
+    # Step 1's subject and step 2's HTML body both need a first name: one problem, one line.
+    assert error["message"] == "The campaign cannot start yet: 1 problem to fix."
+    assert error["total"] == 1
+    assert error["problems"] == [
+        {
+            "message": "{{ first_name }} is empty for 1 of 2 recipients (step 1 subject, "
+            'step 2 HTML body). Give them a value, or a default: {{ first_name | default("…") }}.',
+            "step": 1,
+            "recipient": "anon@example.com",
+            "recipients": 1,
+        }
     ]
-    assert all("{{ first_name }}" in p["message"] for p in error["problems"])
     assert client.get(f"/api/v1/campaigns/{cid}", headers=ada.headers).json()["status"] == "draft"
 
     empty = create(client, ada, name="Empty", steps=[])
     error = error_of(act(client, ada, empty["id"], "start"), 422, "campaign_not_ready")
     assert error["problems"] == [
-        {"message": "Add at least one step.", "step": None, "recipient": None},
-        {"message": "Add at least one recipient.", "step": None, "recipient": None},
+        {"message": "Add at least one step.", "step": None, "recipient": None, "recipients": 0},
+        {
+            "message": "Add at least one recipient.",
+            "step": None,
+            "recipient": None,
+            "recipients": 0,
+        },
     ]
 
 

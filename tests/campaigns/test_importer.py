@@ -528,6 +528,7 @@ def test_cli_imports_with_progress_and_lists_skipped_rows(
     assert "kB" in result.stderr
     assert "Columns: Email → email, Name → first_name, Colour → {{ colour }}." in result.stdout
     assert "Imported 30 recipients; skipped 24." in result.stdout
+    assert "Skipped: 23 invalid address, 1 duplicate in this list." in result.stdout
     assert "bad-0" in result.stdout
     assert "bad-19" in result.stdout  # row 51: the 20th skipped row
     assert "bad-20" not in result.stdout
@@ -644,3 +645,19 @@ def test_a_campaign_holds_at_most_its_recipient_limit(
         import_csv(db, user, setup.campaign_id, io.BytesIO(b"email\nc@x.example\nd@x.example\n"))
     assert refused.value.code == "too_many_recipients"
     assert "at most 3 recipients; this one has room for 1 more" in refused.value.message
+
+
+def test_cli_refuses_unknown_history_to_skip(folder: Path, folder_campaign: Setup) -> None:
+    (folder / "people.csv").write_text("email\nann@example.com\n", encoding="utf-8")
+    result = run(
+        folder,
+        "recipients",
+        "import",
+        str(folder_campaign.campaign_id),
+        "people.csv",
+        "--skip-previous",
+        "replied,called",
+    )
+    assert result.returncode != 0
+    assert "Unknown history to skip: called" in result.stderr
+    assert folder_enrollments(folder, folder_campaign.campaign_id) == []

@@ -641,8 +641,8 @@ def test_validation_names_each_recipient_and_step_with_a_missing_field(
         (1, "nofirst@example.com"),
         (2, "noproject@example.com"),
     ]
-    assert "Step 1 subject" in problems[0].message
-    assert "{{ first_name }}" in problems[0].message
+    assert "(step 1 subject)" in problems[0].message
+    assert "{{ first_name }} is empty for 1 of 3 recipients" in problems[0].message
     assert "{{ project }}" in problems[1].message
 
 
@@ -681,17 +681,27 @@ def test_validation_requires_a_connected_mailbox(
 def test_start_refuses_with_the_problems(db: Session, user: User, mailbox: Mailbox) -> None:
     campaign = make_campaign(db, user, mailbox, steps=[service.StepIn("Hi {{ nick }}", "Body")])
     add(db, user, campaign, *(RecipientIn(f"r{i}@example.com") for i in range(103)))
+    # A second step reads the same missing field.
+    db.add(CampaignStep(campaign_id=campaign.id, position=2, subject="", body="{{ nick }}"))
+    db.flush()
+    db.expire_all()
     with pytest.raises(validation.CampaignNotReady) as refused:
         service.start(db, user, campaign.id)
     error = refused.value
     assert error.status_code == 422
     assert error.code == "campaign_not_ready"
-    assert error.total == 103
-    assert len(error.problems) == validation.MAX_PROBLEMS_SHOWN
-    assert error.message == "The campaign cannot start yet: 103 problems to fix (and 3 more)."
-    assert error.problems[0] == validation.Problem(
-        error.problems[0].message, step=1, recipient="r0@example.com"
-    )
+    # The same missing field for every recipient in two steps is one problem, with its count.
+    assert error.total == 1
+    assert error.message == "The campaign cannot start yet: 1 problem to fix."
+    assert error.problems == [
+        validation.Problem(
+            "{{ nick }} is empty for 103 of 103 recipients (step 1 subject, step 2 body). "
+            'Give them a value, or a default: {{ nick | default("…") }}.',
+            step=1,
+            recipient="r0@example.com",
+            recipients=103,
+        )
+    ]
     assert fresh(db, campaign.id).status is CampaignStatus.DRAFT
     assert "started" not in [e.kind for e in events(db, campaign.id)]
 

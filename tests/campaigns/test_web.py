@@ -219,6 +219,23 @@ def test_other_users_campaign_is_not_found(client: TestClient, db: Session) -> N
     assert client.get("/campaigns/999").status_code == 404
 
 
+def upload(client: TestClient, campaign_id: int, token: str, csv: bytes) -> str:
+    """Upload a CSV file; the answer is its mapping page's HTML."""
+    response = client.post(
+        f"/campaigns/{campaign_id}/recipients/import",
+        data={"csrftoken": token},
+        files={"file": ("people.csv", csv, "text/csv")},
+    )
+    assert response.status_code == 200, response.text
+    return html.unescape(response.text)
+
+
+def mapping_url(page: str) -> str:
+    found = re.search(r'action="(/campaigns/\d+/recipients/import/[^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
 def test_import_a_csv_file_and_see_what_was_skipped(client: TestClient, db: Session) -> None:
     create_first_account(client)
     mailbox = connected_mailbox(db)
@@ -233,14 +250,15 @@ def test_import_a_csv_file_and_see_what_was_skipped(client: TestClient, db: Sess
         "GRACE@example.com;Again;Navy;green\r\n"
         '"alan@example.com";"Alan";"Bletchley; Park";"grey"\r\n'
     ).encode()
+    mapping = upload(client, campaign.id, token, csv)
+    assert "Map the columns of people.csv" in mapping
     response = client.post(
-        f"/campaigns/{campaign.id}/recipients/import",
-        data={"csrftoken": token},
-        files={"file": ("people.csv", csv, "text/csv")},
+        mapping_url(mapping), data={"csrftoken": csrf_from(mapping), "skip_previous": "replied"}
     )
     text = html.unescape(response.text)
     assert response.status_code == 200
     assert "Imported 2 recipients; skipped 2." in text
+    assert "Skipped: 1 duplicate in this list, 1 invalid address." in text
     assert "invalid address" in text
     assert "duplicate in this list" in text
     assert "Favourite Color → favourite_color" in text
@@ -253,12 +271,11 @@ def test_csv_without_an_email_column_imports_nothing(client: TestClient, db: Ses
     editor_post(client, "/campaigns/new", mailbox.id)
     campaign = db.scalars(select(Campaign)).one()
     token = csrf_from(client.get(f"/campaigns/{campaign.id}").text)
-    response = client.post(
-        f"/campaigns/{campaign.id}/recipients/import",
-        data={"csrftoken": token},
-        files={"file": ("people.csv", b"name,company\nGrace,Navy\n", "text/csv")},
-    )
+    mapping = upload(client, campaign.id, token, b"name,company\nGrace,Navy\n")
+    assert "No column was recognised as the email address" in mapping
+    response = client.post(mapping_url(mapping), data={"csrftoken": csrf_from(mapping)})
     assert response.status_code == 422
+    assert "No column holds the email address" in html.unescape(response.text)
     assert "Nothing was imported." in response.text
 
 

@@ -136,6 +136,14 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/campaigns/{campaign_id}/recipients/actions"): obj(
         form=lambda o: {"action": "pause", "ids": str(o.enrollment_id)}
     ),
+    ("GET", "/campaigns/{campaign_id}/recipients/import/{token}"): obj(
+        fills=({"token": "not-an-upload"},),
+        owner_page=False,
+        why="no upload has this token: the owner is sent back to the campaign's import form",
+    ),
+    ("POST", "/campaigns/{campaign_id}/recipients/import/{token}"): obj(
+        form=lambda o: {"column_1": "email"}, fills=({"token": "not-an-upload"},)
+    ),
     ("GET", "/campaigns/{campaign_id}/resume"): obj(
         owner_page=False, why="Alice's campaign is a draft: its Resume page sends her back"
     ),
@@ -270,6 +278,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}"): obj(),
     ("PUT", f"{API_PREFIX}/campaigns/{{campaign_id}}"): obj(json=_campaign_json),
+    ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/recipients/import"): obj(upload=True),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/start"): obj(),
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/start-preview"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/test-send"): obj(json=lambda o: {"step": 1}),

@@ -89,11 +89,15 @@ def _arrange(client: TestClient) -> dict[str, Any]:
         f"linus@example.com,Linus,{PAYLOAD},x\n"
         f'"{PAYLOAD}",,,\n'  # a rejected row: its address is shown in the report
     )
-    imported = client.post(
+    mapping = client.post(
         f"{page}/recipients/import",
         data={"csrftoken": csrf_from(client.get(page).text)},
         files={"file": ("people.csv", csv_file.encode(), "text/csv")},
     )
+    assert mapping.status_code == 200, mapping.text
+    action = re.search(r'action="(/campaigns/\d+/recipients/import/[^"]+)"', mapping.text)
+    assert action is not None
+    imported = client.post(action.group(1), data={"csrftoken": csrf_from(mapping.text)})
     assert imported.status_code == 200, imported.text
     tokens = post_form(client, "/account", "/account/tokens", {"name": PAYLOAD})
     with session_scope(app.state.session_factory) as db:
@@ -105,6 +109,7 @@ def _arrange(client: TestClient) -> dict[str, Any]:
         "campaign_id": campaign_id,
         "enrollment_id": enrollment_id,
         "import": imported.text,
+        "mapping": mapping.text,
         "token": tokens.text,
     }
 
@@ -115,6 +120,7 @@ def test_markup_is_shown_as_text_on_every_page(security_settings: Settings, engi
         campaign, enrollment = ids["campaign_id"], ids["enrollment_id"]
         pages = {
             "the import report": ids["import"],
+            "the import's mapping page": ids["mapping"],
             "the new token": ids["token"],
         }
         for path in (

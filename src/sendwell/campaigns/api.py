@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
-from sendwell.campaigns import recipient_repository, recipients, service, validation
+from sendwell.campaigns import merge_check, recipient_repository, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.guards import Guards, check_guards, guards_of
+from sendwell.campaigns.import_api import skip_choice
 from sendwell.campaigns.recipient_actions import recipient_filter
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.schemas import (
@@ -80,7 +81,7 @@ def create_campaign(
         catch_up=_catch_up_in(body),
         guards=_guards_in(body, default),
     )
-    return _out(db, campaign)
+    return _with_field_warnings(db, campaign)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut, summary="One campaign")
@@ -124,7 +125,7 @@ def update_campaign(
         catch_up=_catch_up_in(body, campaign_id=campaign_id, db=db, user=user),
         guards=_guards_in(body, current) if changed else None,
     )
-    return _out(db, campaign)
+    return _with_field_warnings(db, campaign)
 
 
 @router.post(
@@ -285,10 +286,12 @@ def add_recipients(
                 company=row.company or "",
                 title=row.title or "",
                 fields=row.fields,
+                timezone=row.timezone or "",
             )
             for row in body.recipients
         ),
         allow_test_domains=bool(request.app.state.connections.sandbox),
+        skip_previous=skip_choice(body.skip_previous),
     )
     return AddRecipientsOut(
         added=report.added,
@@ -417,6 +420,12 @@ def _guards_in(body: CampaignIn, fallback: Guards) -> Guards:
 def campaign_out(db: Session, campaign: Campaign) -> CampaignOut:
     """A campaign as the API shows it, with its counts."""
     return _out(db, campaign)
+
+
+def _with_field_warnings(db: Session, campaign: Campaign) -> CampaignOut:
+    out = _out(db, campaign)
+    out.field_warnings = merge_check.review(db, campaign.id, campaign.steps).warnings
+    return out
 
 
 def _out(db: Session, campaign: Campaign) -> CampaignOut:

@@ -18,12 +18,19 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from itertools import chain
+from itertools import chain, islice
 from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from sendwell.campaigns.recipients import RecipientIn, Skipped, add_recipients
+from sendwell.campaigns.recipients import (
+    RecipientIn,
+    Skipped,
+    add_recipients,
+    added_summary,
+    record_added,
+    skips_by_kind,
+)
 from sendwell.campaigns.templates import SENDER_FIELDS, STANDARD_FIELDS
 from sendwell.kit.errors import InvalidInput, NotFound
 from sendwell.models import Campaign, User
@@ -37,14 +44,17 @@ MAX_LINE_CHARS = 1_000_000
 MAX_RECORD_CHARS = 1_000_000
 MAX_COLUMNS = 200
 IGNORE = "ignore"
-TARGETS = ("email", "first_name", "last_name", "company", "title")
+TARGETS = ("email", "first_name", "last_name", "company", "title", "timezone")
 # Header spellings, compared without case, spaces, underscores and hyphens.
 ALIASES = {
     "email": ("email", "e-mail", "email address", "work email", "mail"),
     "first_name": ("first name", "firstname", "given name"),
     "last_name": ("last name", "lastname", "surname", "family name"),
-    "company": ("company", "company name", "organization", "organisation", "employer"),
-    "title": ("title", "job title", "position", "role"),
+    "company": ("company", "company name", "organization", "organisation"),
+    # Only spellings of the same field: a "role" or "position" column keeps its own name
+    # unless the user maps it (on the import's mapping page, or with --map).
+    "title": ("title", "job title"),
+    "timezone": ("timezone", "time zone", "tz"),
 }
 # Names a custom column may not take: templates compute or reserve them.
 RESERVED_FIELD_NAMES = frozenset((*STANDARD_FIELDS, *SENDER_FIELDS, IGNORE))
@@ -80,6 +90,15 @@ class ImportReport:
     skipped: list[Skipped]
     columns: dict[str, str]
     rows: int = 0
+
+    @property
+    def summary(self) -> str:
+        """The same sentence as the campaign's activity log."""
+        return added_summary(self.imported, self.skipped)
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return skips_by_kind(self.skipped)
 
 
 def field_name(header: str) -> str:
@@ -281,6 +300,19 @@ class CsvImport:
     def bytes_read(self) -> int:
         return self._text.bytes_read
 
+    def samples(self, rows: int) -> list[str]:
+        """Each column's first value within the next `rows` data rows ("" when none)."""
+        found = [""] * len(self.columns)
+        try:
+            for record in islice(self._records, rows):
+                self._lines.record_chars = 0
+                for index, value in enumerate(record[: len(found)]):
+                    if not found[index] and value.strip():
+                        found[index] = value.strip()[:200]
+        except csv.Error:
+            pass  # the import itself names the row
+        return found
+
     def __iter__(self) -> Iterator[tuple[int, RecipientIn]]:
         if self._started:
             raise RuntimeError("A CSV import can be read only once.")
@@ -293,6 +325,7 @@ class CsvImport:
         at = {c.target: c.position - 1 for c in self.columns if c.target in TARGETS}
         first, last = at.get("first_name", width), at.get("last_name", width)
         company, title = at.get("company", width), at.get("title", width)
+        zone = at.get("timezone", width)
         custom = [(c.position - 1, c.target) for c in self.columns if c.custom]
         row = self.header_row
         try:
@@ -338,6 +371,7 @@ class CsvImport:
                         last_name=values[last],
                         company=values[company],
                         title=values[title],
+                        timezone=values[zone],
                         fields={
                             name: values[i].replace("\r\n", "\n") for i, name in custom if values[i]
                         },
@@ -355,8 +389,14 @@ class CsvImport:
         return {"\t": "tab", ",": ",", ";": ";"}[self.delimiter]
 
 
-def read_csv(stream: Readable, mapping: dict[str, str] | None = None) -> CsvImport:
-    """Read the header row now and the data rows as they are iterated."""
+def read_csv(
+    stream: Readable, mapping: dict[str, str] | None = None, *, require_email: bool = True
+) -> CsvImport:
+    """Read the header row now and the data rows as they are iterated.
+
+    `require_email=False` reads a header without an email column (the mapping page, where the
+    user picks one); its rows cannot be iterated.
+    """
     text = _Text(stream)
     split = _Lines(text.chunks())
     lines = iter(split)
@@ -414,11 +454,13 @@ def read_csv(stream: Readable, mapping: dict[str, str] | None = None) -> CsvImpo
             f"{MAX_COLUMNS} columns. Remove the columns you do not need.",
             code="too_many_columns",
         )
-    columns = _map_columns(header, mapping or {})
+    columns = _map_columns(header, mapping or {}, require_email)
     return CsvImport(text, records, row, columns, delimiter, split)
 
 
-def _map_columns(header: list[str], mapping: dict[str, str]) -> list[Column]:
+def _map_columns(
+    header: list[str], mapping: dict[str, str], require_email: bool = True
+) -> list[Column]:
     _refuse_duplicate_headers(header)
     explicit = _explicit_targets(header, mapping)
     claimed = {target for target in explicit.values() if target in TARGETS}
@@ -436,7 +478,7 @@ def _map_columns(header: list[str], mapping: dict[str, str]) -> list[Column]:
             target, custom = field_name(name) or f"column_{position}", True
         columns.append(Column(position, name, target, custom))
     _refuse_shared_targets(columns)
-    if not any(column.target == "email" for column in columns):
+    if require_email and not any(column.target == "email" for column in columns):
         found = ", ".join(f"“{name}”" for name in header if name) or "none with a name"
         if any("@" in name for name in header):
             raise InvalidInput(
@@ -548,6 +590,7 @@ def import_csv(
     *,
     mapping: dict[str, str] | None = None,
     allow_test_domains: bool = False,
+    skip_previous: frozenset[str] = frozenset(),
 ) -> ImportReport:
     """Add a CSV file's recipients to a campaign; run it in one unit of work.
 
@@ -564,11 +607,21 @@ def import_csv(
             yield recipient
 
     added = add_recipients(
-        db, user, campaign_id, recipients(), allow_test_domains=allow_test_domains, first_row=0
+        db,
+        user,
+        campaign_id,
+        recipients(),
+        allow_test_domains=allow_test_domains,
+        first_row=0,
+        record=False,
+        skip_previous=skip_previous,
     )
     skipped = [replace(item, row=numbers.row_of(item.row)) for item in added.skipped]
     skipped.extend(parsed.rejected)
     skipped.sort(key=lambda item: item.row)
+    # Written once every skip is known (rows refused while parsing too): the same numbers
+    # as the summary the user is shown.
+    record_added(db, user, campaign_id, added.added, skipped)
     return ImportReport(
         imported=added.added, skipped=skipped, columns=parsed.mapping, rows=parsed.rows
     )

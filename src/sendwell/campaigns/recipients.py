@@ -14,6 +14,8 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import repository as repo
+from sendwell.campaigns.candidates import history as workspace_history
+from sendwell.campaigns.schedule import known_time_zone
 from sendwell.campaigns.service import get_campaign, record_event, status_label
 from sendwell.dispatch import lifecycle
 from sendwell.kit.clock import utcnow
@@ -32,6 +34,7 @@ class RecipientIn:
     company: str = ""
     title: str = ""
     fields: dict[str, str] = field(default_factory=dict)
+    timezone: str = ""  # IANA name; the campaign's window applies in it
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,16 @@ def add_recipients(
     *,
     allow_test_domains: bool = False,
     first_row: int = 1,
+    record: bool = True,
+    skip_previous: frozenset[str] = frozenset(),
 ) -> AddReport:
-    """Add recipients in batches: invalid, duplicate and suppressed addresses are reported."""
+    """Add recipients in batches: invalid, duplicate and suppressed addresses are reported.
+
+    With `record=False` the caller writes the activity line (`record_added`) once it knows
+    every skip, so the log and what the user was shown give the same numbers.
+    `skip_previous` names the kinds of history elsewhere in the workspace (`candidates`:
+    contacted, replied, bounced, unsubscribed) that keep someone out.
+    """
     campaign = get_campaign(db, user, campaign_id)
     if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.ARCHIVED):
         raise Conflict(
@@ -106,29 +117,65 @@ def add_recipients(
     numbered = enumerate(rows, first_row)
     room = MAX_RECIPIENTS_PER_CAMPAIGN - repo.count_enrollments(db, campaign.id)
     for batch in _batches(numbered, RECIPIENT_BATCH):
-        _add_batch(db, campaign, batch, seen, report, due, allow_test_domains)
+        _add_batch(db, user, campaign, batch, seen, report, due, allow_test_domains, skip_previous)
         if report.added > room:
             raise _over_the_limit(room)
-    if report.added:
-        record_event(
-            db,
-            campaign.id,
-            "recipients_added",
-            actor=user,
-            reason=f"Added {report.added} recipient{'s' if report.added != 1 else ''}"
-            f"; skipped {len(report.skipped)}.",
-        )
+    if record:
+        record_added(db, user, campaign.id, report.added, report.skipped)
     return report
+
+
+def skip_kind(reason: str) -> str:
+    """A skip's reason without its particulars, to count skips by reason."""
+    if reason.startswith("invalid address"):
+        return "invalid address"
+    if reason.startswith("the row has"):
+        return "malformed row"
+    if reason.startswith("unknown time zone"):
+        return "unknown time zone"
+    if " (“" in reason:  # "replied in another campaign (“Spring”)"
+        return reason.split(" (“", 1)[0]
+    return reason
+
+
+def skips_by_kind(skipped: Iterable[Skipped]) -> dict[str, int]:
+    """How many rows were skipped for each kind of reason, most frequent first."""
+    counts: dict[str, int] = {}
+    for item in skipped:
+        kind = skip_kind(item.reason)
+        counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda pair: (-pair[1], pair[0])))
+
+
+def added_summary(added: int, skipped: list[Skipped]) -> str:
+    """The one sentence both the import's summary and the activity log show."""
+    text = f"Added {added} recipient{'s' if added != 1 else ''}; skipped {len(skipped)}"
+    if skipped:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in skips_by_kind(skipped).items())
+        text += f" ({kinds})"
+    return text + "."
+
+
+def record_added(
+    db: Session, user: User, campaign_id: int, added: int, skipped: list[Skipped]
+) -> None:
+    """The activity line for an addition, when it added or skipped anyone."""
+    if added or skipped:
+        record_event(
+            db, campaign_id, "recipients_added", actor=user, reason=added_summary(added, skipped)
+        )
 
 
 def _add_batch(
     db: Session,
+    user: User,
     campaign: Campaign,
     batch: list[tuple[int, RecipientIn]],
     seen: set[str],
     report: AddReport,
     due: Any,
     allow_test_domains: bool,
+    skip_previous: frozenset[str],
 ) -> None:
     valid: list[tuple[int, str, RecipientIn]] = []
     for row, recipient in batch:
@@ -140,6 +187,17 @@ def _add_batch(
         if address in seen:
             report.skipped.append(Skipped(row, address, "duplicate in this list"))
             continue
+        zone = recipient.timezone.strip()
+        if zone and not known_time_zone(zone):
+            report.skipped.append(
+                Skipped(
+                    row,
+                    address,
+                    f"unknown time zone “{zone[:64]}”: use an IANA name such as Asia/Tokyo "
+                    "or Europe/Paris",
+                )
+            )
+            continue
         seen.add(address)
         valid.append((row, address, recipient))
     blocked = repo.suppressed(db, campaign.workspace_id, [address for _r, address, _x in valid])
@@ -150,6 +208,8 @@ def _add_batch(
             report.skipped.append(Skipped(row, address, f"on the suppression list ({words})"))
         else:
             candidates.append((row, address, recipient))
+    if skip_previous:
+        candidates = _without_history(db, user, campaign, candidates, report, skip_previous)
     # The unique (campaign, email) index decides what is new: no lookup that grows with the
     # campaign, and no race with a concurrent import.
     now = utcnow()
@@ -163,7 +223,34 @@ def _add_batch(
     for row, address, _recipient in candidates:
         if address not in inserted:
             report.skipped.append(Skipped(row, address, "already in this campaign"))
+    if not campaign.recipient_time_zones and any(
+        recipient.timezone.strip() and address in inserted
+        for _row, address, recipient in candidates
+    ):
+        campaign.recipient_time_zones = True
     report.added += len(inserted)
+
+
+def _without_history(
+    db: Session,
+    user: User,
+    campaign: Campaign,
+    rows: list[tuple[int, str, RecipientIn]],
+    report: AddReport,
+    skip_previous: frozenset[str],
+) -> list[tuple[int, str, RecipientIn]]:
+    """The rows whose history elsewhere in the workspace is not one the user chose to skip."""
+    known = workspace_history(
+        db, user, campaign.workspace_id, campaign.id, [address for _r, address, _x in rows]
+    )
+    kept = []
+    for row, address, recipient in rows:
+        seen = known.get(address)
+        if seen is not None and seen.kind in skip_previous:
+            report.skipped.append(Skipped(row, address, seen.skip_reason))
+        else:
+            kept.append((row, address, recipient))
+    return kept
 
 
 def _over_the_limit(room: int) -> InvalidInput:
@@ -187,6 +274,7 @@ def _enrollment_row(
         "email": address,
         **values,
         "fields": {str(k)[:100]: str(v)[:2000] for k, v in recipient.fields.items()},
+        "timezone": recipient.timezone.strip(),
         "status": lifecycle.NEW_RECIPIENT,
         "steps_sent": 0,
         "next_due_at": due,

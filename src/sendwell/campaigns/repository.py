@@ -208,6 +208,70 @@ def first_enrollment(db: Session, campaign_id: int) -> Enrollment | None:
     )
 
 
+def recipient_field_values(
+    db: Session, campaign_id: int, batch: int = 1000
+) -> Iterable[dict[str, Any]]:
+    """Each recipient's merge-field values (standard columns and custom fields), in batches."""
+    last_id = 0
+    columns = (
+        Enrollment.id,
+        Enrollment.email,
+        Enrollment.first_name,
+        Enrollment.last_name,
+        Enrollment.company,
+        Enrollment.title,
+        Enrollment.fields,
+    )
+    while True:
+        page = db.execute(
+            select(*columns)
+            .where(Enrollment.campaign_id == campaign_id, Enrollment.id > last_id)
+            .order_by(Enrollment.id)
+            .limit(batch)
+        ).all()
+        if not page:
+            return
+        for row in page:
+            yield {key: value for key, value in row._mapping.items() if key != "id"}
+        last_id = page[-1].id
+
+
+def elsewhere(
+    db: Session, workspace_id: int, campaign_id: int, emails: list[str]
+) -> list[tuple[str, EnrollmentStatus, int, str, int, datetime | None]]:
+    """The workspace's other campaigns' recipients among `emails` that were emailed or that
+    stopped (replied, bounced, unsubscribed): (email, status, steps sent, campaign name,
+    campaign owner, last sent)."""
+    if not emails:
+        return []
+    rows = db.execute(
+        select(
+            Enrollment.email,
+            Enrollment.status,
+            Enrollment.steps_sent,
+            Campaign.name,
+            Campaign.owner_id,
+            Enrollment.last_sent_at,
+        )
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(
+            Campaign.workspace_id == workspace_id,
+            Campaign.id != campaign_id,
+            Enrollment.email.in_(emails),
+            (Enrollment.steps_sent > 0)
+            | Enrollment.status.in_(
+                (
+                    EnrollmentStatus.REPLIED,
+                    EnrollmentStatus.BOUNCED,
+                    EnrollmentStatus.UNSUBSCRIBED,
+                )
+            ),
+        )
+        .order_by(Enrollment.id)
+    )
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
 def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, str]:
     rows = db.execute(
         select(Suppression.email, Suppression.reason).where(
@@ -237,7 +301,7 @@ def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
     return set(db.scalars(statement, rows))
 
 
-RECIPIENT_COLUMNS = ("email", "first_name", "last_name", "company", "title", "fields")
+RECIPIENT_COLUMNS = ("email", "first_name", "last_name", "company", "title", "fields", "timezone")
 
 
 def _insert_unnested(db: Session, rows: list[dict[str, Any]]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -55,3 +56,13 @@ def parse_schedule(
 
 def common_time_zones() -> list[str]:
     return sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def known_time_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone name this server knows (Asia/Tokyo, UTC…)."""
+    return name in _known_zones()

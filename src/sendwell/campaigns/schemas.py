@@ -246,6 +246,11 @@ class CampaignOut(BaseModel):
     started_at: datetime | None
     status_changed_at: datetime
     counts: CountsOut
+    field_warnings: list[str] = Field(
+        default_factory=list,
+        description="After a create or update: merge fields that are empty for some recipients "
+        "(Start refuses them until they have a value or a default), one line per field.",
+    )
 
 
 class RecipientIn(RequestBody):
@@ -259,6 +264,11 @@ class RecipientIn(RequestBody):
     fields: dict[str, str] = Field(
         default_factory=dict, description="Custom columns, usable as merge fields."
     )
+    timezone: str | None = Field(
+        None,
+        description="An IANA time zone (Asia/Tokyo): the campaign's sending days and hours "
+        "apply in it for this recipient. Unknown names are skipped with the reason.",
+    )
 
 
 class RecipientsIn(RequestBody):
@@ -266,6 +276,12 @@ class RecipientsIn(RequestBody):
 
     recipients: list[RecipientIn] = Field(
         description=f"At most {MAX_RECIPIENTS_PER_REQUEST:,} per request."
+    )
+    skip_previous: list[str] | None = Field(
+        None,
+        description="Skip people who, in another campaign of the workspace, did this: "
+        "contacted, replied, bounced, unsubscribed. By default bounced, replied, unsubscribed; "
+        '["none"] skips nobody for their history (the suppression list is always honoured).',
     )
 
 
@@ -278,6 +294,16 @@ class SkippedOut(BaseModel):
 class AddRecipientsOut(BaseModel):
     added: int
     skipped: list[SkippedOut]
+
+
+class ImportOut(BaseModel):
+    added: int
+    skipped: list[SkippedOut]
+    skipped_by_reason: dict[str, int] = Field(
+        description="How many rows were skipped for each kind of reason."
+    )
+    columns: dict[str, str] = Field(description="Each column's header and where it went.")
+    summary: str = Field(description="The sentence the campaign's activity log shows.")
 
 
 class RecipientOut(BaseModel):
@@ -302,6 +328,9 @@ class RecipientOut(BaseModel):
         "",
         description="Why the status is what it is (who paused or removed them, where they "
         "moved, the bounce…), in words.",
+    )
+    timezone: str = Field(
+        "", description="The recipient's own time zone (IANA), in which the sending hours apply."
     )
 
 
@@ -329,4 +358,7 @@ class PreviewOut(BaseModel):
 class ProblemOut(BaseModel):
     message: str
     step: int | None
-    recipient: str | None
+    recipient: str | None = Field(description="The (first) recipient the problem concerns.")
+    recipients: int = Field(
+        0, description="How many recipients the problem concerns (0: none in particular)."
+    )

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from sendwell.campaigns import merge_check, templates, threads, validation
 from sendwell.campaigns import repository as repo
-from sendwell.campaigns import templates, threads, validation
 from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
 from sendwell.delegations import repository as delegation_repo
@@ -232,6 +232,7 @@ def create_campaign(
     clean_name = _check_name(name)
     _check_mailbox(db, user, mailbox_id)
     checked = _check_steps(steps)
+    merge_check.refuse_unknown(db, 0, checked)  # no recipients yet: typos of built-in fields
     _check_start_delay(start_delay_minutes)
     plan = schedule or Schedule()
     after_pause = catch_up or CatchUpDefault()
@@ -287,6 +288,7 @@ def update_campaign(
             raise NotFound("No such campaign.", code="unknown_campaign")
         _check_mailbox(db, owner, mailbox_id)
     checked = _check_steps(steps)
+    merge_check.refuse_unknown(db, campaign.id, checked)
     _check_start_delay(start_delay_minutes)
     if catch_up is not None:
         campaign.catch_up = catch_up.mode

@@ -32,6 +32,9 @@ MAX_SUBJECT_LENGTH = 998  # RFC 5322 line limit
 
 class TemplateProblem(InvalidInput):
     code = "template_error"
+    # Set when the problem is a merge field with no value: which field, and in which part.
+    missing: str = ""
+    where: str = ""
 
 
 _text = BudgetedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -106,7 +109,9 @@ def _render(env: BudgetedSandbox, source: str, fields: dict[str, Any], where: st
     except OverBudget as error:
         raise TemplateProblem(_over_budget(where, error)) from None
     except UndefinedError as error:
-        raise TemplateProblem(f"{where}: {_undefined_message(error)}") from None
+        problem = TemplateProblem(f"{where}: {_undefined_message(error)}")
+        problem.missing, problem.where = _undefined_name(error), where
+        raise problem from None
     except TemplateSyntaxError as error:
         raise TemplateProblem(f"{where}: {error.message} (line {error.lineno}).") from None
     except SecurityError:
@@ -163,6 +168,11 @@ def check_header_value(value: str, what: str) -> str:
 
 # Merge fields that come from the sending account, with the setting's name.
 SENDER_SETTINGS = {"sender_name": "sender name", "signature": "signature"}
+
+
+def _undefined_name(error: UndefinedError) -> str:
+    text = str(error.message or "")
+    return text.split("'")[1] if "is undefined" in text and "'" in text else ""
 
 
 def _undefined_message(error: UndefinedError) -> str:

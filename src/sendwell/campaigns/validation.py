@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from sendwell.campaigns import merge_check, templates, threads
 from sendwell.campaigns import repository as repo
-from sendwell.campaigns import templates, threads
 from sendwell.kit.errors import InvalidInput, NotFound
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.models import Campaign, Enrollment, MailboxStatus
@@ -22,7 +22,8 @@ class Problem:
 
     message: str
     step: int | None = None
-    recipient: str | None = None
+    recipient: str | None = None  # the first recipient it concerns
+    recipients: int = 0  # how many recipients it concerns (0: none in particular)
 
 
 class CampaignNotReady(InvalidInput):
@@ -75,18 +76,70 @@ def validate(db: Session, campaign: Campaign) -> tuple[list[Problem], int]:
     if total:
         return problems, total
     sender = sender_fields(campaign, mailbox)
+    grouped: dict[str, _Group] = {}
+    recipients = 0
     for enrollment in repo.all_enrollments(db, campaign.id):
+        recipients += 1
         fields = templates.merge_fields(recipient_values(enrollment), sender)
         seen: set[str] = set()
         for step in campaign.steps:
             try:
                 threads.render_step(campaign.steps, step.position, fields)
             except templates.TemplateProblem as error:
-                # A reply repeats its thread's subject: its problem is reported once.
-                if error.message not in seen:
-                    seen.add(error.message)
-                    note(Problem(error.message, step=step.position, recipient=enrollment.email))
+                # One line per problem, not per recipient: a missing field is one problem
+                # whichever steps use it; a reply repeats its thread's subject's problem.
+                key = f"missing:{error.missing}" if error.missing else error.message
+                if key in seen:
+                    continue
+                seen.add(key)
+                group = grouped.setdefault(key, _Group(error, step.position, enrollment.email))
+                group.count += 1
+                if error.where and error.where not in group.places:
+                    group.places.append(error.where)
+    uses = merge_check.used_fields(campaign.steps) if grouped else {}
+    for group in grouped.values():
+        use = uses.get(group.error.missing)
+        if use is not None:  # every place the field is read, not only the first that failed
+            group.places = use.places
+        note(group.problem(recipients))
     return problems, total
+
+
+@dataclass
+class _Group:
+    """One problem and the recipients it concerns."""
+
+    error: templates.TemplateProblem
+    step: int
+    first: str
+    count: int = 0
+    places: list[str] = field(default_factory=list)
+
+    def problem(self, recipients: int) -> Problem:
+        name = self.error.missing
+        if name:
+            where = ", ".join(self.places)
+            message = (
+                f"{{{{ {name} }}}} is empty for {self.count} of {recipients} recipient"
+                f"{'s' if recipients != 1 else ''} ({where}). "
+                + (
+                    _sender_hint(name)
+                    if name in templates.SENDER_SETTINGS
+                    else f'Give them a value, or a default: {{{{ {name} | default("…") }}}}.'
+                )
+            )
+        else:
+            message = self.error.message
+            if self.count > 1:
+                message += f" ({self.count} of {recipients} recipients)"
+        return Problem(message, step=self.step, recipient=self.first, recipients=self.count)
+
+
+def _sender_hint(name: str) -> str:
+    return (
+        f"Set the {templates.SENDER_SETTINGS[name]} in the sending account's Email Settings "
+        f'(Settings tab), or give a default: {{{{ {name} | default("") }}}}.'
+    )
 
 
 def sender_fields(campaign: Campaign, mailbox: Any) -> dict[str, str]:

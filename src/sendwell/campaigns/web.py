@@ -10,7 +10,15 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import importer, recipients, recipients_web, service, validation
+from sendwell.campaigns import (
+    import_flow,
+    importer,
+    merge_check,
+    recipients,
+    recipients_web,
+    service,
+    validation,
+)
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
@@ -172,7 +180,17 @@ def save_campaign(
             error=error.message,
             status_code=error.status_code,
         )
-    return redirect_with_flash(request, f"/campaigns/{campaign_id}", "Changes saved.")
+    warnings = merge_check.review(db, campaign_id, campaign.steps).warnings
+    return redirect_with_flash(
+        request,
+        f"/campaigns/{campaign_id}",
+        # The flash travels in a cookie: a few lines, then how many more (Start lists them all).
+        " ".join(
+            ["Changes saved.", *warnings[:3]]
+            + ([f"({len(warnings) - 3} more fields need a look.)"] if len(warnings) > 3 else [])
+        ),
+        kind="warning" if warnings else "success",
+    )
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -261,12 +279,17 @@ def import_recipients(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
-    """A CSV upload: every row imported or reported with the reason it was skipped."""
+    """A CSV upload, kept for its mapping page (`import_web`), where the user imports it."""
     try:
         if not file.filename:
             raise InvalidInput("Choose a CSV file to import.", code="no_file")
-        report = importer.import_csv(
-            db, user, campaign_id, file.file, allow_test_domains=_sandbox(request)
+        pending = import_flow.stage(
+            db,
+            user,
+            campaign_id,
+            file.file,
+            filename=file.filename,
+            max_bytes=int(get_settings(request).max_upload_mb * 1_000_000),
         )
     except SendwellError as error:
         db.rollback()
@@ -278,7 +301,9 @@ def import_recipients(
             import_error=error.message,
             status_code=error.status_code,
         )
-    return _campaign_page(request, db, user, campaign_id, import_report=report)
+    return RedirectResponse(
+        f"/campaigns/{campaign_id}/recipients/import/{pending.token}", status_code=303
+    )
 
 
 @router.get("/campaigns/{campaign_id}/resume")

@@ -42,6 +42,8 @@ SEND_BATCH = 50
 # Something is due yet nothing could be sent (a claim lost to another worker, a busy
 # database): look again shortly rather than spin.
 STUCK_RETRY = timedelta(seconds=1)
+# Due recipients looked at per pass in a campaign whose recipients have their own time zones.
+ZONED_LOOKAHEAD = 50
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,9 @@ class Dispatcher:
         with session_scope(self.factory) as db:
             candidates = [
                 max(
-                    due, pacing.window_opens(campaign, now), campaign.mailbox.send_not_before or due
+                    due,
+                    pacing.campaign_window_opens(campaign, now),
+                    campaign.mailbox.send_not_before or due,
                 )
                 for campaign, due in repo.earliest_due_by_campaign(db)
             ]
@@ -203,7 +207,7 @@ class Dispatcher:
         campaigns = {
             c.id: c
             for c in repo.active_campaigns(db, mailbox_id)
-            if pacing.window_opens(c, now) <= now
+            if pacing.campaign_window_opens(c, now) <= now
         }
         if room <= 0 or not campaigns:
             return []
@@ -212,7 +216,14 @@ class Dispatcher:
             self.conn.mail_host(mailbox.provider).min_send_interval,
         )
         size = min(limit, room) if not gap else 1
-        enrollments = repo.due_enrollments(db, list(campaigns), now, size)
+        zoned = any(c.recipient_time_zones for c in campaigns.values())
+        # Recipients outside their own window are moved to its opening, a batch at a time, so
+        # those behind them in due order are not kept waiting a pass each.
+        fetch = max(size, ZONED_LOOKAHEAD) if zoned else size
+        enrollments = repo.due_enrollments(db, list(campaigns), now, fetch)
+        if zoned:
+            enrollments = [e for e in enrollments if self._in_window(e, campaigns, now)]
+        enrollments = enrollments[:size]
         history = repo.sent_rows(db, [e.id for e in enrollments])
         # A reply whose thread's last message has no known ids yet is not claimed (nor does
         # it take the mailbox's send slot): it is looked at again shortly.
@@ -269,6 +280,16 @@ class Dispatcher:
             self._compose(row, enrollment, campaigns[row.campaign_id], step, mailbox, history)
             for row, enrollment, step in claimed
         ]
+
+    @staticmethod
+    def _in_window(enrollment: Enrollment, campaigns: dict[int, Campaign], now: datetime) -> bool:
+        """Whether the recipient's window (in their own time zone) is open; if not, they are
+        due when it opens (kept at or after a hold's end, which the claim checks anyway)."""
+        opens = pacing.recipient_window_opens(campaigns[enrollment.campaign_id], enrollment, now)
+        if opens <= now:
+            return True
+        enrollment.next_due_at = max(opens, enrollment.held_until or opens)
+        return False
 
     @staticmethod
     def _thread_pending(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sendwell.campaigns.schedule import DAYS
-from sendwell.models import Campaign
+from sendwell.models import Campaign, Enrollment
 
 DAY = timedelta(days=1)
 RETRY_BASE = timedelta(seconds=30)
@@ -33,12 +33,13 @@ def retry_delay(attempts: int, rng: random.Random | None = None) -> timedelta:
     )
 
 
-def window_opens(campaign: Campaign, now: datetime) -> datetime:
-    """`now` when the campaign's schedule allows sending now, else when it next does."""
+def window_opens(campaign: Campaign, now: datetime, timezone: str = "") -> datetime:
+    """`now` when the campaign's schedule allows sending now, else when it next does; in
+    `timezone` (a recipient's own) when given, else in the campaign's."""
     days = [d for d in campaign.schedule_days.split(",") if d]
     if not days and not campaign.schedule_start:
         return now
-    zone = ZoneInfo(campaign.timezone or "UTC")
+    zone = ZoneInfo(timezone or campaign.timezone or "UTC")
     local = now.astimezone(zone)
     start = _clock(campaign.schedule_start) or (0, 0)
     end = _clock(campaign.schedule_end) or (24, 0)
@@ -60,3 +61,16 @@ def _clock(value: str | None) -> tuple[int, int] | None:
         return None
     hours, minutes = value.split(":")
     return int(hours), int(minutes)
+
+
+def recipient_window_opens(campaign: Campaign, enrollment: Enrollment, now: datetime) -> datetime:
+    """When the campaign's window is open for this recipient: in their own time zone when the
+    campaign's recipients carry one."""
+    zone = enrollment.timezone if campaign.recipient_time_zones else ""
+    return window_opens(campaign, now, zone)
+
+
+def campaign_window_opens(campaign: Campaign, now: datetime) -> datetime:
+    """When the campaign may send to anyone: now for a campaign whose recipients carry their
+    own time zones (each is judged at the claim), else its own window."""
+    return now if campaign.recipient_time_zones else window_opens(campaign, now)

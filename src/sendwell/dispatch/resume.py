@@ -133,6 +133,7 @@ class _Row:
     email: str
     steps_sent: int
     due: datetime
+    timezone: str = ""  # the recipient's own, when the campaign's recipients carry one
 
 
 @dataclass
@@ -228,9 +229,15 @@ def plan(
         )
     )
     rows = [
-        _Row(id, email, steps_sent, due)
-        for id, email, steps_sent, due in db.execute(
-            select(Enrollment.id, Enrollment.email, Enrollment.steps_sent, Enrollment.next_due_at)
+        _Row(id, email, steps_sent, due, zone if campaign.recipient_time_zones else "")
+        for id, email, steps_sent, due, zone in db.execute(
+            select(
+                Enrollment.id,
+                Enrollment.email,
+                Enrollment.steps_sent,
+                Enrollment.next_due_at,
+                Enrollment.timezone,
+            )
             .where(
                 Enrollment.campaign_id == campaign.id,
                 enrollment_pending(),
@@ -269,12 +276,23 @@ def plan(
             due.append((when, row.id, row.email, step))
         else:
             later.append(when)
+    zones = {row.id: row.timezone for row in rows}
+    if campaign.recipient_time_zones:
+        # As the claim does: a recipient outside their own window waits for its opening and
+        # those inside it go first, in due order.
+        due = [(_opens_for(campaign, zones[i], w, now), i, e, st) for w, i, e, st in due]
     due.sort()
     mailbox = db.get(Mailbox, campaign.mailbox_id)
     assert mailbox is not None
     ahead = _due_elsewhere(db, campaign, now)
     times = _estimate(
-        db, campaign, mailbox, [d[0] for d in due], ahead, now=now, host_interval=host_interval
+        db,
+        campaign,
+        mailbox,
+        [(when, zones[enrollment_id]) for when, enrollment_id, _email, _step in due],
+        ahead,
+        now=now,
+        host_interval=host_interval,
     )
     plan = ResumePlan(
         campaign_id=campaign.id,
@@ -423,11 +441,17 @@ def _due_elsewhere(db: Session, campaign: Campaign, now: datetime) -> list[datet
     return [when for when in found if when is not None]
 
 
+def _opens_for(campaign: Campaign, zone: str, due: datetime, now: datetime) -> datetime:
+    """When a recipient due at `due` may be sent to, judged at `now` in their own zone."""
+    opens = pacing.window_opens(campaign, now, zone)
+    return opens if opens > now else due
+
+
 def _estimate(
     db: Session,
     campaign: Campaign,
     mailbox: Mailbox,
-    due: list[datetime],
+    due: list[tuple[datetime, str]],
     elsewhere: list[datetime],
     *,
     now: datetime,
@@ -449,11 +473,16 @@ def _estimate(
     recent = deque(sorted(claim for claim in claims if claim is not None))
     cap = max(mailbox.daily_cap, 1)
     moment = max(now, mailbox.send_not_before or now)
-    queue = sorted([(when, 1) for when in elsewhere] + [(when, 0) for when in due])
+    # In order of when each may go (`due` is sorted so); the other campaigns' steps take
+    # their turns among them by due moment, this campaign's first on a tie.
+    queue = sorted(
+        [(when, 1, index, "") for index, when in enumerate(elsewhere)]
+        + [(when, 0, index, zone) for index, (when, zone) in enumerate(due)]
+    )
     times: list[datetime] = []
-    for _when, other in queue:
+    for _when, other, _index, zone in queue:
         while True:
-            moment = pacing.window_opens(campaign, moment)
+            moment = pacing.window_opens(campaign, moment, zone)
             while recent and recent[0] <= moment - pacing.DAY:
                 recent.popleft()
             if len(recent) < cap:
@@ -485,7 +514,12 @@ def _notes(
     campaign: Campaign, mailbox: Mailbox, plan: ResumePlan, ahead: list[datetime], now: datetime
 ) -> list[str]:
     notes = []
-    opens = pacing.window_opens(campaign, now)
+    if campaign.recipient_time_zones:
+        notes.append(
+            "Recipients with a time zone of their own get each email within the sending hours "
+            "in their zone."
+        )
+    opens = pacing.campaign_window_opens(campaign, now)
     if opens > now:
         notes.append(
             f"The sending window is closed now; it opens {_local(opens, campaign.timezone)}."
@@ -541,4 +575,6 @@ def first_send_at(
     mailbox = db.get(Mailbox, campaign.mailbox_id)
     assert mailbox is not None
     ahead = _due_elsewhere(db, campaign, due)
-    return _estimate(db, campaign, mailbox, [due], ahead, now=due, host_interval=host_interval)[0]
+    return _estimate(
+        db, campaign, mailbox, [(due, "")], ahead, now=due, host_interval=host_interval
+    )[0]

@@ -27,6 +27,7 @@ from sendwell.models.mailbox import (
     MailboxStatus,
     MailServer,
 )
+from sendwell.models.pending_import import PendingImport
 from sendwell.models.team import Invitation
 from sendwell.models.user import ApiToken, Role, SignInFailure, User, UserSession
 from sendwell.models.webhook import (
@@ -62,6 +63,7 @@ __all__ = [
     "MailboxEventKind",
     "MailboxStatus",
     "PauseReason",
+    "PendingImport",
     "Role",
     "SendLedger",
     "SignInFailure",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     text,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sendwell.kit.clock import utcnow
@@ -129,6 +130,11 @@ class Campaign(Base):
     # A recipient whose mail host answers with an automatic reply (out of office) gets no
     # email for this many days (dispatch/holds.py); 0 lets auto-replies pass unnoticed.
     auto_reply_hold_days: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    # Some recipients have a time zone of their own: the claim judges the sending window per
+    # recipient (dispatch/engine.py) rather than once for the campaign.
+    recipient_time_zones: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -197,6 +203,9 @@ class Enrollment(Base):
     # Held after an automatic reply: no email before this moment, and why (words).
     held_until: Mapped[datetime | None] = mapped_column(default=None)
     hold_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # An IANA time zone in which the campaign's sending days and hours apply to this
+    # recipient; "" for the campaign's own.
+    timezone: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
