@@ -26,6 +26,7 @@ from sendwell.models.mailbox import (
     MailboxStatus,
     MailServer,
 )
+from sendwell.models.reply import Interest, Reply, ReplyKind
 from sendwell.models.team import Invitation
 from sendwell.models.user import ApiToken, Role, SignInFailure, User, UserSession
 from sendwell.models.webhook import (
@@ -52,6 +53,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentStatus",
     "ExpiryWarning",
+    "Interest",
     "Invitation",
     "LedgerStatus",
     "LinkAttempt",
@@ -61,6 +63,8 @@ __all__ = [
     "MailboxEventKind",
     "MailboxStatus",
     "PauseReason",
+    "Reply",
+    "ReplyKind",
     "Role",
     "SendLedger",
     "SignInFailure",
