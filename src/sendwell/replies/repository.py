@@ -58,13 +58,13 @@ def visible_replies(
     if filters.interest is not None:
         query = query.where(Reply.interest == filters.interest)
     query = query.order_by(Reply.received_at.desc(), Reply.id.desc()).limit(limit)
-    return [(r, c, e, m) for r, c, e, m in db.execute(query).tuples()]
+    return [(r, c, e, m) for r, c, e, m in db.execute(query)]
 
 
 def visible_reply(
     db: Session, user: User, reply_id: int
 ) -> tuple[Reply, Campaign, Enrollment, Mailbox] | None:
-    row = db.execute(_visible(user).where(Reply.id == reply_id)).tuples().first()
+    row = db.execute(_visible(user).where(Reply.id == reply_id)).first()
     return None if row is None else (row[0], row[1], row[2], row[3])
 
 
