@@ -29,7 +29,7 @@ class Filters:
     interest: Interest | None = None
 
 
-def _visible(user: User) -> Select[tuple[Reply, Campaign, Enrollment, Mailbox]]:
+def _visible(user: User) -> Select[Reply, Campaign, Enrollment, Mailbox]:
     """Replies to campaigns the user may see: their own, or the workspace's for an admin
     (the same rule as the Campaigns tab)."""
     query = (
