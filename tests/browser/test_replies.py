@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import LiveServers
+from tests.browser.test_delivery_guards import expect_fits_a_phone
 from tests.browser.test_campaigns import (
     FAST,
     SENDER,
@@ -100,7 +101,12 @@ def test_a_reply_is_listed_marked_interested_and_counted(
         .get_by_role("row")
         .filter(has_text=RECIPIENTS[0])
     ).to_be_visible()
+    page.screenshot(path=str(tmp_path / "replies-tab.png"), full_page=True)
+    expect_fits_a_phone(page)
+    page.set_viewport_size({"width": 1280, "height": 900})
     row.get_by_role("link", name=name).click()
     section = page.get_by_role("region", name="Replies", exact=True)
     expect(section.locator("[data-count=interested]")).to_have_text("1")
     expect(section.get_by_role("row").filter(has_text=RECIPIENTS[0])).to_contain_text("Interested")
+    page.screenshot(path=str(tmp_path / "campaign.png"), full_page=True)
+    expect_fits_a_phone(page)

@@ -152,7 +152,8 @@ def _host_link(host: ProviderName, mailbox_email: str, message: InboundMessage) 
 
 
 def thread_link(reply: Reply, mailbox: Mailbox, webmail_url: str) -> ThreadLink:
-    if reply.web_link:
+    # Only a web address is a link: whatever else a host might send is never put in an href.
+    if reply.web_link and _web_address(reply.web_link):
         return ThreadLink(reply.web_link)
     if mailbox.provider == ProviderName.IMAP.value:
         if webmail_url:
