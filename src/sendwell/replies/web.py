@@ -39,7 +39,7 @@ def replies_tab(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     campaigns = campaign_repo.visible_campaigns(db, user)
-    campaign_id = int(campaign) if campaign.isdigit() else None
+    campaign_id = int(campaign) if campaign.isascii() and campaign.isdigit() else None
     error = ""
     if campaign and campaign_id not in {c.id for c in campaigns}:
         error, campaign_id = "That campaign is not one of yours: showing every campaign.", None
