@@ -182,6 +182,18 @@ def test_the_owner_marks_replies_and_no_one_else_sees_them(world: World) -> None
     assert only[0]["marked_by_id"] is not None
     assert only[0]["marked_at"]
 
+    # Filters: by campaign and interest; a filter that names nothing of the user's says so.
+    filtered = html.unescape(
+        world.client.get(f"/messaging/replies?campaign={campaign_id}&interest=interested").text
+    )
+    assert ANN in filtered.split("Automatic replies</h2>")[0]
+    nothing = html.unescape(world.client.get("/messaging/replies?interest=not_interested").text)
+    assert "No reply matches these filters" in nothing
+    for query in ("campaign=987654", "campaign=²", "interest=maybe"):
+        page = html.unescape(world.client.get(f"/messaging/replies?{query}").text)
+        assert 'role="alert"' in page
+        assert ANN in page
+
     # The recipient's page has it too; the API changes it back.
     ann_id = reply["recipient_id"]
     ann_page = html.unescape(world.client.get(f"/campaigns/{campaign_id}/recipients/{ann_id}").text)
