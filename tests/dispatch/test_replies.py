@@ -171,6 +171,7 @@ def test_the_owner_marks_replies_and_no_one_else_sees_them(world: World) -> None
         {"interest": "interested", "back": "/messaging/replies"},
     )
     assert f"{ANN} is marked Interested." in html.unescape(marked.text)
+    assert "by Ada Lovelace, " in html.unescape(marked.text)
     campaign_page = html.unescape(world.client.get(f"/campaigns/{campaign_id}").text)
     assert re.search(r"<dt>Interested</dt><dd[^>]*>1</dd>", campaign_page)
     api_campaign = world.client.get(

@@ -63,6 +63,7 @@ def replies_tab(
             "interest": chosen.value if chosen else "",
             "interest_labels": service.INTEREST_LABELS,
             "replies": replies,
+            "marked_by": {v.reply.id: service.marked_by_name(db, v.reply) for v in replies},
             "automatic": automatic,
             "filter_error": error,
             "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
