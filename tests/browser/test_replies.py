@@ -13,7 +13,6 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import LiveServers
-from tests.browser.test_delivery_guards import expect_fits_a_phone
 from tests.browser.test_campaigns import (
     FAST,
     SENDER,
@@ -26,6 +25,7 @@ from tests.browser.test_campaigns import (
     start_campaign,
     wait_for_sent,
 )
+from tests.browser.test_delivery_guards import expect_fits_a_phone
 
 pytestmark = pytest.mark.browser
 
