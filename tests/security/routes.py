@@ -228,7 +228,6 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", f"{API_PREFIX}/users"): OWN,
     ("GET", f"{API_PREFIX}/delegations"): OWN,
     ("GET", f"{API_PREFIX}/replies"): OWN,
-    ("GET", f"{API_PREFIX}/replies/{{reply_id}}"): obj(),
     ("PATCH", f"{API_PREFIX}/replies/{{reply_id}}"): obj(json=lambda o: {"interest": "interested"}),
     ("POST", f"{API_PREFIX}/users"): own(json=lambda o: {"email": "probe@example.com"}),
     ("PATCH", f"{API_PREFIX}/users/{{user_id}}"): obj(

@@ -35,13 +35,6 @@ def list_replies(
     return [_out(view) for view in service.list_replies(db, user, filters)]
 
 
-@router.get("/{reply_id}", response_model=ReplyOut, summary="One reply")
-def get_reply(
-    reply_id: int, user: User = Depends(api_user), db: Session = Depends(get_db, scope="function")
-) -> ReplyOut:
-    return _out(service.get_reply(db, user, reply_id))
-
-
 @router.patch(
     "/{reply_id}",
     response_model=ReplyOut,

@@ -227,7 +227,7 @@ def recipient_finished(db: Session, enrollment: Enrollment, *, reply: Reply | No
     """A recipient replied, bounced or unsubscribed (other endings are not events).
 
     A reply read from the mailbox names its row in the Replies view (`data.reply`), so a
-    receiver can fetch or mark it through `/api/v1/replies`.
+    receiver can mark it with `PATCH /api/v1/replies/{id}`.
     """
     event_type = RECIPIENT_EVENTS.get(enrollment.status)
     campaign = db.get(Campaign, enrollment.campaign_id) if event_type else None
