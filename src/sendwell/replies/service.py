@@ -83,8 +83,10 @@ def record(
 ) -> dict[int, Reply]:
     """A row per recipient the message answers, by recipient id; a message read again (a
     mailbox re-read, a history resync) finds its rows and adds none."""
+    if not rows or not message.provider_message_id:
+        return {}  # a message that answers none of our emails (most of an inbox)
     mailbox = db.get(Mailbox, mailbox_id)
-    if mailbox is None or not message.provider_message_id:
+    if mailbox is None:
         return {}
     known = repo.known_recipients(db, mailbox_id, message.provider_message_id)
     recorded: dict[int, Reply] = {}
