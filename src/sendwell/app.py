@@ -52,6 +52,8 @@ from sendwell.mailboxes.tasks import Every, check_due_connections
 from sendwell.metrics.web import build_registry as build_metrics_registry
 from sendwell.metrics.web import metrics
 from sendwell.providers.registry import build_registry, make_http_client
+from sendwell.replies import api as replies_api
+from sendwell.replies import web as replies_web
 from sendwell.sandbox.app import MOUNT_PATH as SANDBOX_MOUNT_PATH
 from sendwell.sandbox.app import create_sandbox_app
 from sendwell.sandbox.clients import sendwell_clients
@@ -176,6 +178,7 @@ def create_app(
     app.include_router(teams_web.router)
     app.include_router(delegations_web.router)
     app.include_router(snippets_web.router)
+    app.include_router(replies_web.router)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.mount(API_PREFIX, api)
@@ -231,6 +234,7 @@ def create_api() -> FastAPI:
     api.include_router(teams_api.router)
     api.include_router(delegations_api.router)
     api.include_router(snippets_api.router)
+    api.include_router(replies_api.router)
 
     @api.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -201,6 +201,7 @@ def test_create_a_draft(client: TestClient, db: Session, ada: Caller) -> None:
         "completed": 0,
         "unsubscribed": 0,
         "failed": 0,
+        "interested": 0,
     }
     stored = db.get(Campaign, created["id"])
     assert stored is not None

@@ -30,7 +30,17 @@ from sendwell.campaigns import recipients, service
 from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.delegations import service as delegations
-from sendwell.models import Delegation, Enrollment, Mailbox, Role, User, Workspace
+from sendwell.kit.clock import utcnow
+from sendwell.models import (
+    Delegation,
+    Enrollment,
+    Mailbox,
+    Reply,
+    ReplyKind,
+    Role,
+    User,
+    Workspace,
+)
 from sendwell.snippets import service as snippets
 from sendwell.teams import service as teams
 from sendwell.webhooks import service as webhooks
@@ -82,6 +92,7 @@ class Owned:
     invitation_id: int = 0  # Ada's open invitation
     delegation_id: int = 0  # Alice's approval for Dan to send from her mailbox
     snippet_id: int = 0  # Alice's snippet: her workspace reads it, only she (or Ada) changes it
+    reply_id: int = 0  # a reply to Alice's campaign
 
     def path_values(self) -> dict[str, Any]:
         return {
@@ -95,6 +106,7 @@ class Owned:
             "invitation_id": self.invitation_id,
             "delegation_id": self.delegation_id,
             "snippet_id": self.snippet_id,
+            "reply_id": self.reply_id,
         }
 
 
@@ -131,6 +143,10 @@ class Tenants:
                     campaign.mailbox_id,
                     [(s.subject, s.body) for s in campaign.steps],
                 ),
+                "replies": [
+                    (r.interest, r.marked_by_id)
+                    for r in db.scalars(select(Reply).where(Reply.id == self.owned.reply_id))
+                ],
                 "recipients": sorted(
                     db.scalars(
                         select(Enrollment.email).where(
@@ -237,6 +253,21 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
         invited = teams.invite(
             db, ada, email="eve@example.com", role=Role.MEMBER, base_url="http://testserver"
         )
+        # A reply as the inbound reader records it (the dispatch tests record real ones).
+        reply = Reply(
+            campaign_id=campaign.id,
+            enrollment_id=enrollment_id,
+            mailbox_id=mailbox_id,
+            step_position=1,
+            received_at=utcnow(),
+            from_address=RECIPIENT,
+            subject=f"Re: {SUBJECT}",
+            provider_message_id="alices-reply",
+            thread_id="alices-thread",
+            kind=ReplyKind.REPLY,
+        )
+        db.add(reply)
+        db.flush()
         asked = delegations.request(db, Tenants._user(db, "dan"), owner_id=user.id)
         delegations.approve(db, user, asked.delegation.id, mailbox_id)
         snippet = snippets.create(db, user, name="Alice's sign-off", body="Talk soon, Alice")
@@ -252,6 +283,7 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
             invitation_id=invited.invitation.id,
             delegation_id=asked.delegation.id,
             snippet_id=snippet.id,
+            reply_id=reply.id,
         )
 
 

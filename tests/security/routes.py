@@ -121,6 +121,11 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/messaging/campaigns"): OWN,
     ("GET", "/messaging/settings"): OWN,
     ("GET", "/messaging/expiry"): OWN,
+    ("GET", "/messaging/replies"): OWN,
+    ("POST", "/replies/{reply_id}/interest"): obj(form=lambda o: {"interest": "interested"}),
+    ("POST", "/mailboxes/{mailbox_id}/webmail"): obj(
+        form=lambda o: {"webmail_url": "https://taken.example/"}
+    ),
     ("GET", "/campaigns/new"): OWN,
     ("POST", "/campaigns/new"): obj(
         form=_campaign_form, refusals=frozenset({422}), why=ACCOUNT_IN_BODY
@@ -243,6 +248,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("GET", f"{API_PREFIX}/users"): OWN,
     ("GET", f"{API_PREFIX}/delegations"): OWN,
+    ("GET", f"{API_PREFIX}/replies"): OWN,
+    ("PATCH", f"{API_PREFIX}/replies/{{reply_id}}"): obj(json=lambda o: {"interest": "interested"}),
     ("POST", f"{API_PREFIX}/users"): own(json=lambda o: {"email": "probe@example.com"}),
     ("PATCH", f"{API_PREFIX}/users/{{user_id}}"): obj(
         owner="ada", json=lambda o: {"name": "Taken over"}

@@ -18,8 +18,10 @@ from sendwell.models import (
     CampaignStatus,
     Enrollment,
     EnrollmentStatus,
+    Interest,
     LedgerStatus,
     PauseReason,
+    Reply,
     SendLedger,
     Suppression,
     User,
@@ -101,6 +103,7 @@ def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]
             "unsubscribed": 0,
             "failed": 0,
             "finished": 0,
+            "interested": 0,
         }
         for cid in campaign_ids
     }
@@ -135,6 +138,14 @@ def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]
     )
     for campaign_id, count in sent:
         result[campaign_id]["sent"] = count
+    # Recipients whose reply is marked Interested (the Replies view), each once.
+    interested = db.execute(
+        select(Reply.campaign_id, func.count(func.distinct(Reply.enrollment_id)))
+        .where(Reply.campaign_id.in_(campaign_ids), Reply.interest == Interest.INTERESTED)
+        .group_by(Reply.campaign_id)
+    )
+    for campaign_id, count in interested:
+        result[campaign_id]["interested"] = count
     return result
 
 

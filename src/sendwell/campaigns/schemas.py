@@ -222,6 +222,7 @@ class CountsOut(BaseModel):
     completed: int
     unsubscribed: int
     failed: int
+    interested: int = Field(0, description="Recipients whose reply is marked Interested.")
 
 
 class CampaignOut(BaseModel):

@@ -23,10 +23,13 @@ from sendwell.models import (
     Enrollment,
     EnrollmentStatus,
     Mailbox,
+    Reply,
+    ReplyKind,
     SendLedger,
     SuppressionReason,
 )
 from sendwell.providers.base import InboundMessage, InboundPage, ProviderError, ProviderName
+from sendwell.replies import service as replies
 from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
@@ -190,6 +193,14 @@ class InboundReader:
         )
         if kind == "auto_reply":
             # Not a reply, but the recipient is away: hold them, stop no one.
+            replies.record(
+                db,
+                mailbox_id=mailbox_id,
+                host=host,
+                message=message,
+                rows=rows,
+                kind=ReplyKind.AUTO_REPLY,
+            )
             holds.hold_for_auto_reply(db, {row.enrollment_id for row in rows}, message)
             return 0
         if kind == "sending_limit":
@@ -203,8 +214,18 @@ class InboundReader:
                 self._stop(db, enrollment_id, EnrollmentStatus.BOUNCED, message, failed)
                 for enrollment_id in enrollments
             )
+        recorded = replies.record(
+            db, mailbox_id=mailbox_id, host=host, message=message, rows=rows, kind=ReplyKind.REPLY
+        )
         return sum(
-            self._stop(db, enrollment_id, EnrollmentStatus.REPLIED, message, set())
+            self._stop(
+                db,
+                enrollment_id,
+                EnrollmentStatus.REPLIED,
+                message,
+                set(),
+                reply=recorded.get(enrollment_id),
+            )
             for enrollment_id in enrollments
         )
 
@@ -232,6 +253,8 @@ class InboundReader:
         status: EnrollmentStatus,
         message: InboundMessage,
         failed: set[str],
+        *,
+        reply: Reply | None = None,
     ) -> int:
         enrollment = db.get(Enrollment, enrollment_id)
         event = (
@@ -251,7 +274,7 @@ class InboundReader:
             if status is EnrollmentStatus.REPLIED
             else f"Bounced on {when}: {message.subject}"[:2000]
         )
-        webhooks.recipient_finished(db, enrollment)
+        webhooks.recipient_finished(db, enrollment, reply=reply)
         campaign = db.get(Campaign, enrollment.campaign_id)
         if status is EnrollmentStatus.BOUNCED and campaign is not None:
             add_suppression(

@@ -65,6 +65,7 @@ class ServerSettingsShown:
     imap_security: str
     username: str
     auth_method: str
+    webmail_url: str = ""
 
 
 def suggested_settings(email: str) -> ServerSettingsShown:
@@ -106,6 +107,7 @@ def settings_of(db: Session, mailbox: Mailbox) -> ServerSettingsShown | None:
         imap_security=server.imap_security,
         username=server.username,
         auth_method=server.auth_method,
+        webmail_url=server.webmail_url,
     )
 
 

@@ -28,6 +28,7 @@ from sendwell.models.mailbox import (
     MailServer,
 )
 from sendwell.models.pending_import import PendingImport
+from sendwell.models.reply import Interest, Reply, ReplyKind
 from sendwell.models.team import Invitation
 from sendwell.models.user import ApiToken, Role, SignInFailure, User, UserSession
 from sendwell.models.webhook import (
@@ -54,6 +55,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentStatus",
     "ExpiryWarning",
+    "Interest",
     "Invitation",
     "LedgerStatus",
     "LinkAttempt",
@@ -64,6 +66,8 @@ __all__ = [
     "MailboxStatus",
     "PauseReason",
     "PendingImport",
+    "Reply",
+    "ReplyKind",
     "Role",
     "SendLedger",
     "SignInFailure",

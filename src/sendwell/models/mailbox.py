@@ -142,3 +142,6 @@ class MailServer(Base):
     # The earlier notAfter of the two servers' certificates, read at most once a day.
     certificate_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     certificate_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The account's webmail (e.g. https://mail.example.com/), where "Open thread" links go:
+    # IMAP has no link to a message of its own. Empty when the user has not said.
+    webmail_url: Mapped[str] = mapped_column(String(2000), default="", server_default="")

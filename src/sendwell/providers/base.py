@@ -133,6 +133,10 @@ class InboundMessage:
     in_reply_to: str = ""
     references: tuple[str, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
+    # A short text the host itself offers with the metadata (Gmail's snippet), "" otherwise.
+    snippet: str = ""
+    # The host's own link to open the message in its web mail (Graph's webLink), "" otherwise.
+    web_link: str = ""
 
 
 @dataclass(frozen=True)

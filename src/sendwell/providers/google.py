@@ -375,6 +375,10 @@ class GoogleProvider:
             in_reply_to=headers.get("in-reply-to", ""),
             references=tuple(headers.get("references", "").split()),
             headers=headers,
+            # The Message resource's "snippet: A short part of the message text"
+            # (https://developers.google.com/gmail/api/reference/rest/v1/users.messages);
+            # absent or empty when the host gives none for the metadata format.
+            snippet=str(body.get("snippet") or ""),
         )
 
     def _checked(self, response: httpx.Response) -> dict[str, Any]:

@@ -85,8 +85,14 @@ SUBMISSION_QUOTA_WAIT = 3600.0
 EXCHANGE_SEND_INTERVAL = timedelta(seconds=2)
 SENT_COPY_LAG = timedelta(minutes=10)
 SENT_SELECT = "id,conversationId,internetMessageId,subject,toRecipients,sentDateTime"
+# webLink: "The URL to open the message in Outlook on the web"
+# (https://learn.microsoft.com/graph/api/resources/message). bodyPreview is not asked for:
+# Mail.ReadBasic reads everything "except for body, bodyPreview, uniqueBody, attachments"
+# (https://learn.microsoft.com/en-us/answers/questions/283657/), so replies from Microsoft
+# accounts have no snippet.
 INBOX_SELECT = (
-    "id,conversationId,internetMessageId,internetMessageHeaders,subject,from,receivedDateTime"
+    "id,conversationId,internetMessageId,internetMessageHeaders,subject,from,receivedDateTime,"
+    "webLink"
 )
 
 
@@ -364,6 +370,7 @@ def _inbound(item: dict[str, Any]) -> InboundMessage:
         in_reply_to=headers.get("in-reply-to", ""),
         references=tuple(headers.get("references", "").split()),
         headers=headers,
+        web_link=str(item.get("webLink") or ""),
     )
 
 

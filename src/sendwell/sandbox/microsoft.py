@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from email.message import Message
 from email.utils import getaddresses
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -259,6 +259,12 @@ def graph_message(message: StoredMessage, select: set[str]) -> dict[str, Any]:
             for name, address in getaddresses(message.to)
         ],
     }
+    # Graph's webLink form, as in the message resource's documented example:
+    # https://outlook.office365.com/owa/?ItemID=<id>&exvsurl=1&viewmodel=ReadMessageItem
+    full["webLink"] = (
+        f"https://outlook.office365.com/owa/?ItemID={quote(message.id, safe='')}"
+        "&exvsurl=1&viewmodel=ReadMessageItem"
+    )
     if message.folder != "sent":
         # "internet headers just do not exist on the copy in Sent Items" (Graph docs
         # maintainer, microsoft-graph-docs issues 2716 and 12726).

@@ -23,6 +23,7 @@ from sendwell.models import (
     Mailbox,
     MailboxEventKind,
     MailboxStatus,
+    Reply,
     User,
     WebhookAttempt,
     WebhookDelivery,
@@ -222,26 +223,33 @@ def campaign_changed(
     )
 
 
-def recipient_finished(db: Session, enrollment: Enrollment) -> None:
-    """A recipient replied, bounced or unsubscribed (other endings are not events)."""
+def recipient_finished(db: Session, enrollment: Enrollment, *, reply: Reply | None = None) -> None:
+    """A recipient replied, bounced or unsubscribed (other endings are not events).
+
+    A reply read from the mailbox names its row in the Replies view (`data.reply`), so a
+    receiver can mark it with `PATCH /api/v1/replies/{id}`.
+    """
     event_type = RECIPIENT_EVENTS.get(enrollment.status)
     campaign = db.get(Campaign, enrollment.campaign_id) if event_type else None
     if event_type is None or campaign is None:
         return
+    data: dict[str, Any] = {
+        "recipient": {
+            "id": enrollment.id,
+            "email": enrollment.email,
+            "status": enrollment.status.value,
+            "reason": enrollment.status_reason,
+        },
+        "campaign": _campaign_data(campaign, campaign.status.value),
+    }
+    if reply is not None:
+        data["reply"] = {"id": reply.id, "interest": reply.interest.value}
     enqueue(
         db,
         workspace_id=campaign.workspace_id,
         event_type=event_type,
         ordering_key=f"campaign:{campaign.id}",
-        data={
-            "recipient": {
-                "id": enrollment.id,
-                "email": enrollment.email,
-                "status": enrollment.status.value,
-                "reason": enrollment.status_reason,
-            },
-            "campaign": _campaign_data(campaign, campaign.status.value),
-        },
+        data=data,
     )
 
 

@@ -1,7 +1,7 @@
 """uploads kept between an import's mapping and its confirmation; recipients' time zones
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-04 23:10:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import sendwell.models.base
 
 revision: str = "0017"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
