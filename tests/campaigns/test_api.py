@@ -631,6 +631,8 @@ def test_recipients_added_and_skipped_with_reasons(
         "last_sent_at",
         "held_until",
         "hold_reason",
+        "status_reason",
+        "timezone",
     }
     assert {k: grace[k] for k in grace if k != "id"} == {
         "email": "grace@example.com",
@@ -645,6 +647,8 @@ def test_recipients_added_and_skipped_with_reasons(
         "last_sent_at": None,
         "held_until": None,
         "hold_reason": "",
+        "status_reason": "",
+        "timezone": "",
     }
     assert (alan["email"], alan["first_name"]) == ("alan@example.com", "")
     counts = client.get(f"/api/v1/campaigns/{cid}", headers=ada.headers).json()["counts"]
