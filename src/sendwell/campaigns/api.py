@@ -241,6 +241,19 @@ def archive_campaign(
 
 
 @router.post(
+    "/{campaign_id}/restore",
+    response_model=CampaignOut,
+    summary="Restore an archived campaign to the status it had before it was archived",
+)
+def restore_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    return _out(db, service.restore(db, user, campaign_id))
+
+
+@router.post(
     "/{campaign_id}/duplicate",
     response_model=CampaignOut,
     status_code=201,

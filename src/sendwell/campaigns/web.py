@@ -30,12 +30,13 @@ from sendwell.web.pages import redirect_with_flash, render
 router = APIRouter(dependencies=[Depends(load_alerts)])
 CAMPAIGNS_TAB = "/messaging/campaigns"
 PAGE_SIZE = 50
-ACTIONS = {"start", "pause", "resume", "archive", "duplicate"}
+ACTIONS = {"start", "pause", "resume", "archive", "duplicate", "restore"}
 DONE = {
     "start": "“{name}” is active. First emails go out after the start delay.",
     "pause": "“{name}” is paused. Nothing more is sent until you resume it.",
     "resume": "“{name}” is active again and resumes from where it left off.",
     "archive": "“{name}” is archived.",
+    "restore": "“{name}” is restored.",
 }
 
 
