@@ -30,6 +30,7 @@ from sendwell.accounts import api as accounts_api
 from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, sign_in_url
 from sendwell.campaigns import api as campaigns_api
+from sendwell.campaigns import live_web as campaigns_live_web
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
@@ -156,6 +157,7 @@ def create_app(
 
     app.include_router(accounts_web.router)
     app.include_router(campaigns_web.router)
+    app.include_router(campaigns_live_web.router)
     app.include_router(mailboxes_web.router)
     app.include_router(mailboxes_server_web.router)
     app.include_router(dispatch_web.router)

@@ -107,7 +107,10 @@ def test_two_campaigns_on_one_mailbox_share_its_pace_in_due_order(world: World) 
     _set_due(
         world,
         second,
-        {"cy@example.com": now - timedelta(minutes=20), "dee@example.com": now + timedelta(hours=3)},
+        {
+            "cy@example.com": now - timedelta(minutes=20),
+            "dee@example.com": now + timedelta(hours=3),
+        },
     )
     # The dispatcher's gap is the minimum plus up to 25 % jitter: on average 12.5 % more.
     gap = timedelta(seconds=gap_seconds * 1.125)

@@ -118,6 +118,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/account/tokens/{token_id}/revoke"): obj(),
     ("GET", "/messaging"): OWN,
     ("GET", "/messaging/campaigns"): OWN,
+    # Asked for Alice's campaign by id: anyone else's answer leaves it out.
+    ("GET", "/messaging/campaigns/live"): own(query=lambda o: {"ids": str(o.campaign_id)}),
     ("GET", "/messaging/settings"): OWN,
     ("GET", "/messaging/expiry"): OWN,
     ("GET", "/campaigns/new"): OWN,
@@ -131,12 +133,23 @@ ROUTES: dict[tuple[str, str], Case] = {
         form=lambda o: {"email": "probe@example.com"}
     ),
     ("GET", "/campaigns/{campaign_id}/recipients/{enrollment_id}"): obj(),
+    ("GET", "/campaigns/{campaign_id}/live"): obj(
+        query=lambda o: {"ids": str(o.enrollment_id)},
+        owner_sees_text=False,
+        why="numbers, statuses and times only: no name or address of the campaign's",
+    ),
+    ("GET", "/campaigns/{campaign_id}/recipients/{enrollment_id}/live"): obj(
+        owner_sees_text=False,
+        why="the recipient's status and sequence states only: no name or address",
+    ),
     ("POST", "/campaigns/{campaign_id}/recipients/import"): obj(upload=True),
     ("GET", "/campaigns/{campaign_id}/resume"): obj(
         owner_page=False, why="Alice's campaign is a draft: its Resume page sends her back"
     ),
     ("POST", "/campaigns/{campaign_id}/{action}"): obj(
-        fills=tuple({"action": a} for a in ("start", "pause", "resume", "archive", "duplicate"))
+        fills=tuple(
+            {"action": a} for a in ("start", "pause", "resume", "archive", "duplicate", "restore")
+        )
     ),
     ("GET", "/mailboxes/link"): OWN,
     ("POST", "/mailboxes/link"): own(form=lambda o: {"own": "on", "email": "probe@gmail.test"}),
@@ -264,6 +277,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/archive"): obj(),
+    ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/restore"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/duplicate"): obj(),
     ("GET", f"{API_PREFIX}/webhooks"): OWN,
     ("POST", f"{API_PREFIX}/webhooks"): own(

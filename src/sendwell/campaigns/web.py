@@ -10,13 +10,14 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import importer, recipients, service, validation
+from sendwell.campaigns import importer, live, recipients, service, tab, validation, wording
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
-from sendwell.campaigns.schedule import DAYS, common_time_zones
+from sendwell.campaigns.schedule import DAYS, common_time_zones, days_words
 from sendwell.delegations import service as delegations
+from sendwell.dispatch import forecast
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.dispatch.resume import Choice
 from sendwell.kit.clock import utcnow
@@ -49,10 +50,15 @@ def messaging(_user: User = Depends(current_user)) -> Response:
 def campaigns_tab(
     request: Request,
     page: str = "1",
+    q: str = "",
+    status: str = "",
+    sort: str = "",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> Response:
-    shown = service.campaigns_page(db, user, page)
+    filters = tab.TabFilters.parse(q, status, sort)
+    shown = tab.campaigns_page(db, user, filters, page)
     return render(
         request,
         "messaging/campaigns.html",
@@ -67,6 +73,17 @@ def campaigns_tab(
             "status_label": service.status_label,
             "pause_words": service.pause_reason_words,
             "menu_actions": service.menu_actions,
+            "filters": filters,
+            # Whether there is anything to find (else the tab invites a first campaign).
+            "has_any": bool(shown.total) or bool(repo.count_visible_campaigns(db, user)),
+            "status_filters": tab.STATUS_FILTERS,
+            "sorts": tab.SORTS,
+            "next_sends": forecast.for_campaigns(
+                db, shown.campaigns, now=utcnow(), host_interval=live.host_interval_of(conn)
+            ),
+            "owners": repo.user_names(db, sorted({c.owner_id for c in shown.campaigns}))
+            if user.is_admin
+            else {},
         },
     )
 
@@ -231,12 +248,16 @@ def recipient_page(
     enrollment_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> Response:
     """One recipient's sequence: each step's state, when it went, and why it stopped."""
     campaign = service.get_campaign(db, user, campaign_id)
     enrollment = repo.get_enrollment(db, campaign.id, enrollment_id)
     if enrollment is None:
         raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
+    shown = live.recipient_forecasts(
+        db, campaign, [enrollment], host_interval=live.host_interval_of(conn)
+    )
     return render(
         request,
         "campaigns/recipient.html",
@@ -246,6 +267,7 @@ def recipient_page(
             "ledger": {row.step_position: row for row in repo.ledger_for(db, enrollment.id)},
             "labels": service.ENROLLMENT_LABELS,
             "now": utcnow(),
+            "forecast": shown[enrollment.id],
         },
     )
 
@@ -444,7 +466,7 @@ def _editor(
             "whose": whose,
             "error": error,
             "days": DAYS,
-            "time_zones": common_time_zones(),
+            "time_zones": common_time_zones(form.timezone),
         },
         status_code=status_code,
     )
@@ -476,15 +498,21 @@ def _campaign_page(
     today = utcnow().date()
     since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     rows = repo.daily_activity(db, campaign.id, since)
+    enrollments = repo.enrollments(db, campaign.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    interval = live.host_interval_of(request.app.state.connections)
     return render(
         request,
         "campaigns/detail.html",
         {
             "campaign": campaign,
             "counts": repo.counts_for(db, [campaign.id])[campaign.id],
-            "enrollments": repo.enrollments(
-                db, campaign.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+            "enrollments": enrollments,
+            "forecasts": live.recipient_forecasts(
+                db, campaign, enrollments, host_interval=interval
             ),
+            "next_send": forecast.for_campaigns(
+                db, [campaign], now=utcnow(), host_interval=interval
+            )[campaign.id],
             "page": page,
             "page_size": PAGE_SIZE,
             "events": repo.events(db, campaign.id),
@@ -499,6 +527,8 @@ def _campaign_page(
             "problems": problems or [],
             "problem_total": problem_total,
             "chart": daily_sends_chart(rows, today=today),
+            "schedule_days_words": days_words,
+            "event_words": wording.event_words,
             "by_step": repo.outcomes_by_step(db, campaign.id),
             "import_report": import_report,
             "import_error": import_error,

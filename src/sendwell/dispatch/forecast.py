@@ -110,8 +110,10 @@ def for_enrollments(
     waiting: list[Enrollment] = []
     for enrollment in rows:
         if enrollment.status not in (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS):
-            label = FINISHED_LABELS[enrollment.status]
-            result[enrollment.id] = Forecast(None, label, label, f"e-{enrollment.status.value}")
+            finished = FINISHED_LABELS[enrollment.status]
+            result[enrollment.id] = Forecast(
+                None, finished, finished, f"e-{enrollment.status.value}"
+            )
         elif campaign.status is not CampaignStatus.ACTIVE:
             result[enrollment.id] = _idle(campaign, enrollment)
         else:
@@ -149,7 +151,7 @@ def for_campaigns(
     active = [c for c in campaigns if c.status is CampaignStatus.ACTIVE]
     if not active:
         return result
-    firsts = dict(
+    firsts: dict[int, datetime | None] = dict(
         db.execute(
             select(Enrollment.campaign_id, func.min(Enrollment.next_due_at))
             .where(Enrollment.campaign_id.in_([c.id for c in active]), enrollment_pending())
@@ -169,20 +171,20 @@ def for_campaigns(
             for campaign in group:
                 result[campaign.id] = Forecast(None, RECONNECT_WORDS)
             continue
-        horizon = max(max(firsts[c.id], now) for c in group)
+        horizon = max(max(firsts[c.id] or now, now) for c in group)
         queued = _queue(db, mailbox, horizon, now=now, host_interval=host_interval)
         first_spot: dict[int, _Queued] = {}
         for spot in queued.values():
             if spot.campaign_id not in first_spot or spot.at < first_spot[spot.campaign_id].at:
                 first_spot[spot.campaign_id] = spot
         for campaign in group:
-            spot = first_spot.get(campaign.id)
-            if spot is None:
+            first = first_spot.get(campaign.id)
+            if first is None:
                 words = f"After more than {QUEUE_LIMIT:,} emails queued on {mailbox.email}"
                 result[campaign.id] = Forecast(None, words)
                 continue
-            words = _why(campaign, mailbox, None, spot, max(spot.due, now), now=now)
-            result[campaign.id] = Forecast(spot.at, words)
+            words = _why(campaign, mailbox, None, first, max(first.due, now), now=now)
+            result[campaign.id] = Forecast(first.at, words)
     return result
 
 
@@ -238,9 +240,7 @@ def _queue(
     if not campaigns:
         return {}
     rows = db.execute(
-        select(
-            Enrollment.id, Enrollment.campaign_id, Enrollment.next_due_at, Enrollment.held_until
-        )
+        select(Enrollment.id, Enrollment.campaign_id, Enrollment.next_due_at, Enrollment.held_until)
         .where(
             Enrollment.campaign_id.in_(list(campaigns)),
             enrollment_pending(),
