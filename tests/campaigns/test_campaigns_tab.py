@@ -136,3 +136,29 @@ def test_the_api_restores_an_archived_campaign(client: TestClient, db: Session) 
     refused = client.post(f"/api/v1/campaigns/{campaign.id}/restore", headers=headers)
     assert refused.status_code == 409
     assert refused.json()["error"]["message"].startswith("Only an archived campaign")
+
+
+def test_the_api_lists_campaigns_by_name_status_and_sort(client: TestClient, db: Session) -> None:
+    create_first_account(client)
+    make(db, "Backend b")
+    make(db, "backend A", CampaignStatus.ARCHIVED)
+    make(db, "Design")
+    user = db.scalars(select(User)).one()
+    secret = accounts.create_api_token(db, user, "test")[1]
+    db.commit()
+    headers = {"Authorization": f"Bearer {secret}"}
+
+    def listed(**params: str) -> list[str]:
+        answer = client.get("/api/v1/campaigns", params=params, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return [campaign["name"] for campaign in answer.json()]
+
+    assert listed() == ["Design", "backend A", "Backend b"]
+    assert listed(q="BACKEND", sort="name") == ["backend A", "Backend b"]
+    assert listed(status="archived") == ["backend A"]
+    assert listed(q="backend", status="draft") == ["Backend b"]
+    refused = client.get("/api/v1/campaigns", params={"status": "gone"}, headers=headers)
+    assert refused.status_code == 422
+    assert refused.json()["error"]["message"].startswith("status must be one of draft")
+    wrong_sort = client.get("/api/v1/campaigns", params={"sort": "size"}, headers=headers)
+    assert wrong_sort.json()["error"]["message"] == "sort must be one of created, name, sent."
