@@ -56,7 +56,7 @@ def test_the_campaign_page_and_account_history_read_as_sentences(
     create_first_account(client)
     mailbox = connected_mailbox(db)
     created = html.unescape(editor_post(client, "/campaigns/new", mailbox.id).text)
-    assert "Schedule: Mon, Wed, 09:00–17:00 (Europe/Paris)." in created
+    assert "Schedule: Mon, Wed, 09:00\u201317:00 (Europe/Paris)." in created
     assert "<strong>Created</strong>" in created
     page = client.get(f"/mailboxes/{mailbox.id}").text
     client.post(
