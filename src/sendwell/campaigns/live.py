@@ -74,10 +74,13 @@ def campaign_page(
     counts = repo.counts_for(db, [campaign.id])[campaign.id]
     rows = repo.enrollments_by_id(db, campaign.id, enrollment_ids)
     cells = _cells()
-    shown = forecast.for_enrollments(db, campaign, rows, now=now, host_interval=host_interval)
-    next_send = forecast.for_campaigns(db, [campaign], now=now, host_interval=host_interval)[
-        campaign.id
-    ]
+    queues: forecast.Queues = {}
+    shown = forecast.for_enrollments(
+        db, campaign, rows, now=now, host_interval=host_interval, queues=queues
+    )
+    next_send = forecast.for_campaigns(
+        db, [campaign], now=now, host_interval=host_interval, queues=queues
+    )[campaign.id]
     answer: dict[str, Any] = {
         "status": campaign.status.value,
         "status_label": service.status_label(campaign),

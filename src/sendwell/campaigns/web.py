@@ -500,6 +500,7 @@ def _campaign_page(
     rows = repo.daily_activity(db, campaign.id, since)
     enrollments = repo.enrollments(db, campaign.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     interval = live.host_interval_of(request.app.state.connections)
+    queues: forecast.Queues = {}
     return render(
         request,
         "campaigns/detail.html",
@@ -507,11 +508,11 @@ def _campaign_page(
             "campaign": campaign,
             "counts": repo.counts_for(db, [campaign.id])[campaign.id],
             "enrollments": enrollments,
-            "forecasts": live.recipient_forecasts(
-                db, campaign, enrollments, host_interval=interval
+            "forecasts": forecast.for_enrollments(
+                db, campaign, enrollments, now=utcnow(), host_interval=interval, queues=queues
             ),
             "next_send": forecast.for_campaigns(
-                db, [campaign], now=utcnow(), host_interval=interval
+                db, [campaign], now=utcnow(), host_interval=interval, queues=queues
             )[campaign.id],
             "page": page,
             "page_size": PAGE_SIZE,

@@ -53,6 +53,10 @@ CAMPAIGN_WORDS = {
 }
 
 HostInterval = Callable[[Mailbox], timedelta]
+# Queues already worked out in this request, per mailbox: (horizon, queue). A queue worked out
+# to a later horizon holds the same times for every step due before it, so one page asking
+# for its recipients and for its campaign reads the mailbox's queue once.
+Queues = dict[int, tuple[datetime, dict[int, "_Queued"]]]
 
 
 def no_host_interval(_mailbox: Mailbox) -> timedelta:
@@ -103,6 +107,7 @@ def for_enrollments(
     *,
     now: datetime,
     host_interval: HostInterval = no_host_interval,
+    queues: Queues | None = None,
 ) -> dict[int, Forecast]:
     """Each recipient's next email in `campaign`, by recipient id."""
     rows = list(enrollments)
@@ -128,7 +133,9 @@ def for_enrollments(
             result[e.id] = Forecast(None, RECONNECT_WORDS, *label[e.id])
         return result
     dues = {e.id: _due(e, now) for e in waiting}
-    queued = _queue(db, mailbox, max(dues.values()), now=now, host_interval=host_interval)
+    queued = _queue(
+        db, mailbox, max(dues.values()), now=now, host_interval=host_interval, queues=queues
+    )
     for e in waiting:
         spot = queued.get(e.id)
         words = _why(campaign, mailbox, e, spot, dues[e.id], now=now)
@@ -145,6 +152,7 @@ def for_campaigns(
     *,
     now: datetime,
     host_interval: HostInterval = no_host_interval,
+    queues: Queues | None = None,
 ) -> dict[int, Forecast]:
     """Each campaign's next email (its earliest queued recipient's), by campaign id."""
     result = {c.id: Forecast(None, CAMPAIGN_WORDS.get(c.status, "")) for c in campaigns}
@@ -172,7 +180,7 @@ def for_campaigns(
                 result[campaign.id] = Forecast(None, RECONNECT_WORDS)
             continue
         horizon = max(max(firsts[c.id] or now, now) for c in group)
-        queued = _queue(db, mailbox, horizon, now=now, host_interval=host_interval)
+        queued = _queue(db, mailbox, horizon, now=now, host_interval=host_interval, queues=queues)
         first_spot: dict[int, _Queued] = {}
         for spot in queued.values():
             if spot.campaign_id not in first_spot or spot.at < first_spot[spot.campaign_id].at:
@@ -226,9 +234,26 @@ def _queue(
     *,
     now: datetime,
     host_interval: HostInterval,
+    queues: Queues | None = None,
 ) -> dict[int, _Queued]:
     """Every step queued on the mailbox (its active campaigns' pending recipients) due by
     `horizon`, with when the dispatcher is expected to send it."""
+    if queues is not None and mailbox.id in queues and queues[mailbox.id][0] >= horizon:
+        return queues[mailbox.id][1]
+    queue = _work_out_queue(db, mailbox, horizon, now=now, host_interval=host_interval)
+    if queues is not None:
+        queues[mailbox.id] = (horizon, queue)
+    return queue
+
+
+def _work_out_queue(
+    db: Session,
+    mailbox: Mailbox,
+    horizon: datetime,
+    *,
+    now: datetime,
+    host_interval: HostInterval,
+) -> dict[int, _Queued]:
     campaigns = {
         c.id: c
         for c in db.scalars(
