@@ -28,6 +28,7 @@ from tests.browser.test_campaigns import (
     start_campaign,
     wait_for_sent,
 )
+from tests.browser.test_delivery_guards import expect_fits_a_phone
 
 pytestmark = pytest.mark.browser
 
@@ -124,6 +125,7 @@ def test_a_campaign_page_goes_from_nothing_sent_to_completed_on_its_own(
     expect(page.get_by_role("button", name="Pause", exact=True)).to_be_hidden()
     assert len(wait_for_sent(server, 3)) == 3
     expect_not_reloaded(page, navigations)
+    expect_fits_a_phone(page)
 
 
 def test_a_campaigns_tab_row_follows_the_sending_on_its_own(
@@ -151,3 +153,5 @@ def test_a_campaigns_tab_row_follows_the_sending_on_its_own(
     expect(menu.get_by_role("menuitem", name="Archive", exact=True)).to_be_visible()
     expect(menu.get_by_role("menuitem", name="Pause", exact=True)).to_have_count(0)
     expect_not_reloaded(page, navigations)
+    page.keyboard.press("Escape")
+    expect_fits_a_phone(page)
