@@ -39,6 +39,11 @@ bench: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m chaos.run
 
+# The screenshots of docs/tour.md, taken from a fresh server in headless Chromium (about a minute).
+.PHONY: tour
+tour: $(STAMP)
+	$(BIN)/python -m tour.shoot
+
 # Known vulnerabilities in the pinned dependencies (pip-audit, PyPI's vulnerability data):
 # fails on one with a fixed release, or when the service cannot be reached. See docs/security.md.
 .PHONY: audit
@@ -46,13 +51,13 @@ audit: $(STAMP)
 	$(BIN)/python .ci/audit.py
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check src tests bench chaos
-	$(BIN)/ruff check src tests bench chaos
+	$(BIN)/ruff format --check src tests bench chaos tour
+	$(BIN)/ruff check src tests bench chaos tour
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench chaos
-	$(BIN)/ruff check --fix src tests bench chaos
+	$(BIN)/ruff format src tests bench chaos tour
+	$(BIN)/ruff check --fix src tests bench chaos tour
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

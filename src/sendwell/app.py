@@ -31,6 +31,8 @@ from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, sign_in_url
 from sendwell.campaigns import api as campaigns_api
 from sendwell.campaigns import live_web as campaigns_live_web
+from sendwell.campaigns import recipients_api as campaign_recipients_api
+from sendwell.campaigns import recipients_web as campaign_recipients_web
 from sendwell.campaigns import web as campaigns_web
 from sendwell.config import Settings
 from sendwell.db import database_is_reachable, make_engine, make_session_factory
@@ -157,6 +159,7 @@ def create_app(
 
     app.include_router(accounts_web.router)
     app.include_router(campaigns_web.router)
+    app.include_router(campaign_recipients_web.router)
     app.include_router(campaigns_live_web.router)
     app.include_router(mailboxes_web.router)
     app.include_router(mailboxes_server_web.router)
@@ -212,6 +215,7 @@ def create_api() -> FastAPI:
     api.include_router(accounts_api.router)
     api.include_router(mailboxes_api.router)
     api.include_router(campaigns_api.router)
+    api.include_router(campaign_recipients_api.router)
     api.include_router(webhooks_api.router)
     api.include_router(teams_api.router)
     api.include_router(delegations_api.router)

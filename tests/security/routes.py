@@ -143,6 +143,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         why="the recipient's status and sequence states only: no name or address",
     ),
     ("POST", "/campaigns/{campaign_id}/recipients/import"): obj(upload=True),
+    ("POST", "/campaigns/{campaign_id}/recipients/actions"): obj(
+        form=lambda o: {"action": "pause", "ids": str(o.enrollment_id)}
+    ),
     ("GET", "/campaigns/{campaign_id}/resume"): obj(
         owner_page=False, why="Alice's campaign is a draft: its Resume page sends her back"
     ),
@@ -295,6 +298,9 @@ ROUTES: dict[tuple[str, str], Case] = {
         json=lambda o: {"recipients": [{"email": "probe@example.com"}]}
     ),
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/recipients"): obj(),
+    ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/recipients/actions"): obj(
+        json=lambda o: {"action": "pause", "ids": [o.enrollment_id]}
+    ),
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/preview"): obj(),
     ("GET", f"{API_PREFIX}/campaigns/{{campaign_id}}/events"): obj(),
 }

@@ -10,9 +10,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
-from sendwell.campaigns import recipients, service, validation
+from sendwell.campaigns import recipient_repository, recipients, service, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.guards import Guards, check_guards, guards_of
+from sendwell.campaigns.recipient_actions import recipient_filter
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.schemas import (
     MAX_RECIPIENTS_PER_REQUEST,
@@ -337,13 +338,21 @@ def list_recipients(
     campaign_id: int,
     offset: int = Query(0, ge=0),
     limit: int = Query(100, ge=1, le=1000),
+    status: str = Query("", description="Only recipients in this status."),
+    step: int | None = Query(None, ge=0, description="Only those with this many steps sent."),
+    domain: str = Query("", description="Only addresses at this domain."),
+    q: str = Query("", description="Email or name contains this."),
+    sort: str = Query("", description="email, status, step or last_sent; -key: descending."),
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> list[RecipientOut]:
     campaign = service.get_campaign(db, user, campaign_id)
+    chosen = recipient_filter(status=status, step=step, domain=domain, q=q, sort=sort)
     return [
         RecipientOut.model_validate(enrollment)
-        for enrollment in repo.enrollments(db, campaign.id, offset=offset, limit=limit)
+        for enrollment in recipient_repository.filtered(
+            db, campaign.id, chosen, offset=offset, limit=limit
+        )
     ]
 
 

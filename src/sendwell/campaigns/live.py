@@ -95,6 +95,7 @@ def campaign_page(
                 "id": row.id,
                 "status_html": str(cells.recipient_status(row, shown[row.id], now)),
                 "steps_sent": f"{row.steps_sent} / {len(campaign.steps)}",
+                "last_sent_html": str(cells.last_sent(row)),
                 "next_html": str(cells.next_email(shown[row.id])),
             }
             for row in rows

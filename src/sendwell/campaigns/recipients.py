@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.service import get_campaign, record_event, status_label
+from sendwell.dispatch import lifecycle
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput
-from sendwell.models import Campaign, CampaignStatus, EnrollmentStatus, User
+from sendwell.models import Campaign, CampaignStatus, User
 
 RECIPIENT_BATCH = 1000
 STANDARD_COLUMNS = ("first_name", "last_name", "company", "title")
@@ -186,7 +187,7 @@ def _enrollment_row(
         "email": address,
         **values,
         "fields": {str(k)[:100]: str(v)[:2000] for k, v in recipient.fields.items()},
-        "status": EnrollmentStatus.NOT_STARTED,
+        "status": lifecycle.NEW_RECIPIENT,
         "steps_sent": 0,
         "next_due_at": due,
         "created_at": now,

@@ -112,6 +112,9 @@ def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]
         EnrollmentStatus.BOUNCED,
         EnrollmentStatus.UNSUBSCRIBED,
         EnrollmentStatus.FAILED,
+        # Taken out of the sequence by a person: nothing more goes to them here.
+        EnrollmentStatus.REMOVED,
+        EnrollmentStatus.MOVED,
     )
     rows = db.execute(
         select(Enrollment.campaign_id, Enrollment.status, func.count())
@@ -273,10 +276,22 @@ def _insert_unnested(db: Session, rows: list[dict[str, Any]]) -> set[str]:
 
 
 def has_pending(db: Session, campaign_id: int) -> bool:
-    """Whether any recipient still has a step to come (stops at the first one found)."""
+    """Whether any recipient still has a step to come (stops at the first one found).
+
+    A recipient someone paused still has steps to come: the campaign is not complete.
+    """
     return bool(
         db.scalar(
             select(exists().where(Enrollment.campaign_id == campaign_id, enrollment_pending()))
+        )
+    ) or bool(
+        db.scalar(
+            select(
+                exists().where(
+                    Enrollment.campaign_id == campaign_id,
+                    Enrollment.status == EnrollmentStatus.PAUSED,
+                )
+            )
         )
     )
 

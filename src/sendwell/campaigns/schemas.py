@@ -298,6 +298,11 @@ class RecipientOut(BaseModel):
         description="After an automatic reply, no email before this moment (null: not held)."
     )
     hold_reason: str = Field(description="Why the recipient is held, in words.")
+    status_reason: str = Field(
+        "",
+        description="Why the status is what it is (who paused or removed them, where they "
+        "moved, the bounce…), in words.",
+    )
 
 
 class EventOut(BaseModel):

@@ -75,6 +75,9 @@ ENROLLMENT_LABELS = {
     EnrollmentStatus.BOUNCED: "Bounced",
     EnrollmentStatus.UNSUBSCRIBED: "Unsubscribed",
     EnrollmentStatus.FAILED: "Failed",
+    EnrollmentStatus.PAUSED: "Paused",
+    EnrollmentStatus.REMOVED: "Removed",
+    EnrollmentStatus.MOVED: "Moved",
 }
 # action: (statuses it may start from, status it leads to, what to say when refused)
 TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus, str]] = {

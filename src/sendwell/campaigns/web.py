@@ -10,7 +10,16 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import importer, live, recipients, service, tab, validation, wording
+from sendwell.campaigns import (
+    importer,
+    live,
+    recipients,
+    recipients_web,
+    service,
+    tab,
+    validation,
+    wording,
+)
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
@@ -30,7 +39,6 @@ from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
 CAMPAIGNS_TAB = "/messaging/campaigns"
-PAGE_SIZE = 50
 ACTIONS = {"start", "pause", "resume", "archive", "duplicate", "restore"}
 DONE = {
     "start": "“{name}” is active. First emails go out after the start delay.",
@@ -255,6 +263,7 @@ def recipient_page(
     enrollment = repo.get_enrollment(db, campaign.id, enrollment_id)
     if enrollment is None:
         raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
+    ledger = {row.step_position: row for row in repo.ledger_for(db, enrollment.id)}
     shown = live.recipient_forecasts(
         db, campaign, [enrollment], host_interval=live.host_interval_of(conn)
     )
@@ -264,10 +273,11 @@ def recipient_page(
         {
             "campaign": campaign,
             "enrollment": enrollment,
-            "ledger": {row.step_position: row for row in repo.ledger_for(db, enrollment.id)},
+            "ledger": ledger,
             "labels": service.ENROLLMENT_LABELS,
             "now": utcnow(),
             "forecast": shown[enrollment.id],
+            **recipients_web.recipient_page_context(db, campaign, enrollment, ledger),
         },
     )
 
@@ -498,7 +508,7 @@ def _campaign_page(
     today = utcnow().date()
     since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     rows = repo.daily_activity(db, campaign.id, since)
-    enrollments = repo.enrollments(db, campaign.id, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    table = recipients_web.recipients_table(db, campaign, request.query_params, page)
     interval = live.host_interval_of(request.app.state.connections)
     queues: forecast.Queues = {}
     return render(
@@ -507,15 +517,20 @@ def _campaign_page(
         {
             "campaign": campaign,
             "counts": repo.counts_for(db, [campaign.id])[campaign.id],
-            "enrollments": enrollments,
+            "table": table,
             "forecasts": forecast.for_enrollments(
-                db, campaign, enrollments, now=utcnow(), host_interval=interval, queues=queues
+                db, campaign, table.rows, now=utcnow(), host_interval=interval, queues=queues
             ),
             "next_send": forecast.for_campaigns(
                 db, [campaign], now=utcnow(), host_interval=interval, queues=queues
             )[campaign.id],
-            "page": page,
-            "page_size": PAGE_SIZE,
+            # The preview's choice of recipients: this page of the unfiltered list.
+            "enrollments": repo.enrollments(
+                db,
+                campaign.id,
+                offset=(page - 1) * recipients_web.PAGE_SIZE,
+                limit=recipients_web.PAGE_SIZE,
+            ),
             "events": repo.events(db, campaign.id),
             "status_label": service.status_label(campaign),
             "pause_words": service.pause_reason_words(campaign),

@@ -18,8 +18,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import holds, inbound, outcomes, pacing
+from sendwell.dispatch import holds, inbound, lifecycle, outcomes, pacing
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.kit.signals import dispatch_work
@@ -29,7 +30,6 @@ from sendwell.models import (
     Campaign,
     CampaignStep,
     Enrollment,
-    EnrollmentStatus,
     LedgerStatus,
     Mailbox,
     SendLedger,
@@ -235,7 +235,8 @@ class Dispatcher:
             row = existing.get((enrollment.id, position))
             if step is None:
                 # The campaign was edited down to fewer steps: this recipient is done.
-                enrollment.status, enrollment.next_due_at = EnrollmentStatus.COMPLETED, None
+                lifecycle.enroll(enrollment, EnrollmentEvent.STEPS_RAN_OUT)
+                enrollment.next_due_at = None
                 if row is not None:
                     db.delete(row)
                 finished.add(campaign.id)
@@ -253,7 +254,7 @@ class Dispatcher:
             elif row.status is not LedgerStatus.RETRY:
                 log.warning("claim_conflict", ledger_id=row.id, status=row.status.value)
                 continue
-            row.status = LedgerStatus.CLAIMED
+            lifecycle.ledger(row, LedgerEvent.CLAIMED)
             row.worker = self.worker_id
             row.claimed_at = now
             row.lease_until = now + self.policy.lease

@@ -44,7 +44,11 @@ FINISHED_LABELS = {
     EnrollmentStatus.BOUNCED: "Bounced",
     EnrollmentStatus.UNSUBSCRIBED: "Unsubscribed",
     EnrollmentStatus.FAILED: "Failed",
+    EnrollmentStatus.REMOVED: "Removed",
+    EnrollmentStatus.MOVED: "Moved",
 }
+# A recipient paused on their own gets nothing until someone resumes them.
+RECIPIENT_PAUSED_WORDS = "Paused — resumes when you resume this recipient"
 CAMPAIGN_WORDS = {
     CampaignStatus.DRAFT: DRAFT_WORDS,
     CampaignStatus.PAUSED: PAUSED_WORDS,
@@ -114,8 +118,12 @@ def for_enrollments(
     result: dict[int, Forecast] = {}
     waiting: list[Enrollment] = []
     for enrollment in rows:
-        if enrollment.status not in (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS):
-            finished = FINISHED_LABELS[enrollment.status]
+        if enrollment.status is EnrollmentStatus.PAUSED:
+            result[enrollment.id] = Forecast(
+                None, RECIPIENT_PAUSED_WORDS, _paused_label(enrollment), "e-paused"
+            )
+        elif enrollment.status not in (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS):
+            finished = FINISHED_LABELS.get(enrollment.status) or enrollment.status.value.title()
             result[enrollment.id] = Forecast(
                 None, finished, finished, f"e-{enrollment.status.value}"
             )

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import bounce_guard, holds, outcomes
+from sendwell.dispatch import bounce_guard, holds, lifecycle, outcomes
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.lifecycle import EnrollmentEvent
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
@@ -233,15 +234,17 @@ class InboundReader:
         failed: set[str],
     ) -> int:
         enrollment = db.get(Enrollment, enrollment_id)
-        if enrollment is None or enrollment.status not in (
-            *repo.PENDING,
-            EnrollmentStatus.COMPLETED,
-        ):
+        event = (
+            EnrollmentEvent.REPLIED
+            if status is EnrollmentStatus.REPLIED
+            else EnrollmentEvent.BOUNCED
+        )
+        if enrollment is None or not lifecycle.enrollment_allows(enrollment.status, event):
             return 0
         if failed and enrollment.email not in failed:
             return 0
         when = _when(message.received_at)
-        enrollment.status = status
+        lifecycle.enroll(enrollment, event)
         enrollment.next_due_at = None
         enrollment.status_reason = (
             f"Replied on {when}."

@@ -17,8 +17,9 @@ from sendwell.campaigns import service as campaigns
 from sendwell.campaigns import templates, threads
 from sendwell.campaigns.validation import recipient_values, sender_fields
 from sendwell.db import session_scope
-from sendwell.dispatch import bounce_guard, pacing
+from sendwell.dispatch import bounce_guard, lifecycle, pacing
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.dispatch.mime import Envelope, build_message
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
@@ -30,7 +31,6 @@ from sendwell.models import (
     CampaignStatus,
     CampaignStep,
     Enrollment,
-    EnrollmentStatus,
     LedgerStatus,
     Mailbox,
     PauseReason,
@@ -213,7 +213,7 @@ class Outcomes:
         log.info("claim_released", ledger_id=claim.ledger_id, why=why)
 
     def _back_in_line(self, db: Session, row: SendLedger, due: datetime | None = None) -> None:
-        row.status = LedgerStatus.RETRY
+        lifecycle.ledger(row, LedgerEvent.BACK_IN_LINE)
         row.lease_until = None
         enrollment = db.get(Enrollment, row.enrollment_id)
         if enrollment is not None and enrollment.status in repo.PENDING:
@@ -244,9 +244,10 @@ class Outcomes:
                 row.attempts = max(0, row.attempts - 1)
                 return
             if isinstance(error, RecipientRejected):
-                row.status, row.lease_until = LedgerStatus.FAILED, None
+                lifecycle.ledger(row, LedgerEvent.GAVE_UP)
+                row.lease_until = None
                 self._finish_recipient(
-                    db, row, EnrollmentStatus.BOUNCED, error.message, suppress=True
+                    db, row, EnrollmentEvent.BOUNCED, error.message, suppress=True
                 )
                 bounce_guard.pause_if_bouncing(
                     db, row.campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
@@ -276,11 +277,12 @@ class Outcomes:
         if retry_after:
             repo.hold_mailbox(db, row.mailbox_id, now + timedelta(seconds=retry_after))
         if row.attempts >= self.policy.max_attempts:
-            row.status, row.lease_until = LedgerStatus.FAILED, None
+            lifecycle.ledger(row, LedgerEvent.GAVE_UP)
+            row.lease_until = None
             self._finish_recipient(
                 db,
                 row,
-                EnrollmentStatus.FAILED,
+                EnrollmentEvent.GAVE_UP,
                 f"Gave up after {row.attempts} attempts: {error.message}",
             )
         else:
@@ -300,22 +302,24 @@ class Outcomes:
         with session_scope(self.factory) as db:
             row = db.get(SendLedger, claim.ledger_id)
             if row is not None:
-                row.status, row.lease_until, row.error = LedgerStatus.FAILED, None, why[:2000]
-                self._finish_recipient(db, row, EnrollmentStatus.FAILED, why)
+                lifecycle.ledger(row, LedgerEvent.GAVE_UP)
+                row.lease_until, row.error = None, why[:2000]
+                self._finish_recipient(db, row, EnrollmentEvent.GAVE_UP, why)
 
     def _finish_recipient(
         self,
         db: Session,
         row: SendLedger,
-        status: EnrollmentStatus,
+        event: EnrollmentEvent,
         why: str,
         *,
         suppress: bool = False,
     ) -> None:
         enrollment = db.get(Enrollment, row.enrollment_id)
-        if enrollment is None:
+        if enrollment is None or not lifecycle.enrollment_allows(enrollment.status, event):
+            # They finished otherwise while this send was out (replied, were removed).
             return
-        enrollment.status = status
+        lifecycle.enroll(enrollment, event)
         enrollment.status_reason = why[:2000]
         enrollment.next_due_at = None
         webhooks.recipient_finished(db, enrollment)
@@ -509,7 +513,8 @@ def metadata_retry(sent_at: datetime | None) -> timedelta:
 def mark_sent(db: Session, row: SendLedger, sent: SentMessage) -> None:
     """Record a send and schedule the recipient's next step from when this one really went."""
     now = utcnow()
-    row.status, row.lease_until, row.error = LedgerStatus.SENT, None, ""
+    lifecycle.ledger(row, LedgerEvent.SENT)
+    row.lease_until, row.error = None, ""
     row.sent_at = now
     row.provider_message_id = sent.provider_message_id
     row.thread_id, row.message_id_header = sent.thread_id, sent.message_id_header
@@ -541,10 +546,11 @@ def mark_sent(db: Session, row: SendLedger, sent: SentMessage) -> None:
         return
     following = steps.get(row.step_position + 1)
     if following is not None:
-        enrollment.status = EnrollmentStatus.IN_PROGRESS
+        lifecycle.enroll(enrollment, EnrollmentEvent.STEP_SENT)
         enrollment.next_due_at = now + timedelta(minutes=following.delay_minutes)
         return
-    enrollment.status, enrollment.next_due_at = EnrollmentStatus.COMPLETED, None
+    lifecycle.enroll(enrollment, EnrollmentEvent.LAST_STEP_SENT)
+    enrollment.next_due_at = None
     db.flush()
     complete_if_finished(db, row.campaign_id)
 
@@ -588,7 +594,7 @@ def not_delivered(db: Session, row: SendLedger, due: datetime) -> bool:
         or enrollment is None
         or campaign is None
         or enrollment.steps_sent != row.step_position
-        or enrollment.status not in (*repo.PENDING, EnrollmentStatus.COMPLETED)
+        or not lifecycle.enrollment_allows(enrollment.status, EnrollmentEvent.STEP_UNDONE)
         or campaign.status
         not in (CampaignStatus.ACTIVE, CampaignStatus.PAUSED, CampaignStatus.COMPLETED)
     ):
@@ -606,13 +612,15 @@ def not_delivered(db: Session, row: SendLedger, due: datetime) -> bool:
             SendLedger.step_position == row.step_position - 1,
         )
     )
-    row.status, row.lease_until, row.sent_at = LedgerStatus.RETRY, None, None
+    lifecycle.ledger(row, LedgerEvent.UNDONE)
+    row.lease_until, row.sent_at = None, None
     row.tag = uuid.uuid4().hex
     row.provider_message_id = row.thread_id = row.message_id_header = ""
     row.error = "The mail host bounced it for its own sending limit; it goes again later."
     enrollment.steps_sent = row.step_position - 1
-    enrollment.status = (
-        EnrollmentStatus.IN_PROGRESS if previous is not None else EnrollmentStatus.NOT_STARTED
+    lifecycle.enroll(
+        enrollment,
+        EnrollmentEvent.STEP_UNDONE if previous is not None else EnrollmentEvent.FIRST_STEP_UNDONE,
     )
     enrollment.next_due_at = due
     enrollment.last_message_id = previous.message_id_header if previous else ""

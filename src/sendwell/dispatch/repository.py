@@ -18,6 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, selectinload
 
+from sendwell.dispatch import lifecycle
+from sendwell.dispatch.lifecycle import LedgerEvent
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -289,13 +291,17 @@ def open_gate(db: Session, ledger_id: int, worker: str, lease_until: datetime) -
         update(SendLedger)
         .where(
             SendLedger.id == ledger_id,
-            SendLedger.status == LedgerStatus.CLAIMED,
+            lifecycle.ledger_may(LedgerEvent.HANDED_OVER),
             SendLedger.worker == worker,
             campaign_ok.exists(),
             mailbox_ok.exists(),
             recipient_ok.exists(),
         )
-        .values(status=LedgerStatus.UNKNOWN, lease_until=lease_until, error="")
+        .values(
+            status=lifecycle.ledger_target(LedgerEvent.HANDED_OVER),
+            lease_until=lease_until,
+            error="",
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]

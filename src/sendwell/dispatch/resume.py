@@ -30,8 +30,9 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import threads
-from sendwell.dispatch import pacing
+from sendwell.dispatch import lifecycle, pacing
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.kit.errors import InvalidInput
 from sendwell.models import (
     Campaign,
@@ -353,20 +354,16 @@ def _apply_skip(db: Session, plan: ResumePlan, skip: Skipped) -> None:
             tag=uuid.uuid4().hex,
             attempts=0,
         )
-        row.status, row.error, row.lease_until, row.not_before = (
-            LedgerStatus.SKIPPED,
-            why,
-            None,
-            None,
-        )
+        lifecycle.ledger(row, LedgerEvent.SKIPPED)
+        row.error, row.lease_until, row.not_before = why, None, None
         db.add(row)
     enrollment.steps_sent = skip.steps[-1]
     if skip.next_step is None:
-        enrollment.status = EnrollmentStatus.COMPLETED
+        lifecycle.enroll(enrollment, EnrollmentEvent.STEPS_RAN_OUT)
         enrollment.next_due_at = None
         enrollment.status_reason = why
     else:
-        enrollment.status = EnrollmentStatus.IN_PROGRESS
+        lifecycle.enroll(enrollment, EnrollmentEvent.STEPS_SKIPPED)
         enrollment.next_due_at = skip.next_due_at
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sendwell.dispatch import repository as repo
+from sendwell.dispatch import lifecycle
+from sendwell.dispatch.lifecycle import EnrollmentEvent
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit.clock import utcnow
-from sendwell.models import Campaign, Enrollment, EnrollmentStatus, SuppressionReason
+from sendwell.models import Campaign, Enrollment, SuppressionReason
 from sendwell.webhooks import service as webhooks
 
 
@@ -28,12 +29,12 @@ def unsubscribe(db: Session, workspace_id: int, email: str) -> int:
             .where(
                 Campaign.workspace_id == workspace_id,
                 Enrollment.email == email,
-                Enrollment.status.in_(repo.PENDING),
+                lifecycle.enrollment_may(EnrollmentEvent.UNSUBSCRIBED),
             )
         )
     )
     for enrollment in pending:
-        enrollment.status = EnrollmentStatus.UNSUBSCRIBED
+        lifecycle.enroll(enrollment, EnrollmentEvent.UNSUBSCRIBED)
         enrollment.next_due_at = None
         enrollment.status_reason = "Unsubscribed with the link in an email."
         webhooks.recipient_finished(db, enrollment)

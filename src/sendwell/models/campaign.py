@@ -17,7 +17,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    event,
     literal_column,
     text,
 )
@@ -67,6 +66,12 @@ class EnrollmentStatus(enum.StrEnum):
     BOUNCED = "bounced"
     UNSUBSCRIBED = "unsubscribed"
     FAILED = "failed"
+    # Set by a person for this recipient only: no email until resumed.
+    PAUSED = "paused"
+    # Taken out of the campaign by a person: no more email from it.
+    REMOVED = "removed"
+    # Moved to another campaign by a person (status_reason names which).
+    MOVED = "moved"
 
 
 # Recipients with a step still to come. Written out as SQL, not bound parameters: a partial
@@ -190,21 +195,13 @@ class Enrollment(Base):
     thread_id: Mapped[str] = mapped_column(String(255), default="")
     last_message_id: Mapped[str] = mapped_column(String(998), default="")
     status_reason: Mapped[str] = mapped_column(Text, default="")
-    # When `status` last changed (stamped by the listener below on every assignment that
-    # changes it); empty for rows from before it was kept.
+    # When `status` last changed (stamped by `dispatch.lifecycle.enroll`, the one way it
+    # changes); empty for rows from before it was kept.
     status_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     # Held after an automatic reply: no email before this moment, and why (words).
     held_until: Mapped[datetime | None] = mapped_column(default=None)
     hold_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-@event.listens_for(Enrollment.status, "set")
-def _stamp_status_change(
-    target: Enrollment, value: EnrollmentStatus, old: object, _initiator: object
-) -> None:
-    if value != old:
-        target.status_changed_at = utcnow()
 
 
 def enrollment_pending() -> ColumnElement[bool]:

@@ -24,7 +24,7 @@
   function address() {
     const url = new URL(source.dataset.liveSource, window.location.origin);
     if (kind === "campaign") {
-      url.searchParams.set("ids", ids("tr[data-enrollment-id]", "data-enrollment-id"));
+      url.searchParams.set("ids", ids("tr[data-recipient-id]", "data-recipient-id"));
       const chart = document.querySelector('[data-live="chart"]');
       if (chart) url.searchParams.set("sent", chart.dataset.liveSent || "");
     } else if (kind === "campaigns") {
@@ -71,10 +71,11 @@
       chart.dataset.liveSent = String(data.counts.sent);
     }
     (data.rows || []).forEach((row) => {
-      const line = document.querySelector(`tr[data-enrollment-id="${row.id}"]`);
+      const line = document.querySelector(`tr[data-recipient-id="${row.id}"]`);
       if (!line) return;
       put(line.querySelector('[data-live="status"]'), row.status_html);
       text(line.querySelector('[data-live="steps"]'), row.steps_sent);
+      put(line.querySelector('[data-live="last-sent"]'), row.last_sent_html);
       put(line.querySelector('[data-live="next"]'), row.next_html);
     });
     // Buttons for actions the campaign's status no longer allows are hidden.
