@@ -41,19 +41,6 @@ def visible_campaigns(db: Session, user: User, *, include_archived: bool = True)
     return list(db.scalars(query.order_by(Campaign.created_at.desc(), Campaign.id.desc())))
 
 
-def campaigns_page(db: Session, user: User, *, offset: int, limit: int) -> list[Campaign]:
-    """One page of the user's campaigns, newest first, with their sending accounts."""
-    return list(
-        db.scalars(
-            _visible(user)
-            .options(selectinload(Campaign.mailbox))
-            .order_by(Campaign.created_at.desc(), Campaign.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-    )
-
-
 def count_visible_campaigns(db: Session, user: User) -> int:
     return db.scalar(select(func.count()).select_from(_visible(user).subquery())) or 0
 

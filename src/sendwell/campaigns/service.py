@@ -183,18 +183,6 @@ class CampaignsPage:
         return (self.number - 1) * CAMPAIGNS_PAGE + 1
 
 
-def campaigns_page(db: Session, user: User, page: str) -> CampaignsPage:
-    """One page of the user's campaigns; a page number that is not one (a hand-edited
-    address) gives the first page, one past the end the last."""
-    total = repo.count_visible_campaigns(db, user)
-    pages = max(1, -(-total // CAMPAIGNS_PAGE))
-    number = min(max(int(page) if page.isascii() and page.isdigit() else 1, 1), pages)
-    campaigns = repo.campaigns_page(
-        db, user, offset=(number - 1) * CAMPAIGNS_PAGE, limit=CAMPAIGNS_PAGE
-    )
-    return CampaignsPage(campaigns, number, pages, total)
-
-
 def visible_campaigns(db: Session, user: User) -> list[Campaign]:
     return repo.visible_campaigns(db, user)
 
