@@ -34,6 +34,7 @@ from sendwell.campaigns import editor_api as campaigns_editor_api
 from sendwell.campaigns import editor_web as campaigns_editor_web
 from sendwell.campaigns import import_api as campaigns_import_api
 from sendwell.campaigns import import_web as campaigns_import_web
+from sendwell.campaigns import live_web as campaigns_live_web
 from sendwell.campaigns import recipients_api as campaign_recipients_api
 from sendwell.campaigns import recipients_web as campaign_recipients_web
 from sendwell.campaigns import web as campaigns_web
@@ -171,6 +172,7 @@ def create_app(
     app.include_router(campaigns_web.router)
     app.include_router(campaign_recipients_web.router)
     app.include_router(campaigns_import_web.router)
+    app.include_router(campaigns_live_web.router)
     app.include_router(mailboxes_web.router)
     app.include_router(mailboxes_server_web.router)
     app.include_router(dispatch_web.router)

@@ -141,6 +141,7 @@ ACTIONS: dict[str, Callable[[Session, User, int], Campaign]] = {
     "complete": lambda db, _user, campaign_id: service.complete(db, campaign_id),
     "reopen": lambda db, _user, campaign_id: service.reopen(db, campaign_id, "A bounce."),
     "archive": service.archive,
+    "restore": service.restore,
 }
 EVENT_KIND = {
     "start": "started",
@@ -149,6 +150,7 @@ EVENT_KIND = {
     "complete": "completed",
     "reopen": "reopened",
     "archive": "archived",
+    "restore": "restored",
 }
 LEGAL = {
     (CampaignStatus.DRAFT, "start"): CampaignStatus.ACTIVE,
@@ -159,6 +161,8 @@ LEGAL = {
     (CampaignStatus.DRAFT, "archive"): CampaignStatus.ARCHIVED,
     (CampaignStatus.PAUSED, "archive"): CampaignStatus.ARCHIVED,
     (CampaignStatus.COMPLETED, "archive"): CampaignStatus.ARCHIVED,
+    # Archived here without a status kept from before, never started: back to a draft.
+    (CampaignStatus.ARCHIVED, "restore"): CampaignStatus.DRAFT,
 }
 
 
@@ -290,6 +294,30 @@ def test_archive_from_paused_and_completed(
 
 def test_archive_a_draft(db: Session, user: User, ready: Campaign) -> None:
     assert service.archive(db, user, ready.id).status is CampaignStatus.ARCHIVED
+
+
+@pytest.mark.parametrize(
+    "status", [CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.COMPLETED]
+)
+def test_restore_returns_an_archived_campaign_to_the_status_it_had(
+    db: Session, user: User, ready: Campaign, status: CampaignStatus
+) -> None:
+    if status is not CampaignStatus.DRAFT:
+        service.start(db, user, ready.id)
+        if status is CampaignStatus.PAUSED:
+            service.pause(db, user, ready.id)
+        else:
+            service.complete(db, ready.id)
+    assert service.archive(db, user, ready.id).archived_from is status
+    restored = service.restore(db, user, ready.id)
+    assert fresh(db, ready.id).status is status
+    assert restored.archived_from is None
+    assert restored.pause_reason is (PauseReason.USER if status is CampaignStatus.PAUSED else None)
+    event = events(db, ready.id)[-1]
+    assert (event.kind, event.actor_id) == ("restored", user.id)
+    assert event.reason == f"Restored from the archive as {status.value}."
+    with pytest.raises(Conflict, match="Only an archived campaign can be restored"):
+        service.restore(db, user, ready.id)
 
 
 def test_creation_is_an_event(db: Session, user: User, ready: Campaign) -> None:

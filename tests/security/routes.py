@@ -119,6 +119,8 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("POST", "/account/tokens/{token_id}/revoke"): obj(),
     ("GET", "/messaging"): OWN,
     ("GET", "/messaging/campaigns"): OWN,
+    # Asked for Alice's campaign by id: anyone else's answer leaves it out.
+    ("GET", "/messaging/campaigns/live"): own(query=lambda o: {"ids": str(o.campaign_id)}),
     ("GET", "/messaging/settings"): OWN,
     ("GET", "/messaging/expiry"): OWN,
     ("GET", "/messaging/replies"): OWN,
@@ -137,6 +139,15 @@ ROUTES: dict[tuple[str, str], Case] = {
         form=lambda o: {"email": "probe@example.com"}
     ),
     ("GET", "/campaigns/{campaign_id}/recipients/{enrollment_id}"): obj(),
+    ("GET", "/campaigns/{campaign_id}/live"): obj(
+        query=lambda o: {"ids": str(o.enrollment_id)},
+        owner_sees_text=False,
+        why="numbers, statuses and times only: no name or address of the campaign's",
+    ),
+    ("GET", "/campaigns/{campaign_id}/recipients/{enrollment_id}/live"): obj(
+        owner_sees_text=False,
+        why="the recipient's status and sequence states only: no name or address",
+    ),
     ("POST", "/campaigns/{campaign_id}/recipients/import"): obj(upload=True),
     ("POST", "/campaigns/{campaign_id}/recipients/actions"): obj(
         form=lambda o: {"action": "pause", "ids": str(o.enrollment_id)}
@@ -156,7 +167,9 @@ ROUTES: dict[tuple[str, str], Case] = {
     ("GET", "/campaigns/{campaign_id}/message"): obj(),
     ("POST", "/campaigns/{campaign_id}/test-send"): obj(form=lambda o: {"step": "1"}),
     ("POST", "/campaigns/{campaign_id}/{action}"): obj(
-        fills=tuple({"action": a} for a in ("start", "pause", "resume", "archive", "duplicate"))
+        fills=tuple(
+            {"action": a} for a in ("start", "pause", "resume", "archive", "duplicate", "restore")
+        )
     ),
     ("GET", "/snippets"): OWN,
     ("POST", "/snippets"): own(form=lambda o: {"name": "Probe", "body": "Probe text"}),
@@ -295,6 +308,7 @@ ROUTES: dict[tuple[str, str], Case] = {
     ),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/resume"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/archive"): obj(),
+    ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/restore"): obj(),
     ("POST", f"{API_PREFIX}/campaigns/{{campaign_id}}/duplicate"): obj(),
     ("GET", f"{API_PREFIX}/snippets"): OWN,
     ("POST", f"{API_PREFIX}/snippets"): own(json=lambda o: {"name": "Probe", "body": "Probe"}),

@@ -38,7 +38,7 @@ from sendwell.campaigns.schemas import (
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes.connections import Connections
-from sendwell.models import Campaign, CampaignStep, CatchUp, User
+from sendwell.models import Campaign, CampaignStatus, CampaignStep, CatchUp, User
 from sendwell.web.deps import get_connections, get_db, get_settings
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
@@ -53,11 +53,31 @@ NOT_READY_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 @router.get("", response_model=list[CampaignOut], summary="Campaigns you can see")
 def list_campaigns(
-    user: User = Depends(api_user), db: Session = Depends(get_db, scope="function")
+    q: str = Query("", max_length=200, description="Only campaigns whose name contains this"),
+    status: str = Query("", description="Only campaigns in this status (archived included)"),
+    sort: str = Query("created", description="created (newest first), name, or sent (most)"),
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
 ) -> list[CampaignOut]:
-    campaigns = service.visible_campaigns(db, user)
+    if status and status not in {s.value for s in CampaignStatus}:
+        raise InvalidInput(
+            "status must be one of draft, active, paused, completed, archived.",
+            code="invalid_status",
+        )
+    if sort not in ("created", "name", "sent"):
+        raise InvalidInput("sort must be one of created, name, sent.", code="invalid_sort")
+    search = " ".join(q.split()).lower()
+    campaigns = [
+        c
+        for c in service.visible_campaigns(db, user)
+        if search in c.name.lower() and (not status or c.status.value == status)
+    ]
     ids = [campaign.id for campaign in campaigns]
     counts = repo.counts_for(db, ids)
+    if sort == "name":
+        campaigns.sort(key=lambda c: (c.name.lower(), c.id))
+    elif sort == "sent":
+        campaigns.sort(key=lambda c: (-counts[c.id]["sent"], -c.id))
     return [_campaign_out(c, counts[c.id], c.steps) for c in campaigns]
 
 
@@ -240,6 +260,19 @@ def archive_campaign(
     db: Session = Depends(get_db, scope="function"),
 ) -> CampaignOut:
     return _out(db, service.archive(db, user, campaign_id))
+
+
+@router.post(
+    "/{campaign_id}/restore",
+    response_model=CampaignOut,
+    summary="Restore an archived campaign to the status it had before it was archived",
+)
+def restore_campaign(
+    campaign_id: int,
+    user: User = Depends(api_user),
+    db: Session = Depends(get_db, scope="function"),
+) -> CampaignOut:
+    return _out(db, service.restore(db, user, campaign_id))
 
 
 @router.post(

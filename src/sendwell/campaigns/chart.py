@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-STEP_COLOURS = ("#1f5eff", "#12a594", "#e5484d", "#f5a524", "#8e4ec6", "#0091ff")
+# Calm, distinct colours for steps: no red, orange or yellow, which read as errors or
+# warnings (red is kept for failures and bounces).
+STEP_COLOURS = ("#1f5eff", "#12a594", "#8e4ec6", "#0091ff", "#6e56cf", "#978365")
 WIDTH, HEIGHT, PADDING = 640, 180, 24
 
 
@@ -25,6 +27,8 @@ class Chart:
     days: list[str]
     peak: int
     total: int
+    # (step, colour) for each step drawn, in step order.
+    legend: list[tuple[int, str]] = field(default_factory=list)
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -52,10 +56,19 @@ def daily_sends_chart(rows: list[tuple[str, int, int]], *, today: date, days: in
                     y=bottom,
                     width=max(slot - 2, 1),
                     height=height,
-                    colour=STEP_COLOURS[(step - 1) % len(STEP_COLOURS)],
+                    colour=step_colour(step),
                     label=f"{label}: {count} sent (step {step})",
                 )
             )
+    steps = sorted({step for counts in per_day.values() for step in counts})
     return Chart(
-        bars=bars, days=labels, peak=peak, total=sum(sum(s.values()) for s in per_day.values())
+        bars=bars,
+        days=labels,
+        peak=peak,
+        total=sum(sum(s.values()) for s in per_day.values()),
+        legend=[(step, step_colour(step)) for step in steps],
     )
+
+
+def step_colour(step: int) -> str:
+    return STEP_COLOURS[(step - 1) % len(STEP_COLOURS)]

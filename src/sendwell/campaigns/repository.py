@@ -43,19 +43,6 @@ def visible_campaigns(db: Session, user: User, *, include_archived: bool = True)
     return list(db.scalars(query.order_by(Campaign.created_at.desc(), Campaign.id.desc())))
 
 
-def campaigns_page(db: Session, user: User, *, offset: int, limit: int) -> list[Campaign]:
-    """One page of the user's campaigns, newest first, with their sending accounts."""
-    return list(
-        db.scalars(
-            _visible(user)
-            .options(selectinload(Campaign.mailbox))
-            .order_by(Campaign.created_at.desc(), Campaign.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-    )
-
-
 def count_visible_campaigns(db: Session, user: User) -> int:
     return db.scalar(select(func.count()).select_from(_visible(user).subquery())) or 0
 
@@ -486,3 +473,94 @@ def outcomes_by_step(db: Session, campaign_id: int) -> dict[int, dict[str, int]]
     for step, kind, count in rows:
         result.setdefault(int(step), {"sent": 0, "replied": 0, "bounced": 0})[kind] = count
     return result
+
+
+# The Campaigns tab's sort orders (the first is the default).
+CAMPAIGN_SORTS = ("created", "name", "activity", "sent")
+
+
+def _tab_query(user: User, *, search: str, statuses: tuple[CampaignStatus, ...]) -> Select[Any]:
+    query = _visible(user).where(Campaign.status.in_(statuses))
+    if search:
+        query = query.where(func.lower(Campaign.name).contains(search.lower(), autoescape=True))
+    return query
+
+
+def campaigns_tab_page(
+    db: Session,
+    user: User,
+    *,
+    search: str,
+    statuses: tuple[CampaignStatus, ...],
+    sort: str,
+    offset: int,
+    limit: int,
+) -> list[Campaign]:
+    """One page of the user's campaigns matching the search and statuses, in the sort order
+    (newest, name A to Z, latest activity, most emails sent), with their sending accounts."""
+    query = _tab_query(user, search=search, statuses=statuses).options(
+        selectinload(Campaign.mailbox)
+    )
+    if sort == "name":
+        order: list[Any] = [func.lower(Campaign.name), Campaign.id]
+    elif sort == "activity":
+        # The latest of its last email sent and its last status change.
+        last_sent = (
+            select(func.max(SendLedger.sent_at))
+            .where(SendLedger.campaign_id == Campaign.id)
+            .correlate(Campaign)
+            .scalar_subquery()
+        )
+        latest = case(
+            (last_sent > Campaign.status_changed_at, last_sent), else_=Campaign.status_changed_at
+        )
+        order = [latest.desc(), Campaign.id.desc()]
+    elif sort == "sent":
+        sent = (
+            select(func.count())
+            .where(SendLedger.campaign_id == Campaign.id, SendLedger.status == LedgerStatus.SENT)
+            .correlate(Campaign)
+            .scalar_subquery()
+        )
+        order = [sent.desc(), Campaign.id.desc()]
+    else:
+        order = [Campaign.created_at.desc(), Campaign.id.desc()]
+    return list(db.scalars(query.order_by(*order).offset(offset).limit(limit)))
+
+
+def count_campaigns_tab(
+    db: Session, user: User, *, search: str, statuses: tuple[CampaignStatus, ...]
+) -> int:
+    query = _tab_query(user, search=search, statuses=statuses)
+    return db.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def visible_campaigns_by_id(db: Session, user: User, ids: list[int]) -> list[Campaign]:
+    """These of the user's campaigns (others' are left out), as the database has them now."""
+    if not ids:
+        return []
+    return list(
+        db.scalars(
+            _visible(user)
+            .where(Campaign.id.in_(ids))
+            .execution_options(populate_existing=True)
+            .order_by(Campaign.id)
+        )
+    )
+
+
+def enrollments_by_id(db: Session, campaign_id: int, ids: list[int]) -> list[Enrollment]:
+    """These recipients of the campaign (ids from elsewhere are left out)."""
+    if not ids:
+        return []
+    return list(
+        db.scalars(
+            select(Enrollment)
+            .where(Enrollment.campaign_id == campaign_id, Enrollment.id.in_(ids))
+            .order_by(Enrollment.id)
+        )
+    )
+
+
+def user_names(db: Session, ids: list[int]) -> dict[int, str]:
+    return {user.id: user.display_name for user in db.scalars(select(User).where(User.id.in_(ids)))}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import re
+import zoneinfo
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sendwell.kit.errors import InvalidInput
@@ -54,8 +56,50 @@ def parse_schedule(
     return Schedule(days=ordered, start=start, end=end, timezone=zone)
 
 
-def common_time_zones() -> list[str]:
-    return sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
+def common_time_zones(keep: str | None = None) -> list[str]:
+    """Current IANA names for the editor's list, in "Area/Location" form, sorted.
+
+    `available_timezones()` also lists the database's backward-compatible links (US/Pacific,
+    Asia/Calcutta, …). The tz database's own tables name the current zones: zone1970.tab
+    (one line per region) and zone.tab (one per country, so Europe/Amsterdam stays),
+    "The tz database's zone1970.tab and zone.tab" in
+    https://data.iana.org/time-zones/tz-link.html and the tzfile's theory.html. Without
+    them (a system with no tables) the list is every name but Etc/. `keep` (a campaign's
+    own zone, even an old alias) stays in the list so that saving the form keeps it.
+    """
+    names = available_timezones()
+    current = _zone_table_names()
+    listed = {
+        z for z in (current & names if current else names) if "/" in z and not z.startswith("Etc/")
+    }
+    if keep and keep in names and "/" in keep:
+        listed.add(keep)
+    return sorted(listed)
+
+
+@functools.cache
+def _zone_table_names() -> frozenset[str]:
+    for directory in zoneinfo.TZPATH:
+        found: set[str] = set()
+        for table in ("zone1970.tab", "zone.tab"):
+            path = Path(directory) / table
+            if not path.is_file():
+                continue
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line and not line.startswith("#"):
+                    columns = line.split("\t")
+                    if len(columns) >= 3:
+                        found.add(columns[2].strip())
+        if found:
+            return frozenset(found)
+    return frozenset()
+
+
+def days_words(days: str | tuple[str, ...] | list[str]) -> str:
+    """A schedule's days as people write them: "Mon, Tue, Wed"; none is "every day"."""
+    chosen = days.split(",") if isinstance(days, str) else list(days)
+    named = [d.strip().capitalize() for d in chosen if d.strip()]
+    return ", ".join(named) if named else "every day"
 
 
 @functools.cache

@@ -111,6 +111,15 @@ TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus, str]] = 
         CampaignStatus.ARCHIVED,
         "An active campaign cannot be archived; pause it first.",
     ),
+    # Restore returns an archived campaign to the status it had before (`archived_from`).
+    **{
+        f"restore_to_{to.value}": (
+            frozenset({CampaignStatus.ARCHIVED}),
+            to,
+            "Only an archived campaign can be restored.",
+        )
+        for to in (CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.COMPLETED)
+    },
 }
 EDITABLE = frozenset({CampaignStatus.DRAFT, CampaignStatus.PAUSED})
 
@@ -152,6 +161,8 @@ def menu_actions(campaign: Campaign) -> list[tuple[str, str]]:
     actions.append(("duplicate", "Duplicate"))
     if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.COMPLETED):
         actions.append(("archive", "Archive"))
+    if campaign.status is CampaignStatus.ARCHIVED:
+        actions.append(("restore", "Restore"))
     return actions
 
 
@@ -170,18 +181,6 @@ class CampaignsPage:
     def first(self) -> int:
         """The position of the page's first campaign among them all, from 1."""
         return (self.number - 1) * CAMPAIGNS_PAGE + 1
-
-
-def campaigns_page(db: Session, user: User, page: str) -> CampaignsPage:
-    """One page of the user's campaigns; a page number that is not one (a hand-edited
-    address) gives the first page, one past the end the last."""
-    total = repo.count_visible_campaigns(db, user)
-    pages = max(1, -(-total // CAMPAIGNS_PAGE))
-    number = min(max(int(page) if page.isascii() and page.isdigit() else 1, 1), pages)
-    campaigns = repo.campaigns_page(
-        db, user, offset=(number - 1) * CAMPAIGNS_PAGE, limit=CAMPAIGNS_PAGE
-    )
-    return CampaignsPage(campaigns, number, pages, total)
 
 
 def visible_campaigns(db: Session, user: User) -> list[Campaign]:
@@ -464,6 +463,31 @@ def archive(db: Session, user: User, campaign_id: int) -> Campaign:
     return campaign
 
 
+def restore(db: Session, user: User, campaign_id: int) -> Campaign:
+    """Back from the archive to the status it had before: a draft stays a draft, a paused
+    campaign is paused (by you; resume it to send again), a completed one completed."""
+    campaign = get_campaign(db, user, campaign_id)
+    _require(campaign, "restore_to_draft")
+    to = campaign.archived_from
+    if to not in (CampaignStatus.DRAFT, CampaignStatus.PAUSED, CampaignStatus.COMPLETED):
+        # Archived before the status was kept: never started, finished, or else paused.
+        if campaign.started_at is None:
+            to = CampaignStatus.DRAFT
+        elif repo.has_pending(db, campaign.id):
+            to = CampaignStatus.PAUSED
+        else:
+            to = CampaignStatus.COMPLETED
+    _transition(
+        db,
+        campaign,
+        f"restore_to_{to.value}",
+        actor=user,
+        reason=f"Restored from the archive as {STATUS_LABELS[to].lower()}.",
+        pause_reason=PauseReason.USER if to is CampaignStatus.PAUSED else None,
+    )
+    return campaign
+
+
 def complete(db: Session, campaign_id: int) -> Campaign:
     """Every recipient has finished: the sending engine closes the campaign."""
     campaign = _campaign_for(db, None, campaign_id)
@@ -668,7 +692,13 @@ def _transition(
         result = db.execute(
             update(Campaign)
             .where(Campaign.id == campaign.id, Campaign.status.in_(allowed))
-            .values(status=to, pause_reason=pause_reason, status_changed_at=utcnow())
+            .values(
+                status=to,
+                pause_reason=pause_reason,
+                status_changed_at=utcnow(),
+                # Archiving keeps the status it leaves (the row's, in the same statement).
+                archived_from=Campaign.status if to is CampaignStatus.ARCHIVED else None,
+            )
             .execution_options(synchronize_session=False)
         )
         if result.rowcount:  # type: ignore[attr-defined]
@@ -694,7 +724,7 @@ def _transition(
             "complete": "completed",
             "reopen": "reopened",
             "archive": "archived",
-        }[action],
+        }.get(action, "restored"),
         actor=actor,
         reason=reason,
         data=data,

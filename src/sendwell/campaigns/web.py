@@ -13,19 +13,23 @@ from sendwell.accounts.auth import current_user
 from sendwell.campaigns import (
     import_flow,
     importer,
+    live,
     merge_check,
     recipients,
     recipients_web,
     service,
+    tab,
     validation,
+    wording,
 )
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
-from sendwell.campaigns.schedule import DAYS, common_time_zones
+from sendwell.campaigns.schedule import DAYS, common_time_zones, days_words
 from sendwell.campaigns.start_preview import startable
 from sendwell.delegations import service as delegations
+from sendwell.dispatch import forecast
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.dispatch.resume import Choice
 from sendwell.kit.clock import utcnow
@@ -39,12 +43,13 @@ from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
 CAMPAIGNS_TAB = "/messaging/campaigns"
-ACTIONS = {"start", "pause", "resume", "archive", "duplicate"}
+ACTIONS = {"start", "pause", "resume", "archive", "duplicate", "restore"}
 DONE = {
     "start": "“{name}” is active. First emails go out after the start delay.",
     "pause": "“{name}” is paused. Nothing more is sent until you resume it.",
     "resume": "“{name}” is active again and resumes from where it left off.",
     "archive": "“{name}” is archived.",
+    "restore": "“{name}” is restored.",
 }
 
 
@@ -57,10 +62,15 @@ def messaging(_user: User = Depends(current_user)) -> Response:
 def campaigns_tab(
     request: Request,
     page: str = "1",
+    q: str = "",
+    status: str = "",
+    sort: str = "",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> Response:
-    shown = service.campaigns_page(db, user, page)
+    filters = tab.TabFilters.parse(q, status, sort)
+    shown = tab.campaigns_page(db, user, filters, page)
     return render(
         request,
         "messaging/campaigns.html",
@@ -75,6 +85,17 @@ def campaigns_tab(
             "status_label": service.status_label,
             "pause_words": service.pause_reason_words,
             "menu_actions": service.menu_actions,
+            "filters": filters,
+            # Whether there is anything to find (else the tab invites a first campaign).
+            "has_any": bool(shown.total) or bool(repo.count_visible_campaigns(db, user)),
+            "status_filters": tab.STATUS_FILTERS,
+            "sorts": tab.SORTS,
+            "next_sends": forecast.for_campaigns(
+                db, shown.campaigns, now=utcnow(), host_interval=live.host_interval_of(conn)
+            ),
+            "owners": repo.user_names(db, sorted({c.owner_id for c in shown.campaigns}))
+            if user.is_admin
+            else {},
         },
     )
 
@@ -249,6 +270,7 @@ def recipient_page(
     enrollment_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
+    conn: Connections = Depends(get_connections),
 ) -> Response:
     """One recipient's sequence: each step's state, when it went, and why it stopped."""
     campaign = service.get_campaign(db, user, campaign_id)
@@ -256,6 +278,9 @@ def recipient_page(
     if enrollment is None:
         raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
     ledger = {row.step_position: row for row in repo.ledger_for(db, enrollment.id)}
+    shown = live.recipient_forecasts(
+        db, campaign, [enrollment], host_interval=live.host_interval_of(conn)
+    )
     return render(
         request,
         "campaigns/recipient.html",
@@ -265,6 +290,7 @@ def recipient_page(
             "ledger": ledger,
             "labels": service.ENROLLMENT_LABELS,
             "now": utcnow(),
+            "forecast": shown[enrollment.id],
             **recipients_web.recipient_page_context(db, campaign, enrollment, ledger),
         },
     )
@@ -491,7 +517,7 @@ def _editor(
             "whose": whose,
             "error": error,
             "days": DAYS,
-            "time_zones": common_time_zones(),
+            "time_zones": common_time_zones(form.timezone),
             "form_posted": request.method == "POST",
             "snippets": snippets.snippets(db, user),
         },
@@ -525,13 +551,22 @@ def _campaign_page(
     today = utcnow().date()
     since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     rows = repo.daily_activity(db, campaign.id, since)
+    table = recipients_web.recipients_table(db, campaign, request.query_params, page)
+    interval = live.host_interval_of(request.app.state.connections)
+    queues: forecast.Queues = {}
     return render(
         request,
         "campaigns/detail.html",
         {
             "campaign": campaign,
             "counts": repo.counts_for(db, [campaign.id])[campaign.id],
-            "table": recipients_web.recipients_table(db, campaign, request.query_params, page),
+            "table": table,
+            "forecasts": forecast.for_enrollments(
+                db, campaign, table.rows, now=utcnow(), host_interval=interval, queues=queues
+            ),
+            "next_send": forecast.for_campaigns(
+                db, [campaign], now=utcnow(), host_interval=interval, queues=queues
+            )[campaign.id],
             # The preview's choice of recipients: this page of the unfiltered list.
             "enrollments": repo.enrollments(
                 db,
@@ -551,6 +586,8 @@ def _campaign_page(
             "problems": problems or [],
             "problem_total": problem_total,
             "chart": daily_sends_chart(rows, today=today),
+            "schedule_days_words": days_words,
+            "event_words": wording.event_words,
             "by_step": repo.outcomes_by_step(db, campaign.id),
             "import_report": import_report,
             "import_error": import_error,

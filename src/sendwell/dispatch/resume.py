@@ -460,36 +460,67 @@ def _estimate(
     """When each of `due` is expected to go: the dispatcher's own rules (the window, the
     mailbox's hold, the rolling daily cap, the gap between sends at its average stretch),
     with the other campaigns' due steps taking their turns in due order."""
-    gap = max(
-        timedelta(seconds=mailbox.min_gap_seconds * (1 + pacing.GAP_JITTER / 2)), host_interval
-    )
-    claims = db.scalars(
-        select(SendLedger.claimed_at).where(
-            SendLedger.mailbox_id == mailbox.id,
-            SendLedger.claimed_at > now - pacing.DAY,
-            SendLedger.status.in_(repo.COUNTS_TOWARD_CAP),
-        )
-    )
-    recent = deque(sorted(claim for claim in claims if claim is not None))
-    cap = max(mailbox.daily_cap, 1)
-    moment = max(now, mailbox.send_not_before or now)
     # In order of when each may go (`due` is sorted so); the other campaigns' steps take
     # their turns among them by due moment, this campaign's first on a tie.
     queue = sorted(
         [(when, 1, index, "") for index, when in enumerate(elsewhere)]
         + [(when, 0, index, zone) for index, (when, zone) in enumerate(due)]
     )
+    times = send_times(
+        [(when, campaign, zone) for when, _other, _index, zone in queue],
+        mailbox,
+        recent_claims(db, mailbox.id, now),
+        now=now,
+        gap=pace_gap(mailbox, host_interval),
+    )
+    return [at for at, (_when, other, _i, _z) in zip(times, queue, strict=True) if not other]
+
+
+def pace_gap(mailbox: Mailbox, host_interval: timedelta) -> timedelta:
+    """The gap between two of the mailbox's sends at its average stretch (or its host's
+    shortest interval, when that is longer)."""
+    return max(
+        timedelta(seconds=mailbox.min_gap_seconds * (1 + pacing.GAP_JITTER / 2)), host_interval
+    )
+
+
+def recent_claims(db: Session, mailbox_id: int, now: datetime) -> deque[datetime]:
+    """The mailbox's claims over the last day, oldest first: what its rolling cap counts."""
+    claims = db.scalars(
+        select(SendLedger.claimed_at).where(
+            SendLedger.mailbox_id == mailbox_id,
+            SendLedger.claimed_at > now - pacing.DAY,
+            SendLedger.status.in_(repo.COUNTS_TOWARD_CAP),
+        )
+    )
+    return deque(sorted(claim for claim in claims if claim is not None))
+
+
+def send_times(
+    queue: list[tuple[datetime, Campaign, str]],
+    mailbox: Mailbox,
+    recent: deque[datetime],
+    *,
+    now: datetime,
+    gap: timedelta,
+) -> list[datetime]:
+    """When each (due moment, campaign, recipient's zone or "") of the mailbox's queue, in due
+    order, is expected to go: no earlier than it is due, in its campaign's window (in the
+    recipient's own zone when given), after the mailbox's hold, under
+    the rolling daily cap (`recent` is consumed), one gap after the send before it."""
+    cap = max(mailbox.daily_cap, 1)
+    moment = max(now, mailbox.send_not_before or now)
     times: list[datetime] = []
-    for _when, other, _index, zone in queue:
+    for when, owner, zone in queue:
+        moment = max(moment, when)
         while True:
-            moment = pacing.window_opens(campaign, moment, zone)
+            moment = pacing.window_opens(owner, moment, zone)
             while recent and recent[0] <= moment - pacing.DAY:
                 recent.popleft()
             if len(recent) < cap:
                 break
             moment = recent[0] + pacing.DAY
-        if not other:
-            times.append(moment)
+        times.append(moment)
         recent.append(moment)
         moment += gap
     return times

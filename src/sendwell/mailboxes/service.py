@@ -476,9 +476,24 @@ def update_settings(
             mailbox,
             MailboxEventKind.SETTINGS_CHANGED,
             actor=user,
-            reason="Changed " + ", ".join(k.replace("_", " ") for k in changes) + ".",
+            reason=_changed_words(list(changes)),
         )
     return mailbox
+
+
+SETTING_WORDS = {
+    "daily_cap": "the daily limit",
+    "min_gap_seconds": "the minimum gap between emails",
+    "display_name": "the display name",
+    "signature": "the signature",
+}
+
+
+def _changed_words(keys: list[str]) -> str:
+    """E.g. "Changed the daily limit and the minimum gap between emails." """
+    words = [SETTING_WORDS.get(key, key.replace("_", " ")) for key in keys]
+    listed = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return f"Changed {listed}."
 
 
 def _grant_to_json(grant: Grant) -> str:

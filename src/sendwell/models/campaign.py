@@ -107,6 +107,10 @@ class Campaign(Base):
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[CampaignStatus] = mapped_column(str_enum(CampaignStatus), index=True)
     pause_reason: Mapped[PauseReason | None] = mapped_column(str_enum(PauseReason), default=None)
+    # While archived: the status it had before, so Restore returns it there.
+    archived_from: Mapped[CampaignStatus | None] = mapped_column(
+        str_enum(CampaignStatus), default=None
+    )
     # Schedule: empty days = every day; no start/end = any hour.
     schedule_days: Mapped[str] = mapped_column(String(40), default="")
     schedule_start: Mapped[str | None] = mapped_column(String(5), default=None)

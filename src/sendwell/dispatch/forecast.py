@@ -1,0 +1,348 @@
+"""When the next email really goes, or why none is coming.
+
+A recipient's `next_due_at` says when their next step falls due, not when it will be sent:
+the dispatcher still waits for the campaign's sending window, the mailbox's host hold, its
+rolling daily cap and its gap between sends, shared with the other active campaigns on the
+same mailbox in due order — and sends nothing at all while the campaign is paused. The
+forecast runs the dispatcher's own rules forward over the mailbox's queue with the pieces
+the Resume preview uses (`dispatch/resume.py`), so the time shown is the time the dispatcher
+will pick (the gap at its average stretch), and every other case says why in words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sendwell.dispatch import pacing
+from sendwell.dispatch import resume as pace
+from sendwell.models import (
+    Campaign,
+    CampaignStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Mailbox,
+    MailboxStatus,
+)
+from sendwell.models.campaign import enrollment_pending
+
+# The forecast reads at most this many queued steps of a mailbox (in due order); anything
+# further back is shown as "after more than this many emails".
+QUEUE_LIMIT = 5_000
+PAUSED_WORDS = "Paused — resumes when you click Resume"
+DRAFT_WORDS = "Not started — starts when you click Start"
+ARCHIVED_WORDS = "Archived — nothing is sent"
+RECONNECT_WORDS = "Waiting for the sending account to be reconnected"
+FINISHED_LABELS = {
+    EnrollmentStatus.COMPLETED: "Completed",
+    EnrollmentStatus.REPLIED: "Replied",
+    EnrollmentStatus.BOUNCED: "Bounced",
+    EnrollmentStatus.UNSUBSCRIBED: "Unsubscribed",
+    EnrollmentStatus.FAILED: "Failed",
+    EnrollmentStatus.REMOVED: "Removed",
+    EnrollmentStatus.MOVED: "Moved",
+}
+# A recipient paused on their own gets nothing until someone resumes them.
+RECIPIENT_PAUSED_WORDS = "Paused — resumes when you resume this recipient"
+CAMPAIGN_WORDS = {
+    CampaignStatus.DRAFT: DRAFT_WORDS,
+    CampaignStatus.PAUSED: PAUSED_WORDS,
+    CampaignStatus.COMPLETED: "Completed",
+    CampaignStatus.ARCHIVED: ARCHIVED_WORDS,
+}
+
+HostInterval = Callable[[Mailbox], timedelta]
+# Queues already worked out in this request, per mailbox: (horizon, queue). A queue worked out
+# to a later horizon holds the same times for every step due before it, so one page asking
+# for its recipients and for its campaign reads the mailbox's queue once.
+Queues = dict[int, tuple[datetime, dict[int, "_Queued"]]]
+
+
+def no_host_interval(_mailbox: Mailbox) -> timedelta:
+    return timedelta(0)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The next email: when it is expected (`at`, none when nothing is coming), why it
+    waits or why there is none (`words`), and the recipient's status as shown."""
+
+    at: datetime | None
+    words: str
+    label: str = ""
+    badge: str = ""
+
+    @property
+    def text(self) -> str:
+        """One line for a table cell: the time, then the reason it waits, if any."""
+        if self.at is None:
+            return self.words
+        when = f"{self.at:%Y-%m-%d %H:%M} UTC"
+        return f"{when} · {self.words}" if self.words else when
+
+    def payload(self) -> dict[str, object]:
+        return {
+            "at": self.at.isoformat() if self.at else None,
+            "words": self.words,
+            "text": self.text,
+            "label": self.label,
+            "badge": self.badge,
+        }
+
+
+@dataclass(frozen=True)
+class _Queued:
+    enrollment_id: int
+    campaign_id: int
+    due: datetime
+    at: datetime
+    ahead: int
+
+
+def for_enrollments(
+    db: Session,
+    campaign: Campaign,
+    enrollments: Iterable[Enrollment],
+    *,
+    now: datetime,
+    host_interval: HostInterval = no_host_interval,
+    queues: Queues | None = None,
+) -> dict[int, Forecast]:
+    """Each recipient's next email in `campaign`, by recipient id."""
+    rows = list(enrollments)
+    result: dict[int, Forecast] = {}
+    waiting: list[Enrollment] = []
+    for enrollment in rows:
+        if enrollment.status is EnrollmentStatus.PAUSED:
+            result[enrollment.id] = Forecast(
+                None, RECIPIENT_PAUSED_WORDS, _paused_label(enrollment), "e-paused"
+            )
+        elif enrollment.status not in (EnrollmentStatus.NOT_STARTED, EnrollmentStatus.IN_PROGRESS):
+            finished = FINISHED_LABELS.get(enrollment.status) or enrollment.status.value.title()
+            result[enrollment.id] = Forecast(
+                None, finished, finished, f"e-{enrollment.status.value}"
+            )
+        elif campaign.status is not CampaignStatus.ACTIVE:
+            result[enrollment.id] = _idle(campaign, enrollment)
+        else:
+            waiting.append(enrollment)
+    if not waiting:
+        return result
+    mailbox = db.get(Mailbox, campaign.mailbox_id)
+    assert mailbox is not None
+    label = {e.id: _pending_label(e) for e in waiting}
+    if mailbox.status is not MailboxStatus.CONNECTED:
+        for e in waiting:
+            result[e.id] = Forecast(None, RECONNECT_WORDS, *label[e.id])
+        return result
+    dues = {e.id: _due(e, now) for e in waiting}
+    queued = _queue(
+        db, mailbox, max(dues.values()), now=now, host_interval=host_interval, queues=queues
+    )
+    for e in waiting:
+        spot = queued.get(e.id)
+        words = _why(campaign, mailbox, e, spot, dues[e.id], now=now)
+        at = spot.at if spot else None
+        if spot is None:
+            words = f"After more than {QUEUE_LIMIT:,} emails queued on {mailbox.email}"
+        result[e.id] = Forecast(at, words, *label[e.id])
+    return result
+
+
+def for_campaigns(
+    db: Session,
+    campaigns: list[Campaign],
+    *,
+    now: datetime,
+    host_interval: HostInterval = no_host_interval,
+    queues: Queues | None = None,
+) -> dict[int, Forecast]:
+    """Each campaign's next email (its earliest queued recipient's), by campaign id."""
+    result = {c.id: Forecast(None, CAMPAIGN_WORDS.get(c.status, "")) for c in campaigns}
+    active = [c for c in campaigns if c.status is CampaignStatus.ACTIVE]
+    if not active:
+        return result
+    firsts: dict[int, datetime | None] = dict(
+        db.execute(
+            select(Enrollment.campaign_id, func.min(Enrollment.next_due_at))
+            .where(Enrollment.campaign_id.in_([c.id for c in active]), enrollment_pending())
+            .group_by(Enrollment.campaign_id)
+        ).all()
+    )
+    by_mailbox: dict[int, list[Campaign]] = {}
+    for campaign in active:
+        if firsts.get(campaign.id) is None:
+            result[campaign.id] = Forecast(None, "Waiting for its last emails to be confirmed")
+            continue
+        by_mailbox.setdefault(campaign.mailbox_id, []).append(campaign)
+    for mailbox_id, group in by_mailbox.items():
+        mailbox = db.get(Mailbox, mailbox_id)
+        assert mailbox is not None
+        if mailbox.status is not MailboxStatus.CONNECTED:
+            for campaign in group:
+                result[campaign.id] = Forecast(None, RECONNECT_WORDS)
+            continue
+        horizon = max(max(firsts[c.id] or now, now) for c in group)
+        queued = _queue(db, mailbox, horizon, now=now, host_interval=host_interval, queues=queues)
+        first_spot: dict[int, _Queued] = {}
+        for spot in queued.values():
+            if spot.campaign_id not in first_spot or spot.at < first_spot[spot.campaign_id].at:
+                first_spot[spot.campaign_id] = spot
+        for campaign in group:
+            first = first_spot.get(campaign.id)
+            if first is None:
+                words = f"After more than {QUEUE_LIMIT:,} emails queued on {mailbox.email}"
+                result[campaign.id] = Forecast(None, words)
+                continue
+            words = _why(campaign, mailbox, None, first, max(first.due, now), now=now)
+            result[campaign.id] = Forecast(first.at, words)
+    return result
+
+
+def _idle(campaign: Campaign, enrollment: Enrollment) -> Forecast:
+    """A recipient still waiting for a step in a campaign that sends nothing now."""
+    if campaign.status is CampaignStatus.PAUSED:
+        return Forecast(None, PAUSED_WORDS, _paused_label(enrollment), "e-paused")
+    if campaign.status is CampaignStatus.ARCHIVED:
+        return Forecast(None, ARCHIVED_WORDS, "Archived", "archived")
+    if campaign.status is CampaignStatus.DRAFT:
+        return Forecast(None, DRAFT_WORDS, "Not Started", "e-not_started")
+    # A completed campaign has nobody waiting; a row seen mid-change says it plainly.
+    return Forecast(None, "Completed", "Completed", "e-completed")
+
+
+def _paused_label(enrollment: Enrollment) -> str:
+    if enrollment.steps_sent:
+        return f"Paused · step {enrollment.steps_sent} sent"
+    return "Paused · not started"
+
+
+def _pending_label(enrollment: Enrollment) -> tuple[str, str]:
+    if enrollment.status is EnrollmentStatus.IN_PROGRESS:
+        return f"In Progress · step {enrollment.steps_sent}", "e-in_progress"
+    return "Not Started", "e-not_started"
+
+
+def _due(enrollment: Enrollment, now: datetime) -> datetime:
+    due = enrollment.next_due_at or now
+    if enrollment.held_until is not None:
+        due = max(due, enrollment.held_until)
+    return max(due, now)
+
+
+def _queue(
+    db: Session,
+    mailbox: Mailbox,
+    horizon: datetime,
+    *,
+    now: datetime,
+    host_interval: HostInterval,
+    queues: Queues | None = None,
+) -> dict[int, _Queued]:
+    """Every step queued on the mailbox (its active campaigns' pending recipients) due by
+    `horizon`, with when the dispatcher is expected to send it."""
+    if queues is not None and mailbox.id in queues and queues[mailbox.id][0] >= horizon:
+        return queues[mailbox.id][1]
+    queue = _work_out_queue(db, mailbox, horizon, now=now, host_interval=host_interval)
+    if queues is not None:
+        queues[mailbox.id] = (horizon, queue)
+    return queue
+
+
+def _work_out_queue(
+    db: Session,
+    mailbox: Mailbox,
+    horizon: datetime,
+    *,
+    now: datetime,
+    host_interval: HostInterval,
+) -> dict[int, _Queued]:
+    campaigns = {
+        c.id: c
+        for c in db.scalars(
+            select(Campaign).where(
+                Campaign.mailbox_id == mailbox.id, Campaign.status == CampaignStatus.ACTIVE
+            )
+        )
+    }
+    if not campaigns:
+        return {}
+    rows = db.execute(
+        select(
+            Enrollment.id,
+            Enrollment.campaign_id,
+            Enrollment.next_due_at,
+            Enrollment.held_until,
+            Enrollment.timezone,
+        )
+        .where(
+            Enrollment.campaign_id.in_(list(campaigns)),
+            enrollment_pending(),
+            Enrollment.next_due_at <= horizon,
+        )
+        .order_by(Enrollment.next_due_at, Enrollment.id)
+        .limit(QUEUE_LIMIT)
+    ).all()
+    # A recipient held after an automatic reply is claimed no earlier than the hold's end.
+    line = sorted(
+        (max(due, held or due), eid, cid, zone)
+        for eid, cid, due, held, zone in rows
+        if due is not None
+    )
+    # A campaign whose recipients carry their own zones sends to each in their own hours.
+    times = pace.send_times(
+        [
+            (due, campaigns[cid], zone if campaigns[cid].recipient_time_zones else "")
+            for due, _eid, cid, zone in line
+        ],
+        mailbox,
+        pace.recent_claims(db, mailbox.id, now),
+        now=now,
+        gap=pace.pace_gap(mailbox, host_interval(mailbox)),
+    )
+    return {
+        eid: _Queued(eid, cid, due, at, ahead)
+        for ahead, ((due, eid, cid, _zone), at) in enumerate(zip(line, times, strict=True))
+    }
+
+
+def _why(
+    campaign: Campaign,
+    mailbox: Mailbox,
+    enrollment: Enrollment | None,
+    spot: _Queued | None,
+    due: datetime,
+    *,
+    now: datetime,
+) -> str:
+    """Why the next email waits beyond its due moment, in words (empty when it does not)."""
+    if enrollment is not None and enrollment.held_until and enrollment.held_until > now:
+        return f"Held after an auto-reply until {_local(enrollment.held_until, campaign.timezone)}"
+    opens = pacing.window_opens(campaign, due)
+    if opens > due:
+        return f"Waiting for the sending window (opens {_local(opens, campaign.timezone)})"
+    if spot is None:
+        return ""
+    late = spot.at - timedelta(seconds=1)
+    if spot.at - due > timedelta(seconds=1):
+        if not spot.ahead:
+            return f"At {mailbox.email}'s pace (its daily limit and gap between emails)"
+        ahead = f"{spot.ahead} email{'' if spot.ahead == 1 else 's'} ahead on {mailbox.email}"
+        if pacing.window_opens(campaign, late) > late:
+            return f"{ahead}, then the sending window opens"
+        return f"{ahead} at its pace"
+    if due <= now:
+        return "Due now"
+    return ""
+
+
+def _local(moment: datetime, zone: str) -> str:
+    """E.g. "Mon 09:00 Europe/Paris" (with the date when it is not within the week)."""
+    name = zone or "UTC"
+    local = moment.astimezone(ZoneInfo(name))
+    return f"{local:%a} {local.day} {local:%b %H:%M} {name}"
