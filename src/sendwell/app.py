@@ -25,7 +25,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sendwell import __version__
+from sendwell import __version__, wiring
 from sendwell.accounts import api as accounts_api
 from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, sign_in_url
@@ -98,6 +98,7 @@ def create_app(
     `sendwell serve` turns it on, tests drive the same jobs directly. ``setup_token``, when
     given, is asked for when the first account is created.
     """
+    wiring.register()
     owns_engine = engine is None
     engine = engine or make_engine(settings.sqlalchemy_url)
     http = make_http_client(settings)

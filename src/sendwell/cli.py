@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from sendwell import wiring
 from sendwell.accounts import service as accounts
 from sendwell.config import (
     DEFAULT_HOST,
@@ -59,6 +60,7 @@ def _settings() -> Settings:
         err.print(f"[bold red]Configuration error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
+    wiring.register()
     return settings
 
 

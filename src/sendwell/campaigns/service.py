@@ -15,6 +15,7 @@ from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
 from sendwell.delegations import repository as delegation_repo
 from sendwell.dispatch import resume as resume_plan
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError
 from sendwell.kit.signals import dispatch_work
@@ -31,7 +32,6 @@ from sendwell.models import (
     PauseReason,
     User,
 )
-from sendwell.webhooks import service as webhooks
 
 if TYPE_CHECKING:
     from sendwell.mailboxes.connections import Connections
@@ -210,7 +210,10 @@ def record_event(
             at=utcnow(),
         )
     )
-    webhooks.campaign_changed(db, campaign_id, kind, reason=reason, data=data)
+    events.publish(
+        db,
+        events.CampaignStatusChanged(campaign_id=campaign_id, kind=kind, reason=reason, data=data),
+    )
 
 
 def create_campaign(

@@ -12,6 +12,7 @@ from sendwell.db import session_scope
 from sendwell.dispatch import bounce_guard, holds, outcomes
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
@@ -26,7 +27,6 @@ from sendwell.models import (
     SuppressionReason,
 )
 from sendwell.providers.base import InboundMessage, InboundPage, ProviderError, ProviderName
-from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
 AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
@@ -248,7 +248,7 @@ class InboundReader:
             if status is EnrollmentStatus.REPLIED
             else f"Bounced on {when}: {message.subject}"[:2000]
         )
-        webhooks.recipient_finished(db, enrollment)
+        events.publish(db, events.RecipientFinished(enrollment=enrollment))
         campaign = db.get(Campaign, enrollment.campaign_id)
         if status is EnrollmentStatus.BOUNCED and campaign is not None:
             add_suppression(

@@ -20,6 +20,7 @@ from sendwell.db import session_scope
 from sendwell.dispatch import bounce_guard, pacing
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.mime import Envelope, build_message
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
@@ -52,7 +53,6 @@ from sendwell.providers.base import (
     Transient,
 )
 from sendwell.providers.credentials import Credential
-from sendwell.webhooks import service as webhooks
 
 if TYPE_CHECKING:
     from sendwell.dispatch.engine import Claim, DispatchPolicy
@@ -318,7 +318,7 @@ class Outcomes:
         enrollment.status = status
         enrollment.status_reason = why[:2000]
         enrollment.next_due_at = None
-        webhooks.recipient_finished(db, enrollment)
+        events.publish(db, events.RecipientFinished(enrollment=enrollment))
         campaign = db.get(Campaign, row.campaign_id)
         if suppress and campaign is not None:
             add_suppression(
