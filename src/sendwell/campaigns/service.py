@@ -13,7 +13,6 @@ from sendwell.campaigns import repository as repo
 from sendwell.campaigns import templates, threads, validation
 from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
-from sendwell.delegations import repository as delegation_repo
 from sendwell.dispatch import resume as resume_plan
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
@@ -563,7 +562,7 @@ def resume_all_preview(
 def _check_mailbox_reach(db: Session, user: User, mailbox_id: int) -> None:
     """The user sees the account, or may send from it as a teammate's."""
     visible = mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is not None
-    if not visible and delegation_repo.approved(db, user.id, mailbox_id) is None:
+    if not visible and mailbox_repo.approved_delegation(db, user.id, mailbox_id) is None:
         raise NotFound("No such email account.", code="unknown_mailbox")
 
 
@@ -591,7 +590,8 @@ def may_send_from(db: Session, user: User, mailbox: Mailbox) -> bool:
     """A campaign's owner sends from their own mailbox, or from a teammate's that approved
     them. Seeing every mailbox, as an admin does, is not sending as its owner."""
     return mailbox.workspace_id == user.workspace_id and (
-        mailbox.owner_id == user.id or delegation_repo.approved(db, user.id, mailbox.id) is not None
+        mailbox.owner_id == user.id
+        or mailbox_repo.approved_delegation(db, user.id, mailbox.id) is not None
     )
 
 

@@ -21,10 +21,10 @@ from sendwell.dispatch.engine import settle_in_flight
 from sendwell.dispatch.resume import Choice
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
-from sendwell.web.deps import check_upload_csrf, get_connections, get_db, get_settings
+from sendwell.web.deps import check_upload_csrf, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

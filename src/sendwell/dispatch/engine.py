@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sendwell.db import session_scope
 from sendwell.dispatch import holds, inbound, outcomes, pacing
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.kit.signals import dispatch_work
@@ -42,23 +43,6 @@ SEND_BATCH = 50
 # Something is due yet nothing could be sent (a claim lost to another worker, a busy
 # database): look again shortly rather than spin.
 STUCK_RETRY = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class DispatchPolicy:
-    lease: timedelta
-    inbound_interval: timedelta
-    # After a send's outcome became unknown, how long before looking for it in Sent: the
-    # host may still be finishing a request the client stopped waiting for.
-    settle_grace: timedelta = timedelta(seconds=60)
-    max_attempts: int = 5
-    failures_before_pause: int = 10
-
-
-@dataclass(frozen=True)
-class Claim:
-    ledger_id: int
-    mailbox_id: int
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import select, update
@@ -20,6 +19,7 @@ from sendwell.db import session_scope
 from sendwell.dispatch import bounce_guard, pacing
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.mime import Envelope, build_message
+from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
@@ -53,9 +53,6 @@ from sendwell.providers.base import (
     Transient,
 )
 from sendwell.providers.credentials import Credential
-
-if TYPE_CHECKING:
-    from sendwell.dispatch.engine import Claim, DispatchPolicy
 
 log = get_logger(__name__)
 SETTLE_RETRY = timedelta(seconds=60)

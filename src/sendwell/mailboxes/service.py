@@ -9,11 +9,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from sendwell.campaigns.repository import paused_counts_by_mailbox
-from sendwell.campaigns.templates import HEADER_FORBIDDEN
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from sendwell.kit.headers import HEADER_FORBIDDEN
 from sendwell.kit.secrets import hash_secret
 from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import repository as repo
@@ -133,7 +132,7 @@ def accounts_needing_attention(db: Session, user: User) -> list[Attention]:
     broken = [
         m for m in repo.owned_mailboxes(db, user.id) if m.status is MailboxStatus.REAUTH_REQUIRED
     ]
-    counts = paused_counts_by_mailbox(db, [m.id for m in broken])
+    counts = repo.paused_counts_by_mailbox(db, [m.id for m in broken])
     return [Attention(m, counts.get(m.id, 0)) for m in broken]
 
 

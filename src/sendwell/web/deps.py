@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from sendwell.config import Settings
 from sendwell.db import session_scope
-from sendwell.mailboxes.connections import Connections
 
 CSRF_COOKIE = "csrftoken"
 CSRF_NAMESPACE = "csrftoken"
@@ -20,12 +19,6 @@ CSRF_NAMESPACE = "csrftoken"
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def get_connections(request: Request) -> Connections:
-    """The provider hosts, discovery, token keys and policy this app was built with."""
-    connections: Connections = request.app.state.connections
-    return connections
 
 
 def get_db(request: Request) -> Iterator[Session]:

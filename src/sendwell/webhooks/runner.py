@@ -7,8 +7,8 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.config import Settings
+from sendwell.kit.notices import parse_smtp_url, send_notice
 from sendwell.kit.tokenbox import TokenBox
-from sendwell.mailboxes.notify import parse_smtp_url, send_notice
 from sendwell.webhooks.delivery import DisabledNotice, WebhookDeliverer, policy_from
 
 
