@@ -202,11 +202,11 @@ def worker(
     import signal
     import threading
 
-    from sendwell.dispatch.runner import build_dispatcher
-    from sendwell.kit.signals import dispatch_work, listen_for_notifications
+    from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
+    from sendwell.kit.jobs import JobKind
     from sendwell.mailboxes.connections import build_connections
     from sendwell.providers.registry import build_registry, make_http_client
-    from sendwell.webhooks.runner import DelivererThread, build_deliverer
+    from sendwell.webhooks.runner import build_deliverer
 
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
@@ -216,26 +216,29 @@ def worker(
     metrics = _worker_metrics(settings, factory, metrics_host, metrics_port)
     with make_http_client(settings) as http:
         connections = build_connections(settings, build_registry(settings, http))
-        dispatcher = build_dispatcher(settings, factory, connections)
 
         def stop_now(*_args: object) -> None:
             stop.set()
-            dispatcher.wake.set()  # an idle worker is asleep: wake it to notice the stop
 
         signal.signal(signal.SIGTERM, stop_now)
         signal.signal(signal.SIGINT, stop_now)
-        deliverer = build_deliverer(settings, factory)
         if once:
+            dispatcher = build_dispatcher(settings, factory, connections)
+            deliverer = build_deliverer(settings, factory)
             dispatcher.run_until_idle()
             deliverer.deliver_due()
             deliverer.close()
         else:
-            err.print(f"Worker {dispatcher.worker_id} is sending. Ctrl+C to stop.", highlight=False)
-            webhooks = DelivererThread(deliverer)
-            webhooks.start()
-            listen_for_notifications(settings.sqlalchemy_url, dispatch_work, dispatcher.wake, stop)
-            dispatcher.run_forever(stop)
-            webhooks.stop()
+            # The same sending jobs `sendwell serve` runs beside its pages.
+            running = wiring.jobs().start([JobKind.SENDING], settings, factory, connections)
+            for _name, job in running.jobs:
+                if isinstance(job, DispatcherThread):
+                    err.print(
+                        f"Worker {job.dispatcher.worker_id} is sending. Ctrl+C to stop.",
+                        highlight=False,
+                    )
+            stop.wait()
+            running.stop()
     if metrics is not None:
         metrics.shutdown()
     engine.dispose()

@@ -24,7 +24,8 @@ from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
-from sendwell.web.deps import check_upload_csrf, get_db, get_settings
+from sendwell.web.csrf import check_upload_csrf
+from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

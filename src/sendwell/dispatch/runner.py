@@ -11,6 +11,7 @@ from sendwell.config import Settings
 from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit import signals
+from sendwell.kit.jobs import JobKind, JobRegistry
 from sendwell.mailboxes.connections import Connections
 
 LEASE_MARGIN = timedelta(seconds=30)
@@ -67,3 +68,14 @@ class DispatcherThread:
         self._thread.join(timeout=30)
         if self._listener is not None:
             self._listener.join(timeout=5)
+
+
+def register_jobs(registry: JobRegistry[Connections]) -> None:
+    """The sending engine: settle unknown outcomes, read replies and bounces, claim and send."""
+    registry.add("dispatcher", kind=JobKind.SENDING, build=dispatcher_job)
+
+
+def dispatcher_job(
+    settings: Settings, factory: sessionmaker[Session], conn: Connections
+) -> DispatcherThread:
+    return DispatcherThread(build_dispatcher(settings, factory, conn), settings.sqlalchemy_url)
