@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from sendwell.campaigns import subscribers as campaign_subscribers
 from sendwell.db import session_scope
@@ -41,8 +42,9 @@ def test_nothing_is_published_before_the_features_are_wired(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(events, "_wired", False)
+    event = events.CampaignStatusChanged(campaign_id=1, kind="paused", reason="")
     with pytest.raises(events.NotWired, match="CampaignStatusChanged published before"):
-        events.publish(None, events.CampaignStatusChanged(campaign_id=1, kind="paused", reason=""))  # type: ignore[arg-type]
+        events.publish(Session(), event)
 
 
 def _break_mailbox(world: World, *, then_fail: bool) -> None:
@@ -69,7 +71,9 @@ def test_a_break_its_pauses_and_their_webhooks_are_one_transaction(
     with pytest.raises(Refused):
         _break_mailbox(world, then_fail=True)
     with session_scope(world.factory) as db:
-        assert db.get(Campaign, campaign_id).status is CampaignStatus.ACTIVE  # type: ignore[union-attr]
+        campaign = db.get(Campaign, campaign_id)
+        assert campaign is not None
+        assert campaign.status is CampaignStatus.ACTIVE
         before = list(db.scalars(select(WebhookEvent.type).order_by(WebhookEvent.id)))
     assert "mailbox.reauth_required" not in before
 
