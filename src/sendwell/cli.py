@@ -231,13 +231,13 @@ def worker(
         else:
             # The same sending jobs `sendwell serve` runs beside its pages.
             running = wiring.jobs().start([JobKind.SENDING], settings, factory, connections)
-            for _name, job in running.jobs:
-                if isinstance(job, DispatcherThread):
-                    err.print(
-                        f"Worker {job.dispatcher.worker_id} is sending. Ctrl+C to stop.",
-                        highlight=False,
-                    )
+            dispatchers = [job for _name, job in running.jobs if isinstance(job, DispatcherThread)]
+            for dispatcher_job in dispatchers:
+                worker_id = dispatcher_job.dispatcher.worker_id
+                err.print(f"Worker {worker_id} is sending. Ctrl+C to stop.", highlight=False)
             stop.wait()
+            for dispatcher_job in dispatchers:
+                dispatcher_job.finish()  # its pass ends before webhook delivery stops
             running.stop()
     if metrics is not None:
         metrics.shutdown()

@@ -66,6 +66,12 @@ class DispatcherThread:
         self.stop_event.set()
         self.dispatcher.wake.set()
         self._thread.join(timeout=30)
+
+    def finish(self) -> None:
+        """Stop after the current pass, however long it takes (a worker's graceful end)."""
+        self.stop_event.set()
+        self.dispatcher.wake.set()
+        self._thread.join()
         if self._listener is not None:
             self._listener.join(timeout=5)
 
