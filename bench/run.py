@@ -22,6 +22,7 @@ from bench import campaigns_tab, claim, detection, importing, pause, resume, thr
 from bench.common import ROOT, BenchError, Benchmark, Profile, Section
 from bench.report import Machine, markdown, terminal_table
 from bench.stack import Lab
+from sendwell import wiring
 
 BENCHMARKS: dict[str, Benchmark] = {
     "throughput": throughput.run,
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", default=full_from_environment())
     parser.add_argument("--only", action="append", choices=list(BENCHMARKS), default=[])
     args = parser.parse_args(argv)
+    wiring.register()  # the benchmarks call services directly, as the app would
     profile = Profile.large() if args.full else Profile.quick()
     chosen = args.only or list(BENCHMARKS)
     machine = Machine.describe()

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session
 
-from sendwell import migrate
+from sendwell import migrate, wiring
 from sendwell.app import create_app
 from sendwell.config import Settings
 from sendwell.db import make_engine, make_session_factory
@@ -35,6 +35,11 @@ STRONG_PASSWORD = "correct horse battery staple"
 # The test mail servers (aiosmtpd) log every command from their own threads, which outlive a
 # test's captured output; their chatter says nothing the tests do not check.
 logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+
+# Every feature's event subscriptions, as the app and the CLI make them, before any test runs
+# a service directly.
+wiring.register()
 
 
 @dataclass

@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from sendwell import wiring
 from sendwell.accounts import service as accounts
 from sendwell.config import (
     DEFAULT_HOST,
@@ -59,6 +60,7 @@ def _settings() -> Settings:
         err.print(f"[bold red]Configuration error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
+    wiring.register()
     return settings
 
 
@@ -200,11 +202,11 @@ def worker(
     import signal
     import threading
 
-    from sendwell.dispatch.runner import build_dispatcher
-    from sendwell.kit.signals import dispatch_work, listen_for_notifications
+    from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
+    from sendwell.kit.jobs import JobKind
     from sendwell.mailboxes.connections import build_connections
     from sendwell.providers.registry import build_registry, make_http_client
-    from sendwell.webhooks.runner import DelivererThread, build_deliverer
+    from sendwell.webhooks.runner import build_deliverer
 
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
@@ -214,26 +216,29 @@ def worker(
     metrics = _worker_metrics(settings, factory, metrics_host, metrics_port)
     with make_http_client(settings) as http:
         connections = build_connections(settings, build_registry(settings, http))
-        dispatcher = build_dispatcher(settings, factory, connections)
 
         def stop_now(*_args: object) -> None:
             stop.set()
-            dispatcher.wake.set()  # an idle worker is asleep: wake it to notice the stop
 
         signal.signal(signal.SIGTERM, stop_now)
         signal.signal(signal.SIGINT, stop_now)
-        deliverer = build_deliverer(settings, factory)
         if once:
+            dispatcher = build_dispatcher(settings, factory, connections)
+            deliverer = build_deliverer(settings, factory)
             dispatcher.run_until_idle()
             deliverer.deliver_due()
             deliverer.close()
         else:
-            err.print(f"Worker {dispatcher.worker_id} is sending. Ctrl+C to stop.", highlight=False)
-            webhooks = DelivererThread(deliverer)
-            webhooks.start()
-            listen_for_notifications(settings.sqlalchemy_url, dispatch_work, dispatcher.wake, stop)
-            dispatcher.run_forever(stop)
-            webhooks.stop()
+            # The same sending jobs `sendwell serve` runs beside its pages.
+            running = wiring.jobs().start([JobKind.SENDING], settings, factory, connections)
+            dispatchers = [job for _name, job in running.jobs if isinstance(job, DispatcherThread)]
+            for dispatcher_job in dispatchers:
+                worker_id = dispatcher_job.dispatcher.worker_id
+                err.print(f"Worker {worker_id} is sending. Ctrl+C to stop.", highlight=False)
+            stop.wait()
+            for dispatcher_job in dispatchers:
+                dispatcher_job.finish()  # its pass ends before webhook delivery stops
+            running.stop()
     if metrics is not None:
         metrics.shutdown()
     engine.dispose()

@@ -316,7 +316,7 @@ class Settings(BaseSettings):
     @classmethod
     def _smtp_url_is_usable(cls, value: str) -> str:
         if value:
-            from sendwell.mailboxes.notify import parse_smtp_url
+            from sendwell.kit.notices import parse_smtp_url
 
             parse_smtp_url(value)
         return value

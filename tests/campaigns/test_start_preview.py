@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from sendwell.campaigns import service, start_preview, validation
+from sendwell.campaigns import service, validation
 from sendwell.campaigns.recipients import RecipientIn
 from sendwell.campaigns.schedule import parse_schedule
+from sendwell.dispatch import start_preview
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict
 from sendwell.models import User

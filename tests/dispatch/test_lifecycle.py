@@ -8,10 +8,17 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from sendwell.dispatch import lifecycle
-from sendwell.dispatch.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.kit.errors import Conflict
-from sendwell.models import Campaign, Enrollment, EnrollmentStatus, LedgerStatus, SendLedger, User
+from sendwell.models import (
+    Campaign,
+    Enrollment,
+    EnrollmentStatus,
+    LedgerStatus,
+    SendLedger,
+    User,
+    lifecycle,
+)
+from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
 from tests.campaigns.test_service import add, make_campaign, make_mailbox, make_user
 
 E = EnrollmentStatus

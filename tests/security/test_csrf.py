@@ -14,7 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from sendwell.app import API_PREFIX, CSRF_EXEMPT_PREFIXES
+from sendwell.web.csrf import CSRF_EXEMPT_PREFIXES
+from sendwell.web.paths import API_PREFIX
 from tests.conftest import STRONG_PASSWORD, create_first_account
 from tests.security.conftest import Tenants
 from tests.security.routes import ROUTES, Call, form_token, served_routes

@@ -6,7 +6,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from fastapi import Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,11 @@ class SignInRequired(Exception):
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
         self.next_path = next_path
+
+
+async def redirect_to_sign_in(_request: Request, error: SignInRequired) -> Response:
+    """A page that needs a signed-in user sends the browser to sign in, then back."""
+    return RedirectResponse(sign_in_url(error.next_path), status_code=303)
 
 
 def sign_in_url(next_path: str = "") -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, joinedload
 
-from sendwell.models import ApiToken, SignInFailure, User, UserSession, Workspace
+from sendwell.models import ApiToken, Role, SignInFailure, User, UserSession, Workspace
 
 
 def count_users(db: Session) -> int:
@@ -91,3 +91,12 @@ def delete_sessions_of_user(db: Session, user_id: int, *, keep_hash: str | None 
 
 def get_user(db: Session, user_id: int) -> User | None:
     return db.get(User, user_id)
+
+
+def admin_emails(db: Session, workspace_id: int) -> list[str]:
+    """The workspace admins' addresses (who hears of workspace-wide trouble)."""
+    return list(
+        db.scalars(
+            select(User.email).where(User.workspace_id == workspace_id, User.role == Role.ADMIN)
+        )
+    )

@@ -20,8 +20,9 @@ from sendwell.accounts.auth import (
 from sendwell.config import Settings
 from sendwell.kit.errors import SendwellError, TooManyAttempts
 from sendwell.mailboxes.capabilities import server_capabilities
+from sendwell.mailboxes.connections import get_connections
 from sendwell.models import User
-from sendwell.web.deps import client_ip, get_connections, get_db, get_settings
+from sendwell.web.deps import client_ip, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()

@@ -37,9 +37,9 @@ from sendwell.campaigns.schemas import (
 )
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.models import Campaign, CampaignStatus, CampaignStep, CatchUp, User
-from sendwell.web.deps import get_connections, get_db, get_settings
+from sendwell.web.deps import get_db, get_settings
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 

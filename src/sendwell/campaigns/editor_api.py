@@ -9,13 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
-from sendwell.campaigns import service, start_preview, test_send
+from sendwell.campaigns import service
 from sendwell.campaigns.editor_web import unsubscribe_links
+from sendwell.dispatch import start_preview, test_send
 from sendwell.kit.clock import utcnow
 from sendwell.kit.schemas import RequestBody
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.models import User
-from sendwell.web.deps import get_connections, get_db
+from sendwell.web.deps import get_db
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 

@@ -10,15 +10,16 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
 from sendwell.campaigns import repository as repo
-from sendwell.campaigns import service, start_preview, test_send
+from sendwell.campaigns import service
+from sendwell.dispatch import start_preview, test_send
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import repository as mailbox_repo
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import User
-from sendwell.web.deps import get_connections, get_db, get_settings
+from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

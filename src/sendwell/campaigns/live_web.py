@@ -9,10 +9,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import live
-from sendwell.mailboxes.connections import Connections
+from sendwell.dispatch import live
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.models import User
-from sendwell.web.deps import get_connections, get_db
+from sendwell.web.deps import get_db
 
 router = APIRouter()
 

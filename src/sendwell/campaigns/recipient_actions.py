@@ -1,7 +1,7 @@
 """What a person can do to recipients of a campaign, one or many at once: pause, resume,
 remove, mark as replied, move to another campaign of the same owner.
 
-Each change goes through the sending lifecycle (`dispatch.lifecycle`), so a recipient who cannot
+Each change goes through the sending lifecycle (`models.lifecycle`), so a recipient who cannot
 take it (a finished one, say) is named with the reason and the others still change. The
 engine's gate sends only to recipients still pending, so a recipient paused, removed or moved
 while their step is being claimed gets nothing; a step already handed to the provider is waited
@@ -23,12 +23,11 @@ from sendwell.campaigns import service
 from sendwell.campaigns.recipient_repository import SORTS, RecipientFilter
 from sendwell.campaigns.recipients import RecipientIn, add_recipients
 from sendwell.db import session_scope
-from sendwell.dispatch import lifecycle
-from sendwell.dispatch.lifecycle import EnrollmentEvent
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound
-from sendwell.models import Campaign, CampaignStatus, Enrollment, EnrollmentStatus, User
-from sendwell.webhooks import service as webhooks
+from sendwell.models import Campaign, CampaignStatus, Enrollment, EnrollmentStatus, User, lifecycle
+from sendwell.models.lifecycle import EnrollmentEvent
 
 # One request changes at most this many recipients (a page of the table is 50).
 MAX_PER_ACTION = 1000
@@ -149,7 +148,7 @@ def _change(
         lifecycle.enroll(enrollment, EnrollmentEvent.MARKED_REPLIED)
         enrollment.next_due_at = None
         enrollment.status_reason = f"Marked as replied by {who} on {now:%Y-%m-%d %H:%M} UTC."
-        webhooks.recipient_finished(db, enrollment)
+        events.publish(db, events.RecipientFinished(enrollment=enrollment))
 
 
 def _next_due(campaign: Campaign, enrollment: Enrollment, now: datetime) -> datetime:

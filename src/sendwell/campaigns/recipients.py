@@ -17,10 +17,9 @@ from sendwell.campaigns import repository as repo
 from sendwell.campaigns.candidates import history as workspace_history
 from sendwell.campaigns.schedule import known_time_zone
 from sendwell.campaigns.service import get_campaign, record_event, status_label
-from sendwell.dispatch import lifecycle
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput
-from sendwell.models import Campaign, CampaignStatus, User
+from sendwell.models import Campaign, CampaignStatus, User, lifecycle
 
 RECIPIENT_BATCH = 1000
 STANDARD_COLUMNS = ("first_name", "last_name", "company", "title")

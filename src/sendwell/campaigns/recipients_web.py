@@ -17,10 +17,9 @@ from sendwell.campaigns import recipient_actions, service, validation
 from sendwell.campaigns import recipient_repository as repo
 from sendwell.campaigns.recipient_actions import Action
 from sendwell.campaigns.recipient_repository import RecipientFilter
-from sendwell.dispatch import lifecycle
-from sendwell.dispatch.lifecycle import EnrollmentEvent
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.models import Campaign, Enrollment, EnrollmentStatus, SendLedger, User
+from sendwell.models import Campaign, Enrollment, EnrollmentStatus, SendLedger, User, lifecycle
+from sendwell.models.lifecycle import EnrollmentEvent
 from sendwell.web.deps import get_db
 from sendwell.web.pages import redirect_with_flash
 

@@ -66,18 +66,6 @@ def paused_for_mailbox(
     return list(db.scalars(query.order_by(Campaign.name, Campaign.id)))
 
 
-def paused_counts_by_mailbox(db: Session, mailbox_ids: list[int]) -> dict[int, int]:
-    """How many campaigns are paused, per mailbox."""
-    if not mailbox_ids:
-        return {}
-    rows = db.execute(
-        select(Campaign.mailbox_id, func.count())
-        .where(Campaign.mailbox_id.in_(mailbox_ids), Campaign.status == CampaignStatus.PAUSED)
-        .group_by(Campaign.mailbox_id)
-    )
-    return {int(mailbox_id): int(count) for mailbox_id, count in rows}
-
-
 def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
     """Recipients by outcome and messages sent, per campaign, in two grouped queries."""
     result = {

@@ -13,8 +13,8 @@ from sendwell.campaigns import merge_check, templates, threads, validation
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
-from sendwell.delegations import repository as delegation_repo
 from sendwell.dispatch import resume as resume_plan
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError
 from sendwell.kit.signals import dispatch_work
@@ -31,7 +31,6 @@ from sendwell.models import (
     PauseReason,
     User,
 )
-from sendwell.webhooks import service as webhooks
 
 if TYPE_CHECKING:
     from sendwell.mailboxes.connections import Connections
@@ -212,7 +211,10 @@ def record_event(
             at=utcnow(),
         )
     )
-    webhooks.campaign_changed(db, campaign_id, kind, reason=reason, data=data)
+    events.publish(
+        db,
+        events.CampaignStatusChanged(campaign_id=campaign_id, kind=kind, reason=reason, data=data),
+    )
 
 
 def create_campaign(
@@ -589,7 +591,7 @@ def resume_all_preview(
 def _check_mailbox_reach(db: Session, user: User, mailbox_id: int) -> None:
     """The user sees the account, or may send from it as a teammate's."""
     visible = mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is not None
-    if not visible and delegation_repo.approved(db, user.id, mailbox_id) is None:
+    if not visible and mailbox_repo.approved_delegation(db, user.id, mailbox_id) is None:
         raise NotFound("No such email account.", code="unknown_mailbox")
 
 
@@ -617,7 +619,8 @@ def may_send_from(db: Session, user: User, mailbox: Mailbox) -> bool:
     """A campaign's owner sends from their own mailbox, or from a teammate's that approved
     them. Seeing every mailbox, as an admin does, is not sending as its owner."""
     return mailbox.workspace_id == user.workspace_id and (
-        mailbox.owner_id == user.id or delegation_repo.approved(db, user.id, mailbox.id) is not None
+        mailbox.owner_id == user.id
+        or mailbox_repo.approved_delegation(db, user.id, mailbox.id) is not None
     )
 
 

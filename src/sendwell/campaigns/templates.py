@@ -10,23 +10,10 @@ from jinja2.sandbox import SecurityError
 
 from sendwell.campaigns.template_budget import BudgetedSandbox, OverBudget
 from sendwell.kit.errors import InvalidInput
+from sendwell.kit.headers import HEADER_FORBIDDEN
 
 STANDARD_FIELDS = ("first_name", "last_name", "full_name", "email", "company", "title")
 SENDER_FIELDS = ("sender_name", "signature")
-# NUL and every character str.splitlines() breaks at: the email package refuses them all.
-HEADER_FORBIDDEN = (
-    "\0",
-    "\n",
-    "\r",
-    "\x0b",
-    "\x0c",
-    "\x1c",
-    "\x1d",
-    "\x1e",
-    "\x85",
-    "\u2028",
-    "\u2029",
-)
 MAX_SUBJECT_LENGTH = 998  # RFC 5322 line limit
 
 

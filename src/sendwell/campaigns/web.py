@@ -13,7 +13,6 @@ from sendwell.accounts.auth import current_user
 from sendwell.campaigns import (
     import_flow,
     importer,
-    live,
     merge_check,
     recipients,
     recipients_web,
@@ -27,18 +26,19 @@ from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones, days_words
-from sendwell.campaigns.start_preview import startable
 from sendwell.delegations import service as delegations
-from sendwell.dispatch import forecast
+from sendwell.dispatch import forecast, live
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.dispatch.resume import Choice
+from sendwell.dispatch.start_preview import startable
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
 from sendwell.snippets import service as snippets
-from sendwell.web.deps import check_upload_csrf, get_connections, get_db, get_settings
+from sendwell.web.csrf import check_upload_csrf
+from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

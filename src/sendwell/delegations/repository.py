@@ -26,19 +26,6 @@ def get(db: Session, workspace_id: int, delegation_id: int) -> Delegation | None
     )
 
 
-def approved(db: Session, delegate_id: int, mailbox_id: int) -> Delegation | None:
-    """The approval that lets a user send from someone else's mailbox, if there is one."""
-    return db.scalar(
-        select(Delegation)
-        .where(
-            Delegation.delegate_id == delegate_id,
-            Delegation.mailbox_id == mailbox_id,
-            Delegation.status == DelegationStatus.APPROVED,
-        )
-        .limit(1)
-    )
-
-
 def involving(db: Session, user_id: int) -> list[Delegation]:
     """Delegations the user asked for or was asked for, newest first."""
     return list(

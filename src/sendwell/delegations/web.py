@@ -17,10 +17,10 @@ from sendwell.delegations import service
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import service as mailboxes
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.mailboxes.web import SERVER_LINK, load_alerts
 from sendwell.models import PauseReason, User
-from sendwell.web.deps import get_connections, get_db, get_settings
+from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

@@ -18,9 +18,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import holds, inbound, lifecycle, outcomes, pacing
+from sendwell.dispatch import holds, inbound, outcomes, pacing
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.lifecycle import EnrollmentEvent, LedgerEvent
+from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.kit.signals import dispatch_work
@@ -33,7 +33,9 @@ from sendwell.models import (
     LedgerStatus,
     Mailbox,
     SendLedger,
+    lifecycle,
 )
+from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.providers.base import ProviderError, RecipientRejected
 
 log = get_logger(__name__)
@@ -44,23 +46,6 @@ SEND_BATCH = 50
 STUCK_RETRY = timedelta(seconds=1)
 # Due recipients looked at per pass in a campaign whose recipients have their own time zones.
 ZONED_LOOKAHEAD = 50
-
-
-@dataclass(frozen=True)
-class DispatchPolicy:
-    lease: timedelta
-    inbound_interval: timedelta
-    # After a send's outcome became unknown, how long before looking for it in Sent: the
-    # host may still be finishing a request the client stopped waiting for.
-    settle_grace: timedelta = timedelta(seconds=60)
-    max_attempts: int = 5
-    failures_before_pause: int = 10
-
-
-@dataclass(frozen=True)
-class Claim:
-    ledger_id: int
-    mailbox_id: int
 
 
 @dataclass(frozen=True)

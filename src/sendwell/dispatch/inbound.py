@@ -9,10 +9,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import bounce_guard, holds, lifecycle, outcomes
+from sendwell.dispatch import bounce_guard, holds, outcomes
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.lifecycle import EnrollmentEvent
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
@@ -27,10 +27,11 @@ from sendwell.models import (
     ReplyKind,
     SendLedger,
     SuppressionReason,
+    lifecycle,
 )
+from sendwell.models.lifecycle import EnrollmentEvent
 from sendwell.providers.base import InboundMessage, InboundPage, ProviderError, ProviderName
 from sendwell.replies import service as replies
-from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
 AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
@@ -274,7 +275,7 @@ class InboundReader:
             if status is EnrollmentStatus.REPLIED
             else f"Bounced on {when}: {message.subject}"[:2000]
         )
-        webhooks.recipient_finished(db, enrollment, reply=reply)
+        events.publish(db, events.RecipientFinished(enrollment=enrollment, reply=reply))
         campaign = db.get(Campaign, enrollment.campaign_id)
         if status is EnrollmentStatus.BOUNCED and campaign is not None:
             add_suppression(

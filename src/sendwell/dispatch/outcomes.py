@@ -6,7 +6,6 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import select, update
@@ -17,10 +16,11 @@ from sendwell.campaigns import service as campaigns
 from sendwell.campaigns import templates, threads
 from sendwell.campaigns.validation import recipient_values, sender_fields
 from sendwell.db import session_scope
-from sendwell.dispatch import bounce_guard, lifecycle, pacing
+from sendwell.dispatch import bounce_guard, pacing
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.dispatch.mime import Envelope, build_message
+from sendwell.dispatch.policy import Claim, DispatchPolicy
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
@@ -37,7 +37,9 @@ from sendwell.models import (
     SendLedger,
     Suppression,
     SuppressionReason,
+    lifecycle,
 )
+from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.providers.base import (
     AuthRevoked,
     InsufficientScope,
@@ -52,10 +54,6 @@ from sendwell.providers.base import (
     Transient,
 )
 from sendwell.providers.credentials import Credential
-from sendwell.webhooks import service as webhooks
-
-if TYPE_CHECKING:
-    from sendwell.dispatch.engine import Claim, DispatchPolicy
 
 log = get_logger(__name__)
 SETTLE_RETRY = timedelta(seconds=60)
@@ -322,7 +320,7 @@ class Outcomes:
         lifecycle.enroll(enrollment, event)
         enrollment.status_reason = why[:2000]
         enrollment.next_due_at = None
-        webhooks.recipient_finished(db, enrollment)
+        events.publish(db, events.RecipientFinished(enrollment=enrollment))
         campaign = db.get(Campaign, row.campaign_id)
         if suppress and campaign is not None:
             add_suppression(

@@ -18,8 +18,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, selectinload
 
-from sendwell.dispatch import lifecycle
-from sendwell.dispatch.lifecycle import LedgerEvent
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -29,8 +27,10 @@ from sendwell.models import (
     Mailbox,
     MailboxStatus,
     SendLedger,
+    lifecycle,
 )
 from sendwell.models.campaign import PENDING_STATUSES, enrollment_pending
+from sendwell.models.lifecycle import LedgerEvent
 
 PENDING = PENDING_STATUSES
 COUNTS_TOWARD_CAP = (LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN, LedgerStatus.SENT)

@@ -30,9 +30,8 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import threads
-from sendwell.dispatch import lifecycle, pacing
+from sendwell.dispatch import pacing
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.lifecycle import EnrollmentEvent, LedgerEvent
 from sendwell.kit.errors import InvalidInput
 from sendwell.models import (
     Campaign,
@@ -44,8 +43,10 @@ from sendwell.models import (
     LedgerStatus,
     Mailbox,
     SendLedger,
+    lifecycle,
 )
 from sendwell.models.campaign import enrollment_pending
+from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
 
 MAX_SKIP_DAYS = 365
 # Recipients listed by name in a preview; the counts cover them all.

@@ -11,6 +11,7 @@ from sendwell.config import Settings
 from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit import signals
+from sendwell.kit.jobs import JobKind, JobRegistry
 from sendwell.mailboxes.connections import Connections
 
 LEASE_MARGIN = timedelta(seconds=30)
@@ -65,5 +66,22 @@ class DispatcherThread:
         self.stop_event.set()
         self.dispatcher.wake.set()
         self._thread.join(timeout=30)
+
+    def finish(self) -> None:
+        """Stop after the current pass, however long it takes (a worker's graceful end)."""
+        self.stop_event.set()
+        self.dispatcher.wake.set()
+        self._thread.join()
         if self._listener is not None:
             self._listener.join(timeout=5)
+
+
+def register_jobs(registry: JobRegistry[Connections]) -> None:
+    """The sending engine: settle unknown outcomes, read replies and bounces, claim and send."""
+    registry.add("dispatcher", kind=JobKind.SENDING, build=dispatcher_job)
+
+
+def dispatcher_job(
+    settings: Settings, factory: sessionmaker[Session], conn: Connections
+) -> DispatcherThread:
+    return DispatcherThread(build_dispatcher(settings, factory, conn), settings.sqlalchemy_url)

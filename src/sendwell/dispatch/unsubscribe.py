@@ -5,12 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sendwell.dispatch import lifecycle
-from sendwell.dispatch.lifecycle import EnrollmentEvent
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
-from sendwell.models import Campaign, Enrollment, SuppressionReason
-from sendwell.webhooks import service as webhooks
+from sendwell.models import Campaign, Enrollment, SuppressionReason, lifecycle
+from sendwell.models.lifecycle import EnrollmentEvent
 
 
 def unsubscribe(db: Session, workspace_id: int, email: str) -> int:
@@ -37,7 +36,7 @@ def unsubscribe(db: Session, workspace_id: int, email: str) -> int:
         lifecycle.enroll(enrollment, EnrollmentEvent.UNSUBSCRIBED)
         enrollment.next_due_at = None
         enrollment.status_reason = "Unsubscribed with the link in an email."
-        webhooks.recipient_finished(db, enrollment)
+        events.publish(db, events.RecipientFinished(enrollment=enrollment))
     db.flush()
     for campaign_id in {e.campaign_id for e in pending}:
         complete_if_finished(db, campaign_id)

@@ -13,7 +13,7 @@ from sendwell.campaigns import service as campaigns
 from sendwell.campaigns.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.mailboxes.expiry import Expiry
 from sendwell.mailboxes.schemas import (
     DomainCheckOut,
@@ -29,7 +29,7 @@ from sendwell.mailboxes.schemas import (
 )
 from sendwell.models import CatchUp, DomainCheck, Mailbox, User
 from sendwell.providers.discovery import domain_of
-from sendwell.web.deps import get_connections, get_db
+from sendwell.web.deps import get_db
 
 router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
 

@@ -8,11 +8,14 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Literal
 
+from fastapi import Request
+
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
+from sendwell.kit.notices import parse_smtp_url, send_notice
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes.expiry import ExpiryRules
-from sendwell.mailboxes.notify import ReauthNotifier, parse_smtp_url, send_notice
+from sendwell.mailboxes.notify import ReauthNotifier
 from sendwell.providers.base import MailHost, ProviderName, SignIn
 from sendwell.providers.certificates import certificate_expiry
 from sendwell.providers.discovery import ProviderDiscovery
@@ -80,6 +83,12 @@ class Connections:
     def redirect_uri(self, name: str) -> str:
         """One callback path per provider, so a code can never be sent to the wrong host."""
         return f"{self.base_url}/mailboxes/callback/{name}"
+
+
+def get_connections(request: Request) -> Connections:
+    """The provider hosts, discovery, token keys and policy this app was built with."""
+    connections: Connections = request.app.state.connections
+    return connections
 
 
 def provider_label(name: str) -> str:

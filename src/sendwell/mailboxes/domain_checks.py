@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput
 from sendwell.kit.logging import get_logger
@@ -17,7 +18,6 @@ from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.domain_health import Report, assess, worsened
 from sendwell.mailboxes.service import get_mailbox, record_event
 from sendwell.models import DomainCheck, Mailbox, MailboxEventKind, User
-from sendwell.webhooks import service as webhooks
 
 log = get_logger(__name__)
 RECHECK = timedelta(hours=1)
@@ -116,11 +116,15 @@ def _keep(db: Session, mailbox_id: int, report: Report) -> None:
     )
     changed = {line.split(":", 1)[0] for line in changes}
     previous = {c["name"]: c["status"] for c in before}
-    webhooks.mailbox_domain_health_worsened(
+    events.publish(
         db,
-        mailbox,
-        domain=report.domain,
-        checks=[
-            {**c, "previous_status": previous[c["name"]]} for c in results if c["name"] in changed
-        ],
+        events.MailboxDomainHealthWorsened(
+            mailbox=mailbox,
+            domain=report.domain,
+            checks=[
+                {**c, "previous_status": previous[c["name"]]}
+                for c in results
+                if c["name"] in changed
+            ],
+        ),
     )

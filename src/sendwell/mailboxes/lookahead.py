@@ -15,7 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sendwell.accounts.repository import admin_emails
 from sendwell.db import session_scope
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Forbidden
 from sendwell.kit.logging import get_logger
@@ -31,8 +33,6 @@ from sendwell.mailboxes.expiry import (
 from sendwell.mailboxes.tokens import fresh_credential
 from sendwell.models import ExpiryWarning, Mailbox, MailboxEventKind, MailboxStatus, User
 from sendwell.providers.mail_server import Endpoint, Security
-from sendwell.webhooks import service as webhooks
-from sendwell.webhooks.repository import admin_emails
 
 log = get_logger(__name__)
 GRANTED = [MailboxEventKind.CONNECTED, MailboxEventKind.REAUTHENTICATED]
@@ -198,8 +198,14 @@ def _record_warning(
         scope = f"mailbox:{mailbox.id}"
         if not repo.warning_given(db, mailbox.workspace_id, scope, expiry.reason, expiry.at):
             _add_warning(db, mailbox, scope, expiry)
-            webhooks.mailbox_expiring(
-                db, mailbox, expires_at=expiry.at, reason=expiry.reason.value, action=expiry.action
+            events.publish(
+                db,
+                events.MailboxExpiring(
+                    mailbox=mailbox,
+                    expires_at=expiry.at,
+                    reason=expiry.reason.value,
+                    action=expiry.action,
+                ),
             )
             owner = db.get(User, mailbox.owner_id)
             if owner is not None:

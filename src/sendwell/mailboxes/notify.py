@@ -2,45 +2,7 @@
 
 from __future__ import annotations
 
-import smtplib
-import ssl
-from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
-from urllib.parse import parse_qs, unquote, urlsplit
-
-from sendwell.kit.clock import utcnow
-from sendwell.kit.logging import get_logger
-
-log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class SmtpTarget:
-    host: str
-    port: int
-    implicit_tls: bool
-    username: str
-    password: str
-    sender: str
-
-
-def parse_smtp_url(url: str) -> SmtpTarget:
-    """smtp://user:password@host:587?from=a@b (STARTTLS when offered) or smtps:// (TLS)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError("must look like smtp://user:password@host:587?from=sendwell@example.com")
-    sender = parse_qs(parts.query).get("from", [""])[0]
-    if "@" not in sender:
-        raise ValueError("needs ?from=address, the sender of notification emails")
-    return SmtpTarget(
-        host=parts.hostname,
-        port=parts.port or (465 if parts.scheme == "smtps" else 587),
-        implicit_tls=parts.scheme == "smtps",
-        username=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        sender=sender,
-    )
+from sendwell.kit.notices import SmtpTarget, send_notice
 
 
 class ReauthNotifier:
@@ -69,35 +31,3 @@ class ReauthNotifier:
             "left off.\n",
             timeout=self.timeout,
         )
-
-
-def send_notice(target: SmtpTarget, to: str, subject: str, text: str, *, timeout: float) -> None:
-    """Email one plain-text notice; failures are logged, never raised."""
-    message = EmailMessage()
-    message["From"] = target.sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(utcnow())
-    message["Message-ID"] = make_msgid(domain=target.sender.rsplit("@", 1)[-1])
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text)
-    try:
-        _send(target, message, timeout)
-    except (OSError, smtplib.SMTPException) as error:
-        log.warning("notification_failed", reason=type(error).__name__)
-
-
-def _send(target: SmtpTarget, message: EmailMessage, timeout: float) -> None:
-    context = ssl.create_default_context()
-    if target.implicit_tls:
-        client: smtplib.SMTP = smtplib.SMTP_SSL(
-            target.host, target.port, timeout=timeout, context=context
-        )
-    else:
-        client = smtplib.SMTP(target.host, target.port, timeout=timeout)
-    with client:
-        if not target.implicit_tls and client.has_extn("starttls"):
-            client.starttls(context=context)
-        if target.username:
-            client.login(target.username, target.password)
-        client.send_message(message)

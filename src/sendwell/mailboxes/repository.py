@@ -8,6 +8,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from sendwell.models import (
+    Campaign,
+    CampaignStatus,
+    Delegation,
+    DelegationStatus,
     DomainCheck,
     ExpiryWarning,
     LinkAttempt,
@@ -206,3 +210,28 @@ def domain_check_due(db: Session, mailbox_id: int, before: datetime) -> bool:
     """Whether the mailbox's domain was last checked before `before`, or never."""
     found = db.get(DomainCheck, mailbox_id)
     return found is None or found.checked_at is None or found.checked_at < before
+
+
+def paused_counts_by_mailbox(db: Session, mailbox_ids: list[int]) -> dict[int, int]:
+    """How many campaigns are paused, per mailbox."""
+    if not mailbox_ids:
+        return {}
+    rows = db.execute(
+        select(Campaign.mailbox_id, func.count())
+        .where(Campaign.mailbox_id.in_(mailbox_ids), Campaign.status == CampaignStatus.PAUSED)
+        .group_by(Campaign.mailbox_id)
+    )
+    return {int(mailbox_id): int(count) for mailbox_id, count in rows}
+
+
+def approved_delegation(db: Session, delegate_id: int, mailbox_id: int) -> Delegation | None:
+    """The approval that lets a user send from someone else's mailbox, if there is one."""
+    return db.scalar(
+        select(Delegation)
+        .where(
+            Delegation.delegate_id == delegate_id,
+            Delegation.mailbox_id == mailbox_id,
+            Delegation.status == DelegationStatus.APPROVED,
+        )
+        .limit(1)
+    )

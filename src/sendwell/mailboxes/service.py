@@ -9,11 +9,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from sendwell.campaigns.repository import paused_counts_by_mailbox
-from sendwell.campaigns.service import pause_campaigns_for_mailbox
-from sendwell.campaigns.templates import HEADER_FORBIDDEN
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
+from sendwell.kit.headers import HEADER_FORBIDDEN
 from sendwell.kit.secrets import hash_secret
 from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import limits
@@ -25,13 +24,11 @@ from sendwell.models import (
     MailboxEvent,
     MailboxEventKind,
     MailboxStatus,
-    PauseReason,
     User,
 )
 from sendwell.providers import oauth
 from sendwell.providers.base import Grant, Identity, ProviderError, ProviderName, TokenSet
 from sendwell.providers.discovery import DiscoveredProvider
-from sendwell.webhooks import service as webhooks
 
 ALLOWED = {
     MailboxStatus.CONNECTED: {
@@ -47,11 +44,6 @@ ALLOWED = {
     MailboxStatus.DISCONNECTED: {MailboxStatus.CONNECTED},
 }
 # Connection changes that pause the mailbox's active campaigns, and the reason they show.
-PAUSES_CAMPAIGNS = {
-    MailboxEventKind.REAUTH_REQUIRED: PauseReason.MAILBOX_REAUTH_REQUIRED,
-    MailboxEventKind.DISCONNECTED: PauseReason.MAILBOX_DISCONNECTED,
-    MailboxEventKind.REAUTHENTICATED: PauseReason.MAILBOX_REAUTHENTICATED,
-}
 MAX_GAP_SECONDS = 86_400
 
 
@@ -97,12 +89,13 @@ def transition(
     mailbox.status_reason = reason if to is not MailboxStatus.CONNECTED else ""
     mailbox.status_code = code if to is not MailboxStatus.CONNECTED else ""
     record_event(db, mailbox, kind, reason=reason, code=code, actor=actor)
-    webhooks.mailbox_changed(db, mailbox, kind, previous=previous, reason=reason, code=code)
-    pause_reason = PAUSES_CAMPAIGNS.get(kind)
-    if pause_reason is not None:
-        # Same transaction as the mailbox change: no send can slip between the two.
-        db.flush()
-        pause_campaigns_for_mailbox(db, mailbox.id, pause_reason)
+    # Its webhook, and the pause of its campaigns when it broke: same transaction.
+    events.publish(
+        db,
+        events.MailboxStatusChanged(
+            mailbox=mailbox, kind=kind, previous=previous, reason=reason, code=code
+        ),
+    )
 
 
 def record_event(
@@ -139,7 +132,7 @@ def accounts_needing_attention(db: Session, user: User) -> list[Attention]:
     broken = [
         m for m in repo.owned_mailboxes(db, user.id) if m.status is MailboxStatus.REAUTH_REQUIRED
     ]
-    counts = paused_counts_by_mailbox(db, [m.id for m in broken])
+    counts = repo.paused_counts_by_mailbox(db, [m.id for m in broken])
     return [Attention(m, counts.get(m.id, 0)) for m in broken]
 
 

@@ -1,18 +1,20 @@
-"""Periodic work: check every connected mailbox so a dead grant is found before a send fails."""
+"""Periodic work: check every connected mailbox so a dead grant is found before a send fails
+(declared for `sendwell serve` in `register_jobs`)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
+from sendwell.kit.jobs import Every, JobKind, JobRegistry
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes import domain_checks
 from sendwell.mailboxes import repository as repo
@@ -107,26 +109,18 @@ def mark_checked(factory: sessionmaker[Session], mailbox_id: int) -> None:
             mailbox.last_checked_at = utcnow()
 
 
-class Every:
-    """Runs a job on a fixed interval in a daemon thread until stopped."""
+def register_jobs(registry: JobRegistry[Connections]) -> None:
+    """The connection health check (with its look-ahead warnings and domain re-checks)."""
+    registry.add("mailbox_health_check", kind=JobKind.UPKEEP, build=health_check_job)
 
-    def __init__(self, seconds: float, job: Callable[[], object], name: str) -> None:
-        self.seconds = seconds
-        self.job = job
-        self.name = name
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.seconds):
-            try:
-                self.job()
-            except Exception:
-                log.exception("job_failed", name=self.name)
+def health_check_job(
+    settings: Settings, factory: sessionmaker[Session], conn: Connections
+) -> Every:
+    """Check the mailboxes due for it every `SENDWELL_HEALTH_CHECK_MINUTES`."""
+    interval = timedelta(minutes=settings.health_check_minutes)
+    return Every(
+        interval.total_seconds(),
+        partial(check_due_connections, factory, conn, interval),
+        "mailbox_health_check",
+    )

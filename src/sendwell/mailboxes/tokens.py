@@ -12,7 +12,6 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from sendwell.campaigns.repository import paused_counts_by_mailbox
 from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, NotFound
@@ -184,7 +183,7 @@ def require_reauthentication(
 def _notice(db: Session, mailbox: Mailbox) -> tuple[str, str, str, int]:
     db.flush()
     owner = db.get(User, mailbox.owner_id)
-    paused = paused_counts_by_mailbox(db, [mailbox.id]).get(mailbox.id, 0)
+    paused = repo.paused_counts_by_mailbox(db, [mailbox.id]).get(mailbox.id, 0)
     return (owner.email if owner else "", mailbox.email, mailbox.status_reason, paused)
 
 

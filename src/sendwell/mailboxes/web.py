@@ -17,7 +17,7 @@ from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import domain_checks, limits, lookahead, server_accounts, service
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.capabilities import server_capabilities
-from sendwell.mailboxes.connections import Connections, provider_label
+from sendwell.mailboxes.connections import Connections, get_connections, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.base import (
     AdminApprovalRequired,
@@ -27,7 +27,7 @@ from sendwell.providers.base import (
 )
 from sendwell.providers.mail_server import SECURITY_LABELS
 from sendwell.teams.service import teammates
-from sendwell.web.deps import get_connections, get_db, get_settings
+from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 SETTINGS_TAB = "/messaging/settings"

@@ -201,7 +201,7 @@ class Enrollment(Base):
     thread_id: Mapped[str] = mapped_column(String(255), default="")
     last_message_id: Mapped[str] = mapped_column(String(998), default="")
     status_reason: Mapped[str] = mapped_column(Text, default="")
-    # When `status` last changed (stamped by `dispatch.lifecycle.enroll`, the one way it
+    # When `status` last changed (stamped by `models.lifecycle.enroll`, the one way it
     # changes); empty for rows from before it was kept.
     status_changed_at: Mapped[datetime | None] = mapped_column(default=None)
     # Held after an automatic reply: no email before this moment, and why (words).

@@ -17,10 +17,10 @@ from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import repository as mailbox_repo
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.models import User
 from sendwell.teams import service
-from sendwell.web.deps import get_connections, get_db, get_settings
+from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 from fastapi import Request
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
 from sendwell.config import Settings
 from sendwell.db import session_scope
-from sendwell.mailboxes.connections import Connections
-
-CSRF_COOKIE = "csrftoken"
-CSRF_NAMESPACE = "csrftoken"
 
 
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
-
-
-def get_connections(request: Request) -> Connections:
-    """The provider hosts, discovery, token keys and policy this app was built with."""
-    connections: Connections = request.app.state.connections
-    return connections
 
 
 def get_db(request: Request) -> Iterator[Session]:
@@ -36,29 +24,6 @@ def get_db(request: Request) -> Iterator[Session]:
     """
     with session_scope(request.app.state.session_factory) as session:
         yield session
-
-
-async def check_upload_csrf(request: Request) -> None:
-    """CSRF for file uploads: the form's token must match the signed CSRF cookie.
-
-    asgi-csrf cannot read multipart bodies with the installed python-multipart, so upload
-    routes are exempt there (see `app.UPLOAD_PATHS`) and checked here instead, the same way:
-    a double-submitted token whose signature this server made.
-    """
-    form = await request.form()
-    sent = str(form.get("csrftoken") or "")
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    signer = URLSafeSerializer(request.app.state.settings.secret_key)
-    try:
-        signer.loads(cookie, CSRF_NAMESPACE)
-    except BadSignature:
-        raise CsrfRefused from None
-    if not cookie or not secrets.compare_digest(sent, cookie):
-        raise CsrfRefused
-
-
-class CsrfRefused(Exception):
-    """A form post without a valid CSRF token: answered with the "form expired" page."""
 
 
 def client_ip(request: Request) -> str:

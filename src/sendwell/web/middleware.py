@@ -11,8 +11,10 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sendwell.config import Settings
 from sendwell.kit.logging import get_logger
 from sendwell.web.pages import templates
+from sendwell.web.paths import UPLOAD_PATHS
 
 log = get_logger("sendwell.http")
 
@@ -152,3 +154,49 @@ async def _refuse(scope: Scope, send: Send, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def body_limit(settings: Settings, path: str) -> int:
+    """The largest body, in bytes, a request to this path may send."""
+    megabytes = settings.max_upload_mb if UPLOAD_PATHS.match(path) else settings.max_request_mb
+    return int(megabytes * 1_000_000)
+
+
+class SecurityHeadersMiddleware:
+    """Headers every answer carries; a route's own policy (the API docs page's) is kept.
+
+    Nothing but static assets may be cached: pages and API answers can hold a user's data.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cacheable = scope["path"].startswith("/static/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _value in headers}
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                if not cacheable and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell import __version__
+from sendwell.accounts import repository as accounts_repo
 from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.kit.clock import utcnow
@@ -312,4 +313,8 @@ class WebhookDeliverer:
         )
         delivery.status = DeliveryStatus.FAILED
         log.warning("webhook_endpoint_disabled", endpoint_id=endpoint.id)
-        return repo.admin_emails(db, endpoint.workspace_id), endpoint.url, endpoint.disabled_reason
+        return (
+            accounts_repo.admin_emails(db, endpoint.workspace_id),
+            endpoint.url,
+            endpoint.disabled_reason,
+        )

@@ -10,8 +10,6 @@ from sqlalchemy.orm import Session, aliased
 
 from sendwell.models import (
     DeliveryStatus,
-    Role,
-    User,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -143,14 +141,6 @@ def retry_pending_now(db: Session, endpoint_id: int, now: datetime) -> None:
         )
         .values(next_attempt_at=now, lease_until=None)
         .execution_options(synchronize_session=False)
-    )
-
-
-def admin_emails(db: Session, workspace_id: int) -> list[str]:
-    return list(
-        db.scalars(
-            select(User.email).where(User.workspace_id == workspace_id, User.role == Role.ADMIN)
-        )
     )
 
 

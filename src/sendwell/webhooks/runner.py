@@ -7,8 +7,10 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.config import Settings
+from sendwell.kit.jobs import JobKind, JobRegistry
+from sendwell.kit.notices import parse_smtp_url, send_notice
 from sendwell.kit.tokenbox import TokenBox
-from sendwell.mailboxes.notify import parse_smtp_url, send_notice
+from sendwell.mailboxes.connections import Connections
 from sendwell.webhooks.delivery import DisabledNotice, WebhookDeliverer, policy_from
 
 
@@ -59,3 +61,14 @@ class DelivererThread:
         self.deliverer.wake.set()
         self._thread.join(timeout=30)
         self.deliverer.close()
+
+
+def register_jobs(registry: JobRegistry[Connections]) -> None:
+    """Webhook delivery: post the outbox's due deliveries, in order per endpoint and key."""
+    registry.add("webhook_delivery", kind=JobKind.SENDING, build=deliverer_job)
+
+
+def deliverer_job(
+    settings: Settings, factory: sessionmaker[Session], _conn: Connections
+) -> DelivererThread:
+    return DelivererThread(build_deliverer(settings, factory))

@@ -1,0 +1,38 @@
+"""Where the features are wired together: every domain-event subscription and every
+background job, in one place.
+
+The app (`create_app`), every CLI command and the tests call `register()` before any unit of
+work runs. The order of the calls is the order subscribers hear an event: the webhook outbox
+first, so a mailbox's own webhook is written before the pauses of its campaigns (and their
+webhooks), as the outbox's ordering keys expect.
+
+`jobs()` collects the periodic work each feature declares next to its code; `sendwell serve`
+(the app's lifespan) and `sendwell worker` start the kinds they run from it.
+"""
+
+from __future__ import annotations
+
+from sendwell.campaigns import subscribers as campaigns
+from sendwell.dispatch import runner as dispatch_runner
+from sendwell.kit import events
+from sendwell.kit.jobs import JobRegistry
+from sendwell.mailboxes import tasks as mailbox_tasks
+from sendwell.mailboxes.connections import Connections
+from sendwell.webhooks import runner as webhook_runner
+from sendwell.webhooks import subscribers as webhooks
+
+
+def register() -> None:
+    """Subscribe every feature to the events it reacts to (safe to call more than once)."""
+    webhooks.register()
+    campaigns.register()
+    events.mark_wired()
+
+
+def jobs() -> JobRegistry[Connections]:
+    """Every feature's background jobs, in the order a process starts them."""
+    registry = JobRegistry[Connections]()
+    mailbox_tasks.register_jobs(registry)
+    dispatch_runner.register_jobs(registry)
+    webhook_runner.register_jobs(registry)
+    return registry
