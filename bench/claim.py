@@ -32,7 +32,7 @@ from sendwell.dispatch.engine import SEND_BATCH, Dispatcher
 from sendwell.dispatch.outcomes import complete_if_finished
 from sendwell.dispatch.runner import build_dispatcher
 from sendwell.kit.clock import utcnow
-from sendwell.mailboxes.connections import build_connections
+from sendwell.mailboxes.provider_services import build_services
 from sendwell.models import Campaign, Mailbox, User
 from sendwell.providers.registry import build_registry, make_http_client
 
@@ -69,8 +69,8 @@ def make_dispatcher(engine: Engine, url: str, stack: Stack | None) -> Dispatcher
         sandbox=True,
         sandbox_url=stack.sandbox_url if stack else "http://127.0.0.1:9/sandbox",
     )
-    connections = build_connections(settings, build_registry(settings, make_http_client(settings)))
-    return build_dispatcher(settings, make_session_factory(engine), connections)
+    services = build_services(settings, build_registry(settings, make_http_client(settings)))
+    return build_dispatcher(settings, make_session_factory(engine), services)
 
 
 def ready_to_claim(engine: Engine, mailbox_id: int) -> None:

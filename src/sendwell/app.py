@@ -39,7 +39,7 @@ from sendwell.kit.jobs import JobKind
 from sendwell.mailboxes import api as mailboxes_api
 from sendwell.mailboxes import server_web as mailboxes_server_web
 from sendwell.mailboxes import web as mailboxes_web
-from sendwell.mailboxes.connections import build_connections
+from sendwell.mailboxes.provider_services import build_services
 from sendwell.metrics.web import build_registry as build_metrics_registry
 from sendwell.metrics.web import metrics
 from sendwell.providers.registry import build_registry, make_http_client
@@ -89,14 +89,14 @@ def create_app(
     owns_engine = engine is None
     engine = engine or make_engine(settings.sqlalchemy_url)
     http = make_http_client(settings)
-    connections = build_connections(settings, build_registry(settings, http))
+    services = build_services(settings, build_registry(settings, http))
     session_factory = make_session_factory(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         wanted = {JobKind.UPKEEP: background_jobs, JobKind.SENDING: dispatcher}
         kinds = [kind for kind, on in wanted.items() if on]
-        running = wiring.jobs().start(kinds, settings, session_factory, connections)
+        running = wiring.jobs().start(kinds, settings, session_factory, services)
         yield
         running.stop()
         http.close()
@@ -115,14 +115,14 @@ def create_app(
     app.state.setup_token = setup_token
     app.state.engine = engine
     app.state.session_factory = session_factory
-    app.state.connections = connections
+    app.state.services = services
     app.state.metrics_registry = build_metrics_registry(session_factory)
 
     api = create_api()
     api.state.settings = settings
     api.state.engine = engine
     api.state.session_factory = session_factory
-    api.state.connections = connections
+    api.state.services = services
 
     app.include_router(accounts_web.router)
     # Before the campaign pages: their POST /campaigns/{id}/{action} would take test-send.
@@ -146,9 +146,9 @@ def create_app(
         # Registered like a real console entry: this server's client and its callback URLs.
         sandbox_state = SandboxState(
             clients=sendwell_clients(
-                connections.redirect_uri,
+                services.redirect_uri,
                 google_publishing_status=settings.google_publishing_status,
-                microsoft_secret_expires_at=connections.expiry_rules.microsoft_secret_expires_at,
+                microsoft_secret_expires_at=services.expiry_rules.microsoft_secret_expires_at,
             )
         )
         app.mount(

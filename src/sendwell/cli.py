@@ -204,7 +204,7 @@ def worker(
 
     from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
     from sendwell.kit.jobs import JobKind
-    from sendwell.mailboxes.connections import build_connections
+    from sendwell.mailboxes.provider_services import build_services
     from sendwell.providers.registry import build_registry, make_http_client
     from sendwell.webhooks.runner import build_deliverer
 
@@ -215,7 +215,7 @@ def worker(
     factory = make_session_factory(engine)
     metrics = _worker_metrics(settings, factory, metrics_host, metrics_port)
     with make_http_client(settings) as http:
-        connections = build_connections(settings, build_registry(settings, http))
+        services = build_services(settings, build_registry(settings, http))
 
         def stop_now(*_args: object) -> None:
             stop.set()
@@ -223,14 +223,14 @@ def worker(
         signal.signal(signal.SIGTERM, stop_now)
         signal.signal(signal.SIGINT, stop_now)
         if once:
-            dispatcher = build_dispatcher(settings, factory, connections)
+            dispatcher = build_dispatcher(settings, factory, services)
             deliverer = build_deliverer(settings, factory)
             dispatcher.run_until_idle()
             deliverer.deliver_due()
             deliverer.close()
         else:
             # The same sending jobs `sendwell serve` runs beside its pages.
-            running = wiring.jobs().start([JobKind.SENDING], settings, factory, connections)
+            running = wiring.jobs().start([JobKind.SENDING], settings, factory, services)
             dispatchers = [job for _name, job in running.jobs if isinstance(job, DispatcherThread)]
             for dispatcher_job in dispatchers:
                 worker_id = dispatcher_job.dispatcher.worker_id
@@ -440,7 +440,7 @@ def keys_rotate() -> None:
 @mailboxes_app.command("check")
 def mailboxes_check() -> None:
     """Check every connected mailbox now (the server also does this periodically)."""
-    from sendwell.mailboxes.connections import build_connections
+    from sendwell.mailboxes.provider_services import build_services
     from sendwell.mailboxes.tasks import check_connections
     from sendwell.providers.registry import build_registry, make_http_client
 
@@ -448,8 +448,8 @@ def mailboxes_check() -> None:
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
     with make_http_client(settings) as http:
-        connections = build_connections(settings, build_registry(settings, http))
-        report = check_connections(make_session_factory(engine), connections)
+        services = build_services(settings, build_registry(settings, http))
+        report = check_connections(make_session_factory(engine), services)
     engine.dispose()
     out.print(
         f"Checked {report.checked} connected mailboxes: {report.healthy} healthy, "

@@ -17,7 +17,7 @@ from sendwell.dispatch import runner as dispatch_runner
 from sendwell.kit import events
 from sendwell.kit.jobs import JobRegistry
 from sendwell.mailboxes import tasks as mailbox_tasks
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.webhooks import runner as webhook_runner
 from sendwell.webhooks import subscribers as webhooks
 
@@ -29,9 +29,9 @@ def register() -> None:
     events.mark_wired()
 
 
-def jobs() -> JobRegistry[Connections]:
+def jobs() -> JobRegistry[ProviderServices]:
     """Every feature's background jobs, in the order a process starts them."""
-    registry = JobRegistry[Connections]()
+    registry = JobRegistry[ProviderServices]()
     mailbox_tasks.register_jobs(registry)
     dispatch_runner.register_jobs(registry)
     webhook_runner.register_jobs(registry)

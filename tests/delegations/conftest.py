@@ -136,7 +136,7 @@ class Team:
         app: Any = self.ada.app
         return Dispatcher(
             self.factory,
-            app.state.connections,
+            app.state.services,
             DispatchPolicy(
                 lease=timedelta(seconds=60),
                 inbound_interval=timedelta(seconds=0),

@@ -160,7 +160,7 @@ def test_a_broken_delegated_account_asks_its_owner_to_reauthenticate(
         # Break: the grant dies at Google; the health check finds it.
         sandbox.admin("revoke", {"mailbox": TEAMMATE_MAILBOX})
         app = team.ada.app
-        check_connections(team.factory, app.state.connections)  # type: ignore[attr-defined]
+        check_connections(team.factory, app.state.services)  # type: ignore[attr-defined]
         assert team.status(campaign_id) == ("paused", "mailbox_reauth_required")
 
         # The teammate is the one asked: her banner, her email; Ada is told she was asked.

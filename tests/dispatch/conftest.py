@@ -21,7 +21,7 @@ from sendwell.db import session_scope
 from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
-from sendwell.mailboxes.connections import Connections, build_connections
+from sendwell.mailboxes.provider_services import ProviderServices, build_services
 from sendwell.models import Enrollment, LedgerStatus, Mailbox, MailboxStatus, SendLedger, User
 from sendwell.providers.base import TAG_HEADER
 from sendwell.providers.registry import build_registry
@@ -38,7 +38,7 @@ SENDER = "ada@gmail.test"
 class World:
     client: TestClient
     factory: sessionmaker[Session]
-    connections: Connections
+    services: ProviderServices
     sandbox: Sandbox
     settings: Settings
 
@@ -103,7 +103,7 @@ class World:
         values.update(policy)
         return Dispatcher(
             self.factory,
-            self.connections,
+            self.services,
             DispatchPolicy(**values),  # type: ignore[arg-type]
             unsubscribe=UnsubscribeLinks("http://testserver", "k" * 40),
         )
@@ -111,12 +111,12 @@ class World:
     def sent(self, email: str = SENDER) -> list[dict[str, Any]]:
         return self.sandbox.sent(email)
 
-    def connections_over(self, http: httpx.Client) -> Connections:
+    def services_over(self, http: httpx.Client) -> ProviderServices:
         """The app's hosts, keys and policy, but calling the providers through `http`."""
-        return build_connections(self.settings, build_registry(self.settings, http))
+        return build_services(self.settings, build_registry(self.settings, http))
 
     def app_dispatcher(
-        self, connections: Connections | None = None, **policy: object
+        self, services: ProviderServices | None = None, **policy: object
     ) -> Dispatcher:
         """Like `dispatcher`, with unsubscribe links the app itself accepts (its base URL and
         secret key), optionally over other connections."""
@@ -128,7 +128,7 @@ class World:
         values.update(policy)
         return Dispatcher(
             self.factory,
-            connections or self.connections,
+            services or self.services,
             DispatchPolicy(**values),  # type: ignore[arg-type]
             unsubscribe=UnsubscribeLinks(self.settings.base_url, self.settings.secret_key),
         )
@@ -227,7 +227,7 @@ def linked_world(
         create_first_account(client)
         link_mailbox(client)
         app: Any = client.app
-        yield World(client, app.state.session_factory, app.state.connections, sandbox, settings)
+        yield World(client, app.state.session_factory, app.state.services, sandbox, settings)
 
 
 @pytest.fixture

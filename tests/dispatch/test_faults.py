@@ -79,7 +79,7 @@ def test_a_timed_out_send_settles_as_not_sent_and_goes_out_once_later(world: Wor
     queue(world, "timeout")
     with httpx.Client(timeout=0.5) as quick:
         dispatcher = world.app_dispatcher(
-            world.connections_over(quick), settle_grace=timedelta(seconds=60)
+            world.services_over(quick), settle_grace=timedelta(seconds=60)
         )
         dispatcher.run_once()
 

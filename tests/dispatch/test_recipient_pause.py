@@ -39,7 +39,7 @@ def test_a_recipient_paused_while_their_step_is_claimed_gets_nothing_until_resum
     assert len(claimed) == 2
     # The person pauses Grace after the worker claimed her step, before the gate.
     _act(world, campaign_id, Action.PAUSE, ["grace@example.com"])
-    credential = HeldCredential(world.factory, world.connections, mailbox_id)
+    credential = HeldCredential(world.factory, world.services, mailbox_id)
     for ready in claimed:
         assert dispatcher.deliver(ready, credential)
 
@@ -79,7 +79,7 @@ def test_removed_and_moved_recipients_get_no_claimed_step(world: World) -> None:
         user = db.scalars(select(User)).first()
         assert user is not None
         act(db, user, campaign_id, action=Action.MOVE, ids=ids, to_campaign_id=other_id)
-    credential = HeldCredential(world.factory, world.connections, mailbox_id)
+    credential = HeldCredential(world.factory, world.services, mailbox_id)
     for ready in claimed:
         dispatcher.deliver(ready, credential)
     for _ in range(3):

@@ -133,7 +133,7 @@ def test_the_owner_marks_replies_and_no_one_else_sees_them(world: World) -> None
     with session_scope(world.factory) as db:
         webhooks.create_endpoint(
             db,
-            world.connections.box,
+            world.services.box,
             db.scalars(select(User)).one(),
             url="http://127.0.0.1:9/replies",  # an address literal: no DNS look-up
             events=["recipient.replied"],

@@ -49,7 +49,7 @@ def test_revoked_access_mid_run_pauses_and_releases_the_claim_unsent(world: Worl
     with httpx.Client(timeout=5, event_hooks={"request": [counter]}) as http:
         # Inbound is read once up front, so the first call to meet the revoked grant is a send.
         dispatcher = world.app_dispatcher(
-            world.connections_over(http), inbound_interval=timedelta(hours=1)
+            world.services_over(http), inbound_interval=timedelta(hours=1)
         )
         dispatcher.run_until_idle()
 

@@ -36,7 +36,7 @@ from sendwell.db import session_scope
 from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import Enrollment, Mailbox, User
 from tests.conftest import IN_CI, Database, create_first_account, csrf_from, make_settings
 from tests.imap_smtp.certificates import TestCertificates, make_certificates
@@ -324,7 +324,7 @@ class Outreach:
 
     client: TestClient
     factory: sessionmaker[Session]
-    connections: Connections
+    services: ProviderServices
     mail: MailServers
 
     def mailbox_id(self) -> int:
@@ -362,7 +362,7 @@ class Outreach:
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(
             self.factory,
-            self.connections,
+            self.services,
             DispatchPolicy(
                 lease=timedelta(seconds=60),
                 inbound_interval=timedelta(seconds=0),
@@ -406,4 +406,4 @@ def outreach(client: TestClient, mail: MailServers) -> Outreach:
     response = link_other(client, mail.form())
     assert response.status_code == 303, response.text
     app: Any = client.app
-    return Outreach(client, app.state.session_factory, app.state.connections, mail)
+    return Outreach(client, app.state.session_factory, app.state.services, mail)

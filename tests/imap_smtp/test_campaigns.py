@@ -165,7 +165,7 @@ def test_a_connection_cut_after_data_sends_no_duplicate(
     response = link_other(client, mail.form(smtp_port=str(mail.proxy.port)))
     assert response.status_code == 303, response.text
     app: Any = client.app
-    outreach = Outreach(client, app.state.session_factory, app.state.connections, mail)
+    outreach = Outreach(client, app.state.session_factory, app.state.services, mail)
     people = ["ann@example.com", "bob@example.com"]
     campaign_id = outreach.campaign(THREE_STEPS[:2], people)
     mail.proxy.drop_next_reply()
@@ -190,11 +190,11 @@ def test_a_connection_cut_after_data_sends_no_duplicate(
 def test_the_health_check_finds_a_changed_password_with_nothing_to_send(
     outreach: Outreach, mail: MailServers, db: Session
 ) -> None:
-    report = check_connections(outreach.factory, outreach.connections)
+    report = check_connections(outreach.factory, outreach.services)
     assert (report.checked, report.healthy) == (1, 1)
     mail.dovecot.set_password(SENDER, "changed by an administrator")
 
-    report = check_connections(outreach.factory, outreach.connections)
+    report = check_connections(outreach.factory, outreach.services)
 
     assert (report.checked, report.failed) == (1, 1)
     mailbox = db.get(Mailbox, outreach.mailbox_id())
@@ -211,7 +211,7 @@ def test_a_sender_the_host_refuses_suppresses_no_recipient(
     form = mail.form(username="bob@example.com", password=mail.dovecot.passwords["bob@example.com"])
     assert link_other(client, form).status_code == 303
     app: Any = client.app
-    outreach = Outreach(client, app.state.session_factory, app.state.connections, mail)
+    outreach = Outreach(client, app.state.session_factory, app.state.services, mail)
     people = ["ann@example.com", "cy@example.com"]
     campaign_id = outreach.campaign(THREE_STEPS, people)
 

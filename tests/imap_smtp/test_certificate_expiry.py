@@ -29,7 +29,7 @@ def test_a_certificate_two_days_from_expiry_is_warned_about(
         imap_security=security,
     )
     assert link_other(client, form).status_code == 303
-    check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
     server = db.scalars(select(MailServer)).one()
     # The test CA's certificates live two days: within the 7-day warning time.
     assert server.certificate_expires_at is not None

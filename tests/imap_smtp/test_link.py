@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sendwell.kit.tokenbox import TokenBox
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import reencrypt_all
 from sendwell.models import Mailbox, MailboxStatus, MailServer
 from sendwell.providers.base import ProviderName
@@ -20,9 +20,9 @@ from tests.imap_smtp.dovecot import free_port
 from tests.mailboxes.test_api import api_token, bearer
 
 
-def _connections(client: TestClient) -> Connections:
-    conn: Connections = client.app.state.connections  # type: ignore[attr-defined]
-    return conn
+def _connections(client: TestClient) -> ProviderServices:
+    services: ProviderServices = client.app.state.services  # type: ignore[attr-defined]
+    return services
 
 
 def test_an_unknown_host_offers_other(client: TestClient, mail: MailServers) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from sendwell.app import create_app
 from sendwell.config import Settings
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from tests.conftest import Database, create_first_account, csrf_from, make_settings
 from tests.sandbox_support import Sandbox, consent_flow
 
@@ -32,9 +32,9 @@ def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def connections(client: TestClient) -> Connections:
-    conn: Connections = client.app.state.connections  # type: ignore[attr-defined]
-    return conn
+def services(client: TestClient) -> ProviderServices:
+    services: ProviderServices = client.app.state.services  # type: ignore[attr-defined]
+    return services
 
 
 def start_link(client: TestClient, email: str, **extra: str) -> httpx.Response:

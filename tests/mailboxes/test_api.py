@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.service import create_api_token, create_user
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tasks import check_connections
 from sendwell.models import LinkAttempt, Mailbox, MailboxStatus, Role, User
 from tests.conftest import STRONG_PASSWORD, csrf_from, post_form
@@ -72,7 +72,7 @@ def test_list_and_read_mailboxes(
     client: TestClient,
     db: Session,
     sandbox: Sandbox,
-    connections: Connections,
+    services: ProviderServices,
     admin: dict[str, str],
 ) -> None:
     google = linked(client, db, "ada@gmail.test")
@@ -83,7 +83,7 @@ def test_list_and_read_mailboxes(
         data={"csrftoken": csrf_from(client.get(f"/mailboxes/{removed.id}").text)},
     )
     sandbox.admin("revoke", {"mailbox": "bob@gmail.test"})
-    check_connections(client.app.state.session_factory, connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, services)  # type: ignore[attr-defined]
 
     response = client.get(API, headers=admin)
 

@@ -131,10 +131,10 @@ def test_a_microsoft_365_domain_checked_now_then_worse_at_the_health_check(
         # The administrator drops the DMARC record and rewrites SPF without Microsoft.
         dns.drop(f"_dmarc.{TENANT}", "TXT")
         dns.set(TENANT, "TXT", TXT("v=spf1 include:_spf.example.net ~all"))
-        check_connections(world.factory, world.connections)
+        check_connections(world.factory, world.services)
         assert worsened_events(world) == [], "checked less than an hour ago"
         an_hour_passes(world)
-        check_connections(world.factory, world.connections)
+        check_connections(world.factory, world.services)
 
         (event,) = worsened_events(world)
         assert event.reason == (
@@ -157,10 +157,10 @@ def test_a_microsoft_365_domain_checked_now_then_worse_at_the_health_check(
 
         # Unchanged, then unanswered: neither is a change for the worse.
         an_hour_passes(world)
-        check_connections(world.factory, world.connections)
+        check_connections(world.factory, world.services)
         dns.silent.add(TENANT)
         an_hour_passes(world)
-        check_connections(world.factory, world.connections)
+        check_connections(world.factory, world.services)
         assert len(worsened_events(world)) == 1
         table = health_table(html.unescape(world.client.get(f"/mailboxes/{mailbox_id}").text))
         assert table["MX"].startswith("Not checked Could not be checked: DNS gave no answer")

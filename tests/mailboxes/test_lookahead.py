@@ -67,7 +67,7 @@ def testing_google_app(sandbox: Sandbox) -> None:
 
 
 def check(client: TestClient) -> None:
-    check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
 
 
 def days_pass(db: Session, email: str, days: float) -> None:
@@ -86,7 +86,7 @@ def subscribe_all(db: Session, client: TestClient) -> None:
             workspace_id=user.workspace_id,
             url="https://hooks.example.com/sendwell",
             events="mailbox.expiring",
-            secret=client.app.state.connections.box.seal("whsec_" + "k" * 32),  # type: ignore[attr-defined]
+            secret=client.app.state.services.box.seal("whsec_" + "k" * 32),  # type: ignore[attr-defined]
             created_by_id=user.id,
         )
     )

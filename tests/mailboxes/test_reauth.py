@@ -85,7 +85,7 @@ def test_banner_names_the_account_why_and_what_waits(
     campaign_on(db, "ada@gmail.test", "Design leads")
     assert 'class="banner"' not in client.get("/messaging/campaigns").text
     sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
-    check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
     for page in ("/messaging/campaigns", "/messaging/settings"):
         text = html.unescape(client.get(page).text)
         assert "ada@gmail.test needs reauthentication." in text
@@ -108,8 +108,8 @@ def test_owner_is_emailed_when_an_account_breaks(
         create_first_account(client)
         link(client, "ada@gmail.test")
         sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
-        check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
-        check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+        check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
+        check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
     assert len(inbox.messages) == 1
     (mail,) = inbox.messages
     assert mail["To"] == "ada@example.com"
@@ -135,7 +135,7 @@ def test_reconnect_lists_paused_campaigns_and_resume_all(
     broken = campaign_on(db, "ada@gmail.test", "Q4 outreach")
     mine = campaign_on(db, "ada@gmail.test", "On hold", CampaignStatus.PAUSED)
     sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
-    check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
     mailbox = db.scalars(select(Mailbox)).one()
     refused = client.post(
         f"/mailboxes/{mailbox.id}/resume-all",
@@ -172,7 +172,7 @@ def test_paused_reason_is_kept_for_user_paused_campaigns(
     mine.pause_reason = PauseReason.USER
     db.commit()
     sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
-    check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
     db.expire_all()
     assert mine.pause_reason is PauseReason.USER
 
@@ -188,7 +188,7 @@ def test_resume_all_through_the_api(client: TestClient, db: Session, sandbox: Sa
     db.commit()
     headers = {"Authorization": f"Bearer {token}"}
     sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
-    check_connections(client.app.state.session_factory, client.app.state.connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
     refused = client.post(f"/api/v1/mailboxes/{mailbox.id}/resume-campaigns", headers=headers)
     assert refused.status_code == 409
     assert "needs reauthentication" in refused.json()["error"]["message"]

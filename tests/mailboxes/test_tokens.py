@@ -25,7 +25,7 @@ from sendwell.config import Settings
 from sendwell.kit.clock import utcnow
 from sendwell.kit.tokenbox import TokenBox, TokenBoxError
 from sendwell.mailboxes import repository
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tasks import check_connections
 from sendwell.mailboxes.tokens import (
     MailboxNotConnected,
@@ -53,13 +53,13 @@ def session_factory(client: TestClient) -> sessionmaker[Session]:
 
 def fresh_access_token(
     factory: sessionmaker[Session],
-    conn: Connections,
+    services: ProviderServices,
     mailbox_id: int,
     *,
     force_refresh: bool = False,
 ) -> str:
     """The bearer token of an OAuth mailbox's fresh credential."""
-    credential = fresh_credential(factory, conn, mailbox_id, force_refresh=force_refresh)
+    credential = fresh_credential(factory, services, mailbox_id, force_refresh=force_refresh)
     assert isinstance(credential, AccessToken)
     return credential.bearer
 
@@ -114,20 +114,20 @@ def issued_tokens(sandbox: Sandbox) -> int:
         return len(sandbox.state.tokens)
 
 
-def stored_refresh_token(db: Session, conn: Connections, mailbox_id: int) -> str:
+def stored_refresh_token(db: Session, services: ProviderServices, mailbox_id: int) -> str:
     value = reload(db, mailbox_id).refresh_token
     assert value is not None
-    return conn.box.open(value)
+    return services.box.open(value)
 
 
-def stored_access_token(db: Session, conn: Connections, mailbox_id: int) -> str:
+def stored_access_token(db: Session, services: ProviderServices, mailbox_id: int) -> str:
     value = reload(db, mailbox_id).access_token
     assert value is not None
-    return conn.box.open(value)
+    return services.box.open(value)
 
 
 @pytest.fixture
-def dead_connections(settings: Settings, connections: Connections) -> Iterator[Connections]:
+def dead_connections(settings: Settings, services: ProviderServices) -> Iterator[ProviderServices]:
     """The same Sendwell, but every provider call goes to a port where nothing listens.
 
     Escalation is after 3 failures over at least an hour.
@@ -135,10 +135,10 @@ def dead_connections(settings: Settings, connections: Connections) -> Iterator[C
     dead_settings = settings.model_copy(update={"sandbox_url": DEAD_SANDBOX})
     with httpx.Client(timeout=5) as http:
         yield dataclasses.replace(
-            connections,
+            services,
             registry=build_registry(dead_settings, http),
             policy=dataclasses.replace(
-                connections.policy,
+                services.policy,
                 transient_failures_before_reauth=3,
                 transient_period_before_reauth=timedelta(hours=1),
             ),
@@ -149,7 +149,7 @@ def dead_connections(settings: Settings, connections: Connections) -> Iterator[C
 
 
 def test_tokens_never_appear_in_plaintext_in_the_database(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     linked(client, db, GOOGLE)
     linked(client, db, MICROSOFT)
@@ -174,13 +174,13 @@ def test_tokens_never_appear_in_plaintext_in_the_database(
     for mailbox in db.scalars(select(Mailbox)):
         assert mailbox.access_token
         assert mailbox.refresh_token
-        access = connections.box.open(mailbox.access_token)
-        refresh = connections.box.open(mailbox.refresh_token)
+        access = services.box.open(mailbox.access_token)
+        refresh = services.box.open(mailbox.refresh_token)
         assert sandbox.state.live_token(access, "access") is not None
         assert sandbox.state.live_token(refresh, "refresh") is not None
     pending = db.scalars(select(LinkAttempt).where(LinkAttempt.pending_grant.is_not(None))).one()
     assert pending.pending_grant is not None
-    grant = json.loads(connections.box.open(pending.pending_grant))
+    grant = json.loads(services.box.open(pending.pending_grant))
     assert grant["email"] == "bob@gmail.test"
     assert sandbox.state.live_token(grant["access_token"], "access") is not None
     assert sandbox.state.live_token(grant["refresh_token"], "refresh") is not None
@@ -194,7 +194,7 @@ def test_key_rotation_keeps_every_account_and_link_in_flight_working(
     db: Session,
     sandbox: Sandbox,
     settings: Settings,
-    connections: Connections,
+    services: ProviderServices,
 ) -> None:
     accounts = [linked(client, db, GOOGLE), linked(client, db, MICROSOFT)]
     in_flight = start_link(client, "cy@gmail.test")
@@ -223,7 +223,7 @@ def test_key_rotation_keeps_every_account_and_link_in_flight_working(
             with pytest.raises(TokenBoxError):
                 old_only.open(value)
 
-    rotated_conn = dataclasses.replace(connections, box=new_only)
+    rotated_conn = dataclasses.replace(services, box=new_only)
     factory = session_factory(client)
     for mailbox in accounts:
         token = fresh_access_token(factory, rotated_conn, mailbox.id, force_refresh=True)
@@ -233,14 +233,18 @@ def test_key_rotation_keeps_every_account_and_link_in_flight_working(
     assert all(reload(db, m.id).status is MailboxStatus.CONNECTED for m in accounts)
 
     # The server restarts with the old key removed: a sign-in started before still completes.
-    connections.box = new_only
+    services.box = new_only
     done = finish_at_provider(client, in_flight, "cy@gmail.test")
     assert done.headers["location"] == "/messaging/settings", done.text
     assert mailbox_by_email(db, "cy@gmail.test").status is MailboxStatus.CONNECTED
 
 
 def test_key_rotation_re_encrypts_a_grant_waiting_for_confirmation(
-    client: TestClient, db: Session, sandbox: Sandbox, settings: Settings, connections: Connections
+    client: TestClient,
+    db: Session,
+    sandbox: Sandbox,
+    settings: Settings,
+    services: ProviderServices,
 ) -> None:
     waiting = finish_at_provider(client, start_link(client, "ada@gmail.test"), "bob@gmail.test")
     assert "You signed in as bob@gmail.test" in waiting.text
@@ -276,15 +280,15 @@ def test_key_rotation_counts_every_value_it_re_encrypts(
 
 @pytest.mark.parametrize("email", [GOOGLE, MICROSOFT])
 def test_a_token_with_time_left_is_used_without_asking_the_provider(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections, email: str
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices, email: str
 ) -> None:
     mailbox = linked(client, db, email)
     issued_before = issued_tokens(sandbox)
     refresh_tokens_before = list(sandbox.state.issued_refresh_tokens)
 
-    token = fresh_access_token(session_factory(client), connections, mailbox.id)
+    token = fresh_access_token(session_factory(client), services, mailbox.id)
 
-    assert token == stored_access_token(db, connections, mailbox.id)
+    assert token == stored_access_token(db, services, mailbox.id)
     assert sandbox.state.live_token(token, "access") is not None
     assert issued_tokens(sandbox) == issued_before
     assert sandbox.state.issued_refresh_tokens == refresh_tokens_before
@@ -293,14 +297,14 @@ def test_a_token_with_time_left_is_used_without_asking_the_provider(
 
 @pytest.mark.parametrize("email", [GOOGLE, MICROSOFT])
 def test_an_expired_token_is_refreshed_and_the_refresh_recorded(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections, email: str
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices, email: str
 ) -> None:
     mailbox = linked(client, db, email)
-    old_token = stored_access_token(db, connections, mailbox.id)
+    old_token = stored_access_token(db, services, mailbox.id)
     expire_everywhere(db, sandbox, mailbox)
     issued_before = issued_tokens(sandbox)
 
-    token = fresh_access_token(session_factory(client), connections, mailbox.id)
+    token = fresh_access_token(session_factory(client), services, mailbox.id)
 
     assert token != old_token
     assert sandbox.state.live_token(token, "access") is not None
@@ -309,19 +313,19 @@ def test_an_expired_token_is_refreshed_and_the_refresh_recorded(
     assert after.status is MailboxStatus.CONNECTED
     assert after.token_expires_at is not None
     assert after.token_expires_at > utcnow()
-    assert stored_access_token(db, connections, mailbox.id) == token
+    assert stored_access_token(db, services, mailbox.id) == token
     assert event_kinds(db, mailbox.id) == ["connected", "refreshed"]
 
 
 def test_a_token_about_to_expire_is_refreshed_ahead(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     mailbox = linked(client, db, GOOGLE)
-    old_token = stored_access_token(db, connections, mailbox.id)
-    mailbox.token_expires_at = utcnow() + connections.policy.refresh_ahead / 2
+    old_token = stored_access_token(db, services, mailbox.id)
+    mailbox.token_expires_at = utcnow() + services.policy.refresh_ahead / 2
     db.commit()
 
-    token = fresh_access_token(session_factory(client), connections, mailbox.id)
+    token = fresh_access_token(session_factory(client), services, mailbox.id)
 
     assert token != old_token
     assert sandbox.state.live_token(token, "access") is not None
@@ -332,39 +336,38 @@ def test_a_token_about_to_expire_is_refreshed_ahead(
 
 
 def test_microsoft_rotated_refresh_token_is_saved(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     mailbox = linked(client, db, MICROSOFT)
-    original = stored_refresh_token(db, connections, mailbox.id)
+    original = stored_refresh_token(db, services, mailbox.id)
     factory = session_factory(client)
 
-    fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+    fresh_access_token(factory, services, mailbox.id, force_refresh=True)
 
-    stored = stored_refresh_token(db, connections, mailbox.id)
+    stored = stored_refresh_token(db, services, mailbox.id)
     assert stored != original
     assert stored == sandbox.state.issued_refresh_tokens[-1]
     # And the saved one is the one used next time.
-    fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+    fresh_access_token(factory, services, mailbox.id, force_refresh=True)
     assert (
-        stored_refresh_token(db, connections, mailbox.id)
-        == (sandbox.state.issued_refresh_tokens[-1])
+        stored_refresh_token(db, services, mailbox.id) == (sandbox.state.issued_refresh_tokens[-1])
     )
     assert len(sandbox.state.issued_refresh_tokens) == 3
 
 
 def test_google_keeps_its_original_refresh_token(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     mailbox = linked(client, db, GOOGLE)
-    original = stored_refresh_token(db, connections, mailbox.id)
+    original = stored_refresh_token(db, services, mailbox.id)
     factory = session_factory(client)
 
     for _ in range(2):
-        token = fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+        token = fresh_access_token(factory, services, mailbox.id, force_refresh=True)
         assert sandbox.state.live_token(token, "access") is not None
 
     assert sandbox.state.issued_refresh_tokens == [original]
-    assert stored_refresh_token(db, connections, mailbox.id) == original
+    assert stored_refresh_token(db, services, mailbox.id) == original
     assert reload(db, mailbox.id).status is MailboxStatus.CONNECTED
 
 
@@ -372,7 +375,7 @@ def test_google_keeps_its_original_refresh_token(
 
 
 def test_concurrent_refreshes_never_lose_a_rotated_token(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     mailbox = linked(client, db, MICROSOFT)
     version_before = mailbox.token_version
@@ -386,7 +389,7 @@ def test_concurrent_refreshes_never_lose_a_rotated_token(
     def refresh() -> None:
         try:
             barrier.wait(timeout=30)
-            tokens.append(fresh_access_token(factory, connections, mailbox.id, force_refresh=True))
+            tokens.append(fresh_access_token(factory, services, mailbox.id, force_refresh=True))
         except BaseException as error:  # reported below; a thread must not die silently
             errors.append(error)
 
@@ -401,29 +404,28 @@ def test_concurrent_refreshes_never_lose_a_rotated_token(
     assert all(sandbox.state.live_token(token, "access") is not None for token in tokens)
     after = reload(db, mailbox.id)
     assert after.status is MailboxStatus.CONNECTED
-    stored = stored_refresh_token(db, connections, mailbox.id)
+    stored = stored_refresh_token(db, services, mailbox.id)
     assert stored in sandbox.state.issued_refresh_tokens[1:]
     wins = count_events(db, mailbox.id, MailboxEventKind.REFRESHED) - refreshed_before
     assert wins >= 1
     assert after.token_version - version_before == wins
     # The token that survived the race still works at Microsoft.
-    token = fresh_access_token(factory, connections, mailbox.id, force_refresh=True)
+    token = fresh_access_token(factory, services, mailbox.id, force_refresh=True)
     assert sandbox.state.live_token(token, "access") is not None
     assert (
-        stored_refresh_token(db, connections, mailbox.id)
-        == (sandbox.state.issued_refresh_tokens[-1])
+        stored_refresh_token(db, services, mailbox.id) == (sandbox.state.issued_refresh_tokens[-1])
     )
 
 
 def test_compare_and_swap_refuses_a_stale_version(
-    client: TestClient, db: Session, connections: Connections
+    client: TestClient, db: Session, services: ProviderServices
 ) -> None:
     mailbox = linked(client, db, MICROSOFT)
     version = mailbox.token_version
     before = (mailbox.access_token, mailbox.refresh_token, mailbox.token_version)
 
     stale = repository.save_tokens_if_unchanged(
-        db, mailbox.id, version - 1, {"access_token": connections.box.seal("stale")}
+        db, mailbox.id, version - 1, {"access_token": services.box.seal("stale")}
     )
     db.commit()
 
@@ -432,12 +434,12 @@ def test_compare_and_swap_refuses_a_stale_version(
     assert (after.access_token, after.refresh_token, after.token_version) == before
 
     current = repository.save_tokens_if_unchanged(
-        db, mailbox.id, version, {"access_token": connections.box.seal("current")}
+        db, mailbox.id, version, {"access_token": services.box.seal("current")}
     )
     db.commit()
     assert current is True
     assert reload(db, mailbox.id).token_version == version + 1
-    assert stored_access_token(db, connections, mailbox.id) == "current"
+    assert stored_access_token(db, services, mailbox.id) == "current"
 
 
 # --- Permanent failures ------------------------------------------------------------------------
@@ -456,7 +458,7 @@ def test_a_dead_grant_asks_for_reauthentication_at_once(
     client: TestClient,
     db: Session,
     sandbox: Sandbox,
-    connections: Connections,
+    services: ProviderServices,
     email: str,
     code: str,
 ) -> None:
@@ -466,7 +468,7 @@ def test_a_dead_grant_asks_for_reauthentication_at_once(
     factory = session_factory(client)
 
     with pytest.raises(AuthRevoked) as raised:
-        fresh_access_token(factory, connections, mailbox.id)
+        fresh_access_token(factory, services, mailbox.id)
     assert raised.value.code == code
 
     after = reload(db, mailbox.id)
@@ -484,7 +486,7 @@ def test_a_dead_grant_asks_for_reauthentication_at_once(
     assert event.provider_code == code
     assert "failed" not in event_kinds(db, mailbox.id)
     with pytest.raises(MailboxNotConnected):
-        fresh_access_token(factory, connections, mailbox.id)
+        fresh_access_token(factory, services, mailbox.id)
     assert reload(db, mailbox.id).status is MailboxStatus.REAUTH_REQUIRED
 
 
@@ -496,7 +498,7 @@ def test_a_401_with_a_working_refresh_token_is_not_a_revocation(
     client: TestClient,
     db: Session,
     sandbox: Sandbox,
-    connections: Connections,
+    services: ProviderServices,
     email: str,
     provider: str,
 ) -> None:
@@ -505,7 +507,7 @@ def test_a_401_with_a_working_refresh_token_is_not_a_revocation(
     issued_before = issued_tokens(sandbox)
 
     with_credential(
-        session_factory(client), connections, mailbox.id, connections.mail_host(provider).probe
+        session_factory(client), services, mailbox.id, services.mail_host(provider).probe
     )
 
     after = reload(db, mailbox.id)
@@ -520,7 +522,7 @@ def test_a_401_after_the_grant_was_revoked_asks_for_reauthentication(
     client: TestClient,
     db: Session,
     sandbox: Sandbox,
-    connections: Connections,
+    services: ProviderServices,
     email: str,
     provider: str,
 ) -> None:
@@ -529,7 +531,7 @@ def test_a_401_after_the_grant_was_revoked_asks_for_reauthentication(
 
     with pytest.raises(AuthRevoked):
         with_credential(
-            session_factory(client), connections, mailbox.id, connections.mail_host(provider).probe
+            session_factory(client), services, mailbox.id, services.mail_host(provider).probe
         )
 
     after = reload(db, mailbox.id)
@@ -545,8 +547,8 @@ def test_passing_failures_escalate_only_after_repeated_failure_over_time(
     client: TestClient,
     db: Session,
     sandbox: Sandbox,
-    connections: Connections,
-    dead_connections: Connections,
+    services: ProviderServices,
+    dead_connections: ProviderServices,
 ) -> None:
     mailbox = linked(client, db, GOOGLE)
     expire_everywhere(db, sandbox, mailbox)
@@ -573,15 +575,15 @@ def test_passing_failures_escalate_only_after_repeated_failure_over_time(
     assert "failed 4 times" in escalated.status_reason
     assert event_kinds(db, mailbox.id)[-2:] == ["failed", "reauth_required"]
     with pytest.raises(MailboxNotConnected):
-        fresh_access_token(factory, connections, mailbox.id)
+        fresh_access_token(factory, services, mailbox.id)
 
 
 def test_a_success_resets_the_passing_failure_count(
     client: TestClient,
     db: Session,
     sandbox: Sandbox,
-    connections: Connections,
-    dead_connections: Connections,
+    services: ProviderServices,
+    dead_connections: ProviderServices,
 ) -> None:
     mailbox = linked(client, db, MICROSOFT)
     expire_everywhere(db, sandbox, mailbox)
@@ -594,7 +596,7 @@ def test_a_success_resets_the_passing_failure_count(
     failing.first_transient_failure_at -= timedelta(hours=2)
     db.commit()
 
-    token = fresh_access_token(factory, connections, mailbox.id)
+    token = fresh_access_token(factory, services, mailbox.id)
     assert sandbox.state.live_token(token, "access") is not None
     recovered = reload(db, mailbox.id)
     assert (recovered.transient_failures, recovered.first_transient_failure_at) == (0, None)
@@ -613,7 +615,7 @@ def test_a_success_resets_the_passing_failure_count(
 
 
 def test_health_check_finds_revoked_grants_and_leaves_the_rest_alone(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     fine = linked(client, db, GOOGLE)
     revoked = linked(client, db, "bob@gmail.test")
@@ -626,7 +628,7 @@ def test_health_check_finds_revoked_grants_and_leaves_the_rest_alone(
     sandbox.admin("revoke", {"mailbox": "bob@gmail.test"})
     fine_events, removed_events = event_kinds(db, fine.id), event_kinds(db, removed.id)
 
-    report = check_connections(session_factory(client), connections)
+    report = check_connections(session_factory(client), services)
 
     assert (report.checked, report.healthy, report.failed) == (2, 1, 1)
     assert reload(db, fine.id).status is MailboxStatus.CONNECTED
@@ -637,21 +639,21 @@ def test_health_check_finds_revoked_grants_and_leaves_the_rest_alone(
     assert event_kinds(db, removed.id) == removed_events
 
     # A mailbox already waiting for the user is not checked again.
-    again = check_connections(session_factory(client), connections)
+    again = check_connections(session_factory(client), services)
     assert (again.checked, again.healthy, again.failed) == (1, 1, 0)
 
 
 def test_health_check_goes_on_past_a_mailbox_whose_host_is_no_longer_configured(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     first = linked(client, db, MICROSOFT)
     second = linked(client, db, GOOGLE)
     assert first.id < second.id
     google_only = dataclasses.replace(
-        connections,
+        services,
         registry=ProviderRegistry(
-            sign_in={ProviderName.GOOGLE: connections.sign_in("google")},
-            mail={ProviderName.GOOGLE: connections.mail_host("google")},
+            sign_in={ProviderName.GOOGLE: services.sign_in("google")},
+            mail={ProviderName.GOOGLE: services.mail_host("google")},
         ),
     )
     sandbox.admin("revoke", {"mailbox": GOOGLE})

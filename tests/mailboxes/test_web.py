@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tasks import check_connections
 from sendwell.models import (
     Campaign,
@@ -241,12 +241,12 @@ def test_relinking_a_removed_account_restores_the_same_record(
 
 
 def test_revoked_grant_is_found_by_the_health_check_and_reauthenticated(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     link(client, "ada@gmail.test")
     (before,) = mailboxes(db)
     sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
-    report = check_connections(client.app.state.session_factory, connections)  # type: ignore[attr-defined]
+    report = check_connections(client.app.state.session_factory, services)  # type: ignore[attr-defined]
     assert (report.checked, report.failed) == (1, 1)
     (mailbox,) = mailboxes(db)
     assert mailbox.status is MailboxStatus.REAUTH_REQUIRED
@@ -361,13 +361,13 @@ def test_remove_account_pauses_its_active_campaigns(client: TestClient, db: Sess
 
 
 def test_dead_grant_pauses_campaigns_in_the_same_step(
-    client: TestClient, db: Session, sandbox: Sandbox, connections: Connections
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
 ) -> None:
     link(client, "ada@gmail.test")
     (mailbox,) = mailboxes(db)
     campaign = active_campaign(db, mailbox, "Q4 outreach")
     sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
-    check_connections(client.app.state.session_factory, connections)  # type: ignore[attr-defined]
+    check_connections(client.app.state.session_factory, services)  # type: ignore[attr-defined]
     db.expire_all()
     assert campaign.pause_reason is PauseReason.MAILBOX_REAUTH_REQUIRED
     listing = html.unescape(client.get("/messaging/campaigns").text)
@@ -391,7 +391,7 @@ def test_reauthenticating_a_healthy_account_pauses_its_campaigns(
 
 
 def test_declining_a_second_sign_in_keeps_the_linked_google_account_connected(
-    client: TestClient, db: Session, connections: Connections, sandbox: Sandbox
+    client: TestClient, db: Session, services: ProviderServices, sandbox: Sandbox
 ) -> None:
     link(client, "bob@gmail.test")
     started = start_link(client, "ada@gmail.test")
@@ -400,7 +400,7 @@ def test_declining_a_second_sign_in_keeps_the_linked_google_account_connected(
     assert discard
     client.post(discard.group(1), data={"csrftoken": csrf_from(response.text)})
     # Google's revocation would have ended bob's linked grant too; nothing was revoked.
-    report = check_connections(client.app.state.session_factory, connections)  # type: ignore[attr-defined]
+    report = check_connections(client.app.state.session_factory, services)  # type: ignore[attr-defined]
     assert (report.checked, report.failed) == (1, 0)
     (mailbox,) = mailboxes(db)
     assert mailbox.status is MailboxStatus.CONNECTED

@@ -226,7 +226,7 @@ def _alices_objects(alice: TestClient, app: Any) -> Owned:
     with session_scope(app.state.session_factory) as db:
         endpoint = webhooks.create_endpoint(
             db,
-            app.state.connections.box,
+            app.state.services.box,
             Tenants._user(db, "ada"),
             url="http://127.0.0.1:9/ada-hook",  # an address literal: no DNS look-up
             events=["campaign.started"],

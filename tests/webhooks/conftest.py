@@ -54,7 +54,7 @@ def world(database: Database, engine: Engine, sandbox: Sandbox) -> Iterator[Worl
         create_first_account(client)
         link(client, SENDER)
         app: Any = client.app
-        yield World(client, app.state.session_factory, app.state.connections, sandbox, settings)
+        yield World(client, app.state.session_factory, app.state.services, sandbox, settings)
 
 
 @dataclass

@@ -29,7 +29,7 @@ def test_mailbox_connection_changes(world: World, receiver: Receiver) -> None:
     mailbox_id = world.mailbox_id()
 
     world.sandbox.admin("revoke", {"mailbox": SENDER})
-    check_connections(world.factory, world.connections)
+    check_connections(world.factory, world.services)
     link(world.client, SENDER)
     removed = world.client.delete(
         f"/api/v1/mailboxes/{mailbox_id}",

@@ -20,7 +20,7 @@ from sendwell.accounts.auth import (
 from sendwell.config import Settings
 from sendwell.kit.errors import SendwellError, TooManyAttempts
 from sendwell.mailboxes.capabilities import server_capabilities
-from sendwell.mailboxes.connections import get_connections
+from sendwell.mailboxes.provider_services import get_services
 from sendwell.models import User
 from sendwell.web.deps import client_ip, get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
@@ -79,7 +79,7 @@ def _setup_form(
     request: Request, form: dict[str, str], *, error: str = "", status_code: int = 200
 ) -> Response:
     """The first-account form, with what this server can do and how to change it."""
-    capabilities = server_capabilities(get_settings(request), get_connections(request))
+    capabilities = server_capabilities(get_settings(request), get_services(request))
     return render(
         request,
         "accounts/setup.html",

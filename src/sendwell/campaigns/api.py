@@ -37,7 +37,7 @@ from sendwell.campaigns.schemas import (
 )
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import Campaign, CampaignStatus, CampaignStep, CatchUp, User
 from sendwell.web.deps import get_db, get_settings
 
@@ -204,7 +204,7 @@ def resume_preview(
     skip_days: int | None = Query(default=None, description="For `skip`: 1 to 365."),
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> ResumePreviewOut:
     """The same plan `POST …/resume` with the same choice follows, computed now: steps are
     listed in the order they go; times are estimates at the account's pace and schedule."""
@@ -216,7 +216,7 @@ def resume_preview(
             campaign_id,
             catch_up=catch_up,
             skip_days=skip_days,
-            host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+            host_interval=service.send_interval(db, services, campaign.mailbox_id),
         )
     )
 
@@ -231,7 +231,7 @@ def resume_campaign(
     body: ResumeIn | None = None,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> CampaignOut:
     """With no body, the campaign's own catch-up choice; `GET …/resume-preview` shows what
     it does."""
@@ -244,7 +244,7 @@ def resume_campaign(
             campaign_id,
             catch_up=body.catch_up if body else None,
             skip_days=body.skip_days if body else None,
-            host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+            host_interval=service.send_interval(db, services, campaign.mailbox_id),
         ),
     )
 
@@ -323,7 +323,7 @@ def add_recipients(
             )
             for row in body.recipients
         ),
-        allow_test_domains=bool(request.app.state.connections.sandbox),
+        allow_test_domains=bool(request.app.state.services.sandbox),
         skip_previous=skip_choice(body.skip_previous),
     )
     return AddRecipientsOut(

@@ -14,7 +14,7 @@ from sendwell.campaigns.editor_web import unsubscribe_links
 from sendwell.dispatch import start_preview, test_send
 from sendwell.kit.clock import utcnow
 from sendwell.kit.schemas import RequestBody
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import User
 from sendwell.web.deps import get_db
 
@@ -65,7 +65,7 @@ def get_start_preview(
     campaign_id: int,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> StartPreviewOut:
     """Refused as `POST …/start` would be (not a draft, problems to fix, sender not allowed)."""
     campaign = service.get_campaign(db, user, campaign_id)
@@ -74,7 +74,7 @@ def get_start_preview(
         user,
         campaign_id,
         now=utcnow(),
-        host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+        host_interval=service.send_interval(db, services, campaign.mailbox_id),
     )
     return StartPreviewOut.model_validate(shown.payload())
 
@@ -90,14 +90,14 @@ def post_test_send(
     body: TestSendIn,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> TestSendOut:
     """Subject prefixed “[Test] ”; never recorded as a send, never counted against the
     recipient. At most 10 a minute per user; refused while the account is not connected."""
     sent = test_send.send_test(
         db,
         request.app.state.session_factory,
-        conn,
+        services,
         unsubscribe_links(request),
         user,
         campaign_id,

@@ -16,7 +16,7 @@ from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import repository as mailbox_repo
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import User
 from sendwell.web.deps import get_db, get_settings
@@ -39,7 +39,7 @@ def start_page(
     back: str = "",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """Start, confirmed: how many get the first email, when it goes, and from which account."""
     campaign = service.get_campaign(db, user, campaign_id)  # someone else's: a 404 page
@@ -51,7 +51,7 @@ def start_page(
             user,
             campaign_id,
             now=utcnow(),
-            host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+            host_interval=service.send_interval(db, services, campaign.mailbox_id),
         )
     except SendwellError as error:
         return redirect_with_flash(
@@ -111,14 +111,14 @@ def send_test(
     to: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     page = f"/campaigns/{campaign_id}/message?{urlencode({'step': step, 'recipient': recipient})}"
     try:
         sent = test_send.send_test(
             db,
             request.app.state.session_factory,
-            conn,
+            services,
             unsubscribe_links(request),
             user,
             campaign_id,

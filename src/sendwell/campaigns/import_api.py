@@ -56,7 +56,7 @@ def import_recipients(
         campaign_id,
         file.file,
         mapping=parse_map(map or []),
-        allow_test_domains=bool(request.app.state.connections.sandbox),
+        allow_test_domains=bool(request.app.state.services.sandbox),
         skip_previous=skip_choice(skip_previous),
     )
     return ImportOut(

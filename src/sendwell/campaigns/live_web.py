@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
 from sendwell.dispatch import live
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import User
 from sendwell.web.deps import get_db
 
@@ -27,11 +27,13 @@ def campaigns_tab_live(
     ids: str = "",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> JSONResponse:
     """The Campaigns tab's rows (`ids`: the campaigns the page shows)."""
     return _fresh(
-        live.campaigns_tab(db, user, live.parse_ids(ids), host_interval=live.host_interval_of(conn))
+        live.campaigns_tab(
+            db, user, live.parse_ids(ids), host_interval=live.host_interval_of(services)
+        )
     )
 
 
@@ -42,7 +44,7 @@ def campaign_live(
     sent: str = "",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> JSONResponse:
     """A campaign page's live parts (`ids`: the recipient rows it shows; `sent`: the number
     sent it shows, so the chart comes back only when that changed)."""
@@ -54,7 +56,7 @@ def campaign_live(
             campaign_id,
             enrollment_ids=live.parse_ids(ids),
             known_sent=known,
-            host_interval=live.host_interval_of(conn),
+            host_interval=live.host_interval_of(services),
         )
     )
 
@@ -65,11 +67,11 @@ def recipient_live(
     enrollment_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> JSONResponse:
     """One recipient's status, next email and sequence."""
     return _fresh(
         live.recipient_page(
-            db, user, campaign_id, enrollment_id, host_interval=live.host_interval_of(conn)
+            db, user, campaign_id, enrollment_id, host_interval=live.host_interval_of(services)
         )
     )

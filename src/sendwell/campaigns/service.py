@@ -33,7 +33,7 @@ from sendwell.models import (
 )
 
 if TYPE_CHECKING:
-    from sendwell.mailboxes.connections import Connections
+    from sendwell.mailboxes.provider_services import ProviderServices
 
 MAX_STEPS = 20
 MAX_DELAY_MINUTES = 365 * 24 * 60
@@ -379,13 +379,13 @@ def pause(
     return campaign
 
 
-def send_interval(db: Session, conn: Connections, mailbox_id: int) -> timedelta:
+def send_interval(db: Session, services: ProviderServices, mailbox_id: int) -> timedelta:
     """The shortest time the mailbox's host allows between two sends (for estimates)."""
     mailbox = mailbox_repo.get_mailbox(db, mailbox_id)
     if mailbox is None:
         return timedelta(0)
     try:
-        return conn.mail_host(mailbox.provider).min_send_interval
+        return services.mail_host(mailbox.provider).min_send_interval
     except SendwellError:
         return timedelta(0)  # a provider this server no longer offers: Resume says why
 

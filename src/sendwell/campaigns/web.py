@@ -33,7 +33,7 @@ from sendwell.dispatch.resume import Choice
 from sendwell.dispatch.start_preview import startable
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
 from sendwell.snippets import service as snippets
@@ -67,7 +67,7 @@ def campaigns_tab(
     sort: str = "",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     filters = tab.TabFilters.parse(q, status, sort)
     shown = tab.campaigns_page(db, user, filters, page)
@@ -91,7 +91,7 @@ def campaigns_tab(
             "status_filters": tab.STATUS_FILTERS,
             "sorts": tab.SORTS,
             "next_sends": forecast.for_campaigns(
-                db, shown.campaigns, now=utcnow(), host_interval=live.host_interval_of(conn)
+                db, shown.campaigns, now=utcnow(), host_interval=live.host_interval_of(services)
             ),
             "owners": repo.user_names(db, sorted({c.owner_id for c in shown.campaigns}))
             if user.is_admin
@@ -270,7 +270,7 @@ def recipient_page(
     enrollment_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """One recipient's sequence: each step's state, when it went, and why it stopped."""
     campaign = service.get_campaign(db, user, campaign_id)
@@ -279,7 +279,7 @@ def recipient_page(
         raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
     ledger = {row.step_position: row for row in repo.ledger_for(db, enrollment.id)}
     shown = live.recipient_forecasts(
-        db, campaign, [enrollment], host_interval=live.host_interval_of(conn)
+        db, campaign, [enrollment], host_interval=live.host_interval_of(services)
     )
     return render(
         request,
@@ -341,7 +341,7 @@ def resume_page(
     back: str = CAMPAIGNS_TAB,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """What Resume will do, with the catch-up choice to confirm or change."""
     target = _back(back)
@@ -350,7 +350,7 @@ def resume_page(
         campaign = service.resumable(db, user, campaign_id)
     except SendwellError as problem:
         return redirect_with_flash(request, target, problem.message, kind="error")
-    interval = service.send_interval(db, conn, campaign.mailbox_id)
+    interval = service.send_interval(db, services, campaign.mailbox_id)
     error = ""
     try:
         plan = service.resume_preview(
@@ -390,7 +390,7 @@ def campaign_action(
     skip_days: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     if action not in ACTIONS:
         raise NotFound("That action does not exist.")
@@ -434,7 +434,7 @@ def campaign_action(
                 campaign_id,
                 catch_up=catch_up,
                 skip_days=skip_days,
-                host_interval=service.send_interval(db, conn, campaign.mailbox_id),
+                host_interval=service.send_interval(db, services, campaign.mailbox_id),
             )
             return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
         if action == "duplicate":
@@ -552,7 +552,7 @@ def _campaign_page(
     since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     rows = repo.daily_activity(db, campaign.id, since)
     table = recipients_web.recipients_table(db, campaign, request.query_params, page)
-    interval = live.host_interval_of(request.app.state.connections)
+    interval = live.host_interval_of(request.app.state.services)
     queues: forecast.Queues = {}
     return render(
         request,
@@ -604,4 +604,4 @@ def _default_guards(request: Request) -> Guards:
 
 
 def _sandbox(request: Request) -> bool:
-    return bool(request.app.state.connections.sandbox)
+    return bool(request.app.state.services.sandbox)

@@ -17,7 +17,7 @@ from sendwell.delegations import service
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import service as mailboxes
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import SERVER_LINK, load_alerts
 from sendwell.models import PauseReason, User
 from sendwell.web.deps import get_db, get_settings
@@ -37,7 +37,7 @@ def ask(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
     settings: Settings = Depends(get_settings),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     try:
         if not teammate_id.strip().isdigit():
@@ -47,8 +47,8 @@ def ask(
         return redirect_with_flash(request, SETTINGS_TAB, error.message, kind="error")
     name = view.owner.display_name
     link = f"{settings.base_url}{view.link}"
-    if conn.mailer is not None:
-        tasks.add_task(conn.mailer, *service.request_email(view, settings.base_url))
+    if services.mailer is not None:
+        tasks.add_task(services.mailer, *service.request_email(view, settings.base_url))
         told = f"They were emailed a link to review it; it is also on their Settings tab: {link}"
     else:
         told = (
@@ -79,15 +79,15 @@ def link_for_approval(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
     settings: Settings = Depends(get_settings),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """The owner links the account to approve through the usual sign-in at their host."""
     view = service.get_view(db, user, delegation_id)
     try:
         if view.viewer != "owner":
             raise InvalidInput("Only the account's owner can link it.", code="not_owner")
-        address = normalize_email(email, allow_test_domains=conn.sandbox)
-        chosen = mailboxes.choose_provider(conn, address)
+        address = normalize_email(email, allow_test_domains=services.sandbox)
+        chosen = mailboxes.choose_provider(services, address)
         if chosen is not None and not chosen.has_sign_in_page:
             return RedirectResponse(
                 f"{SERVER_LINK}?{urlencode({'email': address})}", status_code=303
@@ -100,7 +100,7 @@ def link_for_approval(
             )
         url = mailboxes.start_link(
             db,
-            conn,
+            services,
             user=user,
             email=address,
             provider_name=chosen,
@@ -146,15 +146,15 @@ def withdraw(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
     settings: Settings = Depends(get_settings),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     view, paused = service.withdraw(db, user, delegation_id)
     if paused:
         # As for a pause: once the page says "paused", nothing more goes out.
         db.commit()
         settle_in_flight(request.app.state.session_factory, paused)
-    if view.viewer == "owner" and view.mailbox is not None and conn.mailer is not None:
-        tasks.add_task(conn.mailer, *service.withdrawal_email(view, settings.base_url))
+    if view.viewer == "owner" and view.mailbox is not None and services.mailer is not None:
+        tasks.add_task(services.mailer, *service.withdrawal_email(view, settings.base_url))
     count = f"{len(paused)} campaign{'s' if len(paused) != 1 else ''} paused"
     if view.viewer == "delegate":
         message = f"You no longer send from {view.owner.display_name}'s account; {count}."

@@ -24,7 +24,7 @@ from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.kit.signals import dispatch_work
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import HeldCredential, MailboxNotConnected
 from sendwell.models import (
     Campaign,
@@ -65,7 +65,7 @@ class Dispatcher:
     def __init__(
         self,
         factory: sessionmaker[Session],
-        conn: Connections,
+        services: ProviderServices,
         policy: DispatchPolicy,
         *,
         unsubscribe: outcomes.UnsubscribeLinks,
@@ -73,13 +73,13 @@ class Dispatcher:
         rng: random.Random | None = None,
     ) -> None:
         self.factory = factory
-        self.conn = conn
+        self.services = services
         self.policy = policy
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.wake = threading.Event()
-        self.outcomes = outcomes.Outcomes(factory, conn, policy, unsubscribe, self.rng)
-        self.inbound = inbound.InboundReader(factory, conn, policy.inbound_interval)
+        self.outcomes = outcomes.Outcomes(factory, services, policy, unsubscribe, self.rng)
+        self.inbound = inbound.InboundReader(factory, services, policy.inbound_interval)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Work until stopped, sleeping until the next due moment or until woken."""
@@ -118,7 +118,7 @@ class Dispatcher:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
         so housekeeping runs between batches; returns how many were handed over."""
         handed = 0
-        credential = HeldCredential(self.factory, self.conn, mailbox_id)
+        credential = HeldCredential(self.factory, self.services, mailbox_id)
         try:
             while handed < SEND_BATCH:
                 batch = self.claim(mailbox_id, SEND_BATCH - handed)
@@ -198,7 +198,7 @@ class Dispatcher:
             return []
         gap = max(
             pacing.next_gap(mailbox.min_gap_seconds, self.rng),
-            self.conn.mail_host(mailbox.provider).min_send_interval,
+            self.services.mail_host(mailbox.provider).min_send_interval,
         )
         size = min(limit, room) if not gap else 1
         zoned = any(c.recipient_time_zones for c in campaigns.values())
@@ -332,7 +332,7 @@ class Dispatcher:
         if prepared is None:
             self.outcomes.fail_recipient(claim, ready.problem)
             return True
-        provider = self.conn.mail_host(prepared.provider)
+        provider = self.services.mail_host(prepared.provider)
         if not self._through_gate(claim):
             self.outcomes.release(claim, "the campaign or account changed before sending")
             return True

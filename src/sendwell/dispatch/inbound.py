@@ -16,7 +16,7 @@ from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import (
     Campaign,
@@ -99,10 +99,10 @@ def is_auto_reply(headers: dict[str, str]) -> bool:
 
 class InboundReader:
     def __init__(
-        self, factory: sessionmaker[Session], conn: Connections, interval: timedelta
+        self, factory: sessionmaker[Session], services: ProviderServices, interval: timedelta
     ) -> None:
         self.factory = factory
-        self.conn = conn
+        self.services = services
         self.interval = interval
 
     def read_due(self) -> None:
@@ -146,10 +146,10 @@ class InboundReader:
                 return 0
             cursor, provider_name = mailbox.inbound_cursor, mailbox.provider
         try:
-            provider = self.conn.mail_host(provider_name)
+            provider = self.services.mail_host(provider_name)
             page: InboundPage = with_credential(
                 self.factory,
-                self.conn,
+                self.services,
                 mailbox_id,
                 lambda credential: provider.list_inbound(credential, cursor),
             )
@@ -289,7 +289,10 @@ class InboundReader:
         complete_if_finished(db, enrollment.campaign_id)
         if status is EnrollmentStatus.BOUNCED:
             bounce_guard.pause_if_bouncing(
-                db, enrollment.campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
+                db,
+                enrollment.campaign_id,
+                mailer=self.services.mailer,
+                base_url=self.services.base_url,
             )
         return 1
 

@@ -24,7 +24,7 @@ from sendwell.models import Campaign, Mailbox, User
 from sendwell.web.pages import templates
 
 if TYPE_CHECKING:
-    from sendwell.mailboxes.connections import Connections
+    from sendwell.mailboxes.provider_services import ProviderServices
 
 # At most this many rows (recipients or campaigns) are asked about at once: a page's worth.
 MAX_IDS = 200
@@ -33,12 +33,12 @@ MAX_IDS = 200
 PAGE_ACTIONS = ("start", "resume", "pause", "duplicate", "archive", "restore")
 
 
-def host_interval_of(conn: Connections) -> forecast.HostInterval:
+def host_interval_of(services: ProviderServices) -> forecast.HostInterval:
     """The shortest time each mailbox's host allows between two sends."""
 
     def interval(mailbox: Mailbox) -> timedelta:
         try:
-            return conn.mail_host(mailbox.provider).min_send_interval
+            return services.mail_host(mailbox.provider).min_send_interval
         except SendwellError:
             return timedelta(0)  # a provider this server no longer offers
 

@@ -24,7 +24,7 @@ from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import (
     Campaign,
@@ -134,13 +134,13 @@ class Outcomes:
     def __init__(
         self,
         factory: sessionmaker[Session],
-        conn: Connections,
+        services: ProviderServices,
         policy: DispatchPolicy,
         links: UnsubscribeLinks,
         rng: random.Random,
     ) -> None:
         self.factory = factory
-        self.conn = conn
+        self.services = services
         self.policy = policy
         self.links = links
         self.rng = rng
@@ -248,7 +248,10 @@ class Outcomes:
                     db, row, EnrollmentEvent.BOUNCED, error.message, suppress=True
                 )
                 bounce_guard.pause_if_bouncing(
-                    db, row.campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
+                    db,
+                    row.campaign_id,
+                    mailer=self.services.mailer,
+                    base_url=self.services.base_url,
                 )
                 return
             self._count_failure(db, row, error, now)
@@ -339,7 +342,7 @@ class Outcomes:
 
     def _after_delivery(self, db: Session, campaign_id: int) -> None:
         bounce_guard.after_delivery(
-            db, campaign_id, mailer=self.conn.mailer, base_url=self.conn.base_url
+            db, campaign_id, mailer=self.services.mailer, base_url=self.services.base_url
         )
 
     def release_expired_claims(self) -> None:
@@ -371,12 +374,12 @@ class Outcomes:
                 since=row.claimed_at or row.sent_at or utcnow(),
             )
             mailbox_id, provider_name = mailbox.id, mailbox.provider
-        provider = self.conn.mail_host(provider_name)
+        provider = self.services.mail_host(provider_name)
 
         def look(credential: Credential) -> list[SentMessage]:
             return provider.find_sent(credential, probe)
 
-        copies = with_credential(self.factory, self.conn, mailbox_id, look)
+        copies = with_credential(self.factory, self.services, mailbox_id, look)
         if not copies:
             return None
         with session_scope(self.factory) as db:
@@ -435,7 +438,7 @@ class Outcomes:
         with session_scope(self.factory) as db:
             mailbox = db.get(Mailbox, mailbox_id)
             name = mailbox.provider if mailbox else ""
-        return self.conn.mail_host(name).sent_copy_lag if name else timedelta(0)
+        return self.services.mail_host(name).sent_copy_lag if name else timedelta(0)
 
     def fill_missing_metadata(self) -> None:
         """Learn the real Message-ID of sends the host accepted without saying where."""

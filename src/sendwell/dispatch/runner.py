@@ -12,7 +12,7 @@ from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit import signals
 from sendwell.kit.jobs import JobKind, JobRegistry
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 
 LEASE_MARGIN = timedelta(seconds=30)
 
@@ -29,13 +29,13 @@ def policy_from(settings: Settings) -> DispatchPolicy:
 def build_dispatcher(
     settings: Settings,
     factory: sessionmaker[Session],
-    conn: Connections,
+    services: ProviderServices,
     *,
     worker_id: str | None = None,
 ) -> Dispatcher:
     return Dispatcher(
         factory,
-        conn,
+        services,
         policy_from(settings),
         unsubscribe=UnsubscribeLinks(
             settings.base_url, settings.secret_key, settings.unsubscribe_lifetime
@@ -76,12 +76,12 @@ class DispatcherThread:
             self._listener.join(timeout=5)
 
 
-def register_jobs(registry: JobRegistry[Connections]) -> None:
+def register_jobs(registry: JobRegistry[ProviderServices]) -> None:
     """The sending engine: settle unknown outcomes, read replies and bounces, claim and send."""
     registry.add("dispatcher", kind=JobKind.SENDING, build=dispatcher_job)
 
 
 def dispatcher_job(
-    settings: Settings, factory: sessionmaker[Session], conn: Connections
+    settings: Settings, factory: sessionmaker[Session], services: ProviderServices
 ) -> DispatcherThread:
-    return DispatcherThread(build_dispatcher(settings, factory, conn), settings.sqlalchemy_url)
+    return DispatcherThread(build_dispatcher(settings, factory, services), settings.sqlalchemy_url)

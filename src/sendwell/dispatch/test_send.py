@@ -30,7 +30,7 @@ from sendwell.dispatch.mime import Envelope, build_message
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError, TooManyAttempts
 from sendwell.mailboxes import repository as mailbox_repo
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import HeldCredential, MailboxNotConnected
 from sendwell.models import Campaign, Mailbox, MailboxStatus, TestSend, User
 from sendwell.providers.base import (
@@ -186,7 +186,7 @@ def tests_in_last_minute(db: Session, user: User, now: datetime) -> tuple[int, d
 def send_test(
     db: Session,
     factory: sessionmaker[Session],
-    conn: Connections,
+    services: ProviderServices,
     links: UnsubscribeLinks,
     user: User,
     campaign_id: int,
@@ -220,10 +220,10 @@ def send_test(
             retry_after_seconds=wait,
         )
     message = compose(db, campaign, links, step=step, recipient_id=recipient_id, test_to=to)
-    host = conn.mail_host(mailbox.provider)
+    host = services.mail_host(mailbox.provider)
     mailbox_id, mailbox_email, label = mailbox.id, mailbox.email, mailbox.provider.label
     try:
-        HeldCredential(factory, conn, mailbox_id).call(
+        HeldCredential(factory, services, mailbox_id).call(
             lambda held: host.send(held, message.mime, tag=message.tag)
         )
     except MailboxNotConnected:

@@ -13,8 +13,8 @@ from sendwell.campaigns import service as campaigns
 from sendwell.campaigns.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
-from sendwell.mailboxes.connections import Connections, get_connections
 from sendwell.mailboxes.expiry import Expiry
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.schemas import (
     DomainCheckOut,
     DomainHealthIn,
@@ -38,9 +38,9 @@ router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
 def list_mailboxes(
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> list[MailboxOut]:
-    return _with_expiry(db, conn, service.visible_mailboxes(db, user))
+    return _with_expiry(db, services, service.visible_mailboxes(db, user))
 
 
 @router.get(
@@ -53,7 +53,7 @@ def workspace_expiry(
     sort: Literal["expiry", "email", "owner", "provider"] = "expiry",
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> list[MailboxExpiryOut]:
     unknown = sorted(set(request.query_params) - {"sort"})
     if unknown:
@@ -70,7 +70,7 @@ def workspace_expiry(
             owner_email=row.mailbox.owner.email,
             expected_expiry=_expiry_out(row.expiry),
         )
-        for row in lookahead.workspace_expiries(db, conn.expiry_rules, user, sort)
+        for row in lookahead.workspace_expiries(db, services.expiry_rules, user, sort)
     ]
 
 
@@ -79,13 +79,15 @@ def get_mailbox(
     mailbox_id: int,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> MailboxOut:
-    return _with_expiry(db, conn, [service.get_mailbox(db, user, mailbox_id)])[0]
+    return _with_expiry(db, services, [service.get_mailbox(db, user, mailbox_id)])[0]
 
 
-def _with_expiry(db: Session, conn: Connections, mailboxes: list[Mailbox]) -> list[MailboxOut]:
-    expiries = lookahead.expiries_for(db, conn.expiry_rules, mailboxes)
+def _with_expiry(
+    db: Session, services: ProviderServices, mailboxes: list[Mailbox]
+) -> list[MailboxOut]:
+    expiries = lookahead.expiries_for(db, services.expiry_rules, mailboxes)
     return [
         MailboxOut.model_validate(m).model_copy(
             update={"expected_expiry": _expiry_out(expiries.get(m.id))}
@@ -127,9 +129,9 @@ def delete_mailbox(
     mailbox_id: int,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Mailbox:
-    return service.disconnect(db, conn, user=user, mailbox_id=mailbox_id)
+    return service.disconnect(db, services, user=user, mailbox_id=mailbox_id)
 
 
 @router.post(
@@ -143,10 +145,10 @@ def link(
     response: Response,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> LinkOut:
-    address = normalize_email(body.email, allow_test_domains=conn.sandbox)
-    chosen = service.choose_provider(conn, address, body.provider or "")
+    address = normalize_email(body.email, allow_test_domains=services.sandbox)
+    chosen = service.choose_provider(services, address, body.provider or "")
     if chosen is None:
         raise InvalidInput(
             f"Sendwell could not tell which service hosts {address}; send "
@@ -154,7 +156,7 @@ def link(
             code="provider_unknown",
         )
     url = service.start_link(
-        db, conn, user=user, email=address, provider_name=chosen, session_secret=None
+        db, services, user=user, email=address, provider_name=chosen, session_secret=None
     )
     return LinkOut(authorize_url=url, provider=chosen.value)
 
@@ -168,11 +170,11 @@ def link_server(
     body: ServerLinkIn,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Mailbox:
     """A failed test answers 422 ``connection_test_failed`` with the server's words."""
     form = server_accounts.ServerSettingsIn(
-        email=normalize_email(body.email, allow_test_domains=conn.sandbox),
+        email=normalize_email(body.email, allow_test_domains=services.sandbox),
         smtp_host=body.smtp_host,
         smtp_port=str(body.smtp_port or ""),
         smtp_security=body.smtp_security,
@@ -183,7 +185,7 @@ def link_server(
         password=body.password,
         auth_method=body.auth_method,
     )
-    return server_accounts.link_server_account(db, conn, user=user, form=form).mailbox
+    return server_accounts.link_server_account(db, services, user=user, form=form).mailbox
 
 
 @router.get(
@@ -213,7 +215,7 @@ def check_domain_health(
     body: DomainHealthIn | None = None,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> DomainHealthOut:
     """Asks DNS now and answers with the result; a selector that is not one is refused (422
     `invalid_selector`, `too_many_selectors`) and nothing is checked or saved."""
@@ -221,7 +223,7 @@ def check_domain_health(
     if body is not None and body.selectors is not None:
         domain_checks.save_selectors(db, user, mailbox_id, body.selectors)
     db.commit()
-    domain_checks.check_domain(request.app.state.session_factory, conn, mailbox_id)
+    domain_checks.check_domain(request.app.state.session_factory, services, mailbox_id)
     db.expire_all()
     mailbox, found = domain_checks.latest(db, user, mailbox_id)
     return _domain_health_out(mailbox, found)
@@ -255,7 +257,7 @@ def resume_preview(
     skip_days: int | None = Query(default=None, description="For `skip`: 1 to 365."),
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> list[CampaignResumePreviewOut]:
     plans = campaigns.resume_all_preview(
         db,
@@ -263,7 +265,7 @@ def resume_preview(
         mailbox_id,
         catch_up=catch_up,
         skip_days=skip_days,
-        host_interval=campaigns.send_interval(db, conn, mailbox_id),
+        host_interval=campaigns.send_interval(db, services, mailbox_id),
     )
     return [
         CampaignResumePreviewOut(campaign_id=campaign.id, preview=ResumePreviewOut.from_plan(plan))
@@ -281,7 +283,7 @@ def resume_campaigns(
     body: ResumeIn | None = None,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> list[int]:
     """Each with the choice given, or its own; `GET …/resume-preview` shows what it does."""
     resumed = campaigns.resume_paused_by_mailbox(
@@ -290,6 +292,6 @@ def resume_campaigns(
         mailbox_id,
         catch_up=body.catch_up if body else None,
         skip_days=body.skip_days if body else None,
-        host_interval=campaigns.send_interval(db, conn, mailbox_id),
+        host_interval=campaigns.send_interval(db, services, mailbox_id),
     )
     return [campaign.id for campaign in resumed]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sendwell.config import Settings
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.providers.base import ProviderName
 
 SMTP_EXAMPLE = (
@@ -31,9 +31,9 @@ class Capability:
         return {"live": "Live", "demo": "Demo", "off": "Off"}[self.state]
 
 
-def server_capabilities(settings: Settings, conn: Connections) -> list[Capability]:
+def server_capabilities(settings: Settings, services: ProviderServices) -> list[Capability]:
     """The mail hosts accounts can be linked with, the sandbox and notification email."""
-    found = [_oauth_host(settings, conn, host) for host in CLIENT_VARIABLES]
+    found = [_oauth_host(settings, services, host) for host in CLIENT_VARIABLES]
     found.append(
         Capability(
             ProviderName.IMAP.choice,
@@ -58,7 +58,7 @@ def server_capabilities(settings: Settings, conn: Connections) -> list[Capabilit
     return found
 
 
-def _oauth_host(settings: Settings, conn: Connections, host: ProviderName) -> Capability:
+def _oauth_host(settings: Settings, services: ProviderServices, host: ProviderName) -> Capability:
     variables = CLIENT_VARIABLES[host]
     if settings.sandbox:
         return Capability(
@@ -67,7 +67,7 @@ def _oauth_host(settings: Settings, conn: Connections, host: ProviderName) -> Ca
             "Emulated by the sandbox: only its made-up addresses can be linked.",
             f"For real accounts set {variables} and SENDWELL_SANDBOX=0 (see docs/providers.md).",
         )
-    if host in conn.registry.sign_in:
+    if host in services.registry.sign_in:
         return Capability(host.choice, "live", f"{host.label} accounts can be linked.", "")
     return Capability(
         host.choice,

@@ -14,8 +14,8 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.domain_health import Report, assess, worsened
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.service import get_mailbox, record_event
 from sendwell.models import DomainCheck, Mailbox, MailboxEventKind, User
 
@@ -64,15 +64,19 @@ def latest(db: Session, user: User, mailbox_id: int) -> tuple[Mailbox, DomainChe
     return mailbox, repo.get_domain_check(db, mailbox.id)
 
 
-def recheck_if_due(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+def recheck_if_due(
+    factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int
+) -> None:
     """The health check's part: look again when the last look is an hour old."""
     with session_scope(factory) as db:
         due = repo.domain_check_due(db, mailbox_id, utcnow() - RECHECK)
     if due:
-        check_domain(factory, conn, mailbox_id)
+        check_domain(factory, services, mailbox_id)
 
 
-def check_domain(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+def check_domain(
+    factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int
+) -> None:
     """Look the mailbox's domain up now (DNS outside any transaction) and keep the result."""
     with session_scope(factory) as db:
         mailbox = repo.get_mailbox(db, mailbox_id)
@@ -81,7 +85,7 @@ def check_domain(factory: sessionmaker[Session], conn: Connections, mailbox_id: 
         current = repo.get_domain_check(db, mailbox_id)
         selectors = selectors_of(current)
         email, provider = mailbox.email, mailbox.provider
-    report = assess(email, provider, selectors, conn.domain_dns, sandbox=conn.sandbox)
+    report = assess(email, provider, selectors, services.domain_dns, sandbox=services.sandbox)
     with session_scope(factory) as db:
         _keep(db, mailbox_id, report)
 

@@ -22,7 +22,6 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Forbidden
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.expiry import (
     Expiry,
     ExpiryRules,
@@ -30,6 +29,7 @@ from sendwell.mailboxes.expiry import (
     expected_expiry,
     keep_alive_due,
 )
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import fresh_credential
 from sendwell.models import ExpiryWarning, Mailbox, MailboxEventKind, MailboxStatus, User
 from sendwell.providers.mail_server import Endpoint, Security
@@ -126,16 +126,16 @@ def due_warnings(db: Session, rules: ExpiryRules, user: User) -> list[ExpiryRow]
     ]
 
 
-def look_ahead(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+def look_ahead(factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int) -> None:
     """Refresh an idle token before it lapses, then warn if a break is within its lead time."""
-    rules = conn.expiry_rules
-    _read_certificates(factory, conn, mailbox_id)
+    rules = services.expiry_rules
+    _read_certificates(factory, services, mailbox_id)
     facts = _current_facts(factory, mailbox_id)
     if facts is None:
         return
     if keep_alive_due(facts, rules, utcnow()):
         log.info("mailbox_keep_alive", mailbox_id=mailbox_id)
-        fresh_credential(factory, conn, mailbox_id, force_refresh=True)
+        fresh_credential(factory, services, mailbox_id, force_refresh=True)
         facts = _current_facts(factory, mailbox_id)
         if facts is None:
             return
@@ -143,20 +143,22 @@ def look_ahead(factory: sessionmaker[Session], conn: Connections, mailbox_id: in
     if expiry is None or not expiry.warning_due(utcnow()):
         return
     try:
-        notices = _record_warning(factory, conn, mailbox_id, expiry)
+        notices = _record_warning(factory, services, mailbox_id, expiry)
     except IntegrityError:
         return  # another process gave this warning at the same moment
     for notice in notices:
         for address in notice.to:
-            if conn.mailer is not None:
-                conn.mailer(address, notice.subject, notice.text)
+            if services.mailer is not None:
+                services.mailer(address, notice.subject, notice.text)
 
 
-def _read_certificates(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+def _read_certificates(
+    factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int
+) -> None:
     """An IMAP/SMTP account's certificate expiry, read at most once a day: it rarely changes."""
     with session_scope(factory) as db:
         server = repo.get_mail_server(db, mailbox_id)
-        if server is None or conn.certificate_reader is None:
+        if server is None or services.certificate_reader is None:
             return
         checked = server.certificate_checked_at
         if checked is not None and utcnow() - checked < CERTIFICATE_CHECK_INTERVAL:
@@ -168,7 +170,7 @@ def _read_certificates(factory: sessionmaker[Session], conn: Connections, mailbo
     found = []
     for endpoint, protocol in endpoints:
         try:
-            found.append(conn.certificate_reader(endpoint, protocol))  # type: ignore[arg-type]
+            found.append(services.certificate_reader(endpoint, protocol))  # type: ignore[arg-type]
         except (OSError, imaplib.IMAP4.error, smtplib.SMTPException) as error:
             # The health check's own sign-in reports a broken server; this only looks ahead.
             log.info("certificate_unread", mailbox_id=mailbox_id, reason=type(error).__name__)
@@ -188,7 +190,7 @@ def _current_facts(factory: sessionmaker[Session], mailbox_id: int) -> MailboxFa
 
 
 def _record_warning(
-    factory: sessionmaker[Session], conn: Connections, mailbox_id: int, expiry: Expiry
+    factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int, expiry: Expiry
 ) -> list[Notice]:
     notices = []
     with session_scope(factory) as db:
@@ -209,12 +211,12 @@ def _record_warning(
             )
             owner = db.get(User, mailbox.owner_id)
             if owner is not None:
-                notices.append(_owner_notice(conn, owner.email, mailbox, expiry))
+                notices.append(_owner_notice(services, owner.email, mailbox, expiry))
         if expiry.workspace_wide and not repo.warning_given(
             db, mailbox.workspace_id, WORKSPACE_SCOPE, expiry.reason, expiry.at
         ):
             _add_warning(db, mailbox, WORKSPACE_SCOPE, expiry)
-            notices.append(_admin_notice(conn, admin_emails(db, mailbox.workspace_id), expiry))
+            notices.append(_admin_notice(services, admin_emails(db, mailbox.workspace_id), expiry))
         db.flush()
     return notices
 
@@ -232,23 +234,24 @@ def _add_warning(db: Session, mailbox: Mailbox, scope: str, expiry: Expiry) -> N
     )
 
 
-def _owner_notice(conn: Connections, to: str, mailbox: Mailbox, expiry: Expiry) -> Notice:
+def _owner_notice(services: ProviderServices, to: str, mailbox: Mailbox, expiry: Expiry) -> Notice:
     return Notice(
         [to],
         f"Heads-up: {mailbox.email} will disconnect from Sendwell on {expiry.at:%Y-%m-%d}",
         f"Sendwell expects the connection to {mailbox.email} to end on "
         f"{expiry.at:%Y-%m-%d %H:%M} UTC.\n\nWhy: {expiry.why}\n\n"
         f"What prevents it: {expiry.action}\n\n"
-        f"Your accounts: {conn.base_url}/messaging/settings\n"
+        f"Your accounts: {services.base_url}/messaging/settings\n"
         "If it does end, its campaigns pause and resume from where they left off after you "
         "reauthenticate.\n",
     )
 
 
-def _admin_notice(conn: Connections, to: list[str], expiry: Expiry) -> Notice:
+def _admin_notice(services: ProviderServices, to: list[str], expiry: Expiry) -> Notice:
     return Notice(
         to,
         f"Action needed by {expiry.at:%Y-%m-%d}: the Microsoft client secret expires",
         f"On {expiry.at:%Y-%m-%d %H:%M} UTC: {expiry.why}\n\nWhat prevents it: "
-        f"{expiry.action}\n\nEvery account's expected expiry: {conn.base_url}/messaging/expiry\n",
+        f"{expiry.action}\n\n"
+        f"Every account's expected expiry: {services.base_url}/messaging/expiry\n",
     )

@@ -15,7 +15,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound
 from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.service import Linked, check_may_relink, get_mailbox, transition
 from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
 from sendwell.providers.base import ProviderError, ProviderName
@@ -128,20 +128,20 @@ def login_from(form: ServerSettingsIn) -> ServerLogin:
 
 
 def link_server_account(
-    db: Session, conn: Connections, *, user: User, form: ServerSettingsIn
+    db: Session, services: ProviderServices, *, user: User, form: ServerSettingsIn
 ) -> Linked:
     """Test both servers, then connect a new account or restore (reauthenticate) a known one."""
     login = login_from(form)
     # The servers first: only someone who can sign in there learns whether, and by whom, the
     # address is already linked here.
-    check_both_servers(conn, login)
+    check_both_servers(services, login)
     mailbox = repo.get_by_identity(db, ProviderName.IMAP, login.email)
     check_may_relink(mailbox, user, login.email)
     reconnected = mailbox is not None
     if mailbox is None:
         mailbox = _new_mailbox(db, user, login.email)
     was_connected = mailbox.status is not MailboxStatus.DISCONNECTED
-    _save_server(db, conn, mailbox, login)
+    _save_server(db, services, mailbox, login)
     mailbox.transient_failures = 0
     mailbox.first_transient_failure_at = None
     mailbox.token_version += 1
@@ -159,9 +159,9 @@ def link_server_account(
     return Linked(mailbox, reconnected, [])
 
 
-def check_both_servers(conn: Connections, login: ServerLogin) -> None:
+def check_both_servers(services: ProviderServices, login: ServerLogin) -> None:
     """Both servers must accept the sign-in; otherwise the user reads their answer."""
-    provider = conn.mail_host(ProviderName.IMAP)
+    provider = services.mail_host(ProviderName.IMAP)
     if not isinstance(provider, ImapSmtpProvider):
         raise InvalidInput("IMAP/SMTP accounts cannot be linked on this server.")
     try:
@@ -187,7 +187,9 @@ def _new_mailbox(db: Session, user: User, email: str) -> Mailbox:
     return mailbox
 
 
-def _save_server(db: Session, conn: Connections, mailbox: Mailbox, login: ServerLogin) -> None:
+def _save_server(
+    db: Session, services: ProviderServices, mailbox: Mailbox, login: ServerLogin
+) -> None:
     server = repo.get_mail_server(db, mailbox.id)
     if server is None:
         server = MailServer(mailbox_id=mailbox.id)
@@ -198,7 +200,7 @@ def _save_server(db: Session, conn: Connections, mailbox: Mailbox, login: Server
     server.imap_security = login.imap.security.value
     server.username = login.username
     server.auth_method = login.auth.value
-    server.secret = conn.box.seal(login.secret)
+    server.secret = services.box.seal(login.secret)
     server.updated_at = utcnow()
 
 

@@ -13,7 +13,7 @@ from sendwell.accounts.auth import current_user
 from sendwell.accounts.service import normalize_email
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import server_accounts, service
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import SERVER_LINK, linked_page, load_alerts
 from sendwell.models import User
 from sendwell.providers.mail_server import AUTH_LABELS, SECURITY_LABELS
@@ -63,13 +63,13 @@ def link_server(
     form: server_accounts.ServerSettingsIn = Depends(_settings_in),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """Test both servers, then link; the form again, with the server's answer, if not."""
     try:
-        address = normalize_email(form.email, allow_test_domains=conn.sandbox)
+        address = normalize_email(form.email, allow_test_domains=services.sandbox)
         typed = dataclasses.replace(form, email=address)
-        result = server_accounts.link_server_account(db, conn, user=user, form=typed)
+        result = server_accounts.link_server_account(db, services, user=user, form=typed)
     except SendwellError as error:
         return _server_form(
             request,
@@ -100,12 +100,12 @@ def save_password(
     form: server_accounts.ServerSettingsIn = Depends(_settings_in),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     mailbox = service.get_mailbox(db, user, mailbox_id)
     typed = dataclasses.replace(form, email=mailbox.email)
     try:
-        result = server_accounts.link_server_account(db, conn, user=user, form=typed)
+        result = server_accounts.link_server_account(db, services, user=user, form=typed)
     except SendwellError as error:
         return _server_form(
             request,

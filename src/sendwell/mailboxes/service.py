@@ -17,7 +17,7 @@ from sendwell.kit.secrets import hash_secret
 from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import limits
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import (
     LinkAttempt,
     Mailbox,
@@ -151,7 +151,9 @@ def mailbox_history(db: Session, mailbox: Mailbox) -> list[MailboxEvent]:
     return repo.events(db, mailbox.id)
 
 
-def choose_provider(conn: Connections, email: str, chosen: str = "") -> ProviderName | None:
+def choose_provider(
+    services: ProviderServices, email: str, chosen: str = ""
+) -> ProviderName | None:
     """The host for an address: the user's choice, else discovery; None means ask the user."""
     if chosen:
         try:
@@ -160,13 +162,13 @@ def choose_provider(conn: Connections, email: str, chosen: str = "") -> Provider
             raise InvalidInput(
                 "Choose Google, Microsoft or Other (IMAP/SMTP).", code="unknown_provider"
             ) from None
-    found = conn.discovery.discover(email)
+    found = services.discovery.discover(email)
     return None if found is DiscoveredProvider.UNKNOWN else ProviderName(found.value)
 
 
 def start_link(
     db: Session,
-    conn: Connections,
+    services: ProviderServices,
     *,
     user: User,
     email: str,
@@ -179,7 +181,7 @@ def start_link(
     ``delegation_id``: the account is linked to approve that request, which the user is then
     taken back to.
     """
-    provider = conn.sign_in(provider_name)
+    provider = services.sign_in(provider_name)
     now = utcnow()
     repo.delete_stale_link_attempts(db, now)
     state, verifier = oauth.new_state(), oauth.new_code_verifier()
@@ -190,15 +192,15 @@ def start_link(
             user_id=user.id,
             provider=provider_name,
             typed_email=email,
-            code_verifier=conn.box.seal(verifier),
+            code_verifier=services.box.seal(verifier),
             created_at=now,
-            expires_at=now + conn.link_lifetime,
+            expires_at=now + services.link_lifetime,
             delegation_id=delegation_id,
         )
     )
     db.flush()
     return provider.authorization_url(
-        redirect_uri=conn.redirect_uri(provider_name),
+        redirect_uri=services.redirect_uri(provider_name),
         state=state,
         code_verifier=verifier,
         login_hint=email,
@@ -235,40 +237,47 @@ def _attempt_problem(
 
 
 def complete_link(
-    db: Session, conn: Connections, *, user: User, attempt: LinkAttempt, params: dict[str, str]
+    db: Session,
+    services: ProviderServices,
+    *,
+    user: User,
+    attempt: LinkAttempt,
+    params: dict[str, str],
 ) -> Linked | NeedsConfirmation:
     """Exchange the callback for a grant; a different address than typed waits for the user."""
-    provider = conn.sign_in(attempt.provider)
+    provider = services.sign_in(attempt.provider)
     grant = provider.complete_authorization(
         callback_params=params,
-        redirect_uri=conn.redirect_uri(attempt.provider),
-        code_verifier=conn.box.open(attempt.code_verifier),
+        redirect_uri=services.redirect_uri(attempt.provider),
+        code_verifier=services.box.open(attempt.code_verifier),
     )
     if grant.identity.email != attempt.typed_email.lower():
-        attempt.pending_grant = conn.box.seal(_grant_to_json(grant))
+        attempt.pending_grant = services.box.seal(_grant_to_json(grant))
         db.flush()
         return NeedsConfirmation(attempt.id, attempt.typed_email, grant.identity.email)
-    return connect_grant(db, conn, user=user, provider_name=attempt.provider, grant=grant)
+    return connect_grant(db, services, user=user, provider_name=attempt.provider, grant=grant)
 
 
-def confirm_link(db: Session, conn: Connections, *, user: User, attempt_id: int) -> Linked:
+def confirm_link(db: Session, services: ProviderServices, *, user: User, attempt_id: int) -> Linked:
     attempt = repo.get_link_attempt_by_id(db, attempt_id)
     if attempt is None or attempt.user_id != user.id or attempt.pending_grant is None:
         raise LinkRefused("There is no sign-in waiting for your confirmation.")
     if attempt.expires_at <= utcnow():
         attempt.pending_grant = None
         raise LinkRefused("This sign-in waited too long for your answer and expired. Start again.")
-    grant = _grant_from_json(conn.box.open(attempt.pending_grant))
+    grant = _grant_from_json(services.box.open(attempt.pending_grant))
     attempt.pending_grant = None
-    return connect_grant(db, conn, user=user, provider_name=attempt.provider, grant=grant)
+    return connect_grant(db, services, user=user, provider_name=attempt.provider, grant=grant)
 
 
-def discard_pending_link(db: Session, conn: Connections, *, user: User, attempt_id: int) -> None:
+def discard_pending_link(
+    db: Session, services: ProviderServices, *, user: User, attempt_id: int
+) -> None:
     """Forget a grant the user did not want, revoking it where the host allows."""
     attempt = repo.get_link_attempt_by_id(db, attempt_id)
     if attempt is None or attempt.user_id != user.id or attempt.pending_grant is None:
         raise LinkRefused("There is no sign-in waiting for your confirmation.")
-    grant = _grant_from_json(conn.box.open(attempt.pending_grant))
+    grant = _grant_from_json(services.box.open(attempt.pending_grant))
     attempt.pending_grant = None
     # Google's revocation ends every grant the user gave our client, not just this one: when
     # the account is already linked here, revoking would disconnect that mailbox too, so the
@@ -278,13 +287,18 @@ def discard_pending_link(db: Session, conn: Connections, *, user: User, attempt_
         return
     # Nothing was saved; a grant that cannot be revoked now expires at the host on its own.
     with contextlib.suppress(ProviderError):
-        conn.sign_in(attempt.provider).revoke(
+        services.sign_in(attempt.provider).revoke(
             grant.tokens.refresh_token or grant.tokens.access_token
         )
 
 
 def connect_grant(
-    db: Session, conn: Connections, *, user: User, provider_name: ProviderName, grant: Grant
+    db: Session,
+    services: ProviderServices,
+    *,
+    user: User,
+    provider_name: ProviderName,
+    grant: Grant,
 ) -> Linked:
     """Save a grant: the same account (provider + subject) keeps its id, campaigns, history."""
     identity = grant.identity
@@ -306,7 +320,7 @@ def connect_grant(
         db.flush()
     was_connected = mailbox.status is not MailboxStatus.DISCONNECTED
     mailbox.email = identity.email
-    store_tokens(conn, mailbox, grant.tokens, keep_refresh_token=False)
+    store_tokens(services, mailbox, grant.tokens, keep_refresh_token=False)
     mailbox.transient_failures = 0
     mailbox.first_transient_failure_at = None
     kind = MailboxEventKind.REAUTHENTICATED if was_connected else MailboxEventKind.CONNECTED
@@ -354,12 +368,12 @@ def _retire_recreated(
 
 
 def store_tokens(
-    conn: Connections, mailbox: Mailbox, tokens: TokenSet, *, keep_refresh_token: bool
+    services: ProviderServices, mailbox: Mailbox, tokens: TokenSet, *, keep_refresh_token: bool
 ) -> None:
-    mailbox.access_token = conn.box.seal(tokens.access_token)
+    mailbox.access_token = services.box.seal(tokens.access_token)
     if tokens.refresh_token or not keep_refresh_token:
         mailbox.refresh_token = (
-            conn.box.seal(tokens.refresh_token) if tokens.refresh_token else None
+            services.box.seal(tokens.refresh_token) if tokens.refresh_token else None
         )
     mailbox.token_expires_at = tokens.expires_at
     mailbox.scopes = " ".join(sorted(tokens.scopes)) or mailbox.scopes
@@ -373,12 +387,12 @@ def wipe_tokens(mailbox: Mailbox) -> None:
     mailbox.token_version += 1
 
 
-def disconnect(db: Session, conn: Connections, *, user: User, mailbox_id: int) -> Mailbox:
+def disconnect(db: Session, services: ProviderServices, *, user: User, mailbox_id: int) -> Mailbox:
     """Remove Account: revoke at the host where it can, delete tokens, keep the history."""
     mailbox = get_mailbox(db, user, mailbox_id)
     if mailbox.status is MailboxStatus.DISCONNECTED:
         return mailbox
-    revoked_note = _revoke_quietly(conn, mailbox)
+    revoked_note = _revoke_quietly(services, mailbox)
     wipe_tokens(mailbox)
     server = repo.get_mail_server(db, mailbox.id)
     if server is not None:
@@ -395,13 +409,13 @@ def disconnect(db: Session, conn: Connections, *, user: User, mailbox_id: int) -
     return mailbox
 
 
-def _revoke_quietly(conn: Connections, mailbox: Mailbox) -> str:
+def _revoke_quietly(services: ProviderServices, mailbox: Mailbox) -> str:
     token = mailbox.refresh_token or mailbox.access_token
     label = mailbox.provider.label
     if token is None:
         return ""
     try:
-        revoked = conn.sign_in(mailbox.provider).revoke(conn.box.open(token))
+        revoked = services.sign_in(mailbox.provider).revoke(services.box.open(token))
     except (ProviderError, InvalidInput):
         return f"{label} could not be reached to revoke access; the tokens were deleted here."
     if not revoked:

@@ -18,8 +18,8 @@ from sendwell.kit.jobs import Every, JobKind, JobRegistry
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes import domain_checks
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections
 from sendwell.mailboxes.lookahead import look_ahead
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import MailboxStatus
 from sendwell.providers.base import ProviderError
@@ -34,15 +34,15 @@ class HealthReport:
     failed: int
 
 
-def check_connections(factory: sessionmaker[Session], conn: Connections) -> HealthReport:
+def check_connections(factory: sessionmaker[Session], services: ProviderServices) -> HealthReport:
     """Refresh or probe every connected mailbox; failures are recorded by the token layer."""
     with session_scope(factory) as db:
         mailbox_ids = repo.mailbox_ids_with_status(db, MailboxStatus.CONNECTED)
-    return _check(factory, conn, mailbox_ids)
+    return _check(factory, services, mailbox_ids)
 
 
 def check_due_connections(
-    factory: sessionmaker[Session], conn: Connections, interval: timedelta
+    factory: sessionmaker[Session], services: ProviderServices, interval: timedelta
 ) -> HealthReport:
     """Check the connected mailboxes no process has checked in the last half interval.
 
@@ -57,11 +57,11 @@ def check_due_connections(
         with session_scope(factory) as db:
             if repo.claim_health_check(db, mailbox_id, now, now - interval / 2):
                 claimed.append(mailbox_id)
-    return _check(factory, conn, claimed)
+    return _check(factory, services, claimed)
 
 
 def _check(
-    factory: sessionmaker[Session], conn: Connections, mailbox_ids: list[int]
+    factory: sessionmaker[Session], services: ProviderServices, mailbox_ids: list[int]
 ) -> HealthReport:
     healthy = failed = 0
     for mailbox_id in mailbox_ids:
@@ -70,9 +70,9 @@ def _check(
             with session_scope(factory) as db:
                 mailbox = repo.get_mailbox(db, mailbox_id)
                 provider_name = mailbox.provider if mailbox else ""
-            provider = conn.mail_host(provider_name)
-            with_credential(factory, conn, mailbox_id, provider.probe)
-            look_ahead(factory, conn, mailbox_id)
+            provider = services.mail_host(provider_name)
+            with_credential(factory, services, mailbox_id, provider.probe)
+            look_ahead(factory, services, mailbox_id)
         except (ProviderError, SendwellError) as error:
             # One mailbox's problem (a dead grant, a host no longer configured) never stops
             # the others from being checked.
@@ -81,7 +81,7 @@ def _check(
         else:
             healthy += 1
             outcome = "healthy"
-        _check_domain(factory, conn, mailbox_id)
+        _check_domain(factory, services, mailbox_id)
         mark_checked(factory, mailbox_id)
         log.info(
             "job",
@@ -93,11 +93,13 @@ def _check(
     return HealthReport(len(mailbox_ids), healthy, failed)
 
 
-def _check_domain(factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
+def _check_domain(
+    factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int
+) -> None:
     """The sending domain's records, looked at again when due, whatever the probe answered
     (DNS is not the mail host); a failure here never stops the other mailboxes' checks."""
     try:
-        domain_checks.recheck_if_due(factory, conn, mailbox_id)
+        domain_checks.recheck_if_due(factory, services, mailbox_id)
     except Exception:
         log.exception("domain_health_check_failed", mailbox_id=mailbox_id)
 
@@ -109,18 +111,18 @@ def mark_checked(factory: sessionmaker[Session], mailbox_id: int) -> None:
             mailbox.last_checked_at = utcnow()
 
 
-def register_jobs(registry: JobRegistry[Connections]) -> None:
+def register_jobs(registry: JobRegistry[ProviderServices]) -> None:
     """The connection health check (with its look-ahead warnings and domain re-checks)."""
     registry.add("mailbox_health_check", kind=JobKind.UPKEEP, build=health_check_job)
 
 
 def health_check_job(
-    settings: Settings, factory: sessionmaker[Session], conn: Connections
+    settings: Settings, factory: sessionmaker[Session], services: ProviderServices
 ) -> Every:
     """Check the mailboxes due for it every `SENDWELL_HEALTH_CHECK_MINUTES`."""
     interval = timedelta(minutes=settings.health_check_minutes)
     return Every(
         interval.total_seconds(),
-        partial(check_due_connections, factory, conn, interval),
+        partial(check_due_connections, factory, services, interval),
         "mailbox_health_check",
     )

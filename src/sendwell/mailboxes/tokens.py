@@ -18,7 +18,7 @@ from sendwell.kit.errors import Conflict, NotFound
 from sendwell.kit.logging import get_logger
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes import repository as repo
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.service import record_event, transition
 from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
 from sendwell.providers.base import AuthRevoked, InsufficientScope, ProviderError, TokenSet
@@ -35,13 +35,13 @@ class MailboxNotConnected(Conflict):
 
 def with_credential(
     factory: sessionmaker[Session],
-    conn: Connections,
+    services: ProviderServices,
     mailbox_id: int,
     action: Callable[[Credential], T],
 ) -> T:
     """Run a provider call with a fresh credential; a 401 is believed only after a new token
     fails."""
-    return HeldCredential(factory, conn, mailbox_id).call(action)
+    return HeldCredential(factory, services, mailbox_id).call(action)
 
 
 class HeldCredential:
@@ -54,8 +54,10 @@ class HeldCredential:
 
     HOLD = timedelta(seconds=60)
 
-    def __init__(self, factory: sessionmaker[Session], conn: Connections, mailbox_id: int) -> None:
-        self.factory, self.conn, self.mailbox_id = factory, conn, mailbox_id
+    def __init__(
+        self, factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int
+    ) -> None:
+        self.factory, self.services, self.mailbox_id = factory, services, mailbox_id
         self._credential: Credential | None = None
         self._read_at = utcnow()
 
@@ -67,19 +69,19 @@ class HeldCredential:
         try:
             return action(credential)
         except InsufficientScope as error:
-            require_reauthentication(self.factory, self.conn, self.mailbox_id, error)
+            require_reauthentication(self.factory, self.services, self.mailbox_id, error)
             raise
         except AuthRevoked:
             credential = self._read(force_refresh=True)
         try:
             return action(credential)
         except AuthRevoked as error:
-            require_reauthentication(self.factory, self.conn, self.mailbox_id, error)
+            require_reauthentication(self.factory, self.services, self.mailbox_id, error)
             raise
 
     def _read(self, *, force_refresh: bool = False) -> Credential:
         self._credential = fresh_credential(
-            self.factory, self.conn, self.mailbox_id, force_refresh=force_refresh
+            self.factory, self.services, self.mailbox_id, force_refresh=force_refresh
         )
         self._read_at = utcnow()
         return self._credential
@@ -87,7 +89,7 @@ class HeldCredential:
 
 def fresh_credential(
     factory: sessionmaker[Session],
-    conn: Connections,
+    services: ProviderServices,
     mailbox_id: int,
     *,
     force_refresh: bool = False,
@@ -99,43 +101,43 @@ def fresh_credential(
         server = repo.get_mail_server(db, mailbox_id)
         if server is not None:
             # A password account: its credential never expires here, it is only refused.
-            return server_credential(conn.box, mailbox, server)
+            return server_credential(services.box, mailbox, server)
         expires_at, version = mailbox.token_expires_at, mailbox.token_version
         stored_access, stored_refresh = mailbox.access_token, mailbox.refresh_token
-        provider = conn.sign_in(mailbox.provider)
-    fresh_until = utcnow() + conn.policy.refresh_ahead
+        provider = services.sign_in(mailbox.provider)
+    fresh_until = utcnow() + services.policy.refresh_ahead
     if stored_access and not force_refresh and expires_at and expires_at > fresh_until:
-        return AccessToken(conn.box.open(stored_access))
+        return AccessToken(services.box.open(stored_access))
     if stored_refresh is None:
         error = AuthRevoked("No refresh token is stored for this mailbox.", code="no_refresh_token")
-        require_reauthentication(factory, conn, mailbox_id, error)
+        require_reauthentication(factory, services, mailbox_id, error)
         raise error
     try:
-        tokens = provider.refresh(conn.box.open(stored_refresh))
+        tokens = provider.refresh(services.box.open(stored_refresh))
     except (AuthRevoked, InsufficientScope) as error:
-        require_reauthentication(factory, conn, mailbox_id, error, expected_version=version)
+        require_reauthentication(factory, services, mailbox_id, error, expected_version=version)
         raise
     except ProviderError as error:
-        record_passing_failure(factory, conn, mailbox_id, error)
+        record_passing_failure(factory, services, mailbox_id, error)
         raise
-    return _save_refreshed(factory, conn, mailbox_id, version, tokens)
+    return _save_refreshed(factory, services, mailbox_id, version, tokens)
 
 
 def _save_refreshed(
     factory: sessionmaker[Session],
-    conn: Connections,
+    services: ProviderServices,
     mailbox_id: int,
     version: int,
     tokens: TokenSet,
 ) -> AccessToken:
     values: dict[str, object] = {
-        "access_token": conn.box.seal(tokens.access_token),
+        "access_token": services.box.seal(tokens.access_token),
         "token_expires_at": tokens.expires_at,
         "transient_failures": 0,
         "first_transient_failure_at": None,
     }
     if tokens.refresh_token:
-        values["refresh_token"] = conn.box.seal(tokens.refresh_token)
+        values["refresh_token"] = services.box.seal(tokens.refresh_token)
     if tokens.scopes:
         values["scopes"] = " ".join(sorted(tokens.scopes))
     with session_scope(factory) as db:
@@ -149,12 +151,12 @@ def _save_refreshed(
         db.refresh(mailbox)
         if mailbox.status is not MailboxStatus.CONNECTED or mailbox.access_token is None:
             raise MailboxNotConnected(_not_connected_message(mailbox))
-        return AccessToken(conn.box.open(mailbox.access_token))
+        return AccessToken(services.box.open(mailbox.access_token))
 
 
 def require_reauthentication(
     factory: sessionmaker[Session],
-    conn: Connections,
+    services: ProviderServices,
     mailbox_id: int,
     error: ProviderError,
     *,
@@ -177,7 +179,7 @@ def require_reauthentication(
             code=error.code,
         )
         notice = _notice(db, mailbox)
-    _tell_owner(conn, notice)
+    _tell_owner(services, notice)
 
 
 def _notice(db: Session, mailbox: Mailbox) -> tuple[str, str, str, int]:
@@ -187,17 +189,20 @@ def _notice(db: Session, mailbox: Mailbox) -> tuple[str, str, str, int]:
     return (owner.email if owner else "", mailbox.email, mailbox.status_reason, paused)
 
 
-def _tell_owner(conn: Connections, notice: tuple[str, str, str, int]) -> None:
+def _tell_owner(services: ProviderServices, notice: tuple[str, str, str, int]) -> None:
     """Email the owner, after the change is committed (a slow mail server delays nothing)."""
-    if conn.notify is not None and notice[0]:
-        conn.notify(*notice)
+    if services.notify is not None and notice[0]:
+        services.notify(*notice)
 
 
 def record_passing_failure(
-    factory: sessionmaker[Session], conn: Connections, mailbox_id: int, error: ProviderError
+    factory: sessionmaker[Session],
+    services: ProviderServices,
+    mailbox_id: int,
+    error: ProviderError,
 ) -> None:
     """Count a transient failure; only a long run of them asks the user to act."""
-    policy = conn.policy
+    policy = services.policy
     notice = None
     with session_scope(factory) as db:
         mailbox = _existing(db, mailbox_id)
@@ -224,7 +229,7 @@ def record_passing_failure(
             )
             notice = _notice(db, mailbox)
     if notice is not None:
-        _tell_owner(conn, notice)
+        _tell_owner(services, notice)
 
 
 def _connected(db: Session, mailbox_id: int) -> Mailbox:

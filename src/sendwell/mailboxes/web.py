@@ -17,7 +17,7 @@ from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import domain_checks, limits, lookahead, server_accounts, service
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.capabilities import server_capabilities
-from sendwell.mailboxes.connections import Connections, get_connections, provider_label
+from sendwell.mailboxes.provider_services import ProviderServices, get_services, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.base import (
     AdminApprovalRequired,
@@ -39,12 +39,12 @@ def load_alerts(
     request: Request,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> None:
     """Every Messaging page shows a banner while one of the user's accounts is broken, or
     is expected to break within its warning time."""
     request.state.alerts = service.accounts_needing_attention(db, user)
-    request.state.expiry_alerts = lookahead.due_warnings(db, conn.expiry_rules, user)
+    request.state.expiry_alerts = lookahead.due_warnings(db, services.expiry_rules, user)
 
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
@@ -56,10 +56,10 @@ def expiry_tab(
     sort: str = "expiry",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """Admins: every account of the workspace with its expected expiry, soonest first."""
-    rows = lookahead.workspace_expiries(db, conn.expiry_rules, user, sort)
+    rows = lookahead.workspace_expiries(db, services.expiry_rules, user, sort)
     return render(
         request,
         "messaging/expiry.html",
@@ -72,7 +72,7 @@ def settings_tab(
     request: Request,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     mailboxes = service.visible_mailboxes(db, user)
     paused = {
@@ -92,9 +92,9 @@ def settings_tab(
             "active": [m for m in mailboxes if m.status is not MailboxStatus.DISCONNECTED],
             "disconnected": [m for m in mailboxes if m.status is MailboxStatus.DISCONNECTED],
             "paused": paused,
-            "expiries": lookahead.expiries_for(db, conn.expiry_rules, mailboxes),
+            "expiries": lookahead.expiries_for(db, services.expiry_rules, mailboxes),
             "now": utcnow(),
-            "capabilities": server_capabilities(get_settings(request), conn),
+            "capabilities": server_capabilities(get_settings(request), services),
         },
     )
 
@@ -126,20 +126,20 @@ def link(
     provider: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     try:
         if own != "on":
             raise InvalidInput(
                 "Tick “Your email account” to link a mailbox you own.", code="not_own"
             )
-        address = normalize_email(email, allow_test_domains=conn.sandbox)
-        chosen = service.choose_provider(conn, address, provider)
+        address = normalize_email(email, allow_test_domains=services.sandbox)
+        chosen = service.choose_provider(services, address, provider)
         if chosen is None:
             return render(
                 request,
                 "mailboxes/choose_provider.html",
-                {"email": address, "providers": _configured(conn)},
+                {"email": address, "providers": _configured(services)},
             )
         if not chosen.has_sign_in_page:
             return RedirectResponse(
@@ -147,7 +147,7 @@ def link(
             )
         url = service.start_link(
             db,
-            conn,
+            services,
             user=user,
             email=address,
             provider_name=chosen,
@@ -169,7 +169,7 @@ def callback(
     provider: str,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     params = dict(request.query_params)
     label = provider_label(provider)
@@ -197,7 +197,7 @@ def callback(
             status_code=error.status_code,
         )
     try:
-        result = service.complete_link(db, conn, user=user, attempt=attempt, params=params)
+        result = service.complete_link(db, services, user=user, attempt=attempt, params=params)
     except ConsentDeclined:
         return redirect_with_flash(
             request,
@@ -206,9 +206,9 @@ def callback(
             kind="warning",
         )
     except AdminApprovalRequired as error:
-        return _admin_approval(request, conn, provider, attempt.typed_email, error.code)
+        return _admin_approval(request, services, provider, attempt.typed_email, error.code)
     except InsufficientScope as error:
-        return _missing_permissions(request, conn, provider, attempt.typed_email, error.missing)
+        return _missing_permissions(request, services, provider, attempt.typed_email, error.missing)
     except ProviderError as error:
         return _outcome(
             request,
@@ -242,10 +242,10 @@ def confirm(
     attempt_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     try:
-        result = service.confirm_link(db, conn, user=user, attempt_id=attempt_id)
+        result = service.confirm_link(db, services, user=user, attempt_id=attempt_id)
     except SendwellError as error:
         return _outcome(
             request, "This account cannot be linked", error.message, status_code=error.status_code
@@ -259,10 +259,10 @@ def discard(
     attempt_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     try:
-        service.discard_pending_link(db, conn, user=user, attempt_id=attempt_id)
+        service.discard_pending_link(db, services, user=user, attempt_id=attempt_id)
     except SendwellError as error:
         return _outcome(
             request, "This account cannot be linked", error.message, status_code=error.status_code
@@ -275,10 +275,10 @@ def admin_approval_print(
     request: Request,
     provider: str,
     _user: User = Depends(current_user),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """A page to forward to the organisation's administrator."""
-    chosen = conn.sign_in(provider)
+    chosen = services.sign_in(provider)
     return render(
         request,
         "mailboxes/admin_approval_print.html",
@@ -286,9 +286,9 @@ def admin_approval_print(
             "label": provider_label(provider),
             "permissions": chosen.permissions,
             "consent_url": chosen.admin_consent_url(
-                redirect_uri=conn.redirect_uri(provider), state="admin-consent"
+                redirect_uri=services.redirect_uri(provider), state="admin-consent"
             ),
-            "redirect_uri": conn.redirect_uri(provider),
+            "redirect_uri": services.redirect_uri(provider),
         },
     )
 
@@ -353,7 +353,7 @@ def check_domain_now(
     selectors: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """Save the DKIM selectors named, then look the sending domain up now."""
     try:
@@ -369,7 +369,7 @@ def check_domain_now(
             status_code=error.status_code,
         )
     db.commit()
-    domain_checks.check_domain(request.app.state.session_factory, conn, mailbox_id)
+    domain_checks.check_domain(request.app.state.session_factory, services, mailbox_id)
     return redirect_with_flash(
         request, f"/mailboxes/{mailbox_id}#domain-health", "Domain health checked just now."
     )
@@ -381,9 +381,9 @@ def disconnect(
     mailbox_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
-    mailbox = service.disconnect(db, conn, user=user, mailbox_id=mailbox_id)
+    mailbox = service.disconnect(db, services, user=user, mailbox_id=mailbox_id)
     return redirect_with_flash(
         request, SETTINGS_TAB, f"{mailbox.email} is disconnected. Its history is kept."
     )
@@ -397,11 +397,11 @@ def resume_all_page(
     skip_days: str = "",
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """What Resume all will do for each campaign this account's connection change paused."""
     mailbox = service.get_mailbox(db, user, mailbox_id)  # someone else's account: a 404 page
-    interval = campaigns.send_interval(db, conn, mailbox_id)
+    interval = campaigns.send_interval(db, services, mailbox_id)
     error = ""
     try:
         plans = campaigns.resume_all_preview(
@@ -449,7 +449,7 @@ def resume_all(
     skip_days: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     """Resume every campaign this account's disconnect or reauthentication paused, once its
     preview was seen."""
@@ -463,7 +463,7 @@ def resume_all(
             mailbox_id,
             catch_up=catch_up,
             skip_days=skip_days,
-            host_interval=campaigns.send_interval(db, conn, mailbox_id),
+            host_interval=campaigns.send_interval(db, services, mailbox_id),
         )
     except SendwellError as error:
         return redirect_with_flash(request, SETTINGS_TAB, error.message, kind="error")
@@ -483,14 +483,14 @@ def reauthenticate(
     mailbox_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     mailbox = service.get_mailbox(db, user, mailbox_id)
     if not mailbox.provider.has_sign_in_page:
         return RedirectResponse(f"/mailboxes/{mailbox_id}/password", status_code=303)
     url = service.start_link(
         db,
-        conn,
+        services,
         user=user,
         email=mailbox.email,
         provider_name=mailbox.provider,
@@ -545,8 +545,8 @@ def _whole(raw: str, what: str) -> int | None:
         raise InvalidInput(f"The {what} must be a whole number.", code="not_a_number") from None
 
 
-def _configured(conn: Connections) -> list[tuple[str, str]]:
-    return [(name.value, name.choice) for name in conn.linkable()]
+def _configured(services: ProviderServices) -> list[tuple[str, str]]:
+    return [(name.value, name.choice) for name in services.linkable()]
 
 
 def linked_page(request: Request, result: service.Linked) -> Response:
@@ -585,9 +585,9 @@ def _outcome(
 
 
 def _admin_approval(
-    request: Request, conn: Connections, provider: str, email: str, code: str
+    request: Request, services: ProviderServices, provider: str, email: str, code: str
 ) -> Response:
-    chosen = conn.sign_in(provider)
+    chosen = services.sign_in(provider)
     return render(
         request,
         "mailboxes/admin_approval.html",
@@ -597,7 +597,7 @@ def _admin_approval(
             "code": code,
             "provider": provider,
             "consent_url": chosen.admin_consent_url(
-                redirect_uri=conn.redirect_uri(provider), state="admin-consent"
+                redirect_uri=services.redirect_uri(provider), state="admin-consent"
             ),
         },
         status_code=403,
@@ -605,9 +605,9 @@ def _admin_approval(
 
 
 def _missing_permissions(
-    request: Request, conn: Connections, provider: str, email: str, missing: frozenset[str]
+    request: Request, services: ProviderServices, provider: str, email: str, missing: frozenset[str]
 ) -> Response:
-    permissions = [p for p in conn.sign_in(provider).permissions if p.scope in missing]
+    permissions = [p for p in services.sign_in(provider).permissions if p.scope in missing]
     return render(
         request,
         "mailboxes/missing_permissions.html",

@@ -10,7 +10,7 @@ from sendwell.accounts.schemas import UserOut
 from sendwell.campaigns.api import campaign_out
 from sendwell.campaigns.schemas import CampaignOut
 from sendwell.config import Settings
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import User
 from sendwell.teams import service
 from sendwell.teams.schemas import DeactivatedOut, InvitationOut, InviteIn, ReassignIn, UserPatch
@@ -38,12 +38,12 @@ def invite(
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
     settings: Settings = Depends(get_settings),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> InvitationOut:
     invited = service.invite(db, user, email=body.email, role=body.role, base_url=settings.base_url)
-    if conn.mailer is not None:
+    if services.mailer is not None:
         tasks.add_task(
-            conn.mailer, invited.invitation.email, *service.invitation_email(invited, user)
+            services.mailer, invited.invitation.email, *service.invitation_email(invited, user)
         )
     invitation = invited.invitation
     return InvitationOut(
@@ -51,8 +51,8 @@ def invite(
         email=invitation.email,
         role=invitation.role,
         expires_at=invitation.expires_at,
-        emailed=conn.mailer is not None,
-        invite_url=None if conn.mailer is not None else invited.link,
+        emailed=services.mailer is not None,
+        invite_url=None if services.mailer is not None else invited.link,
     )
 
 

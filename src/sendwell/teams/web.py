@@ -17,7 +17,7 @@ from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import repository as mailbox_repo
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import User
 from sendwell.teams import service
 from sendwell.web.deps import get_db, get_settings
@@ -45,7 +45,7 @@ def invite(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
     settings: Settings = Depends(get_settings),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     try:
         invited = service.invite(
@@ -56,9 +56,9 @@ def invite(
             request, db, user, form={"email": email, "role": role}, error=error, status=error
         )
     address = invited.invitation.email
-    if conn.mailer is not None:
+    if services.mailer is not None:
         # Sent once the invitation is committed: the link in the email always works.
-        tasks.add_task(conn.mailer, address, *service.invitation_email(invited, user))
+        tasks.add_task(services.mailer, address, *service.invitation_email(invited, user))
         return redirect_with_flash(
             request,
             TEAM,

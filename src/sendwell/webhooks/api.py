@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
 from sendwell.config import Settings
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import User
 from sendwell.web.deps import get_db, get_settings
 from sendwell.webhooks import service
@@ -39,12 +39,12 @@ def create_endpoint(
     body: EndpointIn,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
     settings: Settings = Depends(get_settings),
 ) -> EndpointWithSecret:
     endpoint = service.create_endpoint(
         db,
-        conn.box,
+        services.box,
         user,
         url=body.url,
         events=body.events,
@@ -53,7 +53,8 @@ def create_endpoint(
         outbound=settings.outbound_policy,
     )
     return EndpointWithSecret(
-        **EndpointOut.of(endpoint).model_dump(), secret=service.reveal_secret(conn.box, endpoint)
+        **EndpointOut.of(endpoint).model_dump(),
+        secret=service.reveal_secret(services.box, endpoint),
     )
 
 
@@ -74,12 +75,12 @@ def patch_endpoint(
     body: EndpointPatch,
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
     settings: Settings = Depends(get_settings),
 ) -> EndpointOut:
     endpoint = service.update_endpoint(
         db,
-        conn.box,
+        services.box,
         user,
         endpoint_id,
         outbound=settings.outbound_policy,

@@ -10,7 +10,7 @@ from sendwell.config import Settings
 from sendwell.kit.jobs import JobKind, JobRegistry
 from sendwell.kit.notices import parse_smtp_url, send_notice
 from sendwell.kit.tokenbox import TokenBox
-from sendwell.mailboxes.connections import Connections
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.webhooks.delivery import DisabledNotice, WebhookDeliverer, policy_from
 
 
@@ -63,12 +63,12 @@ class DelivererThread:
         self.deliverer.close()
 
 
-def register_jobs(registry: JobRegistry[Connections]) -> None:
+def register_jobs(registry: JobRegistry[ProviderServices]) -> None:
     """Webhook delivery: post the outbox's due deliveries, in order per endpoint and key."""
     registry.add("webhook_delivery", kind=JobKind.SENDING, build=deliverer_job)
 
 
 def deliverer_job(
-    settings: Settings, factory: sessionmaker[Session], _conn: Connections
+    settings: Settings, factory: sessionmaker[Session], _conn: ProviderServices
 ) -> DelivererThread:
     return DelivererThread(build_deliverer(settings, factory))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import current_user
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes.connections import Connections, get_connections
+from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import User
 from sendwell.web.deps import get_db, get_settings
@@ -40,14 +40,14 @@ async def add_endpoint(
     secret: str = Form(""),
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     events = [str(value) for value in (await request.form()).getlist("events")]
     try:
         endpoint = service.create_endpoint(
             db,
-            conn.box,
+            services.box,
             user,
             url=url,
             events=events,
@@ -71,7 +71,7 @@ def endpoint_page(
     endpoint_id: int,
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
 ) -> Response:
     endpoint = service.get_endpoint(db, user, endpoint_id)
     return render(
@@ -80,7 +80,7 @@ def endpoint_page(
         {
             "tab": "webhooks",
             "endpoint": endpoint,
-            "secret": service.reveal_secret(conn.box, endpoint),
+            "secret": service.reveal_secret(services.box, endpoint),
             "deliveries": service.recent_deliveries(db, user, endpoint_id),
         },
     )
@@ -136,12 +136,12 @@ def switch_endpoint(
     switch: Literal["enable", "disable"],
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
-    conn: Connections = Depends(get_connections),
+    services: ProviderServices = Depends(get_services),
     settings: Settings = Depends(get_settings),
 ) -> Response:
     service.update_endpoint(
         db,
-        conn.box,
+        services.box,
         user,
         endpoint_id,
         enabled=switch == "enable",

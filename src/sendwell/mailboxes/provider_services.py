@@ -34,7 +34,7 @@ class TokenPolicy:
 
 
 @dataclass
-class Connections:
+class ProviderServices:
     registry: ProviderRegistry
     discovery: ProviderDiscovery
     box: TokenBox
@@ -85,10 +85,10 @@ class Connections:
         return f"{self.base_url}/mailboxes/callback/{name}"
 
 
-def get_connections(request: Request) -> Connections:
+def get_services(request: Request) -> ProviderServices:
     """The provider hosts, discovery, token keys and policy this app was built with."""
-    connections: Connections = request.app.state.connections
-    return connections
+    services: ProviderServices = request.app.state.services
+    return services
 
 
 def provider_label(name: str) -> str:
@@ -113,9 +113,9 @@ def _not_configured(name: str) -> InvalidInput:
     )
 
 
-def build_connections(settings: Settings, registry: ProviderRegistry) -> Connections:
+def build_services(settings: Settings, registry: ProviderRegistry) -> ProviderServices:
     nameservers, dns_port = parse_servers(settings.dns_servers)
-    return Connections(
+    return ProviderServices(
         registry=registry,
         discovery=ProviderDiscovery(
             nameservers=nameservers,
