@@ -19,14 +19,16 @@ token from the Account page — and then, for speed, through the JSON API with t
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_campaigns import FAST, SENDER, sign_up_and_link, wait_for_sent
+from tests.browser.test_campaigns import FAST, SENDER, sign_up_and_link, upload_csv, wait_for_sent
 from tests.browser.test_mailboxes import allow_all_permissions, link_account, open_settings_tab
 from tests.conftest import LOOPBACK_ALLOWED, STRONG_PASSWORD
 
@@ -76,6 +78,7 @@ class Scene:
     delegation: int
     invitation_url: str  # Linus's, still open
     unsubscribe_url: str  # from the List-Unsubscribe header of an email sent
+    import_path: str  # the draft's uploaded CSV, waiting on its mapping page
 
 
 def api(server: str, token: str) -> httpx.Client:
@@ -255,4 +258,13 @@ def build(page: Page, server: str) -> Scene:
         delegation=delegation,
         invitation_url=str(invitation["invite_url"]),
         unsubscribe_url=_unsubscribe_url(server),
+        import_path=_pending_import(page, server, draft),
     )
+
+
+def _pending_import(page: Page, server: str, campaign: int) -> str:
+    """A CSV uploaded to the campaign and not imported yet: the path of its mapping page."""
+    page.goto(f"{server}/campaigns/{campaign}")
+    with tempfile.TemporaryDirectory() as folder:
+        upload_csv(page, Path(folder), "email,first name,role\nmapped@example.com,Max,Recruiter\n")
+    return page.url.removeprefix(server)

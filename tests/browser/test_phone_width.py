@@ -80,6 +80,9 @@ def fills_for_path(scene: Scene) -> dict[str, list[dict[str, str]]]:
             {"token": "not-a-signed-token"},
         ],
         "/invitations/{token}": [{"token": scene.invitation_url.rsplit("/", 1)[1]}],
+        "/campaigns/{campaign_id}/recipients/import/{token}": [
+            {"campaign_id": str(scene.draft), "token": scene.import_path.rsplit("/", 1)[1]}
+        ],
     }
 
 
