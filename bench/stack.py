@@ -298,8 +298,10 @@ class Stack:
             raise BenchError(f"{method} {path} answered {response.status_code}: {response.text}")
         return response.json() if response.content else None
 
-    def link(self, address: str, *, min_gap_seconds: int = 0, daily_cap: int = 10_000) -> int:
-        """Link a sandbox mailbox like a user (sign in, link, consent); pacing off by default."""
+    def link(self, address: str, *, min_gap_seconds: int = 0, daily_cap: int | None = None) -> int:
+        """Link a sandbox mailbox like a user (sign in, link, consent); pacing off by default:
+        no gap (confirmed, as the Settings tab asks) and the host's documented daily limit
+        (Google Workspace 2,000, Microsoft 365 10,000) unless `daily_cap` says less."""
         with httpx.Client(base_url=self.base_url, timeout=60) as browser:
             page = browser.get("/sign-in")
             signed_in = browser.post(
@@ -322,10 +324,15 @@ class Stack:
         if not found:
             raise BenchError(f"linking {address} failed: callback answered {callback.status_code}")
         mailbox_id = found[0]
+        host_limit = 2_000 if provider == "google" else 10_000
         self.call(
             "PATCH",
             f"/mailboxes/{mailbox_id}",
-            json={"min_gap_seconds": min_gap_seconds, "daily_cap": daily_cap},
+            json={
+                "min_gap_seconds": min_gap_seconds,
+                "daily_cap": min(daily_cap or host_limit, host_limit),
+                "low_gap_confirmed": True,
+            },
         )
         return mailbox_id
 
