@@ -27,7 +27,7 @@ from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones, days_words
 from sendwell.delegations import service as delegations
-from sendwell.dispatch import forecast, live
+from sendwell.dispatch import forecast, live, resuming
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.dispatch.resume import Choice
 from sendwell.dispatch.start_preview import startable
@@ -347,18 +347,18 @@ def resume_page(
     target = _back(back)
     service.get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
     try:
-        campaign = service.resumable(db, user, campaign_id)
+        campaign = resuming.resumable(db, user, campaign_id)
     except SendwellError as problem:
         return redirect_with_flash(request, target, problem.message, kind="error")
-    interval = service.send_interval(db, services, campaign.mailbox_id)
+    interval = resuming.send_interval(db, services, campaign.mailbox_id)
     error = ""
     try:
-        plan = service.resume_preview(
+        plan = resuming.resume_preview(
             db, user, campaign_id, catch_up=catch_up, skip_days=skip_days, host_interval=interval
         )
     except InvalidInput as problem:
         error = problem.message
-        plan = service.resume_preview(db, user, campaign_id, host_interval=interval)
+        plan = resuming.resume_preview(db, user, campaign_id, host_interval=interval)
     except SendwellError as problem:
         return redirect_with_flash(request, target, problem.message, kind="error")
     return render(
@@ -420,7 +420,7 @@ def campaign_action(
         # Resume shows what it will do first, on a page that confirms it; a campaign that
         # cannot resume now is refused at once.
         try:
-            service.resumable(db, user, campaign_id)
+            resuming.resumable(db, user, campaign_id)
         except SendwellError as error:
             return redirect_with_flash(request, target, error.message, kind="error")
         return RedirectResponse(
@@ -428,13 +428,13 @@ def campaign_action(
         )
     try:
         if action == "resume":
-            campaign = service.resume(
+            campaign = resuming.resume(
                 db,
                 user,
                 campaign_id,
                 catch_up=catch_up,
                 skip_days=skip_days,
-                host_interval=service.send_interval(db, services, campaign.mailbox_id),
+                host_interval=resuming.send_interval(db, services, campaign.mailbox_id),
             )
             return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
         if action == "duplicate":

@@ -14,6 +14,7 @@ from sendwell.campaigns import repository as campaign_repo
 from sendwell.campaigns import service as campaigns
 from sendwell.config import Settings
 from sendwell.delegations import service
+from sendwell.dispatch import resuming
 from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import service as mailboxes
@@ -180,9 +181,7 @@ def resume_all(
     if view.viewer != "delegate" or view.delegation.mailbox_id is None:
         return redirect_with_flash(request, view.link, "No campaign of yours waits on it.")
     try:
-        resumed = campaigns.resume_paused_by_mailbox(
-            db, user, view.delegation.mailbox_id, RESUMABLE
-        )
+        resumed = resuming.resume_paused_by_mailbox(db, user, view.delegation.mailbox_id, RESUMABLE)
     except SendwellError as error:
         return redirect_with_flash(request, view.link, error.message, kind="error")
     names = ", ".join(f"“{c.name}”" for c in resumed)

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
 from sendwell.accounts.service import normalize_email
-from sendwell.campaigns import service as campaigns
-from sendwell.campaigns.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
+from sendwell.dispatch import resuming
+from sendwell.dispatch.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
 from sendwell.mailboxes.expiry import Expiry
@@ -259,13 +259,13 @@ def resume_preview(
     db: Session = Depends(get_db, scope="function"),
     services: ProviderServices = Depends(get_services),
 ) -> list[CampaignResumePreviewOut]:
-    plans = campaigns.resume_all_preview(
+    plans = resuming.resume_all_preview(
         db,
         user,
         mailbox_id,
         catch_up=catch_up,
         skip_days=skip_days,
-        host_interval=campaigns.send_interval(db, services, mailbox_id),
+        host_interval=resuming.send_interval(db, services, mailbox_id),
     )
     return [
         CampaignResumePreviewOut(campaign_id=campaign.id, preview=ResumePreviewOut.from_plan(plan))
@@ -286,12 +286,12 @@ def resume_campaigns(
     services: ProviderServices = Depends(get_services),
 ) -> list[int]:
     """Each with the choice given, or its own; `GET …/resume-preview` shows what it does."""
-    resumed = campaigns.resume_paused_by_mailbox(
+    resumed = resuming.resume_paused_by_mailbox(
         db,
         user,
         mailbox_id,
         catch_up=body.catch_up if body else None,
         skip_days=body.skip_days if body else None,
-        host_interval=campaigns.send_interval(db, services, mailbox_id),
+        host_interval=resuming.send_interval(db, services, mailbox_id),
     )
     return [campaign.id for campaign in resumed]
