@@ -33,8 +33,7 @@ from sendwell.campaigns.schemas import (
     SkippedOut,
     StepOut,
 )
-from sendwell.dispatch import resuming
-from sendwell.dispatch.engine import settle_in_flight
+from sendwell.dispatch import pausing, resuming
 from sendwell.dispatch.schemas import ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
@@ -185,9 +184,7 @@ def pause_campaign(
     db: Session = Depends(get_db, scope="function"),
 ) -> CampaignOut:
     """When this answers, nothing more of the campaign is handed to the mail host."""
-    campaign = service.pause(db, user, campaign_id)
-    db.commit()
-    settle_in_flight(request.app.state.session_factory, [campaign_id])
+    campaign = pausing.pause(db, request.app.state.session_factory, user, campaign_id)
     return _out(db, campaign)
 
 

@@ -219,12 +219,14 @@ def check_domain_health(
 ) -> DomainHealthOut:
     """Asks DNS now and answers with the result; a selector that is not one is refused (422
     `invalid_selector`, `too_many_selectors`) and nothing is checked or saved."""
-    service.get_mailbox(db, user, mailbox_id)  # someone else's account is not found
-    if body is not None and body.selectors is not None:
-        domain_checks.save_selectors(db, user, mailbox_id, body.selectors)
-    db.commit()
-    domain_checks.check_domain(request.app.state.session_factory, services, mailbox_id)
-    db.expire_all()
+    domain_checks.check_now(
+        db,
+        request.app.state.session_factory,
+        services,
+        user,
+        mailbox_id,
+        selectors=body.selectors if body is not None else None,
+    )
     mailbox, found = domain_checks.latest(db, user, mailbox_id)
     return _domain_health_out(mailbox, found)
 

@@ -369,8 +369,7 @@ def check_domain_now(
             domain_error=error.message,
             status_code=error.status_code,
         )
-    db.commit()
-    domain_checks.check_domain(request.app.state.session_factory, services, mailbox_id)
+    domain_checks.check_now(db, request.app.state.session_factory, services, user, mailbox_id)
     return redirect_with_flash(
         request, f"/mailboxes/{mailbox_id}#domain-health", "Domain health checked just now."
     )
