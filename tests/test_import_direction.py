@@ -67,15 +67,7 @@ TOP = frozenset({"app", "cli", "wiring", "__main__"})
 PAGES = frozenset({"web", "api", "server_web"})
 
 # Upward imports that remain, importer module -> imported module, with the reason.
-RESUME_PLAN = (
-    "Resume writes its plan (dispatch/resume.py: shifts, skips, the next steps) in the "
-    "transaction that makes the campaign active; moving Resume's orchestration from "
-    "campaigns/service.py to dispatch/resume.py waits until the campaign pages stop changing."
-)
-KNOWN_UPWARD: dict[str, str] = {
-    "sendwell.campaigns.service -> sendwell.dispatch.resume": RESUME_PLAN,
-    "sendwell.campaigns.schemas -> sendwell.dispatch.resume": RESUME_PLAN,
-}
+KNOWN_UPWARD: dict[str, str] = {}
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -66,6 +68,28 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def commit_then(db: Session, after: Callable[[], T]) -> T:
+    """End the unit of work so far, then run `after`: work that must see it saved and runs
+    in sessions of its own (wait until the sending engine's in-flight sends land, look a
+    domain up outside any transaction). The session carries on as a new unit of work, which
+    its scope commits or rolls back as usual.
+
+    For service functions that own the order of their units of work; a route never
+    commits (tests/test_layers.py)."""
+    db.commit()
+    return after()
+
+
+@contextmanager
+def all_or_nothing(db: Session) -> Iterator[None]:
+    """The block's changes are kept only if it completes: on an error they are undone to a
+    savepoint, what they touched is reloaded, and the error goes on. A page that shows its
+    form again after a refused save reads what was there before, and the request's commit
+    saves nothing of the refused try, while what the request did before the block stays."""
+    with db.begin_nested():
+        yield
 
 
 def database_is_reachable(engine: Engine) -> bool:

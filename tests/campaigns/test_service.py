@@ -16,6 +16,7 @@ from sendwell.campaigns.recipients import RecipientIn, add_recipients
 from sendwell.campaigns.schedule import parse_schedule
 from sendwell.campaigns.templates import TemplateProblem
 from sendwell.db import make_session_factory
+from sendwell.dispatch import resuming
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound
 from sendwell.models import (
@@ -137,7 +138,7 @@ def ready(db: Session, user: User, mailbox: Mailbox) -> Campaign:
 ACTIONS: dict[str, Callable[[Session, User, int], Campaign]] = {
     "start": service.start,
     "pause": service.pause,
-    "resume": service.resume,
+    "resume": resuming.resume,
     "complete": lambda db, _user, campaign_id: service.complete(db, campaign_id),
     "reopen": lambda db, _user, campaign_id: service.reopen(db, campaign_id, "A bounce."),
     "archive": service.archive,
@@ -228,7 +229,7 @@ def test_pause_and_resume_record_who_and_why(db: Session, user: User, ready: Cam
     paused = service.pause(db, user, ready.id)
     assert (paused.status, paused.pause_reason) == (CampaignStatus.PAUSED, PauseReason.USER)
     assert service.pause_reason_words(paused) == "Paused by you."
-    resumed = service.resume(db, user, ready.id)
+    resumed = resuming.resume(db, user, ready.id)
     assert (resumed.status, resumed.pause_reason) == (CampaignStatus.ACTIVE, None)
     assert service.pause_reason_words(resumed) == ""
     history = [(e.kind, e.actor_id, e.reason) for e in events(db, ready.id)][-2:]
@@ -258,7 +259,7 @@ def test_resume_is_refused_while_the_mailbox_cannot_send(
     mailbox.status = status
     db.flush()
     with pytest.raises(Conflict) as refused:
-        service.resume(db, user, ready.id)
+        resuming.resume(db, user, ready.id)
     assert refused.value.code == "mailbox_not_connected"
     assert refused.value.message.startswith(f"ada@gmail.test {words}.")
     assert "Reconnect it on the Settings tab" in refused.value.message
@@ -460,7 +461,7 @@ def _resume_in_own_session(
         actor = session.get(User, user_id)
         assert actor is not None
         barrier.wait(timeout=10)
-        service.resume(session, actor, campaign_id)
+        resuming.resume(session, actor, campaign_id)
         session.commit()
         outcomes.append("resumed")
     except Conflict:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, select
 
 from sendwell.campaigns import service
 from sendwell.db import session_scope
+from sendwell.dispatch import resuming
 from sendwell.models import (
     Campaign,
     CampaignEvent,
@@ -223,7 +224,7 @@ def test_a_bounce_that_reaches_the_campaigns_own_limit_pauses_it(
     with session_scope(world.factory) as db:
         user = db.scalars(select(User)).first()
         assert user is not None
-        service.resume(db, user, campaign_id)
+        resuming.resume(db, user, campaign_id)
     world.due_now(campaign_id)
     dispatcher.run_until_idle()
     world.due_now(campaign_id)

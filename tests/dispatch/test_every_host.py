@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from sendwell.campaigns import service
 from sendwell.db import session_scope
+from sendwell.dispatch import resuming
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -120,7 +120,7 @@ def test_a_broken_connection_pauses_and_resumes_from_where_it_left_off(
     with session_scope(world.factory) as db:
         user = db.scalars(select(User)).first()
         assert user is not None
-        service.resume(db, user, campaign_id)
+        resuming.resume(db, user, campaign_id)
     run_until(world, campaign_id, lambda: all(len(host.received(p)) == 3 for p in PEOPLE))
     for person in PEOPLE:
         assert_once_and_threaded(host.received(person), 3)

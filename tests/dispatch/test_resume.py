@@ -21,7 +21,7 @@ from sendwell.accounts import service as accounts
 from sendwell.campaigns import service
 from sendwell.campaigns.schedule import DAYS
 from sendwell.db import session_scope
-from sendwell.dispatch import engine
+from sendwell.dispatch import engine, resuming
 from sendwell.dispatch.resume import ResumePlan
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput
@@ -96,12 +96,12 @@ def open_window_today(world: World, campaign_id: int, zone: str) -> None:
 
 def preview(world: World, campaign_id: int, **choice: object) -> ResumePlan:
     with session_scope(world.factory) as db:
-        return service.resume_preview(db, user_of(db), campaign_id, **choice)  # type: ignore[arg-type]
+        return resuming.resume_preview(db, user_of(db), campaign_id, **choice)  # type: ignore[arg-type]
 
 
 def resume(world: World, campaign_id: int, **choice: object) -> None:
     with session_scope(world.factory) as db:
-        service.resume(db, user_of(db), campaign_id, **choice)  # type: ignore[arg-type]
+        resuming.resume(db, user_of(db), campaign_id, **choice)  # type: ignore[arg-type]
 
 
 def order_sent(world: World, campaign_id: int) -> list[tuple[str, int]]:

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from sendwell.campaigns import service as campaigns
 from sendwell.db import session_scope
+from sendwell.dispatch import resuming
 from sendwell.models import User
 from sendwell.webhooks.delivery import DeliveryPolicy
 from sendwell.webhooks.runner import email_admins
@@ -102,7 +103,7 @@ def test_one_campaigns_events_arrive_in_order_even_when_the_first_is_retried(
         campaigns.pause(db, user, campaign_id)
     with session_scope(world.factory) as db:
         user = db.scalars(select(User)).one()
-        campaigns.resume(db, user, campaign_id)
+        resuming.resume(db, user, campaign_id)
 
     deliverer(world).deliver_due()
 
@@ -215,7 +216,7 @@ def test_a_resume_carries_its_catch_up_choice_and_effect(world: World, receiver:
         campaigns.pause(db, user, campaign_id)
     with session_scope(world.factory) as db:
         user = db.scalars(select(User)).one()
-        campaigns.resume(db, user, campaign_id, catch_up="shift")
+        resuming.resume(db, user, campaign_id, catch_up="shift")
     deliverer(world).deliver_due()
 
     (request,) = receiver.accepted()

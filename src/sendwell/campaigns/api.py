@@ -28,14 +28,13 @@ from sendwell.campaigns.schemas import (
     ProblemOut,
     RecipientOut,
     RecipientsIn,
-    ResumeIn,
-    ResumePreviewOut,
     ScheduleIn,
     ScheduleOut,
     SkippedOut,
     StepOut,
 )
-from sendwell.dispatch.engine import settle_in_flight
+from sendwell.dispatch import pausing, resuming
+from sendwell.dispatch.schemas import ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import Campaign, CampaignStatus, CampaignStep, CatchUp, User
@@ -185,9 +184,7 @@ def pause_campaign(
     db: Session = Depends(get_db, scope="function"),
 ) -> CampaignOut:
     """When this answers, nothing more of the campaign is handed to the mail host."""
-    campaign = service.pause(db, user, campaign_id)
-    db.commit()
-    settle_in_flight(request.app.state.session_factory, [campaign_id])
+    campaign = pausing.pause(db, request.app.state.session_factory, user, campaign_id)
     return _out(db, campaign)
 
 
@@ -210,13 +207,13 @@ def resume_preview(
     listed in the order they go; times are estimates at the account's pace and schedule."""
     campaign = service.get_campaign(db, user, campaign_id)
     return ResumePreviewOut.from_plan(
-        service.resume_preview(
+        resuming.resume_preview(
             db,
             user,
             campaign_id,
             catch_up=catch_up,
             skip_days=skip_days,
-            host_interval=service.send_interval(db, services, campaign.mailbox_id),
+            host_interval=resuming.send_interval(db, services, campaign.mailbox_id),
         )
     )
 
@@ -238,13 +235,13 @@ def resume_campaign(
     campaign = service.get_campaign(db, user, campaign_id)
     return _out(
         db,
-        service.resume(
+        resuming.resume(
             db,
             user,
             campaign_id,
             catch_up=body.catch_up if body else None,
             skip_days=body.skip_days if body else None,
-            host_interval=service.send_interval(db, services, campaign.mailbox_id),
+            host_interval=resuming.send_interval(db, services, campaign.mailbox_id),
         ),
     )
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import api_user
 from sendwell.campaigns import service
 from sendwell.campaigns.editor_web import unsubscribe_links
-from sendwell.dispatch import start_preview, test_send
+from sendwell.dispatch import resuming, start_preview, test_send
 from sendwell.kit.clock import utcnow
 from sendwell.kit.schemas import RequestBody
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
@@ -74,7 +74,7 @@ def get_start_preview(
         user,
         campaign_id,
         now=utcnow(),
-        host_interval=service.send_interval(db, services, campaign.mailbox_id),
+        host_interval=resuming.send_interval(db, services, campaign.mailbox_id),
     )
     return StartPreviewOut.model_validate(shown.payload())
 

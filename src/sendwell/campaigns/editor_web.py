@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import current_user
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns import service
-from sendwell.dispatch import start_preview, test_send
+from sendwell.dispatch import resuming, start_preview, test_send
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
@@ -51,7 +51,7 @@ def start_page(
             user,
             campaign_id,
             now=utcnow(),
-            host_interval=service.send_interval(db, services, campaign.mailbox_id),
+            host_interval=resuming.send_interval(db, services, campaign.mailbox_id),
         )
     except SendwellError as error:
         return redirect_with_flash(

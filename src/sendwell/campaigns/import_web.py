@@ -11,6 +11,7 @@ from sendwell.accounts.auth import current_user
 from sendwell.campaigns import candidates, import_flow
 from sendwell.campaigns import web as campaigns_web
 from sendwell.campaigns.service import get_campaign
+from sendwell.db import all_or_nothing
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import PendingImport, User
@@ -63,16 +64,16 @@ def import_mapped(
         choices = import_flow.choices_from_form(
             {key: str(value) for key, value in form.items()}, pending
         )
-        report = import_flow.confirm(
-            db,
-            user,
-            pending,
-            choices,
-            skip_previous=candidates.parse_skip(skip),
-            allow_test_domains=campaigns_web._sandbox(request),
-        )
+        with all_or_nothing(db):  # a refused import adds no one
+            report = import_flow.confirm(
+                db,
+                user,
+                pending,
+                choices,
+                skip_previous=candidates.parse_skip(skip),
+                allow_test_domains=campaigns_web._sandbox(request),
+            )
     except SendwellError as error:
-        db.rollback()
         pending = import_flow.load(db, user, campaign_id, token)
         return _page(
             request, db, user, pending, choices, skip, error=error.message, status=error.status_code

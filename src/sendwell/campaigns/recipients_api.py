@@ -8,9 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
-from sendwell.campaigns import recipient_actions
 from sendwell.campaigns.recipient_actions import MAX_PER_ACTION, Action
 from sendwell.campaigns.schemas import RecipientOut
+from sendwell.dispatch import pausing
 from sendwell.kit.schemas import RequestBody
 from sendwell.models import User
 from sendwell.web.deps import get_db
@@ -63,8 +63,9 @@ def recipient_action(
 ) -> RecipientActionOut:
     """When this answers, nothing more is handed to the mail host for recipients who were
     paused, removed, moved or marked as replied."""
-    report = recipient_actions.act(
+    report = pausing.act_on_recipients(
         db,
+        request.app.state.session_factory,
         user,
         campaign_id,
         action=body.action,
@@ -76,9 +77,5 @@ def recipient_action(
         message=report.sentence(),
         changed=[RecipientOut.model_validate(e) for e in report.changed],
         refused=[RefusedOut(id=r.id, email=r.email, reason=r.reason) for r in report.refused],
-    )
-    db.commit()
-    recipient_actions.settle_in_flight(
-        request.app.state.session_factory, [e.id for e in report.changed]
     )
     return out

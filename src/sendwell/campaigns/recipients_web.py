@@ -17,6 +17,7 @@ from sendwell.campaigns import recipient_actions, service, validation
 from sendwell.campaigns import recipient_repository as repo
 from sendwell.campaigns.recipient_actions import Action
 from sendwell.campaigns.recipient_repository import RecipientFilter
+from sendwell.dispatch import pausing
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.models import Campaign, Enrollment, EnrollmentStatus, SendLedger, User, lifecycle
 from sendwell.models.lifecycle import EnrollmentEvent
@@ -128,15 +129,17 @@ def recipient_action(
     except ValueError:
         return redirect_with_flash(request, target, "Choose an action.", kind="error")
     try:
-        report = recipient_actions.act(
-            db, user, campaign.id, action=chosen, ids=ids, to_campaign_id=to_campaign_id
+        report = pausing.act_on_recipients(
+            db,
+            request.app.state.session_factory,
+            user,
+            campaign.id,
+            action=chosen,
+            ids=ids,
+            to_campaign_id=to_campaign_id,
         )
     except SendwellError as error:
         return redirect_with_flash(request, target, error.message, kind="error")
-    db.commit()
-    recipient_actions.settle_in_flight(
-        request.app.state.session_factory, [e.id for e in report.changed]
-    )
     return redirect_with_flash(
         request, target, report.sentence(), kind="warning" if report.refused else "success"
     )

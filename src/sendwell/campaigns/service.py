@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import merge_check, templates, threads, validation
 from sendwell.campaigns import repository as repo
+from sendwell.campaigns.catch_up import check_skip_days
 from sendwell.campaigns.guards import Guards, apply_guards, guards_of
 from sendwell.campaigns.schedule import Schedule
-from sendwell.dispatch import resume as resume_plan
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
-from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError
+from sendwell.kit.errors import Conflict, InvalidInput, NotFound
 from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.models import (
@@ -27,13 +27,9 @@ from sendwell.models import (
     CatchUp,
     EnrollmentStatus,
     Mailbox,
-    MailboxStatus,
     PauseReason,
     User,
 )
-
-if TYPE_CHECKING:
-    from sendwell.mailboxes.provider_services import ProviderServices
 
 MAX_STEPS = 20
 MAX_DELAY_MINUTES = 365 * 24 * 60
@@ -249,7 +245,7 @@ def create_campaign(
         timezone=plan.timezone,
         start_delay_minutes=start_delay_minutes,
         catch_up=after_pause.mode,
-        catch_up_skip_days=resume_plan.check_skip_days(after_pause.skip_days),
+        catch_up_skip_days=check_skip_days(after_pause.skip_days),
         steps=[CampaignStep(position=i, **vars(step)) for i, step in enumerate(checked, 1)],
     )
     if guards is not None:
@@ -293,7 +289,7 @@ def update_campaign(
     _check_start_delay(start_delay_minutes)
     if catch_up is not None:
         campaign.catch_up = catch_up.mode
-        campaign.catch_up_skip_days = resume_plan.check_skip_days(catch_up.skip_days)
+        campaign.catch_up_skip_days = check_skip_days(catch_up.skip_days)
     campaign.name, campaign.mailbox_id = clean_name, mailbox_id
     campaign.schedule_days = ",".join(schedule.days)
     campaign.schedule_start, campaign.schedule_end = schedule.start, schedule.end
@@ -379,84 +375,28 @@ def pause(
     return campaign
 
 
-def send_interval(db: Session, services: ProviderServices, mailbox_id: int) -> timedelta:
-    """The shortest time the mailbox's host allows between two sends (for estimates)."""
-    mailbox = mailbox_repo.get_mailbox(db, mailbox_id)
-    if mailbox is None:
-        return timedelta(0)
-    try:
-        return services.mail_host(mailbox.provider).min_send_interval
-    except SendwellError:
-        return timedelta(0)  # a provider this server no longer offers: Resume says why
-
-
-def resumable(db: Session, user: User, campaign_id: int) -> Campaign:
-    """The campaign, if it can be resumed now: paused, and its account able to send."""
+def paused_campaign(db: Session, user: User, campaign_id: int) -> Campaign:
+    """The campaign, if Resume applies to it: it is paused."""
     campaign = get_campaign(db, user, campaign_id)
     _require(campaign, "resume")
-    mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
-    if mailbox is None or mailbox.status is not MailboxStatus.CONNECTED:
-        address = mailbox.email if mailbox else "The sending account"
-        state = (
-            "is disconnected"
-            if mailbox and mailbox.status is MailboxStatus.DISCONNECTED
-            else "needs reauthentication"
-        )
-        action = (
-            "Its owner must reconnect it on their Settings tab"
-            if mailbox is not None and mailbox.owner_id != campaign.owner_id
-            else "Reconnect it on the Settings tab"
-        )
-        raise Conflict(f"{address} {state}. {action}, then resume.", code="mailbox_not_connected")
-    check_sender(db, campaign, mailbox)
     return campaign
 
 
-def resume_preview(
-    db: Session,
-    user: User,
-    campaign_id: int,
-    *,
-    catch_up: str | None = None,
-    skip_days: int | str | None = None,
-    host_interval: timedelta = timedelta(0),
-) -> resume_plan.ResumePlan:
-    """What Resume would do now with this catch-up choice (the campaign's own by default)."""
-    campaign = get_campaign(db, user, campaign_id)
-    _require(campaign, "resume")
-    choice = resume_plan.Choice.parse(catch_up, skip_days, campaign)
-    return resume_plan.plan(db, campaign, choice, now=utcnow(), host_interval=host_interval)
+def mark_resumed(
+    db: Session, campaign: Campaign, *, actor: User, reason: str, data: dict[str, Any]
+) -> None:
+    """Back to Active (the sending engine's resume writes its plan after this)."""
+    _transition(db, campaign, "resume", actor=actor, reason=reason, data=data)
 
 
-def resume(
-    db: Session,
-    user: User,
-    campaign_id: int,
-    *,
-    catch_up: str | None = None,
-    skip_days: int | str | None = None,
-    host_interval: timedelta = timedelta(0),
-) -> Campaign:
-    """Back to Active, from where it left off, as the preview with the same choice shows;
-    refused while the account cannot send."""
-    campaign = resumable(db, user, campaign_id)
-    choice = resume_plan.Choice.parse(catch_up, skip_days, campaign)
-    plan = resume_plan.plan(db, campaign, choice, now=utcnow(), host_interval=host_interval)
-    _transition(
-        db,
-        campaign,
-        "resume",
-        actor=user,
-        reason=f"Resumed. {plan.summary()}",
-        data={"catch_up": plan.payload()},
-    )
-    resume_plan.apply(db, plan)
+def settle_resumed(db: Session, campaign: Campaign) -> None:
+    """After a Resume's plan is written: its failure count starts over, a campaign whose
+    recipients all finished meanwhile completes, and the sending engine is woken."""
     campaign.consecutive_failures = 0
     if not repo.has_pending(db, campaign.id):
         # Everyone finished (replied, unsubscribed, last steps skipped…) while it was paused.
         _transition(db, campaign, "complete", actor=None, reason="Every recipient has finished.")
     dispatch_work.request(db)
-    return campaign
 
 
 def archive(db: Session, user: User, campaign_id: int) -> Campaign:
@@ -528,67 +468,15 @@ MAILBOX_REASONS = (
 )
 
 
-def paused_by_mailbox(db: Session, user: User, mailbox_id: int) -> list[Campaign]:
-    """The user's campaigns this account's disconnect or reauthentication paused."""
-    return repo.paused_for_mailbox(db, user, mailbox_id, MAILBOX_REASONS)
-
-
-def resume_paused_by_mailbox(
-    db: Session,
-    user: User,
-    mailbox_id: int,
-    reasons: tuple[PauseReason, ...] = MAILBOX_REASONS,
-    *,
-    catch_up: str | None = None,
-    skip_days: int | str | None = None,
-    host_interval: timedelta = timedelta(0),
+def paused_by_mailbox(
+    db: Session, user: User, mailbox_id: int, reasons: tuple[PauseReason, ...] = MAILBOX_REASONS
 ) -> list[Campaign]:
-    """Resume all: every campaign the account's connection change (or, for a teammate's
-    account, the end of its owner's approval) paused, none the user did; each with the given
-    catch-up choice, or its own."""
-    _check_mailbox_reach(db, user, mailbox_id)
-    return [
-        resume(
-            db,
-            user,
-            campaign.id,
-            catch_up=catch_up,
-            skip_days=skip_days,
-            host_interval=host_interval,
-        )
-        for campaign in repo.paused_for_mailbox(db, user, mailbox_id, reasons)
-    ]
+    """The user's campaigns this account's disconnect or reauthentication paused (or those
+    paused for the given reasons)."""
+    return repo.paused_for_mailbox(db, user, mailbox_id, reasons)
 
 
-def resume_all_preview(
-    db: Session,
-    user: User,
-    mailbox_id: int,
-    reasons: tuple[PauseReason, ...] = MAILBOX_REASONS,
-    *,
-    catch_up: str | None = None,
-    skip_days: int | str | None = None,
-    host_interval: timedelta = timedelta(0),
-) -> list[tuple[Campaign, resume_plan.ResumePlan]]:
-    """What Resume all would do for each campaign it would resume."""
-    _check_mailbox_reach(db, user, mailbox_id)
-    return [
-        (
-            campaign,
-            resume_preview(
-                db,
-                user,
-                campaign.id,
-                catch_up=catch_up,
-                skip_days=skip_days,
-                host_interval=host_interval,
-            ),
-        )
-        for campaign in repo.paused_for_mailbox(db, user, mailbox_id, reasons)
-    ]
-
-
-def _check_mailbox_reach(db: Session, user: User, mailbox_id: int) -> None:
+def check_mailbox_reach(db: Session, user: User, mailbox_id: int) -> None:
     """The user sees the account, or may send from it as a teammate's."""
     visible = mailbox_repo.get_visible_mailbox(db, user, mailbox_id) is not None
     if not visible and mailbox_repo.approved_delegation(db, user.id, mailbox_id) is None:

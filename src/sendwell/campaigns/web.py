@@ -26,9 +26,9 @@ from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
 from sendwell.campaigns.schedule import DAYS, common_time_zones, days_words
+from sendwell.db import all_or_nothing
 from sendwell.delegations import service as delegations
-from sendwell.dispatch import forecast, live
-from sendwell.dispatch.engine import settle_in_flight
+from sendwell.dispatch import forecast, live, pausing, resuming
 from sendwell.dispatch.resume import Choice
 from sendwell.dispatch.start_preview import startable
 from sendwell.kit.clock import utcnow
@@ -177,20 +177,21 @@ def save_campaign(
     if _reshaped(form, action):
         return _editor(request, db, user, form, campaign=campaign)
     try:
-        service.update_campaign(
-            db,
-            user,
-            campaign_id,
-            name=form.name,
-            mailbox_id=form.mailbox(),
-            steps=form.step_inputs(),
-            schedule=form.schedule(),
-            start_delay_minutes=form.start_delay(),
-            catch_up=form.after_pause(),
-            guards=form.guards(guards_of(campaign)),
-        )
+        # A refused save is undone before the editor shows the campaign again.
+        with all_or_nothing(db):
+            service.update_campaign(
+                db,
+                user,
+                campaign_id,
+                name=form.name,
+                mailbox_id=form.mailbox(),
+                steps=form.step_inputs(),
+                schedule=form.schedule(),
+                start_delay_minutes=form.start_delay(),
+                catch_up=form.after_pause(),
+                guards=form.guards(guards_of(campaign)),
+            )
     except SendwellError as error:
-        db.rollback()
         campaign = service.get_campaign(db, user, campaign_id)
         return _editor(
             request,
@@ -309,16 +310,16 @@ def import_recipients(
     try:
         if not file.filename:
             raise InvalidInput("Choose a CSV file to import.", code="no_file")
-        pending = import_flow.stage(
-            db,
-            user,
-            campaign_id,
-            file.file,
-            filename=file.filename,
-            max_bytes=int(get_settings(request).max_upload_mb * 1_000_000),
-        )
+        with all_or_nothing(db):
+            pending = import_flow.stage(
+                db,
+                user,
+                campaign_id,
+                file.file,
+                filename=file.filename,
+                max_bytes=int(get_settings(request).max_upload_mb * 1_000_000),
+            )
     except SendwellError as error:
-        db.rollback()
         return _campaign_page(
             request,
             db,
@@ -347,18 +348,18 @@ def resume_page(
     target = _back(back)
     service.get_campaign(db, user, campaign_id)  # someone else's campaign is a 404 page
     try:
-        campaign = service.resumable(db, user, campaign_id)
+        campaign = resuming.resumable(db, user, campaign_id)
     except SendwellError as problem:
         return redirect_with_flash(request, target, problem.message, kind="error")
-    interval = service.send_interval(db, services, campaign.mailbox_id)
+    interval = resuming.send_interval(db, services, campaign.mailbox_id)
     error = ""
     try:
-        plan = service.resume_preview(
+        plan = resuming.resume_preview(
             db, user, campaign_id, catch_up=catch_up, skip_days=skip_days, host_interval=interval
         )
     except InvalidInput as problem:
         error = problem.message
-        plan = service.resume_preview(db, user, campaign_id, host_interval=interval)
+        plan = resuming.resume_preview(db, user, campaign_id, host_interval=interval)
     except SendwellError as problem:
         return redirect_with_flash(request, target, problem.message, kind="error")
     return render(
@@ -420,7 +421,7 @@ def campaign_action(
         # Resume shows what it will do first, on a page that confirms it; a campaign that
         # cannot resume now is refused at once.
         try:
-            service.resumable(db, user, campaign_id)
+            resuming.resumable(db, user, campaign_id)
         except SendwellError as error:
             return redirect_with_flash(request, target, error.message, kind="error")
         return RedirectResponse(
@@ -428,13 +429,13 @@ def campaign_action(
         )
     try:
         if action == "resume":
-            campaign = service.resume(
+            campaign = resuming.resume(
                 db,
                 user,
                 campaign_id,
                 catch_up=catch_up,
                 skip_days=skip_days,
-                host_interval=service.send_interval(db, services, campaign.mailbox_id),
+                host_interval=resuming.send_interval(db, services, campaign.mailbox_id),
             )
             return redirect_with_flash(request, target, DONE[action].format(name=campaign.name))
         if action == "duplicate":
@@ -444,11 +445,12 @@ def campaign_action(
                 f"/campaigns/{copy.id}",
                 f"“{copy.name}” is a new draft with the same steps.",
             )
-        campaign = getattr(service, action)(db, user, campaign_id)
         if action == "pause":
             # When the user sees "paused", nothing more may go out: let in-flight sends land.
-            db.commit()
-            settle_in_flight(request.app.state.session_factory, [campaign_id])
+            factory = request.app.state.session_factory
+            campaign = pausing.pause(db, factory, user, campaign_id)
+        else:
+            campaign = getattr(service, action)(db, user, campaign_id)
     except validation.CampaignNotReady as error:
         return _campaign_page(
             request,

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.campaigns import service as campaigns
+from sendwell.db import commit_then
 from sendwell.delegations import repository as repo
+from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound
 from sendwell.mailboxes import repository as mailbox_repo
@@ -219,6 +221,17 @@ def end_for_deactivated(db: Session, user: User, *, actor: User) -> list[int]:
     for delegation in repo.open_involving(db, user.id):
         paused += _end(db, _view(db, user, delegation), actor=actor)[1]
     return paused
+
+
+def withdraw_settled(
+    db: Session, factory: sessionmaker[Session], user: User, delegation_id: int
+) -> tuple[DelegationView, list[int]]:
+    """Withdraw; as for a pause, once the page says "paused", nothing more of the campaigns
+    it paused goes out: the pauses are committed, then their in-flight sends waited for."""
+    view, paused = withdraw(db, user, delegation_id)
+    if paused:
+        commit_then(db, lambda: settle_in_flight(factory, paused))
+    return view, paused
 
 
 def _end(db: Session, view: DelegationView, *, actor: User) -> tuple[DelegationView, list[int]]:

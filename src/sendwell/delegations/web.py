@@ -14,7 +14,7 @@ from sendwell.campaigns import repository as campaign_repo
 from sendwell.campaigns import service as campaigns
 from sendwell.config import Settings
 from sendwell.delegations import service
-from sendwell.dispatch.engine import settle_in_flight
+from sendwell.dispatch import resuming
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import service as mailboxes
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
@@ -148,11 +148,9 @@ def withdraw(
     settings: Settings = Depends(get_settings),
     services: ProviderServices = Depends(get_services),
 ) -> Response:
-    view, paused = service.withdraw(db, user, delegation_id)
-    if paused:
-        # As for a pause: once the page says "paused", nothing more goes out.
-        db.commit()
-        settle_in_flight(request.app.state.session_factory, paused)
+    view, paused = service.withdraw_settled(
+        db, request.app.state.session_factory, user, delegation_id
+    )
     if view.viewer == "owner" and view.mailbox is not None and services.mailer is not None:
         tasks.add_task(services.mailer, *service.withdrawal_email(view, settings.base_url))
     count = f"{len(paused)} campaign{'s' if len(paused) != 1 else ''} paused"
@@ -180,9 +178,7 @@ def resume_all(
     if view.viewer != "delegate" or view.delegation.mailbox_id is None:
         return redirect_with_flash(request, view.link, "No campaign of yours waits on it.")
     try:
-        resumed = campaigns.resume_paused_by_mailbox(
-            db, user, view.delegation.mailbox_id, RESUMABLE
-        )
+        resumed = resuming.resume_paused_by_mailbox(db, user, view.delegation.mailbox_id, RESUMABLE)
     except SendwellError as error:
         return redirect_with_flash(request, view.link, error.message, kind="error")
     names = ", ".join(f"“{c.name}”" for c in resumed)

@@ -30,6 +30,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import threads
+from sendwell.campaigns.catch_up import check_skip_days
 from sendwell.dispatch import pacing
 from sendwell.dispatch import repository as repo
 from sendwell.kit.errors import InvalidInput
@@ -48,7 +49,6 @@ from sendwell.models import (
 from sendwell.models.campaign import enrollment_pending
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
 
-MAX_SKIP_DAYS = 365
 # Recipients listed by name in a preview; the counts cover them all.
 LISTED = 25
 API_LISTED = 1000
@@ -82,19 +82,6 @@ class Choice:
             # The skip days matter only to a skip: another choice ignores what was typed.
             return cls(chosen, campaign.catch_up_skip_days)
         return cls(chosen, check_skip_days(skip_days))
-
-
-def check_skip_days(days: int | str | None) -> int:
-    try:
-        number = int(str(days).strip())
-    except ValueError:
-        number = -1
-    if not 1 <= number <= MAX_SKIP_DAYS:
-        raise InvalidInput(
-            f"Skip days must be a whole number from 1 to {MAX_SKIP_DAYS}.",
-            code="invalid_catch_up",
-        )
-    return number
 
 
 @dataclass(frozen=True)

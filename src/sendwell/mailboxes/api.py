@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
 from sendwell.accounts.service import normalize_email
-from sendwell.campaigns import service as campaigns
-from sendwell.campaigns.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
+from sendwell.dispatch import resuming
+from sendwell.dispatch.schemas import CampaignResumePreviewOut, ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
 from sendwell.mailboxes.expiry import Expiry
@@ -219,12 +219,14 @@ def check_domain_health(
 ) -> DomainHealthOut:
     """Asks DNS now and answers with the result; a selector that is not one is refused (422
     `invalid_selector`, `too_many_selectors`) and nothing is checked or saved."""
-    service.get_mailbox(db, user, mailbox_id)  # someone else's account is not found
-    if body is not None and body.selectors is not None:
-        domain_checks.save_selectors(db, user, mailbox_id, body.selectors)
-    db.commit()
-    domain_checks.check_domain(request.app.state.session_factory, services, mailbox_id)
-    db.expire_all()
+    domain_checks.check_now(
+        db,
+        request.app.state.session_factory,
+        services,
+        user,
+        mailbox_id,
+        selectors=body.selectors if body is not None else None,
+    )
     mailbox, found = domain_checks.latest(db, user, mailbox_id)
     return _domain_health_out(mailbox, found)
 
@@ -259,13 +261,13 @@ def resume_preview(
     db: Session = Depends(get_db, scope="function"),
     services: ProviderServices = Depends(get_services),
 ) -> list[CampaignResumePreviewOut]:
-    plans = campaigns.resume_all_preview(
+    plans = resuming.resume_all_preview(
         db,
         user,
         mailbox_id,
         catch_up=catch_up,
         skip_days=skip_days,
-        host_interval=campaigns.send_interval(db, services, mailbox_id),
+        host_interval=resuming.send_interval(db, services, mailbox_id),
     )
     return [
         CampaignResumePreviewOut(campaign_id=campaign.id, preview=ResumePreviewOut.from_plan(plan))
@@ -286,12 +288,12 @@ def resume_campaigns(
     services: ProviderServices = Depends(get_services),
 ) -> list[int]:
     """Each with the choice given, or its own; `GET …/resume-preview` shows what it does."""
-    resumed = campaigns.resume_paused_by_mailbox(
+    resumed = resuming.resume_paused_by_mailbox(
         db,
         user,
         mailbox_id,
         catch_up=body.catch_up if body else None,
         skip_days=body.skip_days if body else None,
-        host_interval=campaigns.send_interval(db, services, mailbox_id),
+        host_interval=resuming.send_interval(db, services, mailbox_id),
     )
     return [campaign.id for campaign in resumed]

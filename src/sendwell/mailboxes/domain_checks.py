@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from sendwell.db import session_scope
+from sendwell.db import commit_then, session_scope
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput
@@ -72,6 +72,25 @@ def recheck_if_due(
         due = repo.domain_check_due(db, mailbox_id, utcnow() - RECHECK)
     if due:
         check_domain(factory, services, mailbox_id)
+
+
+def check_now(
+    db: Session,
+    factory: sessionmaker[Session],
+    services: ProviderServices,
+    user: User,
+    mailbox_id: int,
+    *,
+    selectors: list[str] | None = None,
+) -> None:
+    """Check now: save the DKIM selectors named (if any) and look the domain up. The lookup
+    reads the selectors in sessions of its own, so what the request saved is committed
+    first; what `db` reads afterwards is the result."""
+    get_mailbox(db, user, mailbox_id)  # someone else's account is not found
+    if selectors is not None:
+        save_selectors(db, user, mailbox_id, selectors)
+    commit_then(db, lambda: check_domain(factory, services, mailbox_id))
+    db.expire_all()
 
 
 def check_domain(

@@ -12,6 +12,7 @@ from sendwell.accounts.auth import SESSION_COOKIE, current_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
 from sendwell.delegations import service as delegations
+from sendwell.dispatch import resuming
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import domain_checks, limits, lookahead, server_accounts, service
@@ -368,8 +369,7 @@ def check_domain_now(
             domain_error=error.message,
             status_code=error.status_code,
         )
-    db.commit()
-    domain_checks.check_domain(request.app.state.session_factory, services, mailbox_id)
+    domain_checks.check_now(db, request.app.state.session_factory, services, user, mailbox_id)
     return redirect_with_flash(
         request, f"/mailboxes/{mailbox_id}#domain-health", "Domain health checked just now."
     )
@@ -401,15 +401,15 @@ def resume_all_page(
 ) -> Response:
     """What Resume all will do for each campaign this account's connection change paused."""
     mailbox = service.get_mailbox(db, user, mailbox_id)  # someone else's account: a 404 page
-    interval = campaigns.send_interval(db, services, mailbox_id)
+    interval = resuming.send_interval(db, services, mailbox_id)
     error = ""
     try:
-        plans = campaigns.resume_all_preview(
+        plans = resuming.resume_all_preview(
             db, user, mailbox_id, catch_up=catch_up, skip_days=skip_days, host_interval=interval
         )
     except InvalidInput as problem:
         error = problem.message
-        plans = campaigns.resume_all_preview(db, user, mailbox_id, host_interval=interval)
+        plans = resuming.resume_all_preview(db, user, mailbox_id, host_interval=interval)
     if not plans:
         return redirect_with_flash(
             request, SETTINGS_TAB, "No campaign was waiting on this account."
@@ -457,13 +457,13 @@ def resume_all(
     if not confirmed:
         return RedirectResponse(f"/mailboxes/{mailbox_id}/resume-all", status_code=303)
     try:
-        resumed = campaigns.resume_paused_by_mailbox(
+        resumed = resuming.resume_paused_by_mailbox(
             db,
             user,
             mailbox_id,
             catch_up=catch_up,
             skip_days=skip_days,
-            host_interval=campaigns.send_interval(db, services, mailbox_id),
+            host_interval=resuming.send_interval(db, services, mailbox_id),
         )
     except SendwellError as error:
         return redirect_with_flash(request, SETTINGS_TAB, error.message, kind="error")

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.accounts import passwords
 from sendwell.accounts import service as accounts
 from sendwell.campaigns import service as campaigns
+from sendwell.db import commit_then
 from sendwell.delegations import service as delegations
+from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from sendwell.kit.secrets import hash_secret, new_secret
@@ -224,6 +226,17 @@ def deactivate(db: Session, admin: User, user_id: int) -> Deactivated:
     paused += delegations.end_for_deactivated(db, target, actor=admin)
     db.flush()
     return Deactivated(target, paused)
+
+
+def deactivate_settled(
+    db: Session, factory: sessionmaker[Session], admin: User, user_id: int
+) -> Deactivated:
+    """Deactivate; as for a pause, once the page says "paused", nothing more of the campaigns
+    it paused goes out: the pauses are committed, then their in-flight sends waited for."""
+    done = deactivate(db, admin, user_id)
+    if done.paused_campaigns:
+        commit_then(db, lambda: settle_in_flight(factory, done.paused_campaigns))
+    return done
 
 
 def campaigns_of(db: Session, admin: User, user_id: int) -> list[Campaign]:

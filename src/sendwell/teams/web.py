@@ -13,7 +13,6 @@ from sendwell.accounts import service as accounts
 from sendwell.accounts.auth import current_user, set_session_cookie
 from sendwell.campaigns import service as campaigns
 from sendwell.config import Settings
-from sendwell.dispatch.engine import settle_in_flight
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import repository as mailbox_repo
@@ -119,16 +118,12 @@ def deactivate(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     try:
-        done = service.deactivate(db, user, user_id)
+        done = service.deactivate_settled(db, request.app.state.session_factory, user, user_id)
     except SendwellError as error:
         if error.status_code in (403, 404):
             raise
         return _member_page(request, db, user, user_id, error=error)
     name, paused = done.user.display_name, done.paused_campaigns
-    if paused:
-        # As for a pause: once the page says "paused", nothing more goes out.
-        db.commit()
-        settle_in_flight(request.app.state.session_factory, paused)
     count = f"{len(paused)} campaign{'s' if len(paused) != 1 else ''}"
     return redirect_with_flash(
         request,
