@@ -56,13 +56,13 @@ def statements_built(source: str) -> list[int]:
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        if isinstance(func, ast.Name) and func.id in names:
-            lines.append(node.lineno)
-        elif (
+        named = isinstance(func, ast.Name) and func.id in names
+        dotted = (
             isinstance(func, ast.Attribute)
             and func.attr in STATEMENTS
             and ast.unparse(func.value) in modules
-        ):
+        )
+        if named or dotted:
             lines.append(node.lineno)
     return sorted(lines)
 

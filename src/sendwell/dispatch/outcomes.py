@@ -1,4 +1,5 @@
-"""What happens to a claim: prepared, released, failed, sent, or settled through Sent."""
+"""What became of a claim, recorded: sent, refused, back in line, given up (one entry,
+`Outcomes.record`), or settled through Sent; and the signed unsubscribe links."""
 
 from __future__ import annotations
 
