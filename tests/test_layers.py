@@ -1,15 +1,118 @@
-"""Route modules translate a request into service calls; they never end a unit of work.
+"""Two rules of the layers that the import-direction test does not see.
 
-The request's dependency (`sendwell.web.deps.get_db`) commits when the route returns and
-rolls back when it raises. Work that must follow a commit (wait for the sending engine's
-in-flight sends, look a domain up in sessions of its own) belongs to a service function
-that says so (`sendwell.db.commit_then`); a refused save that a page answers by showing its
-form again is undone to a savepoint (`sendwell.db.all_or_nothing`)."""
+**Every query lives in a repository**: no module outside a feature's `repository.py` (or
+`*_repository.py`) builds a SQL statement with SQLAlchemy's `select`, `update`, `delete` or
+`insert` (the dialects' `insert` included), however it was imported or renamed.
+Outside the rule: `migrations` (the schema's own history), `models` (column defaults and
+table definitions), `sandbox` (an emulated host with its own store), and `bench`, `chaos`
+and `tour`, which are not in the package. A statement built in a service, a page or the
+engine means a query a reader cannot find where queries live. `KNOWN_QUERIES` lists the
+modules that still build queries, each with why; the test fails on any other, and on an entry
+that no longer builds one (so the list only shrinks).
+
+**Route modules never end a unit of work**: the request's dependency
+(`sendwell.web.deps.get_db`) commits when the route returns and rolls back when it raises.
+Work that must follow a commit (wait for the sending engine's in-flight sends, look a domain
+up in sessions of its own) belongs to a service function that says so
+(`sendwell.db.commit_then`); a refused save that a page answers by showing its form again is
+undone to a savepoint (`sendwell.db.all_or_nothing`).
+"""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+STATEMENTS = frozenset({"select", "update", "delete", "insert"})
+OUTSIDE = frozenset({"migrations", "models", "sandbox"})
+
+KNOWN_QUERIES: dict[str, str] = {
+    "sendwell.dispatch.resume": "Resume's plan reads pending recipients and the account's "
+    "queue, and writes shifts and skips in the campaign's Resume transaction; its dozen "
+    "statements are still to move to dispatch/repository.py.",
+}
+
+
+def is_repository(path: Path) -> bool:
+    return path.name == "repository.py" or path.name.endswith("_repository.py")
+
+
+def module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def statements_built(source: str) -> list[int]:
+    """The lines where a SQLAlchemy statement is built: a call of a name imported from
+    `sqlalchemy…` as one of STATEMENTS, or of that attribute of an imported `sqlalchemy…`
+    module (`sa.select(...)`)."""
+    tree = ast.parse(source)
+    names: set[str] = set()
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy":
+            names |= {a.asname or a.name for a in node.names if a.name in STATEMENTS}
+        elif isinstance(node, ast.Import):
+            modules |= {
+                a.asname or a.name for a in node.names if a.name.split(".")[0] == "sqlalchemy"
+            }
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        named = isinstance(func, ast.Name) and func.id in names
+        dotted = (
+            isinstance(func, ast.Attribute)
+            and func.attr in STATEMENTS
+            and ast.unparse(func.value) in modules
+        )
+        if named or dotted:
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def modules_building_queries(root: Path) -> dict[str, list[int]]:
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        inside = path.relative_to(root).parts
+        if is_repository(path) or inside[0] in OUTSIDE:
+            continue
+        lines = statements_built(path.read_text())
+        if lines:
+            found[module_name(root, path)] = lines
+    return found
+
+
+def test_the_check_sees_every_way_a_statement_is_built() -> None:
+    source = (
+        "import sqlalchemy as sa\n"
+        "from sqlalchemy import select, update as change\n"
+        "from sqlalchemy.dialects.postgresql import insert\n"
+        "from other import delete\n"
+        "select(A)\n"
+        "change(A)\n"
+        "insert(A)\n"
+        "sa.delete(A)\n"
+        "delete(A)\n"  # not SQLAlchemy's
+        "db.select(A)\n"  # not a module of SQLAlchemy
+    )
+    assert statements_built(source) == [5, 6, 7, 8]
+
+
+def test_queries_are_built_only_in_repositories(project_root: Path) -> None:
+    found = modules_building_queries(project_root / "src" / "sendwell")
+    unexpected = {m: lines for m, lines in found.items() if m not in KNOWN_QUERIES}
+    assert unexpected == {}, "move these queries into the feature's repository.py"
+
+
+def test_known_query_builders_still_build_queries(project_root: Path) -> None:
+    """A module whose queries moved leaves the list too, so the list only shrinks."""
+    found = modules_building_queries(project_root / "src" / "sendwell")
+    assert sorted(set(KNOWN_QUERIES) - set(found)) == []
+
 
 ENDS_A_UNIT = frozenset({"commit", "rollback"})
 

@@ -100,3 +100,14 @@ def admin_emails(db: Session, workspace_id: int) -> list[str]:
             select(User.email).where(User.workspace_id == workspace_id, User.role == Role.ADMIN)
         )
     )
+
+
+def active_user_emails(db: Session, workspace_id: int) -> list[str]:
+    """The workspace's members who are not deactivated, by address."""
+    return list(
+        db.scalars(
+            select(User.email)
+            .where(User.workspace_id == workspace_id, User.deactivated_at.is_(None))
+            .order_by(User.email)
+        )
+    )

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from email_validator import EmailNotValidError
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import candidates, importer
+from sendwell.campaigns import repository as repo
 from sendwell.campaigns.recipients import normalized_address
 from sendwell.campaigns.service import get_campaign
 from sendwell.kit.clock import utcnow
@@ -85,12 +85,7 @@ def stage(
     content = _read_bounded(stream, max_bytes)
     importer.read_csv(io.BytesIO(content), require_email=False)  # refuses an unreadable header
     now = utcnow()
-    db.execute(
-        delete(PendingImport).where(
-            PendingImport.user_id == user.id,
-            (PendingImport.expires_at <= now) | (PendingImport.campaign_id == campaign.id),
-        )
-    )
+    repo.delete_pending_imports(db, user.id, campaign.id, now)
     pending = PendingImport(
         token=secrets.token_urlsafe(32),
         user_id=user.id,
@@ -109,13 +104,7 @@ def stage(
 def load(db: Session, user: User, campaign_id: int, token: str) -> PendingImport:
     """The user's kept upload for this campaign, or a sentence saying to upload it again."""
     get_campaign(db, user, campaign_id)
-    pending = db.scalar(
-        select(PendingImport).where(
-            PendingImport.token == token,
-            PendingImport.user_id == user.id,
-            PendingImport.campaign_id == campaign_id,
-        )
-    )
+    pending = repo.pending_import(db, user.id, campaign_id, token)
     if pending is None or pending.expires_at <= utcnow():
         raise NotFound(
             "That upload has expired or was already imported; choose the file again.",

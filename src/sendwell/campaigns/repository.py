@@ -6,7 +6,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Select, Text, bindparam, case, exists, func, literal, select, update
+from sqlalchemy import (
+    JSON,
+    Select,
+    Text,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -21,6 +33,7 @@ from sendwell.models import (
     Interest,
     LedgerStatus,
     PauseReason,
+    PendingImport,
     Reply,
     SendLedger,
     Suppression,
@@ -552,3 +565,55 @@ def enrollments_by_id(db: Session, campaign_id: int, ids: list[int]) -> list[Enr
 
 def user_names(db: Session, ids: list[int]) -> dict[int, str]:
     return {user.id: user.display_name for user in db.scalars(select(User).where(User.id.in_(ids)))}
+
+
+# --- Uploads kept for the import's mapping page (import_flow.py) ---
+
+
+def delete_pending_imports(db: Session, user_id: int, campaign_id: int, now: datetime) -> None:
+    """The user's expired uploads, and their earlier upload for this campaign."""
+    db.execute(
+        delete(PendingImport).where(
+            PendingImport.user_id == user_id,
+            (PendingImport.expires_at <= now) | (PendingImport.campaign_id == campaign_id),
+        )
+    )
+
+
+def pending_import(db: Session, user_id: int, campaign_id: int, token: str) -> PendingImport | None:
+    """The user's kept upload for this campaign by its token, expired or not."""
+    return db.scalar(
+        select(PendingImport).where(
+            PendingImport.token == token,
+            PendingImport.user_id == user_id,
+            PendingImport.campaign_id == campaign_id,
+        )
+    )
+
+
+# --- Campaign status (service.py) ---
+
+
+def set_status_if(
+    db: Session,
+    campaign_id: int,
+    allowed: Iterable[CampaignStatus],
+    to: CampaignStatus,
+    *,
+    pause_reason: PauseReason | None,
+    now: datetime,
+) -> bool:
+    """Compare-and-set a campaign's status: True when it was in `allowed` and is now `to`."""
+    result = db.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status.in_(allowed))
+        .values(
+            status=to,
+            pause_reason=pause_reason,
+            status_changed_at=now,
+            # Archiving keeps the status it leaves (the row's, in the same statement).
+            archived_from=Campaign.status if to is CampaignStatus.ARCHIVED else None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

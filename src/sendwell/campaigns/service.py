@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import merge_check, templates, threads, validation
@@ -580,19 +579,9 @@ def _transition(
     allowed, to, _refusal = TRANSITIONS[action]
     _require(campaign, action)
     for _attempt in range(TRANSITION_ATTEMPTS):
-        result = db.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign.id, Campaign.status.in_(allowed))
-            .values(
-                status=to,
-                pause_reason=pause_reason,
-                status_changed_at=utcnow(),
-                # Archiving keeps the status it leaves (the row's, in the same statement).
-                archived_from=Campaign.status if to is CampaignStatus.ARCHIVED else None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount:  # type: ignore[attr-defined]
+        if repo.set_status_if(
+            db, campaign.id, allowed, to, pause_reason=pause_reason, now=utcnow()
+        ):
             break
         # Another request changed the status first: refused if that makes this one wrong;
         # else it was changed back meanwhile (a resume between two pauses), so set it again

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import service as campaigns
@@ -30,7 +29,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict
 from sendwell.kit.logging import get_logger
 from sendwell.kit.signals import call_after_commit
-from sendwell.models import Campaign, CampaignStatus, Enrollment, EnrollmentStatus, User
+from sendwell.models import Campaign, CampaignStatus, EnrollmentStatus, User
 from sendwell.models.campaign import PauseReason
 
 log = get_logger(__name__)
@@ -77,15 +76,7 @@ def window_of(db: Session, campaign: Campaign) -> BounceWindow:
 
 def after_delivery(db: Session, campaign_id: int, *, mailer: Mailer | None, base_url: str) -> None:
     """A send was delivered: it may complete a window that already holds enough bounces."""
-    has_bounced = db.scalar(
-        select(Enrollment.id)
-        .where(
-            Enrollment.campaign_id == campaign_id,
-            Enrollment.status == EnrollmentStatus.BOUNCED,
-        )
-        .limit(1)
-    )
-    if has_bounced is not None:
+    if repo.has_bounced(db, campaign_id):
         pause_if_bouncing(db, campaign_id, mailer=mailer, base_url=base_url)
 
 

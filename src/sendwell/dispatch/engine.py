@@ -4,6 +4,10 @@ A step is claimed in the ledger (committed) before any provider call; the claim 
 (campaign active, mailbox connected, recipient pending) in one statement just before the
 call; its outcome is recorded with the recipient's next step in one transaction. A send whose
 outcome is unknown is looked for in the Sent folder before it may be tried again.
+
+`send_for` is the four steps: `claim` (composing each message with `compose.compose`),
+then for each claim `send` (the gate, then the host; it returns an `outcomes.Outcome`) and
+`outcomes.Outcomes.record`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import random
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -20,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from sendwell.db import session_scope
 from sendwell.dispatch import holds, inbound, outcomes, pacing
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.compose import THREAD_WAIT, Ready, compose, thread_so_far, waits_for_thread
+from sendwell.dispatch.outcomes import GaveUp, NotSent, Outcome, Refused, Sent
 from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
@@ -36,7 +41,7 @@ from sendwell.models import (
     lifecycle,
 )
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
-from sendwell.providers.base import ProviderError, RecipientRejected
+from sendwell.providers.base import ProviderError
 
 log = get_logger(__name__)
 IDLE_WAKE = timedelta(seconds=30)
@@ -46,17 +51,6 @@ SEND_BATCH = 50
 STUCK_RETRY = timedelta(seconds=1)
 # Due recipients looked at per pass in a campaign whose recipients have their own time zones.
 ZONED_LOOKAHEAD = 50
-
-
-@dataclass(frozen=True)
-class Ready:
-    """A claimed step with its message, or the reason it cannot be composed."""
-
-    claim: Claim
-    prepared: outcomes.Prepared | None
-    problem: str = ""
-    # Not composed yet, but not a failure either: try again from this moment.
-    wait_until: datetime | None = None
 
 
 class Dispatcher:
@@ -121,15 +115,17 @@ class Dispatcher:
         credential = HeldCredential(self.factory, self.services, mailbox_id)
         try:
             while handed < SEND_BATCH:
+                # Claim: ledger rows written and each message composed, in one commit.
                 batch = self.claim(mailbox_id, SEND_BATCH - handed)
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
+                    # Gate, send, record: one claim at a time.
                     if not self.deliver(ready, credential):
                         # The host refused or asked us to wait: the rest go back in line and
                         # the next pass looks at the mailbox afresh.
                         for rest in batch[index + 1 :]:
-                            self.outcomes.release(rest.claim, "an earlier send did not go")
+                            self.outcomes.record(rest.claim, NotSent("an earlier send did not go"))
                         return handed + index + 1
                 handed += len(batch)
         finally:
@@ -262,7 +258,15 @@ class Dispatcher:
         for campaign_id in finished:
             outcomes.complete_if_finished(db, campaign_id)
         return [
-            self._compose(row, enrollment, campaigns[row.campaign_id], step, mailbox, history)
+            compose(
+                row,
+                enrollment,
+                campaigns[row.campaign_id],
+                step,
+                mailbox,
+                history[enrollment.id],
+                links=self.outcomes.links,
+            )
             for row, enrollment, step in claimed
         ]
 
@@ -287,31 +291,11 @@ class Dispatcher:
         position = enrollment.steps_sent + 1
         if position > len(steps):
             return False
-        _in_thread, reply_to = outcomes.thread_so_far(steps, position, history[enrollment.id])
-        if reply_to is None or not outcomes.waits_for_thread(reply_to):
+        _in_thread, reply_to = thread_so_far(steps, position, history[enrollment.id])
+        if reply_to is None or not waits_for_thread(reply_to):
             return False
-        enrollment.next_due_at = now + outcomes.THREAD_WAIT
+        enrollment.next_due_at = now + THREAD_WAIT
         return True
-
-    def _compose(
-        self,
-        row: SendLedger,
-        enrollment: Enrollment,
-        campaign: Campaign,
-        step: CampaignStep,
-        mailbox: Mailbox,
-        history: dict[int, list[SendLedger]],
-    ) -> Ready:
-        claim = Claim(row.id, row.mailbox_id)
-        earlier = [r for r in history[enrollment.id] if r.step_position < step.position]
-        try:
-            return Ready(
-                claim, self.outcomes.compose(row, enrollment, campaign, step, mailbox, earlier)
-            )
-        except outcomes.CannotRender as error:
-            return Ready(claim, None, error.message)
-        except outcomes.WaitForThread as error:
-            return Ready(claim, None, error.message, wait_until=error.retry_at)
 
     def _room_under_daily_cap(self, db: Session, mailbox: Mailbox, now: datetime) -> int:
         """How many more sends the mailbox's rolling daily cap allows now."""
@@ -321,21 +305,24 @@ class Dispatcher:
         return mailbox.daily_cap - count
 
     def deliver(self, ready: Ready, credential: HeldCredential) -> bool:
-        """Pass the gate, send, record: the life of one claim after it was composed.
+        """Gate, send, record: the life of one claim after it was composed.
 
         False when the mailbox should send nothing more in this pass.
         """
+        outcome = self.send(ready, credential)
+        return self.outcomes.record(ready.claim, outcome)
+
+    def send(self, ready: Ready, credential: HeldCredential) -> Outcome:
+        """Through the gate (committed on its own, right before the host is called), then to
+        the host: what became of the claim. Nothing is recorded here."""
         claim, prepared = ready.claim, ready.prepared
         if prepared is None and ready.wait_until is not None:
-            self.outcomes.release(claim, ready.problem, until=ready.wait_until)
-            return True
+            return NotSent(ready.problem, until=ready.wait_until)
         if prepared is None:
-            self.outcomes.fail_recipient(claim, ready.problem)
-            return True
+            return GaveUp(ready.problem)
         provider = self.services.mail_host(prepared.provider)
         if not self._through_gate(claim):
-            self.outcomes.release(claim, "the campaign or account changed before sending")
-            return True
+            return NotSent("the campaign or account changed before sending")
         try:
             sent = credential.call(
                 lambda held: provider.send(
@@ -343,13 +330,10 @@ class Dispatcher:
                 )
             )
         except MailboxNotConnected:
-            self.outcomes.release(claim, "the account is not connected")
-            return False
+            return NotSent("the account is not connected", stop=True)
         except ProviderError as error:
-            self.outcomes.failed(claim, error)
-            return isinstance(error, RecipientRejected)
-        self.outcomes.record_sent(claim, sent)
-        return True
+            return Refused(error)
+        return Sent(sent)
 
     def _through_gate(self, claim: Claim) -> bool:
         """The last check before the provider is called, committed on its own."""

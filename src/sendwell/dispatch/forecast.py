@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sendwell.dispatch import pacing
+from sendwell.dispatch import repository as repo
 from sendwell.dispatch import resume as pace
 from sendwell.models import (
     Campaign,
@@ -29,7 +29,6 @@ from sendwell.models import (
     Mailbox,
     MailboxStatus,
 )
-from sendwell.models.campaign import enrollment_pending
 
 # The forecast reads at most this many queued steps of a mailbox (in due order); anything
 # further back is shown as "after more than this many emails".
@@ -167,13 +166,7 @@ def for_campaigns(
     active = [c for c in campaigns if c.status is CampaignStatus.ACTIVE]
     if not active:
         return result
-    firsts: dict[int, datetime | None] = dict(
-        db.execute(
-            select(Enrollment.campaign_id, func.min(Enrollment.next_due_at))
-            .where(Enrollment.campaign_id.in_([c.id for c in active]), enrollment_pending())
-            .group_by(Enrollment.campaign_id)
-        ).all()
-    )
+    firsts = repo.first_due_by_campaign(db, [c.id for c in active])
     by_mailbox: dict[int, list[Campaign]] = {}
     for campaign in active:
         if firsts.get(campaign.id) is None:
@@ -262,32 +255,10 @@ def _work_out_queue(
     now: datetime,
     host_interval: HostInterval,
 ) -> dict[int, _Queued]:
-    campaigns = {
-        c.id: c
-        for c in db.scalars(
-            select(Campaign).where(
-                Campaign.mailbox_id == mailbox.id, Campaign.status == CampaignStatus.ACTIVE
-            )
-        )
-    }
+    campaigns = repo.active_campaigns_by_id(db, mailbox.id)
     if not campaigns:
         return {}
-    rows = db.execute(
-        select(
-            Enrollment.id,
-            Enrollment.campaign_id,
-            Enrollment.next_due_at,
-            Enrollment.held_until,
-            Enrollment.timezone,
-        )
-        .where(
-            Enrollment.campaign_id.in_(list(campaigns)),
-            enrollment_pending(),
-            Enrollment.next_due_at <= horizon,
-        )
-        .order_by(Enrollment.next_due_at, Enrollment.id)
-        .limit(QUEUE_LIMIT)
-    ).all()
+    rows = repo.queued_until(db, list(campaigns), horizon, QUEUE_LIMIT)
     # A recipient held after an automatic reply is claimed no earlier than the hold's end.
     line = sorted(
         (max(due, held or due), eid, cid, zone)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
@@ -127,11 +126,7 @@ class InboundReader:
         """Replies that arrived while a campaign was paused count before it sends again."""
         with session_scope(self.factory) as db:
             mailbox = db.get(Mailbox, mailbox_id)
-            last_change = db.scalar(
-                select(func.max(Campaign.status_changed_at)).where(
-                    Campaign.mailbox_id == mailbox_id
-                )
-            )
+            last_change = repo.last_status_change_of_campaigns(db, mailbox_id)
             checked = mailbox.inbound_checked_at if mailbox else None
             # Not while its newest sends' ids are unknown: their answers could not be matched.
             waiting = mailbox_id in repo.mailboxes_awaiting_ids(db, utcnow() - IDS_GRACE)

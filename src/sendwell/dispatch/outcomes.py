@@ -1,4 +1,5 @@
-"""What happens to a claim: prepared, released, failed, sent, or settled through Sent."""
+"""What became of a claim, recorded: sent, refused, back in line, given up (one entry,
+`Outcomes.record`), or settled through Sent; and the signed unsubscribe links."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import assert_never
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.campaigns import repository as campaign_repo
@@ -18,7 +19,6 @@ from sendwell.campaigns.validation import recipient_values, sender_fields
 from sendwell.db import session_scope
 from sendwell.dispatch import bounce_guard, pacing
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.mime import Envelope, build_message
 from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
@@ -29,7 +29,6 @@ from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import (
     Campaign,
     CampaignStatus,
-    CampaignStep,
     Enrollment,
     LedgerStatus,
     Mailbox,
@@ -45,7 +44,6 @@ from sendwell.providers.base import (
     InsufficientScope,
     OutcomeUnknown,
     ProviderError,
-    ProviderName,
     RateLimited,
     RecipientRejected,
     SendingBlocked,
@@ -57,33 +55,9 @@ from sendwell.providers.credentials import Credential
 
 log = get_logger(__name__)
 SETTLE_RETRY = timedelta(seconds=60)
-# How soon a reply waiting for its thread's Message-ID is looked at again.
-THREAD_WAIT = timedelta(seconds=5)
 # A copy not in Sent yet is looked for again soon at first (Graph files it seconds after its
 # 202), then less and less often.
 METADATA_RETRY_FIRST = timedelta(seconds=2)
-
-
-class CannotRender(SendwellError):
-    code = "cannot_render"
-
-
-class WaitForThread(SendwellError):
-    """Not now: the message this one replies to has no known Message-ID yet."""
-
-    code = "wait_for_thread"
-
-    def __init__(self, message: str, *, retry_at: datetime) -> None:
-        super().__init__(message)
-        self.retry_at = retry_at
-
-
-@dataclass(frozen=True)
-class Prepared:
-    provider: ProviderName
-    mime: bytes
-    tag: str
-    thread_id: str | None
 
 
 class UnsubscribeLinks:
@@ -130,6 +104,40 @@ class UnsubscribeLinks:
         return False
 
 
+@dataclass(frozen=True)
+class Sent:
+    """The host accepted the message."""
+
+    message: SentMessage
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The host refused it, or could not say whether it went."""
+
+    error: ProviderError
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """Nothing went: the step goes back in line (at `until` when given); `stop` when the
+    mailbox should send nothing more in this pass."""
+
+    why: str
+    until: datetime | None = None
+    stop: bool = False
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """The step can never be sent (its templates cannot be rendered for this recipient)."""
+
+    why: str
+
+
+Outcome = Sent | Refused | NotSent | GaveUp
+
+
 class Outcomes:
     def __init__(
         self,
@@ -145,60 +153,23 @@ class Outcomes:
         self.links = links
         self.rng = rng
 
-    def compose(
-        self,
-        row: SendLedger,
-        enrollment: Enrollment,
-        campaign: Campaign,
-        step: CampaignStep,
-        mailbox: Mailbox,
-        earlier: list[SendLedger],
-    ) -> Prepared:
-        """The message for a claimed step; `earlier` are the recipient's sent steps before it.
-
-        A reply goes into the thread its first message began: In-Reply-To the thread's last
-        message, References to all of them, and the thread's subject in reply form.
-        """
-        fields = templates.merge_fields(
-            recipient_values(enrollment), sender_fields(campaign, mailbox)
-        )
-        in_thread, reply_to = thread_so_far(campaign.steps, step.position, earlier)
-        if reply_to is not None and not reply_to.message_id_header:
-            self._wait_for_thread(reply_to)
-        try:
-            rendered = threads.render_step(
-                campaign.steps, step.position, fields, in_thread[0].subject if reply_to else ""
-            )
-        except templates.TemplateProblem as error:
-            raise CannotRender(error.message) from None
-        row.subject = rendered.subject
-        envelope = Envelope(
-            sender_email=mailbox.email,
-            sender_name=mailbox.display_name,
-            recipient_email=enrollment.email,
-            recipient_name=" ".join(p for p in (enrollment.first_name, enrollment.last_name) if p),
-            tag=row.tag,
-            in_reply_to=reply_to.message_id_header if reply_to else "",
-            references=tuple(r.message_id_header for r in in_thread[:-1] if r.message_id_header)
-            if reply_to
-            else (),
-            unsubscribe_url=self.links.url(campaign.workspace_id, enrollment.email),
-            unsubscribe_footer=campaign.unsubscribe_footer,
-        )
-        return Prepared(
-            mailbox.provider,
-            build_message(rendered, envelope),
-            row.tag,
-            reply_to.thread_id if reply_to else None,
-        )
-
-    @staticmethod
-    def _wait_for_thread(previous: SendLedger) -> None:
-        if waits_for_thread(previous):
-            raise WaitForThread(
-                f"Waiting for step {previous.step_position}'s copy in Sent to thread the reply.",
-                retry_at=utcnow() + THREAD_WAIT,
-            )
+    def record(self, claim: Claim, outcome: Outcome) -> bool:
+        """Record what became of a claim, each in its own commit; returns whether the
+        mailbox may go on sending in this pass."""
+        match outcome:
+            case Sent(message):
+                self.record_sent(claim, message)
+                return True
+            case Refused(error):
+                self.failed(claim, error)
+                return isinstance(error, RecipientRejected)
+            case NotSent(why, until, stop):
+                self.release(claim, why, until=until)
+                return not stop
+            case GaveUp(why):
+                self.fail_recipient(claim, why)
+                return True
+        assert_never(outcome)
 
     def release(self, claim: Claim, why: str, *, until: datetime | None = None) -> None:
         """Nothing was sent: the step goes back to its place in line (or waits `until`)."""
@@ -469,13 +440,7 @@ def _subject_as_rendered(
     db: Session, row: SendLedger, enrollment: Enrollment, mailbox: Mailbox
 ) -> str:
     """The subject a send went with, for a row claimed before subjects were kept."""
-    steps = list(
-        db.scalars(
-            select(CampaignStep)
-            .where(CampaignStep.campaign_id == row.campaign_id)
-            .order_by(CampaignStep.position)
-        )
-    )
+    steps = repo.campaign_steps(db, row.campaign_id)
     campaign = db.get(Campaign, row.campaign_id)
     if campaign is None or not 0 < row.step_position <= len(steps):
         return ""
@@ -484,25 +449,6 @@ def _subject_as_rendered(
         return threads.render_step(steps, row.step_position, fields).subject
     except templates.TemplateProblem:
         return ""
-
-
-def thread_so_far(
-    steps: list[CampaignStep], position: int, earlier: list[SendLedger]
-) -> tuple[list[SendLedger], SendLedger | None]:
-    """The recipient's sent messages in the thread step `position` goes into, and the one it
-    answers (None when the step begins a thread)."""
-    start = threads.thread_start(steps, position)
-    in_thread = [r for r in earlier if r.step_position >= start]
-    return in_thread, (in_thread[-1] if in_thread and start < position else None)
-
-
-def waits_for_thread(previous: SendLedger) -> bool:
-    """A reply waits while the message it answers is sent but not yet found in Sent (Graph
-    answers before its copy exists): sent now, it could not be threaded. Once the look-up
-    has given up, it goes with what is known rather than never."""
-    if previous.message_id_header:
-        return False
-    return utcnow() - (previous.sent_at or utcnow()) < repo.METADATA_LOOKUP
 
 
 def metadata_retry(sent_at: datetime | None) -> timedelta:
@@ -522,21 +468,8 @@ def mark_sent(db: Session, row: SendLedger, sent: SentMessage) -> None:
     enrollment = db.get(Enrollment, row.enrollment_id)
     if enrollment is None:
         return
-    steps = {
-        step.position: step
-        for step in db.scalars(
-            select(CampaignStep).where(
-                CampaignStep.campaign_id == row.campaign_id,
-                CampaignStep.position.in_((row.step_position, row.step_position + 1)),
-            )
-        )
-    }
-    db.execute(
-        update(Campaign)
-        .where(Campaign.id == row.campaign_id, Campaign.consecutive_failures != 0)
-        .values(consecutive_failures=0)
-        .execution_options(synchronize_session=False)
-    )
+    steps = repo.steps_at(db, row.campaign_id, (row.step_position, row.step_position + 1))
+    repo.reset_consecutive_failures(db, row.campaign_id)
     step = steps.get(row.step_position)
     enrollment.steps_sent = max(enrollment.steps_sent, row.step_position)
     enrollment.last_sent_at = now
@@ -569,12 +502,7 @@ def complete_if_finished(db: Session, campaign_id: int) -> None:
 def add_suppression(
     db: Session, workspace_id: int, email: str, reason: SuppressionReason, note: str = ""
 ) -> None:
-    exists = db.scalar(
-        select(Suppression).where(
-            Suppression.workspace_id == workspace_id, Suppression.email == email
-        )
-    )
-    if exists is None:
+    if repo.suppression_of(db, workspace_id, email) is None:
         db.add(Suppression(workspace_id=workspace_id, email=email, reason=reason, note=note[:2000]))
 
 
@@ -607,12 +535,7 @@ def not_delivered(db: Session, row: SendLedger, due: datetime) -> bool:
             reason=f"The mail host bounced the message to {enrollment.email} for its own "
             "sending limit; it goes again later.",
         )
-    previous = db.scalar(
-        select(SendLedger).where(
-            SendLedger.enrollment_id == enrollment.id,
-            SendLedger.step_position == row.step_position - 1,
-        )
-    )
+    previous = repo.ledger_row_at_step(db, enrollment.id, row.step_position - 1)
     lifecycle.ledger(row, LedgerEvent.UNDONE)
     row.lease_until, row.sent_at = None, None
     row.tag = uuid.uuid4().hex

@@ -21,16 +21,19 @@ from sqlalchemy.orm import Session, selectinload
 from sendwell.models import (
     Campaign,
     CampaignStatus,
+    CampaignStep,
     Enrollment,
     EnrollmentStatus,
     LedgerStatus,
     Mailbox,
     MailboxStatus,
     SendLedger,
+    Suppression,
+    TestSend,
     lifecycle,
 )
 from sendwell.models.campaign import PENDING_STATUSES, enrollment_pending
-from sendwell.models.lifecycle import LedgerEvent
+from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
 
 PENDING = PENDING_STATUSES
 COUNTS_TOWARD_CAP = (LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN, LedgerStatus.SENT)
@@ -534,3 +537,153 @@ def release_hold(db: Session, enrollment_id: int, held_until: datetime) -> bool:
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- Recording an outcome (outcomes.py, inbound.py, unsubscribe.py, bounce_guard.py) ---
+
+
+def campaign_steps(db: Session, campaign_id: int) -> list[CampaignStep]:
+    """A campaign's steps in order."""
+    return list(
+        db.scalars(
+            select(CampaignStep)
+            .where(CampaignStep.campaign_id == campaign_id)
+            .order_by(CampaignStep.position)
+        )
+    )
+
+
+def steps_at(db: Session, campaign_id: int, positions: tuple[int, ...]) -> dict[int, CampaignStep]:
+    """A campaign's steps at these positions, by position (a sent step and the next one)."""
+    return {
+        step.position: step
+        for step in db.scalars(
+            select(CampaignStep).where(
+                CampaignStep.campaign_id == campaign_id,
+                CampaignStep.position.in_(positions),
+            )
+        )
+    }
+
+
+def reset_consecutive_failures(db: Session, campaign_id: int) -> None:
+    """A send went: the campaign's run of failures is over (no write when there was none)."""
+    db.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.consecutive_failures != 0)
+        .values(consecutive_failures=0)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def suppression_of(db: Session, workspace_id: int, email: str) -> Suppression | None:
+    return db.scalar(
+        select(Suppression).where(
+            Suppression.workspace_id == workspace_id, Suppression.email == email
+        )
+    )
+
+
+def ledger_row_at_step(db: Session, enrollment_id: int, position: int) -> SendLedger | None:
+    """A recipient's ledger row for one step."""
+    return db.scalar(
+        select(SendLedger).where(
+            SendLedger.enrollment_id == enrollment_id,
+            SendLedger.step_position == position,
+        )
+    )
+
+
+def last_status_change_of_campaigns(db: Session, mailbox_id: int) -> datetime | None:
+    """When any of the mailbox's campaigns last changed status."""
+    return db.scalar(
+        select(func.max(Campaign.status_changed_at)).where(Campaign.mailbox_id == mailbox_id)
+    )
+
+
+def enrollments_to_unsubscribe(db: Session, workspace_id: int, email: str) -> list[Enrollment]:
+    """The address's sequences in the workspace that an unsubscribe may still stop."""
+    return list(
+        db.scalars(
+            select(Enrollment)
+            .join(Campaign, Campaign.id == Enrollment.campaign_id)
+            .where(
+                Campaign.workspace_id == workspace_id,
+                Enrollment.email == email,
+                lifecycle.enrollment_may(EnrollmentEvent.UNSUBSCRIBED),
+            )
+        )
+    )
+
+
+def has_bounced(db: Session, campaign_id: int) -> bool:
+    """Whether any of the campaign's recipients has bounced."""
+    found = db.scalar(
+        select(Enrollment.id)
+        .where(
+            Enrollment.campaign_id == campaign_id,
+            Enrollment.status == EnrollmentStatus.BOUNCED,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+# --- The next email's real time (forecast.py) and "Send a test" (test_send.py) ---
+
+
+def first_due_by_campaign(db: Session, campaign_ids: list[int]) -> dict[int, datetime | None]:
+    """Each campaign's earliest pending recipient's due time, by campaign id."""
+    return dict(
+        db.execute(
+            select(Enrollment.campaign_id, func.min(Enrollment.next_due_at))
+            .where(Enrollment.campaign_id.in_(campaign_ids), enrollment_pending())
+            .group_by(Enrollment.campaign_id)
+        ).all()
+    )
+
+
+def active_campaigns_by_id(db: Session, mailbox_id: int) -> dict[int, Campaign]:
+    """The mailbox's active campaigns, by id (steps not loaded)."""
+    return {
+        c.id: c
+        for c in db.scalars(
+            select(Campaign).where(
+                Campaign.mailbox_id == mailbox_id, Campaign.status == CampaignStatus.ACTIVE
+            )
+        )
+    }
+
+
+def queued_until(
+    db: Session, campaign_ids: list[int], horizon: datetime, limit: int
+) -> list[tuple[int, int, datetime | None, datetime | None, str]]:
+    """Pending recipients due by `horizon` in these campaigns, in claim order: id, campaign,
+    due time, hold's end, time zone."""
+    rows = db.execute(
+        select(
+            Enrollment.id,
+            Enrollment.campaign_id,
+            Enrollment.next_due_at,
+            Enrollment.held_until,
+            Enrollment.timezone,
+        )
+        .where(
+            Enrollment.campaign_id.in_(campaign_ids),
+            enrollment_pending(),
+            Enrollment.next_due_at <= horizon,
+        )
+        .order_by(Enrollment.next_due_at, Enrollment.id)
+        .limit(limit)
+    ).all()
+    return [(eid, cid, due, held, zone) for eid, cid, due, held, zone in rows]
+
+
+def test_sends_since(db: Session, user_id: int, since: datetime) -> tuple[int, datetime | None]:
+    """How many tests the user sent after `since`, and the oldest one's time."""
+    count, oldest = db.execute(
+        select(func.count(), func.min(TestSend.sent_at)).where(
+            TestSend.user_id == user_id, TestSend.sent_at > since
+        )
+    ).one()
+    return int(count or 0), oldest

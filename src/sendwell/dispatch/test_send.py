@@ -20,12 +20,13 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from sendwell.accounts import repository as accounts_repo
 from sendwell.campaigns import repository as repo
 from sendwell.campaigns import service, templates, threads
 from sendwell.campaigns.validation import recipient_values, sender_fields
+from sendwell.dispatch import repository as dispatch_repo
 from sendwell.dispatch.mime import Envelope, build_message
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound, SendwellError, TooManyAttempts
@@ -162,11 +163,7 @@ def allowed_addresses(db: Session, user: User, mailbox: Mailbox | None) -> list[
     found = [user.email]
     found += [
         email
-        for email in db.scalars(
-            select(User.email)
-            .where(User.workspace_id == user.workspace_id, User.deactivated_at.is_(None))
-            .order_by(User.email)
-        )
+        for email in accounts_repo.active_user_emails(db, user.workspace_id)
         if email.casefold() != user.email.casefold()
     ]
     if mailbox is not None and mailbox.email.casefold() not in {e.casefold() for e in found}:
@@ -175,12 +172,7 @@ def allowed_addresses(db: Session, user: User, mailbox: Mailbox | None) -> list[
 
 
 def tests_in_last_minute(db: Session, user: User, now: datetime) -> tuple[int, datetime | None]:
-    count, oldest = db.execute(
-        select(func.count(), func.min(TestSend.sent_at)).where(
-            TestSend.user_id == user.id, TestSend.sent_at > now - timedelta(minutes=1)
-        )
-    ).one()
-    return int(count or 0), oldest
+    return dispatch_repo.test_sends_since(db, user.id, now - timedelta(minutes=1))
 
 
 def send_test(

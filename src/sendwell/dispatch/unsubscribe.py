@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sendwell.dispatch import repository as repo
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
-from sendwell.models import Campaign, Enrollment, SuppressionReason, lifecycle
+from sendwell.models import SuppressionReason, lifecycle
 from sendwell.models.lifecycle import EnrollmentEvent
 
 
@@ -21,17 +21,7 @@ def unsubscribe(db: Session, workspace_id: int, email: str) -> int:
         SuppressionReason.UNSUBSCRIBED,
         f"Unsubscribed with the link in an email on {utcnow():%Y-%m-%d %H:%M} UTC.",
     )
-    pending = list(
-        db.scalars(
-            select(Enrollment)
-            .join(Campaign, Campaign.id == Enrollment.campaign_id)
-            .where(
-                Campaign.workspace_id == workspace_id,
-                Enrollment.email == email,
-                lifecycle.enrollment_may(EnrollmentEvent.UNSUBSCRIBED),
-            )
-        )
-    )
+    pending = repo.enrollments_to_unsubscribe(db, workspace_id, email)
     for enrollment in pending:
         lifecycle.enroll(enrollment, EnrollmentEvent.UNSUBSCRIBED)
         enrollment.next_due_at = None
