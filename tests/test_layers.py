@@ -26,11 +26,7 @@ from pathlib import Path
 STATEMENTS = frozenset({"select", "update", "delete", "insert"})
 OUTSIDE = frozenset({"migrations", "models", "sandbox"})
 
-KNOWN_QUERIES: dict[str, str] = {
-    "sendwell.dispatch.resume": "Resume's plan reads pending recipients and the account's "
-    "queue, and writes shifts and skips in the campaign's Resume transaction; its dozen "
-    "statements are still to move to dispatch/repository.py.",
-}
+KNOWN_QUERIES: dict[str, str] = {}
 
 
 def is_repository(path: Path) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     and_,
+    bindparam,
     exists,
     func,
     or_,
@@ -687,3 +688,114 @@ def test_sends_since(db: Session, user_id: int, since: datetime) -> tuple[int, d
         )
     ).one()
     return int(count or 0), oldest
+
+
+def pending_in_due_order(
+    db: Session, campaign_id: int
+) -> list[tuple[int, str, int, datetime | None, str]]:
+    """A campaign's pending recipients with a due moment, in due order: (id, email, steps
+    sent, due, their own time zone)."""
+    return [
+        (int(eid), str(email), int(steps_sent), due, str(zone or ""))
+        for eid, email, steps_sent, due, zone in db.execute(
+            select(
+                Enrollment.id,
+                Enrollment.email,
+                Enrollment.steps_sent,
+                Enrollment.next_due_at,
+                Enrollment.timezone,
+            )
+            .where(
+                Enrollment.campaign_id == campaign_id,
+                enrollment_pending(),
+                Enrollment.next_due_at.is_not(None),
+            )
+            .order_by(Enrollment.next_due_at, Enrollment.id)
+        )
+    ]
+
+
+def move_due_if_unchanged(db: Session, moves: dict[int, tuple[datetime, datetime]]) -> None:
+    """Move each recipient's due moment from `before` to `after`, only if still pending and
+    still due at `before` (a reply that arrived in between wins). On the connection, not the
+    session: one executemany statement, a compare-and-set per recipient (the session would
+    read it as a bulk update by primary key)."""
+    db.connection().execute(
+        update(Enrollment)
+        .where(
+            Enrollment.id == bindparam("eid"),
+            enrollment_pending(),
+            Enrollment.next_due_at == bindparam("before"),
+        )
+        .values(next_due_at=bindparam("after")),
+        [{"eid": eid, "before": before, "after": after} for eid, (before, after) in moves.items()],
+    )
+
+
+def ledger_rows_at_steps(
+    db: Session, enrollment_id: int, positions: tuple[int, ...]
+) -> list[SendLedger]:
+    """A recipient's ledger rows for these steps."""
+    return list(
+        db.scalars(
+            select(SendLedger).where(
+                SendLedger.enrollment_id == enrollment_id,
+                SendLedger.step_position.in_(positions),
+            )
+        )
+    )
+
+
+def campaign_mailbox_id(db: Session, campaign_id: int) -> int:
+    """The mailbox a campaign sends from."""
+    return int(db.scalars(select(Campaign.mailbox_id).where(Campaign.id == campaign_id)).one())
+
+
+def due_in_other_campaigns(db: Session, campaign: Campaign, now: datetime) -> list[datetime]:
+    """Due moments (due by `now`) of the pending recipients of the mailbox's other active
+    campaigns, earliest first."""
+    found = db.scalars(
+        select(Enrollment.next_due_at)
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
+        .where(
+            Campaign.mailbox_id == campaign.mailbox_id,
+            Campaign.id != campaign.id,
+            Campaign.status == CampaignStatus.ACTIVE,
+            enrollment_pending(),
+            Enrollment.next_due_at <= now,
+        )
+        .order_by(Enrollment.next_due_at)
+        .limit(50_000)
+    )
+    return [when for when in found if when is not None]
+
+
+def claims_in_last_day(db: Session, mailbox_id: int, now: datetime) -> list[datetime]:
+    """When the mailbox's sends that count toward its rolling daily cap were claimed, over
+    the day before `now`."""
+    claims = db.scalars(
+        select(SendLedger.claimed_at).where(
+            SendLedger.mailbox_id == mailbox_id,
+            SendLedger.claimed_at > now - timedelta(days=1),
+            SendLedger.status.in_(COUNTS_TOWARD_CAP),
+        )
+    )
+    return [claim for claim in claims if claim is not None]
+
+
+def status_counts_since(
+    db: Session, campaign_id: int, statuses: tuple[EnrollmentStatus, ...], since: datetime
+) -> dict[EnrollmentStatus, int]:
+    """How many of the campaign's recipients took each of `statuses` since `since`."""
+    return {
+        status: int(count)
+        for status, count in db.execute(
+            select(Enrollment.status, func.count())
+            .where(
+                Enrollment.campaign_id == campaign_id,
+                Enrollment.status.in_(statuses),
+                Enrollment.status_changed_at >= since,
+            )
+            .group_by(Enrollment.status)
+        )
+    }

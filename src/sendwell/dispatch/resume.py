@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from sendwell.campaigns import threads
@@ -36,7 +35,6 @@ from sendwell.dispatch import repository as repo
 from sendwell.kit.errors import InvalidInput
 from sendwell.models import (
     Campaign,
-    CampaignStatus,
     CampaignStep,
     CatchUp,
     Enrollment,
@@ -46,7 +44,6 @@ from sendwell.models import (
     SendLedger,
     lifecycle,
 )
-from sendwell.models.campaign import enrollment_pending
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
 
 # Recipients listed by name in a preview; the counts cover them all.
@@ -209,30 +206,10 @@ def plan(
 ) -> ResumePlan:
     """The plan for resuming a paused campaign now with `choice`."""
     paused_at = min(campaign.status_changed_at, now)
-    steps = list(
-        db.scalars(
-            select(CampaignStep)
-            .where(CampaignStep.campaign_id == campaign.id)
-            .order_by(CampaignStep.position)
-        )
-    )
+    steps = repo.campaign_steps(db, campaign.id)
     rows = [
         _Row(id, email, steps_sent, due, zone if campaign.recipient_time_zones else "")
-        for id, email, steps_sent, due, zone in db.execute(
-            select(
-                Enrollment.id,
-                Enrollment.email,
-                Enrollment.steps_sent,
-                Enrollment.next_due_at,
-                Enrollment.timezone,
-            )
-            .where(
-                Enrollment.campaign_id == campaign.id,
-                enrollment_pending(),
-                Enrollment.next_due_at.is_not(None),
-            )
-            .order_by(Enrollment.next_due_at, Enrollment.id)
-        )
+        for id, email, steps_sent, due, zone in repo.pending_in_due_order(db, campaign.id)
         if due is not None
     ]
     moves: dict[int, tuple[datetime, datetime]] = {}
@@ -307,21 +284,7 @@ def apply(db: Session, plan: ResumePlan) -> None:
     """Write the plan's moves and skips, each only if the recipient is as planned (a reply
     that arrived in between wins)."""
     if plan.moves:
-        # On the connection, not the session: one executemany statement, a compare-and-set
-        # per recipient (the session would read it as a bulk update by primary key).
-        db.connection().execute(
-            update(Enrollment)
-            .where(
-                Enrollment.id == bindparam("eid"),
-                enrollment_pending(),
-                Enrollment.next_due_at == bindparam("before"),
-            )
-            .values(next_due_at=bindparam("after")),
-            [
-                {"eid": eid, "before": before, "after": after}
-                for eid, (before, after) in plan.moves.items()
-            ],
-        )
+        repo.move_due_if_unchanged(db, plan.moves)
     for skip in plan.skipped:
         _apply_skip(db, plan, skip)
     db.flush()
@@ -337,13 +300,7 @@ def _apply_skip(db: Session, plan: ResumePlan, skip: Skipped) -> None:
     ):
         return
     existing = {
-        row.step_position: row
-        for row in db.scalars(
-            select(SendLedger).where(
-                SendLedger.enrollment_id == enrollment.id,
-                SendLedger.step_position.in_(skip.steps),
-            )
-        )
+        row.step_position: row for row in repo.ledger_rows_at_steps(db, enrollment.id, skip.steps)
     }
     if any(row.status is not LedgerStatus.RETRY for row in existing.values()):
         return  # a send of it may be in flight or done: never skip what may have gone
@@ -355,7 +312,7 @@ def _apply_skip(db: Session, plan: ResumePlan, skip: Skipped) -> None:
         row = existing.get(position) or SendLedger(
             enrollment_id=enrollment.id,
             campaign_id=enrollment.campaign_id,
-            mailbox_id=_mailbox_of(db, enrollment.campaign_id),
+            mailbox_id=repo.campaign_mailbox_id(db, enrollment.campaign_id),
             step_position=position,
             tag=uuid.uuid4().hex,
             attempts=0,
@@ -371,10 +328,6 @@ def _apply_skip(db: Session, plan: ResumePlan, skip: Skipped) -> None:
     else:
         lifecycle.enroll(enrollment, EnrollmentEvent.STEPS_SKIPPED)
         enrollment.next_due_at = skip.next_due_at
-
-
-def _mailbox_of(db: Session, campaign_id: int) -> int:
-    return int(db.scalars(select(Campaign.mailbox_id).where(Campaign.id == campaign_id)).one())
 
 
 def _skips(
@@ -413,20 +366,7 @@ def _skips(
 def _due_elsewhere(db: Session, campaign: Campaign, now: datetime) -> list[datetime]:
     """Due moments of steps due now in the mailbox's other active campaigns: they share its
     pace, in due order with this campaign's."""
-    found = db.scalars(
-        select(Enrollment.next_due_at)
-        .join(Campaign, Campaign.id == Enrollment.campaign_id)
-        .where(
-            Campaign.mailbox_id == campaign.mailbox_id,
-            Campaign.id != campaign.id,
-            Campaign.status == CampaignStatus.ACTIVE,
-            enrollment_pending(),
-            Enrollment.next_due_at <= now,
-        )
-        .order_by(Enrollment.next_due_at)
-        .limit(50_000)
-    )
-    return [when for when in found if when is not None]
+    return repo.due_in_other_campaigns(db, campaign, now)
 
 
 def _opens_for(campaign: Campaign, zone: str, due: datetime, now: datetime) -> datetime:
@@ -474,14 +414,7 @@ def pace_gap(mailbox: Mailbox, host_interval: timedelta) -> timedelta:
 
 def recent_claims(db: Session, mailbox_id: int, now: datetime) -> deque[datetime]:
     """The mailbox's claims over the last day, oldest first: what its rolling cap counts."""
-    claims = db.scalars(
-        select(SendLedger.claimed_at).where(
-            SendLedger.mailbox_id == mailbox_id,
-            SendLedger.claimed_at > now - pacing.DAY,
-            SendLedger.status.in_(repo.COUNTS_TOWARD_CAP),
-        )
-    )
-    return deque(sorted(claim for claim in claims if claim is not None))
+    return deque(sorted(repo.claims_in_last_day(db, mailbox_id, now)))
 
 
 def send_times(
@@ -515,18 +448,8 @@ def send_times(
 
 
 def _arrived(db: Session, campaign_id: int, since: datetime) -> dict[str, int]:
-    counts = dict(
-        db.execute(
-            select(Enrollment.status, func.count())
-            .where(
-                Enrollment.campaign_id == campaign_id,
-                Enrollment.status.in_(ARRIVED),
-                Enrollment.status_changed_at >= since,
-            )
-            .group_by(Enrollment.status)
-        ).all()
-    )
-    return {status.value: int(counts.get(status, 0)) for status in ARRIVED}
+    counts = repo.status_counts_since(db, campaign_id, ARRIVED, since)
+    return {status.value: counts.get(status, 0) for status in ARRIVED}
 
 
 def _notes(
