@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Page, expect, sync_playwright
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveServers
 from tests.browser.scene import BROKEN, SENDING, SERVER_ENV, Scene, build
+from tests.browser.test_campaigns import SENDER, sent_log
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "tour"
 DESKTOP = (1280, 800)
@@ -41,6 +43,28 @@ def _heading(text: str) -> Callable[[Page], None]:
     return lambda page: expect(page.get_by_role("heading", name=text).first).to_be_visible()
 
 
+def _a_reply(page: Page) -> None:
+    """The Replies tab once the mailbox's next reading has found the reply."""
+    replies = page.get_by_role("region", name="Replies", exact=True)
+    for _ in range(60):
+        if replies.get_by_role("link", name="Open thread").count():
+            return
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(replies.get_by_role("link", name="Open thread").first).to_be_visible()
+
+
+def _reply_to_the_first_email(server: str) -> None:
+    """The first person Spring outreach emailed answers, in the sandbox's mailbox."""
+    first = sent_log(server, SENDER)[0]
+    answer = httpx.post(
+        f"{server}/sandbox/admin/reply",
+        json={"mailbox": SENDER, "to_message_id": first.message_id},
+        timeout=30,
+    )
+    answer.raise_for_status()
+
+
 def _banner(page: Page) -> None:
     banner = page.get_by_role("alert").filter(has_text=f"{BROKEN} needs reauthentication")
     expect(banner.get_by_role("button", name="Reauthenticate")).to_be_visible()
@@ -54,6 +78,7 @@ SHOTS = [
         lambda s: f"/campaigns/{s.sending}/recipients/{s.sending_recipient}",
         _heading("maximiliane"),
     ),
+    Shot("replies", lambda s: "/messaging/replies", _a_reply),
     Shot("settings-broken-account", lambda s: "/messaging/settings", _banner),
     Shot("resume-preview", lambda s: f"/campaigns/{s.back_campaign}/resume", _heading("Resume")),
     Shot("editor-follow-ups", lambda s: f"/campaigns/{s.draft}/edit", _heading("Edit campaign")),
@@ -81,6 +106,7 @@ def shoot(out: Path) -> list[Path]:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
                 scene = build(page, server)
+                _reply_to_the_first_email(server)
                 for shot in SHOTS:
                     width, height = shot.viewport
                     page.set_viewport_size({"width": width, "height": height})

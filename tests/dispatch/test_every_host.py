@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from sendwell.db import session_scope
 from sendwell.dispatch import resuming
+from sendwell.dispatch.inbound import IDS_GRACE
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -34,10 +35,16 @@ THREE_STEPS = [
 ]
 
 
+# A mailbox whose newest sends are not yet found in Sent is read up to IDS_GRACE late (its
+# answers could not be matched before); on a busy machine Graph's Sent copies lag that long.
+PATIENCE = IDS_GRACE.total_seconds() + 60
+
+
 def run_until(
-    world: World, campaign_id: int, done: Callable[[], bool], seconds: float = 90
+    world: World, campaign_id: int, done: Callable[[], bool], seconds: float = PATIENCE
 ) -> None:
-    """Send, skipping each step's wait, until `done` (a host may show a copy late)."""
+    """Send, skipping each step's wait, until `done` (a host may show a copy late, and a
+    mailbox waiting for its sends' ids is read up to IDS_GRACE later)."""
     dispatcher = world.dispatcher()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
