@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -54,6 +54,7 @@ from sendwell.snippets import web as snippets_web
 from sendwell.teams import api as teams_api
 from sendwell.teams import web as teams_web
 from sendwell.web.csrf import CSRFMiddleware
+from sendwell.web.deps import no_unknown_query
 from sendwell.web.errors import API_ERROR_RESPONSES, add_api_error_handlers, add_page_error_handlers
 from sendwell.web.middleware import (
     CONTENT_SECURITY_POLICY,
@@ -184,6 +185,7 @@ def create_api() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         responses=API_ERROR_RESPONSES,
+        dependencies=[Depends(no_unknown_query)],
     )
     api.include_router(accounts_api.router)
     api.include_router(mailboxes_api.router)

@@ -787,3 +787,15 @@ def test_preview_of_a_forbidden_html_template_is_a_422(client: TestClient, ada: 
     add_recipients(client, ada, cid)
     response = client.get(f"/api/v1/campaigns/{cid}/preview", headers=ada.headers)
     assert "templates may not" in error_of(response, 422, "template_error")["message"]
+
+
+def test_a_misspelt_filter_is_refused_rather_than_ignored(client: TestClient, ada: Caller) -> None:
+    create(client, ada)
+    answer = client.get("/api/v1/campaigns", params={"stauts": "paused"}, headers=ada.headers)
+    assert answer.status_code == 422
+    assert answer.json()["error"] == {
+        "code": "unknown_parameter",
+        "message": "Unknown query parameter 'stauts'; this endpoint accepts: q, sort, status.",
+    }
+    listed = client.get("/api/v1/campaigns", params={"status": "draft"}, headers=ada.headers)
+    assert [c["name"] for c in listed.json()] == ["Backend engineers"]

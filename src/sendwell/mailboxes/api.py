@@ -55,12 +55,6 @@ def workspace_expiry(
     db: Session = Depends(get_db, scope="function"),
     services: ProviderServices = Depends(get_services),
 ) -> list[MailboxExpiryOut]:
-    unknown = sorted(set(request.query_params) - {"sort"})
-    if unknown:
-        raise InvalidInput(
-            f"Unknown query parameter {unknown[0]!r}; only sort is accepted.",
-            code="unknown_parameter",
-        )
     return [
         MailboxExpiryOut(
             mailbox_id=row.mailbox.id,

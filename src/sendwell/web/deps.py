@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from sendwell.config import Settings
 from sendwell.db import session_scope
+from sendwell.kit.errors import InvalidInput
 
 
 def get_settings(request: Request) -> Settings:
@@ -28,3 +31,27 @@ def get_db(request: Request) -> Iterator[Session]:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def no_unknown_query(request: Request) -> None:
+    """Refuse a query parameter the route does not declare (422 `unknown_parameter`): a
+    misspelt filter (`?stauts=paused`) must not silently answer with everything."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) if known else "none"
+        raise InvalidInput(
+            f"Unknown query parameter {unknown[0]!r}; this endpoint accepts: {accepted}.",
+            code="unknown_parameter",
+        )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {field.alias for field in dependant.query_params}
+    for inner in dependant.dependencies:
+        names |= _query_names(inner)
+    return names
