@@ -31,6 +31,7 @@ from sendwell.models import (
 from sendwell.providers.base import InboundMessage, ProviderName
 from tests.conftest import Database
 from tests.dispatch.conftest import SENDER, World, linked_world
+from tests.dispatch.hosts import SandboxHost
 from tests.mailboxes.conftest import link
 from tests.sandbox_support import Sandbox
 
@@ -228,3 +229,37 @@ def test_a_send_claimed_before_subjects_were_kept_is_still_found(world: World) -
     [row] = world.ledger(campaign_id)
     assert row.status is LedgerStatus.SENT
     assert len(world.sent(OUTLOOK)) == 1
+
+
+def test_a_reply_read_late_still_stops_the_follow_up(world: World) -> None:
+    """A follow-up falls due while the inbox has not been read since Ann replied, and while
+    Graph has not filed the copy of the account's newest send in Sent Items (only the copy
+    tells which sends a reply answers). It waits for a read: Ann gets nothing more, Bob
+    gets his follow-up."""
+    link(world.client, OUTLOOK)
+    world.sandbox.admin("mailbox-settings", {"mailbox": OUTLOOK, "sent_copy_delay": 2})
+    host = SandboxHost("microsoft", OUTLOOK, world.sandbox)
+    follow_up_tomorrow = [TWO_STEPS[0], ("", "Following up.", 24 * 60)]
+    campaign_id = world.campaign(follow_up_tomorrow, PEOPLE, sender=OUTLOOK)
+    later = world.campaign(TWO_STEPS[:1], ["cy@example.com"], sender=OUTLOOK)
+    world.postpone(later, ["cy@example.com"], by=timedelta(hours=1))
+    # The inbox is read on its own only hourly: what is read before a follow-up is the
+    # engine's doing.
+    dispatcher = world.dispatcher(inbound_interval=timedelta(hours=1))
+    dispatcher.run_until_idle()  # the first step to Ann and Bob
+    deadline = time.monotonic() + 30
+    while any(not row.message_id_header for row in world.ledger(campaign_id)):
+        assert time.monotonic() < deadline, "Sent Items never showed the first step"
+        time.sleep(0.2)
+        dispatcher.run_until_idle()
+    host.reply(host.received("ann@example.com")[0])
+    world.due_now(later)
+    dispatcher.run_until_idle()  # Cy's email: its copy shows 2 s later
+    world.due_now(campaign_id)
+    deadline = time.monotonic() + 60
+    while len(host.received("bob@example.com")) < 2 and time.monotonic() < deadline:
+        dispatcher.run_until_idle()
+        time.sleep(0.2)
+    assert len(host.received("bob@example.com")) == 2, "Bob's follow-up went"
+    assert len(host.received("ann@example.com")) == 1, "no follow-up after her reply"
+    assert world.enrollment(campaign_id, "ann@example.com").status is EnrollmentStatus.REPLIED

@@ -201,7 +201,10 @@ class Dispatcher:
         # Recipients outside their own window are moved to its opening, a batch at a time, so
         # those behind them in due order are not kept waiting a pass each.
         fetch = max(size, ZONED_LOOKAHEAD) if zoned else size
-        enrollments = repo.due_enrollments(db, list(campaigns), now, fetch)
+        # A follow-up waits for a read of the inbox after it fell due (a reply stops it).
+        enrollments = repo.due_enrollments(
+            db, list(campaigns), now, fetch, read_through=mailbox.inbound_checked_at
+        )
         if zoned:
             enrollments = [e for e in enrollments if self._in_window(e, campaigns, now)]
         enrollments = enrollments[:size]

@@ -123,14 +123,31 @@ class InboundReader:
             self.read(mailbox_id)
 
     def read_before_sending(self, mailbox_id: int) -> None:
-        """Replies that arrived while a campaign was paused count before it sends again."""
+        """Read the inbox first when a reply could change what is sent next: after a
+        campaign's status changed (replies that came in while it was paused), and when a
+        follow-up fell due after the last read (the engine holds such a follow-up until a
+        read has happened; see `repository.due_enrollments`)."""
+        now = utcnow()
         with session_scope(self.factory) as db:
             mailbox = db.get(Mailbox, mailbox_id)
-            last_change = repo.last_status_change_of_campaigns(db, mailbox_id)
             checked = mailbox.inbound_checked_at if mailbox else None
-            # Not while its newest sends' ids are unknown: their answers could not be matched.
-            waiting = mailbox_id in repo.mailboxes_awaiting_ids(db, utcnow() - IDS_GRACE)
-        if checked is None or (last_change is not None and checked <= last_change and not waiting):
+            if checked is None:
+                stale = True
+            else:
+                last_change = repo.last_status_change_of_campaigns(db, mailbox_id)
+                stale = (
+                    last_change is not None and checked <= last_change
+                ) or repo.follow_up_due_unread(db, mailbox_id, checked, now)
+            # Not while its newest sends' ids are unknown (their answers could not be
+            # matched), but never put off for longer than IDS_GRACE: a mailbox that keeps
+            # sending may always have a send whose copy is not filed yet.
+            waiting = (
+                stale
+                and checked is not None
+                and now - checked < IDS_GRACE
+                and mailbox_id in repo.mailboxes_awaiting_ids(db, now - IDS_GRACE)
+            )
+        if stale and not waiting:
             self.read(mailbox_id)
 
     def read(self, mailbox_id: int) -> int:

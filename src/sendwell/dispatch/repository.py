@@ -141,10 +141,20 @@ def _earliest_due(campaign_id: Any) -> ScalarSelect[datetime | None]:
 
 
 def due_enrollments(
-    db: Session, campaign_ids: list[int], now: datetime, limit: int
+    db: Session,
+    campaign_ids: list[int],
+    now: datetime,
+    limit: int,
+    *,
+    read_through: datetime | None = None,
 ) -> list[Enrollment]:
     """Up to `limit` due recipients of these campaigns in due order, locked (skipping rows
     other workers hold).
+
+    A follow-up (a recipient who was sent a step already) is only due once the mailbox's
+    inbox was read at or after the moment it fell due (`read_through`, the last read; None
+    when never read): a reply that came in before then stops it instead. First emails are
+    not held back by this.
 
     Each campaign's earliest due moment is one probe of the pending index. Only campaigns
     that can contribute are read further: each gives its first `limit` due rows in index
@@ -158,7 +168,11 @@ def due_enrollments(
         (moment, campaign_id)
         for campaign_id, moment in zip(campaign_ids, firsts, strict=True)
         if moment is not None and moment <= now
-    )[:limit]
+    )
+    unread = read_through is None or any(moment > read_through for moment, _ in due)
+    if not unread:
+        # No follow-up can be held back: the campaigns due soonest are enough.
+        due = due[:limit]
     if not due:
         return []
     arms = [
@@ -167,6 +181,7 @@ def due_enrollments(
             Enrollment.campaign_id == campaign_id,
             enrollment_pending(),
             Enrollment.next_due_at <= now,
+            *([_read_before_due(read_through)] if unread else []),
         )
         .order_by(Enrollment.next_due_at, Enrollment.id)
         .limit(limit)
@@ -185,6 +200,13 @@ def due_enrollments(
     if is_postgres(db):
         query = query.with_for_update(skip_locked=True, of=Enrollment)
     return list(db.scalars(query))
+
+
+def _read_before_due(read_through: datetime | None) -> ColumnElement[bool]:
+    """A first email, or a follow-up that fell due before the inbox was last read."""
+    if read_through is None:
+        return Enrollment.steps_sent == 0
+    return or_(Enrollment.steps_sent == 0, Enrollment.next_due_at <= read_through)
 
 
 def take_send_slot(
@@ -592,6 +614,31 @@ def ledger_row_at_step(db: Session, enrollment_id: int, position: int) -> SendLe
             SendLedger.enrollment_id == enrollment_id,
             SendLedger.step_position == position,
         )
+    )
+
+
+def follow_up_due_unread(
+    db: Session, mailbox_id: int, read_at: datetime | None, now: datetime
+) -> bool:
+    """Whether one of the mailbox's active campaigns has a follow-up due now that fell due
+    after its inbox was last read (`read_at`)."""
+    conditions = [
+        Campaign.mailbox_id == mailbox_id,
+        Campaign.status == CampaignStatus.ACTIVE,
+        enrollment_pending(),
+        Enrollment.steps_sent > 0,
+        Enrollment.next_due_at <= now,
+    ]
+    if read_at is not None:
+        conditions.append(Enrollment.next_due_at > read_at)
+    return (
+        db.scalar(
+            select(Enrollment.id)
+            .join(Campaign, Campaign.id == Enrollment.campaign_id)
+            .where(*conditions)
+            .limit(1)
+        )
+        is not None
     )
 
 
