@@ -7,7 +7,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from sendwell.kit.logging import configure_logging
+from sendwell.kit.logging import configure_logging, get_logger
 from tests.conftest import STRONG_PASSWORD, create_first_account
 
 
@@ -28,3 +28,18 @@ def test_each_request_logs_one_json_line_without_secrets(
     session_cookie = client.cookies.get("sendwell_session")
     assert session_cookie
     assert session_cookie not in everything
+
+
+def test_an_error_in_the_json_log_carries_its_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An operator reading the log of a failed request finds where it failed."""
+    configure_logging("INFO", "json")
+    try:
+        {}["missing"]
+    except KeyError:
+        get_logger("sendwell.test").exception("request_failed")
+    [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert line["level"] == "error"
+    assert line["exception"].startswith("Traceback (most recent call last):")
+    assert "KeyError: 'missing'" in line["exception"]

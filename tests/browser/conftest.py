@@ -109,6 +109,13 @@ class LiveServers:
                 process.wait(timeout=10)
             log.close()
             lines = (folder / "server.log").read_text().splitlines()
+            # Shown with a failed test's output: a page that answered "Internal Server Error"
+            # is explained by the server's own traceback.
+            errors = [line for line in lines if '"level": "error"' in line or "Traceback" in line]
+            if errors:
+                sys.stderr.write(
+                    "\n".join([f"Errors in the log of the server in {folder}:", *errors[-20:]])
+                )
             known = [STRONG_PASSWORD, *log_watch.secrets_file_values(folder / "var")]
             leaks += log_watch.check(lines, [], known)
         self.running.clear()
