@@ -36,10 +36,10 @@ def test_an_error_in_the_json_log_carries_its_traceback(
     """An operator reading the log of a failed request finds where it failed."""
     configure_logging("INFO", "json")
     try:
-        {}["missing"]
-    except KeyError:
+        int("seven")
+    except ValueError:
         get_logger("sendwell.test").exception("request_failed")
     [line] = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert line["level"] == "error"
     assert line["exception"].startswith("Traceback (most recent call last):")
-    assert "KeyError: 'missing'" in line["exception"]
+    assert "ValueError: invalid literal for int() with base 10: 'seven'" in line["exception"]

@@ -88,8 +88,23 @@ def all_or_nothing(db: Session) -> Iterator[None]:
     savepoint, what they touched is reloaded, and the error goes on. A page that shows its
     form again after a refused save reads what was there before, and the request's commit
     saves nothing of the refused try, while what the request did before the block stays."""
+    _write_lock_first(db)
     with db.begin_nested():
         yield
+
+
+def _write_lock_first(db: Session) -> None:
+    """On SQLite, a SAVEPOINT that opens the transaction opens a deferred one: after it has
+    read, its first write fails at once with "database is locked" (no busy wait) if another
+    connection wrote in between, as the sending engine does all the time. So the transaction
+    takes the write lock first, waiting for it up to the busy timeout. (The driver opens a
+    transaction only before a write; a block after one is already inside it.)"""
+    connection = db.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.dbapi_connection
+    if driver is not None and not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")
 
 
 def database_is_reachable(engine: Engine) -> bool:

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sendwell.db import all_or_nothing
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound
 from sendwell.mailboxes import service as mailboxes
@@ -109,7 +110,7 @@ def record(
         )
         # Another worker reading the same mailbox may record it first: its row stands.
         try:
-            with db.begin_nested():
+            with all_or_nothing(db):
                 db.add(reply)
                 db.flush()
         except IntegrityError:
