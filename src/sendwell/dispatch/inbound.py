@@ -29,7 +29,8 @@ from sendwell.models import (
     lifecycle,
 )
 from sendwell.models.lifecycle import EnrollmentEvent
-from sendwell.providers.base import InboundMessage, InboundPage, ProviderError, ProviderName
+from sendwell.providers.base import InboundMessage, InboundPage, ProviderName
+from sendwell.providers.errors import ProviderError
 from sendwell.replies import service as replies
 
 log = get_logger(__name__)

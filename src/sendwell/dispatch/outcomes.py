@@ -39,7 +39,9 @@ from sendwell.models import (
     lifecycle,
 )
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
-from sendwell.providers.base import (
+from sendwell.providers.base import SentMessage, SentProbe
+from sendwell.providers.credentials import Credential
+from sendwell.providers.errors import (
     AuthRevoked,
     InsufficientScope,
     OutcomeUnknown,
@@ -47,11 +49,8 @@ from sendwell.providers.base import (
     RateLimited,
     RecipientRejected,
     SendingBlocked,
-    SentMessage,
-    SentProbe,
     Transient,
 )
-from sendwell.providers.credentials import Credential
 
 log = get_logger(__name__)
 SETTLE_RETRY = timedelta(seconds=60)

@@ -21,8 +21,9 @@ from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.service import record_event, transition
 from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
-from sendwell.providers.base import AuthRevoked, InsufficientScope, ProviderError, TokenSet
+from sendwell.providers.base import TokenSet
 from sendwell.providers.credentials import AccessToken, Credential
+from sendwell.providers.errors import AuthRevoked, InsufficientScope, ProviderError
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
 
 T = TypeVar("T")
