@@ -301,12 +301,7 @@ class InboundReader:
         db.flush()
         complete_if_finished(db, enrollment.campaign_id)
         if status is EnrollmentStatus.BOUNCED:
-            bounce_guard.pause_if_bouncing(
-                db,
-                enrollment.campaign_id,
-                mailer=self.services.mailer,
-                base_url=self.services.base_url,
-            )
+            bounce_guard.pause_if_bouncing(db, enrollment.campaign_id)
         return 1
 
 

@@ -217,12 +217,7 @@ class Outcomes:
                 self._finish_recipient(
                     db, row, EnrollmentEvent.BOUNCED, error.message, suppress=True
                 )
-                bounce_guard.pause_if_bouncing(
-                    db,
-                    row.campaign_id,
-                    mailer=self.services.mailer,
-                    base_url=self.services.base_url,
-                )
+                bounce_guard.pause_if_bouncing(db, row.campaign_id)
                 return
             self._count_failure(db, row, error, now)
 
@@ -311,9 +306,7 @@ class Outcomes:
                 self._after_delivery(db, row.campaign_id)
 
     def _after_delivery(self, db: Session, campaign_id: int) -> None:
-        bounce_guard.after_delivery(
-            db, campaign_id, mailer=self.services.mailer, base_url=self.services.base_url
-        )
+        bounce_guard.after_delivery(db, campaign_id)
 
     def release_expired_claims(self) -> None:
         """Claims a stopped worker never handed to a provider go back in line."""

@@ -20,7 +20,7 @@ from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.service import record_event, transition
-from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
+from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer
 from sendwell.providers.base import TokenSet
 from sendwell.providers.credentials import AccessToken, Credential
 from sendwell.providers.errors import AuthRevoked, InsufficientScope, ProviderError
@@ -179,21 +179,6 @@ def require_reauthentication(
             reason=error.message,
             code=error.code,
         )
-        notice = _notice(db, mailbox)
-    _tell_owner(services, notice)
-
-
-def _notice(db: Session, mailbox: Mailbox) -> tuple[str, str, str, int]:
-    db.flush()
-    owner = db.get(User, mailbox.owner_id)
-    paused = repo.paused_counts_by_mailbox(db, [mailbox.id]).get(mailbox.id, 0)
-    return (owner.email if owner else "", mailbox.email, mailbox.status_reason, paused)
-
-
-def _tell_owner(services: ProviderServices, notice: tuple[str, str, str, int]) -> None:
-    """Email the owner, after the change is committed (a slow mail server delays nothing)."""
-    if services.notify is not None and notice[0]:
-        services.notify(*notice)
 
 
 def record_passing_failure(
@@ -204,7 +189,6 @@ def record_passing_failure(
 ) -> None:
     """Count a transient failure; only a long run of them asks the user to act."""
     policy = services.policy
-    notice = None
     with session_scope(factory) as db:
         mailbox = _existing(db, mailbox_id)
         now = utcnow()
@@ -228,9 +212,6 @@ def record_passing_failure(
                 f"{mailbox.first_transient_failure_at:%Y-%m-%d %H:%M} UTC. Reauthenticate to "
                 "check the connection.",
             )
-            notice = _notice(db, mailbox)
-    if notice is not None:
-        _tell_owner(services, notice)
 
 
 def _connected(db: Session, mailbox_id: int) -> Mailbox:
