@@ -105,6 +105,16 @@ class RecipientFinished:
     reply: Reply | None = None
 
 
+@dataclass(frozen=True)
+class WebhookEndpointDisabled:
+    """The webhook deliverer switched an endpoint off after it failed for the whole retry
+    window; `reason` is what its page shows."""
+
+    workspace_id: int
+    url: str
+    reason: str
+
+
 Event = (
     MailboxStatusChanged
     | MailboxExpiring
@@ -112,6 +122,7 @@ Event = (
     | MailboxDomainHealthWorsened
     | CampaignStatusChanged
     | RecipientFinished
+    | WebhookEndpointDisabled
 )
 E = TypeVar("E", bound=Event)
 Subscriber = Callable[[Session, Any], None]

@@ -70,14 +70,14 @@ class HeldCredential:
         try:
             return action(credential)
         except InsufficientScope as error:
-            require_reauthentication(self.factory, self.services, self.mailbox_id, error)
+            require_reauthentication(self.factory, self.mailbox_id, error)
             raise
         except AuthRevoked:
             credential = self._read(force_refresh=True)
         try:
             return action(credential)
         except AuthRevoked as error:
-            require_reauthentication(self.factory, self.services, self.mailbox_id, error)
+            require_reauthentication(self.factory, self.mailbox_id, error)
             raise
 
     def _read(self, *, force_refresh: bool = False) -> Credential:
@@ -111,12 +111,12 @@ def fresh_credential(
         return AccessToken(services.box.open(stored_access))
     if stored_refresh is None:
         error = AuthRevoked("No refresh token is stored for this mailbox.", code="no_refresh_token")
-        require_reauthentication(factory, services, mailbox_id, error)
+        require_reauthentication(factory, mailbox_id, error)
         raise error
     try:
         tokens = provider.refresh(services.box.open(stored_refresh))
     except (AuthRevoked, InsufficientScope) as error:
-        require_reauthentication(factory, services, mailbox_id, error, expected_version=version)
+        require_reauthentication(factory, mailbox_id, error, expected_version=version)
         raise
     except ProviderError as error:
         record_passing_failure(factory, services, mailbox_id, error)
@@ -157,13 +157,13 @@ def _save_refreshed(
 
 def require_reauthentication(
     factory: sessionmaker[Session],
-    services: ProviderServices,
     mailbox_id: int,
     error: ProviderError,
     *,
     expected_version: int | None = None,
 ) -> None:
-    """A permanent failure: the user must reauthenticate. Ignored if newer tokens arrived."""
+    """A permanent failure: the user must reauthenticate (the change's subscribers pause its
+    campaigns and email its owner). Ignored if newer tokens arrived."""
     with session_scope(factory) as db:
         mailbox = _existing(db, mailbox_id)
         if mailbox.status is not MailboxStatus.CONNECTED:

@@ -4,7 +4,8 @@ Each notice is composed in the unit of work that made the change, from what it l
 sent once that commits (`kit.notices.send_after_commit`): a change that rolls back tells
 nobody, and a slow mail server holds up no transaction. Deduplication is the change's own:
 a mailbox needs reauthentication once until it is reconnected, an expiry warning is a unique
-row that a second process fails to write, and a campaign is paused once until resumed.
+row that a second process fails to write, a campaign is paused once until resumed, and a
+webhook endpoint is switched off once until enabled again.
 
 The notifications subscribe after campaigns, so a broken mailbox's notice counts the
 campaigns its break has just paused.
@@ -27,6 +28,7 @@ def register() -> None:
     events.subscribe(events.MailboxExpiring, mailbox_expiring)
     events.subscribe(events.WorkspaceExpiring, workspace_expiring)
     events.subscribe(events.CampaignStatusChanged, paused_for_bounces)
+    events.subscribe(events.WebhookEndpointDisabled, webhook_endpoint_disabled)
 
 
 def reconnect_needed(db: Session, event: events.MailboxStatusChanged) -> None:
@@ -124,3 +126,21 @@ def paused_for_bounces(db: Session, event: events.CampaignStatusChanged) -> None
         "Then resume the campaign; it continues from where it left off, and the bounce rate "
         "is measured afresh from then on.\n",
     )
+
+
+def webhook_endpoint_disabled(db: Session, event: events.WebhookEndpointDisabled) -> None:
+    """The deliverer switched an endpoint off: every admin is told how to switch it back."""
+    outgoing = outgoing_of(db)
+    if outgoing is None:
+        return
+    for address in admin_emails(db, event.workspace_id):
+        send_after_commit(
+            db,
+            outgoing,
+            address,
+            "Sendwell disabled a webhook endpoint",
+            f"Sendwell stopped sending webhooks to {event.url}.\n\n{event.reason}\n\n"
+            "Fix the endpoint, then enable it again on the Webhooks tab (events that happen "
+            "while it is switched off are not sent to it): "
+            f"{outgoing.base_url}/messaging/webhooks\n",
+        )
