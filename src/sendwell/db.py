@@ -10,8 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from sendwell.kit import notices
-from sendwell.kit.notices import Outgoing
+from sendwell.kit.notices import Outgoing, session_info
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -57,9 +56,7 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine, outgoing: Outgoing | None = None) -> sessionmaker[Session]:
     """Sessions on the engine; `outgoing` is where their notices are emailed (none without)."""
-    return sessionmaker(
-        engine, expire_on_commit=False, autoflush=True, info=notices.session_info(outgoing)
-    )
+    return sessionmaker(engine, expire_on_commit=False, autoflush=True, info=session_info(outgoing))
 
 
 @contextmanager
