@@ -36,6 +36,7 @@ from sendwell.delegations import api as delegations_api
 from sendwell.delegations import web as delegations_web
 from sendwell.dispatch import web as dispatch_web
 from sendwell.kit.jobs import JobKind
+from sendwell.kit.notices import outgoing_mail
 from sendwell.mailboxes import api as mailboxes_api
 from sendwell.mailboxes import server_web as mailboxes_server_web
 from sendwell.mailboxes import web as mailboxes_web
@@ -91,7 +92,9 @@ def create_app(
     engine = engine or make_engine(settings.sqlalchemy_url)
     http = make_http_client(settings)
     services = build_services(settings, build_registry(settings, http))
-    session_factory = make_session_factory(engine)
+    session_factory = make_session_factory(
+        engine, outgoing_mail(settings.smtp_url, settings.base_url)
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

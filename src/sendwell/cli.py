@@ -32,6 +32,7 @@ from sendwell.config import (
 from sendwell.db import make_engine, make_session_factory, session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
+from sendwell.kit.notices import outgoing_mail
 from sendwell.kit.tokenbox import TokenBox, TokenBoxError
 from sendwell.mailboxes.tokens import reencrypt_all
 from sendwell.models import Role
@@ -71,7 +72,7 @@ def _unit_of_work() -> Iterator[Session]:
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
     try:
-        with session_scope(make_session_factory(engine)) as session:
+        with session_scope(_session_factory(settings, engine)) as session:
             yield session
     except SendwellError as error:
         err.print(f"[bold red]Error:[/] {error.message}", highlight=False)
@@ -149,6 +150,11 @@ def serve(
         engine.dispose()
 
 
+def _session_factory(settings: Settings, engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose notices go out through the server's mail (SENDWELL_SMTP_URL)."""
+    return make_session_factory(engine, outgoing_mail(settings.smtp_url, settings.base_url))
+
+
 def _setup_token_for(settings: Settings, engine: Engine, host: str) -> str:
     """The first account's setup token when others can reach this server and none exists."""
     if is_loopback_host(host) and not is_public_https(settings.base_url):
@@ -212,7 +218,7 @@ def worker(
     engine = make_engine(settings.sqlalchemy_url)
     _require_current_schema(engine)
     stop = threading.Event()
-    factory = make_session_factory(engine)
+    factory = _session_factory(settings, engine)
     metrics = _worker_metrics(settings, factory, metrics_host, metrics_port)
     with make_http_client(settings) as http:
         services = build_services(settings, build_registry(settings, http))
@@ -449,7 +455,7 @@ def mailboxes_check() -> None:
     _require_current_schema(engine)
     with make_http_client(settings) as http:
         services = build_services(settings, build_registry(settings, http))
-        report = check_connections(make_session_factory(engine), services)
+        report = check_connections(_session_factory(settings, engine), services)
     engine.dispose()
     out.print(
         f"Checked {report.checked} connected mailboxes: {report.healthy} healthy, "

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from sendwell.kit.notices import Outgoing, session_info
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 T = TypeVar("T")
@@ -52,8 +54,9 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False, autoflush=True)
+def make_session_factory(engine: Engine, outgoing: Outgoing | None = None) -> sessionmaker[Session]:
+    """Sessions on the engine; `outgoing` is where their notices are emailed (none without)."""
+    return sessionmaker(engine, expire_on_commit=False, autoflush=True, info=session_info(outgoing))
 
 
 @contextmanager

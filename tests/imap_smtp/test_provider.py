@@ -12,13 +12,8 @@ from email.utils import make_msgid
 import pytest
 
 from sendwell.metrics.process import PROCESS_REGISTRY
-from sendwell.providers.base import (
-    AuthRevoked,
-    ProviderError,
-    RecipientRejected,
-    SentProbe,
-    Transient,
-)
+from sendwell.providers.base import SentProbe
+from sendwell.providers.errors import AuthRevoked, ProviderError, RecipientRejected, Transient
 from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
 from tests.conftest import LOOPBACK

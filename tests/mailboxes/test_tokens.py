@@ -34,8 +34,9 @@ from sendwell.mailboxes.tokens import (
     with_credential,
 )
 from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxEventKind, MailboxStatus
-from sendwell.providers.base import AuthRevoked, ProviderName, Transient
+from sendwell.providers.base import ProviderName
 from sendwell.providers.credentials import AccessToken
+from sendwell.providers.errors import AuthRevoked, Transient
 from sendwell.providers.registry import ProviderRegistry, build_registry
 from tests.conftest import csrf_from
 from tests.mailboxes.conftest import finish_at_provider, link, start_link

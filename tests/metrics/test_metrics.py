@@ -1,4 +1,5 @@
-"""/metrics: off without a token, refused without the right one, true after a known campaign."""
+"""/metrics: off without a token, refused without the right one, true after a known campaign,
+and counting committed changes only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from sqlalchemy import Engine
 
 from sendwell.app import create_app
 from sendwell.config import Settings
-from tests.dispatch.conftest import World
+from sendwell.db import session_scope
+from sendwell.mailboxes import repository as mailbox_repo
+from sendwell.mailboxes.service import transition
+from sendwell.models import MailboxEventKind, MailboxStatus
+from tests.dispatch.conftest import SENDER, World
 from tests.webhooks.conftest import Receiver, deliverer, register
 
 TOKEN = "metrics-token-0123456789"
@@ -98,3 +103,59 @@ def test_provider_errors_are_counted_by_type(world: World, scraper: TestClient) 
     world.dispatcher().run_until_idle()
 
     assert scrape(scraper)[key] == before + 1
+
+
+class Refused(Exception):
+    """Something later in the unit of work failed."""
+
+
+def _break_mailbox(world: World, *, then_fail: bool) -> None:
+    with session_scope(world.factory) as db:
+        mailbox = mailbox_repo.get_mailbox(db, world.mailbox_id())
+        assert mailbox is not None
+        transition(
+            db,
+            mailbox,
+            MailboxStatus.REAUTH_REQUIRED,
+            kind=MailboxEventKind.REAUTH_REQUIRED,
+            reason="Access was revoked.",
+        )
+        if then_fail:
+            raise Refused
+
+
+def test_committed_changes_are_counted_and_rolled_back_ones_are_not(
+    world: World, scraper: TestClient
+) -> None:
+    changes = ("sendwell_mailbox_changes_total", (("kind", "reauth_required"),))
+    pauses = ("sendwell_campaign_pauses_total", (("reason", "mailbox_reauth_required"),))
+    world.campaign(TWO_STEPS, ["ann@example.com"])
+    world.campaign(TWO_STEPS, ["bob@example.com"])
+    before = scrape(scraper)
+
+    with pytest.raises(Refused):
+        _break_mailbox(world, then_fail=True)
+    rolled_back = scrape(scraper)
+    assert rolled_back.get(changes, 0) == before.get(changes, 0)
+    assert rolled_back.get(pauses, 0) == before.get(pauses, 0)
+
+    _break_mailbox(world, then_fail=False)
+    after = scrape(scraper)
+    assert after[changes] == before.get(changes, 0) + 1
+    assert after[pauses] == before.get(pauses, 0) + 2
+    assert after[("sendwell_campaigns", (("status", "paused"),))] == 2
+
+
+def test_a_reply_counts_a_finished_recipient(world: World, scraper: TestClient) -> None:
+    replied = ("sendwell_recipients_finished_total", (("status", "replied"),))
+    before = scrape(scraper).get(replied, 0)
+    world.campaign(TWO_STEPS, ["ann@example.com"])
+    dispatcher = world.dispatcher()
+    dispatcher.run_until_idle()
+    (sent,) = world.sent()
+    world.sandbox.admin(
+        "reply", {"mailbox": SENDER, "to_message_id": sent["headers"]["Message-ID"]}
+    )
+    dispatcher.run_until_idle()
+
+    assert scrape(scraper)[replied] == before + 1

@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from sendwell.kit.logging import get_logger
-from sendwell.providers.base import HOSTS, MailHost, ProviderError, ProviderName, SentProbe
+from sendwell.providers.base import HOSTS, MailHost, ProviderName, SentProbe
 from sendwell.providers.credentials import AccessToken, Credential
+from sendwell.providers.errors import ProviderError
 from sendwell.providers.google import GoogleEndpoints, GoogleProvider
 from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin

@@ -11,18 +11,17 @@ import httpx
 import pytest
 
 from sendwell.providers import oauth
-from sendwell.providers.base import (
+from sendwell.providers.base import Grant, SentProbe
+from sendwell.providers.credentials import AccessToken
+from sendwell.providers.errors import (
     AuthRevoked,
     ConsentDeclined,
-    Grant,
     InsufficientScope,
     OutcomeUnknown,
     ProviderError,
     RateLimited,
-    SentProbe,
     Transient,
 )
-from sendwell.providers.credentials import AccessToken
 from sendwell.providers.google import (
     METADATA_SCOPE,
     SEND_SCOPE,

@@ -21,23 +21,20 @@ import pytest
 import uvicorn
 
 from sendwell.providers import oauth
-from sendwell.providers.base import (
-    TAG_HEADER,
+from sendwell.providers.base import TAG_HEADER, Grant, SentMessage, SentProbe
+from sendwell.providers.credentials import AccessToken
+from sendwell.providers.errors import (
     AdminApprovalRequired,
     AuthRevoked,
     ConsentDeclined,
-    Grant,
     InsufficientScope,
     OutcomeUnknown,
     ProviderError,
     RateLimited,
     RecipientRejected,
     SendingBlocked,
-    SentMessage,
-    SentProbe,
     Transient,
 )
-from sendwell.providers.credentials import AccessToken
 from sendwell.providers.microsoft import MicrosoftEndpoints, MicrosoftProvider
 from sendwell.sandbox.app import create_standalone_app
 from sendwell.sandbox.state import SandboxState

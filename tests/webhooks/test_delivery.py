@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from sendwell.campaigns import service as campaigns
-from sendwell.db import session_scope
+from sendwell.db import make_session_factory, session_scope
 from sendwell.dispatch import resuming
+from sendwell.kit.notices import outgoing_mail
+from sendwell.kit.tokenbox import TokenBox
 from sendwell.models import User
-from sendwell.webhooks.delivery import DeliveryPolicy
-from sendwell.webhooks.runner import email_admins
+from sendwell.webhooks.delivery import DeliveryPolicy, WebhookDeliverer
 from sendwell.webhooks.signing import SIGNATURE_HEADER, verify_signature
 from tests.conftest import LOOPBACK
 from tests.dispatch.conftest import World
@@ -144,7 +145,7 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
 
 
 def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_the_admin_told(
-    world: World, receiver: Receiver, smtp: tuple[Inbox, int]
+    world: World, engine: Engine, receiver: Receiver, smtp: tuple[Inbox, int]
 ) -> None:
     inbox, port = smtp
     endpoint = register(world, f"{receiver.url}/in", ["campaign.started", "campaign.paused"])
@@ -157,10 +158,12 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_the_admin_told
         first_retry=timedelta(milliseconds=20),
         longest_retry=timedelta(milliseconds=20),
     )
-    settings = world.settings.model_copy(
-        update={"smtp_url": f"smtp://127.0.0.1:{port}?from=sendwell@example.com"}
+    # The deliverer of a server with outgoing mail.
+    mailing = make_session_factory(
+        engine,
+        outgoing_mail(f"smtp://127.0.0.1:{port}?from=sendwell@example.com", "http://testserver"),
     )
-    worker = deliverer(world, short, on_disabled=email_admins(settings))
+    worker = WebhookDeliverer(mailing, TokenBox(world.settings.token_key_list), short)
     for _ in range(500):
         worker.deliver_due()
         if not endpoint_state(world, endpoint["id"])["enabled"]:

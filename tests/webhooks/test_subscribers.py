@@ -32,7 +32,8 @@ class Refused(Exception):
 
 
 def test_a_mailbox_change_is_heard_by_the_outbox_then_by_campaigns() -> None:
-    assert events.subscribers_of(events.MailboxStatusChanged) == [
+    heard = events.subscribers_of(events.MailboxStatusChanged)
+    assert heard[:2] == [
         webhook_subscribers._mailbox_status_changed,
         campaign_subscribers.pause_on_mailbox_change,
     ]

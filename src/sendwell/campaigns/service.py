@@ -196,6 +196,8 @@ def record_event(
     reason: str = "",
     actor: User | None = None,
     data: dict[str, Any] | None = None,
+    pause_reason: PauseReason | None = None,
+    detail: str = "",
 ) -> None:
     db.add(
         CampaignEvent(
@@ -208,7 +210,14 @@ def record_event(
     )
     events.publish(
         db,
-        events.CampaignStatusChanged(campaign_id=campaign_id, kind=kind, reason=reason, data=data),
+        events.CampaignStatusChanged(
+            campaign_id=campaign_id,
+            kind=kind,
+            reason=reason,
+            data=data,
+            pause_reason=pause_reason,
+            detail=detail,
+        ),
     )
 
 
@@ -370,7 +379,15 @@ def pause(
     reason in the history."""
     campaign = _campaign_for(db, user, campaign_id)
     words = f"{PAUSE_REASON_WORDS[reason]} {detail}".strip()[:2000]
-    _transition(db, campaign, "pause", actor=actor or user, pause_reason=reason, reason=words)
+    _transition(
+        db,
+        campaign,
+        "pause",
+        actor=actor or user,
+        pause_reason=reason,
+        reason=words,
+        detail=detail,
+    )
     return campaign
 
 
@@ -455,7 +472,9 @@ def pause_campaigns_for_mailbox(
     loaded = repo.load_campaigns(db, ids)
     for campaign_id in ids:
         words = f"{PAUSE_REASON_WORDS[reason]} {detail}".strip()
-        record_event(db, campaign_id, "paused", reason=words[:2000])
+        record_event(
+            db, campaign_id, "paused", reason=words[:2000], pause_reason=reason, detail=detail
+        )
     del loaded
     return ids
 
@@ -574,6 +593,7 @@ def _transition(
     reason: str,
     pause_reason: PauseReason | None = None,
     data: dict[str, Any] | None = None,
+    detail: str = "",
 ) -> None:
     """Compare-and-set the status, so two simultaneous requests cannot both take effect."""
     allowed, to, _refusal = TRANSITIONS[action]
@@ -608,6 +628,8 @@ def _transition(
         actor=actor,
         reason=reason,
         data=data,
+        pause_reason=pause_reason,
+        detail=detail,
     )
 
 

@@ -17,7 +17,6 @@ the one that makes the rate count).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -28,13 +27,10 @@ from sendwell.dispatch import repository as repo
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict
 from sendwell.kit.logging import get_logger
-from sendwell.kit.signals import call_after_commit
-from sendwell.models import Campaign, CampaignStatus, EnrollmentStatus, User
+from sendwell.models import Campaign, CampaignStatus, EnrollmentStatus
 from sendwell.models.campaign import PauseReason
 
 log = get_logger(__name__)
-# Called as mailer(to, subject, text); None when the server has no outgoing mail.
-Mailer = Callable[[str, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -74,17 +70,16 @@ def window_of(db: Session, campaign: Campaign) -> BounceWindow:
     )
 
 
-def after_delivery(db: Session, campaign_id: int, *, mailer: Mailer | None, base_url: str) -> None:
+def after_delivery(db: Session, campaign_id: int) -> None:
     """A send was delivered: it may complete a window that already holds enough bounces."""
     if repo.has_bounced(db, campaign_id):
-        pause_if_bouncing(db, campaign_id, mailer=mailer, base_url=base_url)
+        pause_if_bouncing(db, campaign_id)
 
 
-def pause_if_bouncing(
-    db: Session, campaign_id: int, *, mailer: Mailer | None, base_url: str
-) -> bool:
+def pause_if_bouncing(db: Session, campaign_id: int) -> bool:
     """Pause an active campaign whose latest sends bounce at or over its limit, in this unit
-    of work (event and webhook with it); its owner is emailed once it commits."""
+    of work (event, webhook and its owner's email with it: the pause's detail is the window
+    in words)."""
     db.flush()
     campaign = db.get(Campaign, campaign_id)
     if campaign is None or campaign.status is not CampaignStatus.ACTIVE:
@@ -102,21 +97,4 @@ def pause_if_bouncing(
     log.info(
         "bounce_rate_pause", campaign_id=campaign_id, bounced=window.bounced, sends=window.sends
     )
-    owner = db.get(User, campaign.owner_id)
-    if mailer is not None and owner is not None:
-        subject, text = _notice(campaign, window, base_url)
-        address = owner.email
-        call_after_commit(db, lambda: mailer(address, subject, text))
     return True
-
-
-def _notice(campaign: Campaign, window: BounceWindow, base_url: str) -> tuple[str, str]:
-    return (
-        f"Paused: too many emails of “{campaign.name}” bounced",
-        f"Sendwell paused your campaign “{campaign.name}”: {window.words()}\n\n"
-        "Many bounces mean the list has old or mistyped addresses, and mail hosts lower the "
-        "reputation of a sender whose mail bounces, so your next emails may land in spam.\n\n"
-        f"Check the bounced recipients: {base_url}/campaigns/{campaign.id}#recipients\n"
-        "Then resume the campaign; it continues from where it left off, and the bounce rate "
-        "is measured afresh from then on.\n",
-    )

@@ -41,7 +41,7 @@ from sendwell.models import (
     lifecycle,
 )
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
-from sendwell.providers.base import ProviderError
+from sendwell.providers.errors import ProviderError
 
 log = get_logger(__name__)
 IDLE_WAKE = timedelta(seconds=30)

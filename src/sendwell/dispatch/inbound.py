@@ -29,7 +29,8 @@ from sendwell.models import (
     lifecycle,
 )
 from sendwell.models.lifecycle import EnrollmentEvent
-from sendwell.providers.base import InboundMessage, InboundPage, ProviderError, ProviderName
+from sendwell.providers.base import InboundMessage, InboundPage, ProviderName
+from sendwell.providers.errors import ProviderError
 from sendwell.replies import service as replies
 
 log = get_logger(__name__)
@@ -300,12 +301,7 @@ class InboundReader:
         db.flush()
         complete_if_finished(db, enrollment.campaign_id)
         if status is EnrollmentStatus.BOUNCED:
-            bounce_guard.pause_if_bouncing(
-                db,
-                enrollment.campaign_id,
-                mailer=self.services.mailer,
-                base_url=self.services.base_url,
-            )
+            bounce_guard.pause_if_bouncing(db, enrollment.campaign_id)
         return 1
 
 

@@ -39,7 +39,9 @@ from sendwell.models import (
     lifecycle,
 )
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
-from sendwell.providers.base import (
+from sendwell.providers.base import SentMessage, SentProbe
+from sendwell.providers.credentials import Credential
+from sendwell.providers.errors import (
     AuthRevoked,
     InsufficientScope,
     OutcomeUnknown,
@@ -47,11 +49,8 @@ from sendwell.providers.base import (
     RateLimited,
     RecipientRejected,
     SendingBlocked,
-    SentMessage,
-    SentProbe,
     Transient,
 )
-from sendwell.providers.credentials import Credential
 
 log = get_logger(__name__)
 SETTLE_RETRY = timedelta(seconds=60)
@@ -218,12 +217,7 @@ class Outcomes:
                 self._finish_recipient(
                     db, row, EnrollmentEvent.BOUNCED, error.message, suppress=True
                 )
-                bounce_guard.pause_if_bouncing(
-                    db,
-                    row.campaign_id,
-                    mailer=self.services.mailer,
-                    base_url=self.services.base_url,
-                )
+                bounce_guard.pause_if_bouncing(db, row.campaign_id)
                 return
             self._count_failure(db, row, error, now)
 
@@ -312,9 +306,7 @@ class Outcomes:
                 self._after_delivery(db, row.campaign_id)
 
     def _after_delivery(self, db: Session, campaign_id: int) -> None:
-        bounce_guard.after_delivery(
-            db, campaign_id, mailer=self.services.mailer, base_url=self.services.base_url
-        )
+        bounce_guard.after_delivery(db, campaign_id)
 
     def release_expired_claims(self) -> None:
         """Claims a stopped worker never handed to a provider go back in line."""

@@ -34,7 +34,7 @@ from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import HeldCredential, MailboxNotConnected
 from sendwell.models import Campaign, Mailbox, MailboxStatus, TestSend, User
-from sendwell.providers.base import (
+from sendwell.providers.errors import (
     AuthRevoked,
     InsufficientScope,
     ProviderError,

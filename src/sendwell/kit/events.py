@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     # Type names only: the ground floor's models, never loaded by this module at run time.
-    from sendwell.models import Enrollment, Mailbox, MailboxEventKind, MailboxStatus, Reply
+    from sendwell.models import (
+        Enrollment,
+        Mailbox,
+        MailboxEventKind,
+        MailboxStatus,
+        PauseReason,
+        Reply,
+    )
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,19 @@ class MailboxExpiring:
     mailbox: Mailbox
     expires_at: datetime
     reason: str
+    why: str
+    action: str
+
+
+@dataclass(frozen=True)
+class WorkspaceExpiring:
+    """Something every account of a workspace depends on is expected to end soon (the
+    Microsoft client secret), once per cause and date."""
+
+    workspace_id: int
+    expires_at: datetime
+    reason: str
+    why: str
     action: str
 
 
@@ -63,12 +83,16 @@ class MailboxDomainHealthWorsened:
 @dataclass(frozen=True)
 class CampaignStatusChanged:
     """A campaign history line was recorded: created, edited, started, paused, resumed,
-    completed, reopened, archived… (`kind`); `data` adds to what subscribers publish."""
+    completed, reopened, archived… (`kind`); `data` adds to what subscribers publish. A pause
+    names its `pause_reason`, and `detail` is what happened in words, beyond the reason's own
+    sentence (the bounce rate that paused it)."""
 
     campaign_id: int
     kind: str
     reason: str
     data: dict[str, Any] | None = field(default=None)
+    pause_reason: PauseReason | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,12 +105,24 @@ class RecipientFinished:
     reply: Reply | None = None
 
 
+@dataclass(frozen=True)
+class WebhookEndpointDisabled:
+    """The webhook deliverer switched an endpoint off after it failed for the whole retry
+    window; `reason` is what its page shows."""
+
+    workspace_id: int
+    url: str
+    reason: str
+
+
 Event = (
     MailboxStatusChanged
     | MailboxExpiring
+    | WorkspaceExpiring
     | MailboxDomainHealthWorsened
     | CampaignStatusChanged
     | RecipientFinished
+    | WebhookEndpointDisabled
 )
 E = TypeVar("E", bound=Event)
 Subscriber = Callable[[Session, Any], None]

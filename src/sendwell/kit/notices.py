@@ -1,19 +1,32 @@
 """Plain-text notices by email from the server's own SMTP account (`SENDWELL_SMTP_URL`): who
-is told of what is a feature's rule; how a notice is sent is this."""
+is told of what is the notifications feature's rule; how a notice is sent is this.
+
+A notice about a change goes out once the change's unit of work commits, and never when it
+rolls back: the session factory carries the server's `Outgoing` mail (None without
+`SENDWELL_SMTP_URL`), and `send_after_commit` hands it the notice at commit.
+"""
 
 from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import partial
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from sqlalchemy.orm import Session
 
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
+from sendwell.kit.signals import call_after_commit
 
 log = get_logger(__name__)
+# Called as mailer(to, subject, text); never raises.
+Mailer = Callable[[str, str, str], None]
+_OUTGOING = "sendwell_outgoing_mail"
 
 
 @dataclass(frozen=True)
@@ -74,3 +87,34 @@ def _send(target: SmtpTarget, message: EmailMessage, timeout: float) -> None:
         if target.username:
             client.login(target.username, target.password)
         client.send_message(message)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """How this server emails notices, and the address its links start with."""
+
+    mailer: Mailer
+    base_url: str
+
+
+def outgoing_mail(smtp_url: str, base_url: str) -> Outgoing | None:
+    """The server's outgoing mail from its settings; None when it has none."""
+    if not smtp_url:
+        return None
+    return Outgoing(partial(send_notice, parse_smtp_url(smtp_url), timeout=10.0), base_url)
+
+
+def session_info(outgoing: Outgoing | None) -> dict[str, object]:
+    """What a session factory gives each session so that its notices can be sent."""
+    return {_OUTGOING: outgoing}
+
+
+def outgoing_of(db: Session) -> Outgoing | None:
+    """Where this unit of work's notices go; None when they go nowhere."""
+    found = db.info.get(_OUTGOING)
+    return found if isinstance(found, Outgoing) else None
+
+
+def send_after_commit(db: Session, outgoing: Outgoing, to: str, subject: str, text: str) -> None:
+    """Email a notice once this unit of work commits (never if it rolls back)."""
+    call_after_commit(db, lambda: outgoing.mailer(to, subject, text))

@@ -2,7 +2,8 @@
 
 The health check calls `look_ahead` for each mailbox it checks. A warning is given once per
 cause and expected date (a row in `expiry_warnings`, unique), in the same unit of work as its
-webhook event; the emails go out after that commits.
+event (`MailboxExpiring`, or `WorkspaceExpiring` for what every account depends on), which
+the webhook outbox and the notification emails hear.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sendwell.accounts.repository import admin_emails
 from sendwell.db import session_scope
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
@@ -47,13 +47,6 @@ class ExpiryRow:
 
     mailbox: Mailbox
     expiry: Expiry | None
-
-
-@dataclass(frozen=True)
-class Notice:
-    to: list[str]
-    subject: str
-    text: str
 
 
 def facts_for(db: Session, mailboxes: list[Mailbox]) -> dict[int, MailboxFacts]:
@@ -143,13 +136,9 @@ def look_ahead(factory: sessionmaker[Session], services: ProviderServices, mailb
     if expiry is None or not expiry.warning_due(utcnow()):
         return
     try:
-        notices = _record_warning(factory, services, mailbox_id, expiry)
+        _record_warning(factory, mailbox_id, expiry)
     except IntegrityError:
         return  # another process gave this warning at the same moment
-    for notice in notices:
-        for address in notice.to:
-            if services.mailer is not None:
-                services.mailer(address, notice.subject, notice.text)
 
 
 def _read_certificates(
@@ -189,14 +178,11 @@ def _current_facts(factory: sessionmaker[Session], mailbox_id: int) -> MailboxFa
         return facts_for(db, [mailbox])[mailbox_id]
 
 
-def _record_warning(
-    factory: sessionmaker[Session], services: ProviderServices, mailbox_id: int, expiry: Expiry
-) -> list[Notice]:
-    notices = []
+def _record_warning(factory: sessionmaker[Session], mailbox_id: int, expiry: Expiry) -> None:
     with session_scope(factory) as db:
         mailbox = repo.get_mailbox(db, mailbox_id)
         if mailbox is None:
-            return []
+            return
         scope = f"mailbox:{mailbox.id}"
         if not repo.warning_given(db, mailbox.workspace_id, scope, expiry.reason, expiry.at):
             _add_warning(db, mailbox, scope, expiry)
@@ -206,19 +192,25 @@ def _record_warning(
                     mailbox=mailbox,
                     expires_at=expiry.at,
                     reason=expiry.reason.value,
+                    why=expiry.why,
                     action=expiry.action,
                 ),
             )
-            owner = db.get(User, mailbox.owner_id)
-            if owner is not None:
-                notices.append(_owner_notice(services, owner.email, mailbox, expiry))
         if expiry.workspace_wide and not repo.warning_given(
             db, mailbox.workspace_id, WORKSPACE_SCOPE, expiry.reason, expiry.at
         ):
             _add_warning(db, mailbox, WORKSPACE_SCOPE, expiry)
-            notices.append(_admin_notice(services, admin_emails(db, mailbox.workspace_id), expiry))
+            events.publish(
+                db,
+                events.WorkspaceExpiring(
+                    workspace_id=mailbox.workspace_id,
+                    expires_at=expiry.at,
+                    reason=expiry.reason.value,
+                    why=expiry.why,
+                    action=expiry.action,
+                ),
+            )
         db.flush()
-    return notices
 
 
 def _add_warning(db: Session, mailbox: Mailbox, scope: str, expiry: Expiry) -> None:
@@ -231,27 +223,4 @@ def _add_warning(db: Session, mailbox: Mailbox, scope: str, expiry: Expiry) -> N
             reason=expiry.reason.value,
             expires_at=expiry.at,
         )
-    )
-
-
-def _owner_notice(services: ProviderServices, to: str, mailbox: Mailbox, expiry: Expiry) -> Notice:
-    return Notice(
-        [to],
-        f"Heads-up: {mailbox.email} will disconnect from Sendwell on {expiry.at:%Y-%m-%d}",
-        f"Sendwell expects the connection to {mailbox.email} to end on "
-        f"{expiry.at:%Y-%m-%d %H:%M} UTC.\n\nWhy: {expiry.why}\n\n"
-        f"What prevents it: {expiry.action}\n\n"
-        f"Your accounts: {services.base_url}/messaging/settings\n"
-        "If it does end, its campaigns pause and resume from where they left off after you "
-        "reauthenticate.\n",
-    )
-
-
-def _admin_notice(services: ProviderServices, to: list[str], expiry: Expiry) -> Notice:
-    return Notice(
-        to,
-        f"Action needed by {expiry.at:%Y-%m-%d}: the Microsoft client secret expires",
-        f"On {expiry.at:%Y-%m-%d %H:%M} UTC: {expiry.why}\n\nWhat prevents it: "
-        f"{expiry.action}\n\n"
-        f"Every account's expected expiry: {services.base_url}/messaging/expiry\n",
     )

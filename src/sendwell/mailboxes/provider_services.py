@@ -15,7 +15,6 @@ from sendwell.kit.errors import InvalidInput
 from sendwell.kit.notices import parse_smtp_url, send_notice
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes.expiry import ExpiryRules
-from sendwell.mailboxes.notify import ReauthNotifier
 from sendwell.providers.base import MailHost, ProviderName, SignIn
 from sendwell.providers.certificates import certificate_expiry
 from sendwell.providers.discovery import ProviderDiscovery
@@ -41,13 +40,12 @@ class ProviderServices:
     base_url: str
     policy: TokenPolicy
     sandbox: bool = False
-    # Called as notify(owner_email, mailbox_email, reason, paused_campaigns) when an account
-    # starts needing reauthentication; None when the server has no outgoing mail.
-    notify: Callable[[str, str, str, int], None] | None = None
     link_lifetime: timedelta = timedelta(minutes=15)
     # What the settings say about the OAuth clients, and how early to warn of an expiry.
     expiry_rules: ExpiryRules = field(default_factory=ExpiryRules)
-    # Called as mailer(to, subject, text) to email a warning; None without outgoing mail.
+    # Called as mailer(to, subject, text) to email what a person asked to be sent (an
+    # invitation, a delegation request); None without outgoing mail. Notices of a change go
+    # with its unit of work instead (`kit.notices`, the notifications feature).
     mailer: Callable[[str, str, str], None] | None = None
     # Reads a mail server's certificate expiry: reader(endpoint, "smtp" or "imap").
     certificate_reader: Callable[[Endpoint, Literal["smtp", "imap"]], datetime | None] | None = None
@@ -129,9 +127,6 @@ def build_services(settings: Settings, registry: ProviderRegistry) -> ProviderSe
         box=TokenBox(settings.token_key_list),
         base_url=settings.base_url,
         sandbox=settings.sandbox,
-        notify=ReauthNotifier(parse_smtp_url(settings.smtp_url), settings.base_url)
-        if settings.smtp_url
-        else None,
         expiry_rules=ExpiryRules.from_settings(
             google_publishing_status=settings.google_publishing_status,
             microsoft_client_secret_expires=settings.microsoft_client_secret_expires,

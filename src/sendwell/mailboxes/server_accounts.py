@@ -18,7 +18,8 @@ from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.service import Linked, check_may_relink, get_mailbox, transition
 from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
-from sendwell.providers.base import ProviderError, ProviderName
+from sendwell.providers.base import ProviderName
+from sendwell.providers.errors import ProviderError
 from sendwell.providers.imap_smtp import ImapSmtpProvider
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
 

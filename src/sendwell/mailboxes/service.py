@@ -27,8 +27,9 @@ from sendwell.models import (
     User,
 )
 from sendwell.providers import oauth
-from sendwell.providers.base import Grant, Identity, ProviderError, ProviderName, TokenSet
+from sendwell.providers.base import Grant, Identity, ProviderName, TokenSet
 from sendwell.providers.discovery import DiscoveredProvider
+from sendwell.providers.errors import ProviderError
 
 ALLOWED = {
     MailboxStatus.CONNECTED: {

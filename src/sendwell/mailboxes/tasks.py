@@ -22,7 +22,7 @@ from sendwell.mailboxes.lookahead import look_ahead
 from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import MailboxStatus
-from sendwell.providers.base import ProviderError
+from sendwell.providers.errors import ProviderError
 
 log = get_logger(__name__)
 

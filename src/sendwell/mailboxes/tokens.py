@@ -20,9 +20,10 @@ from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.service import record_event, transition
-from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer, User
-from sendwell.providers.base import AuthRevoked, InsufficientScope, ProviderError, TokenSet
+from sendwell.models import Mailbox, MailboxEventKind, MailboxStatus, MailServer
+from sendwell.providers.base import TokenSet
 from sendwell.providers.credentials import AccessToken, Credential
+from sendwell.providers.errors import AuthRevoked, InsufficientScope, ProviderError
 from sendwell.providers.mail_server import AuthMethod, Endpoint, Security, ServerLogin
 
 T = TypeVar("T")
@@ -69,14 +70,14 @@ class HeldCredential:
         try:
             return action(credential)
         except InsufficientScope as error:
-            require_reauthentication(self.factory, self.services, self.mailbox_id, error)
+            require_reauthentication(self.factory, self.mailbox_id, error)
             raise
         except AuthRevoked:
             credential = self._read(force_refresh=True)
         try:
             return action(credential)
         except AuthRevoked as error:
-            require_reauthentication(self.factory, self.services, self.mailbox_id, error)
+            require_reauthentication(self.factory, self.mailbox_id, error)
             raise
 
     def _read(self, *, force_refresh: bool = False) -> Credential:
@@ -110,12 +111,12 @@ def fresh_credential(
         return AccessToken(services.box.open(stored_access))
     if stored_refresh is None:
         error = AuthRevoked("No refresh token is stored for this mailbox.", code="no_refresh_token")
-        require_reauthentication(factory, services, mailbox_id, error)
+        require_reauthentication(factory, mailbox_id, error)
         raise error
     try:
         tokens = provider.refresh(services.box.open(stored_refresh))
     except (AuthRevoked, InsufficientScope) as error:
-        require_reauthentication(factory, services, mailbox_id, error, expected_version=version)
+        require_reauthentication(factory, mailbox_id, error, expected_version=version)
         raise
     except ProviderError as error:
         record_passing_failure(factory, services, mailbox_id, error)
@@ -156,13 +157,13 @@ def _save_refreshed(
 
 def require_reauthentication(
     factory: sessionmaker[Session],
-    services: ProviderServices,
     mailbox_id: int,
     error: ProviderError,
     *,
     expected_version: int | None = None,
 ) -> None:
-    """A permanent failure: the user must reauthenticate. Ignored if newer tokens arrived."""
+    """A permanent failure: the user must reauthenticate (the change's subscribers pause its
+    campaigns and email its owner). Ignored if newer tokens arrived."""
     with session_scope(factory) as db:
         mailbox = _existing(db, mailbox_id)
         if mailbox.status is not MailboxStatus.CONNECTED:
@@ -178,21 +179,6 @@ def require_reauthentication(
             reason=error.message,
             code=error.code,
         )
-        notice = _notice(db, mailbox)
-    _tell_owner(services, notice)
-
-
-def _notice(db: Session, mailbox: Mailbox) -> tuple[str, str, str, int]:
-    db.flush()
-    owner = db.get(User, mailbox.owner_id)
-    paused = repo.paused_counts_by_mailbox(db, [mailbox.id]).get(mailbox.id, 0)
-    return (owner.email if owner else "", mailbox.email, mailbox.status_reason, paused)
-
-
-def _tell_owner(services: ProviderServices, notice: tuple[str, str, str, int]) -> None:
-    """Email the owner, after the change is committed (a slow mail server delays nothing)."""
-    if services.notify is not None and notice[0]:
-        services.notify(*notice)
 
 
 def record_passing_failure(
@@ -203,7 +189,6 @@ def record_passing_failure(
 ) -> None:
     """Count a transient failure; only a long run of them asks the user to act."""
     policy = services.policy
-    notice = None
     with session_scope(factory) as db:
         mailbox = _existing(db, mailbox_id)
         now = utcnow()
@@ -227,9 +212,6 @@ def record_passing_failure(
                 f"{mailbox.first_transient_failure_at:%Y-%m-%d %H:%M} UTC. Reauthenticate to "
                 "check the connection.",
             )
-            notice = _notice(db, mailbox)
-    if notice is not None:
-        _tell_owner(services, notice)
 
 
 def _connected(db: Session, mailbox_id: int) -> Mailbox:

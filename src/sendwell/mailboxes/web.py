@@ -20,7 +20,7 @@ from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.capabilities import server_capabilities
 from sendwell.mailboxes.provider_services import ProviderServices, get_services, provider_label
 from sendwell.models import MailboxStatus, User
-from sendwell.providers.base import (
+from sendwell.providers.errors import (
     AdminApprovalRequired,
     ConsentDeclined,
     InsufficientScope,

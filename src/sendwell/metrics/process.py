@@ -25,3 +25,29 @@ PROVIDER_ERRORS = Counter(
 
 def provider_label(provider: str) -> str:
     return provider.lower().replace(" ", "_")
+
+
+# The changes this process committed, counted from their domain events once their unit of
+# work commits (`metrics/subscribers.py`): a change is committed by exactly one process, so
+# the sum over every process's /metrics counts each once.
+MAILBOX_CHANGES = Counter(
+    "sendwell_mailbox_changes",
+    "Email account status changes committed by this process, by kind (connected, "
+    "reauth_required, reauthenticated, disconnected…).",
+    ["kind"],
+    registry=PROCESS_REGISTRY,
+)
+CAMPAIGN_PAUSES = Counter(
+    "sendwell_campaign_pauses",
+    "Campaign pauses committed by this process, by reason (user, mailbox_reauth_required, "
+    "send_errors, bounce_rate…).",
+    ["reason"],
+    registry=PROCESS_REGISTRY,
+)
+RECIPIENTS_FINISHED = Counter(
+    "sendwell_recipients_finished",
+    "Recipients whose sequence a send's outcome ended, committed by this process, by status "
+    "(replied, bounced, unsubscribed, failed…).",
+    ["status"],
+    registry=PROCESS_REGISTRY,
+)

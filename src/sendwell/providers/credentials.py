@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sendwell.providers.base import ProviderError
+from sendwell.providers.errors import ProviderError
 from sendwell.providers.mail_server import ServerLogin
 
 

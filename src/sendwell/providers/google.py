@@ -14,25 +14,27 @@ from sendwell.providers import oauth
 from sendwell.providers.base import (
     SENT_CLOCK_SLACK,
     TAG_HEADER,
-    AdminApprovalRequired,
-    AuthRevoked,
-    ConsentDeclined,
     Grant,
     Identity,
     InboundMessage,
     InboundPage,
-    InsufficientScope,
     Permission,
-    ProviderError,
     ProviderName,
-    RateLimited,
-    RecipientRejected,
     SentMessage,
     SentProbe,
     TokenSet,
-    Transient,
 )
 from sendwell.providers.credentials import Credential, bearer_of
+from sendwell.providers.errors import (
+    AdminApprovalRequired,
+    AuthRevoked,
+    ConsentDeclined,
+    InsufficientScope,
+    ProviderError,
+    RateLimited,
+    RecipientRejected,
+    Transient,
+)
 from sendwell.providers.http import call, json_body, retry_after_seconds
 
 SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"

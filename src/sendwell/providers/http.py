@@ -11,7 +11,7 @@ import httpx
 
 from sendwell.kit.logging import get_logger
 from sendwell.metrics.process import PROVIDER_ERRORS, PROVIDER_REQUEST_SECONDS, provider_label
-from sendwell.providers.base import OutcomeUnknown, Transient
+from sendwell.providers.errors import OutcomeUnknown, Transient
 
 log = get_logger(__name__)
 

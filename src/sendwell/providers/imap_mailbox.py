@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sendwell.kit.outbound import DestinationRefused, OutboundPolicy
-from sendwell.providers.base import AuthRevoked, ProviderError, Transient
+from sendwell.providers.errors import AuthRevoked, ProviderError, Transient
 from sendwell.providers.mail_server import (
     PASSWORD_CHANGED_HINT,
     AuthMethod,

@@ -18,16 +18,9 @@ from sendwell.kit.outbound import OutboundPolicy
 from sendwell.metrics.process import PROVIDER_ERRORS, PROVIDER_REQUEST_SECONDS, provider_label
 from sendwell.providers import imap_mailbox as imap_ops
 from sendwell.providers import smtp_submission
-from sendwell.providers.base import (
-    TAG_HEADER,
-    InboundPage,
-    OutcomeUnknown,
-    ProviderError,
-    ProviderName,
-    SentMessage,
-    SentProbe,
-)
+from sendwell.providers.base import TAG_HEADER, InboundPage, ProviderName, SentMessage, SentProbe
 from sendwell.providers.credentials import Credential, login_of
+from sendwell.providers.errors import OutcomeUnknown, ProviderError
 from sendwell.providers.imap_inbound import read_inbound
 from sendwell.providers.mail_server import ServerLogin, tls_context
 

@@ -14,7 +14,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from sendwell.kit.outbound import DestinationRefused
-from sendwell.providers.base import ProviderError, Transient
+from sendwell.providers.errors import ProviderError, Transient
 
 PASSWORD_CHANGED_HINT = "Enter the new password (or app password) with Reauthenticate."  # noqa: S105
 

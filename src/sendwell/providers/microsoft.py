@@ -15,26 +15,28 @@ import httpx
 from sendwell.providers import oauth
 from sendwell.providers.base import (
     SENT_CLOCK_SLACK,
-    AdminApprovalRequired,
-    AuthRevoked,
-    ConsentDeclined,
     Grant,
     Identity,
     InboundMessage,
     InboundPage,
-    InsufficientScope,
     Permission,
-    ProviderError,
     ProviderName,
-    RateLimited,
-    RecipientRejected,
-    SendingBlocked,
     SentMessage,
     SentProbe,
     TokenSet,
-    Transient,
 )
 from sendwell.providers.credentials import Credential, bearer_of
+from sendwell.providers.errors import (
+    AdminApprovalRequired,
+    AuthRevoked,
+    ConsentDeclined,
+    InsufficientScope,
+    ProviderError,
+    RateLimited,
+    RecipientRejected,
+    SendingBlocked,
+    Transient,
+)
 from sendwell.providers.http import call, json_body, retry_after_seconds
 
 GRAPH_PREFIX = "https://graph.microsoft.com/"

@@ -10,7 +10,8 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from sendwell.kit.clock import utcnow
-from sendwell.providers.base import ProviderError, TokenSet
+from sendwell.providers.base import TokenSet
+from sendwell.providers.errors import ProviderError
 
 # Access tokens are treated as expired this long before the host says, so a call never
 # starts with a token that dies on the way.

@@ -17,7 +17,7 @@ from email.utils import getaddresses
 from typing import Any
 
 from sendwell.kit.outbound import DestinationRefused, OutboundPolicy
-from sendwell.providers.base import AuthRevoked, ProviderError, RecipientRejected, Transient
+from sendwell.providers.errors import AuthRevoked, ProviderError, RecipientRejected, Transient
 from sendwell.providers.mail_server import (
     PASSWORD_CHANGED_HINT,
     AuthMethod,

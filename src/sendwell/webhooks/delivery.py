@@ -13,7 +13,6 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,9 +20,9 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell import __version__
-from sendwell.accounts import repository as accounts_repo
 from sendwell.config import Settings
 from sendwell.db import session_scope
+from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.kit.outbound import OutboundPolicy
@@ -45,9 +44,6 @@ IDLE_WAKE = timedelta(seconds=5)
 LEASE_MARGIN = timedelta(seconds=30)
 PRUNE_EVERY = timedelta(hours=1)
 MAX_ERROR_LENGTH = 500
-
-# Told when an endpoint is disabled: (admin addresses, endpoint URL, why).
-DisabledNotice = Callable[[list[str], str, str], None]
 
 
 @dataclass(frozen=True)
@@ -104,13 +100,11 @@ class WebhookDeliverer:
         box: TokenBox,
         policy: DeliveryPolicy,
         *,
-        on_disabled: DisabledNotice | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.factory = factory
         self.box = box
         self.policy = policy
-        self.on_disabled = on_disabled
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.wake = threading.Event()
         self.http = httpx.Client(
@@ -143,10 +137,7 @@ class WebhookDeliverer:
             prepared = self._prepare(db, delivery_id)
         if prepared is None:
             return
-        outcome = self._post(prepared)
-        notice = self._record(delivery_id, outcome)
-        if notice is not None and self.on_disabled is not None:
-            self.on_disabled(*notice)
+        self._record(delivery_id, self._post(prepared))
 
     def run_forever(self, stop: threading.Event) -> None:
         """Deliver until stopped, sleeping until the next retry is due or until woken."""
@@ -254,7 +245,7 @@ class WebhookDeliverer:
             )
         return outcome(False, code, f"Answered HTTP {code}.")
 
-    def _record(self, delivery_id: int, outcome: Outcome) -> tuple[list[str], str, str] | None:
+    def _record(self, delivery_id: int, outcome: Outcome) -> None:
         """Save the attempt; on failure schedule the retry, give up, or disable the endpoint."""
         now = utcnow()
         with session_scope(self.factory) as db:
@@ -291,7 +282,8 @@ class WebhookDeliverer:
             delivery.last_error = outcome.error
             endpoint.failing_since = endpoint.failing_since or now
             if now - endpoint.failing_since >= self.policy.retry_for:
-                return self._disable(db, endpoint, delivery, now)
+                self._disable(db, endpoint, delivery, now)
+                return
             # Measured from the first try, so a delivery never gives up before an endpoint
             # that failed all along is disabled.
             first_try = repo.first_attempt_at(db, delivery.id) or now
@@ -303,7 +295,8 @@ class WebhookDeliverer:
 
     def _disable(
         self, db: Session, endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime
-    ) -> tuple[list[str], str, str]:
+    ) -> None:
+        """Switch the endpoint off; its admins are told (`WebhookEndpointDisabled`)."""
         since = endpoint.failing_since or now
         endpoint.enabled = False
         endpoint.disabled_at = now
@@ -313,8 +306,11 @@ class WebhookDeliverer:
         )
         delivery.status = DeliveryStatus.FAILED
         log.warning("webhook_endpoint_disabled", endpoint_id=endpoint.id)
-        return (
-            accounts_repo.admin_emails(db, endpoint.workspace_id),
-            endpoint.url,
-            endpoint.disabled_reason,
+        events.publish(
+            db,
+            events.WebhookEndpointDisabled(
+                workspace_id=endpoint.workspace_id,
+                url=endpoint.url,
+                reason=endpoint.disabled_reason,
+            ),
         )

@@ -8,39 +8,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.config import Settings
 from sendwell.kit.jobs import JobKind, JobRegistry
-from sendwell.kit.notices import parse_smtp_url, send_notice
 from sendwell.kit.tokenbox import TokenBox
 from sendwell.mailboxes.provider_services import ProviderServices
-from sendwell.webhooks.delivery import DisabledNotice, WebhookDeliverer, policy_from
+from sendwell.webhooks.delivery import WebhookDeliverer, policy_from
 
 
 def build_deliverer(settings: Settings, factory: sessionmaker[Session]) -> WebhookDeliverer:
-    return WebhookDeliverer(
-        factory,
-        TokenBox(settings.token_key_list),
-        policy_from(settings),
-        on_disabled=email_admins(settings) if settings.smtp_url else None,
-    )
-
-
-def email_admins(settings: Settings) -> DisabledNotice:
-    """Tell every admin by email that an endpoint was disabled."""
-    target = parse_smtp_url(settings.smtp_url)
-
-    def tell(admins: list[str], url: str, why: str) -> None:
-        for address in admins:
-            send_notice(
-                target,
-                address,
-                "Sendwell disabled a webhook endpoint",
-                f"Sendwell stopped sending webhooks to {url}.\n\n{why}\n\n"
-                "Fix the endpoint, then enable it again on the Webhooks tab (events that happen "
-                "while it is switched off are not sent to it): "
-                f"{settings.base_url}/messaging/webhooks\n",
-                timeout=10.0,
-            )
-
-    return tell
+    return WebhookDeliverer(factory, TokenBox(settings.token_key_list), policy_from(settings))
 
 
 class DelivererThread:
