@@ -21,10 +21,11 @@ The layers, lowest first:
   statuses themselves, so campaigns (adding, pausing, moving recipients) and the engine change
   statuses through the same functions.
 - **pages**: a feature's route modules (`web.py`, `api.py`, any `*_web.py` or `*_api.py`)
-  translate requests into service calls and compose what a page shows, so they sit above every
-  feature's core: a page may call any feature's services (the Settings tab lists the
-  campaigns a mailbox's break paused, and resumes them), and the pages of the features before
-  its own (a shared banner). No core module imports a page.
+  translate requests into service calls, and its view modules (`views.py`, any `*_views.py`)
+  compose what a page shows, so they sit above every feature's core: a page may call any
+  feature's services (the Settings tab lists the campaigns a mailbox's break paused, and
+  resumes them), and the pages of the features before its own (a shared banner). No core
+  module imports a page.
 - **top**: `app`, `cli`, `wiring`, `__main__` — assembly; they may import anything.
 
 Every import counts, wherever it is written: at module level, inside a function (a deferred
@@ -65,8 +66,9 @@ FEATURES: tuple[frozenset[str], ...] = tuple(
     )
 )
 TOP = frozenset({"app", "cli", "wiring", "__main__"})
-# A feature's route modules: the pages layer.
-PAGES = frozenset({"web", "api", "server_web"})
+# A feature's route and view modules: the pages layer.
+PAGES = frozenset({"web", "api", "server_web", "views"})
+PAGE_SUFFIXES = ("_web", "_api", "_views")
 
 # Upward imports that remain, importer module -> imported module, with the reason.
 KNOWN_UPWARD: dict[str, str] = {}
@@ -173,7 +175,7 @@ def _part(module: str) -> str:
 
 def _is_page(module: str, layers: Layers) -> bool:
     parts = module.split(".")
-    return len(parts) > 2 and (parts[2] in layers.pages or parts[2].endswith(("_web", "_api")))
+    return len(parts) > 2 and (parts[2] in layers.pages or parts[2].endswith(PAGE_SUFFIXES))
 
 
 SENDWELL = Layers(GROUND, FEATURES, TOP)

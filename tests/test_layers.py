@@ -16,6 +16,14 @@ Work that must follow a commit (wait for the sending engine's in-flight sends, l
 up in sessions of its own) belongs to a service function that says so
 (`sendwell.db.commit_then`); a refused save that a page answers by showing its form again is
 undone to a savepoint (`sendwell.db.all_or_nothing`).
+
+**Route modules never read a repository**: a handler parses its input, calls one service or
+view function, and renders or redirects. What a page shows is assembled by the feature's view
+module (`views.py`, `*_views.py`: a dataclass per page, its fields the names the template
+reads) and what an API route answers by its services, so no route module imports a
+repository module, however it is written. `KNOWN_REPOSITORY_IMPORTS` lists the route modules
+that still do, each with why; the test fails on any other, and on an entry that no longer
+imports one.
 """
 
 from __future__ import annotations
@@ -156,3 +164,70 @@ def test_a_planted_commit_or_rollback_fails(tmp_path: Path) -> None:
         "feature/api.py:2 commit()",
         "feature/import_web.py:5 rollback()",
     ]
+
+
+KNOWN_REPOSITORY_IMPORTS: dict[str, str] = {}
+
+
+def repository_imports(path: Path) -> list[str]:
+    """Each import of a repository module (`repository`, `*_repository`) or of a name from one,
+    as `line module`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            modules = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        for module in modules:
+            last = module.rsplit(".", 1)[-1]
+            if last == "repository" or last.endswith("_repository"):
+                found.append(f"{node.lineno} {module}")
+                break
+    return found
+
+
+def route_modules_reading_repositories(root: Path) -> dict[str, list[str]]:
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        if is_route_module(path) and (lines := repository_imports(path)):
+            found[module_name(root, path)] = lines
+    return found
+
+
+def test_no_route_module_imports_a_repository(project_root: Path) -> None:
+    found = route_modules_reading_repositories(project_root / "src" / "sendwell")
+    unexpected = {m: lines for m, lines in found.items() if m not in KNOWN_REPOSITORY_IMPORTS}
+    assert unexpected == {}, "build what the page shows in the feature's views.py"
+
+
+def test_known_repository_imports_still_exist(project_root: Path) -> None:
+    """A route module that stopped importing a repository leaves the list too."""
+    found = route_modules_reading_repositories(project_root / "src" / "sendwell")
+    assert sorted(set(KNOWN_REPOSITORY_IMPORTS) - set(found)) == []
+
+
+def test_the_check_sees_every_way_a_repository_is_imported(tmp_path: Path) -> None:
+    root = tmp_path / "tiny"
+    (root / "feature").mkdir(parents=True)
+    (root / "feature" / "views.py").write_text("from tiny.feature import repository\n")
+    (root / "feature" / "web.py").write_text(
+        "from tiny.feature import service, views\nfrom tiny.other.repo_tools import x\n"
+    )
+    assert route_modules_reading_repositories(root) == {}
+    (root / "feature" / "api.py").write_text(
+        "import tiny.feature.repository\n"
+        "from tiny.feature import service, repository as repo\n"
+        "from tiny.feature.recipient_repository import Filter\n"
+        "from . import send_repository\n"
+    )
+    assert route_modules_reading_repositories(root) == {
+        "tiny.feature.api": [
+            "1 tiny.feature.repository",
+            "2 tiny.feature.repository",
+            "3 tiny.feature.recipient_repository",
+            "4 .send_repository",
+        ]
+    }

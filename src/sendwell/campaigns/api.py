@@ -10,11 +10,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
-from sendwell.campaigns import merge_check, recipient_repository, recipients, service, validation
-from sendwell.campaigns import repository as repo
+from sendwell.campaigns import merge_check, recipients, service, validation
 from sendwell.campaigns.guards import Guards, check_guards, guards_of
 from sendwell.campaigns.import_api import skip_choice
-from sendwell.campaigns.recipient_actions import recipient_filter
+from sendwell.campaigns.recipient_actions import filtered_recipients
 from sendwell.campaigns.schedule import Schedule, parse_schedule
 from sendwell.campaigns.schemas import (
     MAX_RECIPIENTS_PER_REQUEST,
@@ -72,7 +71,7 @@ def list_campaigns(
         if search in c.name.lower() and (not status or c.status.value == status)
     ]
     ids = [campaign.id for campaign in campaigns]
-    counts = repo.counts_for(db, ids)
+    counts = service.counts_for(db, ids)
     if sort == "name":
         campaigns.sort(key=lambda c: (c.name.lower(), c.id))
     elif sort == "sent":
@@ -346,14 +345,19 @@ def list_recipients(
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> list[RecipientOut]:
-    campaign = service.get_campaign(db, user, campaign_id)
-    chosen = recipient_filter(status=status, step=step, domain=domain, q=q, sort=sort)
-    return [
-        RecipientOut.model_validate(enrollment)
-        for enrollment in recipient_repository.filtered(
-            db, campaign.id, chosen, offset=offset, limit=limit
-        )
-    ]
+    found = filtered_recipients(
+        db,
+        user,
+        campaign_id,
+        status=status,
+        step=step,
+        domain=domain,
+        q=q,
+        sort=sort,
+        offset=offset,
+        limit=limit,
+    )
+    return [RecipientOut.model_validate(enrollment) for enrollment in found]
 
 
 @router.get(
@@ -388,8 +392,7 @@ def list_events(
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> list[EventOut]:
-    campaign = service.get_campaign(db, user, campaign_id)
-    return [EventOut.model_validate(event) for event in repo.events(db, campaign.id)]
+    return [EventOut.model_validate(event) for event in service.history(db, user, campaign_id)]
 
 
 def _steps_in(body: CampaignIn) -> list[service.StepIn]:
@@ -459,7 +462,9 @@ def _with_field_warnings(db: Session, campaign: Campaign) -> CampaignOut:
 
 
 def _out(db: Session, campaign: Campaign) -> CampaignOut:
-    return _campaign_out(campaign, repo.counts_for(db, [campaign.id])[campaign.id], campaign.steps)
+    return _campaign_out(
+        campaign, service.counts_for(db, [campaign.id])[campaign.id], campaign.steps
+    )
 
 
 def _campaign_out(

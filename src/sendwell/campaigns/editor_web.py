@@ -9,13 +9,11 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import repository as repo
-from sendwell.campaigns import service
+from sendwell.campaigns import service, views
 from sendwell.dispatch import resuming, start_preview, test_send
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
-from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import User
@@ -23,7 +21,6 @@ from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
-RECIPIENTS_LISTED = 200
 
 
 def unsubscribe_links(request: Request) -> UnsubscribeLinks:
@@ -74,32 +71,10 @@ def message_page(
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
     """A step as one recipient (or the sample recipient) receives it, with "Send a test"."""
-    campaign = service.get_campaign(db, user, campaign_id)
-    mailbox = mailbox_repo.get_mailbox(db, campaign.mailbox_id)
-    message, error = None, ""
-    try:
-        message = test_send.compose(
-            db, campaign, unsubscribe_links(request), step=step, recipient_id=recipient or None
-        )
-    except SendwellError as problem:
-        error = problem.message
-    return render(
-        request,
-        "campaigns/message.html",
-        {
-            "campaign": campaign,
-            "mailbox": mailbox,
-            "message": message,
-            "error": error,
-            "step": step,
-            "recipient": recipient,
-            "recipients": repo.enrollments(db, campaign.id, offset=0, limit=RECIPIENTS_LISTED),
-            "addresses": test_send.allowed_addresses(db, user, mailbox),
-            "sample": test_send.SAMPLE_RECIPIENT,
-            "per_minute": test_send.TESTS_PER_MINUTE,
-        },
-        status_code=422 if error else 200,
+    shown = views.message_page(
+        db, user, unsubscribe_links(request), campaign_id, step=step, recipient=recipient
     )
+    return render(request, "campaigns/message.html", shown, status_code=422 if shown.error else 200)
 
 
 @router.post("/campaigns/{campaign_id}/test-send")

@@ -278,6 +278,25 @@ def settle_in_flight(
     return False
 
 
+def filtered_recipients(
+    db: Session,
+    user: User,
+    campaign_id: int,
+    *,
+    status: str,
+    step: int | None,
+    domain: str,
+    q: str,
+    sort: str,
+    offset: int,
+    limit: int,
+) -> list[Enrollment]:
+    """One page of a campaign's recipients that match the filters, in the order asked."""
+    campaign = service.get_campaign(db, user, campaign_id)
+    chosen = recipient_filter(status=status, step=step, domain=domain, q=q, sort=sort)
+    return repo.filtered(db, campaign.id, chosen, offset=offset, limit=limit)
+
+
 def recipient_filter(
     *, status: str, step: int | None, domain: str, q: str, sort: str
 ) -> RecipientFilter:

@@ -188,6 +188,16 @@ def get_campaign(db: Session, user: User, campaign_id: int) -> Campaign:
     return campaign
 
 
+def counts_for(db: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Recipients by outcome and messages sent, per campaign."""
+    return repo.counts_for(db, campaign_ids)
+
+
+def history(db: Session, user: User, campaign_id: int) -> list[CampaignEvent]:
+    """A campaign's history, newest first."""
+    return repo.events(db, get_campaign(db, user, campaign_id).id)
+
+
 def record_event(
     db: Session,
     campaign_id: int,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -15,28 +14,19 @@ from sendwell.campaigns import (
     importer,
     merge_check,
     recipients,
-    recipients_web,
     service,
-    tab,
     validation,
-    wording,
+    views,
 )
-from sendwell.campaigns import repository as repo
-from sendwell.campaigns.chart import daily_sends_chart
 from sendwell.campaigns.forms import CampaignForm
 from sendwell.campaigns.guards import Guards, guards_of
-from sendwell.campaigns.schedule import DAYS, common_time_zones, days_words
 from sendwell.db import all_or_nothing
-from sendwell.delegations import service as delegations
-from sendwell.dispatch import forecast, live, pausing, resuming
-from sendwell.dispatch.resume import Choice
+from sendwell.dispatch import pausing, resuming
 from sendwell.dispatch.start_preview import startable
-from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
-from sendwell.snippets import service as snippets
 from sendwell.web.csrf import check_upload_csrf
 from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
@@ -69,34 +59,10 @@ def campaigns_tab(
     db: Session = Depends(get_db, scope="function"),
     services: ProviderServices = Depends(get_services),
 ) -> Response:
-    filters = tab.TabFilters.parse(q, status, sort)
-    shown = tab.campaigns_page(db, user, filters, page)
     return render(
         request,
         "messaging/campaigns.html",
-        {
-            "tab": "campaigns",
-            "page": shown.number,
-            "pages": shown.pages,
-            "total": shown.total,
-            "first": shown.first,
-            "campaigns": shown.campaigns,
-            "counts": repo.counts_for(db, [c.id for c in shown.campaigns]),
-            "status_label": service.status_label,
-            "pause_words": service.pause_reason_words,
-            "menu_actions": service.menu_actions,
-            "filters": filters,
-            # Whether there is anything to find (else the tab invites a first campaign).
-            "has_any": bool(shown.total) or bool(repo.count_visible_campaigns(db, user)),
-            "status_filters": tab.STATUS_FILTERS,
-            "sorts": tab.SORTS,
-            "next_sends": forecast.for_campaigns(
-                db, shown.campaigns, now=utcnow(), host_interval=live.host_interval_of(services)
-            ),
-            "owners": repo.user_names(db, sorted({c.owner_id for c in shown.campaigns}))
-            if user.is_admin
-            else {},
-        },
+        views.campaigns_tab(db, user, services, page=page, search=q, status=status, sort=sort),
     )
 
 
@@ -274,26 +240,10 @@ def recipient_page(
     services: ProviderServices = Depends(get_services),
 ) -> Response:
     """One recipient's sequence: each step's state, when it went, and why it stopped."""
-    campaign = service.get_campaign(db, user, campaign_id)
-    enrollment = repo.get_enrollment(db, campaign.id, enrollment_id)
-    if enrollment is None:
-        raise NotFound("This campaign has no such recipient.", code="unknown_recipient")
-    ledger = {row.step_position: row for row in repo.ledger_for(db, enrollment.id)}
-    shown = live.recipient_forecasts(
-        db, campaign, [enrollment], host_interval=live.host_interval_of(services)
-    )
     return render(
         request,
         "campaigns/recipient.html",
-        {
-            "campaign": campaign,
-            "enrollment": enrollment,
-            "ledger": ledger,
-            "labels": service.ENROLLMENT_LABELS,
-            "now": utcnow(),
-            "forecast": shown[enrollment.id],
-            **recipients_web.recipient_page_context(db, campaign, enrollment, ledger),
-        },
+        views.recipient_page(db, user, services, campaign_id, enrollment_id),
     )
 
 
@@ -497,34 +447,9 @@ def _editor(
     error: str = "",
     status_code: int = 200,
 ) -> Response:
-    # The accounts its owner may send from: their own and teammates' that approved them.
-    owner = db.get(User, campaign.owner_id) if campaign is not None else user
-    accounts = delegations.sendable_mailboxes(db, owner or user)
-    if campaign is not None and campaign.mailbox_id not in {m.id for m in accounts}:
-        accounts.append(campaign.mailbox)
-    whose = {
-        m.id: teammate.display_name
-        for m in accounts
-        if owner is not None
-        and m.owner_id != owner.id
-        and (teammate := db.get(User, m.owner_id)) is not None
-    }
-    return render(
-        request,
-        "campaigns/editor.html",
-        {
-            "form": form,
-            "campaign": campaign,
-            "mailboxes": accounts,
-            "whose": whose,
-            "error": error,
-            "days": DAYS,
-            "time_zones": common_time_zones(form.timezone),
-            "form_posted": request.method == "POST",
-            "snippets": snippets.snippets(db, user),
-        },
-        status_code=status_code,
-    )
+    posted = request.method == "POST"
+    shown = views.editor(db, user, form, campaign=campaign, posted=posted, error=error)
+    return render(request, "campaigns/editor.html", shown, status_code=status_code)
 
 
 def _campaign_page(
@@ -542,61 +467,21 @@ def _campaign_page(
     import_error: str = "",
     status_code: int = 200,
 ) -> Response:
-    campaign = service.get_campaign(db, user, campaign_id)
-    page = max(page, 1)
-    preview, preview_error, previewed = None, "", None
-    if campaign.steps:
-        try:
-            preview, previewed = validation.preview(db, campaign, step, recipient or None)
-        except SendwellError as error:
-            preview_error = error.message
-    today = utcnow().date()
-    since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
-    rows = repo.daily_activity(db, campaign.id, since)
-    table = recipients_web.recipients_table(db, campaign, request.query_params, page)
-    interval = live.host_interval_of(request.app.state.services)
-    queues: forecast.Queues = {}
-    return render(
-        request,
-        "campaigns/detail.html",
-        {
-            "campaign": campaign,
-            "counts": repo.counts_for(db, [campaign.id])[campaign.id],
-            "table": table,
-            "forecasts": forecast.for_enrollments(
-                db, campaign, table.rows, now=utcnow(), host_interval=interval, queues=queues
-            ),
-            "next_send": forecast.for_campaigns(
-                db, [campaign], now=utcnow(), host_interval=interval, queues=queues
-            )[campaign.id],
-            # The preview's choice of recipients: this page of the unfiltered list.
-            "enrollments": repo.enrollments(
-                db,
-                campaign.id,
-                offset=(page - 1) * recipients_web.PAGE_SIZE,
-                limit=recipients_web.PAGE_SIZE,
-            ),
-            "events": repo.events(db, campaign.id),
-            "status_label": service.status_label(campaign),
-            "pause_words": service.pause_reason_words(campaign),
-            "after_pause": Choice(campaign.catch_up, campaign.catch_up_skip_days).words,
-            "enrollment_labels": service.ENROLLMENT_LABELS,
-            "preview": preview,
-            "preview_error": preview_error,
-            "previewed": previewed,
-            "preview_step": step,
-            "problems": problems or [],
-            "problem_total": problem_total,
-            "chart": daily_sends_chart(rows, today=today),
-            "schedule_days_words": days_words,
-            "event_words": wording.event_words,
-            "by_step": repo.outcomes_by_step(db, campaign.id),
-            "import_report": import_report,
-            "import_error": import_error,
-            "now": utcnow(),
-        },
-        status_code=status_code,
+    shown = views.campaign_page(
+        db,
+        user,
+        get_services(request),
+        campaign_id,
+        params=request.query_params,
+        step=step,
+        recipient=recipient,
+        page=page,
+        problems=problems,
+        problem_total=problem_total,
+        import_report=import_report,
+        import_error=import_error,
     )
+    return render(request, "campaigns/detail.html", shown, status_code=status_code)
 
 
 def _default_guards(request: Request) -> Guards:

@@ -10,22 +10,19 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import SESSION_COOKIE, current_user
 from sendwell.accounts.service import normalize_email
-from sendwell.campaigns import repository as campaign_repo
-from sendwell.campaigns import service as campaigns
 from sendwell.config import Settings
-from sendwell.delegations import service
+from sendwell.delegations import service, views
 from sendwell.dispatch import resuming
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import service as mailboxes
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.mailboxes.web import SERVER_LINK, load_alerts
-from sendwell.models import PauseReason, User
+from sendwell.models import User
 from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
 SETTINGS_TAB = "/messaging/settings"
-RESUMABLE = (PauseReason.DELEGATION_WITHDRAWN, *campaigns.MAILBOX_REASONS)
 
 
 @router.post("/delegations")
@@ -178,7 +175,9 @@ def resume_all(
     if view.viewer != "delegate" or view.delegation.mailbox_id is None:
         return redirect_with_flash(request, view.link, "No campaign of yours waits on it.")
     try:
-        resumed = resuming.resume_paused_by_mailbox(db, user, view.delegation.mailbox_id, RESUMABLE)
+        resumed = resuming.resume_paused_by_mailbox(
+            db, user, view.delegation.mailbox_id, views.RESUMABLE
+        )
     except SendwellError as error:
         return redirect_with_flash(request, view.link, error.message, kind="error")
     names = ", ".join(f"“{c.name}”" for c in resumed)
@@ -201,27 +200,9 @@ def _page(
     error: SendwellError | None = None,
     email: str = "",
 ) -> Response:
-    view = service.get_view(db, user, delegation_id)
-    sent = service.campaigns_sent(db, view)
-    waiting = [
-        c
-        for c in sent
-        if c.status.value == "paused" and c.pause_reason in RESUMABLE and view.viewer == "delegate"
-    ]
+    shown = views.delegation_page(
+        db, user, settings, delegation_id, error=error.message if error else "", email=email
+    )
     return render(
-        request,
-        "delegations/detail.html",
-        {
-            "view": view,
-            "mailboxes": service.approvable_mailboxes(db, user, view),
-            "campaigns": sent,
-            "counts": campaign_repo.counts_for(db, [c.id for c in sent]),
-            "waiting": waiting,
-            "status_label": campaigns.status_label,
-            "pause_words": campaigns.pause_reason_words,
-            "link": f"{settings.base_url}{view.link}",
-            "error": error.message if error else "",
-            "email": email,
-        },
-        status_code=error.status_code if error else 200,
+        request, "delegations/detail.html", shown, status_code=error.status_code if error else 200
     )

@@ -11,13 +11,9 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import SESSION_COOKIE, current_user
 from sendwell.accounts.service import normalize_email
 from sendwell.campaigns import service as campaigns
-from sendwell.delegations import service as delegations
 from sendwell.dispatch import resuming
-from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.mailboxes import domain_checks, limits, lookahead, server_accounts, service
-from sendwell.mailboxes import repository as mailbox_repo
-from sendwell.mailboxes.capabilities import server_capabilities
+from sendwell.mailboxes import domain_checks, lookahead, service, views
 from sendwell.mailboxes.provider_services import ProviderServices, get_services, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.errors import (
@@ -26,7 +22,6 @@ from sendwell.providers.errors import (
     InsufficientScope,
     ProviderError,
 )
-from sendwell.providers.mail_server import SECURITY_LABELS
 from sendwell.teams.service import teammates
 from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
@@ -75,29 +70,8 @@ def settings_tab(
     db: Session = Depends(get_db, scope="function"),
     services: ProviderServices = Depends(get_services),
 ) -> Response:
-    mailboxes = service.visible_mailboxes(db, user)
-    paused = {
-        m.id: campaigns.paused_by_mailbox(db, user, m.id)
-        for m in mailboxes
-        if m.status is MailboxStatus.CONNECTED
-    }
-    shared = delegations.views_for(db, user)
-    return render(
-        request,
-        "messaging/settings.html",
-        {
-            "tab": "settings",
-            "asked_of_me": [v for v in shared if v.viewer == "owner"],
-            "asked_by_me": [v for v in shared if v.viewer == "delegate"],
-            "teammates": teammates(db, user),
-            "active": [m for m in mailboxes if m.status is not MailboxStatus.DISCONNECTED],
-            "disconnected": [m for m in mailboxes if m.status is MailboxStatus.DISCONNECTED],
-            "paused": paused,
-            "expiries": lookahead.expiries_for(db, services.expiry_rules, mailboxes),
-            "now": utcnow(),
-            "capabilities": server_capabilities(get_settings(request), services),
-        },
-    )
+    shown = views.settings_tab(db, user, services, get_settings(request))
+    return render(request, "messaging/settings.html", shown)
 
 
 @router.get("/mailboxes/link")
@@ -511,29 +485,16 @@ def _email_settings_page(
     domain_error: str = "",
     status_code: int = 200,
 ) -> Response:
-    mailbox = service.get_mailbox(db, user, mailbox_id)
-    domain = mailbox_repo.get_domain_check(db, mailbox.id)
-    return render(
-        request,
-        "mailboxes/detail.html",
-        {
-            "mailbox": mailbox,
-            "server": server_accounts.settings_of(db, mailbox),
-            "security_labels": {k.value: label for k, label in SECURITY_LABELS.items()},
-            "events": service.mailbox_history(db, mailbox),
-            "label": mailbox.provider.label,
-            "limits": limits.limits_for(mailbox.provider, mailbox.email),
-            "gap_guidance": limits.GAP_GUIDANCE_SECONDS,
-            "form": form or {},
-            "error": error,
-            "domain": domain,
-            "selectors": selectors
-            if selectors is not None
-            else (domain.selectors.replace(",", ", ") if domain else ""),
-            "domain_error": domain_error,
-        },
-        status_code=status_code,
+    shown = views.email_settings_page(
+        db,
+        user,
+        mailbox_id,
+        form=form,
+        error=error,
+        selectors=selectors,
+        domain_error=domain_error,
     )
+    return render(request, "mailboxes/detail.html", shown, status_code=status_code)
 
 
 def _whole(raw: str, what: str) -> int | None:

@@ -8,7 +8,6 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import api_user
 from sendwell.models import User
 from sendwell.replies import service
-from sendwell.replies.repository import Filters
 from sendwell.replies.schemas import ReplyOut, ReplyPatch
 from sendwell.web.deps import get_db
 
@@ -27,12 +26,8 @@ def list_replies(
     user: User = Depends(api_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> list[ReplyOut]:
-    filters = Filters(
-        campaign_id=campaign_id,
-        kind=service.parse_kind(kind) if kind else None,
-        interest=service.parse_interest(interest) if interest else None,
-    )
-    return [_out(view) for view in service.list_replies(db, user, filters)]
+    found = service.find_replies(db, user, campaign_id=campaign_id, kind=kind, interest=interest)
+    return [_out(view) for view in found]
 
 
 @router.patch(

@@ -176,6 +176,18 @@ def thread_link(reply: Reply, mailbox: Mailbox, webmail_url: str) -> ThreadLink:
 # Reading and marking
 
 
+def find_replies(
+    db: Session, user: User, *, campaign_id: int | None, kind: str, interest: str
+) -> list[ReplyView]:
+    """Replies narrowed as a query asks: a kind and an interest by name, any when empty."""
+    filters = Filters(
+        campaign_id=campaign_id,
+        kind=parse_kind(kind) if kind else None,
+        interest=parse_interest(interest) if interest else None,
+    )
+    return list_replies(db, user, filters)
+
+
 def list_replies(db: Session, user: User, filters: Filters) -> list[ReplyView]:
     rows = repo.visible_replies(db, user, filters, limit=LIST_LIMIT)
     webmail = repo.webmail_urls(db, {mailbox.id for _r, _c, _e, mailbox in rows})

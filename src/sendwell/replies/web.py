@@ -3,21 +3,16 @@ marks, and an IMAP/SMTP account's webmail address."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
-from sendwell.campaigns import repository as campaign_repo
-from sendwell.db import session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import service as mailboxes
 from sendwell.mailboxes.web import load_alerts
-from sendwell.models import Interest, ReplyKind, User
-from sendwell.replies import service
-from sendwell.replies.repository import Filters
+from sendwell.models import Interest, User
+from sendwell.replies import service, views
 from sendwell.web.deps import get_db
 from sendwell.web.pages import redirect_with_flash, render, templates
 
@@ -38,38 +33,9 @@ def replies_tab(
     user: User = Depends(current_user),
     db: Session = Depends(get_db, scope="function"),
 ) -> Response:
-    campaigns = campaign_repo.visible_campaigns(db, user)
-    campaign_id = int(campaign) if campaign.isascii() and campaign.isdigit() else None
-    error = ""
-    if campaign and campaign_id not in {c.id for c in campaigns}:
-        error, campaign_id = "That campaign is not one of yours: showing every campaign.", None
-    try:
-        chosen = service.parse_interest(interest) if interest else None
-    except SendwellError as invalid:
-        error, chosen = invalid.message, None
-    replies = service.list_replies(
-        db, user, Filters(campaign_id=campaign_id, kind=ReplyKind.REPLY, interest=chosen)
-    )
-    automatic = service.list_replies(
-        db, user, Filters(campaign_id=campaign_id, kind=ReplyKind.AUTO_REPLY)
-    )
-    return render(
-        request,
-        "messaging/replies.html",
-        {
-            "tab": "replies",
-            "campaigns": campaigns,
-            "campaign_id": campaign_id,
-            "interest": chosen.value if chosen else "",
-            "interest_labels": service.INTEREST_LABELS,
-            "replies": replies,
-            "marked_by": {v.reply.id: service.marked_by_name(db, v.reply) for v in replies},
-            "automatic": automatic,
-            "filter_error": error,
-            "back": str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
-            "limit": service.LIST_LIMIT,
-        },
-    )
+    back = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+    shown = views.replies_tab(db, user, campaign=campaign, interest=interest, back=back)
+    return render(request, "messaging/replies.html", shown)
 
 
 @router.post("/replies/{reply_id}/interest")
@@ -120,34 +86,4 @@ def _back(back: str) -> str:
     return REPLIES_TAB
 
 
-def replies_panel(
-    request: Request, *, campaign_id: int, enrollment_id: int | None = None
-) -> dict[str, Any]:
-    """What the Replies section of a campaign (or recipient) page shows.
-
-    Those pages belong to the campaigns feature, which already checked that the user may see
-    the campaign; the section reads its rows in a short session of its own, through the same
-    visibility rule, so the campaign pages need no code of this feature.
-    """
-    user = getattr(request.state, "user", None)
-    if user is None:
-        return {"replies": [], "automatic": [], "counts": {}}
-    with session_scope(request.app.state.session_factory) as db:
-        viewer = db.get(User, user.id)
-        if viewer is None:
-            return {"replies": [], "automatic": [], "counts": {}}
-        views = service.list_replies(
-            db, viewer, Filters(campaign_id=campaign_id, enrollment_id=enrollment_id)
-        )
-        counts = service.counts(db, campaign_id)
-        marked_by = {v.reply.id: service.marked_by_name(db, v.reply) for v in views}
-        db.expunge_all()
-    return {
-        "replies": [v for v in views if v.reply.kind is ReplyKind.REPLY],
-        "automatic": [v for v in views if v.reply.kind is ReplyKind.AUTO_REPLY],
-        "counts": counts,
-        "marked_by": marked_by,
-    }
-
-
-templates.env.globals["replies_panel"] = replies_panel
+templates.env.globals["replies_panel"] = views.replies_panel

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import Response
@@ -13,12 +12,10 @@ from sendwell.accounts import service as accounts
 from sendwell.accounts.auth import current_user, set_session_cookie
 from sendwell.campaigns import service as campaigns
 from sendwell.config import Settings
-from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.mailboxes import repository as mailbox_repo
 from sendwell.mailboxes.provider_services import ProviderServices, get_services
 from sendwell.models import User
-from sendwell.teams import service
+from sendwell.teams import service, views
 from sendwell.web.deps import get_db, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
@@ -223,20 +220,13 @@ def _team_page(
     status: SendwellError | None = None,
     status_code: int = 200,
 ) -> Response:
-    members = service.team(db, user)
+    shown = views.team_page(
+        db, user, form=form, invited=invited, error=error.message if error else ""
+    )
     return render(
         request,
         "teams/team.html",
-        {
-            "members": members,
-            "invitations": service.open_invitations(db, user),
-            "inviters": {m.id: m for m in members},
-            "form": form or {"role": "member"},
-            "invited": invited,
-            "error": error.message if error else "",
-            "role_labels": service.ROLE_LABELS,
-            "now": utcnow(),
-        },
+        shown,
         status_code=status.status_code if status else status_code,
     )
 
@@ -244,25 +234,9 @@ def _team_page(
 def _member_page(
     request: Request, db: Session, user: User, user_id: int, *, error: SendwellError | None = None
 ) -> Response:
-    member = service.get_member(db, user, user_id)
-    owned = service.campaigns_of(db, user, user_id)
-    mailboxes = mailbox_repo.workspace_mailboxes(db, user.workspace_id)
-    context: dict[str, Any] = {
-        "member": member,
-        "campaigns": owned,
-        "people": [m for m in service.team(db, user) if m.is_active],
-        "mailboxes": mailboxes,
-        "mailbox_by_id": {m.id: m for m in mailboxes},
-        "status_label": campaigns.status_label,
-        "pause_words": campaigns.pause_reason_words,
-        "role_labels": service.ROLE_LABELS,
-        "error": error.message if error else "",
-    }
+    shown = views.member_page(db, user, user_id, error=error.message if error else "")
     return render(
-        request,
-        "teams/member.html",
-        context,
-        status_code=error.status_code if error else 200,
+        request, "teams/member.html", shown, status_code=error.status_code if error else 200
     )
 
 

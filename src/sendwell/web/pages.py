@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -41,22 +45,34 @@ templates.env.globals["local_time"] = local_time
 def render(
     request: Request,
     template: str,
-    context: dict[str, Any] | None = None,
+    context: dict[str, Any] | DataclassInstance | None = None,
     *,
     status_code: int = 200,
 ) -> HTMLResponse:
-    """Render a page with the signed-in user, flash message and CSRF token available."""
+    """Render a page with the signed-in user, flash message and CSRF token available.
+
+    The context is a dict or a page's view model (a dataclass), whose fields the template
+    reads by name."""
     values: dict[str, Any] = {
         "user": getattr(request.state, "user", None),
         "alerts": getattr(request.state, "alerts", []),
         "expiry_alerts": getattr(request.state, "expiry_alerts", []),
         "flash": read_flash(request),
     }
-    values.update(context or {})
+    if isinstance(context, dict):
+        values.update(context)
+    elif context is not None:
+        values.update(fields_of(context))
     response = templates.TemplateResponse(request, template, values, status_code=status_code)
     if values["flash"] is not None:
         response.delete_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def fields_of(view: DataclassInstance) -> dict[str, Any]:
+    """A view model's fields by name: the objects themselves (`dataclasses.asdict` would turn
+    nested view models into dicts and copy every record)."""
+    return {field.name: getattr(view, field.name) for field in dataclasses.fields(view)}
 
 
 def _serializer(request: Request) -> URLSafeTimedSerializer:
