@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.headerregistry import Address
+from email import policy
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from sendwell.campaigns.templates import RenderedStep, check_header_value
 from sendwell.kit.clock import utcnow
 from sendwell.providers.base import TAG_HEADER
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard library's header classes, each made once.
+
+    `HeaderRegistry` makes a new class for every header it is asked for; with a dozen headers
+    a message, that was most of the time spent building one. The classes hold no state of
+    their own, so one per header name serves every message.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+# The default policy (RFC 5322 headers, 78-character lines for choosing a body's encoding).
+POLICY = policy.default.clone(header_factory=_HeaderClasses())
 
 
 @dataclass(frozen=True)
@@ -27,7 +52,7 @@ class Envelope:
 
 def build_message(step: RenderedStep, envelope: Envelope) -> bytes:
     """A complete message; header values are checked so no merge field can add a header."""
-    message = EmailMessage()
+    message = EmailMessage(policy=POLICY)
     message["From"] = Address(
         check_header_value(envelope.sender_name, "The sender name"), addr_spec=envelope.sender_email
     )
