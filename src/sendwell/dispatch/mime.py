@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from email import policy
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
@@ -50,12 +51,20 @@ class Envelope:
     unsubscribe_footer: bool = False
 
 
+@functools.lru_cache(maxsize=1024)
+def _sender(name: str, email: str) -> BaseHeader:
+    """A mailbox's From header, made once: it is the same on every message the mailbox sends
+    (a header object is never changed once made, so messages can share it)."""
+    header: BaseHeader = POLICY.header_factory(
+        "From", Address(check_header_value(name, "The sender name"), addr_spec=email)
+    )
+    return header
+
+
 def build_message(step: RenderedStep, envelope: Envelope) -> bytes:
     """A complete message; header values are checked so no merge field can add a header."""
     message = EmailMessage(policy=POLICY)
-    message["From"] = Address(
-        check_header_value(envelope.sender_name, "The sender name"), addr_spec=envelope.sender_email
-    )
+    message["From"] = _sender(envelope.sender_name, envelope.sender_email)
     message["To"] = Address(
         check_header_value(envelope.recipient_name, "The recipient name"),
         addr_spec=envelope.recipient_email,
