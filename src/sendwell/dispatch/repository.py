@@ -595,7 +595,9 @@ class SendToRecord:
     campaign_has_bounces: bool
 
 
-def _send_to_record_query() -> Select[Any]:
+def _send_to_record_query() -> Select[
+    SendLedger, Enrollment, Campaign, CampaignStep, CampaignStep, bool
+]:
     here, following = aliased(CampaignStep), aliased(CampaignStep)
     bounced = aliased(Enrollment)
     has_bounces = (
