@@ -5,19 +5,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 from cryptography.fernet import Fernet
-from prometheus_client.exposition import ThreadingWSGIServer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell import wiring
-from sendwell.accounts import service as accounts
 from sendwell.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -37,6 +34,9 @@ from sendwell.kit.tokenbox import TokenBox, TokenBoxError
 from sendwell.mailboxes.tokens import reencrypt_all
 from sendwell.models import Role
 from sendwell.webhooks.service import reencrypt_secrets
+
+if TYPE_CHECKING:
+    from prometheus_client.exposition import ThreadingWSGIServer
 
 app = typer.Typer(help="Sendwell: outreach campaigns from your own mailbox.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -102,6 +102,8 @@ def serve(
     ] = False,
 ) -> None:
     """Run the web UI and API."""
+    import uvicorn
+
     from sendwell.app import create_app
 
     settings = _settings().listening_on(host, port)
@@ -157,6 +159,8 @@ def _session_factory(settings: Settings, engine: Engine) -> sessionmaker[Session
 
 def _setup_token_for(settings: Settings, engine: Engine, host: str) -> str:
     """The first account's setup token when others can reach this server and none exists."""
+    from sendwell.accounts import service as accounts
+
     if is_loopback_host(host) and not is_public_https(settings.base_url):
         return ""
     with session_scope(make_session_factory(engine)) as db:
@@ -254,11 +258,12 @@ def _worker_metrics(
     settings: Settings, factory: sessionmaker[Session], host: str, port: int
 ) -> ThreadingWSGIServer | None:
     """The worker's own /metrics server, when asked for one."""
+    if not port:
+        return None
+    # Imported only when asked for: the metrics registry comes with the web framework.
     from sendwell.metrics.server import serve_metrics
     from sendwell.metrics.web import build_registry as build_metrics_registry
 
-    if not port:
-        return None
     if not settings.metrics_token:
         err.print(
             "[bold red]Error:[/] --metrics-port needs SENDWELL_METRICS_TOKEN, the token "
@@ -307,6 +312,8 @@ def users_create(
     password_stdin: PasswordStdin = False,
 ) -> None:
     """Add a user (the very first user always becomes the workspace admin)."""
+    from sendwell.accounts import service as accounts
+
     password = _read_password(password_stdin)
     with _unit_of_work() as db:
         user = accounts.create_user(
@@ -328,6 +335,8 @@ def users_set_password(
     ] = None,
 ) -> None:
     """Set a new password for a user and sign them out everywhere."""
+    from sendwell.accounts import service as accounts
+
     password = _read_password(password_stdin)
     with _unit_of_work() as db:
         tokens = len(accounts.list_api_tokens(db, accounts.get_user_by_email(db, email)))
@@ -361,6 +370,8 @@ def _ask_to_revoke(tokens: int, password_from_stdin: bool) -> bool:
 @users_app.command("list")
 def users_list() -> None:
     """List the workspace's users."""
+    from sendwell.accounts import service as accounts
+
     with _unit_of_work() as db:
         table = Table("id", "email", "name", "role", "status", "created")
         for user in accounts.list_users(db):
@@ -385,6 +396,7 @@ def users_invite(
 ) -> None:
     """Create a one-time invitation link (valid 7 days); the link is printed alone on the last
     line, to give to the person (the Team page can email it when SENDWELL_SMTP_URL is set)."""
+    from sendwell.accounts import service as accounts
     from sendwell.teams import service as teams
 
     settings = _settings()
@@ -411,6 +423,8 @@ def tokens_create(
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
 ) -> None:
     """Create an API token; the token itself is printed alone on the last line."""
+    from sendwell.accounts import service as accounts
+
     with _unit_of_work() as db:
         user = accounts.get_user_by_email(db, email)
         _token, plaintext = accounts.create_api_token(db, user, name)

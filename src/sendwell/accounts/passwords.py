@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn
@@ -16,8 +18,6 @@ MIN_STRENGTH = 2
 STRENGTH_CHECKED_LENGTH = 72  # zxcvbn's own limit; a longer password is judged by its start
 
 _hasher = PasswordHasher()
-# Verified against when the address is unknown, so both answers take the same time.
-_DUMMY_HASH = _hasher.hash("sendwell-timing-equaliser")
 
 
 def check_password_rules(password: str, email: str) -> None:
@@ -62,9 +62,19 @@ def hash_password(password: str) -> str:
 def verify_password(password: str, stored_hash: str | None) -> bool:
     """True when the password matches; always spends one argon2 verification."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the address is unknown, so both answers take the same time.
+
+    Made on first use, not at import: an argon2 hash takes 64 MiB for a moment, which every
+    process importing this module (a sending worker too) would otherwise keep as its peak.
+    """
+    return _hasher.hash("sendwell-timing-equaliser")
 
 
 def needs_rehash(stored_hash: str) -> bool:

@@ -31,6 +31,8 @@ MAX_WORK = 500_000  # loop iterations, calls and look-ups, plus the size of ever
 # Processor time of one render. Not wall-clock time: a busy server that leaves the thread
 # waiting for a core must not turn a harmless template into a refused one.
 MAX_SECONDS = 1.0
+# Sources kept compiled per environment (each campaign step has a subject and one or two bodies).
+COMPILED_TEMPLATES = 512
 MAX_NUMBER_ARGUMENT = 10_000  # a width, count or length given to a filter or to range()
 # String methods a template may call: none of them builds more than it was given.
 STR_METHODS = frozenset(
@@ -262,6 +264,10 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
             "dict": self.globals["dict"],
             "namespace": self.globals["namespace"],
         }
+        # Compiled templates by source: a step's templates are rendered for every recipient
+        # it goes to, and compiling costs many times what rendering does. A compiled template
+        # holds no render state (the budget is counted per render), so one serves them all.
+        self._compiled = functools.lru_cache(maxsize=COMPILED_TEMPLATES)(self.from_string)
 
     @staticmethod
     def concat(parts: Iterable[str]) -> str:
@@ -323,7 +329,7 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         with budgeted() as budget:
             parts: list[str] = []
             length = 0
-            for part in self.from_string(source).generate(fields):
+            for part in self._compiled(source).generate(fields):
                 length += len(part)
                 if length > MAX_OUTPUT_CHARS:
                     raise OverBudget(f"its result is longer than {MAX_OUTPUT_CHARS:,} characters")

@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from email.headerregistry import Address
+from email import policy
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 from sendwell.campaigns.templates import RenderedStep, check_header_value
 from sendwell.kit.clock import utcnow
 from sendwell.providers.base import TAG_HEADER
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The standard library's header classes, each made once.
+
+    `HeaderRegistry` makes a new class for every header it is asked for; with a dozen headers
+    a message, that was most of the time spent building one. The classes hold no state of
+    their own, so one per header name serves every message.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+# The default policy (RFC 5322 headers, 78-character lines for choosing a body's encoding).
+POLICY = policy.default.clone(header_factory=_HeaderClasses())
 
 
 @dataclass(frozen=True)
@@ -25,12 +51,20 @@ class Envelope:
     unsubscribe_footer: bool = False
 
 
+@functools.lru_cache(maxsize=1024)
+def _sender(name: str, email: str) -> BaseHeader:
+    """A mailbox's From header, made once: it is the same on every message the mailbox sends
+    (a header object is never changed once made, so messages can share it)."""
+    header: BaseHeader = POLICY.header_factory(
+        "From", Address(check_header_value(name, "The sender name"), addr_spec=email)
+    )
+    return header
+
+
 def build_message(step: RenderedStep, envelope: Envelope) -> bytes:
     """A complete message; header values are checked so no merge field can add a header."""
-    message = EmailMessage()
-    message["From"] = Address(
-        check_header_value(envelope.sender_name, "The sender name"), addr_spec=envelope.sender_email
-    )
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _sender(envelope.sender_name, envelope.sender_email)
     message["To"] = Address(
         check_header_value(envelope.recipient_name, "The recipient name"),
         addr_spec=envelope.recipient_email,

@@ -29,6 +29,7 @@ from sendwell.mailboxes.tokens import with_credential
 from sendwell.models import (
     Campaign,
     CampaignStatus,
+    CampaignStep,
     Enrollment,
     LedgerStatus,
     Mailbox,
@@ -300,10 +301,18 @@ class Outcomes:
     def record_sent(self, claim: Claim, sent: SentMessage) -> None:
         """Sent: the ledger row, the recipient's next step and the campaign, in one commit."""
         with session_scope(self.factory) as db:
-            row = db.get(SendLedger, claim.ledger_id)
-            if row is not None:
-                mark_sent(db, row, sent)
-                self._after_delivery(db, row.campaign_id)
+            found = repo.send_to_record(db, claim.ledger_id)
+            if found is None:
+                return
+            mark_sent(db, found.row, sent, steps=found.steps)
+            if found.campaign_has_bounces:
+                # The send may complete a window that already holds enough bounces.
+                bounce_guard.pause_if_bouncing(
+                    db,
+                    found.row.campaign_id,
+                    mailer=self.services.mailer,
+                    base_url=self.services.base_url,
+                )
 
     def _after_delivery(self, db: Session, campaign_id: int) -> None:
         bounce_guard.after_delivery(db, campaign_id)
@@ -449,8 +458,18 @@ def metadata_retry(sent_at: datetime | None) -> timedelta:
     return min(SETTLE_RETRY, max(METADATA_RETRY_FIRST, age / 2))
 
 
-def mark_sent(db: Session, row: SendLedger, sent: SentMessage) -> None:
-    """Record a send and schedule the recipient's next step from when this one really went."""
+def mark_sent(
+    db: Session,
+    row: SendLedger,
+    sent: SentMessage,
+    *,
+    steps: dict[int, CampaignStep] | None = None,
+) -> None:
+    """Record a send and schedule the recipient's next step from when this one really went.
+
+    `steps`: the campaign's steps at the send's position and the next, when already read
+    in this unit of work.
+    """
     now = utcnow()
     lifecycle.ledger(row, LedgerEvent.SENT)
     row.lease_until, row.error = None, ""
@@ -460,8 +479,11 @@ def mark_sent(db: Session, row: SendLedger, sent: SentMessage) -> None:
     enrollment = db.get(Enrollment, row.enrollment_id)
     if enrollment is None:
         return
-    steps = repo.steps_at(db, row.campaign_id, (row.step_position, row.step_position + 1))
-    repo.reset_consecutive_failures(db, row.campaign_id)
+    if steps is None:
+        steps = repo.steps_at(db, row.campaign_id, (row.step_position, row.step_position + 1))
+    campaign = db.get(Campaign, row.campaign_id)
+    if campaign is not None and campaign.consecutive_failures:
+        repo.reset_consecutive_failures(db, row.campaign_id)
     step = steps.get(row.step_position)
     enrollment.steps_sent = max(enrollment.steps_sent, row.step_position)
     enrollment.last_sent_at = now

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Literal
 
-from fastapi import Request
+from starlette.requests import Request
 
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
