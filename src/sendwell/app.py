@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from sendwell import __version__, wiring
 from sendwell.accounts import api as accounts_api
+from sendwell.accounts import passwords
 from sendwell.accounts import web as accounts_web
 from sendwell.accounts.auth import SignInRequired, redirect_to_sign_in
 from sendwell.campaigns import api as campaigns_api
@@ -101,6 +102,7 @@ def create_app(
         wanted = {JobKind.UPKEEP: background_jobs, JobKind.SENDING: dispatcher}
         kinds = [kind for kind, on in wanted.items() if on]
         running = wiring.jobs().start(kinds, settings, session_factory, services)
+        passwords.equalise_timing()
         yield
         running.stop()
         http.close()

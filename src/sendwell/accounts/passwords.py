@@ -77,5 +77,12 @@ def _dummy_hash() -> str:
     return _hasher.hash("sendwell-timing-equaliser")
 
 
+def equalise_timing() -> None:
+    """Make the unknown-address hash now, so that even a process's first sign-in with an
+    unknown address takes as long as one with a known address (the web app calls this as
+    it starts)."""
+    _dummy_hash()
+
+
 def needs_rehash(stored_hash: str) -> bool:
     return _hasher.check_needs_rehash(stored_hash)
