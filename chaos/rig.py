@@ -8,7 +8,9 @@ campaigns made, started, paused and resumed through the JSON API.
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -22,7 +24,7 @@ from bench.common import BenchError
 from bench.stack import Stack, answers, parse_moment
 from sqlalchemy import select
 
-from sendwell.models import CampaignEvent
+from sendwell.models import CampaignEvent, Enrollment, LedgerStatus, Mailbox, SendLedger
 from sendwell.providers.base import TAG_HEADER
 
 # Short leases and a short settle grace, so a killed process's work comes back within a
@@ -84,6 +86,38 @@ class Tally:
     follow_ups: int = 0
     unthreaded: int = 0
     examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Takeover:
+    """A process SIGKILLed while sending: when, the workers it ran, and the mailboxes it
+    held the sender lease of at that moment."""
+
+    at: float
+    workers: set[str]
+    mailboxes: list[int]
+
+
+@dataclass
+class Failover:
+    """Seconds from each kill to the next send from each mailbox the dead process held,
+    by another worker; and the held mailboxes that had nothing left to send."""
+
+    seconds: list[float] = field(default_factory=list)
+    idle: int = 0
+
+    def percentile(self, share: float) -> float:
+        """Nearest rank."""
+        ranked = sorted(self.seconds)
+        return ranked[max(0, math.ceil(share * len(ranked)) - 1)] if ranked else 0.0
+
+    def summary(self) -> str:
+        if not self.seconds:
+            return "none measured"
+        return (
+            f"p50 {self.percentile(0.5):.2f} s, p99 {self.percentile(0.99):.2f} s, "
+            f"max {max(self.seconds):.2f} s ({len(self.seconds)} mailboxes)"
+        )
 
 
 @dataclass
@@ -161,11 +195,14 @@ class Rig:
         self.faults: Counter[str] = Counter()
         self.unexpected_exits: list[str] = []
         self.servers = 1
+        self.addresses: dict[int, str] = {}
+        self.takeovers: list[Takeover] = []
 
     # -- setting up --------------------------------------------------------------------
 
     def link(self, address: str) -> int:
         mailbox_id = self.stack.link(address)
+        self.addresses[mailbox_id] = address
         if address.endswith("outlook.test"):
             self.sandbox("mailbox-settings", {"mailbox": address, **FAST_EXCHANGE})
         return mailbox_id
@@ -241,11 +278,26 @@ class Rig:
         ]
 
     def kill(self, name: str) -> None:
-        """SIGKILL one process and forget it."""
+        """SIGKILL one process and forget it, noting the mailboxes it was sending for."""
+        workers = set(re.findall(r"Worker (\S+) is sending", self.stack.procs.log(name, 10**6)))
+        # `sendwell serve` names no worker: on SQLite it is the only one sending.
+        held = self.held_mailboxes(workers if name.startswith("worker") else None)
         proc = self.stack.procs.running.pop(name)
         proc.send_signal(signal.SIGKILL)
+        at = time.time()
         proc.wait(timeout=30)
         self.kills += 1
+        if held:
+            self.takeovers.append(Takeover(at, set(held.values()), list(held)))
+
+    def held_mailboxes(self, workers: set[str] | None) -> dict[int, str]:
+        """Mailboxes whose sender lease is held now, by these workers (by anyone: None),
+        with the holder."""
+        query = select(Mailbox.id, Mailbox.sender).where(Mailbox.sender_until.is_not(None))
+        if workers is not None:
+            query = query.where(Mailbox.sender.in_(workers))
+        with self.stack.db.engine.connect() as connection:
+            return {int(mailbox): str(sender) for mailbox, sender in connection.execute(query)}
 
     def kill_random(self, prefix: str) -> str | None:
         candidates = self.live(prefix)
@@ -385,6 +437,37 @@ class Rig:
             unthreaded=len(unthreaded),
             examples=examples,
         )
+
+    def failover(self) -> Failover:
+        """For each kill and each mailbox the dead process held: the time until the next
+        message from that mailbox arrived that another worker sent (the ledger says which
+        worker sent each (recipient, step))."""
+        query = (
+            select(Enrollment.email, SendLedger.step_position, SendLedger.worker)
+            .join(Enrollment, Enrollment.id == SendLedger.enrollment_id)
+            .where(SendLedger.status == LedgerStatus.SENT)
+        )
+        with self.stack.db.engine.connect() as connection:
+            sender = {(email, step): worker for email, step, worker in connection.execute(query)}
+        sent: dict[str, list[tuple[float, str]]] = {}
+        for arrival in self.arrivals():
+            plan = self.plans.get(arrival.campaign_id)
+            if plan is not None:
+                worker = sender.get((arrival.email, arrival.step), "")
+                sent.setdefault(plan.address, []).append((arrival.at, worker))
+        found = Failover()
+        for takeover in self.takeovers:
+            for mailbox_id in takeover.mailboxes:
+                later = [
+                    at
+                    for at, worker in sent.get(self.addresses.get(mailbox_id, ""), [])
+                    if at > takeover.at and worker and worker not in takeover.workers
+                ]
+                if later:
+                    found.seconds.append(min(later) - takeover.at)
+                else:
+                    found.idle += 1
+        return found
 
     def events(self, campaign_id: int) -> list[tuple[float, str, bool]]:
         """The campaign's whole events log, oldest first: (moment, kind, by a user). Read from

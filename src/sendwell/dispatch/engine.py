@@ -53,6 +53,9 @@ SEND_BATCH = 50
 STUCK_RETRY = timedelta(seconds=1)
 # Due recipients looked at per pass in a campaign whose recipients have their own time zones.
 ZONED_LOOKAHEAD = 50
+# How often a busy worker looks, between its sends, for workers that died: their mailboxes
+# are then served by a new pass at once rather than at the end of this one.
+TAKEOVER_LOOK = timedelta(seconds=0.5)
 
 
 class Dispatcher:
@@ -80,6 +83,8 @@ class Dispatcher:
         # Taken while the loop runs (`run_forever`, `present`), so that others take over at
         # once if this process dies; a dispatcher driven pass by pass holds none.
         self.liveness = liveness.liveness_for(factory, self.worker_id)
+        self._next_look = utcnow()
+        self._cut_short = False
         self.inbound = inbound.InboundReader(factory, services, policy.inbound_interval)
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -131,18 +136,30 @@ class Dispatcher:
         self.outcomes.fill_missing_metadata()
         self.inbound.read_due()
         holds.release_ended_holds(self.factory)
-        sent = False
+        sent = self._cut_short = False
         for mailbox_id in self._sending_mailboxes():
             sent = self.send_for(mailbox_id) > 0 or sent
-        return utcnow() if sent else self._next_wake()
+            if self._cut_short:
+                break
+        return utcnow() if sent or self._cut_short else self._next_wake()
 
-    def _take_over_from_gone_workers(self) -> None:
+    def _take_over_from_gone_workers(self) -> bool:
         """Claims whose lease ended, and whatever a worker whose liveness lock is free held:
-        its claims back in line, its mailboxes free to send for (liveness.py)."""
+        its claims back in line, its mailboxes free to send for (liveness.py). True when a
+        worker was found gone."""
         self.liveness.renew()
         gone = self.liveness.gone()
         self.outcomes.release_expired_claims(gone.names)
         self.liveness.forget(gone)
+        self._next_look = utcnow() + TAKEOVER_LOOK
+        return bool(gone.names)
+
+    def _cut_for_takeover(self) -> bool:
+        """Between sends, now and then: whether a worker died meanwhile (what it held is
+        free now); if so this pass ends, and the next, at once, serves its mailboxes too."""
+        if utcnow() >= self._next_look and self._take_over_from_gone_workers():
+            self._cut_short = True
+        return self._cut_short
 
     def send_for(self, mailbox_id: int) -> int:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
@@ -156,6 +173,10 @@ class Dispatcher:
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
+                    if self._cut_for_takeover():
+                        for rest in batch[index:]:
+                            self.outcomes.record(rest.claim, NotSent("a gone worker's first"))
+                        return handed + index
                     # Gate, send, record: one claim at a time.
                     if not self.deliver(ready, credential):
                         # The host refused or asked us to wait: the rest go back in line and
