@@ -54,7 +54,7 @@ STUCK_RETRY = timedelta(seconds=1)
 # Due recipients looked at per pass in a campaign whose recipients have their own time zones.
 ZONED_LOOKAHEAD = 50
 # How often a busy worker looks, between its sends, for workers that died: their mailboxes
-# are then served by a new pass at once rather than at the end of this one.
+# are served at once rather than after this pass.
 TAKEOVER_LOOK = timedelta(seconds=0.5)
 
 
@@ -84,7 +84,8 @@ class Dispatcher:
         # once if this process dies; a dispatcher driven pass by pass holds none.
         self.liveness = liveness.liveness_for(factory, self.worker_id)
         self._next_look = utcnow()
-        self._cut_short = False
+        # Mailboxes a gone worker was sending for, served before anything else.
+        self._freed: list[int] = []
         self.inbound = inbound.InboundReader(factory, services, policy.inbound_interval)
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -130,36 +131,43 @@ class Dispatcher:
     def run_once(self) -> datetime:
         """One pass; returns when the next pass is worth making."""
         self._take_over_from_gone_workers()
+        sent = self._serve_freed()
         self.outcomes.settle_unknown()
         # Ids first: a bounce or reply read next can only be matched to a send whose ids
         # are known.
         self.outcomes.fill_missing_metadata()
         self.inbound.read_due()
         holds.release_ended_holds(self.factory)
-        sent = self._cut_short = False
         for mailbox_id in self._sending_mailboxes():
             sent = self.send_for(mailbox_id) > 0 or sent
-            if self._cut_short:
-                break
-        return utcnow() if sent or self._cut_short else self._next_wake()
+        return utcnow() if sent else self._next_wake()
 
     def _take_over_from_gone_workers(self) -> bool:
         """Claims whose lease ended, and whatever a worker whose liveness lock is free held:
-        its claims back in line, its mailboxes free to send for (liveness.py). True when a
-        worker was found gone."""
+        its claims back in line, its mailboxes free to send for (liveness.py). True when it
+        was sending for a mailbox, which is then served first."""
         self.liveness.renew()
         gone = self.liveness.gone()
         self.outcomes.release_expired_claims(gone.names)
-        self.liveness.forget(gone)
+        freed = self.liveness.forget(gone)
+        self._freed += freed
         self._next_look = utcnow() + TAKEOVER_LOOK
-        return bool(gone.names)
+        return bool(freed)
 
-    def _cut_for_takeover(self) -> bool:
-        """Between sends, now and then: whether a worker died meanwhile (what it held is
-        free now); if so this pass ends, and the next, at once, serves its mailboxes too."""
+    def _serve_freed(self) -> bool:
+        """Send for the mailboxes gone workers were sending for, before the pass's
+        housekeeping or other mailboxes: they have waited already."""
+        sent = False
+        while self._freed:
+            sent = self.send_for(self._freed.pop(0)) > 0 or sent
+        return sent
+
+    def _look_for_gone_workers(self) -> None:
+        """Between sends, now and then: take over from workers that died meanwhile and send
+        for their mailboxes right away; then this mailbox's batch goes on (its claims' leases
+        outlast a batch)."""
         if utcnow() >= self._next_look and self._take_over_from_gone_workers():
-            self._cut_short = True
-        return self._cut_short
+            self._serve_freed()
 
     def send_for(self, mailbox_id: int) -> int:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
@@ -173,10 +181,7 @@ class Dispatcher:
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
-                    if self._cut_for_takeover():
-                        for rest in batch[index:]:
-                            self.outcomes.record(rest.claim, NotSent("a gone worker's first"))
-                        return handed + index
+                    self._look_for_gone_workers()
                     # Gate, send, record: one claim at a time.
                     if not self.deliver(ready, credential):
                         # The host refused or asked us to wait: the rest go back in line and

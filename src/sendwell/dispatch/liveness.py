@@ -108,15 +108,17 @@ class Liveness:
     def gone(self) -> Gone:
         return Gone()
 
-    def forget(self, gone: Gone) -> None:
+    def forget(self, gone: Gone) -> list[int]:
         """Clear the sender leases of gone workers and forget their registrations (their
-        claims were put back in line first, by `Outcomes.release_expired_claims`)."""
+        claims were put back in line first, by `Outcomes.release_expired_claims`); returns
+        the mailboxes they were sending for."""
         if not gone.names and not gone.keys:
-            return
+            return []
         with session_scope(self.factory) as db:
-            repo.release_senders(db, gone.names)
+            freed = repo.release_senders(db, gone.names)
             repo.forget_workers(db, gone.keys)
-        log.info("workers_gone", worker=self.name, gone=sorted(gone.names))
+        log.warning("workers_gone", worker=self.name, gone=sorted(gone.names), mailboxes=freed)
+        return freed
 
     def close(self) -> None:
         """A graceful end: unregister and let the lock go."""

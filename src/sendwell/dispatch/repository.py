@@ -247,15 +247,19 @@ def release_sender(db: Session, mailbox_id: int, worker: str) -> None:
     )
 
 
-def release_senders(db: Session, workers: set[str]) -> None:
-    """These workers are gone: the mailboxes they were sending for are anyone's now."""
+def release_senders(db: Session, workers: set[str]) -> list[int]:
+    """These workers are gone: the mailboxes they were sending for are anyone's now (their
+    ids are returned)."""
     if not workers:
-        return
-    db.execute(
-        update(Mailbox)
-        .where(Mailbox.sender.in_(workers), Mailbox.sender_until.is_not(None))
-        .values(sender_until=None)
-        .execution_options(synchronize_session=False)
+        return []
+    return list(
+        db.scalars(
+            update(Mailbox)
+            .where(Mailbox.sender.in_(workers), Mailbox.sender_until.is_not(None))
+            .values(sender_until=None)
+            .returning(Mailbox.id)
+            .execution_options(synchronize_session=False)
+        )
     )
 
 
