@@ -141,6 +141,9 @@ class AdvisoryLock(Liveness):
         self._url = engine.url
         self._engine: Engine | None = None
         self._connection: Connection | None = None
+        # The database connection the lock was taken on, and whether it is known lost.
+        self._raw: Any = None
+        self._lost = False
 
     def start(self) -> None:
         engine = create_engine(self._url, poolclass=NullPool)
@@ -159,15 +162,19 @@ class AdvisoryLock(Liveness):
             engine.dispose()
             raise
         self._engine, self._connection, self.key = engine, connection, key
+        self._raw, self._lost = connection.connection.dbapi_connection, False
         self.started = True
 
     def held(self) -> bool:
         if not self.started:
             return True
-        if self._connection is None or self._connection.closed:
-            return False
-        raw: Any = self._connection.connection.dbapi_connection
-        if raw is None or raw.closed:
+        if not self._lost:
+            self._lost = not self._still_held()
+        return not self._lost
+
+    def _still_held(self) -> bool:
+        connection, raw = self._connection, self._raw
+        if connection is None or connection.invalidated or raw is None or raw.closed:
             return False
         # The connection is idle: anything to read (most likely the server's goodbye, or
         # the end of the stream) is worth a round trip to learn whether it still stands.
@@ -175,12 +182,14 @@ class AdvisoryLock(Liveness):
         if not readable:
             return True
         try:
-            with Session(bind=self._connection) as db:
+            with Session(bind=connection) as db:
                 repo.ping(db)
                 db.commit()
         except DBAPIError:
             return False
-        return True
+        # A lost connection is replaced on its next use, without the lock: only the one that
+        # took the lock counts.
+        return not connection.invalidated and connection.connection.dbapi_connection is raw
 
     def gone(self) -> Gone:
         with session_scope(self.factory) as db:
@@ -192,7 +201,7 @@ class AdvisoryLock(Liveness):
                 self._connection.close()
         if self._engine is not None:
             self._engine.dispose()
-        self._engine = self._connection = None
+        self._engine = self._connection = self._raw = None
 
 
 class LockFile(Liveness):
