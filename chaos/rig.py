@@ -44,6 +44,8 @@ SETTINGS = {
 # What Exchange takes a minute at the sandbox while the runs send at full speed.
 FAST_EXCHANGE = {"messages_per_minute": 10_000}
 SANDBOX_TIMEOUT_SECONDS = 5.0
+# How long a kill waits for some worker to be sending before it strikes anyway.
+STARTUP_WAIT = 60.0
 FIRST_SUBJECT = "A question for {{ first_name }}"
 
 
@@ -299,7 +301,20 @@ class Rig:
         with self.stack.db.engine.connect() as connection:
             return {int(mailbox): str(sender) for mailbox, sender in connection.execute(query)}
 
+    def sending(self, name: str) -> bool:
+        """Whether a worker has begun sending (it says so once started)."""
+        return "is sending" in self.stack.procs.log(name, 10**6)
+
     def kill_random(self, prefix: str) -> str | None:
+        """SIGKILL a random live process of the kind. Workers: once at least one of them is
+        sending (waiting up to STARTUP_WAIT), so that on a loaded machine, where starting
+        takes long, kills do not only ever hit workers that are still starting."""
+        if prefix == "worker":
+            deadline = time.monotonic() + STARTUP_WAIT
+            while time.monotonic() < deadline and not any(
+                self.sending(name) for name in self.live(prefix)
+            ):
+                time.sleep(0.2)
         candidates = self.live(prefix)
         if not candidates:
             return None

@@ -235,10 +235,10 @@ def postgres_kills(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
         f"({profile.recipients} recipients), {profile.workers} `sendwell worker` processes "
         f"beside `sendwell serve --no-dispatcher`. After a random {profile.kill_every[0]}-"
         f"{profile.kill_every[1]} further sends (or 1.5-6 s when sending stalls) a random "
-        "worker is SIGKILLed and a new one started at once (a kill may hit one still "
-        "starting). After a third of the kills one backend of the database is cut with "
-        "`pg_terminate_backend`; after two thirds the cluster is restarted with `pg_ctl "
-        "restart`.",
+        "worker is SIGKILLed and a new one started at once (a kill waits until some worker "
+        "is sending, then may hit one still starting). After a third of the kills one "
+        "backend of the database is cut with `pg_terminate_backend`; after two thirds the "
+        "cluster is restarted with `pg_ctl restart`.",
     )
     began = time.monotonic()
     database = "chaos_kills"
