@@ -139,8 +139,10 @@ def markdown(results: list[Result], machine: Machine, profile: Profile, seconds:
         "not fails the scenario (the notes give how many follow-ups were checked).",
         "",
         "- **failover**: for every SIGKILL, the mailboxes whose sender lease the killed "
-        "process held at that moment; for each, the time from the kill to the next message "
-        "from that mailbox that arrived in the sandbox and that another worker sent (the "
+        "process held at that moment; for each, the time from the kill (or from when the "
+        "mailbox's pacing allowed its next send, if later: a host's rate limit may hold it) "
+        "to the next message from that mailbox that arrived in the sandbox and that another "
+        "worker sent (the "
         "ledger names the worker of each (recipient, step)). Nearest-rank p50 / p99 and the "
         "maximum over all kills of the scenario. A dead worker's liveness lock is freed when "
         "its process dies (`src/sendwell/dispatch/liveness.py`), so others take its mailboxes "

@@ -93,17 +93,19 @@ class Tally:
 @dataclass
 class Takeover:
     """A process SIGKILLed while sending: when, the workers it ran, and the mailboxes it
-    held the sender lease of at that moment."""
+    held the sender lease of at that moment, each with the moment its pacing allowed its next
+    send (a host's rate limit or retry time may hold a mailbox past the kill)."""
 
     at: float
     workers: set[str]
-    mailboxes: list[int]
+    mailboxes: dict[int, float]
 
 
 @dataclass
 class Failover:
-    """Seconds from each kill to the next send from each mailbox the dead process held,
-    by another worker; and the held mailboxes that had nothing left to send."""
+    """Seconds from each kill (or from the moment the mailbox's pacing allowed a send, when
+    later) to the next send from each mailbox the dead process held, by another worker; and
+    the held mailboxes that had nothing left to send."""
 
     seconds: list[float] = field(default_factory=list)
     idle: int = 0
@@ -290,16 +292,27 @@ class Rig:
         proc.wait(timeout=30)
         self.kills += 1
         if held:
-            self.takeovers.append(Takeover(at, set(held.values()), list(held)))
+            self.takeovers.append(
+                Takeover(
+                    at,
+                    {sender for sender, _ in held.values()},
+                    {mailbox: max(at, allowed) for mailbox, (_, allowed) in held.items()},
+                )
+            )
 
-    def held_mailboxes(self, workers: set[str] | None) -> dict[int, str]:
+    def held_mailboxes(self, workers: set[str] | None) -> dict[int, tuple[str, float]]:
         """Mailboxes whose sender lease is held now, by these workers (by anyone: None),
-        with the holder."""
-        query = select(Mailbox.id, Mailbox.sender).where(Mailbox.sender_until.is_not(None))
+        with the holder and when the mailbox's pacing allows its next send."""
+        query = select(Mailbox.id, Mailbox.sender, Mailbox.send_not_before).where(
+            Mailbox.sender_until.is_not(None)
+        )
         if workers is not None:
             query = query.where(Mailbox.sender.in_(workers))
         with self.stack.db.engine.connect() as connection:
-            return {int(mailbox): str(sender) for mailbox, sender in connection.execute(query)}
+            return {
+                int(mailbox): (str(sender), allowed.timestamp() if allowed else 0.0)
+                for mailbox, sender, allowed in connection.execute(query)
+            }
 
     def sending(self, name: str) -> bool:
         """Whether a worker has begun sending (it says so once started)."""
@@ -472,14 +485,14 @@ class Rig:
                 sent.setdefault(plan.address, []).append((arrival.at, worker))
         found = Failover()
         for takeover in self.takeovers:
-            for mailbox_id in takeover.mailboxes:
+            for mailbox_id, allowed in takeover.mailboxes.items():
                 later = [
                     at
                     for at, worker in sent.get(self.addresses.get(mailbox_id, ""), [])
                     if at > takeover.at and worker and worker not in takeover.workers
                 ]
                 if later:
-                    found.seconds.append(min(later) - takeover.at)
+                    found.seconds.append(max(0.0, min(later) - allowed))
                 else:
                     found.idle += 1
         return found
