@@ -173,8 +173,9 @@ class Result:
             self.notes.append(f"{self.failed_recipients} recipients failed (the engine gave up)")
         if self.failover.seconds or self.failover.idle:
             self.notes.append(
-                f"failover, from a SIGKILL to the next send by another worker from each "
-                f"mailbox the killed process was sending for: {self.failover.summary()}"
+                f"failover, from a SIGKILL (or the mailbox's next allowed send, if later) to "
+                f"the next send by another worker from each mailbox the killed process was "
+                f"sending for: {self.failover.summary()}"
                 + (
                     f"; {self.failover.idle} such mailboxes had nothing left to send"
                     if self.failover.idle
