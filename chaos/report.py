@@ -65,6 +65,7 @@ COLUMNS = (
     "lost",
     "duplicated",
     "kills",
+    "failover p50 / p99 / max",
     "restarts",
     "faults injected",
     "time",
@@ -83,12 +84,20 @@ def row(result: Result) -> list[str]:
         str(t.lost),
         duplicated,
         str(result.kills),
+        failover(result),
         counted(result.restarts),
         counted(result.faults),
         f"{result.seconds:.0f} s",
         "yes" if result.completed else "no",
         verdict(result),
     ]
+
+
+def failover(result: Result) -> str:
+    f = result.failover
+    if not f.seconds:
+        return "-"
+    return f"{f.percentile(0.5):.1f} / {f.percentile(0.99):.1f} / {max(f.seconds):.1f} s"
 
 
 def terminal_table(results: list[Result]) -> Table:
@@ -129,10 +138,22 @@ def markdown(results: list[Result], machine: Machine, profile: Profile, seconds:
         'thread in References and keep the thread\'s subject as "Re: …"; one that does '
         "not fails the scenario (the notes give how many follow-ups were checked).",
         "",
-        "Settings: `SENDWELL_PROVIDER_TIMEOUT_SECONDS=3` (so a claim's lease, twice that plus "
-        "30 s, is 36 s: a killed process's claims and sender lease come back after that), "
-        "`SENDWELL_SETTLE_GRACE_SECONDS=5`, pacing off (minimum gap 0), each campaign's steps "
-        "due one after the other with no delay.",
+        "- **failover**: for every SIGKILL, the mailboxes whose sender lease the killed "
+        "process held at that moment; for each, the time from the kill (or from when the "
+        "mailbox's pacing allowed its next send, if later: a host's rate limit may hold it) "
+        "to the next message from that mailbox that arrived in the sandbox and that another "
+        "worker sent (the "
+        "ledger names the worker of each (recipient, step)). Nearest-rank p50 / p99 and the "
+        "maximum over all kills of the scenario. A dead worker's liveness lock is freed when "
+        "its process dies (`src/sendwell/dispatch/liveness.py`), so others take its mailboxes "
+        "and claims over at once rather than when their lease ends. On SQLite the one "
+        "`sendwell serve` is restarted by the rig, so there the time includes that restart. "
+        "The goal for workers is p99 ≤ 2 s.",
+        "",
+        "Settings: `SENDWELL_PROVIDER_TIMEOUT_SECONDS=3` (so a lease, twice that plus 30 s, "
+        "is 36 s: what a dead worker had already handed to a host is looked for in Sent once "
+        "it ends), `SENDWELL_SETTLE_GRACE_SECONDS=5`, pacing off (minimum gap 0), each "
+        "campaign's steps due one after the other with no delay.",
         "",
         "PostgreSQL scenarios run on a **private cluster** made for the run (`initdb` into a "
         "temporary folder as the `postgres` OS user, trust authentication, listening on "

@@ -8,7 +8,9 @@ campaigns made, started, paused and resumed through the JSON API.
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -22,7 +24,7 @@ from bench.common import BenchError
 from bench.stack import Stack, answers, parse_moment
 from sqlalchemy import select
 
-from sendwell.models import CampaignEvent
+from sendwell.models import CampaignEvent, Enrollment, LedgerStatus, Mailbox, SendLedger
 from sendwell.providers.base import TAG_HEADER
 
 # Short leases and a short settle grace, so a killed process's work comes back within a
@@ -42,6 +44,8 @@ SETTINGS = {
 # What Exchange takes a minute at the sandbox while the runs send at full speed.
 FAST_EXCHANGE = {"messages_per_minute": 10_000}
 SANDBOX_TIMEOUT_SECONDS = 5.0
+# How long a kill waits for some worker to be sending before it strikes anyway.
+STARTUP_WAIT = 60.0
 FIRST_SUBJECT = "A question for {{ first_name }}"
 
 
@@ -84,6 +88,40 @@ class Tally:
     follow_ups: int = 0
     unthreaded: int = 0
     examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Takeover:
+    """A process SIGKILLed while sending: when, the workers it ran, and the mailboxes it
+    held the sender lease of at that moment, each with the moment its pacing allowed its next
+    send (a host's rate limit or retry time may hold a mailbox past the kill)."""
+
+    at: float
+    workers: set[str]
+    mailboxes: dict[int, float]
+
+
+@dataclass
+class Failover:
+    """Seconds from each kill (or from the moment the mailbox's pacing allowed a send, when
+    later) to the next send from each mailbox the dead process held, by another worker; and
+    the held mailboxes that had nothing left to send."""
+
+    seconds: list[float] = field(default_factory=list)
+    idle: int = 0
+
+    def percentile(self, share: float) -> float:
+        """Nearest rank."""
+        ranked = sorted(self.seconds)
+        return ranked[max(0, math.ceil(share * len(ranked)) - 1)] if ranked else 0.0
+
+    def summary(self) -> str:
+        if not self.seconds:
+            return "none measured"
+        return (
+            f"p50 {self.percentile(0.5):.2f} s, p99 {self.percentile(0.99):.2f} s, "
+            f"max {max(self.seconds):.2f} s ({len(self.seconds)} mailboxes)"
+        )
 
 
 @dataclass
@@ -161,11 +199,14 @@ class Rig:
         self.faults: Counter[str] = Counter()
         self.unexpected_exits: list[str] = []
         self.servers = 1
+        self.addresses: dict[int, str] = {}
+        self.takeovers: list[Takeover] = []
 
     # -- setting up --------------------------------------------------------------------
 
     def link(self, address: str) -> int:
         mailbox_id = self.stack.link(address)
+        self.addresses[mailbox_id] = address
         if address.endswith("outlook.test"):
             self.sandbox("mailbox-settings", {"mailbox": address, **FAST_EXCHANGE})
         return mailbox_id
@@ -241,13 +282,52 @@ class Rig:
         ]
 
     def kill(self, name: str) -> None:
-        """SIGKILL one process and forget it."""
+        """SIGKILL one process and forget it, noting the mailboxes it was sending for."""
+        workers = set(re.findall(r"Worker (\S+) is sending", self.stack.procs.log(name, 10**6)))
+        # `sendwell serve` names no worker: on SQLite it is the only one sending.
+        held = self.held_mailboxes(workers if name.startswith("worker") else None)
         proc = self.stack.procs.running.pop(name)
         proc.send_signal(signal.SIGKILL)
+        at = time.time()
         proc.wait(timeout=30)
         self.kills += 1
+        if held:
+            self.takeovers.append(
+                Takeover(
+                    at,
+                    {sender for sender, _ in held.values()},
+                    {mailbox: max(at, allowed) for mailbox, (_, allowed) in held.items()},
+                )
+            )
+
+    def held_mailboxes(self, workers: set[str] | None) -> dict[int, tuple[str, float]]:
+        """Mailboxes whose sender lease is held now, by these workers (by anyone: None),
+        with the holder and when the mailbox's pacing allows its next send."""
+        query = select(Mailbox.id, Mailbox.sender, Mailbox.send_not_before).where(
+            Mailbox.sender_until.is_not(None)
+        )
+        if workers is not None:
+            query = query.where(Mailbox.sender.in_(workers))
+        with self.stack.db.engine.connect() as connection:
+            return {
+                int(mailbox): (str(sender), allowed.timestamp() if allowed else 0.0)
+                for mailbox, sender, allowed in connection.execute(query)
+            }
+
+    def sending(self, name: str) -> bool:
+        """Whether a worker has begun sending (it says so once started)."""
+        return "is sending" in self.stack.procs.log(name, 10**6)
 
     def kill_random(self, prefix: str) -> str | None:
+        """SIGKILL a random live process of the kind. Workers: once at least one of them is
+        sending (waiting up to STARTUP_WAIT), so that on a loaded machine, where starting
+        takes long, kills do not only ever hit workers that are still starting."""
+        if prefix == "worker":
+            deadline = time.monotonic() + STARTUP_WAIT
+            while time.monotonic() < deadline and not any(
+                self.sending(name) for name in self.live(prefix)
+            ):
+                time.sleep(0.2)
         candidates = self.live(prefix)
         if not candidates:
             return None
@@ -385,6 +465,37 @@ class Rig:
             unthreaded=len(unthreaded),
             examples=examples,
         )
+
+    def failover(self) -> Failover:
+        """For each kill and each mailbox the dead process held: the time until the next
+        message from that mailbox arrived that another worker sent (the ledger says which
+        worker sent each (recipient, step))."""
+        query = (
+            select(Enrollment.email, SendLedger.step_position, SendLedger.worker)
+            .join(Enrollment, Enrollment.id == SendLedger.enrollment_id)
+            .where(SendLedger.status == LedgerStatus.SENT)
+        )
+        with self.stack.db.engine.connect() as connection:
+            sender = {(email, step): worker for email, step, worker in connection.execute(query)}
+        sent: dict[str, list[tuple[float, str]]] = {}
+        for arrival in self.arrivals():
+            plan = self.plans.get(arrival.campaign_id)
+            if plan is not None:
+                worker = sender.get((arrival.email, arrival.step), "")
+                sent.setdefault(plan.address, []).append((arrival.at, worker))
+        found = Failover()
+        for takeover in self.takeovers:
+            for mailbox_id, allowed in takeover.mailboxes.items():
+                later = [
+                    at
+                    for at, worker in sent.get(self.addresses.get(mailbox_id, ""), [])
+                    if at > takeover.at and worker and worker not in takeover.workers
+                ]
+                if later:
+                    found.seconds.append(max(0.0, min(later) - allowed))
+                else:
+                    found.idle += 1
+        return found
 
     def events(self, campaign_id: int) -> list[tuple[float, str, bool]]:
         """The campaign's whole events log, oldest first: (moment, kind, by a user). Read from

@@ -25,7 +25,7 @@ from bench.common import BenchError
 from bench.stack import Database, Processes, Stack, database
 
 from chaos.cluster import Cluster
-from chaos.rig import SANDBOX_TIMEOUT_SECONDS, SETTINGS, Rig, Tally
+from chaos.rig import SANDBOX_TIMEOUT_SECONDS, SETTINGS, Failover, Rig, Tally
 from sendwell import migrate
 from sendwell.db import make_engine
 
@@ -50,6 +50,8 @@ class Profile:
     recipients: int
     steps: int
     kills: int
+    # Further sends (a random number in this range) between two worker kills.
+    kill_every: tuple[int, int]
     workers: int
     sqlite_mailboxes: int
     sqlite_recipients: int
@@ -70,10 +72,11 @@ class Profile:
     def full(cls) -> Profile:
         return cls(
             quick=False,
-            mailboxes=8,
-            recipients=150,
+            mailboxes=12,
+            recipients=250,
             steps=2,
-            kills=24,
+            kills=40,
+            kill_every=(60, 180),
             workers=3,
             sqlite_mailboxes=6,
             sqlite_recipients=50,
@@ -98,6 +101,7 @@ class Profile:
             recipients=100,
             steps=2,
             kills=6,
+            kill_every=(30, 90),
             workers=2,
             sqlite_mailboxes=2,
             sqlite_recipients=50,
@@ -129,6 +133,7 @@ class Result:
     seconds: float = 0.0
     completed: bool = False
     failed_recipients: int = 0
+    failover: Failover = field(default_factory=Failover)
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -148,6 +153,7 @@ class Result:
         self.restarts = {**self.restarts, **dict(rig.restarts)}
         self.faults = {**self.faults, **dict(rig.faults)}
         self.failed_recipients = rig.failed_recipients()
+        self.failover = rig.failover()
         self.seconds = time.monotonic() - began
         if not completed:
             self.problems.append(f"not every campaign completed: {rig.statuses()}")
@@ -165,6 +171,17 @@ class Result:
         self.problems += [f"unexpected exit: {line}" for line in rig.unexpected_exits]
         if self.failed_recipients:
             self.notes.append(f"{self.failed_recipients} recipients failed (the engine gave up)")
+        if self.failover.seconds or self.failover.idle:
+            self.notes.append(
+                f"failover, from a SIGKILL (or the mailbox's next allowed send, if later) to "
+                f"the next send by another worker from each mailbox the killed process was "
+                f"sending for: {self.failover.summary()}"
+                + (
+                    f"; {self.failover.idle} such mailboxes had nothing left to send"
+                    if self.failover.idle
+                    else ""
+                )
+            )
 
 
 @contextmanager
@@ -217,11 +234,12 @@ def postgres_kills(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
         f"PostgreSQL {cluster.version().split()[0]} (private cluster), {profile.workers} workers",
         f"{profile.mailboxes} mailboxes, one {profile.steps}-step campaign each "
         f"({profile.recipients} recipients), {profile.workers} `sendwell worker` processes "
-        "beside `sendwell serve --no-dispatcher`. After a random 30-90 further sends (or 1.5-6 "
-        "s when sending stalls) a random worker is SIGKILLed and a new one started at once "
-        "(a kill may hit one still starting). After a third of the kills one backend of the "
-        "database is cut with `pg_terminate_backend`; after two "
-        "thirds the cluster is restarted with `pg_ctl restart`.",
+        f"beside `sendwell serve --no-dispatcher`. After a random {profile.kill_every[0]}-"
+        f"{profile.kill_every[1]} further sends (or 1.5-6 s when sending stalls) a random "
+        "worker is SIGKILLed and a new one started at once (a kill waits until some worker "
+        "is sending, then may hit one still starting). After a third of the kills one "
+        "backend of the database is cut with `pg_terminate_backend`; after two thirds the "
+        "cluster is restarted with `pg_ctl restart`.",
     )
     began = time.monotonic()
     database = "chaos_kills"
@@ -233,7 +251,7 @@ def postgres_kills(profile: Profile, cluster: Cluster, folder: Path, seed: int) 
         rig.start_all()
         arrived_at_kill: list[int] = []
         while rig.kills < profile.kills:
-            arrived_at_kill.append(rig.moment((30, 90), (1.5, 6.0)))
+            arrived_at_kill.append(rig.moment(profile.kill_every, (1.5, 6.0)))
             rig.kill_random("worker")
             rig.start_worker()
             if rig.kills == profile.kills // 3:

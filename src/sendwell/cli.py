@@ -235,7 +235,8 @@ def worker(
         if once:
             dispatcher = build_dispatcher(settings, factory, services)
             deliverer = build_deliverer(settings, factory)
-            dispatcher.run_until_idle()
+            with dispatcher.present():
+                dispatcher.run_until_idle()
             deliverer.deliver_due()
             deliverer.close()
         else:

@@ -8,6 +8,7 @@ again (not there), never both; `--once` sends what is due and exits.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from sendwell.models import (
     Mailbox,
     SendLedger,
 )
+from sendwell.providers.base import TAG_HEADER
 from sendwell.sandbox.state import StoredMessage
 from tests.conftest import Database
 from tests.dispatch.conftest import SENDER, World
@@ -343,6 +345,102 @@ def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
         assert all(tags[tag] == 1 for tag in accepted_unrecorded | in_flight_lost)
         third.kill()
         third.wait(timeout=10)
+
+
+def worker_names(running: Workers) -> dict[str, subprocess.Popen[bytes]]:
+    """Each running worker's name, as it printed it when it began sending."""
+    names = {}
+    for index, proc in enumerate(running.procs, start=1):
+        text = (running.folder / f"worker-{index}.log").read_text(errors="replace")
+        found = re.search(r"Worker (\S+) is sending", text)
+        if found:
+            names[found.group(1)] = proc
+    return names
+
+
+def test_a_killed_worker_hands_its_mailboxes_over_before_its_lease_ends(
+    world: World, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker is SIGKILLed right after the host stored one of its messages (it never hears
+    back, so that send's outcome is unknown). Another worker (on SQLite: the same command
+    started again, as a restarted `sendwell serve` would) sends for the dead worker's mailbox
+    long before the dead worker's sender lease would have ended; the send whose outcome was
+    unknown is found in Sent rather than sent again, and nothing goes out twice."""
+    link(world.client, OTHER_SENDER)
+    emails = recipients(240)
+    for sender, part in ((SENDER, emails[:120]), (OTHER_SENDER, emails[120:])):
+        world.campaign(ONE_STEP, part, sender=sender, min_gap_seconds=0, start_delay_minutes=0)
+    state = world.sandbox.state
+    killed: dict[str, Any] = {}
+    # A one-second provider timeout makes the lease 32 s: a takeover before it ends is the
+    # liveness lock's doing, and the unknown send is settled within the test.
+    with workers(tmp_path, world, database, SENDWELL_PROVIDER_TIMEOUT_SECONDS="1") as running:
+        original_store = state.store
+
+        def store(mailbox: Any, parsed: Message, **kwargs: Any) -> StoredMessage:
+            stored = original_store(mailbox, parsed, **kwargs)
+            if kwargs.get("folder") != "sent" or killed:
+                return stored
+            with state.lock:
+                count = sum(1 for m in mailbox.messages if m.folder == "sent")
+            if count < 40:
+                return stored
+            tag = str(parsed[TAG_HEADER])
+            with session_scope(world.factory) as db:
+                row = db.scalars(select(SendLedger).where(SendLedger.tag == tag)).one()
+                name, mailbox_id = row.worker, row.mailbox_id
+            worker_names(running)[name].kill()
+            killed.update(
+                name=name, tag=tag, mailbox=mailbox.address, mailbox_id=mailbox_id, at=utcnow()
+            )
+            with session_scope(world.factory) as db:
+                box = db.get(Mailbox, mailbox_id)
+                if box is not None:
+                    killed.update(holder=box.sender, lease_until=box.sender_until)
+            return stored
+
+        monkeypatch.setattr(state, "store", store)
+        concurrent = database.backend == "postgresql"
+        running.start()
+        if concurrent:
+            running.start()
+        wait_until(lambda: bool(killed), 60, running, "the kill", step=0.05)
+        # The dead worker was sending for the mailbox, under a lease that had time to run.
+        assert killed.get("holder") == killed["name"]
+        assert killed["lease_until"] is not None
+        assert killed["lease_until"] > killed["at"]
+        if not concurrent:
+            running.start()
+        assert killed["tag"] in unknown_tags(world)
+
+        def survivor_sent() -> bool:
+            with session_scope(world.factory) as db:
+                return (
+                    db.scalar(
+                        select(SendLedger.id).where(
+                            SendLedger.mailbox_id == killed["mailbox_id"],
+                            SendLedger.status == LedgerStatus.SENT,
+                            SendLedger.worker != killed["name"],
+                            SendLedger.sent_at > killed["at"],
+                        )
+                    )
+                    is not None
+                )
+
+        wait_until(survivor_sent, 30, running, "another worker to send for the mailbox")
+        # Before the dead worker's sender lease (and its claims' leases) would have ended.
+        assert utcnow() < killed["lease_until"], running.logs()
+        wait_until(
+            lambda: sent_count(world.sandbox) + sent_count(world.sandbox, OTHER_SENDER) >= 240,
+            60,
+            running,
+            "every message in Sent",
+        )
+        wait_until(lambda: not unknown_tags(world), 60, running, "the unknown send to settle")
+        time.sleep(2)  # a duplicate sent late would show up now
+        sent = assert_exactly_once(world, emails, steps=1, senders=(SENDER, OTHER_SENDER))
+        tags = Counter(str(m["headers"].get(TAG_HEADER, "")) for m in sent)
+        assert tags[killed["tag"]] == 1, "the send whose outcome was unknown went twice"
 
 
 def test_worker_once_sends_what_is_due_and_exits(

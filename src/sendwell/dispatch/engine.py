@@ -15,13 +15,15 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
-from sendwell.dispatch import holds, inbound, outcomes, pacing
+from sendwell.dispatch import holds, inbound, liveness, outcomes, pacing
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.compose import THREAD_WAIT, Ready, compose, thread_so_far, waits_for_thread
 from sendwell.dispatch.outcomes import GaveUp, NotSent, Outcome, Refused, Sent
@@ -51,6 +53,9 @@ SEND_BATCH = 50
 STUCK_RETRY = timedelta(seconds=1)
 # Due recipients looked at per pass in a campaign whose recipients have their own time zones.
 ZONED_LOOKAHEAD = 50
+# How often a busy worker looks, between its sends, for workers that died: their mailboxes
+# are served at once rather than after this pass.
+TAKEOVER_LOOK = timedelta(seconds=0.5)
 
 
 class Dispatcher:
@@ -72,13 +77,22 @@ class Dispatcher:
         self.worker_id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
         self.wake = threading.Event()
-        self.outcomes = outcomes.Outcomes(factory, services, policy, unsubscribe, self.rng)
+        self.outcomes = outcomes.Outcomes(
+            factory, services, policy, unsubscribe, self.rng, worker=self.worker_id
+        )
+        # Taken while the loop runs (`run_forever`, `present`), so that others take over at
+        # once if this process dies; a dispatcher driven pass by pass holds none.
+        self.liveness = liveness.liveness_for(factory, self.worker_id)
+        self._next_look = utcnow()
+        # Mailboxes a gone worker was sending for, served before anything else.
+        self._freed: list[int] = []
         self.inbound = inbound.InboundReader(factory, services, policy.inbound_interval)
 
     def run_forever(self, stop: threading.Event) -> None:
         """Work until stopped, sleeping until the next due moment or until woken."""
         dispatch_work.register(self.wake)
         try:
+            self._start_liveness(stop)
             while not stop.is_set():
                 try:
                     next_at = self.run_once()
@@ -93,20 +107,67 @@ class Dispatcher:
                 self.wake.clear()
         finally:
             dispatch_work.unregister(self.wake)
+            self.liveness.close()
+
+    def _start_liveness(self, stop: threading.Event) -> None:
+        """Take the liveness lock, waiting for the database if it is not there yet."""
+        while not stop.is_set():
+            try:
+                self.liveness.start()
+                return
+            except (SQLAlchemyError, OSError):
+                log.exception("liveness_lock_failed", worker=self.worker_id)
+                stop.wait(5)
+
+    @contextmanager
+    def present(self) -> Iterator[None]:
+        """Hold the liveness lock meanwhile (the CLI's one-shot mode)."""
+        self.liveness.start()
+        try:
+            yield
+        finally:
+            self.liveness.close()
 
     def run_once(self) -> datetime:
         """One pass; returns when the next pass is worth making."""
-        self.outcomes.release_expired_claims()
+        self._take_over_from_gone_workers()
+        sent = self._serve_freed()
         self.outcomes.settle_unknown()
         # Ids first: a bounce or reply read next can only be matched to a send whose ids
         # are known.
         self.outcomes.fill_missing_metadata()
         self.inbound.read_due()
         holds.release_ended_holds(self.factory)
-        sent = False
         for mailbox_id in self._sending_mailboxes():
             sent = self.send_for(mailbox_id) > 0 or sent
         return utcnow() if sent else self._next_wake()
+
+    def _take_over_from_gone_workers(self) -> bool:
+        """Claims whose lease ended, and whatever a worker whose liveness lock is free held:
+        its claims back in line, its mailboxes free to send for (liveness.py). True when it
+        was sending for a mailbox, which is then served first."""
+        self.liveness.renew()
+        gone = self.liveness.gone()
+        self.outcomes.release_expired_claims(gone.names)
+        freed = self.liveness.forget(gone)
+        self._freed += freed
+        self._next_look = utcnow() + TAKEOVER_LOOK
+        return bool(freed)
+
+    def _serve_freed(self) -> bool:
+        """Send for the mailboxes gone workers were sending for, before the pass's
+        housekeeping or other mailboxes: they have waited already."""
+        sent = False
+        while self._freed:
+            sent = self.send_for(self._freed.pop(0)) > 0 or sent
+        return sent
+
+    def _look_for_gone_workers(self) -> None:
+        """Between sends, now and then: take over from workers that died meanwhile and send
+        for their mailboxes right away; then this mailbox's batch goes on (its claims' leases
+        outlast a batch)."""
+        if utcnow() >= self._next_look and self._take_over_from_gone_workers():
+            self._serve_freed()
 
     def send_for(self, mailbox_id: int) -> int:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
@@ -120,6 +181,7 @@ class Dispatcher:
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
+                    self._look_for_gone_workers()
                     # Gate, send, record: one claim at a time.
                     if not self.deliver(ready, credential):
                         # The host refused or asked us to wait: the rest go back in line and
@@ -324,6 +386,9 @@ class Dispatcher:
         if prepared is None:
             return GaveUp(ready.problem)
         provider = self.services.mail_host(prepared.provider)
+        if not self.liveness.held():
+            # Others may be taking this worker's claims and mailboxes over already.
+            return NotSent("this worker lost its liveness lock", stop=True)
         if not self._through_gate(claim):
             return NotSent("the campaign or account changed before sending")
         try:

@@ -146,12 +146,15 @@ class Outcomes:
         policy: DispatchPolicy,
         links: UnsubscribeLinks,
         rng: random.Random,
+        *,
+        worker: str,
     ) -> None:
         self.factory = factory
         self.services = services
         self.policy = policy
         self.links = links
         self.rng = rng
+        self.worker = worker
 
     def record(self, claim: Claim, outcome: Outcome) -> bool:
         """Record what became of a claim, each in its own commit; returns whether the
@@ -174,12 +177,20 @@ class Outcomes:
     def release(self, claim: Claim, why: str, *, until: datetime | None = None) -> None:
         """Nothing was sent: the step goes back to its place in line (or waits `until`)."""
         with session_scope(self.factory) as db:
-            row = db.get(SendLedger, claim.ledger_id)
-            if row is None:
+            row = db.get(SendLedger, claim.ledger_id, with_for_update=True)
+            if row is None or not self._still_ours(row):
                 return
             self._back_in_line(db, row, until)
             row.attempts = max(0, row.attempts - 1)
         log.info("claim_released", ledger_id=claim.ledger_id, why=why)
+
+    def _still_ours(self, row: SendLedger) -> bool:
+        """Whether this worker still holds the claim: another may have put it back in line
+        (this worker was judged gone, or its lease ended) and claimed it again since."""
+        return row.worker == self.worker and row.status in (
+            LedgerStatus.CLAIMED,
+            LedgerStatus.UNKNOWN,
+        )
 
     def _back_in_line(self, db: Session, row: SendLedger, due: datetime | None = None) -> None:
         lifecycle.ledger(row, LedgerEvent.BACK_IN_LINE)
@@ -317,10 +328,11 @@ class Outcomes:
     def _after_delivery(self, db: Session, campaign_id: int) -> None:
         bounce_guard.after_delivery(db, campaign_id)
 
-    def release_expired_claims(self) -> None:
-        """Claims a stopped worker never handed to a provider go back in line."""
+    def release_expired_claims(self, gone: set[str]) -> None:
+        """Claims a stopped worker never handed to a provider go back in line: their lease
+        ended, or their worker is `gone` (liveness.py)."""
         with session_scope(self.factory) as db:
-            for row in repo.expired_claims(db, utcnow()):
+            for row in repo.expired_claims(db, utcnow(), gone):
                 log.info("claim_expired", ledger_id=row.id, worker=row.worker)
                 self._back_in_line(db, row)
 

@@ -14,10 +14,14 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    column,
+    delete,
     exists,
     func,
+    literal,
     or_,
     select,
+    table,
     union_all,
     update,
 )
@@ -27,6 +31,7 @@ from sendwell.models import (
     Campaign,
     CampaignStatus,
     CampaignStep,
+    DispatchWorker,
     Enrollment,
     EnrollmentStatus,
     LedgerStatus,
@@ -246,6 +251,22 @@ def release_sender(db: Session, mailbox_id: int, worker: str) -> None:
     )
 
 
+def release_senders(db: Session, workers: set[str]) -> list[int]:
+    """These workers are gone: the mailboxes they were sending for are anyone's now (their
+    ids are returned)."""
+    if not workers:
+        return []
+    return list(
+        db.scalars(
+            update(Mailbox)
+            .where(Mailbox.sender.in_(workers), Mailbox.sender_until.is_not(None))
+            .values(sender_until=None)
+            .returning(Mailbox.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
 def hold_mailbox(db: Session, mailbox_id: int, until: datetime) -> None:
     """Push a mailbox's next send back (a provider asked us to wait)."""
     db.execute(
@@ -346,15 +367,22 @@ def _gate(postgres: bool) -> Update:
     )
 
 
-def expired_claims(db: Session, now: datetime) -> list[SendLedger]:
-    """Claims whose worker stopped before handing them to the provider."""
-    return list(
-        db.scalars(
-            select(SendLedger).where(
-                SendLedger.status == LedgerStatus.CLAIMED, SendLedger.lease_until < now
-            )
-        )
+def expired_claims(db: Session, now: datetime, gone: set[str]) -> list[SendLedger]:
+    """Claims whose worker stopped before handing them to the provider: their lease ended,
+    or their worker is `gone` (its liveness lock is free).
+
+    Locked on PostgreSQL (skipping rows another transaction holds): a worker that is alive
+    after all and opens the gate of one of these at the same moment either gates it first
+    (the row is then no longer a claim and is left alone here) or finds it back in line.
+    """
+    ended = SendLedger.lease_until < now
+    query = select(SendLedger).where(
+        SendLedger.status == LedgerStatus.CLAIMED,
+        or_(ended, SendLedger.worker.in_(gone)) if gone else ended,
     )
+    if is_postgres(db):
+        query = query.with_for_update(skip_locked=True)
+    return list(db.scalars(query))
 
 
 def unsettled(db: Session, now: datetime, limit: int = 50) -> list[SendLedger]:
@@ -927,3 +955,79 @@ def status_counts_since(
             .group_by(Enrollment.status)
         )
     }
+
+
+# --- Which workers are alive (liveness.py) ---
+
+# The first half of every liveness lock's two-part key (PostgreSQL advisory locks), so that
+# they cannot be mistaken for another application's advisory locks in the same database.
+LIVENESS_LOCKS = 0x5357
+# PostgreSQL's lock table, as the pg_locks view shows it: an advisory lock taken with a key of
+# two integers shows them as classid and objid, with objsubid 2
+# (https://www.postgresql.org/docs/current/view-pg-locks.html).
+_PG_LOCKS = table(
+    "pg_locks",
+    column("locktype"),
+    column("database"),
+    column("classid"),
+    column("objid"),
+    column("objsubid"),
+    column("granted"),
+)
+_PG_DATABASE = table("pg_database", column("oid"), column("datname"))
+
+
+def register_worker(db: Session, name: str, host: str, pid: int, now: datetime) -> int:
+    """A worker about to hold its liveness lock: the lock's key."""
+    row = DispatchWorker(name=name, host=host, pid=pid, started_at=now)
+    db.add(row)
+    db.flush()
+    return row.key
+
+
+def take_liveness_lock(db: Session, key: int) -> bool:
+    """Take the worker's advisory lock for the life of this session's connection (PostgreSQL);
+    False when it is already held."""
+    return bool(db.scalar(select(func.pg_try_advisory_lock(LIVENESS_LOCKS, key))))
+
+
+def ping(db: Session) -> None:
+    """A round trip on the session's connection: raises when it is gone."""
+    db.execute(select(literal(1)))
+
+
+def registered_workers(db: Session) -> list[DispatchWorker]:
+    return list(db.scalars(select(DispatchWorker).order_by(DispatchWorker.key)))
+
+
+def workers_with_lock(db: Session) -> list[tuple[DispatchWorker, bool]]:
+    """Every registered worker and whether its liveness lock is held now (PostgreSQL: granted
+    advisory locks of this database in pg_locks; the server frees a session's locks when its
+    connection ends)."""
+    held = exists().where(
+        _PG_LOCKS.c.locktype == "advisory",
+        _PG_LOCKS.c.database
+        == select(_PG_DATABASE.c.oid)
+        .where(_PG_DATABASE.c.datname == func.current_database())
+        .scalar_subquery(),
+        _PG_LOCKS.c.classid == LIVENESS_LOCKS,
+        _PG_LOCKS.c.objid == DispatchWorker.key,
+        _PG_LOCKS.c.objsubid == 2,
+        _PG_LOCKS.c.granted.is_(True),
+    )
+    return [
+        (worker, bool(locked))
+        for worker, locked in db.execute(
+            select(DispatchWorker, held.label("locked")).order_by(DispatchWorker.key)
+        )
+    ]
+
+
+def forget_workers(db: Session, keys: set[int]) -> None:
+    """Registrations whose lock is free: those workers are gone."""
+    if keys:
+        db.execute(
+            delete(DispatchWorker)
+            .where(DispatchWorker.key.in_(keys))
+            .execution_options(synchronize_session=False)
+        )

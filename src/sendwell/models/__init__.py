@@ -38,6 +38,7 @@ from sendwell.models.webhook import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from sendwell.models.worker import DispatchWorker
 from sendwell.models.workspace import Workspace
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Delegation",
     "DelegationStatus",
     "DeliveryStatus",
+    "DispatchWorker",
     "DomainCheck",
     "Enrollment",
     "EnrollmentStatus",
