@@ -318,12 +318,7 @@ class Outcomes:
             mark_sent(db, found.row, sent, steps=found.steps)
             if found.campaign_has_bounces:
                 # The send may complete a window that already holds enough bounces.
-                bounce_guard.pause_if_bouncing(
-                    db,
-                    found.row.campaign_id,
-                    mailer=self.services.mailer,
-                    base_url=self.services.base_url,
-                )
+                bounce_guard.pause_if_bouncing(db, found.row.campaign_id)
 
     def _after_delivery(self, db: Session, campaign_id: int) -> None:
         bounce_guard.after_delivery(db, campaign_id)
