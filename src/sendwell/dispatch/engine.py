@@ -131,8 +131,11 @@ class Dispatcher:
     def run_once(self) -> datetime:
         """One pass; returns when the next pass is worth making."""
         self._take_over_from_gone_workers()
-        sent = self._serve_freed()
+        # Sends whose outcome is unknown are looked for in Sent before the pass sends (a
+        # gone worker's too, once their lease ended): none is sent again meanwhile, and
+        # none waits behind a batch.
         self.outcomes.settle_unknown()
+        sent = self._serve_freed()
         # Ids first: a bounce or reply read next can only be matched to a send whose ids
         # are known.
         self.outcomes.fill_missing_metadata()
