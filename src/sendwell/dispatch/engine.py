@@ -101,12 +101,12 @@ class Dispatcher:
         # Ids first: a bounce or reply read next can only be matched to a send whose ids
         # are known.
         self.outcomes.fill_missing_metadata()
-        self.inbound.read_due()
+        more_to_read = self.inbound.read_due()
         holds.release_ended_holds(self.factory)
         sent = False
         for mailbox_id in self._sending_mailboxes():
             sent = self.send_for(mailbox_id) > 0 or sent
-        return utcnow() if sent else self._next_wake()
+        return utcnow() if sent or more_to_read else self._next_wake()
 
     def send_for(self, mailbox_id: int) -> int:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
@@ -116,7 +116,8 @@ class Dispatcher:
         try:
             while handed < SEND_BATCH:
                 # Claim: ledger rows written and each message composed, in one commit.
-                batch = self.claim(mailbox_id, SEND_BATCH - handed)
+                asked = SEND_BATCH - handed
+                batch = self.claim(mailbox_id, asked)
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
@@ -128,6 +129,12 @@ class Dispatcher:
                             self.outcomes.record(rest.claim, NotSent("an earlier send did not go"))
                         return handed + index + 1
                 handed += len(batch)
+                if len(batch) < asked:
+                    # A short batch: the mailbox keeps a gap (its slot is now taken until
+                    # the gap has passed), its cap is reached or nothing more is due. A
+                    # second claim would find nothing, at the cost of a whole claim's
+                    # statements; the next pass, which starts at once, looks again.
+                    break
         finally:
             with session_scope(self.factory) as db:
                 repo.release_sender(db, mailbox_id, self.worker_id)
@@ -144,7 +151,7 @@ class Dispatcher:
 
     def _sending_mailboxes(self) -> list[int]:
         with session_scope(self.factory) as db:
-            return [m.id for m in repo.sending_mailboxes(db, self.worker_id, utcnow())]
+            return repo.sending_mailboxes(db, self.worker_id, utcnow())
 
     def _next_wake(self) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
