@@ -116,8 +116,7 @@ class Dispatcher:
         try:
             while handed < SEND_BATCH:
                 # Claim: ledger rows written and each message composed, in one commit.
-                asked = SEND_BATCH - handed
-                batch = self.claim(mailbox_id, asked)
+                batch, paced = self._claim_batch(mailbox_id, SEND_BATCH - handed)
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
@@ -129,11 +128,11 @@ class Dispatcher:
                             self.outcomes.record(rest.claim, NotSent("an earlier send did not go"))
                         return handed + index + 1
                 handed += len(batch)
-                if len(batch) < asked:
-                    # A short batch: the mailbox keeps a gap (its slot is now taken until
-                    # the gap has passed), its cap is reached or nothing more is due. A
-                    # second claim would find nothing, at the cost of a whole claim's
-                    # statements; the next pass, which starts at once, looks again.
+                if paced:
+                    # The mailbox keeps a gap between sends: its slot is now taken until the
+                    # gap has passed, so claiming again would only spend a whole claim's
+                    # statements to learn that. The next pass, which starts at once, looks
+                    # at it again.
                     break
         finally:
             with session_scope(self.factory) as db:
@@ -172,6 +171,10 @@ class Dispatcher:
     def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
         """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
         allow (one when a gap is kept between sends), each with its message composed."""
+        return self._claim_batch(mailbox_id, limit)[0]
+
+    def _claim_batch(self, mailbox_id: int, limit: int) -> tuple[list[Ready], bool]:
+        """`claim`, and whether the mailbox keeps a gap between sends."""
         self.inbound.read_before_sending(mailbox_id)
         try:
             with session_scope(self.factory) as db:
@@ -184,13 +187,13 @@ class Dispatcher:
                 mailbox_id=mailbox_id,
                 reason=type(error).__name__,
             )
-            return []
+            return [], False
 
-    def _claim(self, db: Session, mailbox_id: int, limit: int) -> list[Ready]:
+    def _claim(self, db: Session, mailbox_id: int, limit: int) -> tuple[list[Ready], bool]:
         now = utcnow()
         mailbox = db.get(Mailbox, mailbox_id)
         if mailbox is None:
-            return []
+            return [], False
         room = self._room_under_daily_cap(db, mailbox, now)
         campaigns = {
             c.id: c
@@ -198,7 +201,7 @@ class Dispatcher:
             if pacing.campaign_window_opens(c, now) <= now
         }
         if room <= 0 or not campaigns:
-            return []
+            return [], False
         gap = max(
             pacing.next_gap(mailbox.min_gap_seconds, self.rng),
             self.services.mail_host(mailbox.provider).min_send_interval,
@@ -226,7 +229,7 @@ class Dispatcher:
         if not enrollments or not repo.take_send_slot(
             db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
         ):
-            return []
+            return [], False
         existing = repo.ledger_rows(db, [(e.id, e.steps_sent + 1) for e in enrollments])
         claimed: list[tuple[SendLedger, Enrollment, CampaignStep]] = []
         finished: set[int] = set()
@@ -278,7 +281,7 @@ class Dispatcher:
                 links=self.outcomes.links,
             )
             for row, enrollment, step in claimed
-        ]
+        ], bool(gap)
 
     @staticmethod
     def _in_window(enrollment: Enrollment, campaigns: dict[int, Campaign], now: datetime) -> bool:
