@@ -97,13 +97,14 @@ def populate(stack: Stack, count: int, gap: int, recipients_each: int) -> list[s
     granted: list[dict[str, Any]] = []
     with httpx.Client(timeout=120) as client:
         for part in chunks(count, 1_000):
-            answer = client.post(
+            response = client.post(
                 f"http://127.0.0.1:{stack.sandbox_port}/bench/grants",
                 json={"addresses": [addresses[i] for i in part]},
             )
-            answer.raise_for_status()
-            granted += answer.json()
-    settings = Settings(**{k.removeprefix("SENDWELL_").lower(): v for k, v in _sendwell(stack)})
+            response.raise_for_status()
+            granted += response.json()
+    values: dict[str, Any] = {k.removeprefix("SENDWELL_").lower(): v for k, v in _sendwell(stack)}
+    settings = Settings(_env_file=None, **values)
     factory = make_session_factory(stack.db.engine)
     rng = random.Random(8)  # noqa: S311 - spreading start slots, not a secret
     start = utcnow()
@@ -231,9 +232,10 @@ def measure(stack: Stack, profile: Profile) -> PacedRun:
         silent += not counted
         for arrived in counted:
             index = bisect_right(claims, arrived) - 1
-            if index < 0 or own[index][1] is None:
+            earliest = own[index][1] if index >= 0 else None
+            if earliest is None:
                 raise BenchError(f"{address}: a send at {arrived} with no slot before it")
-            late = arrived - own[index][1]
+            late = arrived - earliest
             early += late < 0
             lateness.append(late)
     mean_gap = gap * (1 + GAP_JITTER / 2)

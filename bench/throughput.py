@@ -265,19 +265,18 @@ class Peer:
         """Messages per second from the sandbox's arrivals, as for Sendwell."""
         address = f"peer-{label}@gmail.test"
         token = granted(self.stack, address)
+        jobs: list[dict[str, Any]] = [
+            {
+                "sender": address,
+                "token": token,
+                "recipient": f"p{i}@example.com",
+                "first_name": f"P{i}",
+                "tag": uuid.uuid4().hex,
+            }
+            for i in range(messages)
+        ]
         with self.app.open():
-            self.app.tasks[peer_jobs.TASK].batch_defer(
-                *(
-                    {
-                        "sender": address,
-                        "token": token,
-                        "recipient": f"p{i}@example.com",
-                        "first_name": f"P{i}",
-                        "tag": uuid.uuid4().hex,
-                    }
-                    for i in range(messages)
-                )
-            )
+            self.app.tasks[peer_jobs.TASK].batch_defer(*jobs)
         rate = arrival_rate(self.stack, address, messages, self.procs)
         with psycopg.connect(self.dsn, autocommit=True) as connection:
             recorded = _count(connection, "SELECT count(*) FROM peer_ledger")

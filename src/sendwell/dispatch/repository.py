@@ -109,7 +109,7 @@ def mailboxes_to_read(
     )
 
 
-def _awaiting_ids(since: datetime) -> Select[tuple[int]]:
+def _awaiting_ids(since: datetime) -> Select[int]:
     return (
         select(SendLedger.mailbox_id)
         .where(
