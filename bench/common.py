@@ -38,6 +38,11 @@ class Profile:
     claims: int = 100
     claim_campaigns: int = 10
     pause_campaigns: int = 200
+    paced_mailboxes: int = 2_000
+    paced_gap_seconds: int = 30
+    paced_recipients: int = 15
+    paced_warmup_seconds: int = 60
+    paced_window_seconds: int = 180
 
     @classmethod
     def quick(cls) -> Profile:
@@ -67,6 +72,11 @@ class Profile:
             scale_sizes=(10_000, 100_000, 1_000_000),
             worker_window_seconds=15.0,
             import_repeats=3,
+            paced_mailboxes=10_000,
+            paced_gap_seconds=60,
+            paced_recipients=15,
+            paced_warmup_seconds=120,
+            paced_window_seconds=360,
         )
 
 

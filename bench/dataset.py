@@ -52,7 +52,7 @@ def load(
 ) -> None:
     dialect = engine.dialect.name
     now = utcnow()
-    moment: datetime | str = now if dialect == "postgresql" else _sqlite(now)
+    moment: datetime | str = now if dialect == "postgresql" else sqlite_moment(now)
     false = "false" if dialect == "postgresql" else "0"
     ago = shifted(dialect, "-g")
     future = shifted(dialect, "3 * 86400")
@@ -112,7 +112,7 @@ def load(
         connection.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
 
 
-def _sqlite(moment: datetime) -> str:
+def sqlite_moment(moment: datetime) -> str:
     return moment.replace(tzinfo=None).strftime(SQLITE_MOMENT)
 
 

@@ -154,7 +154,9 @@ def markdown(sections: list[Section], machine: Machine, profile: Profile, second
         f"{profile.anchor_jobs:,} anchor jobs, {profile.resume_trials} resume trials, "
         f"{profile.detection_trials} detection trials, enrollments "
         f"{', '.join(f'{size:,}' for size in profile.scale_sizes)}, "
-        f"{profile.import_rows:,}-row import x {profile.import_repeats}; "
+        f"{profile.import_rows:,}-row import x {profile.import_repeats}, "
+        f"{profile.paced_mailboxes:,} paced mailboxes at a {profile.paced_gap_seconds} s gap "
+        f"({profile.paced_window_seconds} s measured after {profile.paced_warmup_seconds} s); "
         f"{profile.repeats} runs per figure unless *n* says otherwise.",
         "",
         "## Machine",

@@ -1,22 +1,32 @@
-"""1. Send throughput with pacing off, against procrastinate's no-op rate on the same server.
+"""1. Send throughput with pacing off, against anchors doing the same work on the same machine.
 
 Each run links a fresh sandbox mailbox (minimum gap 0, start delay 0), starts a one-step
 campaign of N recipients through the API and waits until all N arrived in the sandbox. The
 rate is taken from the sandbox's own arrival times: (N - 1) / (last - first).
+
+Anchors, measured in the same run and interleaved with Sendwell's PostgreSQL runs: the rig's
+limit (a bare client posting pre-built messages to the same sandbox), a peer (a procrastinate
+task per message doing the same work, `bench/peer_jobs.py`) and, for reference, procrastinate
+running no-op jobs.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
+from bench import peer_jobs
 from bench.common import ROOT, BenchError, Figure, Profile, Section, ratio
 from bench.noop_jobs import DSN_VARIABLE, TASK, make_app
 from bench.stack import (
@@ -30,6 +40,9 @@ from bench.stack import (
     postgres_database,
     wait_until,
 )
+
+# The rig's limit: connections posting at once, one per Sendwell worker.
+RIG_CONNECTIONS = 2
 
 GROUP = "1. Send throughput"
 
@@ -154,21 +167,170 @@ def anchor(folder: Path) -> Iterator[Anchor]:
             procs.stop_all()
 
 
+def granted(stack: Stack, address: str) -> str:
+    """An access token of Sendwell's client for a sandbox Gmail mailbox."""
+    answer = httpx.post(
+        f"http://127.0.0.1:{stack.sandbox_port}/bench/grants",
+        json={"addresses": [address]},
+        timeout=30,
+    )
+    answer.raise_for_status()
+    token: str = answer.json()[0]["access_token"]
+    return token
+
+
+def arrival_rate(stack: Stack, address: str, total: int, procs: Processes) -> float:
+    """(N - 1) / (last - first) of a mailbox's arrivals, once all `total` are in."""
+    wait_until(
+        lambda: len(stack.sent(address)) >= total,
+        60 + total,
+        f"{total} messages from {address}",
+        procs,
+        step=0.5,
+    )
+    sent = stack.sent(address)
+    if len(sent) != total or distinct_tags(sent) != total:
+        raise BenchError(f"{address}: {len(sent)} messages, {distinct_tags(sent)} distinct")
+    moments = sorted(parse_moment(m["sent_at"]) for m in sent)
+    return ratio(len(moments) - 1, moments[-1] - moments[0])
+
+
+def rig_limit(stack: Stack, label: str, messages: int) -> float:
+    """Pre-built messages posted to Gmail's messages.send as fast as RIG_CONNECTIONS
+    keep-alive connections can: the most this machine's sandbox accepts."""
+    address = f"rig-{label}@gmail.test"
+    headers = {"Authorization": f"Bearer {granted(stack, address)}"}
+    bodies = [
+        {
+            "raw": base64.urlsafe_b64encode(
+                peer_jobs.build(address, f"r{i}@example.com", f"R{i}", uuid.uuid4().hex)
+            ).decode()
+        }
+        for i in range(messages)
+    ]
+
+    def post(share: list[dict[str, str]]) -> None:
+        with httpx.Client(base_url=stack.sandbox_url, timeout=30) as client:
+            for body in share:
+                client.post(
+                    "/google/gmail/v1/users/me/messages/send", json=body, headers=headers
+                ).raise_for_status()
+
+    threads = [
+        threading.Thread(target=post, args=(bodies[k::RIG_CONNECTIONS],))
+        for k in range(RIG_CONNECTIONS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return arrival_rate(stack, address, messages, stack.procs)
+
+
+class Peer:
+    """Two procrastinate workers (concurrency 1 each, like our two workers) running a send
+    task per message against the same sandbox, on their own database of the same server."""
+
+    def __init__(self, dsn: str, stack: Stack, procs: Processes) -> None:
+        self.dsn = dsn
+        self.stack = stack
+        self.app = peer_jobs.make_app(dsn)
+        self.procs = procs
+        with self.app.open():
+            self.app.schema_manager.apply_schema()
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(peer_jobs.LEDGER)
+        env = {
+            **os.environ,
+            peer_jobs.DSN_VARIABLE: dsn,
+            peer_jobs.SANDBOX_VARIABLE: stack.sandbox_url,
+        }
+        for index in (1, 2):
+            self.procs.start(
+                f"peer-{index}",
+                ["-m", "procrastinate", "--app=bench.peer_jobs.app", "worker", "--concurrency=1"],
+                env,
+                cwd=ROOT,
+            )
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            wait_until(
+                lambda: _count(connection, "SELECT count(*) FROM procrastinate_workers") >= 2,
+                90,
+                "peer workers",
+                self.procs,
+                step=0.2,
+            )
+
+    def run(self, label: str, messages: int) -> float:
+        """Messages per second from the sandbox's arrivals, as for Sendwell."""
+        address = f"peer-{label}@gmail.test"
+        token = granted(self.stack, address)
+        jobs: list[dict[str, Any]] = [
+            {
+                "sender": address,
+                "token": token,
+                "recipient": f"p{i}@example.com",
+                "first_name": f"P{i}",
+                "tag": uuid.uuid4().hex,
+            }
+            for i in range(messages)
+        ]
+        with self.app.open():
+            self.app.tasks[peer_jobs.TASK].batch_defer(*jobs)
+        rate = arrival_rate(self.stack, address, messages, self.procs)
+        with psycopg.connect(self.dsn, autocommit=True) as connection:
+            recorded = _count(connection, "SELECT count(*) FROM peer_ledger")
+        if recorded < messages:
+            raise BenchError(f"the peer recorded {recorded} of {messages} sends")
+        with psycopg.connect(self.dsn, autocommit=True) as connection:
+            connection.execute("TRUNCATE peer_ledger")
+        return rate
+
+
+@contextmanager
+def peer(folder: Path, stack: Stack) -> Iterator[Peer]:
+    folder.mkdir(parents=True, exist_ok=True)
+    procs = Processes(folder)
+    with postgres_database("sendwell_bench_peer") as url:
+        try:
+            yield Peer(conninfo(url), stack, procs)
+        finally:
+            procs.stop_all()
+
+
 def run(profile: Profile, lab: Lab) -> Section:
     n = profile.send_messages
     sqlite = lab.sqlite_serve()
     sqlite_runs = [send_run(sqlite, f"sqlite-{index}", n) for index in range(profile.repeats)]
     postgres = lab.postgres_workers()
-    postgres_runs, spread_runs, anchor_rates = [], [], []
-    with anchor(lab.folder / "anchor") as noop:
-        # Interleaved, so both sides see the same background load.
+    postgres_runs, spread_runs, anchor_rates, rig_rates, peer_rates = [], [], [], [], []
+    with anchor(lab.folder / "anchor") as noop, peer(lab.folder / "peer", postgres) as same:
+        # Interleaved, so every side sees the same background load.
         for index in range(profile.repeats):
             postgres_runs.append(send_run(postgres, f"postgres-{index}", n))
+            rig_rates.append(rig_limit(postgres, str(index), n))
+            peer_rates.append(same.run(str(index), n))
             anchor_rates.append(noop.run(profile.anchor_jobs))
             spread_runs.append(send_run(postgres, f"postgres-two-{index}", n, mailboxes=2))
+    rig_figure = Figure(
+        GROUP,
+        f"rig's limit: pre-built messages posted to messages.send over {RIG_CONNECTIONS} "
+        "keep-alive connections",
+        "msg/s",
+        rig_rates,
+        note=f"{n:,} messages per run, one HTTP request each (Sendwell makes two)",
+    )
+    peer_figure = Figure(
+        GROUP,
+        "peer: procrastinate task per message (render, MIME, send, read Message-ID back, "
+        "ledger row), 2 workers x concurrency 1",
+        "msg/s",
+        peer_rates,
+        note=f"{n:,} messages per run; `bench/peer_jobs.py`",
+    )
     anchor_figure = Figure(
         GROUP,
-        "anchor: procrastinate 3.10.0, 2 workers x concurrency 1, no-op jobs (PostgreSQL)",
+        "reference: procrastinate, 2 workers x concurrency 1, no-op jobs (PostgreSQL)",
         "jobs/s",
         anchor_rates,
         note=f"{profile.anchor_jobs:,} jobs per run",
@@ -184,16 +346,18 @@ def run(profile: Profile, lab: Lab) -> Section:
         ),
     ):
         rates = [run.rate for run in runs]
-        share = ratio(Figure(GROUP, "", "", rates).value, anchor_figure.value)
+        median = Figure(GROUP, "", "", rates).value
+        to_peer, to_rig = ratio(median, peer_figure.value), ratio(median, rig_figure.value)
         figures.append(
             Figure(
                 GROUP,
                 name,
                 "msg/s",
                 rates,
-                target="≥ 3x anchor",
-                met=share >= 3,
-                versus=f"{share:.2f}x anchor",
+                target="≥ 1.5x peer, ≥ 0.5x rig",
+                met=to_peer >= 1.5 and to_rig >= 0.5,
+                versus=f"{to_peer:.2f}x peer, {to_rig:.2f}x rig, "
+                f"{ratio(median, anchor_figure.value):.2f}x no-op",
                 note=f"{n:,} messages per run, {where}",
             )
         )
@@ -206,14 +370,17 @@ def run(profile: Profile, lab: Lab) -> Section:
         GROUP,
         f"A one-step campaign of {n:,} recipients per run through one freshly linked sandbox "
         "mailbox, pacing off (minimum gap 0, start delay 0). Rate = (N - 1) / (last - first "
-        "arrival) in the sandbox. The anchor runs in the same benchmark run, interleaved with "
-        "(b), on its own database of the same PostgreSQL server; its rate comes from its own "
-        "events table (first start to last success). CPU per message: user + system time "
+        "arrival) in the sandbox. The anchors run in the same benchmark run, interleaved with "
+        "(b) and (b'): the rig's limit and the peer send to the same sandbox process as (b) "
+        "and are measured the same way, from the sandbox's arrivals; the peer and the no-op "
+        "reference use their own databases of the same PostgreSQL server, the no-op rate "
+        "comes from procrastinate's events table (first start to last success). Ratios are "
+        "of medians. CPU per message: user + system time "
         "of each role's processes (/proc) from the start request to the last arrival, "
         "divided by N. One worker at a time sends for a mailbox (its sender lease), so (b) "
         "measures one worker's pipeline with a second one standing by, and (b') the two "
         "workers sending for a mailbox each.",
-        [*figures, anchor_figure, *cpu_figures],
+        [*figures, rig_figure, peer_figure, anchor_figure, *cpu_figures],
         notes=[f"Delivery problem: {problem}" for problem in problems],
     )
 

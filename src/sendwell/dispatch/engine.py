@@ -139,11 +139,11 @@ class Dispatcher:
         # Ids first: a bounce or reply read next can only be matched to a send whose ids
         # are known.
         self.outcomes.fill_missing_metadata()
-        self.inbound.read_due()
+        more_to_read = self.inbound.read_due()
         holds.release_ended_holds(self.factory)
         for mailbox_id in self._sending_mailboxes():
             sent = self.send_for(mailbox_id) > 0 or sent
-        return utcnow() if sent else self._next_wake()
+        return utcnow() if sent or more_to_read else self._next_wake()
 
     def _take_over_from_gone_workers(self) -> bool:
         """Claims whose lease ended, and whatever a worker whose liveness lock is free held:
@@ -180,7 +180,7 @@ class Dispatcher:
         try:
             while handed < SEND_BATCH:
                 # Claim: ledger rows written and each message composed, in one commit.
-                batch = self.claim(mailbox_id, SEND_BATCH - handed)
+                batch, paced = self._claim_batch(mailbox_id, SEND_BATCH - handed)
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
@@ -193,6 +193,12 @@ class Dispatcher:
                             self.outcomes.record(rest.claim, NotSent("an earlier send did not go"))
                         return handed + index + 1
                 handed += len(batch)
+                if paced:
+                    # The mailbox keeps a gap between sends: its slot is now taken until the
+                    # gap has passed, so claiming again would only spend a whole claim's
+                    # statements to learn that. The next pass, which starts at once, looks
+                    # at it again.
+                    break
         finally:
             with session_scope(self.factory) as db:
                 repo.release_sender(db, mailbox_id, self.worker_id)
@@ -209,7 +215,7 @@ class Dispatcher:
 
     def _sending_mailboxes(self) -> list[int]:
         with session_scope(self.factory) as db:
-            return [m.id for m in repo.sending_mailboxes(db, self.worker_id, utcnow())]
+            return repo.sending_mailboxes(db, self.worker_id, utcnow())
 
     def _next_wake(self) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
@@ -230,6 +236,10 @@ class Dispatcher:
     def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
         """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
         allow (one when a gap is kept between sends), each with its message composed."""
+        return self._claim_batch(mailbox_id, limit)[0]
+
+    def _claim_batch(self, mailbox_id: int, limit: int) -> tuple[list[Ready], bool]:
+        """`claim`, and whether the mailbox keeps a gap between sends."""
         self.inbound.read_before_sending(mailbox_id)
         try:
             with session_scope(self.factory) as db:
@@ -242,13 +252,13 @@ class Dispatcher:
                 mailbox_id=mailbox_id,
                 reason=type(error).__name__,
             )
-            return []
+            return [], False
 
-    def _claim(self, db: Session, mailbox_id: int, limit: int) -> list[Ready]:
+    def _claim(self, db: Session, mailbox_id: int, limit: int) -> tuple[list[Ready], bool]:
         now = utcnow()
         mailbox = db.get(Mailbox, mailbox_id)
         if mailbox is None:
-            return []
+            return [], False
         room = self._room_under_daily_cap(db, mailbox, now)
         campaigns = {
             c.id: c
@@ -256,7 +266,7 @@ class Dispatcher:
             if pacing.campaign_window_opens(c, now) <= now
         }
         if room <= 0 or not campaigns:
-            return []
+            return [], False
         gap = max(
             pacing.next_gap(mailbox.min_gap_seconds, self.rng),
             self.services.mail_host(mailbox.provider).min_send_interval,
@@ -284,7 +294,7 @@ class Dispatcher:
         if not enrollments or not repo.take_send_slot(
             db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
         ):
-            return []
+            return [], False
         existing = repo.ledger_rows(db, [(e.id, e.steps_sent + 1) for e in enrollments])
         claimed: list[tuple[SendLedger, Enrollment, CampaignStep]] = []
         finished: set[int] = set()
@@ -336,7 +346,7 @@ class Dispatcher:
                 links=self.outcomes.links,
             )
             for row, enrollment, step in claimed
-        ]
+        ], bool(gap)
 
     @staticmethod
     def _in_window(enrollment: Enrollment, campaigns: dict[int, Campaign], now: datetime) -> bool:

@@ -50,6 +50,11 @@ GOOGLE_DAEMONS = ("mailer-daemon@googlemail.com", "mailer-daemon@google.com")
 SENDING_LIMIT_HOLD = timedelta(hours=1)
 # How long reading a mailbox waits for the ids of its latest sends.
 IDS_GRACE = timedelta(minutes=2)
+# Inboxes read per pass of the engine. Thousands of mailboxes read every minute fall due a
+# few dozen a second; reading all that are due before any send made every paced send of the
+# pass wait behind a round of reads (seconds, with the mailboxes linked together). A few
+# per pass, the longest unread first, and the pass after comes at once.
+READ_BATCH = 10
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -105,23 +110,24 @@ class InboundReader:
         self.services = services
         self.interval = interval
 
-    def read_due(self) -> None:
-        """Every watched mailbox not read within the interval."""
+    def read_due(self) -> bool:
+        """Watched mailboxes not read within the interval, at most READ_BATCH of them,
+        longest unread first; True when more may be due (the caller comes back at once)."""
         now = utcnow()
         with session_scope(self.factory) as db:
             # A reply or bounce can only be matched to a send whose ids are known: a mailbox
             # whose latest sends are not yet found in Sent (Graph files them after its 202)
             # is read a little later, but never put off for long.
-            waiting = repo.mailboxes_awaiting_ids(db, now - IDS_GRACE)
-            due = [
-                m.id
-                for m in repo.listening_mailboxes(db)
-                if m.inbound_checked_at is None
-                or now - m.inbound_checked_at >= max(self.interval, IDS_GRACE)
-                or (now - m.inbound_checked_at >= self.interval and m.id not in waiting)
-            ]
+            due = repo.mailboxes_to_read(
+                db,
+                read_before=now - self.interval,
+                long_ago=now - max(self.interval, IDS_GRACE),
+                grace_since=now - IDS_GRACE,
+                limit=READ_BATCH,
+            )
         for mailbox_id in due:
             self.read(mailbox_id)
+        return len(due) == READ_BATCH
 
     def read_before_sending(self, mailbox_id: int) -> None:
         """Read the inbox first when a reply could change what is sent next: after a
