@@ -47,6 +47,26 @@ RIG_CONNECTIONS = 2
 GROUP = "1. Send throughput"
 
 
+def start_workers(procs: Processes, name: str, app: str, dsn: str, env: dict[str, str]) -> None:
+    """Two procrastinate workers of concurrency 1 running `app`, waited for until both have
+    registered in the queue's database."""
+    for index in (1, 2):
+        procs.start(
+            f"{name}-{index}",
+            ["-m", "procrastinate", f"--app={app}", "worker", "--concurrency=1"],
+            {**os.environ, **env},
+            cwd=ROOT,
+        )
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        wait_until(
+            lambda: _count(connection, "SELECT count(*) FROM procrastinate_workers") >= 2,
+            90,
+            f"{name} workers",
+            procs,
+            step=0.2,
+        )
+
+
 @dataclass
 class SendRun:
     rate: float
@@ -111,22 +131,7 @@ class Anchor:
         self.procs = procs
         with self.app.open():
             self.app.schema_manager.apply_schema()
-        env = {**os.environ, DSN_VARIABLE: dsn}
-        for index in (1, 2):
-            self.procs.start(
-                f"procrastinate-{index}",
-                ["-m", "procrastinate", "--app=bench.noop_jobs.app", "worker", "--concurrency=1"],
-                env,
-                cwd=ROOT,
-            )
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            wait_until(
-                lambda: _count(connection, "SELECT count(*) FROM procrastinate_workers") >= 2,
-                90,
-                "procrastinate workers",
-                self.procs,
-                step=0.2,
-            )
+        start_workers(procs, "procrastinate", "bench.noop_jobs.app", dsn, {DSN_VARIABLE: dsn})
 
     def run(self, jobs: int) -> float:
         """No-op jobs per second, from procrastinate's own events: first start to last end."""
@@ -241,25 +246,10 @@ class Peer:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(peer_jobs.LEDGER)
         env = {
-            **os.environ,
             peer_jobs.DSN_VARIABLE: dsn,
             peer_jobs.SANDBOX_VARIABLE: stack.sandbox_url,
         }
-        for index in (1, 2):
-            self.procs.start(
-                f"peer-{index}",
-                ["-m", "procrastinate", "--app=bench.peer_jobs.app", "worker", "--concurrency=1"],
-                env,
-                cwd=ROOT,
-            )
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            wait_until(
-                lambda: _count(connection, "SELECT count(*) FROM procrastinate_workers") >= 2,
-                90,
-                "peer workers",
-                self.procs,
-                step=0.2,
-            )
+        start_workers(self.procs, "peer", "bench.peer_jobs.app", dsn, env)
 
     def run(self, label: str, messages: int) -> float:
         """Messages per second from the sandbox's arrivals, as for Sendwell."""

@@ -13,6 +13,8 @@ campaigns its break has just paused.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy.orm import Session
 
 from sendwell.accounts.repository import admin_emails
@@ -86,19 +88,16 @@ def mailbox_expiring(db: Session, event: events.MailboxExpiring) -> None:
 
 def workspace_expiring(db: Session, event: events.WorkspaceExpiring) -> None:
     """What every account depends on is expected to end: every admin is told."""
-    outgoing = outgoing_of(db)
-    if outgoing is None:
-        return
-    for address in admin_emails(db, event.workspace_id):
-        send_after_commit(
-            db,
-            outgoing,
-            address,
-            f"Action needed by {event.expires_at:%Y-%m-%d}: the Microsoft client secret expires",
+    _tell_admins(
+        db,
+        event.workspace_id,
+        f"Action needed by {event.expires_at:%Y-%m-%d}: the Microsoft client secret expires",
+        lambda base_url: (
             f"On {event.expires_at:%Y-%m-%d %H:%M} UTC: {event.why}\n\nWhat prevents it: "
             f"{event.action}\n\n"
-            f"Every account's expected expiry: {outgoing.base_url}/messaging/expiry\n",
-        )
+            f"Every account's expected expiry: {base_url}/messaging/expiry\n"
+        ),
+    )
 
 
 def paused_for_bounces(db: Session, event: events.CampaignStatusChanged) -> None:
@@ -130,17 +129,23 @@ def paused_for_bounces(db: Session, event: events.CampaignStatusChanged) -> None
 
 def webhook_endpoint_disabled(db: Session, event: events.WebhookEndpointDisabled) -> None:
     """The deliverer switched an endpoint off: every admin is told how to switch it back."""
+    _tell_admins(
+        db,
+        event.workspace_id,
+        "Sendwell disabled a webhook endpoint",
+        lambda base_url: (
+            f"Sendwell stopped sending webhooks to {event.url}.\n\n{event.reason}\n\n"
+            "Fix the endpoint, then enable it again on the Webhooks tab (events that happen "
+            f"while it is switched off are not sent to it): {base_url}/messaging/webhooks\n"
+        ),
+    )
+
+
+def _tell_admins(db: Session, workspace_id: int, subject: str, body: Callable[[str], str]) -> None:
+    """The same email to every admin of the workspace, once the change commits; `body` is
+    given the server's base URL."""
     outgoing = outgoing_of(db)
     if outgoing is None:
         return
-    for address in admin_emails(db, event.workspace_id):
-        send_after_commit(
-            db,
-            outgoing,
-            address,
-            "Sendwell disabled a webhook endpoint",
-            f"Sendwell stopped sending webhooks to {event.url}.\n\n{event.reason}\n\n"
-            "Fix the endpoint, then enable it again on the Webhooks tab (events that happen "
-            "while it is switched off are not sent to it): "
-            f"{outgoing.base_url}/messaging/webhooks\n",
-        )
+    for address in admin_emails(db, workspace_id):
+        send_after_commit(db, outgoing, address, subject, body(outgoing.base_url))
