@@ -56,6 +56,8 @@ ZONED_LOOKAHEAD = 50
 # How often a busy worker looks, between its sends, for workers that died: their mailboxes
 # are served at once rather than after this pass.
 TAKEOVER_LOOK = timedelta(seconds=0.5)
+# Mailboxes that keep a gap between sends, claimed together in one transaction (one send each).
+PACED_GROUP = 20
 
 
 class Dispatcher:
@@ -87,6 +89,11 @@ class Dispatcher:
         # Mailboxes a gone worker was sending for, served before anything else.
         self._freed: list[int] = []
         self.inbound = inbound.InboundReader(factory, services, policy.inbound_interval)
+        # Paced mailboxes' credentials, kept across passes, by mailbox: with the token version
+        # they were read for.
+        self._credentials: dict[int, tuple[int | None, HeldCredential]] = {}
+        self._token_versions: dict[int, int] = {}
+        self._next_credential_sweep = utcnow()
 
     def run_forever(self, stop: threading.Event) -> None:
         """Work until stopped, sleeping until the next due moment or until woken."""
@@ -141,8 +148,10 @@ class Dispatcher:
         self.outcomes.fill_missing_metadata()
         more_to_read = self.inbound.read_due()
         holds.release_ended_holds(self.factory)
-        for mailbox_id in self._sending_mailboxes():
-            sent = self.send_for(mailbox_id) > 0 or sent
+        for mailbox_ids, paced in self._due_groups():
+            handed = self.send_paced(mailbox_ids) if paced else self.send_for(mailbox_ids[0])
+            sent = handed > 0 or sent
+        self._forget_idle_credentials()
         return utcnow() if sent or more_to_read else self._next_wake()
 
     def _take_over_from_gone_workers(self) -> bool:
@@ -180,7 +189,7 @@ class Dispatcher:
         try:
             while handed < SEND_BATCH:
                 # Claim: ledger rows written and each message composed, in one commit.
-                batch, paced = self._claim_batch(mailbox_id, SEND_BATCH - handed)
+                batch, paced = self._claim_batch([mailbox_id], SEND_BATCH - handed)
                 if not batch:
                     break
                 for index, ready in enumerate(batch):
@@ -200,9 +209,59 @@ class Dispatcher:
                     # at it again.
                     break
         finally:
-            with session_scope(self.factory) as db:
-                repo.release_sender(db, mailbox_id, self.worker_id)
+            self._release([mailbox_id])
         return handed
+
+    def send_paced(self, mailbox_ids: list[int]) -> int:
+        """One send for each of these mailboxes that keep a gap between sends: their sender
+        leases taken in one statement, their inboxes checked and their steps claimed (one
+        each) in one transaction, then gate, send and record one at a time. Returns how many
+        were handed over.
+
+        Claimed together, a paced mailbox's send costs the claim's statements once per
+        PACED_GROUP rather than once per message; the last of a group waits for the sends
+        before it (a few milliseconds each), far less than a pass would."""
+        now = utcnow()
+        with session_scope(self.factory) as db:
+            mine = repo.take_senders(db, mailbox_ids, self.worker_id, now, now + self.policy.lease)
+        if not mine:
+            return 0
+        handed = 0
+        try:
+            batch, _paced = self._claim_batch(mine, 1)
+            for ready in batch:
+                self._look_for_gone_workers()
+                self.deliver(ready, self._held_credential(ready.claim.mailbox_id))
+                handed += 1
+        finally:
+            self._release(mine)
+        return handed
+
+    def _release(self, mailbox_ids: list[int]) -> None:
+        with session_scope(self.factory) as db:
+            repo.release_sender(db, mailbox_ids, self.worker_id)
+
+    def _held_credential(self, mailbox_id: int) -> HeldCredential:
+        """A paced mailbox's credential, kept from one pass to the next (it is read again
+        after a while, on a 401, and when the mailbox's tokens change)."""
+        version = self._token_versions.get(mailbox_id)
+        kept = self._credentials.get(mailbox_id)
+        if kept is None or kept[0] != version:
+            kept = (version, HeldCredential(self.factory, self.services, mailbox_id))
+            self._credentials[mailbox_id] = kept
+        return kept[1]
+
+    def _forget_idle_credentials(self) -> None:
+        """Credentials not used for a while are dropped (a worker may serve thousands)."""
+        now = utcnow()
+        if now < self._next_credential_sweep:
+            return
+        self._next_credential_sweep = now + HeldCredential.HOLD
+        self._credentials = {
+            mailbox_id: kept
+            for mailbox_id, kept in self._credentials.items()
+            if kept[1].read_since(now - HeldCredential.HOLD)
+        }
 
     def run_until_idle(self, limit: int = 10_000) -> int:
         """Passes until nothing is due now (tests and the CLI's one-shot mode)."""
@@ -213,13 +272,34 @@ class Dispatcher:
                 break
         return passes
 
-    def _sending_mailboxes(self) -> list[int]:
+    def _due_groups(self) -> list[tuple[list[int], bool]]:
+        """The mailboxes to send for in this pass, longest waiting first: each mailbox that
+        sends without a gap on its own (a batch of up to SEND_BATCH), and runs of up to
+        PACED_GROUP mailboxes that keep a gap (one send each) together."""
         with session_scope(self.factory) as db:
-            return repo.sending_mailboxes(db, self.worker_id, utcnow())
+            due = repo.sending_mailboxes(db, self.worker_id, utcnow())
+        groups: list[tuple[list[int], bool]] = []
+        run: list[int] = []
+        for mailbox in due:
+            host = self.services.mail_host(mailbox.provider)
+            if mailbox.min_gap_seconds or host.min_send_interval:
+                run.append(mailbox.id)
+                if len(run) == PACED_GROUP:
+                    groups.append((run, True))
+                    run = []
+                continue
+            if run:
+                groups.append((run, True))
+                run = []
+            groups.append(([mailbox.id], False))
+        if run:
+            groups.append((run, True))
+        return groups
 
     def _next_wake(self) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
-        allows a send; a little later than now when something is due but could not go."""
+        allows a send, or a send of unknown outcome may be looked for in Sent; a little
+        later than now when something is due but could not go."""
         now = utcnow()
         with session_scope(self.factory) as db:
             candidates = [
@@ -230,48 +310,105 @@ class Dispatcher:
                 )
                 for campaign, due in repo.earliest_due_by_campaign(db)
             ]
+            settle = repo.next_unsettled_at(db)
+        if settle is not None:
+            candidates.append(settle)
         soonest = min([now + IDLE_WAKE, *candidates])
         return soonest if soonest > now else now + STUCK_RETRY
 
     def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
         """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
         allow (one when a gap is kept between sends), each with its message composed."""
-        return self._claim_batch(mailbox_id, limit)[0]
+        return self._claim_batch([mailbox_id], limit)[0]
 
-    def _claim_batch(self, mailbox_id: int, limit: int) -> tuple[list[Ready], bool]:
-        """`claim`, and whether the mailbox keeps a gap between sends."""
-        self.inbound.read_before_sending(mailbox_id)
+    def _claim_batch(self, mailbox_ids: list[int], limit: int) -> tuple[list[Ready], bool]:
+        """`claim` for each of these mailboxes (up to `limit` steps each) in one transaction,
+        after reading the inboxes that need it; and whether any of them keeps a gap."""
+        self.inbound.read_before_sending(mailbox_ids)
         try:
             with session_scope(self.factory) as db:
-                return self._claim(db, mailbox_id, limit)
+                return self._claim(db, mailbox_ids, limit)
         except (IntegrityError, OperationalError) as error:
             # Another worker claimed the same step, or the database was busy: try later.
             log.info(
                 "claim_skipped",
                 worker=self.worker_id,
-                mailbox_id=mailbox_id,
+                mailbox_ids=mailbox_ids,
                 reason=type(error).__name__,
             )
             return [], False
 
-    def _claim(self, db: Session, mailbox_id: int, limit: int) -> tuple[list[Ready], bool]:
+    def _claim(self, db: Session, mailbox_ids: list[int], limit: int) -> tuple[list[Ready], bool]:
         now = utcnow()
-        mailbox = db.get(Mailbox, mailbox_id)
-        if mailbox is None:
-            return [], False
-        room = self._room_under_daily_cap(db, mailbox, now)
-        campaigns = {
-            c.id: c
-            for c in repo.active_campaigns(db, mailbox_id)
-            if pacing.campaign_window_opens(c, now) <= now
-        }
-        if room <= 0 or not campaigns:
-            return [], False
-        gap = max(
-            pacing.next_gap(mailbox.min_gap_seconds, self.rng),
-            self.services.mail_host(mailbox.provider).min_send_interval,
+        mailboxes = repo.mailboxes_by_id(db, mailbox_ids)
+        self._token_versions.update((m.id, m.token_version) for m in mailboxes.values())
+        counts = repo.sends_since_of(db, mailbox_ids, now - pacing.DAY)
+        active = repo.active_campaigns_of(db, mailbox_ids)
+        campaigns: dict[int, Campaign] = {}
+        picked: dict[int, tuple[list[Enrollment], timedelta]] = {}
+        for mailbox_id in mailbox_ids:
+            mailbox = mailboxes.get(mailbox_id)
+            if mailbox is None:
+                continue
+            own = {
+                c.id: c
+                for c in active.get(mailbox_id, [])
+                if pacing.campaign_window_opens(c, now) <= now
+            }
+            room = self._room_under_daily_cap(db, mailbox, counts.get(mailbox_id, (0, None)))
+            if room <= 0 or not own:
+                continue
+            campaigns.update(own)
+            gap = max(
+                pacing.next_gap(mailbox.min_gap_seconds, self.rng),
+                self.services.mail_host(mailbox.provider).min_send_interval,
+            )
+            picked[mailbox_id] = (self._due(db, mailbox, own, now, min(limit, room), gap), gap)
+        # Earlier messages of the recipients' threads (a first email has none).
+        history = repo.sent_rows(
+            db, [e.id for due, _ in picked.values() for e in due if e.steps_sent]
         )
-        size = min(limit, room) if not gap else 1
+        chosen: list[Enrollment] = []
+        paced = False
+        for mailbox_id, (due, gap) in picked.items():
+            # A reply whose thread's last message has no known ids yet is not claimed (nor
+            # does it take the mailbox's send slot): it is looked at again shortly.
+            due = [
+                e
+                for e in due
+                if not holds.still_held(e, now)
+                and not self._thread_pending(e, campaigns, history, now)
+            ]
+            if due and repo.take_send_slot(
+                db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
+            ):
+                chosen += due
+                paced = paced or bool(gap)
+        claimed = self._write_claims(db, chosen, campaigns, now)
+        return [
+            compose(
+                row,
+                enrollment,
+                campaigns[row.campaign_id],
+                step,
+                mailboxes[campaigns[row.campaign_id].mailbox_id],
+                history.get(enrollment.id, []),
+                links=self.outcomes.links,
+            )
+            for row, enrollment, step in claimed
+        ], paced
+
+    def _due(
+        self,
+        db: Session,
+        mailbox: Mailbox,
+        campaigns: dict[int, Campaign],
+        now: datetime,
+        room: int,
+        gap: timedelta,
+    ) -> list[Enrollment]:
+        """The mailbox's earliest due recipients: one when it keeps a gap, else up to `room`."""
+        size = room if not gap else 1
         zoned = any(c.recipient_time_zones for c in campaigns.values())
         # Recipients outside their own window are moved to its opening, a batch at a time, so
         # those behind them in due order are not kept waiting a pass each.
@@ -282,19 +419,16 @@ class Dispatcher:
         )
         if zoned:
             enrollments = [e for e in enrollments if self._in_window(e, campaigns, now)]
-        enrollments = enrollments[:size]
-        history = repo.sent_rows(db, [e.id for e in enrollments])
-        # A reply whose thread's last message has no known ids yet is not claimed (nor does
-        # it take the mailbox's send slot): it is looked at again shortly.
-        enrollments = [
-            e
-            for e in enrollments
-            if not holds.still_held(e, now) and not self._thread_pending(e, campaigns, history, now)
-        ]
-        if not enrollments or not repo.take_send_slot(
-            db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
-        ):
-            return [], False
+        return enrollments[:size]
+
+    def _write_claims(
+        self,
+        db: Session,
+        enrollments: list[Enrollment],
+        campaigns: dict[int, Campaign],
+        now: datetime,
+    ) -> list[tuple[SendLedger, Enrollment, CampaignStep]]:
+        """A claimed ledger row for each recipient's next step (a retried one reused)."""
         existing = repo.ledger_rows(db, [(e.id, e.steps_sent + 1) for e in enrollments])
         claimed: list[tuple[SendLedger, Enrollment, CampaignStep]] = []
         finished: set[int] = set()
@@ -315,7 +449,7 @@ class Dispatcher:
                 row = SendLedger(
                     enrollment_id=enrollment.id,
                     campaign_id=enrollment.campaign_id,
-                    mailbox_id=mailbox_id,
+                    mailbox_id=campaign.mailbox_id,
                     step_position=position,
                     tag=uuid.uuid4().hex,
                     attempts=0,
@@ -335,18 +469,7 @@ class Dispatcher:
         db.flush()
         for campaign_id in finished:
             outcomes.complete_if_finished(db, campaign_id)
-        return [
-            compose(
-                row,
-                enrollment,
-                campaigns[row.campaign_id],
-                step,
-                mailbox,
-                history[enrollment.id],
-                links=self.outcomes.links,
-            )
-            for row, enrollment, step in claimed
-        ], bool(gap)
+        return claimed
 
     @staticmethod
     def _in_window(enrollment: Enrollment, campaigns: dict[int, Campaign], now: datetime) -> bool:
@@ -369,15 +492,19 @@ class Dispatcher:
         position = enrollment.steps_sent + 1
         if position > len(steps):
             return False
-        _in_thread, reply_to = thread_so_far(steps, position, history[enrollment.id])
+        _in_thread, reply_to = thread_so_far(steps, position, history.get(enrollment.id, []))
         if reply_to is None or not waits_for_thread(reply_to):
             return False
         enrollment.next_due_at = now + THREAD_WAIT
         return True
 
-    def _room_under_daily_cap(self, db: Session, mailbox: Mailbox, now: datetime) -> int:
-        """How many more sends the mailbox's rolling daily cap allows now."""
-        count, oldest = repo.sends_since(db, mailbox.id, now - pacing.DAY)
+    @staticmethod
+    def _room_under_daily_cap(
+        db: Session, mailbox: Mailbox, sent: tuple[int, datetime | None]
+    ) -> int:
+        """How many more sends the mailbox's rolling daily cap allows now, given its sends in
+        the last day and the oldest of them."""
+        count, oldest = sent
         if count >= mailbox.daily_cap and oldest is not None:
             repo.hold_mailbox(db, mailbox.id, oldest + pacing.DAY)
         return mailbox.daily_cap - count

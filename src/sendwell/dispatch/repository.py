@@ -44,6 +44,7 @@ from sendwell.models import (
 )
 from sendwell.models.campaign import PENDING_STATUSES, enrollment_pending
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
+from sendwell.providers.base import ProviderName
 
 PENDING = PENDING_STATUSES
 COUNTS_TOWARD_CAP = (LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN, LedgerStatus.SENT)
@@ -58,29 +59,62 @@ def is_postgres(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
-def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[int]:
+@dataclass(frozen=True)
+class DueMailbox:
+    """A mailbox the pass may send for, with what tells whether it keeps a gap."""
+
+    id: int
+    min_gap_seconds: int
+    provider: ProviderName
+
+
+def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[DueMailbox]:
     """Connected mailboxes with an active campaign whose pacing allows a send now and that
-    no other worker is sending for, longest waiting first. Ids only: with thousands of
-    paced mailboxes a pass runs this many times a second, and each claim reads its own row."""
+    no other worker is sending for, longest waiting first. Three columns only: with thousands
+    of paced mailboxes a pass runs this many times a second, and each claim reads its row."""
     has_active = exists().where(
         Campaign.mailbox_id == Mailbox.id, Campaign.status == CampaignStatus.ACTIVE
     )
-    return list(
+    rows = db.execute(
+        select(Mailbox.id, Mailbox.min_gap_seconds, Mailbox.provider)
+        .where(
+            Mailbox.status == MailboxStatus.CONNECTED,
+            has_active,
+            or_(Mailbox.send_not_before.is_(None), Mailbox.send_not_before <= now),
+            or_(
+                Mailbox.sender_until.is_(None),
+                Mailbox.sender_until <= now,
+                Mailbox.sender == worker,
+            ),
+        )
+        .order_by(Mailbox.send_not_before.nulls_first(), Mailbox.id)
+    )
+    return [DueMailbox(*row) for row in rows]
+
+
+def take_senders(
+    db: Session, mailbox_ids: list[int], worker: str, now: datetime, lease: datetime
+) -> list[int]:
+    """The sender lease of each of these mailboxes that no other worker holds, taken in one
+    statement before anything is read for them: two workers walking the same due list split
+    it rather than both reading for every mailbox. Returns the ids taken, in the given order."""
+    taken = set(
         db.scalars(
-            select(Mailbox.id)
+            update(Mailbox)
             .where(
-                Mailbox.status == MailboxStatus.CONNECTED,
-                has_active,
-                or_(Mailbox.send_not_before.is_(None), Mailbox.send_not_before <= now),
+                Mailbox.id.in_(mailbox_ids),
                 or_(
                     Mailbox.sender_until.is_(None),
                     Mailbox.sender_until <= now,
                     Mailbox.sender == worker,
                 ),
             )
-            .order_by(Mailbox.send_not_before.nulls_first(), Mailbox.id)
+            .values(sender=worker, sender_until=lease)
+            .returning(Mailbox.id)
+            .execution_options(synchronize_session=False)
         )
     )
+    return [mailbox_id for mailbox_id in mailbox_ids if mailbox_id in taken]
 
 
 def mailboxes_to_read(
@@ -135,25 +169,45 @@ def mailboxes_awaiting_ids(db: Session, since: datetime) -> set[int]:
 
 
 def active_campaigns(db: Session, mailbox_id: int) -> list[Campaign]:
-    return list(
-        db.scalars(
-            select(Campaign)
-            .where(Campaign.mailbox_id == mailbox_id, Campaign.status == CampaignStatus.ACTIVE)
-            .options(selectinload(Campaign.steps))
-        )
-    )
+    return active_campaigns_of(db, [mailbox_id]).get(mailbox_id, [])
+
+
+def active_campaigns_of(db: Session, mailbox_ids: list[int]) -> dict[int, list[Campaign]]:
+    """The active campaigns of these mailboxes, with their steps, by mailbox."""
+    found: dict[int, list[Campaign]] = {}
+    for campaign in db.scalars(
+        select(Campaign)
+        .where(Campaign.mailbox_id.in_(mailbox_ids), Campaign.status == CampaignStatus.ACTIVE)
+        .order_by(Campaign.id)
+        .options(selectinload(Campaign.steps))
+    ):
+        found.setdefault(campaign.mailbox_id, []).append(campaign)
+    return found
+
+
+def mailboxes_by_id(db: Session, mailbox_ids: list[int]) -> dict[int, Mailbox]:
+    return {m.id: m for m in db.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
 
 
 def sends_since(db: Session, mailbox_id: int, since: datetime) -> tuple[int, datetime | None]:
     """Messages sent or in flight for a mailbox since a moment, and the oldest of them."""
-    count, oldest = db.execute(
-        select(func.count(), func.min(SendLedger.claimed_at)).where(
-            SendLedger.mailbox_id == mailbox_id,
+    return sends_since_of(db, [mailbox_id], since).get(mailbox_id, (0, None))
+
+
+def sends_since_of(
+    db: Session, mailbox_ids: list[int], since: datetime
+) -> dict[int, tuple[int, datetime | None]]:
+    """`sends_since` for several mailboxes in one statement (those with none are absent)."""
+    rows = db.execute(
+        select(SendLedger.mailbox_id, func.count(), func.min(SendLedger.claimed_at))
+        .where(
+            SendLedger.mailbox_id.in_(mailbox_ids),
             SendLedger.claimed_at > since,
             SendLedger.status.in_(COUNTS_TOWARD_CAP),
         )
-    ).one()
-    return int(count), oldest
+        .group_by(SendLedger.mailbox_id)
+    )
+    return {mailbox_id: (int(count), oldest) for mailbox_id, count, oldest in rows}
 
 
 def _earliest_due(campaign_id: Any) -> ScalarSelect[datetime | None]:
@@ -194,15 +248,32 @@ def due_enrollments(
     """
     if not campaign_ids or limit <= 0:
         return []
+    # Nothing can be held back when the inbox was read at or after now.
+    held_back = (
+        [] if read_through is not None and read_through >= now else [_read_before_due(read_through)]
+    )
+    if len(campaign_ids) == 1:
+        # One campaign (the usual case): its earliest due rows straight from the index.
+        return _locked(
+            db,
+            select(Enrollment)
+            .where(
+                Enrollment.campaign_id == campaign_ids[0],
+                enrollment_pending(),
+                Enrollment.next_due_at <= now,
+                *held_back,
+            )
+            .order_by(Enrollment.next_due_at, Enrollment.id)
+            .limit(limit),
+        )
     firsts = db.execute(select(*(_earliest_due(c).label(f"c{c}") for c in campaign_ids))).one()
     due = sorted(
         (moment, campaign_id)
         for campaign_id, moment in zip(campaign_ids, firsts, strict=True)
         if moment is not None and moment <= now
     )
-    unread = read_through is None or any(moment > read_through for moment, _ in due)
-    if not unread:
-        # No follow-up can be held back: the campaigns due soonest are enough.
+    if not held_back:
+        # No row is held back: the campaigns due soonest are enough.
         due = due[:limit]
     if not due:
         return []
@@ -212,7 +283,7 @@ def due_enrollments(
             Enrollment.campaign_id == campaign_id,
             enrollment_pending(),
             Enrollment.next_due_at <= now,
-            *([_read_before_due(read_through)] if unread else []),
+            *held_back,
         )
         .order_by(Enrollment.next_due_at, Enrollment.id)
         .limit(limit)
@@ -223,11 +294,16 @@ def due_enrollments(
     ids = list(
         db.scalars(select(merged.c.id).order_by(merged.c.next_due_at, merged.c.id).limit(limit))
     )
-    query = (
+    return _locked(
+        db,
         select(Enrollment)
         .where(Enrollment.id.in_(ids), enrollment_pending(), Enrollment.next_due_at <= now)
-        .order_by(Enrollment.next_due_at, Enrollment.id)
+        .order_by(Enrollment.next_due_at, Enrollment.id),
     )
+
+
+def _locked(db: Session, query: Select[Enrollment]) -> list[Enrollment]:
+    """The rows, locked on PostgreSQL (skipping rows other workers hold)."""
     if is_postgres(db):
         query = query.with_for_update(skip_locked=True, of=Enrollment)
     return list(db.scalars(query))
@@ -263,11 +339,11 @@ def take_send_slot(
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def release_sender(db: Session, mailbox_id: int, worker: str) -> None:
-    """The worker is done with the mailbox for now: another may send for it."""
+def release_sender(db: Session, mailbox_ids: list[int], worker: str) -> None:
+    """The worker is done with these mailboxes for now: another may send for them."""
     db.execute(
         update(Mailbox)
-        .where(Mailbox.id == mailbox_id, Mailbox.sender == worker)
+        .where(Mailbox.id.in_(mailbox_ids), Mailbox.sender == worker)
         .values(sender_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -416,6 +492,13 @@ def unsettled(db: Session, now: datetime, limit: int = 50) -> list[SendLedger]:
             .order_by(SendLedger.id)
             .limit(limit)
         )
+    )
+
+
+def next_unsettled_at(db: Session) -> datetime | None:
+    """When the soonest send of unknown outcome may be looked for in Sent."""
+    return db.scalar(
+        select(func.min(SendLedger.lease_until)).where(SendLedger.status == LedgerStatus.UNKNOWN)
     )
 
 
@@ -748,35 +831,47 @@ def ledger_row_at_step(db: Session, enrollment_id: int, position: int) -> SendLe
     )
 
 
-def follow_up_due_unread(
-    db: Session, mailbox_id: int, read_at: datetime | None, now: datetime
-) -> bool:
-    """Whether one of the mailbox's active campaigns has a follow-up due now that fell due
-    after its inbox was last read (`read_at`)."""
-    conditions = [
-        Campaign.mailbox_id == mailbox_id,
-        Campaign.status == CampaignStatus.ACTIVE,
-        enrollment_pending(),
-        Enrollment.steps_sent > 0,
-        Enrollment.next_due_at <= now,
-    ]
-    if read_at is not None:
-        conditions.append(Enrollment.next_due_at > read_at)
-    return (
-        db.scalar(
-            select(Enrollment.id)
-            .join(Campaign, Campaign.id == Enrollment.campaign_id)
-            .where(*conditions)
-            .limit(1)
+def follow_ups_due_unread(db: Session, mailbox_ids: list[int], now: datetime) -> set[int]:
+    """Those of these mailboxes with an active campaign's follow-up due now that fell due
+    after the mailbox's inbox was last read (or never read)."""
+    return set(
+        db.scalars(
+            select(Campaign.mailbox_id)
+            .join(Enrollment, Enrollment.campaign_id == Campaign.id)
+            .join(Mailbox, Mailbox.id == Campaign.mailbox_id)
+            .where(
+                Campaign.mailbox_id.in_(mailbox_ids),
+                Campaign.status == CampaignStatus.ACTIVE,
+                enrollment_pending(),
+                Enrollment.steps_sent > 0,
+                Enrollment.next_due_at <= now,
+                or_(
+                    Mailbox.inbound_checked_at.is_(None),
+                    Enrollment.next_due_at > Mailbox.inbound_checked_at,
+                ),
+            )
+            .distinct()
         )
-        is not None
     )
 
 
-def last_status_change_of_campaigns(db: Session, mailbox_id: int) -> datetime | None:
-    """When any of the mailbox's campaigns last changed status."""
-    return db.scalar(
-        select(func.max(Campaign.status_changed_at)).where(Campaign.mailbox_id == mailbox_id)
+def inbound_checked(db: Session, mailbox_ids: list[int]) -> dict[int, datetime | None]:
+    """When each of these mailboxes' inbox was last read (None: never)."""
+    return dict(
+        db.execute(
+            select(Mailbox.id, Mailbox.inbound_checked_at).where(Mailbox.id.in_(mailbox_ids))
+        ).all()
+    )
+
+
+def last_status_changes(db: Session, mailbox_ids: list[int]) -> dict[int, datetime | None]:
+    """When any campaign of each of these mailboxes last changed status."""
+    return dict(
+        db.execute(
+            select(Campaign.mailbox_id, func.max(Campaign.status_changed_at))
+            .where(Campaign.mailbox_id.in_(mailbox_ids))
+            .group_by(Campaign.mailbox_id)
+        ).all()
     )
 
 

@@ -7,7 +7,7 @@ token, a dead grant) is saved even when the caller's own work fails afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -79,6 +79,10 @@ class HeldCredential:
         except AuthRevoked as error:
             require_reauthentication(self.factory, self.mailbox_id, error)
             raise
+
+    def read_since(self, moment: datetime) -> bool:
+        """Whether it was read at or after this moment (it is read again after HOLD)."""
+        return self._read_at >= moment
 
     def _read(self, *, force_refresh: bool = False) -> Credential:
         self._credential = fresh_credential(
