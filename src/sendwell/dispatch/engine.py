@@ -32,7 +32,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.logging import get_logger
 from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes.provider_services import ProviderServices
-from sendwell.mailboxes.tokens import HeldCredential, MailboxNotConnected
+from sendwell.mailboxes.tokens import HeldCredential, HeldCredentials, MailboxNotConnected
 from sendwell.models import (
     Campaign,
     CampaignStep,
@@ -88,12 +88,11 @@ class Dispatcher:
         self._next_look = utcnow()
         # Mailboxes a gone worker was sending for, served before anything else.
         self._freed: list[int] = []
-        self.inbound = inbound.InboundReader(factory, services, policy.inbound_interval)
-        # Paced mailboxes' credentials, kept across passes, by mailbox: with the token version
-        # they were read for.
-        self._credentials: dict[int, tuple[int | None, HeldCredential]] = {}
-        self._token_versions: dict[int, int] = {}
-        self._next_credential_sweep = utcnow()
+        # Paced mailboxes' credentials (and those of inboxes read), kept across passes.
+        self.credentials = HeldCredentials(factory, services)
+        self.inbound = inbound.InboundReader(
+            factory, services, policy.inbound_interval, self.credentials
+        )
 
     def run_forever(self, stop: threading.Event) -> None:
         """Work until stopped, sleeping until the next due moment or until woken."""
@@ -151,7 +150,7 @@ class Dispatcher:
         for mailbox_ids, paced in self._due_groups():
             handed = self.send_paced(mailbox_ids) if paced else self.send_for(mailbox_ids[0])
             sent = handed > 0 or sent
-        self._forget_idle_credentials()
+        self.credentials.sweep()
         return utcnow() if sent or more_to_read else self._next_wake()
 
     def _take_over_from_gone_workers(self) -> bool:
@@ -185,13 +184,13 @@ class Dispatcher:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
         so housekeeping runs between batches; returns how many were handed over."""
         handed = 0
-        credential = HeldCredential(self.factory, self.services, mailbox_id)
         try:
             while handed < SEND_BATCH:
                 # Claim: ledger rows written and each message composed, in one commit.
                 batch, paced = self._claim_batch([mailbox_id], SEND_BATCH - handed)
                 if not batch:
                     break
+                credential = self.credentials.of(mailbox_id)
                 for index, ready in enumerate(batch):
                     self._look_for_gone_workers()
                     # Gate, send, record: one claim at a time.
@@ -231,7 +230,7 @@ class Dispatcher:
             batch, _paced = self._claim_batch(mine, 1)
             for ready in batch:
                 self._look_for_gone_workers()
-                self.deliver(ready, self._held_credential(ready.claim.mailbox_id))
+                self.deliver(ready, self.credentials.of(ready.claim.mailbox_id))
                 handed += 1
         finally:
             self._release(mine)
@@ -240,28 +239,6 @@ class Dispatcher:
     def _release(self, mailbox_ids: list[int]) -> None:
         with session_scope(self.factory) as db:
             repo.release_sender(db, mailbox_ids, self.worker_id)
-
-    def _held_credential(self, mailbox_id: int) -> HeldCredential:
-        """A paced mailbox's credential, kept from one pass to the next (it is read again
-        after a while, on a 401, and when the mailbox's tokens change)."""
-        version = self._token_versions.get(mailbox_id)
-        kept = self._credentials.get(mailbox_id)
-        if kept is None or kept[0] != version:
-            kept = (version, HeldCredential(self.factory, self.services, mailbox_id))
-            self._credentials[mailbox_id] = kept
-        return kept[1]
-
-    def _forget_idle_credentials(self) -> None:
-        """Credentials not used for a while are dropped (a worker may serve thousands)."""
-        now = utcnow()
-        if now < self._next_credential_sweep:
-            return
-        self._next_credential_sweep = now + HeldCredential.HOLD
-        self._credentials = {
-            mailbox_id: kept
-            for mailbox_id, kept in self._credentials.items()
-            if kept[1].read_since(now - HeldCredential.HOLD)
-        }
 
     def run_until_idle(self, limit: int = 10_000) -> int:
         """Passes until nothing is due now (tests and the CLI's one-shot mode)."""
@@ -341,14 +318,14 @@ class Dispatcher:
     def _claim(self, db: Session, mailbox_ids: list[int], limit: int) -> tuple[list[Ready], bool]:
         now = utcnow()
         mailboxes = repo.mailboxes_by_id(db, mailbox_ids)
-        self._token_versions.update((m.id, m.token_version) for m in mailboxes.values())
+        for mailbox_id, loaded in mailboxes.items():
+            self.credentials.note(mailbox_id, loaded.token_version)
         counts = repo.sends_since_of(db, mailbox_ids, now - pacing.DAY)
         active = repo.active_campaigns_of(db, mailbox_ids)
         campaigns: dict[int, Campaign] = {}
         picked: dict[int, tuple[list[Enrollment], timedelta]] = {}
         for mailbox_id in mailbox_ids:
-            mailbox = mailboxes.get(mailbox_id)
-            if mailbox is None:
+            if (mailbox := mailboxes.get(mailbox_id)) is None:
                 continue
             own = {
                 c.id: c

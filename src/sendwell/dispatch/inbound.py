@@ -16,7 +16,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes.provider_services import ProviderServices
-from sendwell.mailboxes.tokens import with_credential
+from sendwell.mailboxes.tokens import HeldCredentials
 from sendwell.models import (
     Campaign,
     Enrollment,
@@ -104,11 +104,16 @@ def is_auto_reply(headers: dict[str, str]) -> bool:
 
 class InboundReader:
     def __init__(
-        self, factory: sessionmaker[Session], services: ProviderServices, interval: timedelta
+        self,
+        factory: sessionmaker[Session],
+        services: ProviderServices,
+        interval: timedelta,
+        credentials: HeldCredentials,
     ) -> None:
         self.factory = factory
         self.services = services
         self.interval = interval
+        self.credentials = credentials
 
     def read_due(self) -> bool:
         """Watched mailboxes not read within the interval, at most READ_BATCH of them,
@@ -163,13 +168,11 @@ class InboundReader:
             if mailbox is None:
                 return 0
             cursor, provider_name = mailbox.inbound_cursor, mailbox.provider
+            self.credentials.note(mailbox_id, mailbox.token_version)
         try:
             provider = self.services.mail_host(provider_name)
-            page: InboundPage = with_credential(
-                self.factory,
-                self.services,
-                mailbox_id,
-                lambda credential: provider.list_inbound(credential, cursor),
+            page: InboundPage = self.credentials.of(mailbox_id).call(
+                lambda credential: provider.list_inbound(credential, cursor)
             )
         except (ProviderError, SendwellError) as error:
             log.info("inbound_deferred", mailbox_id=mailbox_id, reason=type(error).__name__)

@@ -92,6 +92,48 @@ class HeldCredential:
         return self._credential
 
 
+class HeldCredentials:
+    """The held credentials of many mailboxes, kept from one use to the next (a worker
+    sending for thousands of paced mailboxes, one message each per pass, and reading their
+    inboxes). One is dropped when its mailbox's tokens changed (`note`), and when it was not
+    read again for a while (`sweep`); each is still read again after HOLD and on a 401."""
+
+    def __init__(self, factory: sessionmaker[Session], services: ProviderServices) -> None:
+        self.factory, self.services = factory, services
+        self._held: dict[int, tuple[int | None, HeldCredential]] = {}
+        self._versions: dict[int, int] = {}
+        self._next_sweep = utcnow()
+
+    def note(self, mailbox_id: int, token_version: int) -> None:
+        """The mailbox's token version as just read: a credential held for another is dropped."""
+        self._versions[mailbox_id] = token_version
+        kept = self._held.get(mailbox_id)
+        if kept is not None and kept[0] != token_version:
+            del self._held[mailbox_id]
+
+    def of(self, mailbox_id: int) -> HeldCredential:
+        kept = self._held.get(mailbox_id)
+        if kept is None:
+            kept = (
+                self._versions.get(mailbox_id),
+                HeldCredential(self.factory, self.services, mailbox_id),
+            )
+            self._held[mailbox_id] = kept
+        return kept[1]
+
+    def sweep(self) -> None:
+        """Drop those that would be read again at their next use anyway."""
+        now = utcnow()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + HeldCredential.HOLD
+        self._held = {
+            mailbox_id: kept
+            for mailbox_id, kept in self._held.items()
+            if kept[1].read_since(now - HeldCredential.HOLD)
+        }
+
+
 def fresh_credential(
     factory: sessionmaker[Session],
     services: ProviderServices,
