@@ -17,6 +17,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
@@ -58,6 +59,17 @@ ZONED_LOOKAHEAD = 50
 TAKEOVER_LOOK = timedelta(seconds=0.5)
 # Mailboxes that keep a gap between sends, claimed together in one transaction (one send each).
 PACED_GROUP = 20
+
+
+@dataclass
+class Claimed:
+    """What a claim took: each message, and the gap each mailbox keeps (zero: none)."""
+
+    ready: list[Ready] = field(default_factory=list)
+    gaps: dict[int, timedelta] = field(default_factory=dict)
+
+    def paced(self, mailbox_id: int) -> bool:
+        return bool(self.gaps.get(mailbox_id))
 
 
 class Dispatcher:
@@ -184,31 +196,35 @@ class Dispatcher:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
         so housekeeping runs between batches; returns how many were handed over."""
         handed = 0
+        began: dict[int, datetime] = {}
+        gaps: dict[int, timedelta] = {}
         try:
             while handed < SEND_BATCH:
                 # Claim: ledger rows written and each message composed, in one commit.
-                batch, paced = self._claim_batch([mailbox_id], SEND_BATCH - handed)
-                if not batch:
+                claimed = self._claim_batch([mailbox_id], SEND_BATCH - handed)
+                if not claimed.ready:
                     break
+                gaps = claimed.gaps
                 credential = self.credentials.of(mailbox_id)
-                for index, ready in enumerate(batch):
+                for index, ready in enumerate(claimed.ready):
                     self._look_for_gone_workers()
+                    began[mailbox_id] = utcnow()
                     # Gate, send, record: one claim at a time.
                     if not self.deliver(ready, credential):
                         # The host refused or asked us to wait: the rest go back in line and
                         # the next pass looks at the mailbox afresh.
-                        for rest in batch[index + 1 :]:
+                        for rest in claimed.ready[index + 1 :]:
                             self.outcomes.record(rest.claim, NotSent("an earlier send did not go"))
                         return handed + index + 1
-                handed += len(batch)
-                if paced:
+                handed += len(claimed.ready)
+                if claimed.paced(mailbox_id):
                     # The mailbox keeps a gap between sends: its slot is now taken until the
                     # gap has passed, so claiming again would only spend a whole claim's
                     # statements to learn that. The next pass, which starts at once, looks
                     # at it again.
                     break
         finally:
-            self._release([mailbox_id])
+            self._release([mailbox_id], began, gaps)
         return handed
 
     def send_paced(self, mailbox_ids: list[int]) -> int:
@@ -218,26 +234,37 @@ class Dispatcher:
         were handed over.
 
         Claimed together, a paced mailbox's send costs the claim's statements once per
-        PACED_GROUP rather than once per message; the last of a group waits for the sends
-        before it (a few milliseconds each), far less than a pass would."""
+        PACED_GROUP rather than once per message. The last of a group goes a little after
+        its claim (after the sends before it), so each mailbox's next slot is counted from
+        when its send began (`_release`), not from the claim."""
         now = utcnow()
         with session_scope(self.factory) as db:
             mine = repo.take_senders(db, mailbox_ids, self.worker_id, now, now + self.policy.lease)
         if not mine:
             return 0
-        handed = 0
+        began: dict[int, datetime] = {}
+        claimed = Claimed()
         try:
-            batch, _paced = self._claim_batch(mine, 1)
-            for ready in batch:
+            claimed = self._claim_batch(mine, 1)
+            for ready in claimed.ready:
                 self._look_for_gone_workers()
+                began[ready.claim.mailbox_id] = utcnow()
                 self.deliver(ready, self.credentials.of(ready.claim.mailbox_id))
-                handed += 1
         finally:
-            self._release(mine)
-        return handed
+            self._release(mine, began, claimed.gaps)
+        return len(began)
 
-    def _release(self, mailbox_ids: list[int]) -> None:
+    def _release(
+        self,
+        mailbox_ids: list[int],
+        began: dict[int, datetime],
+        gaps: dict[int, timedelta],
+    ) -> None:
+        """Done with these mailboxes for now: their sender leases released and, for those
+        that keep a gap, the next slot counted from when their last send began."""
+        slots = {m: at + gaps[m] for m, at in began.items() if gaps.get(m)}
         with session_scope(self.factory) as db:
+            repo.push_slots(db, slots)
             repo.release_sender(db, mailbox_ids, self.worker_id)
 
     def run_until_idle(self, limit: int = 10_000) -> int:
@@ -296,11 +323,11 @@ class Dispatcher:
     def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
         """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
         allow (one when a gap is kept between sends), each with its message composed."""
-        return self._claim_batch([mailbox_id], limit)[0]
+        return self._claim_batch([mailbox_id], limit).ready
 
-    def _claim_batch(self, mailbox_ids: list[int], limit: int) -> tuple[list[Ready], bool]:
+    def _claim_batch(self, mailbox_ids: list[int], limit: int) -> Claimed:
         """`claim` for each of these mailboxes (up to `limit` steps each) in one transaction,
-        after reading the inboxes that need it; and whether any of them keeps a gap."""
+        after reading the inboxes that need it."""
         self.inbound.read_before_sending(mailbox_ids)
         try:
             with session_scope(self.factory) as db:
@@ -313,9 +340,9 @@ class Dispatcher:
                 mailbox_ids=mailbox_ids,
                 reason=type(error).__name__,
             )
-            return [], False
+            return Claimed()
 
-    def _claim(self, db: Session, mailbox_ids: list[int], limit: int) -> tuple[list[Ready], bool]:
+    def _claim(self, db: Session, mailbox_ids: list[int], limit: int) -> Claimed:
         now = utcnow()
         mailboxes = repo.mailboxes_by_id(db, mailbox_ids)
         for mailbox_id, loaded in mailboxes.items():
@@ -346,7 +373,7 @@ class Dispatcher:
             db, [e.id for due, _ in picked.values() for e in due if e.steps_sent]
         )
         chosen: list[Enrollment] = []
-        paced = False
+        gaps: dict[int, timedelta] = {}
         for mailbox_id, (due, gap) in picked.items():
             # A reply whose thread's last message has no known ids yet is not claimed (nor
             # does it take the mailbox's send slot): it is looked at again shortly.
@@ -360,9 +387,9 @@ class Dispatcher:
                 db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
             ):
                 chosen += due
-                paced = paced or bool(gap)
+                gaps[mailbox_id] = gap
         claimed = self._write_claims(db, chosen, campaigns, now)
-        return [
+        ready = [
             compose(
                 row,
                 enrollment,
@@ -373,7 +400,8 @@ class Dispatcher:
                 links=self.outcomes.links,
             )
             for row, enrollment, step in claimed
-        ], paced
+        ]
+        return Claimed(ready, gaps)
 
     def _due(
         self,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
+    Table,
     Update,
     and_,
     bindparam,
@@ -346,6 +347,28 @@ def release_sender(db: Session, mailbox_ids: list[int], worker: str) -> None:
         .where(Mailbox.id.in_(mailbox_ids), Mailbox.sender == worker)
         .values(sender_until=None)
         .execution_options(synchronize_session=False)
+    )
+
+
+def push_slots(db: Session, slots: dict[int, datetime]) -> None:
+    """Move each mailbox's next send slot to at least the given moment, in one statement."""
+    if not slots:
+        return
+    table = cast(Table, Mailbox.__table__)
+    later = func.greatest if is_postgres(db) else func.max
+    db.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("slot_mailbox"))
+        .values(
+            send_not_before=func.coalesce(
+                later(
+                    table.c.send_not_before,
+                    bindparam("slot_at", type_=table.c.send_not_before.type),
+                ),
+                bindparam("slot_at", type_=table.c.send_not_before.type),
+            )
+        ),
+        [{"slot_mailbox": m, "slot_at": at} for m, at in slots.items()],
     )
 
 
