@@ -145,6 +145,8 @@ def test_a_recipient_held_after_an_auto_reply_waits_for_the_holds_end(world: Wor
     )
     assert shown["bob@example.com"].at == now + timedelta(days=1)
     assert shown["bob@example.com"].label == "In Progress · step 1"
+    # The campaign's next email is Bob's, due before Ann's hold ends.
+    assert _campaign_forecast(world, campaign_id, now).at == now + timedelta(days=1)
 
 
 def test_finished_recipients_say_how_they_finished(world: World) -> None:

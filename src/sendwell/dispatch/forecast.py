@@ -212,16 +212,25 @@ def for_campaigns(
             for campaign in group:
                 result[campaign.id] = Forecast(None, RECONNECT_WORDS)
             continue
-        horizon = max(max(firsts[c.id] or now, now) for c in group)
-        queued = _queue(
-            db,
-            mailbox,
-            horizon,
-            now=now,
-            host_interval=host_interval,
-            queues=queues,
-            campaign_ids=[c.id for c in group],
-        )
+        # What goes before each campaign's first step is due no later than it: the queue is
+        # read up to the latest of those, never further.
+        horizon = max(firsts[c.id] or now for c in group)
+        while True:
+            queued = _queue(
+                db,
+                mailbox,
+                horizon,
+                now=now,
+                host_interval=host_interval,
+                queues=queues,
+                campaign_ids=[c.id for c in group],
+            )
+            # A first step held after an auto-reply until later than the horizon may have
+            # steps due before its hold ends ahead of it, unread: read on to the hold's end.
+            held = [f.due for c in group if (f := queued.firsts.get(c.id)) and f.due > horizon]
+            if not held:
+                break
+            horizon = max(held)
         for campaign in group:
             first = queued.firsts.get(campaign.id)
             if first is None:
