@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     Select,
     Text,
+    any_,
     bindparam,
     case,
     delete,
@@ -242,7 +244,7 @@ def elsewhere(
     """The workspace's other campaigns' recipients among `emails` that were emailed or that
     stopped (replied, bounced, unsubscribed): (email, status, steps sent, campaign name,
     campaign owner, last sent)."""
-    if not emails:
+    if not emails or not _has_other_campaigns(db, workspace_id, campaign_id):
         return []
     rows = db.execute(
         select(
@@ -257,7 +259,7 @@ def elsewhere(
         .where(
             Campaign.workspace_id == workspace_id,
             Campaign.id != campaign_id,
-            Enrollment.email.in_(emails),
+            _among(db, Enrollment.email, emails),
             (Enrollment.steps_sent > 0)
             | Enrollment.status.in_(
                 (
@@ -272,13 +274,34 @@ def elsewhere(
     return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
+def _has_other_campaigns(db: Session, workspace_id: int, campaign_id: int) -> bool:
+    """Whether the workspace has a campaign besides this one (a first campaign's import
+    has no history elsewhere to look up)."""
+    other = select(Campaign.id).where(
+        Campaign.workspace_id == workspace_id, Campaign.id != campaign_id
+    )
+    return db.scalar(other.limit(1)) is not None
+
+
 def suppressed(db: Session, workspace_id: int, emails: list[str]) -> dict[str, str]:
+    """Which of these addresses the workspace never emails again, and why."""
+    if not emails:
+        return {}
     rows = db.execute(
         select(Suppression.email, Suppression.reason).where(
-            Suppression.workspace_id == workspace_id, Suppression.email.in_(emails)
+            Suppression.workspace_id == workspace_id, _among(db, Suppression.email, emails)
         )
     )
     return {email: reason.value for email, reason in rows}
+
+
+def _among(db: Session, column: Any, emails: list[str]) -> ColumnElement[bool]:
+    """`column` is one of `emails`. On PostgreSQL the addresses travel as one array (`= ANY`):
+    an import's statement for a batch of a thousand stays short and is not parsed anew for
+    every batch, as an IN list of a thousand parameters would be."""
+    if db.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(emails, ARRAY(Text)))  # type: ignore[no-any-return]
+    return column.in_(emails)  # type: ignore[no-any-return]
 
 
 def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
