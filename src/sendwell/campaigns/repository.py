@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
     ColumnElement,
     Select,
+    Table,
     Text,
     any_,
     bindparam,
@@ -316,12 +317,15 @@ def insert_new_enrollments(db: Session, rows: list[dict[str, Any]]) -> set[str]:
         return set()
     if db.get_bind().dialect.name == "postgresql":
         return _insert_unnested(db, rows)
+    # The table's own INSERT, not the ORM's bulk one: the rows are plain values already, and
+    # the ORM's per-row bookkeeping cost as much as the insert itself.
+    enrollments = cast(Table, Enrollment.__table__)
     statement = (
-        sqlite_insert(Enrollment)
+        sqlite_insert(enrollments)
         .on_conflict_do_nothing(index_elements=["campaign_id", "email"])
-        .returning(Enrollment.email)
+        .returning(enrollments.c.email)
     )
-    return set(db.scalars(statement, rows))
+    return set(db.execute(statement, rows).scalars())
 
 
 RECIPIENT_COLUMNS = ("email", "first_name", "last_name", "company", "title", "fields", "timezone")
