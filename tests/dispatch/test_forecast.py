@@ -145,6 +145,8 @@ def test_a_recipient_held_after_an_auto_reply_waits_for_the_holds_end(world: Wor
     )
     assert shown["bob@example.com"].at == now + timedelta(days=1)
     assert shown["bob@example.com"].label == "In Progress · step 1"
+    # The campaign's next email is Bob's, due before Ann's hold ends.
+    assert _campaign_forecast(world, campaign_id, now).at == now + timedelta(days=1)
 
 
 def test_finished_recipients_say_how_they_finished(world: World) -> None:
@@ -154,3 +156,41 @@ def test_finished_recipients_say_how_they_finished(world: World) -> None:
     assert shown["ann@example.com"].at is None
     assert shown["ann@example.com"].text == "Completed"
     assert _campaign_forecast(world, campaign_id, utcnow()).text == "Completed"
+
+
+def test_a_long_queue_places_each_step_behind_every_step_ahead_of_it(world: World) -> None:
+    """More steps queued than the forecast reads at first, most due at the same moment: a
+    recipient's own page, the campaign's and a later campaign's each count every step ahead,
+    and a recipient held after an auto-reply goes after the steps due before the hold ends."""
+    gap_seconds = 600
+    gap = timedelta(seconds=gap_seconds * 1.125)
+    many = [f"r{n:03}@example.com" for n in range(forecast.FIRST_READ + 50)]
+    first = world.campaign(ONE_STEP, many, min_gap_seconds=gap_seconds)
+    second = world.campaign(ONE_STEP, ["zed@example.com"], min_gap_seconds=gap_seconds)
+    now = utcnow().replace(microsecond=0)
+    due = now - timedelta(hours=2)
+    with session_scope(world.factory) as db:
+        db.execute(update(Enrollment).values(next_due_at=due))
+        db.execute(
+            update(Enrollment)
+            .where(Enrollment.email == "r000@example.com")
+            .values(held_until=now + timedelta(minutes=30), hold_reason="Automatic reply.")
+        )
+    ahead = len(many) - 1  # everyone of the first campaign but the held recipient
+    with session_scope(world.factory) as db:
+        campaign = db.get(Campaign, first)
+        assert campaign is not None
+        held = db.scalars(select(Enrollment).where(Enrollment.email == "r000@example.com")).one()
+        # The held recipient's own page asks for them alone.
+        alone = forecast.for_enrollments(db, campaign, [held], now=now)[held.id]
+    assert alone.at == now + (ahead + 1) * gap
+    assert alone.words.startswith("Held after an auto-reply until ")
+    later = _campaign_forecast(world, second, now)
+    assert later.at == now + ahead * gap
+    assert later.words == f"{ahead} emails ahead on ada@gmail.test at its pace"
+    shown = _forecasts(world, first, now)
+    assert shown["r001@example.com"].at == now
+    assert shown[many[-1]].at == now + (ahead - 1) * gap
+    assert shown[many[-1]].words == f"{ahead - 1} emails ahead on ada@gmail.test at its pace"
+    assert shown["r000@example.com"].at == now + (ahead + 1) * gap
+    assert _campaign_forecast(world, first, now).at == now

@@ -218,6 +218,18 @@ def record_event(
             at=utcnow(),
         )
     )
+    _publish_status(db, campaign_id, kind, reason, data, pause_reason, detail)
+
+
+def _publish_status(
+    db: Session,
+    campaign_id: int,
+    kind: str,
+    reason: str,
+    data: dict[str, Any] | None = None,
+    pause_reason: PauseReason | None = None,
+    detail: str = "",
+) -> None:
     events.publish(
         db,
         events.CampaignStatusChanged(
@@ -476,15 +488,16 @@ def pause_campaigns_for_mailbox(
 ) -> list[int]:
     """Pause every active campaign sending through a mailbox, each with its event (the
     reason's words, then `detail`: what the host said)."""
-    ids = repo.pause_active_for_mailbox(db, mailbox_id, reason, utcnow())
+    now = utcnow()
+    ids = repo.pause_active_for_mailbox(db, mailbox_id, reason, now)
     # One query for what each event below reads; held here, as the session keeps only
     # weak references to what it loaded.
     loaded = repo.load_campaigns(db, ids)
+    words = f"{PAUSE_REASON_WORDS[reason]} {detail}".strip()[:2000]
+    # The activity log's rows in one statement, then each campaign's event to its subscribers.
+    repo.add_events(db, ids, kind="paused", reason=words, at=now)
     for campaign_id in ids:
-        words = f"{PAUSE_REASON_WORDS[reason]} {detail}".strip()
-        record_event(
-            db, campaign_id, "paused", reason=words[:2000], pause_reason=reason, detail=detail
-        )
+        _publish_status(db, campaign_id, "paused", words, pause_reason=reason, detail=detail)
     del loaded
     return ids
 

@@ -55,11 +55,16 @@ CAMPAIGN_WORDS = {
     CampaignStatus.ARCHIVED: ARCHIVED_WORDS,
 }
 
+# The queue is read in due order this many steps first, then four times as many at each
+# further read (up to QUEUE_LIMIT), until every step a page asks about has its place.
+FIRST_READ = 100
+GROWTH = 4
+
 HostInterval = Callable[[Mailbox], timedelta]
 # Queues already worked out in this request, per mailbox: (horizon, queue). A queue worked out
 # to a later horizon holds the same times for every step due before it, so one page asking
 # for its recipients and for its campaign reads the mailbox's queue once.
-Queues = dict[int, tuple[datetime, dict[int, "_Queued"]]]
+Queues = dict[int, tuple[datetime, "_Line"]]
 
 
 def no_host_interval(_mailbox: Mailbox) -> timedelta:
@@ -103,6 +108,27 @@ class _Queued:
     ahead: int
 
 
+@dataclass(frozen=True)
+class _Line:
+    """The start of a mailbox's queue, each step with when it is expected to go (`spots`, by
+    recipient id, in queue order) and each campaign's first step in it (`firsts`). `whole`:
+    every step due by the horizon is in it, or as many as QUEUE_LIMIT; otherwise it holds
+    only the steps due before the first one it has not read, whose times are final (a send's
+    time depends only on the steps ahead of it)."""
+
+    spots: dict[int, _Queued]
+    firsts: dict[int, _Queued]
+    whole: bool
+
+    def has(self, enrollment_ids: Iterable[int] = (), campaign_ids: Iterable[int] = ()) -> bool:
+        """Whether these recipients and campaigns have their place here, or never will in
+        the first QUEUE_LIMIT steps."""
+        return self.whole or (
+            all(e in self.spots for e in enrollment_ids)
+            and all(c in self.firsts for c in campaign_ids)
+        )
+
+
 def for_enrollments(
     db: Session,
     campaign: Campaign,
@@ -141,10 +167,16 @@ def for_enrollments(
         return result
     dues = {e.id: _due(e, now) for e in waiting}
     queued = _queue(
-        db, mailbox, max(dues.values()), now=now, host_interval=host_interval, queues=queues
+        db,
+        mailbox,
+        max(dues.values()),
+        now=now,
+        host_interval=host_interval,
+        queues=queues,
+        enrollment_ids=list(dues),
     )
     for e in waiting:
-        spot = queued.get(e.id)
+        spot = queued.spots.get(e.id)
         words = _why(campaign, mailbox, e, spot, dues[e.id], now=now)
         at = spot.at if spot else None
         if spot is None:
@@ -180,14 +212,27 @@ def for_campaigns(
             for campaign in group:
                 result[campaign.id] = Forecast(None, RECONNECT_WORDS)
             continue
-        horizon = max(max(firsts[c.id] or now, now) for c in group)
-        queued = _queue(db, mailbox, horizon, now=now, host_interval=host_interval, queues=queues)
-        first_spot: dict[int, _Queued] = {}
-        for spot in queued.values():
-            if spot.campaign_id not in first_spot or spot.at < first_spot[spot.campaign_id].at:
-                first_spot[spot.campaign_id] = spot
+        # What goes before each campaign's first step is due no later than it: the queue is
+        # read up to the latest of those, never further.
+        horizon = max(firsts[c.id] or now for c in group)
+        while True:
+            queued = _queue(
+                db,
+                mailbox,
+                horizon,
+                now=now,
+                host_interval=host_interval,
+                queues=queues,
+                campaign_ids=[c.id for c in group],
+            )
+            # A first step held after an auto-reply until later than the horizon may have
+            # steps due before its hold ends ahead of it, unread: read on to the hold's end.
+            held = [f.due for c in group if (f := queued.firsts.get(c.id)) and f.due > horizon]
+            if not held:
+                break
+            horizon = max(held)
         for campaign in group:
-            first = first_spot.get(campaign.id)
+            first = queued.firsts.get(campaign.id)
             if first is None:
                 words = f"After more than {QUEUE_LIMIT:,} emails queued on {mailbox.email}"
                 result[campaign.id] = Forecast(None, words)
@@ -236,35 +281,53 @@ def _queue(
     now: datetime,
     host_interval: HostInterval,
     queues: Queues | None = None,
-) -> dict[int, _Queued]:
-    """Every step queued on the mailbox (its active campaigns' pending recipients) due by
-    `horizon`, with when the dispatcher is expected to send it."""
-    if queues is not None and mailbox.id in queues and queues[mailbox.id][0] >= horizon:
-        return queues[mailbox.id][1]
-    queue = _work_out_queue(db, mailbox, horizon, now=now, host_interval=host_interval)
+    enrollment_ids: Iterable[int] = (),
+    campaign_ids: Iterable[int] = (),
+) -> _Line:
+    """The steps queued on the mailbox (its active campaigns' pending recipients) due by
+    `horizon`, with when the dispatcher is expected to send each: read as far as it takes
+    to place these recipients and each of these campaigns' first step."""
+    wanted, first_of = list(enrollment_ids), list(campaign_ids)
+    if queues is not None and mailbox.id in queues:
+        known_horizon, known = queues[mailbox.id]
+        if known_horizon >= horizon and known.has(wanted, first_of):
+            return known
+    limit = FIRST_READ
+    while True:
+        line = _work_out_queue(db, mailbox, horizon, limit, now=now, host_interval=host_interval)
+        if line.has(wanted, first_of):
+            break
+        limit = min(limit * GROWTH, QUEUE_LIMIT)
     if queues is not None:
-        queues[mailbox.id] = (horizon, queue)
-    return queue
+        queues[mailbox.id] = (horizon, line)
+    return line
 
 
 def _work_out_queue(
     db: Session,
     mailbox: Mailbox,
     horizon: datetime,
+    limit: int,
     *,
     now: datetime,
     host_interval: HostInterval,
-) -> dict[int, _Queued]:
-    campaigns = repo.active_campaigns_by_id(db, mailbox.id)
-    if not campaigns:
-        return {}
-    rows = repo.queued_until(db, list(campaigns), horizon, QUEUE_LIMIT)
+) -> _Line:
+    rows = repo.queued_on_mailbox(db, mailbox.id, horizon, limit)
+    whole = len(rows) < limit or limit >= QUEUE_LIMIT
     # A recipient held after an automatic reply is claimed no earlier than the hold's end.
     line = sorted(
         (max(due, held or due), eid, cid, zone)
         for eid, cid, due, held, zone in rows
         if due is not None
     )
+    if not whole:
+        # Each step not read yet comes after the last one read in (due, id) order, and no
+        # hold brings it earlier: the steps read that sort up to that one are the start of
+        # the queue, in its order. A held step sorting later waits for a further read.
+        last_id, _cid, last_due, _held, _zone = rows[-1]
+        assert last_due is not None
+        line = [row for row in line if (row[0], row[1]) <= (last_due, last_id)]
+    campaigns = repo.campaigns_by_id(db, sorted({cid for _due, _eid, cid, _zone in line}))
     # A campaign whose recipients carry their own zones sends to each in their own hours.
     times = pace.send_times(
         [
@@ -276,10 +339,13 @@ def _work_out_queue(
         now=now,
         gap=pace.pace_gap(mailbox, host_interval(mailbox)),
     )
-    return {
-        eid: _Queued(eid, cid, due, at, ahead)
-        for ahead, ((due, eid, cid, _zone), at) in enumerate(zip(line, times, strict=True))
-    }
+    spots: dict[int, _Queued] = {}
+    firsts: dict[int, _Queued] = {}
+    for ahead, ((due, eid, cid, _zone), at) in enumerate(zip(line, times, strict=True)):
+        spot = spots[eid] = _Queued(eid, cid, due, at, ahead)
+        # Times never go back along the queue: a campaign's first step in it goes first.
+        firsts.setdefault(cid, spot)
+    return _Line(spots, firsts, whole)
 
 
 def _why(

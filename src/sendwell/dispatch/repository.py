@@ -940,23 +940,11 @@ def first_due_by_campaign(db: Session, campaign_ids: list[int]) -> dict[int, dat
     )
 
 
-def active_campaigns_by_id(db: Session, mailbox_id: int) -> dict[int, Campaign]:
-    """The mailbox's active campaigns, by id (steps not loaded)."""
-    return {
-        c.id: c
-        for c in db.scalars(
-            select(Campaign).where(
-                Campaign.mailbox_id == mailbox_id, Campaign.status == CampaignStatus.ACTIVE
-            )
-        )
-    }
-
-
-def queued_until(
-    db: Session, campaign_ids: list[int], horizon: datetime, limit: int
+def queued_on_mailbox(
+    db: Session, mailbox_id: int, horizon: datetime, limit: int
 ) -> list[tuple[int, int, datetime | None, datetime | None, str]]:
-    """Pending recipients due by `horizon` in these campaigns, in claim order: id, campaign,
-    due time, hold's end, time zone."""
+    """The first `limit` pending recipients due by `horizon` in the mailbox's active
+    campaigns, in claim order: id, campaign, due time, hold's end, time zone."""
     rows = db.execute(
         select(
             Enrollment.id,
@@ -965,8 +953,10 @@ def queued_until(
             Enrollment.held_until,
             Enrollment.timezone,
         )
+        .join(Campaign, Campaign.id == Enrollment.campaign_id)
         .where(
-            Enrollment.campaign_id.in_(campaign_ids),
+            Campaign.mailbox_id == mailbox_id,
+            Campaign.status == CampaignStatus.ACTIVE,
             enrollment_pending(),
             Enrollment.next_due_at <= horizon,
         )
@@ -974,6 +964,13 @@ def queued_until(
         .limit(limit)
     ).all()
     return [(eid, cid, due, held, zone) for eid, cid, due, held, zone in rows]
+
+
+def campaigns_by_id(db: Session, campaign_ids: list[int]) -> dict[int, Campaign]:
+    """These campaigns, by id (steps not loaded)."""
+    if not campaign_ids:
+        return {}
+    return {c.id: c for c in db.scalars(select(Campaign).where(Campaign.id.in_(campaign_ids)))}
 
 
 def test_sends_since(db: Session, user_id: int, since: datetime) -> tuple[int, datetime | None]:

@@ -174,8 +174,17 @@ class Enrollment(Base):
         # Only recipients with a step still to go, per campaign in due order: the claim finds
         # the earliest due ones and the completion check the first pending one without
         # reading finished rows.
-        # Holds to release (dispatch/holds.py); almost every row has none.
-        Index("ix_enrollments_held_until", "held_until"),
+        # Holds to release (dispatch/holds.py); almost every row has none, and only rows
+        # with one are indexed (a new recipient adds nothing to it).
+        Index(
+            "ix_enrollments_held_until",
+            "held_until",
+            sqlite_where=text("held_until IS NOT NULL"),
+            postgresql_where=text("held_until IS NOT NULL"),
+        ),
+        # An address across the workspace's campaigns: its history elsewhere, checked for
+        # every batch of an import, and an unsubscribe's other sequences.
+        Index("ix_enrollments_email", "email"),
         Index(
             "ix_enrollments_pending",
             "campaign_id",

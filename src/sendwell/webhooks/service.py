@@ -86,7 +86,7 @@ def enqueue(
     db: Session, *, workspace_id: int, event_type: str, ordering_key: str, data: dict[str, Any]
 ) -> WebhookEvent | None:
     """Write an event and one pending delivery per subscribed endpoint, in this transaction."""
-    subscribed = [e for e in _enabled_endpoints(db, workspace_id) if event_type in e.event_types]
+    subscribed = _subscribed(db, workspace_id, event_type)
     if not subscribed:
         return None
     now = utcnow()
@@ -111,6 +111,11 @@ def enqueue(
 
 
 ENDPOINTS_KEY = "sendwell.webhook_endpoints"
+
+
+def _subscribed(db: Session, workspace_id: int, event_type: str) -> list[WebhookEndpoint]:
+    """The workspace's enabled endpoints that take this type of event."""
+    return [e for e in _enabled_endpoints(db, workspace_id) if event_type in e.event_types]
 
 
 def _enabled_endpoints(db: Session, workspace_id: int) -> list[WebhookEndpoint]:
@@ -204,10 +209,13 @@ def campaign_changed(
     campaign = db.get(Campaign, campaign_id) if status else None
     if status is None or campaign is None:
         return
+    event_type = f"campaign.{kind}"
+    if not _subscribed(db, campaign.workspace_id, event_type):
+        return  # nobody takes it: no payload to build (a pause may tell of 200 campaigns)
     enqueue(
         db,
         workspace_id=campaign.workspace_id,
-        event_type=f"campaign.{kind}",
+        event_type=event_type,
         ordering_key=f"campaign:{campaign.id}",
         data={
             "campaign": _campaign_data(campaign, status),
