@@ -16,9 +16,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Response,
+    ViewportSize,
+    expect,
+)
+from playwright.sync_api import Error as PlaywrightError
 
 from sendwell.app import create_app
 from tests.browser.conftest import LiveServers
@@ -170,25 +177,35 @@ class Findings:
             )
 
     def visit(self, page: Page, server: str, path: str, label: str) -> None:
-        if not _answers_html(page, server + path):
+        """One navigation: its answer's headers tell whether the route is a page; only a
+        page is waited for and checked."""
+        response = _open(page, server + path)
+        if response is None:
             self.not_pages.add(label)
             return
-        response = page.goto(server + path)
-        assert response is not None, path
         if response.status >= 500:
             self.broken.append(f"{label} answered {response.status}")
             return
+        page.wait_for_load_state("load")
         final = page.url.removeprefix(server)
         self.check(page, label if final == path else f"{label} -> {final}")
 
 
-def _answers_html(page: Page, url: str) -> bool:
-    """Whether the route answers this browser with HTML, asked with its cookies and without
-    reading the body: a stream (server-sent events) would never let a navigation finish."""
-    cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
-    with httpx.stream("GET", url, cookies=cookies, follow_redirects=True, timeout=30) as answer:
-        content_type: str = answer.headers.get("content-type", "")
-        return content_type.startswith("text/html")
+def _open(page: Page, url: str) -> Response | None:
+    """Navigate to `url` as far as its answer's headers (after redirects): the answer when
+    it is HTML, else None. Anything else is left at once (a stream of server-sent events
+    would never let a navigation finish), and a file download is no page either."""
+    try:
+        response = page.goto(url, wait_until="commit")
+    except PlaywrightError as error:
+        if "Download is starting" in error.message:
+            return None
+        raise
+    assert response is not None, url
+    if response.headers.get("content-type", "").startswith("text/html"):
+        return response
+    page.goto("about:blank")
+    return None
 
 
 def route_paths(server: str, database_url: str) -> list[str]:

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ import pytest
 from sqlalchemy import select, update
 
 from sendwell.db import session_scope
+from sendwell.dispatch.engine import SEND_BATCH
 from sendwell.kit.clock import utcnow
 from sendwell.kit.signals import dispatch_work
 from sendwell.models import (
@@ -122,6 +124,17 @@ def workers(tmp_path: Path, world: World, database: Database, **extra: str) -> I
         yield running
     finally:
         running.kill_all()
+
+
+def worker_names(running: Workers) -> dict[str, subprocess.Popen[bytes]]:
+    """Each running worker's name, as it printed it when it began sending."""
+    names = {}
+    for index, proc in enumerate(running.procs, start=1):
+        text = (running.folder / f"worker-{index}.log").read_text(errors="replace")
+        found = re.search(r"Worker (\S+) is sending", text)
+        if found:
+            names[found.group(1)] = proc
+    return names
 
 
 def sent_count(sandbox: Sandbox, mailbox: str = SENDER) -> int:
@@ -231,7 +244,45 @@ def expire_leases(world: World) -> int:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def test_two_workers_on_postgresql_send_two_thousand_exactly_once(
+def expire_send(world: World, tag: str) -> None:
+    """Stands in for waiting out the lease of one send whose outcome is unknown: it is looked
+    for in Sent at the next pass."""
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(SendLedger)
+            .where(SendLedger.tag == tag, SendLedger.status == LedgerStatus.UNKNOWN)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+
+
+def expire_leases_of(world: World, worker: str) -> None:
+    """Stands in for waiting out a killed worker's leases (provider timeout * 2 + 30 s):
+    its claims, its sends in flight and its hold on a mailbox become due at once. Only the
+    dead worker's: a live worker's lease taken away would let its sends be settled early."""
+    expired = utcnow() - timedelta(seconds=1)
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(SendLedger)
+            .where(
+                SendLedger.worker == worker,
+                SendLedger.status.in_((LedgerStatus.CLAIMED, LedgerStatus.UNKNOWN)),
+                SendLedger.lease_until.is_not(None),
+            )
+            .values(lease_until=expired)
+        )
+        db.execute(
+            update(Mailbox)
+            .where(Mailbox.sender == worker, Mailbox.sender_until.is_not(None))
+            .values(sender_until=expired)
+        )
+
+
+# Two mailboxes, one two-step campaign each: 400 messages. (`make chaos` sends thousands
+# with two or three workers at once: its kills, faults and hammer scenarios.)
+SHARED_RECIPIENTS = 200
+
+
+def test_two_workers_on_postgresql_share_the_mailboxes_and_send_each_message_once(
     world: World, database: Database, tmp_path: Path
 ) -> None:
     """Two mailboxes, two workers: each mailbox is sent for by one worker at a time (its
@@ -239,22 +290,29 @@ def test_two_workers_on_postgresql_send_two_thousand_exactly_once(
     if database.backend == "sqlite":
         pytest.skip("concurrent workers rely on PostgreSQL's SKIP LOCKED claims")
     link(world.client, OTHER_SENDER)
-    emails = recipients(1000)
+    emails = recipients(SHARED_RECIPIENTS)
+    half = SHARED_RECIPIENTS // 2
     with session_scope(world.factory) as db:
         for mailbox in db.scalars(select(Mailbox)):
             mailbox.daily_cap = 5000  # the default (1,000) would stop the run half-way
-    campaign_ids = [
-        world.campaign(TWO_STEPS, half, sender=sender, min_gap_seconds=0, start_delay_minutes=0)
-        for sender, half in ((SENDER, emails[:500]), (OTHER_SENDER, emails[500:]))
-    ]
     with workers(tmp_path, world, database) as running:
         pair = [running.start(), running.start()]
+        # Both workers up before anything is due, so neither sends it all before the other
+        # starts; starting the campaigns wakes both (a NOTIFY).
+        wait_until(lambda: len(worker_names(running)) == 2, 60, running, "both workers")
+        campaign_ids = [
+            world.campaign(TWO_STEPS, part, sender=sender, min_gap_seconds=0, start_delay_minutes=0)
+            for sender, part in ((SENDER, emails[:half]), (OTHER_SENDER, emails[half:]))
+        ]
         wait_until(
-            lambda: sent_count(world.sandbox) + sent_count(world.sandbox, OTHER_SENDER) >= 2000,
+            lambda: (
+                sent_count(world.sandbox) + sent_count(world.sandbox, OTHER_SENDER)
+                >= 2 * SHARED_RECIPIENTS
+            ),
             60,
             running,
-            "2,000 messages in Sent",
-            step=0.5,
+            f"{2 * SHARED_RECIPIENTS} messages in Sent",
+            step=0.2,
         )
         time.sleep(2)  # a duplicate sent late would show up now
         assert_exactly_once(world, emails, steps=2, senders=(SENDER, OTHER_SENDER))
@@ -277,16 +335,33 @@ def test_two_workers_on_postgresql_send_two_thousand_exactly_once(
         assert "dispatch_loop_failed" not in running.logs(tail=10**9), running.logs()
 
 
+# The first worker is killed at the last message of its first batch (so it holds no other
+# claim), the second half-way through its own batch, the third sends the rest. (`make chaos`
+# kills workers at random moments through thousands of messages.)
+MID_RUN_RECIPIENTS = 2 * SEND_BATCH
+FIRST_KILL_AT = SEND_BATCH
+SECOND_KILL_AFTER = SEND_BATCH + SEND_BATCH // 2
+
+
 def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
     world: World, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emails = recipients(300)
+    emails = recipients(MID_RUN_RECIPIENTS)
     campaign_id = world.campaign(ONE_STEP, emails, min_gap_seconds=0, start_delay_minutes=0)
     state = world.sandbox.state
     box = state.mailbox(SENDER)
-    with workers(tmp_path, world, database, SENDWELL_PROVIDER_TIMEOUT_SECONDS="1") as running:
-        # First kill, at the worst moment: the host has stored message 100 but the worker
-        # never hears back, so its ledger row stays "unknown". The next worker must find
+    # No settle grace: a send that timed out is looked for in Sent at the next pass. (The
+    # sandbox never stores a send it timed out; with a grace, the last one of a run waited
+    # for the worker's idle wake, 30 s, before it was looked for.)
+    with workers(
+        tmp_path,
+        world,
+        database,
+        SENDWELL_PROVIDER_TIMEOUT_SECONDS="1",
+        SENDWELL_SETTLE_GRACE_SECONDS="0",
+    ) as running:
+        # First kill, at the worst moment: the host has stored the batch's last message but
+        # the worker never hears back, so its ledger row stays "unknown". The next worker must find
         # it in Sent and not send it again.
         original_store = state.store
         victim: dict[str, subprocess.Popen[bytes]] = {}
@@ -296,7 +371,7 @@ def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
             if kwargs.get("folder") == "sent" and "proc" in victim:
                 with state.lock:
                     count = sum(1 for m in mailbox.messages if m.folder == "sent")
-                if count == 100:
+                if count == FIRST_KILL_AT:
                     victim.pop("proc").kill()
             return stored
 
@@ -307,7 +382,7 @@ def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
         accepted_unrecorded = unknown_tags(world)
         assert len(accepted_unrecorded) == 1
         assert accepted_unrecorded <= sent_tags(world.sandbox)
-        assert sent_count(world.sandbox) == 100
+        assert sent_count(world.sandbox) == FIRST_KILL_AT
         # Stands in for waiting out the dead worker's lease (provider timeout * 2 + 30 s).
         assert expire_leases(world) == 1
 
@@ -316,7 +391,13 @@ def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
         # the next worker must send it again.
         world.sandbox.admin("timeout", {"seconds": 3})
         second = running.start()
-        wait_until(lambda: sent_count(world.sandbox) >= 150, 60, running, "150 sent", step=0.05)
+        wait_until(
+            lambda: sent_count(world.sandbox) >= SECOND_KILL_AFTER,
+            60,
+            running,
+            f"{SECOND_KILL_AFTER} sent",
+            step=0.05,
+        )
         assert ledger_status(world, accepted_unrecorded) == {LedgerStatus.SENT}, "not settled"
         world.sandbox.admin("faults", {"mailbox": SENDER, "fault": "timeout", "count": 1})
         wait_until(lambda: not box.send_faults, 30, running, "the slow send", step=0.01)
@@ -327,8 +408,8 @@ def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
         assert not in_flight_lost & sent_tags(world.sandbox)
         assert expire_leases(world) >= 1
 
-        # The last worker meets a slow host too: its timed-out sends are looked for in Sent
-        # (after the grace), not found, and sent again, each exactly once.
+        # The last worker meets a slow host too: its timed-out sends are looked for in Sent,
+        # not found, and sent again (after the retry's backoff), each exactly once.
         world.sandbox.admin("faults", {"mailbox": SENDER, "fault": "timeout", "count": 3})
         third = running.start()
         wait_until(
@@ -347,15 +428,10 @@ def test_worker_killed_mid_run_leaves_nothing_lost_or_doubled(
         third.wait(timeout=10)
 
 
-def worker_names(running: Workers) -> dict[str, subprocess.Popen[bytes]]:
-    """Each running worker's name, as it printed it when it began sending."""
-    names = {}
-    for index, proc in enumerate(running.procs, start=1):
-        text = (running.folder / f"worker-{index}.log").read_text(errors="replace")
-        found = re.search(r"Worker (\S+) is sending", text)
-        if found:
-            names[found.group(1)] = proc
-    return names
+# Two mailboxes of 30; a worker is killed at a mailbox's 10th message, so that mailbox has
+# 20 left for the worker that takes it over. (`make chaos` kills workers at scale.)
+TAKEOVER_RECIPIENTS = 60
+TAKEOVER_KILL_AT = 10
 
 
 def test_a_killed_worker_hands_its_mailboxes_over_before_its_lease_ends(
@@ -367,36 +443,54 @@ def test_a_killed_worker_hands_its_mailboxes_over_before_its_lease_ends(
     long before the dead worker's sender lease would have ended; the send whose outcome was
     unknown is found in Sent rather than sent again, and nothing goes out twice."""
     link(world.client, OTHER_SENDER)
-    emails = recipients(240)
-    for sender, part in ((SENDER, emails[:120]), (OTHER_SENDER, emails[120:])):
+    emails = recipients(TAKEOVER_RECIPIENTS)
+    half = TAKEOVER_RECIPIENTS // 2
+    for sender, part in ((SENDER, emails[:half]), (OTHER_SENDER, emails[half:])):
         world.campaign(ONE_STEP, part, sender=sender, min_gap_seconds=0, start_delay_minutes=0)
     state = world.sandbox.state
     killed: dict[str, Any] = {}
+    # Set once every entry of `killed` is written: the sandbox's request thread fills it
+    # while the test waits, and two sends stored at once must not both kill.
+    kill_done = threading.Event()
+    kill_lock = threading.Lock()
     # A one-second provider timeout makes the lease 32 s: a takeover before it ends is the
-    # liveness lock's doing, and the unknown send is settled within the test.
+    # liveness lock's doing.
     with workers(tmp_path, world, database, SENDWELL_PROVIDER_TIMEOUT_SECONDS="1") as running:
         original_store = state.store
 
         def store(mailbox: Any, parsed: Message, **kwargs: Any) -> StoredMessage:
             stored = original_store(mailbox, parsed, **kwargs)
-            if kwargs.get("folder") != "sent" or killed:
+            if kwargs.get("folder") != "sent":
                 return stored
-            with state.lock:
-                count = sum(1 for m in mailbox.messages if m.folder == "sent")
-            if count < 40:
-                return stored
-            tag = str(parsed[TAG_HEADER])
-            with session_scope(world.factory) as db:
-                row = db.scalars(select(SendLedger).where(SendLedger.tag == tag)).one()
-                name, mailbox_id = row.worker, row.mailbox_id
-            worker_names(running)[name].kill()
-            killed.update(
-                name=name, tag=tag, mailbox=mailbox.address, mailbox_id=mailbox_id, at=utcnow()
-            )
-            with session_scope(world.factory) as db:
-                box = db.get(Mailbox, mailbox_id)
-                if box is not None:
-                    killed.update(holder=box.sender, lease_until=box.sender_until)
+            with kill_lock:
+                if kill_done.is_set():
+                    return stored
+                with state.lock:
+                    count = sum(1 for m in mailbox.messages if m.folder == "sent")
+                if count < TAKEOVER_KILL_AT:
+                    return stored
+                tag = str(parsed[TAG_HEADER])
+                with session_scope(world.factory) as db:
+                    row = db.scalars(select(SendLedger).where(SendLedger.tag == tag)).one()
+                    name, mailbox_id = row.worker, row.mailbox_id
+                    # Read before the kill: the worker waits for this very answer, so its hold
+                    # on the mailbox is as it was while sending. (After the kill, another
+                    # worker may already have taken the mailbox over.)
+                    box = db.get(Mailbox, mailbox_id)
+                    assert box is not None
+                    holder, lease_until = box.sender, box.sender_until
+                at = utcnow()
+                worker_names(running)[name].kill()
+                killed.update(
+                    name=name,
+                    tag=tag,
+                    mailbox=mailbox.address,
+                    mailbox_id=mailbox_id,
+                    at=at,
+                    holder=holder,
+                    lease_until=lease_until,
+                )
+                kill_done.set()
             return stored
 
         monkeypatch.setattr(state, "store", store)
@@ -404,14 +498,18 @@ def test_a_killed_worker_hands_its_mailboxes_over_before_its_lease_ends(
         running.start()
         if concurrent:
             running.start()
-        wait_until(lambda: bool(killed), 60, running, "the kill", step=0.05)
+        wait_until(kill_done.is_set, 60, running, "the kill", step=0.05)
         # The dead worker was sending for the mailbox, under a lease that had time to run.
-        assert killed.get("holder") == killed["name"]
+        assert killed["holder"] == killed["name"]
         assert killed["lease_until"] is not None
         assert killed["lease_until"] > killed["at"]
+        assert killed["tag"] in unknown_tags(world)
+        # The send handed to the host keeps its own lease (the host may still be finishing
+        # it) whoever takes the mailbox over; this stands in for waiting it out, and leaves
+        # the dead worker's sender lease and its other claims as they are.
+        expire_send(world, killed["tag"])
         if not concurrent:
             running.start()
-        assert killed["tag"] in unknown_tags(world)
 
         def survivor_sent() -> bool:
             with session_scope(world.factory) as db:
@@ -431,7 +529,10 @@ def test_a_killed_worker_hands_its_mailboxes_over_before_its_lease_ends(
         # Before the dead worker's sender lease (and its claims' leases) would have ended.
         assert utcnow() < killed["lease_until"], running.logs()
         wait_until(
-            lambda: sent_count(world.sandbox) + sent_count(world.sandbox, OTHER_SENDER) >= 240,
+            lambda: (
+                sent_count(world.sandbox) + sent_count(world.sandbox, OTHER_SENDER)
+                >= TAKEOVER_RECIPIENTS
+            ),
             60,
             running,
             "every message in Sent",
