@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import itertools
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from sendwell.db import session_scope
-from sendwell.models import Campaign, CampaignStatus, Enrollment, EnrollmentStatus
+from sendwell.models import (
+    Campaign,
+    CampaignStatus,
+    Enrollment,
+    EnrollmentStatus,
+    LedgerStatus,
+    Mailbox,
+)
 from tests.dispatch.conftest import World
 
 THREE_STEPS = [
@@ -63,3 +71,23 @@ def test_min_gap_paces_the_mailbox(world: World) -> None:
     assert len(times) == 3
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert all(gap >= 1.0 for gap in gaps), gaps
+
+
+def test_claims_of_workers_that_died_are_not_counted_as_attempts(world: World) -> None:
+    """A worker that dies after claiming a step, before handing it to the host, has not tried
+    to send it: however often that happens, the recipient is not given up, nor kept waiting
+    longer between tries; the message goes once when a worker lives."""
+    campaign_id = world.campaign([("Hello {{ first_name }}", "A quick question.", 0)], ["ann@x.io"])
+    mailbox_id = world.mailbox_id()
+    for _death in range(7):  # more than max_attempts (5)
+        dying = world.dispatcher(lease=timedelta(seconds=-1))
+        assert len(dying.claim(mailbox_id)) == 1
+        with session_scope(world.factory) as db:
+            db.execute(update(Mailbox).values(send_not_before=None, sender_until=None))
+        world.dispatcher().outcomes.release_expired_claims(set())
+    (row,) = world.ledger(campaign_id)
+    assert row.status is LedgerStatus.RETRY
+    assert row.attempts == 0
+    world.dispatcher().run_until_idle()
+    assert [parseaddr(m["to"][0])[1] for m in world.sent()] == ["ann@x.io"]
+    assert world.enrollment(campaign_id, "ann@x.io").status is EnrollmentStatus.COMPLETED

@@ -94,6 +94,22 @@ def test_banner_names_the_account_why_and_what_waits(
         assert ">Reauthenticate</button>" in text
 
 
+def test_a_missing_page_still_shows_the_banner(
+    client: TestClient, db: Session, sandbox: Sandbox
+) -> None:
+    """An error page is drawn after the request's session was rolled back: the banner's
+    account must not have to be read from it again."""
+    link(client, "ada@gmail.test")
+    campaign_on(db, "ada@gmail.test", "Q4 outreach")
+    sandbox.admin("revoke", {"mailbox": "ada@gmail.test"})
+    check_connections(client.app.state.session_factory, client.app.state.services)  # type: ignore[attr-defined]
+    answer = client.get("/campaigns/999999")
+    assert answer.status_code == 404
+    text = html.unescape(answer.text)
+    assert "ada@gmail.test needs reauthentication." in text
+    assert "1 campaign is paused until you reconnect it and resume." in text
+
+
 def test_owner_is_emailed_when_an_account_breaks(
     database: Database, engine: Engine, sandbox: Sandbox, smtp: tuple[Inbox, int]
 ) -> None:

@@ -330,6 +330,9 @@ class Outcomes:
             for row in repo.expired_claims(db, utcnow(), gone):
                 log.info("claim_expired", ledger_id=row.id, worker=row.worker)
                 self._back_in_line(db, row)
+                # Never handed to the host: not an attempt (a worker's death must not bring
+                # a recipient nearer to being given up, nor lengthen its retry wait).
+                row.attempts = max(0, row.attempts - 1)
 
     def _find_sent(self, ledger_id: int) -> SentMessage | None:
         """This send's copy in its mailbox's Sent folder, if it is there.
@@ -395,10 +398,12 @@ class Outcomes:
                     log.info("settled_as_sent", ledger_id=ledger_id)
                     mark_sent(db, row, found)
                     self._after_delivery(db, row.campaign_id)
-                elif utcnow() < (row.claimed_at or utcnow()) + self._copy_lag(row.mailbox_id):
+                elif utcnow() < (
+                    lag_ends := (row.claimed_at or utcnow()) + self._copy_lag(row.mailbox_id)
+                ):
                     # The host may still file it (Graph's copy comes after its answer):
-                    # absence proves nothing yet.
-                    row.lease_until = utcnow() + SETTLE_RETRY
+                    # absence proves nothing yet. Look again once the copy's lag has passed.
+                    row.lease_until = min(lag_ends, utcnow() + SETTLE_RETRY)
                     log.info("settle_waits_for_copy", ledger_id=ledger_id)
                 else:
                     log.info("settled_as_not_sent", ledger_id=ledger_id)

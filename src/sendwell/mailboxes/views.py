@@ -16,6 +16,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.mailboxes import limits, lookahead, server_accounts, service
 from sendwell.mailboxes import repository as repo
 from sendwell.mailboxes.capabilities import Capability, server_capabilities
+from sendwell.mailboxes.expiry import ExpiryRules
 from sendwell.mailboxes.limits import GAP_GUIDANCE_SECONDS, AccountLimits
 from sendwell.mailboxes.lookahead import Expiry
 from sendwell.mailboxes.provider_services import ProviderServices
@@ -114,3 +115,46 @@ def email_settings_page(
         else (domain.selectors.replace(",", ", ") if domain else ""),
         domain_error=domain_error,
     )
+
+
+@dataclass(frozen=True)
+class BannerMailbox:
+    """What a banner shows of an account, read while the request's session is open: an
+    error page is drawn after that session was rolled back and closed."""
+
+    id: int
+    email: str
+    status_reason: str
+    status_code: str
+
+
+@dataclass(frozen=True)
+class BrokenBanner:
+    mailbox: BannerMailbox
+    paused_campaigns: int
+
+
+@dataclass(frozen=True)
+class ExpiryBanner:
+    mailbox: BannerMailbox
+    expiry: Expiry | None
+
+
+def _banner_mailbox(mailbox: Mailbox) -> BannerMailbox:
+    return BannerMailbox(mailbox.id, mailbox.email, mailbox.status_reason, mailbox.status_code)
+
+
+def banners(
+    db: Session, rules: ExpiryRules, user: User
+) -> tuple[list[BrokenBanner], list[ExpiryBanner]]:
+    """The Messaging banners: the user's accounts that need reauthentication, and those
+    whose expected expiry is within its warning time."""
+    broken = [
+        BrokenBanner(_banner_mailbox(a.mailbox), a.paused_campaigns)
+        for a in service.accounts_needing_attention(db, user)
+    ]
+    ahead = [
+        ExpiryBanner(_banner_mailbox(w.mailbox), w.expiry)
+        for w in lookahead.due_warnings(db, rules, user)
+    ]
+    return broken, ahead

@@ -39,8 +39,9 @@ def load_alerts(
 ) -> None:
     """Every Messaging page shows a banner while one of the user's accounts is broken, or
     is expected to break within its warning time."""
-    request.state.alerts = service.accounts_needing_attention(db, user)
-    request.state.expiry_alerts = lookahead.due_warnings(db, services.expiry_rules, user)
+    request.state.alerts, request.state.expiry_alerts = views.banners(
+        db, services.expiry_rules, user
+    )
 
 
 router = APIRouter(dependencies=[Depends(load_alerts)])
