@@ -117,15 +117,26 @@ class Dispatcher:
                 except Exception:
                     log.exception("dispatch_loop_failed", worker=self.worker_id)
                     next_at = utcnow() + timedelta(seconds=5)
-                wait = max(
-                    0.0, min((next_at - utcnow()).total_seconds(), IDLE_WAKE.total_seconds())
-                )
-                if wait:
-                    self.wake.wait(wait)
+                self._idle_until(min(next_at, utcnow() + IDLE_WAKE), stop)
                 self.wake.clear()
         finally:
             dispatch_work.unregister(self.wake)
             self.liveness.close()
+
+    def _idle_until(self, moment: datetime, stop: threading.Event) -> None:
+        """Sleep until the moment or until woken; meanwhile, every TAKEOVER_LOOK, look for
+        workers that died (a few statements): their mailboxes are not left waiting for this
+        worker's next due moment."""
+        while not stop.is_set():
+            wait = (moment - utcnow()).total_seconds()
+            if wait <= 0 or self.wake.wait(min(wait, TAKEOVER_LOOK.total_seconds())):
+                return
+            try:
+                if self._take_over_from_gone_workers():
+                    return
+            except Exception:
+                log.exception("takeover_look_failed", worker=self.worker_id)
+                return
 
     def _start_liveness(self, stop: threading.Event) -> None:
         """Take the liveness lock, waiting for the database if it is not there yet."""
