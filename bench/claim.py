@@ -112,12 +112,14 @@ def query_times(engine: Engine, mailbox_id: int) -> dict[str, list[float]]:
         ids = list(db.scalars(select(Campaign.id).where(Campaign.mailbox_id == mailbox_id)))
     now = utcnow()
     queries: dict[str, Callable[[Session], object]] = {
-        "active_campaigns with steps (per batch)": lambda db: repo.active_campaigns(db, mailbox_id),
+        "active_campaigns with steps (per batch)": lambda db: repo.active_campaigns_of(
+            db, [mailbox_id]
+        ),
         "due_enrollments (per batch of 50)": lambda db: repo.due_enrollments(
             db, ids, now, SEND_BATCH
         ),
-        "sends_since, daily cap (per batch)": lambda db: repo.sends_since(
-            db, mailbox_id, now - timedelta(days=1)
+        "sends_since, daily cap (per batch)": lambda db: repo.sends_since_of(
+            db, [mailbox_id], now - timedelta(days=1)
         ),
         "complete_if_finished, first pending (per finished recipient)": lambda db: (
             complete_if_finished(db, ids[0])

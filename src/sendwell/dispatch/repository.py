@@ -169,10 +169,6 @@ def mailboxes_awaiting_ids(db: Session, since: datetime) -> set[int]:
     return set(db.scalars(_awaiting_ids(since)))
 
 
-def active_campaigns(db: Session, mailbox_id: int) -> list[Campaign]:
-    return active_campaigns_of(db, [mailbox_id]).get(mailbox_id, [])
-
-
 def active_campaigns_of(db: Session, mailbox_ids: list[int]) -> dict[int, list[Campaign]]:
     """The active campaigns of these mailboxes, with their steps, by mailbox."""
     found: dict[int, list[Campaign]] = {}
@@ -190,15 +186,11 @@ def mailboxes_by_id(db: Session, mailbox_ids: list[int]) -> dict[int, Mailbox]:
     return {m.id: m for m in db.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
 
 
-def sends_since(db: Session, mailbox_id: int, since: datetime) -> tuple[int, datetime | None]:
-    """Messages sent or in flight for a mailbox since a moment, and the oldest of them."""
-    return sends_since_of(db, [mailbox_id], since).get(mailbox_id, (0, None))
-
-
 def sends_since_of(
     db: Session, mailbox_ids: list[int], since: datetime
 ) -> dict[int, tuple[int, datetime | None]]:
-    """`sends_since` for several mailboxes in one statement (those with none are absent)."""
+    """Messages sent or in flight for each of these mailboxes since a moment, and the oldest
+    of them, in one statement (mailboxes with none are absent)."""
     rows = db.execute(
         select(SendLedger.mailbox_id, func.count(), func.min(SendLedger.claimed_at))
         .where(
@@ -351,9 +343,11 @@ def release_sender(db: Session, mailbox_ids: list[int], worker: str) -> None:
 
 
 def push_slots(db: Session, slots: dict[int, datetime]) -> None:
-    """Move each mailbox's next send slot to at least the given moment, in one statement."""
+    """Move each mailbox's next send slot to at least the given moment, in one statement
+    (the session's pending changes written first, as its own statements would)."""
     if not slots:
         return
+    db.flush()
     table = cast(Table, Mailbox.__table__)
     later = func.greatest if is_postgres(db) else func.max
     db.connection().execute(
@@ -390,19 +384,7 @@ def release_senders(db: Session, workers: set[str]) -> list[int]:
 
 def hold_mailbox(db: Session, mailbox_id: int, until: datetime) -> None:
     """Push a mailbox's next send back (a provider asked us to wait)."""
-    db.execute(
-        update(Mailbox)
-        .where(Mailbox.id == mailbox_id)
-        .values(
-            send_not_before=func.coalesce(
-                func.max(Mailbox.send_not_before, until)
-                if not is_postgres(db)
-                else func.greatest(Mailbox.send_not_before, until),
-                until,
-            )
-        )
-        .execution_options(synchronize_session=False)
-    )
+    push_slots(db, {mailbox_id: until})
 
 
 def ledger_rows(db: Session, keys: list[tuple[int, int]]) -> dict[tuple[int, int], SendLedger]:
