@@ -147,6 +147,13 @@ class Settings(BaseSettings):
         le=3600,
         description="Wait before looking in Sent for a send whose outcome is unknown.",
     )
+    calls_in_flight: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Host calls (sends, inbox reads) one worker makes at once, each for a "
+        "different mailbox; 1 sends one message at a time.",
+    )
     microsoft_min_send_seconds: float = Field(
         default=2.0,
         ge=0,

@@ -12,9 +12,12 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 import pytest
+from sqlalchemy import func, select
 
 from sendwell.dispatch.engine import PACED_GROUP
+from sendwell.dispatch.inbound import READ_BATCH
 from sendwell.kit.clock import utcnow
+from sendwell.models import Mailbox
 from tests.conftest import Database
 from tests.dispatch.conftest import World
 from tests.mailboxes.conftest import link
@@ -23,6 +26,8 @@ ONE_STEP = [("Hello {{ first_name }}", "A quick question.", 0)]
 GAP_SECONDS = 1
 # More mailboxes than one group holds, so that a pass claims more than one group.
 MAILBOXES = PACED_GROUP + 5
+# How long a slow host takes to accept a send (seconds).
+ANSWER_DELAY = 1.0
 
 
 def paced_mailboxes(world: World, per_mailbox: int) -> dict[str, tuple[int, list[str]]]:
@@ -99,3 +104,44 @@ def test_two_workers_split_the_paced_mailboxes(world: World, database: Database)
         row.worker for campaign_id, _ in senders.values() for row in world.ledger(campaign_id)
     )
     assert len(by_worker) == 2, by_worker
+
+
+def test_slow_hosts_get_several_sends_at_once(world: World) -> None:
+    """Hosts across the internet take a while to accept a send: one worker hands several
+    mailboxes' sends over together instead of waiting for each answer in turn, and still
+    never two of one mailbox."""
+    senders = paced_mailboxes(world, per_mailbox=2)
+    for sender in senders:
+        world.sandbox.admin("mailbox-settings", {"mailbox": sender, "answer_delay": ANSWER_DELAY})
+    dispatcher = world.dispatcher()
+
+    dispatcher.run_once()
+    firsts = sorted(arrivals(world, sender)[0][0] for sender in senders)
+    assert len(firsts) == MAILBOXES
+    # One at a time, the last of the pass would have arrived (MAILBOXES - 1) answers after
+    # the first; together, within a few answers (the worker's own claims and records between).
+    waits = (firsts[-1] - firsts[0]).total_seconds() / ANSWER_DELAY
+    assert waits < MAILBOXES / 3, waits
+
+    deadline = utcnow() + timedelta(seconds=60)
+    while utcnow() < deadline and any(len(world.sent(s)) < 2 for s in senders):
+        dispatcher.run_once()
+        dispatcher.wake.wait(0.05)
+    assert_paced_and_once(world, senders)
+
+
+def test_new_mailboxes_send_before_their_inboxes_are_read(world: World) -> None:
+    """A mailbox that never sent has nothing in its inbox that could stop a first email, so
+    a crowd of new mailboxes sends at once rather than each waiting for an inbox read; the
+    inboxes are read a few per pass, as usual."""
+    senders = paced_mailboxes(world, per_mailbox=1)
+    dispatcher = world.dispatcher(inbound_interval=timedelta(minutes=1))
+
+    dispatcher.run_once()
+
+    assert {sender: len(world.sent(sender)) for sender in senders} == dict.fromkeys(senders, 1)
+    with world.factory() as db:
+        read = db.scalar(
+            select(func.count()).select_from(Mailbox).where(Mailbox.inbound_checked_at.is_not(None))
+        )
+    assert read == READ_BATCH

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +27,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from sendwell.db import session_scope
 from sendwell.dispatch import holds, inbound, liveness, outcomes, pacing
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.compose import THREAD_WAIT, Ready, compose, thread_so_far, waits_for_thread
+from sendwell.dispatch.compose import (
+    THREAD_WAIT,
+    Prepared,
+    Ready,
+    compose,
+    thread_so_far,
+    waits_for_thread,
+)
+from sendwell.dispatch.flight import HostCalls
 from sendwell.dispatch.outcomes import GaveUp, NotSent, Outcome, Refused, Sent
 from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit.clock import utcnow
@@ -102,8 +111,10 @@ class Dispatcher:
         self._freed: list[int] = []
         # Paced mailboxes' credentials (and those of inboxes read), kept across passes.
         self.credentials = HeldCredentials(factory, services)
+        # Host calls of different mailboxes in flight together (sends of paced mailboxes).
+        self.host_calls = HostCalls(policy.calls_in_flight)
         self.inbound = inbound.InboundReader(
-            factory, services, policy.inbound_interval, self.credentials
+            factory, services, policy.inbound_interval, self.credentials, self.host_calls
         )
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -121,6 +132,7 @@ class Dispatcher:
                 self.wake.clear()
         finally:
             dispatch_work.unregister(self.wake)
+            self.host_calls.close()
             self.liveness.close()
 
     def _idle_until(self, moment: datetime, stop: threading.Event) -> None:
@@ -257,10 +269,20 @@ class Dispatcher:
         claimed = Claimed()
         try:
             claimed = self._claim_batch(mine, 1)
-            for ready in claimed.ready:
-                self._look_for_gone_workers()
-                began[ready.claim.mailbox_id] = utcnow()
-                self.deliver(ready, self.credentials.of(ready.claim.mailbox_id))
+            # One claim per mailbox: their host calls go several at a time, each gated just
+            # before its call and recorded after it on this thread.
+            with self.host_calls.window(self.outcomes.record) as flight:
+                for ready in claimed.ready:
+                    self._look_for_gone_workers()
+                    # Room first: the gate and the send's beginning are right before its call.
+                    flight.make_room()
+                    began[ready.claim.mailbox_id] = utcnow()
+                    outcome = self.stopped(ready)
+                    if outcome is not None or ready.prepared is None:
+                        self.outcomes.record(ready.claim, outcome or GaveUp(ready.problem))
+                        continue
+                    credential = self.credentials.of(ready.claim.mailbox_id)
+                    flight.add(ready.claim, partial(self.hand_over, ready.prepared, credential))
         finally:
             self._release(mine, began, claimed.gaps)
         return len(began)
@@ -536,17 +558,28 @@ class Dispatcher:
     def send(self, ready: Ready, credential: HeldCredential) -> Outcome:
         """Through the gate (committed on its own, right before the host is called), then to
         the host: what became of the claim. Nothing is recorded here."""
+        if (outcome := self.stopped(ready)) is not None or ready.prepared is None:
+            return outcome or GaveUp(ready.problem)
+        return self.hand_over(ready.prepared, credential)
+
+    def stopped(self, ready: Ready) -> Outcome | None:
+        """Why the claim may not go to its host now, or None once it is through the gate."""
         claim, prepared = ready.claim, ready.prepared
         if prepared is None and ready.wait_until is not None:
             return NotSent(ready.problem, until=ready.wait_until)
         if prepared is None:
             return GaveUp(ready.problem)
-        provider = self.services.mail_host(prepared.provider)
         if not self.liveness.held():
             # Others may be taking this worker's claims and mailboxes over already.
             return NotSent("this worker lost its liveness lock", stop=True)
         if not self._through_gate(claim):
             return NotSent("the campaign or account changed before sending")
+        return None
+
+    def hand_over(self, prepared: Prepared, credential: HeldCredential) -> Outcome:
+        """The host call of a message through the gate (on a pool thread when several are in
+        flight: no database work here but the credential's own)."""
+        provider = self.services.mail_host(prepared.provider)
         try:
             sent = credential.call(
                 lambda held: provider.send(

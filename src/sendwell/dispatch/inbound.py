@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.db import session_scope
 from sendwell.dispatch import bounce_guard, holds, outcomes
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.flight import HostCalls
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import get_logger
 from sendwell.mailboxes.provider_services import ProviderServices
-from sendwell.mailboxes.tokens import HeldCredentials
+from sendwell.mailboxes.tokens import HeldCredential, HeldCredentials
 from sendwell.models import (
     Campaign,
     Enrollment,
@@ -109,11 +111,13 @@ class InboundReader:
         services: ProviderServices,
         interval: timedelta,
         credentials: HeldCredentials,
+        calls: HostCalls,
     ) -> None:
         self.factory = factory
         self.services = services
         self.interval = interval
         self.credentials = credentials
+        self.calls = calls
 
     def read_due(self) -> bool:
         """Watched mailboxes not read within the interval, at most READ_BATCH of them,
@@ -130,8 +134,7 @@ class InboundReader:
                 grace_since=now - IDS_GRACE,
                 limit=READ_BATCH,
             )
-        for mailbox_id in due:
-            self.read(mailbox_id)
+        self.read_all(due)
         return len(due) == READ_BATCH
 
     def read_before_sending(self, mailbox_ids: list[int]) -> None:
@@ -139,49 +142,79 @@ class InboundReader:
         campaign's status changed (replies that came in while it was paused), and when a
         follow-up fell due after the last read (the engine holds such a follow-up until a
         read has happened; see `repository.due_enrollments`). For several mailboxes at once,
-        in three statements, whatever their number."""
+        in three statements (four with inboxes never read), whatever their number."""
         now = utcnow()
         with session_scope(self.factory) as db:
             checked = repo.inbound_checked(db, mailbox_ids)
             changed = repo.last_status_changes(db, mailbox_ids)
             unread = repo.follow_ups_due_unread(db, mailbox_ids, now)
+            # An inbox never read matters only once the mailbox has sent: before that, no
+            # reply, bounce or sending-limit notice can answer anything it sent (a first
+            # step goes whatever the inbox holds; follow-ups are in `unread`). So thousands
+            # of new mailboxes do not each wait for a read before their first send.
+            never = [m for m, at in checked.items() if at is None and m not in unread]
+            have_sent = repo.mailboxes_that_sent(db, never) if never else set()
             stale = [
                 mailbox_id
                 for mailbox_id, at in checked.items()
-                if at is None
-                or mailbox_id in unread
-                or ((last := changed.get(mailbox_id)) is not None and at <= last)
+                if mailbox_id in unread
+                or (at is None and mailbox_id in have_sent)
+                or (at is not None and (last := changed.get(mailbox_id)) is not None and at <= last)
             ]
             # Not while its newest sends' ids are unknown (their answers could not be
             # matched), but never put off for longer than IDS_GRACE: a mailbox that keeps
             # sending may always have a send whose copy is not filed yet.
             recent = {m for m in stale if (at := checked[m]) is not None and now - at < IDS_GRACE}
             waiting = recent & repo.mailboxes_awaiting_ids(db, now - IDS_GRACE) if recent else set()
-        for mailbox_id in stale:
-            if mailbox_id not in waiting:
-                self.read(mailbox_id)
+        self.read_all([m for m in stale if m not in waiting])
 
     def read(self, mailbox_id: int) -> int:
         """Read one mailbox's new messages; returns how many sequences they stopped."""
-        with session_scope(self.factory) as db:
-            mailbox = db.get(Mailbox, mailbox_id)
-            if mailbox is None:
-                return 0
-            cursor, provider_name = mailbox.inbound_cursor, mailbox.provider
-            self.credentials.note(mailbox_id, mailbox.token_version)
+        return self.read_all([mailbox_id])
+
+    def read_all(self, mailbox_ids: list[int]) -> int:
+        """Read these mailboxes' new messages, their pages fetched several at a time
+        (`flight.HostCalls`) and applied one at a time on this thread; returns how many
+        sequences they stopped."""
+        stopped = 0
+
+        def apply(reading: tuple[int, ProviderName], page: InboundPage | None) -> None:
+            nonlocal stopped
+            stopped += self._apply_page(*reading, page)
+
+        with self.calls.window(apply) as flight:
+            for mailbox_id in mailbox_ids:
+                with session_scope(self.factory) as db:
+                    mailbox = db.get(Mailbox, mailbox_id)
+                    if mailbox is None:
+                        continue
+                    cursor, host = mailbox.inbound_cursor, ProviderName(mailbox.provider)
+                    self.credentials.note(mailbox_id, mailbox.token_version)
+                credential = self.credentials.of(mailbox_id)
+                flight.add(
+                    (mailbox_id, host), partial(self._fetch, mailbox_id, host, credential, cursor)
+                )
+        return stopped
+
+    def _fetch(
+        self, mailbox_id: int, host: ProviderName, credential: HeldCredential, cursor: str | None
+    ) -> InboundPage | None:
+        """The inbox's next page from its host (None: not now), on a pool thread."""
         try:
-            provider = self.services.mail_host(provider_name)
-            page: InboundPage = self.credentials.of(mailbox_id).call(
-                lambda credential: provider.list_inbound(credential, cursor)
-            )
+            provider = self.services.mail_host(host)
+            return credential.call(lambda held: provider.list_inbound(held, cursor))
         except (ProviderError, SendwellError) as error:
             log.info("inbound_deferred", mailbox_id=mailbox_id, reason=type(error).__name__)
+            return None
+
+    def _apply_page(self, mailbox_id: int, host: ProviderName, page: InboundPage | None) -> int:
+        if page is None:
             self._checked(mailbox_id, None)
             return 0
         stopped = 0
         with session_scope(self.factory) as db:
             for message in page.messages:
-                stopped += self._apply(db, mailbox_id, ProviderName(provider_name), message)
+                stopped += self._apply(db, mailbox_id, host, message)
             mailbox = db.get(Mailbox, mailbox_id)
             if mailbox is not None:
                 mailbox.inbound_cursor = page.cursor

@@ -19,6 +19,8 @@ class DispatchPolicy:
     settle_grace: timedelta = timedelta(seconds=60)
     max_attempts: int = 5
     failures_before_pause: int = 10
+    # Host calls one worker makes at once, each for a different mailbox (flight.py).
+    calls_in_flight: int = 8
 
 
 @dataclass(frozen=True)

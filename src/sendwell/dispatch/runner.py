@@ -23,6 +23,7 @@ def policy_from(settings: Settings) -> DispatchPolicy:
         lease=timedelta(seconds=settings.provider_timeout_seconds * 2) + LEASE_MARGIN,
         inbound_interval=timedelta(seconds=settings.inbound_poll_seconds),
         settle_grace=timedelta(seconds=settings.settle_grace_seconds),
+        calls_in_flight=settings.calls_in_flight,
     )
 
 

@@ -67,6 +67,7 @@ class MailboxSettingsIn(MailboxIn):
     messages_per_minute: int | None = Field(None, ge=1, le=10_000)
     recipients_per_day: int | None = Field(None, ge=1, le=1_000_000)
     concurrent_requests: int | None = Field(None, ge=1, le=100)
+    answer_delay: float | None = Field(None, ge=0, le=60)
 
 
 class DeleteIn(MailboxIn):

@@ -37,6 +37,12 @@ async def hold_like_a_timeout(state: SandboxState) -> None:
     await asyncio.sleep(state.timeout_seconds)
 
 
+async def take_time_to_answer(mailbox: Mailbox) -> None:
+    """A send accepted after the mailbox's `answer_delay`, as a host across the internet."""
+    if mailbox.settings.answer_delay:
+        await asyncio.sleep(mailbox.settings.answer_delay)
+
+
 def thread_for_reply(
     state: SandboxState, mailbox: Mailbox, parsed: Message
 ) -> StoredMessage | None:

@@ -22,6 +22,7 @@ from sendwell.sandbox.common import (
     next_fault,
     normalized_subject,
     parse_mime,
+    take_time_to_answer,
     thread_for_reply,
 )
 from sendwell.sandbox.responses import CutResponse, google_api_error
@@ -348,6 +349,7 @@ def build_router(state: SandboxState) -> APIRouter:
         parsed = parse_mime(raw)
         if not parsed.get("To"):
             return google_api_error(400, "Invalid To header", "invalidArgument", "INVALID_ARGUMENT")
+        await take_time_to_answer(mailbox)
         stored = store_sent(parsed, str(body.get("threadId") or ""), mailbox)
         if fault == "quota_bounce":
             limit_bounce(mailbox, stored)

@@ -25,6 +25,7 @@ from sendwell.sandbox.common import (
     hold_like_a_timeout,
     next_fault,
     parse_mime,
+    take_time_to_answer,
     thread_for_reply,
 )
 from sendwell.sandbox.google import pkce_matches
@@ -528,6 +529,7 @@ def build_router(state: SandboxState) -> APIRouter:
         if fault == "timeout":
             await hold_like_a_timeout(state)
             return graph_error(504, "GatewayTimeout", "Gateway Timeout")
+        await take_time_to_answer(mailbox)
         moment = state.now()
         if recipients_today(mailbox, moment) + len(recipients_of(parsed)) > (
             mailbox.settings.recipients_per_day

@@ -121,6 +121,9 @@ class MailboxSettings:
     recipients_per_day: int = 10_000
     # Graph: this many requests to one mailbox at once, then 429 MailboxConcurrency.
     concurrent_requests: int = 4
+    # How long the host takes to accept a send (seconds): a real one answers over the
+    # internet, not in the few milliseconds of loopback.
+    answer_delay: float = 0.0
 
 
 @dataclass
