@@ -5,6 +5,7 @@ sooner than its gap allows, and no recipient gets a message twice, with one work
 
 from __future__ import annotations
 
+import html
 import itertools
 import threading
 from collections import Counter
@@ -18,7 +19,7 @@ from sendwell.dispatch.engine import PACED_GROUP
 from sendwell.dispatch.inbound import READ_BATCH
 from sendwell.kit.clock import utcnow
 from sendwell.models import Mailbox
-from tests.conftest import Database
+from tests.conftest import Database, csrf_from
 from tests.dispatch.conftest import World
 from tests.mailboxes.conftest import link
 
@@ -145,3 +146,34 @@ def test_new_mailboxes_send_before_their_inboxes_are_read(world: World) -> None:
             select(func.count()).select_from(Mailbox).where(Mailbox.inbound_checked_at.is_not(None))
         )
     assert read == READ_BATCH
+
+
+def test_a_pause_holds_while_several_sends_are_in_flight(world: World) -> None:
+    """Sends of several mailboxes in flight together: once a campaign's page says paused,
+    nothing more of it arrives, whatever the worker had gated or handed over."""
+    # Enough recipients that no campaign completes (a second apart) before its pause.
+    senders = paced_mailboxes(world, per_mailbox=10)
+    for sender in senders:
+        world.sandbox.admin("mailbox-settings", {"mailbox": sender, "answer_delay": 0.3})
+    stop = threading.Event()
+    dispatcher = world.dispatcher(inbound_interval=timedelta(minutes=5))
+    thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = utcnow() + timedelta(seconds=30)
+        while utcnow() < deadline and sum(len(world.sent(s)) for s in senders) < 3:
+            stop.wait(0.02)
+        at_pause: dict[str, int] = {}
+        for sender, (campaign_id, _emails) in senders.items():
+            page = f"/campaigns/{campaign_id}"
+            token = csrf_from(world.client.get(page).text)
+            paused = world.client.post(f"{page}/pause", data={"csrftoken": token})
+            assert "is paused" in html.unescape(paused.text)
+            at_pause[sender] = len(world.sent(sender))
+        assert sum(at_pause.values()) < 10 * MAILBOXES, "all went out before the pauses"
+        stop.wait(1.5)
+        assert {s: len(world.sent(s)) for s in senders} == at_pause
+    finally:
+        stop.set()
+        dispatcher.wake.set()
+        thread.join(timeout=30)

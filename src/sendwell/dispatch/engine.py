@@ -269,23 +269,50 @@ class Dispatcher:
         claimed = Claimed()
         try:
             claimed = self._claim_batch(mine, 1)
-            # One claim per mailbox: their host calls go several at a time, each gated just
-            # before its call and recorded after it on this thread.
-            with self.host_calls.window(self.outcomes.record) as flight:
-                for ready in claimed.ready:
+            # One claim per mailbox: their host calls go several at a time. As many as there
+            # is room for are gated together right before their calls start, and those that
+            # finished together are recorded together, all on this thread.
+            waiting = list(claimed.ready)
+            with self.host_calls.window(self._record_all) as flight:
+                while waiting:
                     self._look_for_gone_workers()
-                    # Room first: the gate and the send's beginning are right before its call.
-                    flight.make_room()
-                    began[ready.claim.mailbox_id] = utcnow()
-                    outcome = self.stopped(ready)
-                    if outcome is not None or ready.prepared is None:
-                        self.outcomes.record(ready.claim, outcome or GaveUp(ready.problem))
-                        continue
-                    credential = self.credentials.of(ready.claim.mailbox_id)
-                    flight.add(ready.claim, partial(self.hand_over, ready.prepared, credential))
+                    room = flight.make_room()
+                    batch, waiting = waiting[:room], waiting[room:]
+                    for ready in batch:
+                        began[ready.claim.mailbox_id] = utcnow()
+                    through = self._through_gates(batch)
+                    for ready in through:
+                        credential = self.credentials.of(ready.claim.mailbox_id)
+                        flight.add(ready.claim, partial(self.hand_over, through[ready], credential))
         finally:
             self._release(mine, began, claimed.gaps)
         return len(began)
+
+    def _through_gates(self, batch: list[Ready]) -> dict[Ready, Prepared]:
+        """Gate these claims in one commit; those that may not go are recorded at once.
+        Returns the messages of those through the gate."""
+        through: dict[Ready, Prepared] = {}
+        stopped: list[tuple[Claim, Outcome]] = []
+        gated: list[tuple[Ready, Prepared]] = []
+        for ready in batch:
+            if (outcome := self._unsendable(ready)) is not None or ready.prepared is None:
+                stopped.append((ready.claim, outcome or GaveUp(ready.problem)))
+            else:
+                gated.append((ready, ready.prepared))
+        opened = self._open_gates([ready.claim for ready, _ in gated]) if gated else set()
+        for ready, prepared in gated:
+            if ready.claim.ledger_id in opened:
+                through[ready] = prepared
+            else:
+                stopped.append(
+                    (ready.claim, NotSent("the campaign or account changed before sending"))
+                )
+        self._record_all(stopped)
+        return through
+
+    def _record_all(self, outcomes: list[tuple[Claim, Outcome]]) -> None:
+        """Record these outcomes: the sends together, in one commit."""
+        self.outcomes.record_all(outcomes)
 
     def _release(
         self,
@@ -558,22 +585,22 @@ class Dispatcher:
     def send(self, ready: Ready, credential: HeldCredential) -> Outcome:
         """Through the gate (committed on its own, right before the host is called), then to
         the host: what became of the claim. Nothing is recorded here."""
-        if (outcome := self.stopped(ready)) is not None or ready.prepared is None:
-            return outcome or GaveUp(ready.problem)
-        return self.hand_over(ready.prepared, credential)
+        outcome = self._unsendable(ready)
+        if outcome is None and ready.prepared is not None:
+            if not self._open_gates([ready.claim]):
+                return NotSent("the campaign or account changed before sending")
+            return self.hand_over(ready.prepared, credential)
+        return outcome or GaveUp(ready.problem)
 
-    def stopped(self, ready: Ready) -> Outcome | None:
-        """Why the claim may not go to its host now, or None once it is through the gate."""
-        claim, prepared = ready.claim, ready.prepared
-        if prepared is None and ready.wait_until is not None:
+    def _unsendable(self, ready: Ready) -> Outcome | None:
+        """Why the claim cannot go to its host now, before its gate; None if it may try."""
+        if ready.prepared is None and ready.wait_until is not None:
             return NotSent(ready.problem, until=ready.wait_until)
-        if prepared is None:
+        if ready.prepared is None:
             return GaveUp(ready.problem)
         if not self.liveness.held():
             # Others may be taking this worker's claims and mailboxes over already.
             return NotSent("this worker lost its liveness lock", stop=True)
-        if not self._through_gate(claim):
-            return NotSent("the campaign or account changed before sending")
         return None
 
     def hand_over(self, prepared: Prepared, credential: HeldCredential) -> Outcome:
@@ -592,17 +619,21 @@ class Dispatcher:
             return Refused(error)
         return Sent(sent)
 
-    def _through_gate(self, claim: Claim) -> bool:
-        """The last check before the provider is called, committed on its own."""
+    def _open_gates(self, claims: list[Claim]) -> set[int]:
+        """The last check before the provider is called, committed on its own: the ledger
+        ids of the claims that may go."""
         for _attempt in range(3):
             try:
                 with session_scope(self.factory) as db:
-                    return repo.open_gate(
-                        db, claim.ledger_id, self.worker_id, utcnow() + self.policy.lease
+                    return repo.open_gates(
+                        db,
+                        [claim.ledger_id for claim in claims],
+                        self.worker_id,
+                        utcnow() + self.policy.lease,
                     )
             except OperationalError:
                 continue
-        return False
+        return set()
 
 
 def settle_in_flight(

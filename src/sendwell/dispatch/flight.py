@@ -28,8 +28,9 @@ class HostCalls:
         self.limit = limit
         self._pool: ThreadPoolExecutor | None = None
 
-    def window(self, done: Callable[[K, T], object]) -> Window[K, T]:
-        """A run of calls; `done` gets each one's key and answer on the caller's thread."""
+    def window(self, done: Callable[[list[tuple[K, T]]], object]) -> Window[K, T]:
+        """A run of calls; `done` gets the keys and answers of those that finished, together,
+        on the caller's thread."""
         return Window(self, done)
 
     def submit(self, call: Callable[[], T]) -> Future[T]:
@@ -44,27 +45,29 @@ class HostCalls:
 
 
 class Window(Generic[K, T]):
-    """Calls in flight together. `add` (or `make_room`) waits while `limit` are running,
-    handing each finished one to `done`; leaving the block waits for the rest. A call that
-    raised is re-raised once every other call has been handed over (its claim stays gated,
-    so it is settled as a send of unknown outcome, as when the worker's own thread raises)."""
+    """Calls in flight together. `make_room` waits until another call may start, handing
+    those that finished meanwhile to `done` (all that finished, in one list); leaving the
+    block waits for the rest. A call that raised is re-raised once every other call has been
+    handed over (its claim stays gated, so it is settled as a send of unknown outcome, as
+    when the worker's own thread raises)."""
 
-    def __init__(self, calls: HostCalls, done: Callable[[K, T], object]) -> None:
+    def __init__(self, calls: HostCalls, done: Callable[[list[tuple[K, T]]], object]) -> None:
         self.calls, self.done = calls, done
         self._running: dict[Future[T], K] = {}
         self._error: BaseException | None = None
 
-    def make_room(self) -> None:
-        """Wait until another call may start, handing over those that finish meanwhile."""
+    def make_room(self) -> int:
+        """Wait until at least one more call may start; returns how many may."""
         while len(self._running) >= self.calls.limit:
             self._hand_over_finished()
         if self._error is not None:
             raise self._error  # no new call after one failed; leaving the block waits
+        return self.calls.limit - len(self._running)
 
     def add(self, key: K, call: Callable[[], T]) -> None:
-        """Start the call (waiting for room first, unless `make_room` just did)."""
+        """Start the call (waiting for room first, unless `make_room` just made it)."""
         if self.calls.limit == 1:
-            self.done(key, call())
+            self.done([(key, call())])
             return
         self.make_room()
         self._running[self.calls.submit(call)] = key
@@ -85,9 +88,16 @@ class Window(Generic[K, T]):
 
     def _hand_over_finished(self) -> None:
         finished, _ = wait(self._running, return_when=FIRST_COMPLETED)
+        answers: list[tuple[K, T]] = []
         for future in finished:
             key = self._running.pop(future)
             try:
-                self.done(key, future.result())
+                answers.append((key, future.result()))
             except Exception as error:  # every other call is still handed over first
                 self._error = self._error or error
+        if not answers:
+            return
+        try:
+            self.done(answers)
+        except Exception as error:
+            self._error = self._error or error

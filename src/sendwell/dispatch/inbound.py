@@ -178,9 +178,10 @@ class InboundReader:
         sequences they stopped."""
         stopped = 0
 
-        def apply(reading: tuple[int, ProviderName], page: InboundPage | None) -> None:
+        def apply(pages: list[tuple[tuple[int, ProviderName], InboundPage | None]]) -> None:
             nonlocal stopped
-            stopped += self._apply_page(*reading, page)
+            for (mailbox_id, host), page in pages:
+                stopped += self._apply_page(mailbox_id, host, page)
 
         with self.calls.window(apply) as flight:
             for mailbox_id in mailbox_ids:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.campaigns import repository as campaign_repo
@@ -174,6 +175,27 @@ class Outcomes:
                 return True
         assert_never(outcome)
 
+    def record_all(self, outcomes: list[tuple[Claim, Outcome]]) -> None:
+        """Record several claims' outcomes (of different mailboxes): the sends in one commit,
+        the rest each in its own, as `record` does."""
+        sent = [(claim, o.message) for claim, o in outcomes if isinstance(o, Sent)]
+        if len(sent) > 1 and self._record_sent_together(sent):
+            outcomes = [(claim, o) for claim, o in outcomes if not isinstance(o, Sent)]
+        for claim, outcome in outcomes:
+            self.record(claim, outcome)
+
+    def _record_sent_together(self, sent: list[tuple[Claim, SentMessage]]) -> bool:
+        """One commit for several sends; False (nothing saved) if it failed, and they are
+        then recorded one at a time: one bad row does not leave the others unrecorded."""
+        try:
+            with session_scope(self.factory) as db:
+                for claim, message in sent:
+                    self._record_sent_in(db, claim, message)
+        except SQLAlchemyError:
+            log.exception("record_together_failed", ledger_ids=[c.ledger_id for c, _ in sent])
+            return False
+        return True
+
     def release(self, claim: Claim, why: str, *, until: datetime | None = None) -> None:
         """Nothing was sent: the step goes back to its place in line (or waits `until`)."""
         with session_scope(self.factory) as db:
@@ -312,13 +334,17 @@ class Outcomes:
     def record_sent(self, claim: Claim, sent: SentMessage) -> None:
         """Sent: the ledger row, the recipient's next step and the campaign, in one commit."""
         with session_scope(self.factory) as db:
-            found = repo.send_to_record(db, claim.ledger_id)
-            if found is None:
-                return
-            mark_sent(db, found.row, sent, steps=found.steps)
-            if found.campaign_has_bounces:
-                # The send may complete a window that already holds enough bounces.
-                bounce_guard.pause_if_bouncing(db, found.row.campaign_id)
+            self._record_sent_in(db, claim, sent)
+
+    @staticmethod
+    def _record_sent_in(db: Session, claim: Claim, sent: SentMessage) -> None:
+        found = repo.send_to_record(db, claim.ledger_id)
+        if found is None:
+            return
+        mark_sent(db, found.row, sent, steps=found.steps)
+        if found.campaign_has_bounces:
+            # The send may complete a window that already holds enough bounces.
+            bounce_guard.pause_if_bouncing(db, found.row.campaign_id)
 
     def _after_delivery(self, db: Session, campaign_id: int) -> None:
         bounce_guard.after_delivery(db, campaign_id)

@@ -12,7 +12,6 @@ from sqlalchemy import (
     ScalarSelect,
     Select,
     Table,
-    Update,
     and_,
     bindparam,
     column,
@@ -27,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from sendwell.models import (
     Campaign,
@@ -421,23 +421,25 @@ def sent_rows(db: Session, enrollment_ids: list[int]) -> dict[int, list[SendLedg
     return found
 
 
-def open_gate(db: Session, ledger_id: int, worker: str, lease_until: datetime) -> bool:
-    """Mark a claim as being handed to the provider, only if nothing forbids it right now.
+def open_gates(db: Session, ledger_ids: list[int], worker: str, lease_until: datetime) -> set[int]:
+    """Mark claims as being handed to the provider, each only if nothing forbids it right
+    now; returns the ids marked.
 
-    One statement: the claim is still this worker's, the campaign is active, the mailbox
-    connected and the recipient still pending. On PostgreSQL the campaign and mailbox rows
+    One statement: each claim is still this worker's, its campaign active, its mailbox
+    connected and its recipient still pending. On PostgreSQL the campaign and mailbox rows
     are share-locked, so a pause either lands before this (and the send is released) or
     waits until it commits (and then sees the send in flight).
     """
-    result = db.execute(
-        _gate(is_postgres(db)),
-        {"gate_ledger": ledger_id, "gate_worker": worker, "gate_lease": lease_until},
+    return set(
+        db.scalars(
+            _gate(is_postgres(db)),
+            {"gate_ledgers": ledger_ids, "gate_worker": worker, "gate_lease": lease_until},
+        )
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 @functools.cache
-def _gate(postgres: bool) -> Update:
+def _gate(postgres: bool) -> ReturningUpdate[int]:
     """The gate's statement, built once per dialect: it runs before every send."""
     campaign_ok = select(Campaign.id).where(
         Campaign.id == SendLedger.campaign_id, Campaign.status == CampaignStatus.ACTIVE
@@ -454,7 +456,7 @@ def _gate(postgres: bool) -> Update:
     return (
         update(SendLedger)
         .where(
-            SendLedger.id == bindparam("gate_ledger"),
+            SendLedger.id.in_(bindparam("gate_ledgers", expanding=True)),
             lifecycle.ledger_may(LedgerEvent.HANDED_OVER),
             SendLedger.worker == bindparam("gate_worker"),
             campaign_ok.exists(),
@@ -466,6 +468,7 @@ def _gate(postgres: bool) -> Update:
             lease_until=bindparam("gate_lease", type_=SendLedger.lease_until.type),
             error="",
         )
+        .returning(SendLedger.id)
         .execution_options(synchronize_session=False)
     )
 
