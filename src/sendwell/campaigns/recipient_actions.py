@@ -26,6 +26,7 @@ from sendwell.db import session_scope
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput, NotFound
+from sendwell.kit.signals import dispatch_work
 from sendwell.models import Campaign, CampaignStatus, Enrollment, EnrollmentStatus, User, lifecycle
 from sendwell.models.lifecycle import EnrollmentEvent
 
@@ -121,6 +122,8 @@ def act(
     _record(db, user, campaign, report)
     if action is not Action.RESUME:
         _complete_if_finished(db, campaign.id)
+    if action in (Action.RESUME, Action.MOVE):
+        dispatch_work.request(db)  # due again, here or in the campaign moved to
     return report
 
 

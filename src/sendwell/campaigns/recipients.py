@@ -19,6 +19,7 @@ from sendwell.campaigns.schedule import known_time_zone
 from sendwell.campaigns.service import get_campaign, record_event, status_label
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import Conflict, InvalidInput
+from sendwell.kit.signals import dispatch_work
 from sendwell.models import Campaign, CampaignStatus, User, lifecycle
 
 RECIPIENT_BATCH = 1000
@@ -121,6 +122,8 @@ def add_recipients(
             raise _over_the_limit(room)
     if record:
         record_added(db, user, campaign.id, report.added, report.skipped)
+    if report.added and campaign.status is CampaignStatus.ACTIVE:
+        dispatch_work.request(db)  # due now (or after the start delay): no idle wait
     return report
 
 

@@ -362,8 +362,8 @@ class Dispatcher:
 
     def _next_wake(self) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
-        allows a send, or a send of unknown outcome may be looked for in Sent; a little
-        later than now when something is due but could not go."""
+        allows a send, a send of unknown outcome may be looked for in Sent, or an inbox is
+        due a read; a little later than now when something is due but could not go."""
         now = utcnow()
         with session_scope(self.factory) as db:
             candidates = [
@@ -374,9 +374,9 @@ class Dispatcher:
                 )
                 for campaign, due in repo.earliest_due_by_campaign(db)
             ]
-            settle = repo.next_unsettled_at(db)
-        if settle is not None:
-            candidates.append(settle)
+            # Replies and bounces are read on time even when nothing is due to send.
+            later = [repo.next_unsettled_at(db), self.inbound.next_read(db, now)]
+        candidates += [moment for moment in later if moment is not None]
         soonest = min([now + IDLE_WAKE, *candidates])
         return soonest if soonest > now else now + STUCK_RETRY
 

@@ -137,6 +137,15 @@ class InboundReader:
         self.read_all(due)
         return len(due) == READ_BATCH
 
+    def next_read(self, db: Session, now: datetime) -> datetime | None:
+        """When the next inbox read falls due (None: no inbox is read). One put off while its
+        mailbox's newest sends' ids are unknown is due when it may wait no longer."""
+        oldest = repo.oldest_inbox_read(db)
+        if oldest is None:
+            return None
+        due = oldest + self.interval
+        return due if due > now else oldest + max(self.interval, IDS_GRACE)
+
     def read_before_sending(self, mailbox_ids: list[int]) -> None:
         """Read an inbox first when a reply could change what is sent next: after a
         campaign's status changed (replies that came in while it was paused), and when a

@@ -118,6 +118,23 @@ def take_senders(
     return [mailbox_id for mailbox_id in mailbox_ids if mailbox_id in taken]
 
 
+def _watched() -> ColumnElement[bool]:
+    """A mailbox with an active or paused campaign: its replies matter."""
+    return exists().where(
+        Campaign.mailbox_id == Mailbox.id,
+        Campaign.status.in_((CampaignStatus.ACTIVE, CampaignStatus.PAUSED)),
+    )
+
+
+def oldest_inbox_read(db: Session) -> datetime | None:
+    """When the inbox read longest ago among the mailboxes whose replies are read."""
+    return db.scalar(
+        select(func.min(Mailbox.inbound_checked_at)).where(
+            Mailbox.status == MailboxStatus.CONNECTED, _watched()
+        )
+    )
+
+
 def mailboxes_to_read(
     db: Session, read_before: datetime, long_ago: datetime, grace_since: datetime, limit: int
 ) -> list[int]:
@@ -128,10 +145,7 @@ def mailboxes_to_read(
 
     Ids only, and only the due ones: with thousands of mailboxes a pass must not load every
     row to find the few dozen due."""
-    watched = exists().where(
-        Campaign.mailbox_id == Mailbox.id,
-        Campaign.status.in_((CampaignStatus.ACTIVE, CampaignStatus.PAUSED)),
-    )
+    watched = _watched()
     awaiting = _awaiting_ids(grace_since)
     checked = Mailbox.inbound_checked_at
     return list(
