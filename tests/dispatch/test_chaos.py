@@ -52,6 +52,7 @@ from tests.dispatch.test_workers import (
     address,
     assert_exactly_once,
     campaign_status,
+    end_backoffs,
     expire_leases_of,
     recipients,
     sent_count,
@@ -240,6 +241,8 @@ def test_microsoft_late_sent_copies_without_tags_lose_and_double_nothing(
         assert dying.wait(timeout=10) == -signal.SIGKILL
         expire_leases_of(world, victim)
         live.append(running.start())
+        box = world.sandbox.state.mailbox(OUTLOOK_SENDER)
+        end_backoffs(world, campaign_id, running, lambda: not box.send_faults)
         wait_until(
             lambda: campaign_status(world, campaign_id) is CampaignStatus.COMPLETED,
             180,
