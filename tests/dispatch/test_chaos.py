@@ -138,6 +138,11 @@ def test_workers_killed_at_random_while_faults_and_cut_connections_lose_and_doub
             if kill == 3 and database.backend == "postgresql":
                 assert cut_every_backend(database) >= 1
             live.append(running.start())
+        boxes = [world.sandbox.state.mailbox(sender) for sender in (SENDER, OTHER_SENDER)]
+        for campaign_id in campaign_ids:
+            end_backoffs(
+                world, campaign_id, running, lambda: not any(box.send_faults for box in boxes)
+            )
         wait_until(
             lambda: all(
                 campaign_status(world, c) is CampaignStatus.COMPLETED for c in campaign_ids
