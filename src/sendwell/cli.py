@@ -14,7 +14,6 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from sendwell import wiring
 from sendwell.config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -29,11 +28,7 @@ from sendwell.config import (
 from sendwell.db import make_engine, make_session_factory, session_scope
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
-from sendwell.kit.notices import outgoing_mail
-from sendwell.kit.tokenbox import TokenBox, TokenBoxError
-from sendwell.mailboxes.tokens import reencrypt_all
 from sendwell.models import Role
-from sendwell.webhooks.service import reencrypt_secrets
 
 if TYPE_CHECKING:
     from prometheus_client.exposition import ThreadingWSGIServer
@@ -54,14 +49,20 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 
-def _settings() -> Settings:
+def _settings(*, wired: bool = True) -> Settings:
+    """The settings, logging configured. `wired`: every feature's event subscribers too, which
+    any unit of work needs (`wiring.register`); the `db` commands run only migrations, and skip
+    importing the features."""
     try:
         settings = load_settings()
     except ConfigError as error:
         err.print(f"[bold red]Configuration error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     configure_logging(settings.log_level, settings.log_format)
-    wiring.register()
+    if wired:
+        from sendwell import wiring
+
+        wiring.register()
     return settings
 
 
@@ -154,6 +155,8 @@ def serve(
 
 def _session_factory(settings: Settings, engine: Engine) -> sessionmaker[Session]:
     """Sessions whose notices go out through the server's mail (SENDWELL_SMTP_URL)."""
+    from sendwell.kit.notices import outgoing_mail
+
     return make_session_factory(engine, outgoing_mail(settings.smtp_url, settings.base_url))
 
 
@@ -174,7 +177,7 @@ def db_upgrade() -> None:
     """Apply every pending migration."""
     from sendwell import migrate
 
-    settings = _settings()
+    settings = _settings(wired=False)
     engine = make_engine(settings.sqlalchemy_url)
     try:
         migrate.upgrade(engine)
@@ -188,7 +191,7 @@ def db_current() -> None:
     """Show the applied revision and whether it is the latest."""
     from sendwell import migrate
 
-    settings = _settings()
+    settings = _settings(wired=False)
     engine = make_engine(settings.sqlalchemy_url)
     try:
         current, head = migrate.current_revision(engine), migrate.head_revision()
@@ -212,6 +215,7 @@ def worker(
     import signal
     import threading
 
+    from sendwell import wiring
     from sendwell.dispatch.runner import DispatcherThread, build_dispatcher
     from sendwell.kit.jobs import JobKind
     from sendwell.mailboxes.provider_services import build_services
@@ -443,6 +447,10 @@ def keys_generate() -> None:
 def keys_rotate() -> None:
     """Re-encrypt every stored token and IMAP/SMTP password under the first key of
     SENDWELL_TOKEN_KEYS."""
+    from sendwell.kit.tokenbox import TokenBox, TokenBoxError
+    from sendwell.mailboxes.tokens import reencrypt_all
+    from sendwell.webhooks.service import reencrypt_secrets
+
     settings = _settings()
     with _unit_of_work() as db:
         try:

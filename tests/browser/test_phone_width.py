@@ -193,8 +193,9 @@ class Findings:
 
 def _open(page: Page, url: str) -> Response | None:
     """Navigate to `url` as far as its answer's headers (after redirects): the answer when
-    it is HTML, else None. Anything else is left at once (a stream of server-sent events
-    would never let a navigation finish), and a file download is no page either."""
+    it is HTML, else None. Anything else is never waited for (a stream of server-sent events
+    would never let a navigation finish): the next visit's navigation leaves it. A file
+    download is no page either."""
     try:
         response = page.goto(url, wait_until="commit")
     except PlaywrightError as error:
@@ -204,7 +205,6 @@ def _open(page: Page, url: str) -> Response | None:
     assert response is not None, url
     if response.headers.get("content-type", "").startswith("text/html"):
         return response
-    page.goto("about:blank")
     return None
 
 

@@ -21,6 +21,7 @@ from sendwell.db import session_scope
 from sendwell.dispatch.engine import Dispatcher, DispatchPolicy
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
+from sendwell.kit.signals import dispatch_work
 from sendwell.mailboxes.provider_services import ProviderServices, build_services
 from sendwell.models import Enrollment, LedgerStatus, Mailbox, MailboxStatus, SendLedger, User
 from sendwell.providers.base import TAG_HEADER
@@ -191,7 +192,9 @@ class World:
         *,
         ago: timedelta = timedelta(seconds=1),
     ) -> None:
-        """Skip a wait: pending recipients (or only these) become due `ago` before now."""
+        """Skip a wait: pending recipients (or only these) become due `ago` before now. The
+        dispatchers are woken as the product's own changes wake them (`dispatch_work`), those
+        of `sendwell worker` processes too."""
         with session_scope(self.factory) as db:
             query = update(Enrollment).where(
                 Enrollment.campaign_id == campaign_id,
@@ -200,6 +203,7 @@ class World:
             if emails is not None:
                 query = query.where(Enrollment.email.in_(emails))
             db.execute(query.values(next_due_at=utcnow() - ago))
+            dispatch_work.request(db)
 
     def postpone(self, campaign_id: int, emails: list[str], by: timedelta) -> None:
         """These pending recipients are not due until `by` from now."""

@@ -52,6 +52,7 @@ from tests.dispatch.test_workers import (
     address,
     assert_exactly_once,
     campaign_status,
+    end_backoffs,
     expire_leases_of,
     recipients,
     sent_count,
@@ -137,6 +138,11 @@ def test_workers_killed_at_random_while_faults_and_cut_connections_lose_and_doub
             if kill == 3 and database.backend == "postgresql":
                 assert cut_every_backend(database) >= 1
             live.append(running.start())
+        boxes = [world.sandbox.state.mailbox(sender) for sender in (SENDER, OTHER_SENDER)]
+        for campaign_id in campaign_ids:
+            end_backoffs(
+                world, campaign_id, running, lambda: not any(box.send_faults for box in boxes)
+            )
         wait_until(
             lambda: all(
                 campaign_status(world, c) is CampaignStatus.COMPLETED for c in campaign_ids
@@ -240,6 +246,8 @@ def test_microsoft_late_sent_copies_without_tags_lose_and_double_nothing(
         assert dying.wait(timeout=10) == -signal.SIGKILL
         expire_leases_of(world, victim)
         live.append(running.start())
+        box = world.sandbox.state.mailbox(OUTLOOK_SENDER)
+        end_backoffs(world, campaign_id, running, lambda: not box.send_faults)
         wait_until(
             lambda: campaign_status(world, campaign_id) is CampaignStatus.COMPLETED,
             180,

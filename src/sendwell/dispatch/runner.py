@@ -46,7 +46,8 @@ def build_dispatcher(
 
 
 class DispatcherThread:
-    """A dispatcher in a daemon thread, woken by commits here and NOTIFY from elsewhere."""
+    """A dispatcher in a daemon thread, woken by commits here and by those of other processes
+    (NOTIFY on PostgreSQL, the wake file on SQLite: `signals.listen_for_notifications`)."""
 
     def __init__(self, dispatcher: Dispatcher, database_url: str) -> None:
         self.dispatcher = dispatcher

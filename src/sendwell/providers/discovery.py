@@ -7,11 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import dns.exception
-import dns.resolver
+from typing import TYPE_CHECKING
 
 from sendwell.kit.logging import get_logger
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 log = get_logger(__name__)
 
@@ -135,6 +136,10 @@ class ProviderDiscovery:
         return lookup
 
     def _lookup(self, domain: str) -> _Lookup:
+        # dnspython is imported on first use: every `sendwell` command starts without it.
+        import dns.exception
+        import dns.resolver
+
         try:
             answer = self._resolver().resolve(f"{domain}.", "MX")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -155,6 +160,8 @@ class ProviderDiscovery:
     def _resolver(self) -> dns.resolver.Resolver:
         # Built per lookup so a changed resolv.conf is picked up and a missing one is a
         # DNSException (UNKNOWN) here rather than a crash at start-up.
+        import dns.resolver
+
         resolver = dns.resolver.Resolver(configure=self._nameservers is None)
         if self._nameservers is not None:
             resolver.nameservers = list(self._nameservers)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.resolver
+if TYPE_CHECKING:
+    import dns.resolver
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,10 @@ class DomainDns:
         return Answer(tuple(b"".join(r.strings).decode("utf-8", errors="replace") for r in found))
 
     def _resolve(self, name: str, kind: str) -> Answer | dns.resolver.Answer:
+        # dnspython is imported on first use: every `sendwell` command starts without it.
+        import dns.exception
+        import dns.resolver
+
         resolver = dns.resolver.Resolver(configure=self._nameservers is None)
         if self._nameservers is not None:
             resolver.nameservers = list(self._nameservers)
