@@ -48,7 +48,8 @@ def test_a_closed_window_sends_nothing_and_wakes_the_dispatcher_at_its_opening(
     campaign_id = world.campaign(ONE_STEP, ["ann@example.com", "bob@example.com"])
     day, _opens = opening_in_two_days()
     set_window(world, campaign_id, day, "09:00", "17:00")
-    dispatcher = world.dispatcher()
+    # Inboxes read weekly: the only moment left to wake for is the window's opening.
+    dispatcher = world.dispatcher(inbound_interval=timedelta(days=7))
 
     dispatcher.run_until_idle()
     assert world.sent() == []
@@ -82,7 +83,8 @@ def test_a_window_later_today_opens_at_its_start_time(
         pytest.skip("too close to local midnight for a window later today")
     start = f"{local.hour + 2:02d}:00"
     set_window(world, campaign_id, "", start, "23:30")
-    dispatcher = world.dispatcher()
+    # Inboxes read weekly: the only moment left to wake for is the window's opening.
+    dispatcher = world.dispatcher(inbound_interval=timedelta(days=7))
 
     wake = dispatcher.run_once()
 
