@@ -23,7 +23,6 @@ from sendwell.models import (
     Campaign,
     Enrollment,
     EnrollmentStatus,
-    Mailbox,
     Reply,
     ReplyKind,
     SendLedger,
@@ -182,24 +181,27 @@ class InboundReader:
         return self.read_all([mailbox_id])
 
     def read_all(self, mailbox_ids: list[int]) -> int:
-        """Read these mailboxes' new messages, their pages fetched several at a time
-        (`flight.HostCalls`) and applied one at a time on this thread; returns how many
-        sequences they stopped."""
+        """Read these mailboxes' new messages: their cursors read in one statement, their
+        pages fetched several at a time (`flight.HostCalls`), and the pages that arrived
+        together applied in one unit of work on this thread, each mailbox's cursor saved with
+        its messages (a unit that fails saves no cursor: its pages are read again, and a
+        message applied twice changes nothing). Returns how many sequences they stopped."""
         stopped = 0
 
         def apply(pages: list[tuple[tuple[int, ProviderName], InboundPage | None]]) -> None:
             nonlocal stopped
-            for (mailbox_id, host), page in pages:
-                stopped += self._apply_page(mailbox_id, host, page)
+            stopped += self._apply_pages(pages)
 
+        inboxes: dict[int, tuple[str | None, ProviderName]] = {}
+        with session_scope(self.factory) as db:
+            for mailbox_id, mailbox in repo.mailboxes_by_id(db, mailbox_ids).items():
+                inboxes[mailbox_id] = (mailbox.inbound_cursor, ProviderName(mailbox.provider))
+                self.credentials.note(mailbox_id, mailbox.token_version)
         with self.calls.window(apply) as flight:
             for mailbox_id in mailbox_ids:
-                with session_scope(self.factory) as db:
-                    mailbox = db.get(Mailbox, mailbox_id)
-                    if mailbox is None:
-                        continue
-                    cursor, host = mailbox.inbound_cursor, ProviderName(mailbox.provider)
-                    self.credentials.note(mailbox_id, mailbox.token_version)
+                if (inbox := inboxes.get(mailbox_id)) is None:
+                    continue
+                cursor, host = inbox
                 credential = self.credentials.of(mailbox_id)
                 flight.add(
                     (mailbox_id, host), partial(self._fetch, mailbox_id, host, credential, cursor)
@@ -217,34 +219,31 @@ class InboundReader:
             log.info("inbound_deferred", mailbox_id=mailbox_id, reason=type(error).__name__)
             return None
 
-    def _apply_page(self, mailbox_id: int, host: ProviderName, page: InboundPage | None) -> int:
-        if page is None:
-            self._checked(mailbox_id, None)
-            return 0
-        stopped = 0
+    def _apply_pages(self, pages: list[tuple[tuple[int, ProviderName], InboundPage | None]]) -> int:
+        """Apply these inboxes' pages in one unit of work (a page of None: the inbox could
+        not be read now, and is read again after the interval)."""
+        stopped: dict[int, int] = {}
         with session_scope(self.factory) as db:
-            for message in page.messages:
-                stopped += self._apply(db, mailbox_id, host, message)
-            mailbox = db.get(Mailbox, mailbox_id)
-            if mailbox is not None:
-                mailbox.inbound_cursor = page.cursor
-                mailbox.inbound_checked_at = utcnow()
-        log.info(
-            "job",
-            name="inbound_read",
-            mailbox_id=mailbox_id,
-            messages=len(page.messages),
-            stopped=stopped,
-        )
-        return stopped
-
-    def _checked(self, mailbox_id: int, cursor: str | None) -> None:
-        with session_scope(self.factory) as db:
-            mailbox = db.get(Mailbox, mailbox_id)
-            if mailbox is not None:
-                mailbox.inbound_checked_at = utcnow()
-                if cursor is not None:
-                    mailbox.inbound_cursor = cursor
+            mailboxes = repo.mailboxes_by_id(db, [mailbox_id for (mailbox_id, _), _ in pages])
+            for (mailbox_id, host), page in pages:
+                stopped[mailbox_id] = sum(
+                    self._apply(db, mailbox_id, host, message)
+                    for message in (page.messages if page else [])
+                )
+                if (mailbox := mailboxes.get(mailbox_id)) is not None:
+                    if page is not None:
+                        mailbox.inbound_cursor = page.cursor
+                    mailbox.inbound_checked_at = utcnow()
+        for (mailbox_id, _), page in pages:
+            if page is not None:
+                log.info(
+                    "job",
+                    name="inbound_read",
+                    mailbox_id=mailbox_id,
+                    messages=len(page.messages),
+                    stopped=stopped[mailbox_id],
+                )
+        return sum(stopped.values())
 
     def _apply(
         self, db: Session, mailbox_id: int, host: ProviderName, message: InboundMessage
