@@ -13,17 +13,17 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 import pytest
-from sqlalchemy import func, select
 
 from sendwell.dispatch.engine import PACED_GROUP
-from sendwell.dispatch.inbound import READ_BATCH
 from sendwell.kit.clock import utcnow
-from sendwell.models import Mailbox
+from sendwell.models import EnrollmentStatus
 from tests.conftest import Database, csrf_from
 from tests.dispatch.conftest import World
 from tests.mailboxes.conftest import link
 
 ONE_STEP = [("Hello {{ first_name }}", "A quick question.", 0)]
+# The follow-up is due as soon as the mailbox's gap allows.
+TWO_STEPS = [*ONE_STEP, ("", "Any thoughts?", 0)]
 GAP_SECONDS = 1
 # More mailboxes than one group holds, so that a pass claims more than one group.
 MAILBOXES = PACED_GROUP + 5
@@ -31,7 +31,9 @@ MAILBOXES = PACED_GROUP + 5
 ANSWER_DELAY = 1.0
 
 
-def paced_mailboxes(world: World, per_mailbox: int) -> dict[str, tuple[int, list[str]]]:
+def paced_mailboxes(
+    world: World, per_mailbox: int, steps: list[tuple[str, str, int]] = ONE_STEP
+) -> dict[str, tuple[int, list[str]]]:
     """MAILBOXES linked Gmail mailboxes with a one-second gap, each with a started campaign
     of its own recipients; returns each sender's campaign and recipients."""
     senders: dict[str, tuple[int, list[str]]] = {}
@@ -39,7 +41,7 @@ def paced_mailboxes(world: World, per_mailbox: int) -> dict[str, tuple[int, list
         sender = f"pacer{index}@gmail.test"
         link(world.client, sender)
         emails = [f"r{index}-{n}@example.com" for n in range(per_mailbox)]
-        campaign_id = world.campaign(ONE_STEP, emails, sender=sender, min_gap_seconds=GAP_SECONDS)
+        campaign_id = world.campaign(steps, emails, sender=sender, min_gap_seconds=GAP_SECONDS)
         senders[sender] = (campaign_id, emails)
     return senders
 
@@ -131,21 +133,32 @@ def test_slow_hosts_get_several_sends_at_once(world: World) -> None:
     assert_paced_and_once(world, senders)
 
 
-def test_new_mailboxes_send_before_their_inboxes_are_read(world: World) -> None:
-    """A mailbox that never sent has nothing in its inbox that could stop a first email, so
-    a crowd of new mailboxes sends at once rather than each waiting for an inbox read; the
-    inboxes are read a few per pass, as usual."""
-    senders = paced_mailboxes(world, per_mailbox=1)
+def test_a_bounce_right_after_a_new_mailboxs_first_send_is_seen(world: World) -> None:
+    """Every host lists only what arrives after a mailbox's first inbox read, so new
+    mailboxes read their inboxes before their first sends (several at a time): a bounce that
+    comes back at once still stops the follow-up, for every one of a crowd of new mailboxes."""
+    senders = paced_mailboxes(world, per_mailbox=1, steps=TWO_STEPS)
     dispatcher = world.dispatcher(inbound_interval=timedelta(minutes=1))
 
     dispatcher.run_once()
-
-    assert {sender: len(world.sent(sender)) for sender in senders} == dict.fromkeys(senders, 1)
-    with world.factory() as db:
-        read = db.scalar(
-            select(func.count()).select_from(Mailbox).where(Mailbox.inbound_checked_at.is_not(None))
+    for sender in senders:
+        (first,) = world.sent(sender)
+        world.sandbox.admin(
+            "bounce", {"mailbox": sender, "to_message_id": first["headers"]["Message-ID"]}
         )
-    assert read == READ_BATCH
+    deadline = utcnow() + timedelta(seconds=30)
+    while utcnow() < deadline and any(
+        world.enrollment(campaign_id, emails[0]).status is not EnrollmentStatus.BOUNCED
+        for campaign_id, emails in senders.values()
+    ):
+        dispatcher.run_once()
+        dispatcher.wake.wait(0.1)
+
+    assert {
+        sender: world.enrollment(campaign_id, emails[0]).status
+        for sender, (campaign_id, emails) in senders.items()
+    } == dict.fromkeys(senders, EnrollmentStatus.BOUNCED)
+    assert {sender: len(world.sent(sender)) for sender in senders} == dict.fromkeys(senders, 1)
 
 
 def test_a_pause_holds_while_several_sends_are_in_flight(world: World) -> None:

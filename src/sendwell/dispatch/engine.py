@@ -275,23 +275,31 @@ class Dispatcher:
             waiting = list(claimed.ready)
             with self.host_calls.window(self._record_all) as flight:
                 while waiting:
-                    self._look_for_gone_workers()
+                    # Gone workers' mailboxes are taken over now but served after this
+                    # window: their sends must not keep these calls' records waiting.
+                    if utcnow() >= self._next_look:
+                        self._take_over_from_gone_workers()
                     room = flight.make_room()
                     batch, waiting = waiting[:room], waiting[room:]
                     for ready in batch:
                         began[ready.claim.mailbox_id] = utcnow()
-                    through = self._through_gates(batch)
-                    for ready in through:
+                    through, refused = self._through_gates(batch)
+                    for ready, prepared in through.items():
                         credential = self.credentials.of(ready.claim.mailbox_id)
-                        flight.add(ready.claim, partial(self.hand_over, through[ready], credential))
+                        flight.add(ready.claim, partial(self.hand_over, prepared, credential))
+                    # Recorded once the calls through the gate are on their way.
+                    self._record_all(refused)
         finally:
             self._release(mine, began, claimed.gaps)
+        self._serve_freed()
         return len(began)
 
-    def _through_gates(self, batch: list[Ready]) -> dict[Ready, Prepared]:
-        """Gate these claims in one commit; those that may not go are recorded at once.
-        Returns the messages of those through the gate."""
-        through: dict[Ready, Prepared] = {}
+    def _through_gates(
+        self, batch: list[Ready]
+    ) -> tuple[dict[Ready, Prepared], list[tuple[Claim, Outcome]]]:
+        """Gate these claims in one commit, those that cannot go recorded first. Returns the
+        messages of those through the gate, and what became of those the gate refused (for
+        the caller to record once the others' calls have started: nothing gated waits)."""
         stopped: list[tuple[Claim, Outcome]] = []
         gated: list[tuple[Ready, Prepared]] = []
         for ready in batch:
@@ -299,16 +307,15 @@ class Dispatcher:
                 stopped.append((ready.claim, outcome or GaveUp(ready.problem)))
             else:
                 gated.append((ready, ready.prepared))
-        opened = self._open_gates([ready.claim for ready, _ in gated]) if gated else set()
-        for ready, prepared in gated:
-            if ready.claim.ledger_id in opened:
-                through[ready] = prepared
-            else:
-                stopped.append(
-                    (ready.claim, NotSent("the campaign or account changed before sending"))
-                )
         self._record_all(stopped)
-        return through
+        opened = self._open_gates([ready.claim for ready, _ in gated]) if gated else set()
+        through = {ready: prepared for ready, prepared in gated if ready.claim.ledger_id in opened}
+        refused: list[tuple[Claim, Outcome]] = [
+            (ready.claim, NotSent("the campaign or account changed before sending"))
+            for ready, _ in gated
+            if ready.claim.ledger_id not in opened
+        ]
+        return through, refused
 
     def _record_all(self, outcomes: list[tuple[Claim, Outcome]]) -> None:
         """Record these outcomes: the sends together, in one commit."""

@@ -15,6 +15,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from sendwell.kit.logging import get_logger
+
+log = get_logger(__name__)
 K = TypeVar("K")
 T = TypeVar("T")
 
@@ -94,10 +97,12 @@ class Window(Generic[K, T]):
             try:
                 answers.append((key, future.result()))
             except Exception as error:  # every other call is still handed over first
+                log.exception("host_call_failed", key=repr(key))
                 self._error = self._error or error
         if not answers:
             return
         try:
             self.done(answers)
         except Exception as error:
+            log.exception("host_calls_not_handed_over", keys=[repr(k) for k, _ in answers])
             self._error = self._error or error

@@ -149,25 +149,22 @@ class InboundReader:
         """Read an inbox first when a reply could change what is sent next: after a
         campaign's status changed (replies that came in while it was paused), and when a
         follow-up fell due after the last read (the engine holds such a follow-up until a
-        read has happened; see `repository.due_enrollments`). For several mailboxes at once,
-        in three statements (four with inboxes never read), whatever their number."""
+        read has happened; see `repository.due_enrollments`); and before a mailbox's first
+        send, since its first read is where its inbox starts (every host lists what arrives
+        after it): a bounce of a first email that came before that read would never be seen.
+        For several mailboxes at once, in three statements, whatever their number; the reads
+        themselves go several at a time (`read_all`)."""
         now = utcnow()
         with session_scope(self.factory) as db:
             checked = repo.inbound_checked(db, mailbox_ids)
             changed = repo.last_status_changes(db, mailbox_ids)
             unread = repo.follow_ups_due_unread(db, mailbox_ids, now)
-            # An inbox never read matters only once the mailbox has sent: before that, no
-            # reply, bounce or sending-limit notice can answer anything it sent (a first
-            # step goes whatever the inbox holds; follow-ups are in `unread`). So thousands
-            # of new mailboxes do not each wait for a read before their first send.
-            never = [m for m, at in checked.items() if at is None and m not in unread]
-            have_sent = repo.mailboxes_that_sent(db, never) if never else set()
             stale = [
                 mailbox_id
                 for mailbox_id, at in checked.items()
-                if mailbox_id in unread
-                or (at is None and mailbox_id in have_sent)
-                or (at is not None and (last := changed.get(mailbox_id)) is not None and at <= last)
+                if at is None
+                or mailbox_id in unread
+                or ((last := changed.get(mailbox_id)) is not None and at <= last)
             ]
             # Not while its newest sends' ids are unknown (their answers could not be
             # matched), but never put off for longer than IDS_GRACE: a mailbox that keeps
@@ -190,7 +187,21 @@ class InboundReader:
 
         def apply(pages: list[tuple[tuple[int, ProviderName], InboundPage | None]]) -> None:
             nonlocal stopped
-            stopped += self._apply_pages(pages)
+            try:
+                stopped += self._apply_pages(pages)
+            except Exception:
+                if len(pages) == 1:
+                    raise
+                # One inbox's bad page must not hold the others back: one at a time.
+                log.exception("inbound_pages_failed", mailbox_ids=[m for (m, _), _ in pages])
+                failed: Exception | None = None
+                for page in pages:
+                    try:
+                        stopped += self._apply_pages([page])
+                    except Exception as error:
+                        failed = failed or error
+                if failed is not None:
+                    raise failed from None
 
         inboxes: dict[int, tuple[str | None, ProviderName]] = {}
         with session_scope(self.factory) as db:

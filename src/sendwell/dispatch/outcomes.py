@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.campaigns import repository as campaign_repo
@@ -181,8 +180,15 @@ class Outcomes:
         sent = [(claim, o.message) for claim, o in outcomes if isinstance(o, Sent)]
         if len(sent) > 1 and self._record_sent_together(sent):
             outcomes = [(claim, o) for claim, o in outcomes if not isinstance(o, Sent)]
+        first_error: Exception | None = None
         for claim, outcome in outcomes:
-            self.record(claim, outcome)
+            try:
+                self.record(claim, outcome)
+            except Exception as error:  # the others are still recorded; this one is settled
+                log.exception("record_failed", ledger_id=claim.ledger_id)
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
 
     def _record_sent_together(self, sent: list[tuple[Claim, SentMessage]]) -> bool:
         """One commit for several sends; False (nothing saved) if it failed, and they are
@@ -191,7 +197,7 @@ class Outcomes:
             with session_scope(self.factory) as db:
                 for claim, message in sent:
                     self._record_sent_in(db, claim, message)
-        except SQLAlchemyError:
+        except Exception:
             log.exception("record_together_failed", ledger_ids=[c.ledger_id for c, _ in sent])
             return False
         return True

@@ -877,17 +877,6 @@ def follow_ups_due_unread(db: Session, mailbox_ids: list[int], now: datetime) ->
     )
 
 
-def mailboxes_that_sent(db: Session, mailbox_ids: list[int]) -> set[int]:
-    """Those of these mailboxes with any step claimed for them, ever (sent or handed over)."""
-    return set(
-        db.scalars(
-            select(SendLedger.mailbox_id)
-            .where(SendLedger.mailbox_id.in_(mailbox_ids), SendLedger.claimed_at.is_not(None))
-            .distinct()
-        )
-    )
-
-
 def inbound_checked(db: Session, mailbox_ids: list[int]) -> dict[int, datetime | None]:
     """When each of these mailboxes' inbox was last read (None: never)."""
     return dict(
