@@ -330,7 +330,11 @@ def faults_and_relink(profile: Profile, cluster: Cluster, folder: Path, seed: in
 
         def revoke_a_third_of_the_way(injected: int) -> None:
             if injected == profile.faults // 3:
-                result.notes.append(revoke_and_relink(rig, "faults-0@gmail.test", mailboxes))
+                # A mailbox with sends still due: one whose campaign has finished sends and
+                # reads nothing more, and only the periodic health check would notice.
+                busy = sorted(busy_mailboxes(rig))
+                revoked = busy[0] if busy else "faults-0@gmail.test"
+                result.notes.append(revoke_and_relink(rig, revoked, mailboxes))
                 rig.faults["revoke + relink"] += 1
 
         inject_faults(
