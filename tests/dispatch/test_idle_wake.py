@@ -3,20 +3,18 @@ recipients of a running campaign go at once, and replies are read on the inbox s
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from sendwell.campaigns import recipients
 from sendwell.db import session_scope
-from sendwell.dispatch.engine import IDLE_WAKE, Dispatcher
+from sendwell.dispatch.engine import IDLE_WAKE
 from sendwell.models import EnrollmentStatus, User
 from tests.dispatch.conftest import SENDER, World
 from tests.dispatch.hosts import SandboxHost
+from tests.dispatch.test_pause import running, wait_until
 
 # The follow-up is a day away: after the first step nothing is due to send, and the campaign
 # is still running.
@@ -26,28 +24,6 @@ TWO_STEPS = [
 ]
 # Well inside the idle sleep: what a wake-up makes, and a sleep does not.
 PROMPTLY = IDLE_WAKE.total_seconds() / 3
-
-
-def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
-@contextmanager
-def running(dispatcher: Dispatcher) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        dispatcher.wake.set()
-        thread.join(timeout=15)
 
 
 def test_recipients_added_to_a_running_campaign_go_at_once(world: World) -> None:

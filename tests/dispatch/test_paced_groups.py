@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import itertools
 import threading
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -19,6 +20,7 @@ from sendwell.kit.clock import utcnow
 from sendwell.models import EnrollmentStatus
 from tests.conftest import Database, csrf_from
 from tests.dispatch.conftest import World
+from tests.dispatch.test_pause import running, wait_until
 from tests.mailboxes.conftest import link
 
 ONE_STEP = [("Hello {{ first_name }}", "A quick question.", 0)]
@@ -168,14 +170,8 @@ def test_a_pause_holds_while_several_sends_are_in_flight(world: World) -> None:
     senders = paced_mailboxes(world, per_mailbox=10)
     for sender in senders:
         world.sandbox.admin("mailbox-settings", {"mailbox": sender, "answer_delay": 0.3})
-    stop = threading.Event()
-    dispatcher = world.dispatcher(inbound_interval=timedelta(minutes=5))
-    thread = threading.Thread(target=dispatcher.run_forever, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        deadline = utcnow() + timedelta(seconds=30)
-        while utcnow() < deadline and sum(len(world.sent(s)) for s in senders) < 3:
-            stop.wait(0.02)
+    with running(world.dispatcher(inbound_interval=timedelta(minutes=5))):
+        assert wait_until(lambda: sum(len(world.sent(s)) for s in senders) >= 3, 30)
         at_pause: dict[str, int] = {}
         for sender, (campaign_id, _emails) in senders.items():
             page = f"/campaigns/{campaign_id}"
@@ -184,9 +180,5 @@ def test_a_pause_holds_while_several_sends_are_in_flight(world: World) -> None:
             assert "is paused" in html.unescape(paused.text)
             at_pause[sender] = len(world.sent(sender))
         assert sum(at_pause.values()) < 10 * MAILBOXES, "all went out before the pauses"
-        stop.wait(1.5)
+        time.sleep(1.5)
         assert {s: len(world.sent(s)) for s in senders} == at_pause
-    finally:
-        stop.set()
-        dispatcher.wake.set()
-        thread.join(timeout=30)

@@ -68,6 +68,7 @@ ZONED_LOOKAHEAD = 50
 TAKEOVER_LOOK = timedelta(seconds=0.5)
 # Mailboxes that keep a gap between sends, claimed together in one transaction (one send each).
 PACED_GROUP = 20
+GATE_REFUSED = "the campaign or account changed before sending"
 
 
 @dataclass
@@ -208,11 +209,11 @@ class Dispatcher:
             sent = self.send_for(self._freed.pop(0)) > 0 or sent
         return sent
 
-    def _look_for_gone_workers(self) -> None:
-        """Between sends, now and then: take over from workers that died meanwhile and send
-        for their mailboxes right away; then this mailbox's batch goes on (its claims' leases
-        outlast a batch)."""
-        if utcnow() >= self._next_look and self._take_over_from_gone_workers():
+    def _look_for_gone_workers(self, *, serve: bool = True) -> None:
+        """Between sends, now and then: take over from workers that died meanwhile and (with
+        `serve`) send for their mailboxes right away; then this mailbox's batch goes on (its
+        claims' leases outlast a batch)."""
+        if utcnow() >= self._next_look and self._take_over_from_gone_workers() and serve:
             self._serve_freed()
 
     def send_for(self, mailbox_id: int) -> int:
@@ -273,12 +274,11 @@ class Dispatcher:
             # is room for are gated together right before their calls start, and those that
             # finished together are recorded together, all on this thread.
             waiting = list(claimed.ready)
-            with self.host_calls.window(self._record_all) as flight:
+            with self.host_calls.window(self.outcomes.record_all) as flight:
                 while waiting:
                     # Gone workers' mailboxes are taken over now but served after this
                     # window: their sends must not keep these calls' records waiting.
-                    if utcnow() >= self._next_look:
-                        self._take_over_from_gone_workers()
+                    self._look_for_gone_workers(serve=False)
                     room = flight.make_room()
                     batch, waiting = waiting[:room], waiting[room:]
                     for ready in batch:
@@ -288,7 +288,7 @@ class Dispatcher:
                         credential = self.credentials.of(ready.claim.mailbox_id)
                         flight.add(ready.claim, partial(self.hand_over, prepared, credential))
                     # Recorded once the calls through the gate are on their way.
-                    self._record_all(refused)
+                    self.outcomes.record_all(refused)
         finally:
             self._release(mine, began, claimed.gaps)
         self._serve_freed()
@@ -303,23 +303,18 @@ class Dispatcher:
         stopped: list[tuple[Claim, Outcome]] = []
         gated: list[tuple[Ready, Prepared]] = []
         for ready in batch:
-            if (outcome := self._unsendable(ready)) is not None or ready.prepared is None:
-                stopped.append((ready.claim, outcome or GaveUp(ready.problem)))
-            else:
-                gated.append((ready, ready.prepared))
-        self._record_all(stopped)
+            match self._ready_to_gate(ready):
+                case Prepared() as prepared:
+                    gated.append((ready, prepared))
+                case outcome:
+                    stopped.append((ready.claim, outcome))
+        self.outcomes.record_all(stopped)
         opened = self._open_gates([ready.claim for ready, _ in gated]) if gated else set()
         through = {ready: prepared for ready, prepared in gated if ready.claim.ledger_id in opened}
         refused: list[tuple[Claim, Outcome]] = [
-            (ready.claim, NotSent("the campaign or account changed before sending"))
-            for ready, _ in gated
-            if ready.claim.ledger_id not in opened
+            (ready.claim, NotSent(GATE_REFUSED)) for ready, _ in gated if ready not in through
         ]
         return through, refused
-
-    def _record_all(self, outcomes: list[tuple[Claim, Outcome]]) -> None:
-        """Record these outcomes: the sends together, in one commit."""
-        self.outcomes.record_all(outcomes)
 
     def _release(
         self,
@@ -592,15 +587,15 @@ class Dispatcher:
     def send(self, ready: Ready, credential: HeldCredential) -> Outcome:
         """Through the gate (committed on its own, right before the host is called), then to
         the host: what became of the claim. Nothing is recorded here."""
-        outcome = self._unsendable(ready)
-        if outcome is None and ready.prepared is not None:
-            if not self._open_gates([ready.claim]):
-                return NotSent("the campaign or account changed before sending")
-            return self.hand_over(ready.prepared, credential)
-        return outcome or GaveUp(ready.problem)
+        prepared = self._ready_to_gate(ready)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        if not self._open_gates([ready.claim]):
+            return NotSent(GATE_REFUSED)
+        return self.hand_over(prepared, credential)
 
-    def _unsendable(self, ready: Ready) -> Outcome | None:
-        """Why the claim cannot go to its host now, before its gate; None if it may try."""
+    def _ready_to_gate(self, ready: Ready) -> Prepared | Outcome:
+        """The claim's message if it may try the gate now, else what became of it."""
         if ready.prepared is None and ready.wait_until is not None:
             return NotSent(ready.problem, until=ready.wait_until)
         if ready.prepared is None:
@@ -608,7 +603,7 @@ class Dispatcher:
         if not self.liveness.held():
             # Others may be taking this worker's claims and mailboxes over already.
             return NotSent("this worker lost its liveness lock", stop=True)
-        return None
+        return ready.prepared
 
     def hand_over(self, prepared: Prepared, credential: HeldCredential) -> Outcome:
         """The host call of a message through the gate (on a pool thread when several are in

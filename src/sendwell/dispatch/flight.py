@@ -10,7 +10,7 @@ never put two calls of one mailbox in flight together.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -20,6 +20,20 @@ from sendwell.kit.logging import get_logger
 log = get_logger(__name__)
 K = TypeVar("K")
 T = TypeVar("T")
+
+
+def each(items: Iterable[K], action: Callable[[K], object], failed: str) -> None:
+    """`action` on every item, even after one raised (each error logged as `failed`); the
+    first error is raised once all have been tried: one bad row holds no other back."""
+    first: Exception | None = None
+    for item in items:
+        try:
+            action(item)
+        except Exception as error:
+            log.exception(failed, item=repr(item))
+            first = first or error
+    if first is not None:
+        raise first
 
 
 class HostCalls:

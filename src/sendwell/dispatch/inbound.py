@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sendwell.db import session_scope
 from sendwell.dispatch import bounce_guard, holds, outcomes
 from sendwell.dispatch import repository as repo
-from sendwell.dispatch.flight import HostCalls
+from sendwell.dispatch.flight import HostCalls, each
 from sendwell.dispatch.outcomes import add_suppression, complete_if_finished
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
@@ -194,14 +194,9 @@ class InboundReader:
                     raise
                 # One inbox's bad page must not hold the others back: one at a time.
                 log.exception("inbound_pages_failed", mailbox_ids=[m for (m, _), _ in pages])
-                failed: Exception | None = None
-                for page in pages:
-                    try:
-                        stopped += self._apply_pages([page])
-                    except Exception as error:
-                        failed = failed or error
-                if failed is not None:
-                    raise failed from None
+                counted: list[int] = []
+                each(pages, lambda page: counted.append(self._apply_pages([page])), "page_failed")
+                stopped += sum(counted)
 
         inboxes: dict[int, tuple[str | None, ProviderName]] = {}
         with session_scope(self.factory) as db:

@@ -19,6 +19,7 @@ from sendwell.campaigns.validation import recipient_values, sender_fields
 from sendwell.db import session_scope
 from sendwell.dispatch import bounce_guard, pacing
 from sendwell.dispatch import repository as repo
+from sendwell.dispatch.flight import each
 from sendwell.dispatch.policy import Claim, DispatchPolicy
 from sendwell.kit import events
 from sendwell.kit.clock import utcnow
@@ -180,15 +181,8 @@ class Outcomes:
         sent = [(claim, o.message) for claim, o in outcomes if isinstance(o, Sent)]
         if len(sent) > 1 and self._record_sent_together(sent):
             outcomes = [(claim, o) for claim, o in outcomes if not isinstance(o, Sent)]
-        first_error: Exception | None = None
-        for claim, outcome in outcomes:
-            try:
-                self.record(claim, outcome)
-            except Exception as error:  # the others are still recorded; this one is settled
-                log.exception("record_failed", ledger_id=claim.ledger_id)
-                first_error = first_error or error
-        if first_error is not None:
-            raise first_error
+        # One that cannot be recorded is settled later (its claim stays gated).
+        each(outcomes, lambda pair: self.record(*pair), "record_failed")
 
     def _record_sent_together(self, sent: list[tuple[Claim, SentMessage]]) -> bool:
         """One commit for several sends; False (nothing saved) if it failed, and they are
