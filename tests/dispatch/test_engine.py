@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, event, select, update
+from sqlalchemy.exc import OperationalError
 
 from sendwell.db import session_scope
+from sendwell.dispatch.engine import SEND_BATCH
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -91,3 +93,49 @@ def test_claims_of_workers_that_died_are_not_counted_as_attempts(world: World) -
     world.dispatcher().run_until_idle()
     assert [parseaddr(m["to"][0])[1] for m in world.sent()] == ["ann@x.io"]
     assert world.enrollment(campaign_id, "ann@x.io").status is EnrollmentStatus.COMPLETED
+
+
+def test_each_send_is_recorded_in_the_next_gates_commit_and_a_failed_one_loses_nothing(
+    world: World,
+) -> None:
+    """A mailbox with no gap sends one message after another: each send's record shares a
+    commit with the next claim's gate, so a message costs one commit, not two. When that
+    commit fails, the send is recorded on its own and the next claim still goes: every
+    recipient gets exactly one email and the ledger agrees."""
+    emails = [f"batch{i}@example.com" for i in range(SEND_BATCH)]
+    campaign_id = world.campaign([("Hello {{ first_name }}", "Hi {{ first_name }}.", 0)], emails)
+    engine = world.factory.kw["bind"]
+    commits = 0
+    gates = 0
+
+    def count_commit(_connection: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    def fail_one_combined_commit(
+        connection: Connection, _cursor: object, statement: str, *_args: object
+    ) -> None:
+        nonlocal gates
+        if statement.startswith("UPDATE send_ledger SET status") and "EXISTS" in statement:
+            gates += 1
+            if gates == 10:
+                raise OperationalError(statement, None, Exception("the connection was cut"))
+
+    event.listen(engine, "commit", count_commit)
+    event.listen(engine, "before_cursor_execute", fail_one_combined_commit)
+    try:
+        world.dispatcher().run_until_idle()
+    finally:
+        event.remove(engine, "commit", count_commit)
+        event.remove(engine, "before_cursor_execute", fail_one_combined_commit)
+    arrived = sorted(parseaddr(str(m["to"][0]))[1] for m in world.sent())
+    assert arrived == sorted(emails)
+    assert {row.status for row in world.ledger(campaign_id)} == {LedgerStatus.SENT}
+    with session_scope(world.factory) as db:
+        campaign = db.get(Campaign, campaign_id)
+        assert campaign is not None
+        assert campaign.status is CampaignStatus.COMPLETED
+    assert gates == SEND_BATCH + 1, "the failed gate was tried again on its own"
+    # One commit per message, plus the claim's, the last record's and the passes' own (75
+    # here); with each gate and record committed apart it was 125.
+    assert commits < 2 * SEND_BATCH, commits

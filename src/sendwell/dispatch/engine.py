@@ -7,7 +7,8 @@ outcome is unknown is looked for in the Sent folder before it may be tried again
 
 `send_for` is the four steps: `claim` (composing each message with `compose.compose`),
 then for each claim `send` (the gate, then the host; it returns an `outcomes.Outcome`) and
-`outcomes.Outcomes.record`.
+`outcomes.Outcomes.record`. A mailbox's sends go one after another, and each send's record
+is committed with the next claim's gate (`_gate_after`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from sendwell.models import (
     lifecycle,
 )
 from sendwell.models.lifecycle import EnrollmentEvent, LedgerEvent
+from sendwell.providers.base import SentMessage
 from sendwell.providers.errors import ProviderError
 
 log = get_logger(__name__)
@@ -209,19 +211,27 @@ class Dispatcher:
             sent = self.send_for(self._freed.pop(0)) > 0 or sent
         return sent
 
+    def _time_to_look(self) -> bool:
+        return utcnow() >= self._next_look
+
     def _look_for_gone_workers(self, *, serve: bool = True) -> None:
         """Between sends, now and then: take over from workers that died meanwhile and (with
         `serve`) send for their mailboxes right away; then this mailbox's batch goes on (its
         claims' leases outlast a batch)."""
-        if utcnow() >= self._next_look and self._take_over_from_gone_workers() and serve:
+        if self._time_to_look() and self._take_over_from_gone_workers() and serve:
             self._serve_freed()
 
     def send_for(self, mailbox_id: int) -> int:
         """Send a mailbox's due steps while its pacing allows, up to SEND_BATCH in this pass,
-        so housekeeping runs between batches; returns how many were handed over."""
+        so housekeeping runs between batches; returns how many were handed over.
+
+        One call at a time, each after the answer to the one before. A send's record is
+        committed together with the next claim's gate, right before that claim's call: one
+        commit per message rather than two."""
         handed = 0
         began: dict[int, datetime] = {}
         gaps: dict[int, timedelta] = {}
+        unrecorded: list[tuple[Claim, SentMessage]] = []  # the last send, until the next gate
         try:
             while handed < SEND_BATCH:
                 # Claim: ledger rows written and each message composed, in one commit.
@@ -231,15 +241,21 @@ class Dispatcher:
                 gaps = claimed.gaps
                 credential = self.credentials.of(mailbox_id)
                 for index, ready in enumerate(claimed.ready):
-                    self._look_for_gone_workers()
+                    if self._time_to_look():
+                        self._record_alone(unrecorded)
+                        self._look_for_gone_workers()
                     began[mailbox_id] = utcnow()
-                    # Gate, send, record: one claim at a time.
-                    if not self.deliver(ready, credential):
+                    outcome = self._send_after(ready, credential, unrecorded)
+                    if isinstance(outcome, Sent):
+                        unrecorded.append((ready.claim, outcome.message))
+                    elif not self.outcomes.record(ready.claim, outcome):
                         # The host refused or asked us to wait: the rest go back in line and
                         # the next pass looks at the mailbox afresh.
                         for rest in claimed.ready[index + 1 :]:
                             self.outcomes.record(rest.claim, NotSent("an earlier send did not go"))
                         return handed + index + 1
+                # Recorded before claiming again: the claim then sees where each recipient is.
+                self._record_alone(unrecorded)
                 handed += len(claimed.ready)
                 if claimed.paced(mailbox_id):
                     # The mailbox keeps a gap between sends: its slot is now taken until the
@@ -248,7 +264,10 @@ class Dispatcher:
                     # at it again.
                     break
         finally:
-            self._release([mailbox_id], began, gaps)
+            try:
+                self._record_alone(unrecorded)
+            finally:
+                self._release([mailbox_id], began, gaps)
         return handed
 
     def send_paced(self, mailbox_ids: list[int]) -> int:
@@ -587,12 +606,46 @@ class Dispatcher:
     def send(self, ready: Ready, credential: HeldCredential) -> Outcome:
         """Through the gate (committed on its own, right before the host is called), then to
         the host: what became of the claim. Nothing is recorded here."""
+        return self._send_after(ready, credential, [])
+
+    def _send_after(
+        self, ready: Ready, credential: HeldCredential, unrecorded: list[tuple[Claim, SentMessage]]
+    ) -> Outcome:
+        """`send`, recording the mailbox's last send (taken from `unrecorded`) in the gate's
+        commit, or on its own if this claim does not reach the gate."""
+        previous = unrecorded.pop() if unrecorded else None
         prepared = self._ready_to_gate(ready)
         if not isinstance(prepared, Prepared):
+            self._record_alone([previous] if previous else [])
             return prepared
-        if not self._open_gates([ready.claim]):
+        if not self._gate_after(ready.claim, previous):
             return NotSent(GATE_REFUSED)
         return self.hand_over(prepared, credential)
+
+    def _gate_after(self, claim: Claim, previous: tuple[Claim, SentMessage] | None) -> bool:
+        """Open a claim's gate, the send before it (if any) recorded in the same commit. If
+        that commit fails, the send is recorded on its own first (raising if it cannot be),
+        then the gate is tried on its own."""
+        if previous is not None:
+            try:
+                with session_scope(self.factory) as db:
+                    self.outcomes.record_sent_in(db, *previous)
+                    return bool(
+                        repo.open_gates(
+                            db, [claim.ledger_id], self.worker_id, utcnow() + self.policy.lease
+                        )
+                    )
+            except Exception:
+                log.warning(
+                    "record_with_gate_failed", ledger_id=previous[0].ledger_id, exc_info=True
+                )
+                self.outcomes.record_sent(*previous)
+        return bool(self._open_gates([claim]))
+
+    def _record_alone(self, unrecorded: list[tuple[Claim, SentMessage]]) -> None:
+        """Record the send still waiting for the next gate, in its own commit."""
+        while unrecorded:
+            self.outcomes.record_sent(*unrecorded.pop())
 
     def _ready_to_gate(self, ready: Ready) -> Prepared | Outcome:
         """The claim's message if it may try the gate now, else what became of it."""

@@ -190,7 +190,7 @@ class Outcomes:
         try:
             with session_scope(self.factory) as db:
                 for claim, message in sent:
-                    self._record_sent_in(db, claim, message)
+                    self.record_sent_in(db, claim, message)
         except Exception:
             log.exception("record_together_failed", ledger_ids=[c.ledger_id for c, _ in sent])
             return False
@@ -334,10 +334,11 @@ class Outcomes:
     def record_sent(self, claim: Claim, sent: SentMessage) -> None:
         """Sent: the ledger row, the recipient's next step and the campaign, in one commit."""
         with session_scope(self.factory) as db:
-            self._record_sent_in(db, claim, sent)
+            self.record_sent_in(db, claim, sent)
 
     @staticmethod
-    def _record_sent_in(db: Session, claim: Claim, sent: SentMessage) -> None:
+    def record_sent_in(db: Session, claim: Claim, sent: SentMessage) -> None:
+        """Record a send in the caller's unit of work (nothing if it was recorded already)."""
         found = repo.send_to_record(db, claim.ledger_id)
         if found is None:
             return
