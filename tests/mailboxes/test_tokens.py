@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.config import Settings
@@ -28,6 +29,8 @@ from sendwell.mailboxes import repository
 from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.tasks import check_connections
 from sendwell.mailboxes.tokens import (
+    HeldCredential,
+    HeldCredentials,
     MailboxNotConnected,
     fresh_credential,
     reencrypt_all,
@@ -35,7 +38,7 @@ from sendwell.mailboxes.tokens import (
 )
 from sendwell.models import LinkAttempt, Mailbox, MailboxEvent, MailboxEventKind, MailboxStatus
 from sendwell.providers.base import ProviderName
-from sendwell.providers.credentials import AccessToken
+from sendwell.providers.credentials import AccessToken, Credential
 from sendwell.providers.errors import AuthRevoked, Transient
 from sendwell.providers.registry import ProviderRegistry, build_registry
 from tests.conftest import csrf_from
@@ -331,6 +334,75 @@ def test_a_token_about_to_expire_is_refreshed_ahead(
     assert token != old_token
     assert sandbox.state.live_token(token, "access") is not None
     assert event_kinds(db, mailbox.id) == ["connected", "refreshed"]
+
+
+def test_a_held_token_is_read_again_before_it_is_due_for_refresh_even_while_confirmed(
+    client: TestClient, db: Session, sandbox: Sandbox, services: ProviderServices
+) -> None:
+    """A worker holds a mailbox's token between sends, and each claim confirms the mailbox's
+    tokens are unchanged; the token is still refreshed ahead of its expiry, never used late."""
+    mailbox = linked(client, db, GOOGLE)
+    mailbox.token_expires_at = utcnow() + services.policy.refresh_ahead + timedelta(seconds=1)
+    db.commit()
+    held = HeldCredentials(session_factory(client), services)
+    held.note(mailbox.id, mailbox.token_version)
+    first = held.of(mailbox.id).call(bearer)
+    assert first == stored_access_token(db, services, mailbox.id), "not refreshed yet"
+
+    time.sleep(1.2)
+    held.note(mailbox.id, reload(db, mailbox.id).token_version)  # unchanged: confirmed
+    second = held.of(mailbox.id).call(bearer)
+
+    assert second != first
+    assert sandbox.state.live_token(second, "access") is not None
+    assert event_kinds(db, mailbox.id) == ["connected", "refreshed"]
+
+
+def test_a_held_token_is_read_again_only_when_its_tokens_may_have_changed(
+    client: TestClient,
+    db: Session,
+    services: ProviderServices,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Held past HOLD, a credential is read again unless a claim just saw its mailbox's
+    tokens unchanged; when they changed (another worker refreshed them), the new ones are
+    used at once."""
+    monkeypatch.setattr(HeldCredential, "HOLD", timedelta(seconds=0.3))
+    mailbox = linked(client, db, GOOGLE)
+    factory = session_factory(client)
+    reads = 0
+
+    def count_reads(*args: object) -> None:
+        nonlocal reads
+        reads += "FROM mailboxes" in str(args[2])
+
+    engine = factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count_reads)
+    try:
+        held = HeldCredentials(factory, services)
+        held.note(mailbox.id, mailbox.token_version)
+        first = held.of(mailbox.id).call(bearer)
+        assert reads == 1
+        time.sleep(0.4)
+        held.of(mailbox.id).call(bearer)
+        assert reads == 2, "held past HOLD unconfirmed: read again"
+        time.sleep(0.4)
+        held.note(mailbox.id, mailbox.token_version)
+        assert held.of(mailbox.id).call(bearer) == first
+        assert reads == 2, "confirmed unchanged: not read again"
+
+        refreshed = fresh_access_token(factory, services, mailbox.id, force_refresh=True)
+        reads = 0
+        held.note(mailbox.id, reload(db, mailbox.id).token_version)
+        assert held.of(mailbox.id).call(bearer) == refreshed
+        assert reads >= 1
+    finally:
+        event.remove(engine, "before_cursor_execute", count_reads)
+
+
+def bearer(credential: Credential) -> str:
+    assert isinstance(credential, AccessToken)
+    return credential.bearer
 
 
 # --- Refresh-token rotation --------------------------------------------------------------------

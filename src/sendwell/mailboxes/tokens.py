@@ -49,8 +49,9 @@ class HeldCredential:
     """A mailbox's credential kept for a run of provider calls (a batch of sends).
 
     It is read (and decrypted) once, not once per call; it is read again when it has been
-    held for a while, and replaced when a 401 forces a refresh, so the calls after that use
-    the new one.
+    held for HOLD without its mailbox's tokens being seen unchanged (`confirm`), before its
+    access token is due for refresh, and when a 401 forces a refresh, so the calls after
+    that use the new one.
     """
 
     HOLD = timedelta(seconds=60)
@@ -60,12 +61,14 @@ class HeldCredential:
     ) -> None:
         self.factory, self.services, self.mailbox_id = factory, services, mailbox_id
         self._credential: Credential | None = None
-        self._read_at = utcnow()
+        # When to read it again at the latest: an access token before it is due for refresh.
+        self._fresh_until: datetime | None = None
+        self._stale_at = utcnow()
 
     def call(self, action: Callable[[Credential], T]) -> T:
         """Run a provider call; a 401 is believed only after a new token fails as well."""
         credential = self._credential
-        if credential is None or utcnow() - self._read_at > self.HOLD:
+        if credential is None or utcnow() >= self._stale_at:
             credential = self._read()
         try:
             return action(credential)
@@ -80,23 +83,33 @@ class HeldCredential:
             require_reauthentication(self.factory, self.mailbox_id, error)
             raise
 
-    def read_since(self, moment: datetime) -> bool:
-        """Whether it was read at or after this moment (it is read again after HOLD)."""
-        return self._read_at >= moment
+    def confirm(self) -> None:
+        """Its mailbox's tokens were just read and are the ones held: kept for another HOLD
+        (never past the access token's refresh time)."""
+        if self._credential is not None:
+            self._stale_at = self._within_freshness(utcnow() + self.HOLD)
+
+    def stale(self, moment: datetime) -> bool:
+        """Whether it would be read again at a use at this moment."""
+        return self._credential is None or moment >= self._stale_at
+
+    def _within_freshness(self, moment: datetime) -> datetime:
+        return moment if self._fresh_until is None else min(moment, self._fresh_until)
 
     def _read(self, *, force_refresh: bool = False) -> Credential:
-        self._credential = fresh_credential(
+        self._credential, self._fresh_until = _fresh(
             self.factory, self.services, self.mailbox_id, force_refresh=force_refresh
         )
-        self._read_at = utcnow()
+        self._stale_at = self._within_freshness(utcnow() + self.HOLD)
         return self._credential
 
 
 class HeldCredentials:
     """The held credentials of many mailboxes, kept from one use to the next (a worker
     sending for thousands of paced mailboxes, one message each per pass, and reading their
-    inboxes). One is dropped when its mailbox's tokens changed (`note`), and when it was not
-    read again for a while (`sweep`); each is still read again after HOLD and on a 401."""
+    inboxes). Each claim and inbox read notes its mailbox's token version (`note`): a
+    credential held for another version is dropped, one held for this version is kept for
+    another HOLD. One that was not used for a while is dropped (`sweep`)."""
 
     def __init__(self, factory: sessionmaker[Session], services: ProviderServices) -> None:
         self.factory, self.services = factory, services
@@ -105,11 +118,16 @@ class HeldCredentials:
         self._next_sweep = utcnow()
 
     def note(self, mailbox_id: int, token_version: int) -> None:
-        """The mailbox's token version as just read: a credential held for another is dropped."""
+        """The mailbox's token version as just read: a credential held for another is
+        dropped, one held for this one kept."""
         self._versions[mailbox_id] = token_version
         kept = self._held.get(mailbox_id)
-        if kept is not None and kept[0] != token_version:
+        if kept is None:
+            return
+        if kept[0] != token_version:
             del self._held[mailbox_id]
+        else:
+            kept[1].confirm()
 
     def of(self, mailbox_id: int) -> HeldCredential:
         kept = self._held.get(mailbox_id)
@@ -128,9 +146,7 @@ class HeldCredentials:
             return
         self._next_sweep = now + HeldCredential.HOLD
         self._held = {
-            mailbox_id: kept
-            for mailbox_id, kept in self._held.items()
-            if kept[1].read_since(now - HeldCredential.HOLD)
+            mailbox_id: kept for mailbox_id, kept in self._held.items() if not kept[1].stale(now)
         }
 
 
@@ -143,18 +159,30 @@ def fresh_credential(
 ) -> Credential:
     """A usable credential: a password account's login, or an access token refreshed when it
     expires within the policy's margin."""
+    return _fresh(factory, services, mailbox_id, force_refresh=force_refresh)[0]
+
+
+def _fresh(
+    factory: sessionmaker[Session],
+    services: ProviderServices,
+    mailbox_id: int,
+    *,
+    force_refresh: bool = False,
+) -> tuple[Credential, datetime | None]:
+    """`fresh_credential`, and when it is due for refresh (None: a login, never)."""
     with session_scope(factory) as db:
         mailbox = _connected(db, mailbox_id)
         server = repo.get_mail_server(db, mailbox_id)
         if server is not None:
             # A password account: its credential never expires here, it is only refused.
-            return server_credential(services.box, mailbox, server)
+            return server_credential(services.box, mailbox, server), None
         expires_at, version = mailbox.token_expires_at, mailbox.token_version
         stored_access, stored_refresh = mailbox.access_token, mailbox.refresh_token
         provider = services.sign_in(mailbox.provider)
-    fresh_until = utcnow() + services.policy.refresh_ahead
+    margin = services.policy.refresh_ahead
+    fresh_until = utcnow() + margin
     if stored_access and not force_refresh and expires_at and expires_at > fresh_until:
-        return AccessToken(services.box.open(stored_access))
+        return AccessToken(services.box.open(stored_access)), expires_at - margin
     if stored_refresh is None:
         error = AuthRevoked("No refresh token is stored for this mailbox.", code="no_refresh_token")
         require_reauthentication(factory, mailbox_id, error)
@@ -167,7 +195,9 @@ def fresh_credential(
     except ProviderError as error:
         record_passing_failure(factory, services, mailbox_id, error)
         raise
-    return _save_refreshed(factory, services, mailbox_id, version, tokens)
+    token, expires = _save_refreshed(factory, services, mailbox_id, version, tokens)
+    # An expiry not given: held for one HOLD at most, never kept on.
+    return token, (expires - margin if expires else utcnow() + HeldCredential.HOLD)
 
 
 def _save_refreshed(
@@ -176,7 +206,9 @@ def _save_refreshed(
     mailbox_id: int,
     version: int,
     tokens: TokenSet,
-) -> AccessToken:
+) -> tuple[AccessToken, datetime | None]:
+    """The refreshed token saved (unless someone saved newer ones first: theirs are then
+    used), and when it expires."""
     values: dict[str, object] = {
         "access_token": services.box.seal(tokens.access_token),
         "token_expires_at": tokens.expires_at,
@@ -193,12 +225,12 @@ def _save_refreshed(
         if won:
             db.refresh(mailbox)
             record_event(db, mailbox, MailboxEventKind.REFRESHED, reason="Access token refreshed.")
-            return AccessToken(tokens.access_token)
+            return AccessToken(tokens.access_token), tokens.expires_at
         # Someone else saved newer tokens first: theirs are the ones to use and keep.
         db.refresh(mailbox)
         if mailbox.status is not MailboxStatus.CONNECTED or mailbox.access_token is None:
             raise MailboxNotConnected(_not_connected_message(mailbox))
-        return AccessToken(services.box.open(mailbox.access_token))
+        return AccessToken(services.box.open(mailbox.access_token)), mailbox.token_expires_at
 
 
 def require_reauthentication(
