@@ -148,11 +148,19 @@ def markdown(results: list[Result], machine: Machine, profile: Profile, seconds:
         "its process dies (`src/sendwell/dispatch/liveness.py`), so others take its mailboxes "
         "and claims over at once rather than when their lease ends. On SQLite the one "
         "`sendwell serve` is restarted by the rig, so there the time includes that restart. "
-        "The goal for workers is p99 ≤ 2 s.",
+        "The goal for workers is p99 ≤ 2 s. The notes also give **taken over**: from the "
+        "kill to the `workers_gone` log line of the worker that took each such mailbox over. "
+        "Where the next send comes much later than that, it waited for something other than "
+        "the takeover: in scenarios 3 and 5 a fault is queued right before each kill and "
+        "more every 0.3-1.2 s, so the first sends after a takeover may fail (a 3 s timeout, "
+        "a refusal) and arrive nowhere; and a mailbox whose only due step is the follow-up "
+        "of a send the dead worker had in flight waits until that send is settled (at once "
+        "when its copy is already in Sent, else when its lease ends).",
         "",
         "Settings: `SENDWELL_PROVIDER_TIMEOUT_SECONDS=3` (so a lease, twice that plus 30 s, "
-        "is 36 s: what a dead worker had already handed to a host is looked for in Sent once "
-        "it ends), `SENDWELL_SETTLE_GRACE_SECONDS=5`, pacing off (minimum gap 0), each "
+        "is 36 s: what a dead worker had handed to a host is looked for in Sent when it is "
+        "taken over, and if not found there yet, again once the lease ends), "
+        "`SENDWELL_SETTLE_GRACE_SECONDS=5`, pacing off (minimum gap 0), each "
         "campaign's steps due one after the other with no delay.",
         "",
         "PostgreSQL scenarios run on a **private cluster** made for the run (`initdb` into a "

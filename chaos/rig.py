@@ -8,6 +8,7 @@ campaigns made, started, paused and resumed through the JSON API.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -101,19 +102,38 @@ class Takeover:
     mailboxes: dict[int, float]
 
 
+def nearest_rank(values: list[float], share: float) -> float:
+    ranked = sorted(values)
+    return ranked[max(0, math.ceil(share * len(ranked)) - 1)] if ranked else 0.0
+
+
 @dataclass
 class Failover:
     """Seconds from each kill (or from the moment the mailbox's pacing allowed a send, when
     later) to the next send from each mailbox the dead process held, by another worker; and
-    the held mailboxes that had nothing left to send."""
+    the held mailboxes that had nothing left to send.
+
+    `taken`: seconds from each kill to the moment another worker took each such mailbox over
+    (its `workers_gone` log line names the dead worker and the mailbox). The next send can
+    come later than that for reasons of its own: a fault the scenario queued hits it, or the
+    mailbox's only due step waits for a send the dead worker had in flight to be settled."""
 
     seconds: list[float] = field(default_factory=list)
     idle: int = 0
+    taken: list[float] = field(default_factory=list)
 
     def percentile(self, share: float) -> float:
         """Nearest rank."""
-        ranked = sorted(self.seconds)
-        return ranked[max(0, math.ceil(share * len(ranked)) - 1)] if ranked else 0.0
+        return nearest_rank(self.seconds, share)
+
+    def taken_summary(self) -> str:
+        if not self.taken:
+            return "none seen"
+        p50, p99 = nearest_rank(self.taken, 0.5), nearest_rank(self.taken, 0.99)
+        return (
+            f"p50 {p50:.2f} s, p99 {p99:.2f} s, max {max(self.taken):.2f} s "
+            f"({len(self.taken)} mailboxes)"
+        )
 
     def summary(self) -> str:
         if not self.seconds:
@@ -484,8 +504,16 @@ class Rig:
                 worker = sender.get((arrival.email, arrival.step), "")
                 sent.setdefault(plan.address, []).append((arrival.at, worker))
         found = Failover()
+        taken_over = self.taken_over()
         for takeover in self.takeovers:
             for mailbox_id, allowed in takeover.mailboxes.items():
+                moments = [
+                    at
+                    for at, gone, mailboxes in taken_over
+                    if at > takeover.at and gone & takeover.workers and mailbox_id in mailboxes
+                ]
+                if moments:
+                    found.taken.append(min(moments) - takeover.at)
                 later = [
                     at
                     for at, worker in sent.get(self.addresses.get(mailbox_id, ""), [])
@@ -495,6 +523,27 @@ class Rig:
                     found.seconds.append(max(0.0, min(later) - allowed))
                 else:
                     found.idle += 1
+        return found
+
+    def taken_over(self) -> list[tuple[float, set[str], set[int]]]:
+        """Each takeover a worker logged (`workers_gone`, a warning): when, whom it found
+        gone, and the mailboxes it took from them."""
+        found = []
+        for path in sorted(self.stack.procs.folder.glob("*.log")):
+            for line in path.read_text(errors="replace").splitlines():
+                if '"workers_gone"' not in line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                found.append(
+                    (
+                        parse_moment(str(event["timestamp"])),
+                        set(event.get("gone", [])),
+                        {int(m) for m in event.get("mailboxes", [])},
+                    )
+                )
         return found
 
     def events(self, campaign_id: int) -> list[tuple[float, str, bool]]:

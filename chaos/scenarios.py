@@ -182,6 +182,12 @@ class Result:
                     else ""
                 )
             )
+            self.notes.append(
+                "taken over (from a SIGKILL to another worker's `workers_gone` for the "
+                "mailbox; a later first send waited for something else: a fault queued for "
+                "it, or a send the dead worker had in flight still to be settled): "
+                f"{self.failover.taken_summary()}"
+            )
 
 
 @contextmanager

@@ -6,15 +6,19 @@ The takeover from a SIGKILLed worker, across real processes, is in test_workers.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from email.utils import parseaddr
 
 import pytest
 from sqlalchemy import select, text
 
 from sendwell.db import session_scope
-from sendwell.dispatch.outcomes import NotSent
+from sendwell.dispatch.liveness import Liveness
+from sendwell.dispatch.outcomes import NotSent, Sent
+from sendwell.kit.clock import utcnow
 from sendwell.mailboxes.tokens import HeldCredential
 from sendwell.models import DispatchWorker, LedgerStatus, SendLedger
+from sendwell.providers.base import TAG_HEADER
 from tests.conftest import Database
 from tests.dispatch.conftest import World
 
@@ -69,3 +73,46 @@ def test_a_worker_whose_lock_was_cut_sends_nothing_until_it_holds_a_new_one(
         assert dispatcher.liveness.key != first_key
     with session_scope(world.factory) as db:
         assert list(db.scalars(select(DispatchWorker))) == [], "unregistered when it stops"
+
+
+TWO_STEPS = [
+    ("Hello {{ first_name }}", "Hi {{ first_name }}.", 0),
+    ("", "Following up, {{ first_name }}.", 0),
+]
+
+
+def test_a_dead_workers_send_found_in_sent_lets_the_follow_up_go_before_its_lease_ends(
+    world: World, database: Database
+) -> None:
+    """A worker hands a first email to the host and dies before recording it (its lock freed
+    by its death, its registration left behind). The send keeps its lease (60 s here), as the
+    host may still be finishing it; but it is already in Sent, so the worker that takes over
+    records it at once and sends the follow-up, which is all the mailbox has due, without
+    waiting for the lease. Nothing goes twice."""
+    world.campaign(TWO_STEPS, EMAILS[:1], min_gap_seconds=0, start_delay_minutes=0)
+    mailbox_id = world.mailbox_id()
+    dead = world.dispatcher()
+    if type(dead.liveness) is Liveness:
+        pytest.skip("an in-memory database has no liveness lock, and no other process")
+    dead.liveness.start()
+    [ready] = dead.claim(mailbox_id, limit=1)
+    outcome = dead.send(ready, HeldCredential(world.factory, world.services, mailbox_id))
+    assert isinstance(outcome, Sent)
+    # Stands in for a SIGKILL right after the host answered: the process's death frees its
+    # lock (its connection or file closed) but nothing unregisters it or records the send.
+    dead.liveness._drop()
+    with session_scope(world.factory) as db:
+        row = db.get(SendLedger, ready.claim.ledger_id)
+        assert row is not None
+        assert row.status is LedgerStatus.UNKNOWN
+        assert row.lease_until is not None
+        assert row.lease_until > utcnow() + timedelta(seconds=30)
+
+    survivor = world.dispatcher()
+    with survivor.present():
+        survivor.run_until_idle()
+    sent = world.sent()
+    assert [m["subject"] for m in sent] == ["Hello person0", "Re: Hello person0"]
+    assert len({m["headers"][TAG_HEADER] for m in sent}) == 2
+    with session_scope(world.factory) as db:
+        assert list(db.scalars(select(SendLedger.status))) == [LedgerStatus.SENT] * 2

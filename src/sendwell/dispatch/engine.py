@@ -199,6 +199,11 @@ class Dispatcher:
         gone = self.liveness.gone()
         self.outcomes.release_expired_claims(gone.names)
         freed = self.liveness.forget(gone)
+        if gone.names:
+            # What they handed to a host and is already in Sent is recorded now: the
+            # recipient's next step, perhaps all its mailbox has due, need not wait for the
+            # send's lease (the rest wait for it, as before).
+            self.outcomes.settle_found_of(gone.names)
         self._freed += freed
         self._next_look = utcnow() + TAKEOVER_LOOK
         return bool(freed)

@@ -340,7 +340,8 @@ class Outcomes:
     def record_sent_in(db: Session, claim: Claim, sent: SentMessage) -> None:
         """Record a send in the caller's unit of work (nothing if it was recorded already)."""
         found = repo.send_to_record(db, claim.ledger_id)
-        if found is None:
+        if found is None or found.row.status is LedgerStatus.SENT:
+            # Settled through Sent meanwhile: its worker had been taken for gone.
             return
         mark_sent(db, found.row, sent, steps=found.steps)
         if found.campaign_has_bounces:
@@ -402,6 +403,35 @@ class Outcomes:
             ahead = repo.sends_ahead_for_copies(db, row, probe.recipient) if row else 0
         return oldest_first[ahead] if len(oldest_first) > ahead else None
 
+    def settle_found_of(self, gone: set[str]) -> None:
+        """The sends gone workers had handed to a host, looked for in Sent at once (before
+        their lease ends): one found there went, and is recorded now, so the recipient's next
+        step need not wait for the lease. One not found keeps its lease (the host may still
+        be finishing it, or its worker, cut off, may still be waiting for the answer) and is
+        settled when the lease ends, by `settle_unknown`."""
+        with session_scope(self.factory) as db:
+            pending = [r.id for r in repo.handed_over_by(db, gone)]
+        for ledger_id in pending:
+            try:
+                found = self._find_sent(ledger_id)
+            except (ProviderError, SendwellError) as error:
+                log.info("settle_deferred", ledger_id=ledger_id, reason=type(error).__name__)
+                continue
+            if found is not None:
+                with session_scope(self.factory) as db:
+                    self._settle_as_sent(db, ledger_id, found)
+
+    def _settle_as_sent(self, db: Session, ledger_id: int, found: SentMessage) -> bool:
+        """Record a send found in Sent, unless it was settled meanwhile: True if recorded."""
+        # Locked: another worker may be settling the same row.
+        row = db.get(SendLedger, ledger_id, with_for_update=True)
+        if row is None or row.status is not LedgerStatus.UNKNOWN:
+            return False
+        log.info("settled_as_sent", ledger_id=ledger_id)
+        mark_sent(db, row, found)
+        self._after_delivery(db, row.campaign_id)
+        return True
+
     def settle_unknown(self) -> None:
         """Look for every unsettled send in Sent: found means sent, absent means not sent."""
         with session_scope(self.factory) as db:
@@ -417,15 +447,14 @@ class Outcomes:
                 log.info("settle_deferred", ledger_id=ledger_id, reason=type(error).__name__)
                 continue
             with session_scope(self.factory) as db:
+                if found is not None:
+                    self._settle_as_sent(db, ledger_id, found)
+                    continue
                 # Locked: another worker may be settling the same row.
                 row = db.get(SendLedger, ledger_id, with_for_update=True)
                 if row is None or row.status is not LedgerStatus.UNKNOWN:
                     continue
-                if found is not None:
-                    log.info("settled_as_sent", ledger_id=ledger_id)
-                    mark_sent(db, row, found)
-                    self._after_delivery(db, row.campaign_id)
-                elif utcnow() < (
+                if utcnow() < (
                     lag_ends := (row.claimed_at or utcnow()) + self._copy_lag(row.mailbox_id)
                 ):
                     # The host may still file it (Graph's copy comes after its answer):

@@ -505,6 +505,19 @@ def expired_claims(db: Session, now: datetime, gone: set[str]) -> list[SendLedge
     return list(db.scalars(query))
 
 
+def handed_over_by(db: Session, workers: set[str]) -> list[SendLedger]:
+    """Sends these workers handed to a host whose outcome is not known yet."""
+    if not workers:
+        return []
+    return list(
+        db.scalars(
+            select(SendLedger)
+            .where(SendLedger.status == LedgerStatus.UNKNOWN, SendLedger.worker.in_(workers))
+            .order_by(SendLedger.id)
+        )
+    )
+
+
 def unsettled(db: Session, now: datetime, limit: int = 50) -> list[SendLedger]:
     """Sends whose outcome is unknown and no worker is waiting on any more."""
     return list(
