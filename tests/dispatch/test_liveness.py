@@ -14,11 +14,12 @@ from sqlalchemy import select, text
 
 from sendwell.db import session_scope
 from sendwell.dispatch.liveness import Liveness
-from sendwell.dispatch.outcomes import NotSent, Sent
+from sendwell.dispatch.outcomes import NotSent, Refused, Sent
 from sendwell.kit.clock import utcnow
 from sendwell.mailboxes.tokens import HeldCredential
 from sendwell.models import DispatchWorker, LedgerStatus, SendLedger
 from sendwell.providers.base import TAG_HEADER
+from sendwell.providers.errors import OutcomeUnknown
 from tests.conftest import Database
 from tests.dispatch.conftest import World
 
@@ -89,7 +90,7 @@ def test_a_dead_workers_send_found_in_sent_lets_the_follow_up_go_before_its_leas
     host may still be finishing it; but it is already in Sent, so the worker that takes over
     records it at once and sends the follow-up, which is all the mailbox has due, without
     waiting for the lease. Nothing goes twice."""
-    world.campaign(TWO_STEPS, EMAILS[:1], min_gap_seconds=0, start_delay_minutes=0)
+    campaign_id = world.campaign(TWO_STEPS, EMAILS[:1], min_gap_seconds=0, start_delay_minutes=0)
     mailbox_id = world.mailbox_id()
     dead = world.dispatcher()
     if type(dead.liveness) is Liveness:
@@ -116,3 +117,14 @@ def test_a_dead_workers_send_found_in_sent_lets_the_follow_up_go_before_its_leas
     assert len({m["headers"][TAG_HEADER] for m in sent}) == 2
     with session_scope(world.factory) as db:
         assert list(db.scalars(select(SendLedger.status))) == [LedgerStatus.SENT] * 2
+
+    # Had it only been cut off, its late word on that send (the answer, or a timeout that
+    # left the outcome unknown) changes nothing the survivor settled.
+    before = world.ledger(campaign_id)
+    dead.outcomes.record(ready.claim, outcome)
+    dead.outcomes.record(ready.claim, Refused(OutcomeUnknown("The host did not answer.")))
+    after = world.ledger(campaign_id)
+    assert [(r.status, r.lease_until, r.error, r.sent_at) for r in after] == [
+        (r.status, r.lease_until, r.error, r.sent_at) for r in before
+    ]
+    assert len(world.sent()) == 2

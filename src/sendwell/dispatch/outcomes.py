@@ -231,8 +231,10 @@ class Outcomes:
             return
         now = utcnow()
         with session_scope(self.factory) as db:
-            row = db.get(SendLedger, claim.ledger_id)
-            if row is None:
+            row = db.get(SendLedger, claim.ledger_id, with_for_update=True)
+            if row is None or not self._still_ours(row):
+                # Settled by another worker meanwhile (this one was taken for gone, and the
+                # send found in Sent): what it learnt late changes nothing.
                 return
             row.error = error.message[:2000]
             if isinstance(error, OutcomeUnknown):
@@ -300,8 +302,8 @@ class Outcomes:
 
     def fail_recipient(self, claim: Claim, why: str) -> None:
         with session_scope(self.factory) as db:
-            row = db.get(SendLedger, claim.ledger_id)
-            if row is not None:
+            row = db.get(SendLedger, claim.ledger_id, with_for_update=True)
+            if row is not None and self._still_ours(row):
                 lifecycle.ledger(row, LedgerEvent.GAVE_UP)
                 row.lease_until, row.error = None, why[:2000]
                 self._finish_recipient(db, row, EnrollmentEvent.GAVE_UP, why)
