@@ -22,6 +22,7 @@ from sendwell.providers.base import TAG_HEADER
 from sendwell.providers.errors import OutcomeUnknown
 from tests.conftest import Database
 from tests.dispatch.conftest import World
+from tests.mailboxes.conftest import link
 
 EMAILS = [f"person{i}@example.com" for i in range(3)]
 ONE_STEP = [("Hello {{ first_name }}", "Hi {{ first_name }}.", 0)]
@@ -76,6 +77,7 @@ def test_a_worker_whose_lock_was_cut_sends_nothing_until_it_holds_a_new_one(
         assert list(db.scalars(select(DispatchWorker))) == [], "unregistered when it stops"
 
 
+OUTLOOK = "late@contoso.outlook.test"
 TWO_STEPS = [
     ("Hello {{ first_name }}", "Hi {{ first_name }}.", 0),
     ("", "Following up, {{ first_name }}.", 0),
@@ -128,3 +130,37 @@ def test_a_dead_workers_send_found_in_sent_lets_the_follow_up_go_before_its_leas
         (r.status, r.lease_until, r.error, r.sent_at) for r in before
     ]
     assert len(world.sent()) == 2
+
+
+def test_a_dead_workers_send_whose_copy_comes_late_is_looked_for_again_before_its_lease_ends(
+    world: World, database: Database
+) -> None:
+    """Graph files a sent message's copy a little after answering: at the takeover the dead
+    worker's send is not in Sent yet. It is looked for again soon, found, recorded, and the
+    follow-up goes long before the send's lease (60 s) would have let it."""
+    link(world.client, OUTLOOK)
+    world.sandbox.admin(
+        "mailbox-settings",
+        {"mailbox": OUTLOOK, "sent_copy_delay": 2, "messages_per_minute": 10_000},
+    )
+    world.campaign(TWO_STEPS, EMAILS[:1], sender=OUTLOOK, min_gap_seconds=0, start_delay_minutes=0)
+    mailbox_id = world.mailbox_id(OUTLOOK)
+    dead = world.dispatcher()
+    if type(dead.liveness) is Liveness:
+        pytest.skip("an in-memory database has no liveness lock, and no other process")
+    dead.liveness.start()
+    [ready] = dead.claim(mailbox_id, limit=1)
+    assert isinstance(
+        dead.send(ready, HeldCredential(world.factory, world.services, mailbox_id)), Sent
+    )
+    dead.liveness._drop()  # its death, as in the test above
+
+    survivor = world.dispatcher()
+    deadline = time.monotonic() + 30
+    with survivor.present():
+        while len(world.sent(OUTLOOK)) < 2 and time.monotonic() < deadline:
+            survivor.run_once()
+            time.sleep(0.1)
+    assert [m["subject"] for m in world.sent(OUTLOOK)] == ["Hello person0", "Re: Hello person0"]
+    with session_scope(world.factory) as db:
+        assert list(db.scalars(select(SendLedger.status))) == [LedgerStatus.SENT] * 2

@@ -179,6 +179,7 @@ class Dispatcher:
         # gone worker's too, once their lease ended): none is sent again meanwhile, and
         # none waits behind a batch.
         self.outcomes.settle_unknown()
+        self.outcomes.look_again()
         sent = self._serve_freed()
         # Ids first: a bounce or reply read next can only be matched to a send whose ids
         # are known.
@@ -223,7 +224,11 @@ class Dispatcher:
         """Between sends, now and then: take over from workers that died meanwhile and (with
         `serve`) send for their mailboxes right away; then this mailbox's batch goes on (its
         claims' leases outlast a batch)."""
-        if self._time_to_look() and self._take_over_from_gone_workers() and serve:
+        if not self._time_to_look():
+            return
+        freed = self._take_over_from_gone_workers()
+        self.outcomes.look_again()
+        if freed and serve:
             self._serve_freed()
 
     def send_for(self, mailbox_id: int) -> int:
@@ -401,7 +406,11 @@ class Dispatcher:
                 for campaign, due in repo.earliest_due_by_campaign(db)
             ]
             # Replies and bounces are read on time even when nothing is due to send.
-            later = [repo.next_unsettled_at(db), self.inbound.next_read(db, now)]
+            later = [
+                repo.next_unsettled_at(db),
+                self.inbound.next_read(db, now),
+                self.outcomes.next_look_again(),
+            ]
         candidates += [moment for moment in later if moment is not None]
         soonest = min([now + IDLE_WAKE, *candidates])
         return soonest if soonest > now else now + STUCK_RETRY

@@ -59,6 +59,9 @@ SETTLE_RETRY = timedelta(seconds=60)
 # A copy not in Sent yet is looked for again soon at first (Graph files it seconds after its
 # 202), then less and less often.
 METADATA_RETRY_FIRST = timedelta(seconds=2)
+# A gone worker's send not in Sent at the takeover is looked for again after 1 s, then 2, 4,
+# ... until found or its lease ends: only finding it settles it early.
+RELOOK_FIRST = timedelta(seconds=1)
 
 
 class UnsubscribeLinks:
@@ -156,6 +159,8 @@ class Outcomes:
         self.links = links
         self.rng = rng
         self.worker = worker
+        # Gone workers' sends not found in Sent yet: when to look again, and the wait before.
+        self._relooks: dict[int, tuple[datetime, timedelta]] = {}
 
     def record(self, claim: Claim, outcome: Outcome) -> bool:
         """Record what became of a claim, each in its own commit; returns whether the
@@ -410,18 +415,43 @@ class Outcomes:
         their lease ends): one found there went, and is recorded now, so the recipient's next
         step need not wait for the lease. One not found keeps its lease (the host may still
         be finishing it, or its worker, cut off, may still be waiting for the answer) and is
-        settled when the lease ends, by `settle_unknown`."""
+        looked for again now and then until it is found or its lease ends (`look_again`);
+        then `settle_unknown` settles it."""
         with session_scope(self.factory) as db:
             pending = [r.id for r in repo.handed_over_by(db, gone)]
-        for ledger_id in pending:
+        self._look_for(pending)
+
+    def look_again(self) -> None:
+        """Look again in Sent for gone workers' sends not found there yet, whose turn came
+        (a host may file its copy a little after answering, as Graph does)."""
+        now = utcnow()
+        due = [ledger_id for ledger_id, (at, _) in self._relooks.items() if at <= now]
+        if not due:
+            return
+        with session_scope(self.factory) as db:
+            waiting = set(repo.still_handed_over(db, due, now))
+        for ledger_id in set(due) - waiting:
+            del self._relooks[ledger_id]  # settled, or its lease ended: settle_unknown's now
+        self._look_for(sorted(waiting))
+
+    def next_look_again(self) -> datetime | None:
+        """When `look_again` has something to look for next."""
+        return min((at for at, _ in self._relooks.values()), default=None)
+
+    def _look_for(self, ledger_ids: list[int]) -> None:
+        for ledger_id in ledger_ids:
             try:
                 found = self._find_sent(ledger_id)
             except (ProviderError, SendwellError) as error:
                 log.info("settle_deferred", ledger_id=ledger_id, reason=type(error).__name__)
-                continue
+                found = None
             if found is not None:
+                self._relooks.pop(ledger_id, None)
                 with session_scope(self.factory) as db:
                     self._settle_as_sent(db, ledger_id, found)
+                continue
+            _, after = self._relooks.get(ledger_id, (None, RELOOK_FIRST / 2))
+            self._relooks[ledger_id] = (utcnow() + 2 * after, 2 * after)
 
     def _settle_as_sent(self, db: Session, ledger_id: int, found: SentMessage) -> bool:
         """Record a send found in Sent, unless it was settled meanwhile: True if recorded."""

@@ -518,6 +518,19 @@ def handed_over_by(db: Session, workers: set[str]) -> list[SendLedger]:
     )
 
 
+def still_handed_over(db: Session, ledger_ids: list[int], now: datetime) -> list[int]:
+    """Those of these sends still handed over with their outcome unknown, lease running."""
+    return list(
+        db.scalars(
+            select(SendLedger.id).where(
+                SendLedger.id.in_(ledger_ids),
+                SendLedger.status == LedgerStatus.UNKNOWN,
+                SendLedger.lease_until > now,
+            )
+        )
+    )
+
+
 def unsettled(db: Session, now: datetime, limit: int = 50) -> list[SendLedger]:
     """Sends whose outcome is unknown and no worker is waiting on any more."""
     return list(
