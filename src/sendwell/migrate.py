@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, inspect, text
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -55,9 +54,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def is_up_to_date(engine: Engine) -> bool:
     """Whether the database is at `HEAD` (a database never migrated is not)."""
-    try:
-        with engine.connect() as connection:
-            versions = list(connection.scalars(text("SELECT version_num FROM alembic_version")))
-    except DBAPIError:
-        return False  # no version table yet
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return False
+        versions = list(connection.scalars(text("SELECT version_num FROM alembic_version")))
     return versions == [HEAD]

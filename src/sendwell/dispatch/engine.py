@@ -112,6 +112,7 @@ class Dispatcher:
         self._next_look = utcnow()
         # Mailboxes a gone worker was sending for, served before anything else.
         self._freed: list[int] = []
+        self._gone: set[str] = set()  # gone workers whose sends with a host are to be looked for
         # Paced mailboxes' credentials (and those of inboxes read), kept across passes.
         self.credentials = HeldCredentials(factory, services)
         # Host calls of different mailboxes in flight together (sends of paced mailboxes).
@@ -147,7 +148,7 @@ class Dispatcher:
             if wait <= 0 or self.wake.wait(min(wait, TAKEOVER_LOOK.total_seconds())):
                 return
             try:
-                if self._take_over_from_gone_workers():
+                if self._take_over_from_gone_workers() or self.outcomes.relook_due():
                     return
             except Exception:
                 log.exception("takeover_look_failed", worker=self.worker_id)
@@ -179,7 +180,6 @@ class Dispatcher:
         # gone worker's too, once their lease ended): none is sent again meanwhile, and
         # none waits behind a batch.
         self.outcomes.settle_unknown()
-        self.outcomes.look_again()
         sent = self._serve_freed()
         # Ids first: a bounce or reply read next can only be matched to a send whose ids
         # are known.
@@ -195,23 +195,37 @@ class Dispatcher:
     def _take_over_from_gone_workers(self) -> bool:
         """Claims whose lease ended, and whatever a worker whose liveness lock is free held:
         its claims back in line, its mailboxes free to send for (liveness.py). True when it
-        was sending for a mailbox, which is then served first."""
+        was sending for a mailbox or had sends with a host: they are dealt with first
+        (`_serve_freed`)."""
         self.liveness.renew()
         gone = self.liveness.gone()
         self.outcomes.release_expired_claims(gone.names)
         freed = self.liveness.forget(gone)
-        if gone.names:
-            # What they handed to a host and is already in Sent is recorded now: the
-            # recipient's next step, perhaps all its mailbox has due, need not wait for the
-            # send's lease (the rest wait for it, as before).
-            self.outcomes.settle_found_of(gone.names)
+        self._gone |= gone.names
         self._freed += freed
         self._next_look = utcnow() + TAKEOVER_LOOK
-        return bool(freed)
+        return bool(freed or gone.names)
+
+    def _settle_gone(self) -> None:
+        """Look in Sent for what gone workers had handed to a host: at once for those just
+        found gone, again for those not found yet whose turn came. One found there is
+        recorded, so the recipient's next step (perhaps all its mailbox has due) need not wait
+        for the send's lease; the rest wait for it, as before. Never raises: a send it could
+        not look for is looked for again, or settled when its lease ends."""
+        gone, self._gone = self._gone, set()
+        try:
+            if gone:
+                self.outcomes.settle_found_of(gone)
+            self.outcomes.look_again()
+        except Exception:
+            log.exception("settle_gone_failed", worker=self.worker_id)
 
     def _serve_freed(self) -> bool:
         """Send for the mailboxes gone workers were sending for, before the pass's
-        housekeeping or other mailboxes: they have waited already."""
+        housekeeping or other mailboxes: they have waited already. Their sends found in Sent
+        are recorded first. Never called inside a window of calls in flight: the window's
+        records must not wait behind host calls made here."""
+        self._settle_gone()
         sent = False
         while self._freed:
             sent = self.send_for(self._freed.pop(0)) > 0 or sent
@@ -226,9 +240,8 @@ class Dispatcher:
         claims' leases outlast a batch)."""
         if not self._time_to_look():
             return
-        freed = self._take_over_from_gone_workers()
-        self.outcomes.look_again()
-        if freed and serve:
+        self._take_over_from_gone_workers()
+        if serve:
             self._serve_freed()
 
     def send_for(self, mailbox_id: int) -> int:
@@ -627,8 +640,8 @@ class Dispatcher:
     ) -> Outcome:
         """`send`, recording the mailbox's last send (taken from `unrecorded`) in the gate's
         commit, or on its own if this claim does not reach the gate."""
-        previous = unrecorded.pop() if unrecorded else None
         prepared = self._ready_to_gate(ready)
+        previous = unrecorded.pop() if unrecorded else None
         if not isinstance(prepared, Prepared):
             self._record_alone([previous] if previous else [])
             return prepared

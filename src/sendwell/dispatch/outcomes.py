@@ -266,12 +266,14 @@ class Outcomes:
         """The host will not send from the mailbox until its owner acts: nothing was sent, and
         every campaign sending from it pauses with the host's reason until resumed."""
         with session_scope(self.factory) as db:
-            row = db.get(SendLedger, claim.ledger_id)
+            row = db.get(SendLedger, claim.ledger_id, with_for_update=True)
             if row is None:
                 return
-            self._back_in_line(db, row)
-            row.attempts = max(0, row.attempts - 1)
-            row.error = error.message[:2000]
+            if self._still_ours(row):
+                self._back_in_line(db, row)
+                row.attempts = max(0, row.attempts - 1)
+                row.error = error.message[:2000]
+            # What the host said holds for the mailbox, whoever holds the claim now.
             campaigns.pause_campaigns_for_mailbox(
                 db, row.mailbox_id, PauseReason.MAILBOX_BLOCKED, detail=error.message
             )
@@ -347,8 +349,9 @@ class Outcomes:
     def record_sent_in(db: Session, claim: Claim, sent: SentMessage) -> None:
         """Record a send in the caller's unit of work (nothing if it was recorded already)."""
         found = repo.send_to_record(db, claim.ledger_id)
-        if found is None or found.row.status is LedgerStatus.SENT:
-            # Settled through Sent meanwhile: its worker had been taken for gone.
+        if found is None or found.row.status is not LedgerStatus.UNKNOWN:
+            # Settled meanwhile by another worker, which had taken this one for gone.
+            log.info("late_answer_ignored", ledger_id=claim.ledger_id)
             return
         mark_sent(db, found.row, sent, steps=found.steps)
         if found.campaign_has_bounces:
@@ -418,7 +421,7 @@ class Outcomes:
         looked for again now and then until it is found or its lease ends (`look_again`);
         then `settle_unknown` settles it."""
         with session_scope(self.factory) as db:
-            pending = [r.id for r in repo.handed_over_by(db, gone)]
+            pending = repo.handed_over_by(db, gone, utcnow())
         self._look_for(pending)
 
     def look_again(self) -> None:
@@ -438,20 +441,28 @@ class Outcomes:
         """When `look_again` has something to look for next."""
         return min((at for at, _ in self._relooks.values()), default=None)
 
+    def relook_due(self) -> bool:
+        """Whether `look_again` has something to look for now."""
+        soonest = self.next_look_again()
+        return soonest is not None and soonest <= utcnow()
+
     def _look_for(self, ledger_ids: list[int]) -> None:
+        """Each send looked for in Sent, recorded if found; its next look is set first, so
+        one that could not be looked for (the host or the database failing) is looked for
+        again, and the others are still looked for."""
         for ledger_id in ledger_ids:
-            try:
-                found = self._find_sent(ledger_id)
-            except (ProviderError, SendwellError) as error:
-                log.info("settle_deferred", ledger_id=ledger_id, reason=type(error).__name__)
-                found = None
-            if found is not None:
-                self._relooks.pop(ledger_id, None)
-                with session_scope(self.factory) as db:
-                    self._settle_as_sent(db, ledger_id, found)
-                continue
             _, after = self._relooks.get(ledger_id, (None, RELOOK_FIRST / 2))
             self._relooks[ledger_id] = (utcnow() + 2 * after, 2 * after)
+            try:
+                found = self._find_sent(ledger_id)
+                if found is None:
+                    continue
+                with session_scope(self.factory) as db:
+                    self._settle_as_sent(db, ledger_id, found)
+            except Exception as error:
+                log.info("settle_deferred", ledger_id=ledger_id, reason=type(error).__name__)
+                continue
+            del self._relooks[ledger_id]
 
     def _settle_as_sent(self, db: Session, ledger_id: int, found: SentMessage) -> bool:
         """Record a send found in Sent, unless it was settled meanwhile: True if recorded."""

@@ -505,15 +505,21 @@ def expired_claims(db: Session, now: datetime, gone: set[str]) -> list[SendLedge
     return list(db.scalars(query))
 
 
-def handed_over_by(db: Session, workers: set[str]) -> list[SendLedger]:
-    """Sends these workers handed to a host whose outcome is not known yet."""
+def handed_over_by(db: Session, workers: set[str], now: datetime, limit: int = 50) -> list[int]:
+    """Sends these workers handed to a host whose outcome is not known yet and whose lease
+    still runs (those whose lease ended are `unsettled`), oldest first."""
     if not workers:
         return []
     return list(
         db.scalars(
-            select(SendLedger)
-            .where(SendLedger.status == LedgerStatus.UNKNOWN, SendLedger.worker.in_(workers))
+            select(SendLedger.id)
+            .where(
+                SendLedger.status == LedgerStatus.UNKNOWN,
+                SendLedger.worker.in_(workers),
+                SendLedger.lease_until > now,
+            )
             .order_by(SendLedger.id)
+            .limit(limit)
         )
     )
 
