@@ -18,7 +18,9 @@ from bench.stack import Lab, Stack, parse_moment, wait_until
 
 GROUP = "2. Resume latency"
 IDLE_SECONDS = (0.3, 0.8)
-MESSAGES_PER_TRIAL = 20
+# Recipients per trial, with room to spare: between a trial's resume and the next pause the
+# engine sends on at full speed (a few dozen messages), and the campaign must not run out.
+MESSAGES_PER_TRIAL = 80
 
 
 def trials(stack: Stack, label: str, count: int) -> tuple[list[float], list[float], int]:
