@@ -107,6 +107,16 @@ def nearest_rank(values: list[float], share: float) -> float:
     return ranked[max(0, math.ceil(share * len(ranked)) - 1)] if ranked else 0.0
 
 
+def spread(values: list[float], empty: str) -> str:
+    """p50, p99 (nearest rank) and max of some mailboxes' seconds, or `empty`."""
+    if not values:
+        return empty
+    return (
+        f"p50 {nearest_rank(values, 0.5):.2f} s, p99 {nearest_rank(values, 0.99):.2f} s, "
+        f"max {max(values):.2f} s ({len(values)} mailboxes)"
+    )
+
+
 @dataclass
 class Failover:
     """Seconds from each kill (or from the moment the mailbox's pacing allowed a send, when
@@ -127,21 +137,10 @@ class Failover:
         return nearest_rank(self.seconds, share)
 
     def taken_summary(self) -> str:
-        if not self.taken:
-            return "none seen"
-        p50, p99 = nearest_rank(self.taken, 0.5), nearest_rank(self.taken, 0.99)
-        return (
-            f"p50 {p50:.2f} s, p99 {p99:.2f} s, max {max(self.taken):.2f} s "
-            f"({len(self.taken)} mailboxes)"
-        )
+        return spread(self.taken, "none seen")
 
     def summary(self) -> str:
-        if not self.seconds:
-            return "none measured"
-        return (
-            f"p50 {self.percentile(0.5):.2f} s, p99 {self.percentile(0.99):.2f} s, "
-            f"max {max(self.seconds):.2f} s ({len(self.seconds)} mailboxes)"
-        )
+        return spread(self.seconds, "none measured")
 
 
 @dataclass

@@ -643,7 +643,8 @@ class Dispatcher:
         prepared = self._ready_to_gate(ready)
         previous = unrecorded.pop() if unrecorded else None
         if not isinstance(prepared, Prepared):
-            self._record_alone([previous] if previous else [])
+            if previous is not None:
+                self.outcomes.record_sent(*previous)
             return prepared
         if not self._gate_after(ready.claim, previous):
             return NotSent(GATE_REFUSED)
@@ -657,11 +658,7 @@ class Dispatcher:
             try:
                 with session_scope(self.factory) as db:
                     self.outcomes.record_sent_in(db, *previous)
-                    return bool(
-                        repo.open_gates(
-                            db, [claim.ledger_id], self.worker_id, utcnow() + self.policy.lease
-                        )
-                    )
+                    return bool(self._gate_in(db, [claim]))
             except Exception:
                 log.warning(
                     "record_with_gate_failed", ledger_id=previous[0].ledger_id, exc_info=True
@@ -707,15 +704,15 @@ class Dispatcher:
         for _attempt in range(3):
             try:
                 with session_scope(self.factory) as db:
-                    return repo.open_gates(
-                        db,
-                        [claim.ledger_id for claim in claims],
-                        self.worker_id,
-                        utcnow() + self.policy.lease,
-                    )
+                    return self._gate_in(db, claims)
             except OperationalError:
                 continue
         return set()
+
+    def _gate_in(self, db: Session, claims: list[Claim]) -> set[int]:
+        return repo.open_gates(
+            db, [claim.ledger_id for claim in claims], self.worker_id, utcnow() + self.policy.lease
+        )
 
 
 def settle_in_flight(

@@ -464,16 +464,15 @@ class Outcomes:
                 continue
             del self._relooks[ledger_id]
 
-    def _settle_as_sent(self, db: Session, ledger_id: int, found: SentMessage) -> bool:
-        """Record a send found in Sent, unless it was settled meanwhile: True if recorded."""
+    def _settle_as_sent(self, db: Session, ledger_id: int, found: SentMessage) -> None:
+        """Record a send found in Sent, unless it was settled meanwhile."""
         # Locked: another worker may be settling the same row.
         row = db.get(SendLedger, ledger_id, with_for_update=True)
         if row is None or row.status is not LedgerStatus.UNKNOWN:
-            return False
+            return
         log.info("settled_as_sent", ledger_id=ledger_id)
         mark_sent(db, row, found)
         self._after_delivery(db, row.campaign_id)
-        return True
 
     def settle_unknown(self) -> None:
         """Look for every unsettled send in Sent: found means sent, absent means not sent."""

@@ -505,36 +505,25 @@ def expired_claims(db: Session, now: datetime, gone: set[str]) -> list[SendLedge
     return list(db.scalars(query))
 
 
+def _with_host(now: datetime) -> Select[int]:
+    """Sends handed to a host, their outcome not known yet and their lease still running
+    (those whose lease ended are `unsettled`)."""
+    return select(SendLedger.id).where(
+        SendLedger.status == LedgerStatus.UNKNOWN, SendLedger.lease_until > now
+    )
+
+
 def handed_over_by(db: Session, workers: set[str], now: datetime, limit: int = 50) -> list[int]:
-    """Sends these workers handed to a host whose outcome is not known yet and whose lease
-    still runs (those whose lease ended are `unsettled`), oldest first."""
+    """Such sends of these workers, oldest first."""
     if not workers:
         return []
-    return list(
-        db.scalars(
-            select(SendLedger.id)
-            .where(
-                SendLedger.status == LedgerStatus.UNKNOWN,
-                SendLedger.worker.in_(workers),
-                SendLedger.lease_until > now,
-            )
-            .order_by(SendLedger.id)
-            .limit(limit)
-        )
-    )
+    query = _with_host(now).where(SendLedger.worker.in_(workers))
+    return list(db.scalars(query.order_by(SendLedger.id).limit(limit)))
 
 
 def still_handed_over(db: Session, ledger_ids: list[int], now: datetime) -> list[int]:
-    """Those of these sends still handed over with their outcome unknown, lease running."""
-    return list(
-        db.scalars(
-            select(SendLedger.id).where(
-                SendLedger.id.in_(ledger_ids),
-                SendLedger.status == LedgerStatus.UNKNOWN,
-                SendLedger.lease_until > now,
-            )
-        )
-    )
+    """Those of these sends that are still such sends."""
+    return list(db.scalars(_with_host(now).where(SendLedger.id.in_(ledger_ids))))
 
 
 def unsettled(db: Session, now: datetime, limit: int = 50) -> list[SendLedger]:

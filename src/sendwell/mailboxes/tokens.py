@@ -68,7 +68,7 @@ class HeldCredential:
     def call(self, action: Callable[[Credential], T]) -> T:
         """Run a provider call; a 401 is believed only after a new token fails as well."""
         credential = self._credential
-        if credential is None or utcnow() >= self._stale_at:
+        if credential is None or self.stale(utcnow()):
             credential = self._read()
         try:
             return action(credential)
