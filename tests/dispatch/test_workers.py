@@ -211,21 +211,23 @@ def end_backoffs(
     world: World, campaign_id: int, running: Workers, faults_spent: Callable[[], bool]
 ) -> None:
     """Stands in for waiting out the backoff before the sends the host's faults failed are
-    tried again (15-30 s; tests/dispatch/test_faults.py checks how long): once the faults are
-    spent and every send has settled, those recipients are due at once. Nothing to do if the
-    campaign completed meanwhile."""
-    waiting: list[str] = []
+    tried again (15-30 s; tests/dispatch/test_faults.py checks how long): whenever every send
+    has settled, the recipients waiting for a retry are due at once, until the faults are spent.
+    (With few recipients left, one recipient may meet several faults in turn.) Nothing to do if
+    the campaign completed meanwhile."""
 
     def settled() -> bool:
         if campaign_status(world, campaign_id) is CampaignStatus.COMPLETED:
             return True
-        found = waiting_for_retry(world, campaign_id) if faults_spent() else None
-        waiting[:] = found or []
-        return found is not None
+        spent = faults_spent()
+        waiting = waiting_for_retry(world, campaign_id)
+        if waiting is None:
+            return False
+        if waiting:
+            world.due_now(campaign_id, waiting)
+        return spent
 
     wait_until(settled, 60, running, "the failed sends to settle", step=0.1)
-    if waiting:
-        world.due_now(campaign_id, waiting)
 
 
 def address(message: dict[str, Any]) -> str:
