@@ -196,6 +196,7 @@ def sandbox(sandbox_server: Sandbox) -> Iterator[Sandbox]:
     sandbox_server.state.reset()
     sandbox_server.state.timeout_seconds = 30.0
     sandbox_server.schema_problems.clear()
+    sandbox_server.requests.clear()
     yield sandbox_server
     assert not sandbox_server.schema_problems, (
         "Gmail bodies unlike Google's discovery document:\n"

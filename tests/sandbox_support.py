@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sendwell.providers.registry import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from sendwell.sandbox.app import create_standalone_app
@@ -81,6 +82,21 @@ class Sandbox:
     ca_file: str = ""
     # How Gmail bodies it saw depart from Google's discovery document (see gmail_schema).
     schema_problems: list[str] = field(default_factory=list)
+    # Every request it was asked, as the host would see it: (time.monotonic(), method, path,
+    # query string).
+    requests: list[tuple[float, str, str, str]] = field(default_factory=list)
+
+    def inbox_reads(self, since: float = 0.0) -> list[float]:
+        """When Gmail inboxes were read (users.history.list of the INBOX label) since
+        `since` (time.monotonic())."""
+        return [
+            at
+            for at, method, path, query in list(self.requests)
+            if at >= since
+            and method == "GET"
+            and path.endswith("/history")
+            and ("labelId", "INBOX") in parse_qsl(query)
+        ]
 
     def admin(self, path: str, payload: dict[str, Any] | None = None) -> Any:
         response = httpx.post(
@@ -101,6 +117,20 @@ class Sandbox:
         return result
 
 
+class RequestLog:
+    """ASGI middleware for the test sandbox: notes each request as it arrives."""
+
+    def __init__(self, app: ASGIApp, log: list[tuple[float, str, str, str]]) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").decode("latin-1")
+            self.log.append((time.monotonic(), scope["method"], scope["path"], query))
+        await self.app(scope, receive, send)
+
+
 @contextmanager
 def running_sandbox(
     clients: Iterable[RegisteredClient] | None = None, tls: TestCertificates | None = None
@@ -108,10 +138,11 @@ def running_sandbox(
     """The sandbox on a free port (HTTPS with `tls`), knowing the test clients by default."""
     state = SandboxState(clients=known_clients() if clients is None else clients)
     schema_problems: list[str] = []
+    requests: list[tuple[float, str, str, str]] = []
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            GmailSchemaCheck(create_standalone_app(state), schema_problems),
+            RequestLog(GmailSchemaCheck(create_standalone_app(state), schema_problems), requests),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -132,7 +163,12 @@ def running_sandbox(
         verify = ssl.create_default_context(cafile=str(tls.ca_file)) if tls else True
         ca_file = str(tls.ca_file) if tls else ""
         yield Sandbox(
-            f"{scheme}://127.0.0.1:{port}/sandbox", state, verify, ca_file, schema_problems
+            f"{scheme}://127.0.0.1:{port}/sandbox",
+            state,
+            verify,
+            ca_file,
+            schema_problems,
+            requests,
         )
     finally:
         server.should_exit = True

@@ -139,7 +139,17 @@ class Settings(BaseSettings):
         description="...and for at least this long (minutes).",
     )
     inbound_poll_seconds: float = Field(
-        default=60, gt=0, le=3600, description="How often each mailbox's replies are read."
+        default=60,
+        gt=0,
+        le=3600,
+        description="How often each mailbox's replies are read while it sends or receives.",
+    )
+    inbound_quiet_poll_seconds: float = Field(
+        default=300,
+        gt=0,
+        le=86_400,
+        description="How often, at the least, a quiet mailbox's replies are read: after each "
+        "read that finds nothing and follows no send, the wait doubles up to this.",
     )
     settle_grace_seconds: float = Field(
         default=60,

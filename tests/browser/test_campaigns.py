@@ -27,11 +27,12 @@ from tests.browser.test_mailboxes import (
 pytestmark = pytest.mark.browser
 
 SENDER = "ada@gmail.test"
-# Fast background work: a health check every 3 s, replies read every second, and a send whose
-# outcome is unknown looked for in Sent after a second.
+# Fast background work: a health check every 3 s, replies read every second (every 2 s once
+# an inbox is quiet), and a send whose outcome is unknown looked for in Sent after a second.
 FAST = {
     "SENDWELL_HEALTH_CHECK_MINUTES": "0.05",
     "SENDWELL_INBOUND_POLL_SECONDS": "1",
+    "SENDWELL_INBOUND_QUIET_POLL_SECONDS": "2",
     "SENDWELL_SETTLE_GRACE_SECONDS": "1",
 }
 

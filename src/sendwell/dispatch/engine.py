@@ -118,7 +118,12 @@ class Dispatcher:
         # Host calls of different mailboxes in flight together (sends of paced mailboxes).
         self.host_calls = HostCalls(policy.calls_in_flight)
         self.inbound = inbound.InboundReader(
-            factory, services, policy.inbound_interval, self.credentials, self.host_calls
+            factory,
+            services,
+            policy.inbound_interval,
+            self.credentials,
+            self.host_calls,
+            quiet_interval=policy.inbound_quiet_interval,
         )
 
     def run_forever(self, stop: threading.Event) -> None:

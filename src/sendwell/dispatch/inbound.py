@@ -103,7 +103,26 @@ def is_auto_reply(headers: dict[str, str]) -> bool:
     )
 
 
+def next_interval(
+    interval: timedelta, quiet: timedelta, previous: timedelta | None, *, busy: bool
+) -> timedelta:
+    """How long until an inbox just read is read again: `interval` after a read that found
+    messages or that follows a send of the mailbox (an answer or a bounce may be on its way),
+    or when there is no `previous` interval to go on; after a quiet read, twice the previous
+    interval, at least `interval` and at most `quiet` (when longer than `interval`)."""
+    if busy or previous is None:
+        return interval
+    return min(max(quiet, interval), max(interval, previous * 2))
+
+
 class InboundReader:
+    """Reads inboxes on each one's own schedule (`Mailbox.inbound_read_due_at`): every
+    `interval` while it receives messages or its mailbox sends, and less often while it is
+    quiet, down to once per `quiet_interval`. Most mailboxes of a large fleet are quiet most
+    of the time (a mailbox sends a few dozen emails a day), and reading each of thousands
+    every minute cost more than the sends. A follow-up never goes on an old read: the claim
+    reads first (`read_before_sending`)."""
+
     def __init__(
         self,
         factory: sessionmaker[Session],
@@ -111,39 +130,34 @@ class InboundReader:
         interval: timedelta,
         credentials: HeldCredentials,
         calls: HostCalls,
+        quiet_interval: timedelta | None = None,
     ) -> None:
         self.factory = factory
         self.services = services
         self.interval = interval
+        self.quiet_interval = max(quiet_interval or interval, interval)
         self.credentials = credentials
         self.calls = calls
 
     def read_due(self) -> bool:
-        """Watched mailboxes not read within the interval, at most READ_BATCH of them,
-        longest unread first; True when more may be due (the caller comes back at once)."""
+        """Watched mailboxes whose inbox read is due, at most READ_BATCH of them, longest
+        due first; True when more may be due (the caller comes back at once)."""
         now = utcnow()
         with session_scope(self.factory) as db:
             # A reply or bounce can only be matched to a send whose ids are known: a mailbox
             # whose latest sends are not yet found in Sent (Graph files them after its 202)
             # is read a little later, but never put off for long.
-            due = repo.mailboxes_to_read(
-                db,
-                read_before=now - self.interval,
-                long_ago=now - max(self.interval, IDS_GRACE),
-                grace_since=now - IDS_GRACE,
-                limit=READ_BATCH,
-            )
+            due = repo.mailboxes_to_read(db, now=now, grace_since=now - IDS_GRACE, limit=READ_BATCH)
         self.read_all(due)
         return len(due) == READ_BATCH
 
     def next_read(self, db: Session, now: datetime) -> datetime | None:
         """When the next inbox read falls due (None: no inbox is read). One put off while its
         mailbox's newest sends' ids are unknown is due when it may wait no longer."""
-        oldest = repo.oldest_inbox_read(db)
-        if oldest is None:
-            return None
-        due = oldest + self.interval
-        return due if due > now else oldest + max(self.interval, IDS_GRACE)
+        first_due, last_read = repo.next_inbox_read(db, now)
+        if first_due is None or first_due > now:
+            return first_due
+        return last_read + IDS_GRACE if last_read is not None else now
 
     def read_before_sending(self, mailbox_ids: list[int]) -> None:
         """Read an inbox first when a reply could change what is sent next: after a
@@ -226,20 +240,33 @@ class InboundReader:
             return None
 
     def _apply_pages(self, pages: list[tuple[tuple[int, ProviderName], InboundPage | None]]) -> int:
-        """Apply these inboxes' pages in one unit of work (a page of None: the inbox could
-        not be read now, and is read again after the interval)."""
+        """Apply these inboxes' pages in one unit of work, and set when each is read next (a
+        page of None: the inbox could not be read now, and is read again after `interval`)."""
         stopped: dict[int, int] = {}
         with session_scope(self.factory) as db:
-            mailboxes = repo.mailboxes_by_id(db, [mailbox_id for (mailbox_id, _), _ in pages])
+            ids = [mailbox_id for (mailbox_id, _), _ in pages]
+            mailboxes = repo.mailboxes_by_id(db, ids)
+            sent = repo.mailboxes_sent_since_read(db, ids)
+            now = utcnow()
             for (mailbox_id, host), page in pages:
+                messages = page.messages if page else []
                 stopped[mailbox_id] = sum(
-                    self._apply(db, mailbox_id, host, message)
-                    for message in (page.messages if page else [])
+                    self._apply(db, mailbox_id, host, message) for message in messages
                 )
-                if (mailbox := mailboxes.get(mailbox_id)) is not None:
-                    if page is not None:
-                        mailbox.inbound_cursor = page.cursor
-                    mailbox.inbound_checked_at = utcnow()
+                if (mailbox := mailboxes.get(mailbox_id)) is None:
+                    continue
+                previous = (
+                    mailbox.inbound_read_due_at - mailbox.inbound_checked_at
+                    if mailbox.inbound_read_due_at and mailbox.inbound_checked_at
+                    else None
+                )
+                busy = page is None or bool(messages) or mailbox_id in sent
+                if page is not None:
+                    mailbox.inbound_cursor = page.cursor
+                mailbox.inbound_checked_at = now
+                mailbox.inbound_read_due_at = now + next_interval(
+                    self.interval, self.quiet_interval, previous, busy=busy
+                )
         for (mailbox_id, _), page in pages:
             if page is not None:
                 log.info(

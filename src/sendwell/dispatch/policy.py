@@ -14,6 +14,9 @@ from datetime import timedelta
 class DispatchPolicy:
     lease: timedelta
     inbound_interval: timedelta
+    # How seldom a quiet inbox is read, at the least (inbound.next_interval); None: every
+    # inbox every `inbound_interval`.
+    inbound_quiet_interval: timedelta | None = None
     # After a send's outcome became unknown, how long before looking for it in Sent: the
     # host may still be finishing a request the client stopped waiting for.
     settle_grace: timedelta = timedelta(seconds=60)

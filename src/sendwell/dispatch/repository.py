@@ -14,6 +14,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     column,
     delete,
     exists,
@@ -126,42 +127,69 @@ def _watched() -> ColumnElement[bool]:
     )
 
 
-def oldest_inbox_read(db: Session) -> datetime | None:
-    """When the inbox read longest ago among the mailboxes whose replies are read."""
-    return db.scalar(
-        select(func.min(Mailbox.inbound_checked_at)).where(
-            Mailbox.status == MailboxStatus.CONNECTED, _watched()
-        )
-    )
+def next_inbox_read(db: Session, now: datetime) -> tuple[datetime | None, datetime | None]:
+    """Among the mailboxes whose replies are read: when the first inbox read falls due (a
+    mailbox never read is due `now`), and the last read of those already due, which are
+    only waiting for their newest sends' ids (None if none is due). (None, None): no inbox
+    is read."""
+    moment = literal(now, Mailbox.inbound_read_due_at.type)
+    due = func.coalesce(Mailbox.inbound_read_due_at, Mailbox.inbound_checked_at, moment)
+    waiting = case((due <= moment, Mailbox.inbound_checked_at), else_=None)
+    first_due, last_read = db.execute(
+        select(
+            func.min(due, type_=Mailbox.inbound_read_due_at.type),
+            func.min(waiting, type_=Mailbox.inbound_checked_at.type),
+        ).where(Mailbox.status == MailboxStatus.CONNECTED, _watched())
+    ).one()
+    return first_due, last_read
 
 
-def mailboxes_to_read(
-    db: Session, read_before: datetime, long_ago: datetime, grace_since: datetime, limit: int
-) -> list[int]:
+def mailboxes_to_read(db: Session, now: datetime, grace_since: datetime, limit: int) -> list[int]:
     """Up to `limit` connected mailboxes with an active or paused campaign (their replies
-    matter) whose inbox is due a read, never read and longest unread first: not read since
-    `read_before`, unless the ids of a send since `grace_since` are still unknown (an answer
-    to it could not be matched yet), but in any case when not read since `long_ago`.
+    matter) whose inbox is due a read, never read and longest due first: a mailbox whose
+    `inbound_read_due_at` has come, unless the ids of a send since `grace_since` are still
+    unknown (an answer to it could not be matched yet) and it was read since then.
 
     Ids only, and only the due ones: with thousands of mailboxes a pass must not load every
     row to find the few dozen due."""
-    watched = _watched()
-    awaiting = _awaiting_ids(grace_since)
+    due = Mailbox.inbound_read_due_at
     checked = Mailbox.inbound_checked_at
     return list(
         db.scalars(
             select(Mailbox.id)
             .where(
                 Mailbox.status == MailboxStatus.CONNECTED,
-                watched,
+                _watched(),
                 or_(
                     checked.is_(None),
-                    checked <= long_ago,
-                    and_(checked <= read_before, Mailbox.id.not_in(awaiting)),
+                    due.is_(None),
+                    and_(
+                        due <= now,
+                        or_(checked <= grace_since, Mailbox.id.not_in(_awaiting_ids(grace_since))),
+                    ),
                 ),
             )
-            .order_by(checked.nulls_first(), Mailbox.id)
+            .order_by(due.nulls_first(), Mailbox.id)
             .limit(limit)
+        )
+    )
+
+
+def mailboxes_sent_since_read(db: Session, mailbox_ids: list[int]) -> set[int]:
+    """Those of these mailboxes that claimed a send after their inbox's last read (or were
+    never read): an answer or a bounce may be on its way."""
+    return set(
+        db.scalars(
+            select(Mailbox.id).where(
+                Mailbox.id.in_(mailbox_ids),
+                or_(
+                    Mailbox.inbound_checked_at.is_(None),
+                    exists().where(
+                        SendLedger.mailbox_id == Mailbox.id,
+                        SendLedger.claimed_at > Mailbox.inbound_checked_at,
+                    ),
+                ),
+            )
         )
     )
 

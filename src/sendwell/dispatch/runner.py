@@ -22,6 +22,7 @@ def policy_from(settings: Settings) -> DispatchPolicy:
         # A claim's lease outlives the longest provider call, so only a dead worker loses it.
         lease=timedelta(seconds=settings.provider_timeout_seconds * 2) + LEASE_MARGIN,
         inbound_interval=timedelta(seconds=settings.inbound_poll_seconds),
+        inbound_quiet_interval=timedelta(seconds=settings.inbound_quiet_poll_seconds),
         settle_grace=timedelta(seconds=settings.settle_grace_seconds),
         calls_in_flight=settings.calls_in_flight,
     )

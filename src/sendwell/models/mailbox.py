@@ -68,6 +68,10 @@ class Mailbox(Base):
     sender_until: Mapped[datetime | None] = mapped_column(default=None)
     inbound_cursor: Mapped[str | None] = mapped_column(Text, default=None)
     inbound_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # When the inbox is next read (None: at once). Set at each read: the read interval after
+    # a read that found something or followed a send, doubled after each quiet one up to the
+    # quiet interval (dispatch/inbound.py, `next_interval`).
+    inbound_read_due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
     daily_cap: Mapped[int] = mapped_column(Integer, default=1000)
     min_gap_seconds: Mapped[int] = mapped_column(Integer, default=60)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
