@@ -43,6 +43,8 @@ class Profile:
     paced_recipients: int = 15
     paced_warmup_seconds: int = 60
     paced_window_seconds: int = 180
+    quiet_mailboxes: int = 10_000
+    quiet_window_seconds: int = 120
 
     @classmethod
     def quick(cls) -> Profile:
@@ -77,6 +79,7 @@ class Profile:
             paced_recipients=15,
             paced_warmup_seconds=120,
             paced_window_seconds=360,
+            quiet_window_seconds=300,
         )
 
 

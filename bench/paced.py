@@ -21,12 +21,13 @@ from __future__ import annotations
 import random
 import time
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 
 from bench import dataset
 from bench.common import BenchError, Figure, Profile, Section, chunks, percentile, ratio
@@ -90,9 +91,16 @@ def moment(value: Any) -> float:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
-def populate(stack: Stack, count: int, gap: int, recipients_each: int) -> list[str]:
+def populate(
+    stack: Stack,
+    count: int,
+    gap: int,
+    recipients_each: int,
+    then: Callable[[Connection], None] | None = None,
+) -> list[str]:
     """`count` Gmail mailboxes granted in the sandbox and saved as linked ones, each with a
-    started one-step campaign of `recipients_each` recipients; returns their addresses."""
+    started one-step campaign of `recipients_each` recipients; returns their addresses.
+    `then` runs in the start's transaction, after it."""
     addresses = [f"paced-{index}@gmail.test" for index in range(count)]
     granted: list[dict[str, Any]] = []
     with httpx.Client(timeout=120) as client:
@@ -150,14 +158,17 @@ def populate(stack: Stack, count: int, gap: int, recipients_each: int) -> list[s
     with stack.db.engine.begin() as connection:
         for statement in SLOT_TRIGGER[stack.db.backend]:
             connection.execute(text(statement))
-    start_all(stack, recipients_each)
+    start_all(stack, recipients_each, then)
     return addresses
 
 
-def start_all(stack: Stack, recipients_each: int) -> None:
+def start_all(
+    stack: Stack, recipients_each: int, then: Callable[[Connection], None] | None = None
+) -> None:
     """Recipients added and every campaign started in one commit, written with SQL as
     `campaigns.service.start` leaves them (active, first emails due now): the service
-    validates each campaign by rendering every recipient's message, minutes at this size."""
+    validates each campaign by rendering every recipient's message, minutes at this size.
+    `then` runs last, in the same transaction."""
     dialect = stack.db.backend
     now = utcnow()
     params = {"now": now if dialect == "postgresql" else dataset.sqlite_moment(now)}
@@ -181,6 +192,8 @@ def start_all(stack: Stack, recipients_each: int) -> None:
             ),
             params,
         )
+        if then is not None:
+            then(connection)
 
 
 def _sendwell(stack: Stack) -> list[tuple[str, str]]:

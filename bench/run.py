@@ -18,7 +18,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bench import campaigns_tab, claim, detection, importing, paced, pause, resume, throughput
+from bench import (
+    campaigns_tab,
+    claim,
+    detection,
+    importing,
+    paced,
+    pause,
+    quiet,
+    resume,
+    throughput,
+)
 from bench.common import ROOT, BenchError, Benchmark, Profile, Section
 from bench.report import Machine, markdown, terminal_table
 from bench.stack import Lab
@@ -33,6 +43,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "import": importing.run,
     "tab": campaigns_tab.run,
     "paced": paced.run,
+    "quiet": quiet.run,
 }
 # These share the long-lived SQLite and PostgreSQL stacks; later ones start their own.
 SHARED_STACKS = {"throughput", "resume", "detection"}

@@ -1,6 +1,6 @@
 """The standalone sandbox with bench-only additions: it counts send and token answers by
-outcome, grants Sendwell's client access to many Gmail mailboxes at once, and lists every
-sent message's arrival time.
+outcome, and inbox reads; grants Sendwell's client access to many Gmail mailboxes at once;
+and lists every sent message's arrival time.
 
 Run as its own process: `uvicorn --factory bench.sandbox_server:create_app`. The counts let
 the detection benchmark see failed send attempts from the provider's side; the grants and
@@ -27,13 +27,18 @@ from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, Grant, SandboxState
 
 SEND_PATHS = ("/messages/send", "/sendMail")
 TOKEN_PATHS = ("/token",)
+# An inbox read of Gmail: users.history.list of the INBOX label.
+INBOX_PATHS = ("/history",)
+INBOX_QUERY = b"labelId=INBOX"
 
 
-def kind_of(path: str) -> str | None:
+def kind_of(path: str, query: bytes = b"") -> str | None:
     if path.endswith(SEND_PATHS):
         return "send"
     if path.endswith(TOKEN_PATHS):
         return "token"
+    if path.endswith(INBOX_PATHS) and INBOX_QUERY in query:
+        return "inbox"
     return None
 
 
@@ -43,7 +48,11 @@ class Counts:
         self.counter = counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = kind_of(scope["path"]) if scope["type"] == "http" else None
+        kind = (
+            kind_of(scope["path"], scope.get("query_string", b""))
+            if scope["type"] == "http"
+            else None
+        )
         if kind is None:
             await self.app(scope, receive, send)
             return

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from itertools import pairwise
 
 from sendwell.models import EnrollmentStatus
 from tests.dispatch.conftest import SENDER, World
@@ -24,7 +25,7 @@ QUIET = timedelta(seconds=4)
 
 
 def gaps(moments: list[float]) -> list[float]:
-    return [later - earlier for earlier, later in zip(moments, moments[1:], strict=False)]
+    return [later - earlier for earlier, later in pairwise(moments)]
 
 
 def test_a_quiet_inbox_is_read_less_often_and_a_reply_still_comes_through(world: World) -> None:
@@ -59,7 +60,8 @@ def test_a_quiet_inbox_is_read_less_often_and_a_reply_still_comes_through(world:
         # The reply is seen by the next read on the quiet schedule, and the read that found
         # it brings the inbox back to the read interval.
         found = world.sandbox.inbox_reads(replied_at)
-        assert found and found[0] - replied_at <= QUIET.total_seconds() + 2, found
+        assert found, "no inbox read after the reply"
+        assert found[0] - replied_at <= QUIET.total_seconds() + 2, found
         assert wait_until(lambda: len(world.sandbox.inbox_reads(replied_at)) >= 3, 15)
         after = gaps(world.sandbox.inbox_reads(replied_at))
         assert after[0] < 0.75 * QUIET.total_seconds(), after

@@ -1,0 +1,152 @@
+"""9. A quiet fleet: thousands of mailboxes with running campaigns and nothing due.
+
+Most of a large fleet's mailboxes are quiet most of the time: a mailbox sends a few dozen
+emails a day and few of them are answered within the hour. What such a fleet costs is its
+inbox reads. The same fleet runs twice side by side, two `sendwell worker` on PostgreSQL each
+time: (a) on the default schedule (each inbox every 60 s while it sends or receives, the wait
+doubling after each quiet read up to 300 s) and (b) with every inbox read every 60 s, the
+schedule before (`SENDWELL_INBOUND_QUIET_POLL_SECONDS=60`).
+
+Each mailbox is made as in the paced benchmark (bench/paced.py), its campaign's recipients due
+tomorrow. In the start's transaction each inbox is set as one that has been quiet for a
+while: read at a moment drawn in the last quiet interval, next due a quiet interval after it,
+its cursor the sandbox's current Gmail history id. The fleet is then in its steady state from
+the first second: reads arrive evenly, `mailboxes / quiet interval` a second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import Connection, text
+
+from bench import paced
+from bench.common import Figure, Profile, Section, ratio
+from bench.stack import Lab, Stack, cpu_seconds
+from sendwell.config import Settings
+from sendwell.kit.clock import utcnow
+
+GROUP = "9. A quiet fleet"
+# The sandbox's first Gmail history id (sandbox/state.py): a mailbox with no message yet is
+# read from there.
+FIRST_HISTORY_ID = "1000"
+WARMUP_SECONDS = 20
+
+
+def settle(seconds: float) -> Callable[[Connection], None]:
+    """Every inbox as one quiet for a while on a `seconds` schedule (PostgreSQL's SQL), and
+    every recipient due tomorrow."""
+
+    def then(connection: Connection) -> None:
+        now = utcnow()
+        connection.execute(
+            text(
+                "UPDATE mailboxes SET inbound_cursor = :cursor, "
+                "inbound_checked_at = :now - random() * :seconds * interval '1 second'"
+            ),
+            {"cursor": FIRST_HISTORY_ID, "now": now, "seconds": seconds},
+        )
+        connection.execute(
+            text(
+                "UPDATE mailboxes SET inbound_read_due_at = "
+                "inbound_checked_at + :seconds * interval '1 second'"
+            ),
+            {"seconds": seconds},
+        )
+        connection.execute(
+            text("UPDATE enrollments SET next_due_at = :later"), {"later": now + timedelta(days=1)}
+        )
+
+    return then
+
+
+def measure(stack: Stack, profile: Profile, quiet_seconds: float) -> tuple[float, float, float]:
+    """Inbox reads a second, Sendwell's CPU busy and PostgreSQL's, over the window."""
+    paced.populate(
+        stack, profile.quiet_mailboxes, 60, recipients_each=1, then=settle(quiet_seconds)
+    )
+    time.sleep(WARMUP_SECONDS)
+    sendwell = stack.pids("server") + stack.pids("worker")
+    database = stack.database_pids()
+    reads_before = stack.counts().get("inbox_ok", 0)
+    cpu_before, db_before = cpu_seconds(sendwell), cpu_seconds(database)
+    began = time.monotonic()
+    while time.monotonic() - began < profile.quiet_window_seconds:
+        stack.procs.check()
+        time.sleep(1)
+    elapsed = time.monotonic() - began
+    cpu_after, db_after = cpu_seconds(sendwell), cpu_seconds(database)
+    reads = stack.counts().get("inbox_ok", 0) - reads_before
+
+    def busy(after: dict[int, float], before: dict[int, float]) -> float:
+        return sum(after[p] - before.get(p, 0.0) for p in after) / elapsed
+
+    return reads / elapsed, busy(cpu_after, cpu_before), busy(db_after, db_before)
+
+
+def run(profile: Profile, lab: Lab) -> Section:
+    default = Settings.model_fields["inbound_quiet_poll_seconds"].default
+    every = Settings.model_fields["inbound_poll_seconds"].default
+    count = profile.quiet_mailboxes
+    results: dict[str, tuple[float, float, float]] = {}
+    for name, quiet in (("quiet-schedule", default), ("quiet-every-minute", every)):
+        stack = lab.stack(
+            name,
+            "postgresql",
+            dispatcher=False,
+            workers=2,
+            SENDWELL_INBOUND_QUIET_POLL_SECONDS=f"{quiet:g}",
+        )
+        try:
+            results[name] = measure(stack, profile, quiet)
+        finally:
+            lab.close(name)
+    figures: list[Figure] = []
+    for name, label, quiet in (
+        ("quiet-schedule", f"(a) default schedule (quiet inboxes every {default:g} s)", default),
+        ("quiet-every-minute", f"(b) every inbox every {every:g} s (before)", every),
+    ):
+        reads, cpu, db = results[name]
+        figures += [
+            Figure(
+                GROUP,
+                f"{label}: inbox reads",
+                "reads/s",
+                [reads],
+                versus=f"{ratio(reads, count / quiet):.2f}x the schedule's {count / quiet:.1f}/s",
+            ),
+            Figure(
+                GROUP,
+                f"{label}: Sendwell CPU busy",
+                "cores",
+                [cpu],
+                digits=2,
+                note="user + system time of both workers and serve over the window",
+            ),
+            Figure(GROUP, f"{label}: PostgreSQL CPU busy", "cores", [db], digits=2),
+        ]
+    (_, quiet_cpu, quiet_db), (_, every_cpu, every_db) = (
+        results["quiet-schedule"],
+        results["quiet-every-minute"],
+    )
+    figures.append(
+        Figure(
+            GROUP,
+            "Sendwell + PostgreSQL CPU, default schedule / every minute",
+            "x",
+            [ratio(quiet_cpu + quiet_db, every_cpu + every_db)],
+            digits=2,
+        )
+    )
+    return Section(
+        GROUP,
+        f"{count:,} sandbox Gmail mailboxes, each with a running one-step campaign whose "
+        "recipient is due tomorrow, on PostgreSQL with two `sendwell worker`, set up as a fleet "
+        "quiet for a while (each inbox last read at a moment drawn in its quiet interval). "
+        f"After {WARMUP_SECONDS} s, inbox reads (Gmail history.list calls the sandbox answered) "
+        f"and CPU are counted over {profile.quiet_window_seconds} s; the two schedules run one "
+        "after the other on the same machine.",
+        figures,
+    )
