@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -71,6 +72,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The newest requests the test sandbox keeps (it serves a whole test session).
+LOGGED = 10_000
+
+
 @dataclass
 class Sandbox:
     """A running sandbox: its base URL, its state, and its admin endpoints."""
@@ -84,7 +89,9 @@ class Sandbox:
     schema_problems: list[str] = field(default_factory=list)
     # Every request it was asked, as the host would see it: (time.monotonic(), method, path,
     # query string).
-    requests: list[tuple[float, str, str, str]] = field(default_factory=list)
+    requests: deque[tuple[float, str, str, str]] = field(
+        default_factory=lambda: deque(maxlen=LOGGED)
+    )
 
     def inbox_reads(self, since: float = 0.0) -> list[float]:
         """When Gmail inboxes were read (users.history.list of the INBOX label) since
@@ -120,7 +127,7 @@ class Sandbox:
 class RequestLog:
     """ASGI middleware for the test sandbox: notes each request as it arrives."""
 
-    def __init__(self, app: ASGIApp, log: list[tuple[float, str, str, str]]) -> None:
+    def __init__(self, app: ASGIApp, log: deque[tuple[float, str, str, str]]) -> None:
         self.app = app
         self.log = log
 
@@ -138,7 +145,7 @@ def running_sandbox(
     """The sandbox on a free port (HTTPS with `tls`), knowing the test clients by default."""
     state = SandboxState(clients=known_clients() if clients is None else clients)
     schema_problems: list[str] = []
-    requests: list[tuple[float, str, str, str]] = []
+    requests: deque[tuple[float, str, str, str]] = deque(maxlen=LOGGED)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(

@@ -9,7 +9,13 @@ import time
 from datetime import timedelta
 from itertools import pairwise
 
-from sendwell.models import EnrollmentStatus
+import pytest
+from sqlalchemy import select
+
+from sendwell.campaigns import recipients
+from sendwell.db import session_scope
+from sendwell.dispatch.inbound import next_interval
+from sendwell.models import EnrollmentStatus, User
 from tests.dispatch.conftest import SENDER, World
 from tests.dispatch.hosts import SandboxHost
 from tests.dispatch.test_pause import running, wait_until
@@ -21,7 +27,7 @@ TWO_STEPS = [
     ("", "Any news?", 1440),
 ]
 INTERVAL = timedelta(seconds=1)
-QUIET = timedelta(seconds=4)
+QUIET = timedelta(seconds=6)
 
 
 def gaps(moments: list[float]) -> list[float]:
@@ -41,13 +47,13 @@ def test_a_quiet_inbox_is_read_less_often_and_a_reply_still_comes_through(world:
         sent_at = time.monotonic()
         # Quiet: each read finds nothing and follows no send, so the waits double (2 s, 4 s)
         # and stay at the quiet interval.
-        assert wait_until(lambda: len(world.sandbox.inbox_reads(sent_at)) >= 5, 40)
+        assert wait_until(lambda: len(world.sandbox.inbox_reads(sent_at)) >= 6, 60)
         quiet = gaps(world.sandbox.inbox_reads(sent_at))
         assert quiet[-1] >= 0.9 * QUIET.total_seconds(), quiet
         assert quiet[-2] >= 0.9 * QUIET.total_seconds(), quiet
         assert quiet[0] < quiet[-1], quiet
-        # Read every second, the same 5 reads would have taken 4 s, not 10 or more.
-        assert sum(quiet) >= 9.0, quiet
+        # Read every second, the same 6 reads would have taken 5 s, not 15 or more.
+        assert sum(quiet) >= 12.0, quiet
 
         host.reply(host.received("ann@example.com")[0])
         replied_at = time.monotonic()
@@ -64,13 +70,13 @@ def test_a_quiet_inbox_is_read_less_often_and_a_reply_still_comes_through(world:
         assert found[0] - replied_at <= QUIET.total_seconds() + 2, found
         assert wait_until(lambda: len(world.sandbox.inbox_reads(replied_at)) >= 3, 15)
         after = gaps(world.sandbox.inbox_reads(replied_at))
-        assert after[0] < 0.75 * QUIET.total_seconds(), after
+        assert min(after[:2]) < 0.75 * QUIET.total_seconds(), after
 
 
 def test_a_follow_up_waits_for_a_fresh_read_however_quiet_the_inbox(world: World) -> None:
-    """The inbox has gone quiet (read once a minute at most by now); the recipient answers and
-    their follow-up falls due a moment later. The answer is read before the follow-up could
-    go, not at the next quiet read: the follow-up is never sent."""
+    """The inbox has gone quiet (its next read 8 s away, and further each time); the
+    recipient answers and their follow-up falls due a moment later. The answer is read before
+    the follow-up could go, not at the next quiet read: the follow-up is never sent."""
     campaign_id = world.campaign(TWO_STEPS, ["ann@example.com", "bob@example.com"])
     host = SandboxHost("Gmail", SENDER, world.sandbox)
     dispatcher = world.dispatcher(
@@ -89,3 +95,57 @@ def test_a_follow_up_waits_for_a_fresh_read_however_quiet_the_inbox(world: World
         assert wait_until(lambda: len(host.received("bob@example.com")) == 2, 15)
         assert world.enrollment(campaign_id, "ann@example.com").status is EnrollmentStatus.REPLIED
         assert len(host.received("ann@example.com")) == 1
+
+
+def test_a_send_brings_a_quiet_inboxs_next_read_forward(world: World) -> None:
+    """A bounce comes soon after its send: a quiet inbox whose next read is far away is read
+    a read interval after its mailbox sends again, not at the next quiet read."""
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"])
+    host = SandboxHost("Gmail", SENDER, world.sandbox)
+    dispatcher = world.dispatcher(
+        inbound_interval=INTERVAL, inbound_quiet_interval=timedelta(minutes=1)
+    )
+    with running(dispatcher):
+        assert wait_until(lambda: len(host.received("ann@example.com")) == 1, 15)
+        sent_at = time.monotonic()
+        # Read 1, 2, 4, 8 and 16 s apart: the next read is 32 s away.
+        assert wait_until(lambda: len(world.sandbox.inbox_reads(sent_at)) >= 5, 45)
+        with session_scope(world.factory) as db:
+            user = db.scalars(select(User)).first()
+            assert user is not None
+            recipients.add_recipients(
+                db, user, campaign_id, [recipients.RecipientIn("cy@example.com", first_name="Cy")]
+            )
+        assert wait_until(lambda: len(host.received("cy@example.com")) == 1, 15)
+        second_send = time.monotonic()
+        assert wait_until(lambda: bool(world.sandbox.inbox_reads(second_send)), 40)
+        assert world.sandbox.inbox_reads(second_send)[0] - second_send < 10.0
+
+
+@pytest.mark.parametrize(
+    ("previous", "busy", "expected"),
+    [
+        (None, False, 60),  # no schedule yet: the read interval
+        (60, True, 60),  # found messages, or followed a send
+        (300, True, 60),  # ... however quiet it had been
+        (60, False, 120),  # quiet: twice the wait
+        (120, False, 240),
+        (240, False, 300),  # never past the quiet interval
+        (300, False, 300),
+        (0, False, 60),  # a read brought forward to now waits the read interval at least
+    ],
+)
+def test_the_wait_after_a_read(previous: int | None, busy: bool, expected: int) -> None:
+    wait = next_interval(
+        timedelta(seconds=60),
+        timedelta(seconds=300),
+        None if previous is None else timedelta(seconds=previous),
+        busy=busy,
+    )
+    assert wait == timedelta(seconds=expected)
+
+
+def test_a_quiet_interval_shorter_than_the_read_interval_counts_as_the_read_interval() -> None:
+    assert next_interval(
+        timedelta(seconds=60), timedelta(seconds=10), timedelta(seconds=60), busy=False
+    ) == timedelta(seconds=60)

@@ -497,7 +497,13 @@ class Dispatcher:
                 and not self._thread_pending(e, campaigns, history, now)
             ]
             if due and repo.take_send_slot(
-                db, mailbox_id, self.worker_id, now, now + gap, now + self.policy.lease
+                db,
+                mailbox_id,
+                self.worker_id,
+                now,
+                now + gap,
+                now + self.policy.lease,
+                read_by=now + self.policy.inbound_interval,
             ):
                 chosen += due
                 gaps[mailbox_id] = gap

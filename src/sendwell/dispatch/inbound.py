@@ -51,10 +51,10 @@ GOOGLE_DAEMONS = ("mailer-daemon@googlemail.com", "mailer-daemon@google.com")
 SENDING_LIMIT_HOLD = timedelta(hours=1)
 # How long reading a mailbox waits for the ids of its latest sends.
 IDS_GRACE = timedelta(minutes=2)
-# Inboxes read per pass of the engine. Thousands of mailboxes read every minute fall due a
-# few dozen a second; reading all that are due before any send made every paced send of the
-# pass wait behind a round of reads (seconds, with the mailboxes linked together). A few
-# per pass, the longest unread first, and the pass after comes at once.
+# Inboxes read per pass of the engine. Thousands of sending mailboxes, each read every
+# minute, fall due a few dozen a second; reading all that are due before any send made every
+# paced send of the pass wait behind a round of reads (seconds, with the mailboxes linked
+# together). A few per pass, the longest due first, and the pass after comes at once.
 READ_BATCH = 10
 ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -117,11 +117,13 @@ def next_interval(
 
 class InboundReader:
     """Reads inboxes on each one's own schedule (`Mailbox.inbound_read_due_at`): every
-    `interval` while it receives messages or its mailbox sends, and less often while it is
-    quiet, down to once per `quiet_interval`. Most mailboxes of a large fleet are quiet most
-    of the time (a mailbox sends a few dozen emails a day), and reading each of thousands
-    every minute cost more than the sends. A follow-up never goes on an old read: the claim
-    reads first (`read_before_sending`)."""
+    `interval` while it receives messages or its mailbox sends (a claim brings the next read
+    forward to `interval` after it: `repository.take_send_slot`), and less often while it is
+    quiet, down to once per `quiet_interval` (never less often than `interval`: a shorter
+    quiet interval counts as `interval`). Most mailboxes of a large fleet are quiet most of
+    the time (a mailbox sends a few dozen emails a day), and reading each of thousands every
+    minute cost more than the sends. A follow-up never goes without a read made since it fell
+    due: the claim reads first (`read_before_sending`)."""
 
     def __init__(
         self,
@@ -152,12 +154,13 @@ class InboundReader:
         return len(due) == READ_BATCH
 
     def next_read(self, db: Session, now: datetime) -> datetime | None:
-        """When the next inbox read falls due (None: no inbox is read). One put off while its
-        mailbox's newest sends' ids are unknown is due when it may wait no longer."""
-        first_due, last_read = repo.next_inbox_read(db, now)
-        if first_due is None or first_due > now:
-            return first_due
-        return last_read + IDS_GRACE if last_read is not None else now
+        """When the next inbox read falls due (None: no inbox is read). One due already but
+        left unread (its mailbox's newest sends' ids unknown, or its read failed) is due
+        when it may wait no longer."""
+        later, passed = repo.next_inbox_read(db, now)
+        waited = passed + IDS_GRACE if passed is not None else None
+        moments = [moment for moment in (later, waited) if moment is not None]
+        return min(moments) if moments else None
 
     def read_before_sending(self, mailbox_ids: list[int]) -> None:
         """Read an inbox first when a reply could change what is sent next: after a
@@ -180,11 +183,11 @@ class InboundReader:
                 or mailbox_id in unread
                 or ((last := changed.get(mailbox_id)) is not None and at <= last)
             ]
-            # Not while its newest sends' ids are unknown (their answers could not be
-            # matched), but never put off for longer than IDS_GRACE: a mailbox that keeps
-            # sending may always have a send whose copy is not filed yet.
-            recent = {m for m in stale if (at := checked[m]) is not None and now - at < IDS_GRACE}
-            waiting = recent & repo.mailboxes_awaiting_ids(db, now - IDS_GRACE) if recent else set()
+            # Not while the ids of one of its sends of the last IDS_GRACE are unknown (an
+            # answer to it could not be matched). Never for long: that send brought the
+            # scheduled read forward to a read interval after it, and `read_due` waits at
+            # most IDS_GRACE past a read's due moment.
+            waiting = repo.mailboxes_awaiting_ids(db, now - IDS_GRACE) if stale else set()
         self.read_all([m for m in stale if m not in waiting])
 
     def read(self, mailbox_id: int) -> int:

@@ -71,17 +71,21 @@ class DueMailbox:
 
 
 def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[DueMailbox]:
-    """Connected mailboxes with an active campaign whose pacing allows a send now and that
-    no other worker is sending for, longest waiting first. Three columns only: with thousands
-    of paced mailboxes a pass runs this many times a second, and each claim reads its row."""
-    has_active = exists().where(
-        Campaign.mailbox_id == Mailbox.id, Campaign.status == CampaignStatus.ACTIVE
+    """Connected mailboxes with an active campaign that has a recipient due, whose pacing
+    allows a send now and that no other worker is sending for, longest waiting first. Three
+    columns only: with thousands of paced mailboxes a pass runs this many times a second, and
+    each claim reads its row. A mailbox whose campaigns have nothing due is not walked: in a
+    fleet waiting for its follow-ups, every pass claimed for every mailbox and found nothing."""
+    has_due = exists().where(
+        Campaign.mailbox_id == Mailbox.id,
+        Campaign.status == CampaignStatus.ACTIVE,
+        _earliest_due(Campaign.id) <= now,
     )
     rows = db.execute(
         select(Mailbox.id, Mailbox.min_gap_seconds, Mailbox.provider)
         .where(
             Mailbox.status == MailboxStatus.CONNECTED,
-            has_active,
+            has_due,
             or_(Mailbox.send_not_before.is_(None), Mailbox.send_not_before <= now),
             or_(
                 Mailbox.sender_until.is_(None),
@@ -128,32 +132,32 @@ def _watched() -> ColumnElement[bool]:
 
 
 def next_inbox_read(db: Session, now: datetime) -> tuple[datetime | None, datetime | None]:
-    """Among the mailboxes whose replies are read: when the first inbox read falls due (a
-    mailbox never read is due `now`), and the last read of those already due, which are
-    only waiting for their newest sends' ids (None if none is due). (None, None): no inbox
-    is read."""
+    """Among the mailboxes whose replies are read: the first inbox read due after `now`, and
+    the first due moment of those already due (a mailbox never read is due `now`), which a
+    pass leaves unread only while it waits for its newest sends' ids, or when its read
+    failed. None for either when there is none."""
     moment = literal(now, Mailbox.inbound_read_due_at.type)
-    due = func.coalesce(Mailbox.inbound_read_due_at, Mailbox.inbound_checked_at, moment)
-    waiting = case((due <= moment, Mailbox.inbound_checked_at), else_=None)
-    first_due, last_read = db.execute(
+    due = func.coalesce(Mailbox.inbound_read_due_at, moment)
+    kind = Mailbox.inbound_read_due_at.type
+    later, passed = db.execute(
         select(
-            func.min(due, type_=Mailbox.inbound_read_due_at.type),
-            func.min(waiting, type_=Mailbox.inbound_checked_at.type),
+            func.min(case((due > moment, due), else_=None), type_=kind),
+            func.min(case((due <= moment, due), else_=None), type_=kind),
         ).where(Mailbox.status == MailboxStatus.CONNECTED, _watched())
     ).one()
-    return first_due, last_read
+    return later, passed
 
 
 def mailboxes_to_read(db: Session, now: datetime, grace_since: datetime, limit: int) -> list[int]:
     """Up to `limit` connected mailboxes with an active or paused campaign (their replies
     matter) whose inbox is due a read, never read and longest due first: a mailbox whose
     `inbound_read_due_at` has come, unless the ids of a send since `grace_since` are still
-    unknown (an answer to it could not be matched yet) and it was read since then.
+    unknown (an answer to it could not be matched yet); but in any case when it fell due
+    before `grace_since`.
 
     Ids only, and only the due ones: with thousands of mailboxes a pass must not load every
     row to find the few dozen due."""
     due = Mailbox.inbound_read_due_at
-    checked = Mailbox.inbound_checked_at
     return list(
         db.scalars(
             select(Mailbox.id)
@@ -161,12 +165,9 @@ def mailboxes_to_read(db: Session, now: datetime, grace_since: datetime, limit: 
                 Mailbox.status == MailboxStatus.CONNECTED,
                 _watched(),
                 or_(
-                    checked.is_(None),
                     due.is_(None),
-                    and_(
-                        due <= now,
-                        or_(checked <= grace_since, Mailbox.id.not_in(_awaiting_ids(grace_since))),
-                    ),
+                    due <= grace_since,
+                    and_(due <= now, Mailbox.id.not_in(_awaiting_ids(grace_since))),
                 ),
             )
             .order_by(due.nulls_first(), Mailbox.id)
@@ -352,10 +353,19 @@ def _read_before_due(read_through: datetime | None) -> ColumnElement[bool]:
 
 
 def take_send_slot(
-    db: Session, mailbox_id: int, worker: str, now: datetime, next_at: datetime, lease: datetime
+    db: Session,
+    mailbox_id: int,
+    worker: str,
+    now: datetime,
+    next_at: datetime,
+    lease: datetime,
+    *,
+    read_by: datetime,
 ) -> bool:
     """Compare-and-set the mailbox's pacing slot and its sender lease: True for the one
-    worker that may send for it now."""
+    worker that may send for it now. Its next inbox read is brought forward to `read_by` (an
+    answer or a bounce of this send may come soon)."""
+    due = Mailbox.inbound_read_due_at
     result = db.execute(
         update(Mailbox)
         .where(
@@ -368,7 +378,12 @@ def take_send_slot(
                 Mailbox.sender == worker,
             ),
         )
-        .values(send_not_before=next_at, sender=worker, sender_until=lease)
+        .values(
+            send_not_before=next_at,
+            sender=worker,
+            sender_until=lease,
+            inbound_read_due_at=case((or_(due.is_(None), due > read_by), read_by), else_=due),
+        )
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
