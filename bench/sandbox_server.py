@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from tests.sandbox_support import is_inbox_read
 
 from sendwell.providers.google import REQUIRED_SCOPES as GMAIL_SCOPES
 from sendwell.providers.registry import SANDBOX_CLIENT_ID
@@ -27,17 +28,14 @@ from sendwell.sandbox.state import ACCESS_TOKEN_SECONDS, Grant, SandboxState
 
 SEND_PATHS = ("/messages/send", "/sendMail")
 TOKEN_PATHS = ("/token",)
-# An inbox read of Gmail: users.history.list of the INBOX label.
-INBOX_PATHS = ("/history",)
-INBOX_QUERY = b"labelId=INBOX"
 
 
-def kind_of(path: str, query: bytes = b"") -> str | None:
+def kind_of(method: str, path: str, query: bytes = b"") -> str | None:
     if path.endswith(SEND_PATHS):
         return "send"
     if path.endswith(TOKEN_PATHS):
         return "token"
-    if path.endswith(INBOX_PATHS) and INBOX_QUERY in query:
+    if is_inbox_read(method, path, query.decode("latin-1")):
         return "inbox"
     return None
 
@@ -49,7 +47,7 @@ class Counts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = (
-            kind_of(scope["path"], scope.get("query_string", b""))
+            kind_of(scope["method"], scope["path"], scope.get("query_string", b""))
             if scope["type"] == "http"
             else None
         )

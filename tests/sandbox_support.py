@@ -72,6 +72,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def is_inbox_read(method: str, path: str, query: str) -> bool:
+    """Whether a request to the sandbox reads a Gmail inbox (users.history.list of the INBOX
+    label, as our client reads one)."""
+    return (
+        method == "GET" and path.endswith("/history") and ("labelId", "INBOX") in parse_qsl(query)
+    )
+
+
 # The newest requests the test sandbox keeps (it serves a whole test session).
 LOGGED = 10_000
 
@@ -99,10 +107,7 @@ class Sandbox:
         return [
             at
             for at, method, path, query in list(self.requests)
-            if at >= since
-            and method == "GET"
-            and path.endswith("/history")
-            and ("labelId", "INBOX") in parse_qsl(query)
+            if at >= since and is_inbox_read(method, path, query)
         ]
 
     def admin(self, path: str, payload: dict[str, Any] | None = None) -> Any:
