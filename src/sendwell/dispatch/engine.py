@@ -70,6 +70,9 @@ ZONED_LOOKAHEAD = 50
 TAKEOVER_LOOK = timedelta(seconds=0.5)
 # Mailboxes that keep a gap between sends, claimed together in one transaction (one send each).
 PACED_GROUP = 20
+# A mailbox found with nothing due is left out of the walk until its first recipient may be
+# due, and at most this long: the longest a change the due counts did not see could wait.
+NOTHING_DUE_HORIZON = timedelta(hours=1)
 GATE_REFUSED = "the campaign or account changed before sending"
 
 
@@ -464,6 +467,8 @@ class Dispatcher:
         active = repo.active_campaigns_of(db, mailbox_ids)
         campaigns: dict[int, Campaign] = {}
         picked: dict[int, tuple[list[Enrollment], timedelta]] = {}
+        # Mailboxes with nothing to send now (a full daily cap holds its mailbox already).
+        idle: list[int] = []
         for mailbox_id in mailbox_ids:
             if (mailbox := mailboxes.get(mailbox_id)) is None:
                 continue
@@ -473,7 +478,10 @@ class Dispatcher:
                 if pacing.campaign_window_opens(c, now) <= now
             }
             room = self._room_under_daily_cap(db, mailbox, counts.get(mailbox_id, (0, None)))
-            if room <= 0 or not own:
+            if room <= 0:
+                continue
+            if not own:
+                idle.append(mailbox_id)
                 continue
             campaigns.update(own)
             gap = max(
@@ -496,7 +504,9 @@ class Dispatcher:
                 if not holds.still_held(e, now)
                 and not self._thread_pending(e, campaigns, history, now)
             ]
-            if due and repo.take_send_slot(
+            if not due:
+                idle.append(mailbox_id)
+            elif repo.take_send_slot(
                 db,
                 mailbox_id,
                 self.worker_id,
@@ -508,6 +518,8 @@ class Dispatcher:
                 chosen += due
                 gaps[mailbox_id] = gap
         claimed = self._write_claims(db, chosen, campaigns, now)
+        if idle:
+            self._leave_out(db, {m: active.get(m, []) for m in idle}, now)
         ready = [
             compose(
                 row,
@@ -521,6 +533,32 @@ class Dispatcher:
             for row, enrollment, step in claimed
         ]
         return Claimed(ready, gaps)
+
+    @staticmethod
+    def _leave_out(db: Session, idle: dict[int, list[Campaign]], now: datetime) -> None:
+        """Leave each mailbox with nothing to send now out of the walk until its first
+        recipient may be due: the earliest due step of each active campaign, or its window's
+        opening if later. Not when something is due already but could not be claimed (a
+        follow-up waiting for an inbox read): the mailbox is looked at again next pass. The
+        campaigns' due counts read with them at the claim's start guard against a recipient
+        made due sooner meanwhile (`repo.leave_out_until`)."""
+        seen = {m: {c.id: c.due_changes for c in own} for m, own in idle.items()}
+        earliest = repo.earliest_due_of(db, [c.id for own in idle.values() for c in own])
+        horizon = now + NOTHING_DUE_HORIZON
+        until: dict[int, datetime] = {}
+        for mailbox_id, own in idle.items():
+            moment = min(
+                (
+                    max(earliest[c.id], pacing.campaign_window_opens(c, now))
+                    for c in own
+                    if c.id in earliest
+                ),
+                default=horizon,
+            )
+            if moment > now:
+                until[mailbox_id] = min(moment, horizon)
+        if until:
+            repo.leave_out_until(db, until, seen)
 
     def _due(
         self,

@@ -72,6 +72,11 @@ class Mailbox(Base):
     # a read that found something or followed a send, doubled after each quiet one up to the
     # quiet interval (dispatch/inbound.py, `next_interval`).
     inbound_read_due_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # No recipient of the mailbox is due before this moment, as a claim that found nothing
+    # due worked out; the sending walk leaves the mailbox out until then (None: look).
+    # Anything that may bring a recipient due sooner counts in `Campaign.due_changes`, and a
+    # claim writes this only if those counts did not move while it looked.
+    nothing_due_before: Mapped[datetime | None] = mapped_column(default=None)
     daily_cap: Mapped[int] = mapped_column(Integer, default=1000)
     min_gap_seconds: Mapped[int] = mapped_column(Integer, default=60)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

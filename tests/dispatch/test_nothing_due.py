@@ -1,0 +1,245 @@
+"""A mailbox whose recipients are all waiting (a follow-up days away, a window that opens
+tomorrow) is left out of the sending walk until the first of them may be due, so thousands of
+quiet mailboxes cost a pass nothing. Whatever brings a recipient due sooner brings the mailbox
+back at once, however it was written, and a change made while a claim was looking is never
+lost."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from sendwell.campaigns import recipients, service
+from sendwell.db import session_scope
+from sendwell.dispatch import engine
+from sendwell.dispatch import repository as repo
+from sendwell.dispatch.resuming import resume
+from sendwell.kit.clock import utcnow
+from sendwell.models import Campaign, Mailbox, User
+from tests.dispatch.conftest import SENDER, World
+from tests.dispatch.hosts import SandboxHost
+from tests.dispatch.test_schedule import set_window
+
+# After the first email, the follow-up is a day away.
+TWO_STEPS = [
+    ("Hello {{ first_name }}", "A quick question.", 0),
+    ("", "Any news?", 1440),
+]
+
+
+def walked(world: World) -> bool:
+    with session_scope(world.factory) as db:
+        return world.mailbox_id() in {m.id for m in repo.sending_mailboxes(db, "w", utcnow())}
+
+
+def left_out_until(world: World) -> datetime | None:
+    with session_scope(world.factory) as db:
+        mailbox = db.get(Mailbox, world.mailbox_id())
+        assert mailbox is not None
+        return mailbox.nothing_due_before
+
+
+def add(world: World, campaign_id: int, email: str) -> None:
+    with session_scope(world.factory) as db:
+        user = db.scalars(select(User)).first()
+        assert user is not None
+        recipients.add_recipients(
+            db, user, campaign_id, [recipients.RecipientIn(email, first_name="Cy")]
+        )
+
+
+def sent_once_and_quiet(world: World, campaign_id: int) -> engine.Dispatcher:
+    """Ann has her first email; the dispatcher has since found nothing due."""
+    dispatcher = world.dispatcher()
+    dispatcher.run_until_idle()
+    assert set(world.sent_by_step(campaign_id)) == {("ann@example.com", 1)}
+    dispatcher.run_once()
+    return dispatcher
+
+
+def test_a_mailbox_with_nothing_due_is_left_out_until_its_follow_up(world: World) -> None:
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"])
+    sent_once_and_quiet(world, campaign_id)
+    follow_up = world.enrollment(campaign_id, "ann@example.com").next_due_at
+    assert follow_up is not None
+    # A day away is past the horizon: looked at again within the hour, not every pass.
+    until = left_out_until(world)
+    assert until is not None
+    assert utcnow() + timedelta(minutes=55) < until <= utcnow() + engine.NOTHING_DUE_HORIZON
+    assert not walked(world)
+
+
+def test_a_window_that_opens_later_leaves_the_mailbox_out_until_it_opens(world: World) -> None:
+    opens = (utcnow() + timedelta(minutes=30)).replace(second=0, microsecond=0)
+    if opens.date() != utcnow().date() or opens.hour == 23:
+        pytest.skip("too close to midnight (UTC) for a window later today")
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"], start=False)
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(schedule_start=f"{opens:%H:%M}", schedule_end="23:59", timezone="UTC")
+        )
+        user = db.scalars(select(User)).first()
+        assert user is not None
+        service.start(db, user, campaign_id)
+    world.dispatcher().run_until_idle()
+    assert world.sent() == []
+    assert left_out_until(world) == opens
+    assert not walked(world)
+
+
+def change_due(world: World, campaign_id: int) -> None:
+    world.due_now(campaign_id, ["ann@example.com"])
+
+
+def add_recipient(world: World, campaign_id: int) -> None:
+    add(world, campaign_id, "cy@example.com")
+
+
+def pause_and_resume(world: World, campaign_id: int) -> None:
+    with session_scope(world.factory) as db:
+        user = db.scalars(select(User)).first()
+        assert user is not None
+        service.pause(db, user, campaign_id)
+    world.due_now(campaign_id, ["ann@example.com"])
+    # Paused, a due recipient does not bring the mailbox back to sending...
+    with session_scope(world.factory) as db:
+        db.execute(update(Mailbox).values(nothing_due_before=utcnow() + timedelta(hours=1)))
+    with session_scope(world.factory) as db:
+        user = db.scalars(select(User)).first()
+        assert user is not None
+        resume(db, user, campaign_id)  # ...resuming it does.
+
+
+@pytest.mark.parametrize(
+    ("change", "arrivals"),
+    [
+        (change_due, {("ann@example.com", 1), ("ann@example.com", 2)}),
+        (add_recipient, {("ann@example.com", 1), ("cy@example.com", 1)}),
+        (pause_and_resume, {("ann@example.com", 1), ("ann@example.com", 2)}),
+    ],
+    ids=["due-sooner", "recipient-added", "paused-and-resumed"],
+)
+def test_whatever_brings_a_recipient_due_sooner_brings_the_mailbox_back(
+    world: World,
+    change: Callable[[World, int], None],
+    arrivals: set[tuple[str, int]],
+) -> None:
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"])
+    dispatcher = sent_once_and_quiet(world, campaign_id)
+    assert left_out_until(world) is not None
+    change(world, campaign_id)
+    assert left_out_until(world) is None
+    dispatcher.run_until_idle()
+    assert set(world.sent_by_step(campaign_id)) == arrivals
+
+
+def test_an_edited_window_brings_the_mailbox_back(world: World) -> None:
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com", "bob@example.com"])
+    world.postpone(campaign_id, ["bob@example.com"], timedelta(minutes=10))
+    sent_once_and_quiet(world, campaign_id)
+    assert left_out_until(world) is not None
+    set_window(world, campaign_id, "", None, None)
+    assert left_out_until(world) is None
+
+
+def looked(world: World) -> tuple[dict[int, dict[int, int]], dict[int, datetime]]:
+    """What a claim reads before looking (the campaigns' due counts) and what it works out
+    (nothing due for an hour)."""
+    mailbox_id = world.mailbox_id()
+    with session_scope(world.factory) as db:
+        own = repo.active_campaigns_of(db, [mailbox_id])[mailbox_id]
+        seen = {mailbox_id: {c.id: c.due_changes for c in own}}
+    return seen, {mailbox_id: utcnow() + timedelta(hours=1)}
+
+
+def test_a_recipient_added_while_a_claim_looks_is_not_lost(world: World) -> None:
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"])
+    sent_once_and_quiet(world, campaign_id)
+    with session_scope(world.factory) as db:
+        db.execute(update(Mailbox).values(nothing_due_before=None))
+    seen, until = looked(world)
+    add(world, campaign_id, "cy@example.com")
+    with session_scope(world.factory) as db:
+        assert repo.leave_out_until(db, until, seen) == []
+    assert left_out_until(world) is None
+
+
+def test_a_recipient_added_while_the_claim_writes_waits_for_it(world: World) -> None:
+    """Both orders of a claim that leaves the mailbox out and a recipient added meanwhile
+    (neither committed yet when the other writes): the mailbox ends up in the walk."""
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"])
+    dispatcher = sent_once_and_quiet(world, campaign_id)
+    with session_scope(world.factory) as db:
+        db.execute(update(Mailbox).values(nothing_due_before=None))
+
+    # The recipient is added first and not yet committed: the claim waits for it, then
+    # finds the count moved.
+    seen, until = looked(world)
+    flushed, done = threading.Event(), threading.Event()
+    left: list[int] = []
+
+    def claim() -> None:
+        flushed.wait(10)
+        with session_scope(world.factory) as db:
+            left.extend(repo.leave_out_until(db, until, seen))
+        done.set()
+
+    thread = threading.Thread(target=claim)
+    thread.start()
+    with session_scope(world.factory) as db:
+        user = db.scalars(select(User)).first()
+        assert user is not None
+        recipients.add_recipients(
+            db, user, campaign_id, [recipients.RecipientIn("cy@example.com", first_name="Cy")]
+        )
+        db.flush()
+        flushed.set()
+        assert not done.wait(0.5)
+    thread.join(10)
+    assert left == []
+    assert left_out_until(world) is None
+
+    # The claim writes first and has not committed: the recipient's change waits for it and
+    # then brings the mailbox back.
+    seen, until = looked(world)
+    written, added = threading.Event(), threading.Event()
+
+    def add_dee() -> None:
+        written.wait(10)
+        add(world, campaign_id, "dee@example.com")
+        added.set()
+
+    thread = threading.Thread(target=add_dee)
+    thread.start()
+    with session_scope(world.factory) as db:
+        assert repo.leave_out_until(db, until, seen) == [world.mailbox_id()]
+        written.set()
+        assert not added.wait(0.5)
+    thread.join(10)
+    assert added.is_set()
+    assert left_out_until(world) is None
+    dispatcher.run_until_idle()
+    assert {("cy@example.com", 1), ("dee@example.com", 1)} <= set(world.sent_by_step(campaign_id))
+
+
+def test_a_host_that_paces_sends_still_leaves_quiet_mailboxes_out(world: World) -> None:
+    """Paced mailboxes are claimed in groups; a group's quiet ones are left out too."""
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"], min_gap_seconds=1)
+    host = SandboxHost("Gmail", SENDER, world.sandbox)
+    dispatcher = world.dispatcher()
+    dispatcher.run_until_idle()
+    assert len(host.received("ann@example.com")) == 1
+    # The gap has passed: the mailbox is walked, claimed in a group, and found quiet.
+    with session_scope(world.factory) as db:
+        db.execute(update(Mailbox).values(send_not_before=None))
+    assert walked(world)
+    dispatcher.run_once()
+    assert world.enrollment(campaign_id, "ann@example.com").steps_sent == 1
+    assert left_out_until(world) is not None
+    assert not walked(world)
