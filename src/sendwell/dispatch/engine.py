@@ -71,7 +71,8 @@ TAKEOVER_LOOK = timedelta(seconds=0.5)
 # Mailboxes that keep a gap between sends, claimed together in one transaction (one send each).
 PACED_GROUP = 20
 # A mailbox found with nothing due is left out of the walk until its first recipient may be
-# due, and at most this long: the longest a change the due counts did not see could wait.
+# due, and at most this long. The triggers that bring it back (migration 0023) pass over a
+# recipient due two hours or more ahead, which such a mark always precedes.
 NOTHING_DUE_HORIZON = timedelta(hours=1)
 GATE_REFUSED = "the campaign or account changed before sending"
 
@@ -460,7 +461,11 @@ class Dispatcher:
 
     def _claim(self, db: Session, mailbox_ids: list[int], limit: int) -> Claimed:
         now = utcnow()
-        mailboxes = repo.mailboxes_by_id(db, mailbox_ids)
+        # Each mailbox's count of changes, read first: a mailbox found with nothing due is
+        # left out of the walk only if no change was counted while the claim looked.
+        found = repo.mailboxes_and_due_counts(db, mailbox_ids)
+        mailboxes = {mailbox_id: mailbox for mailbox_id, (mailbox, _) in found.items()}
+        seen = {mailbox_id: changes for mailbox_id, (_, changes) in found.items()}
         for mailbox_id, loaded in mailboxes.items():
             self.credentials.note(mailbox_id, loaded.token_version)
         counts = repo.sends_since_of(db, mailbox_ids, now - pacing.DAY)
@@ -519,7 +524,7 @@ class Dispatcher:
                 gaps[mailbox_id] = gap
         claimed = self._write_claims(db, chosen, campaigns, now)
         if idle:
-            self._leave_out(db, {m: active.get(m, []) for m in idle}, now)
+            self._leave_out(db, {m: active.get(m, []) for m in idle}, seen, now)
         ready = [
             compose(
                 row,
@@ -535,14 +540,16 @@ class Dispatcher:
         return Claimed(ready, gaps)
 
     @staticmethod
-    def _leave_out(db: Session, idle: dict[int, list[Campaign]], now: datetime) -> None:
+    def _leave_out(
+        db: Session, idle: dict[int, list[Campaign]], seen: dict[int, int], now: datetime
+    ) -> None:
         """Leave each mailbox with nothing to send now out of the walk until its first
         recipient may be due: the earliest due step of each active campaign, or its window's
-        opening if later. Not when something is due already but could not be claimed (a
-        follow-up waiting for an inbox read): the mailbox is looked at again next pass. The
-        campaigns' due counts read with them at the claim's start guard against a recipient
-        made due sooner meanwhile (`repo.leave_out_until`)."""
-        seen = {m: {c.id: c.due_changes for c in own} for m, own in idle.items()}
+        opening if later, at most NOTHING_DUE_HORIZON ahead. Not when something is due already
+        but could not be claimed (a follow-up waiting for an inbox read): the mailbox is looked
+        at again next pass. `seen` holds each mailbox's count of changes read at the claim's
+        start, before its campaigns: a change counted since leaves it in
+        (`repo.leave_out_until`)."""
         earliest = repo.earliest_due_of(db, [c.id for own in idle.values() for c in own])
         horizon = now + NOTHING_DUE_HORIZON
         until: dict[int, datetime] = {}

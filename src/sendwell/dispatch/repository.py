@@ -29,12 +29,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from sendwell.db import write_lock_first
 from sendwell.models import (
     Campaign,
     CampaignStatus,
     CampaignStep,
     DispatchWorker,
+    DueMark,
     Enrollment,
     EnrollmentStatus,
     LedgerStatus,
@@ -81,11 +81,12 @@ def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[DueMailbo
     )
     rows = db.execute(
         select(Mailbox.id, Mailbox.min_gap_seconds, Mailbox.provider)
+        .join(DueMark, DueMark.mailbox_id == Mailbox.id)
         .where(
             Mailbox.status == MailboxStatus.CONNECTED,
             has_active,
             or_(Mailbox.send_not_before.is_(None), Mailbox.send_not_before <= now),
-            or_(Mailbox.nothing_due_before.is_(None), Mailbox.nothing_due_before <= now),
+            or_(DueMark.nothing_due_before.is_(None), DueMark.nothing_due_before <= now),
             or_(
                 Mailbox.sender_until.is_(None),
                 Mailbox.sender_until <= now,
@@ -106,34 +107,44 @@ def earliest_due_of(db: Session, campaign_ids: list[int]) -> dict[int, datetime]
     return {campaign_id: due for campaign_id, due in rows if due is not None}
 
 
-def leave_out_until(
-    db: Session, until: dict[int, datetime], seen: dict[int, dict[int, int]]
-) -> list[int]:
-    """Leave each of these mailboxes out of the sending walk until its moment, unless its
-    active campaigns are no longer the ones `seen` (campaign id: `due_changes`, read before
-    the moment was worked out) or one of their counts moved: a recipient may then be due
-    sooner. The campaigns are read locked against such a change until the commit (on SQLite,
-    under the write lock). Returns the mailboxes left out."""
-    write_lock_first(db)
-    now: dict[int, dict[int, int]] = {mailbox_id: {} for mailbox_id in until}
-    for campaign_id, mailbox_id, changes in db.execute(
-        select(Campaign.id, Campaign.mailbox_id, Campaign.due_changes)
-        .where(Campaign.mailbox_id.in_(list(until)), Campaign.status == CampaignStatus.ACTIVE)
-        .with_for_update(read=True)
-    ):
-        now[mailbox_id][campaign_id] = changes
-    settled = [mailbox_id for mailbox_id in until if now[mailbox_id] == seen.get(mailbox_id)]
-    if settled:
-        table = cast(Table, Mailbox.__table__)
-        db.connection().execute(
-            update(table)
-            .where(table.c.id == bindparam("idle_mailbox"))
-            .values(
-                nothing_due_before=bindparam("idle_until", type_=table.c.nothing_due_before.type)
-            ),
-            [{"idle_mailbox": m, "idle_until": until[m]} for m in settled],
+def leave_out_until(db: Session, until: dict[int, datetime], seen: dict[int, int]) -> int:
+    """Leave each of these mailboxes out of the sending walk until its moment, unless a
+    change that may bring one of its recipients due sooner was counted since `seen` (its
+    count, read before the moment was worked out) or is being made now: its mark's row is
+    then locked by the change's transaction, which will clear the mark anyway, and is
+    skipped rather than waited for (an import may hold it for minutes). A change that comes
+    after waits for this commit and clears the mark. Returns how many were left out."""
+    marks = cast(Table, DueMark.__table__)
+    unchanged = (
+        select(marks.c.mailbox_id)
+        .where(
+            marks.c.mailbox_id == bindparam("mark_mailbox"),
+            marks.c.changes == bindparam("mark_seen"),
         )
-    return settled
+        .with_for_update(skip_locked=True)
+    )
+    result = db.connection().execute(
+        update(marks)
+        .where(marks.c.mailbox_id.in_(unchanged.scalar_subquery()))
+        .values(nothing_due_before=bindparam("mark_until", type_=marks.c.nothing_due_before.type)),
+        [
+            {"mark_mailbox": m, "mark_seen": seen[m], "mark_until": moment}
+            for m, moment in until.items()
+            if m in seen
+        ],
+    )
+    return int(result.rowcount)
+
+
+def mailboxes_and_due_counts(db: Session, mailbox_ids: list[int]) -> dict[int, tuple[Mailbox, int]]:
+    """These mailboxes, each with its count of changes that may have brought a recipient
+    due sooner (`leave_out_until`), read together before anything else of a claim."""
+    rows = db.execute(
+        select(Mailbox, DueMark.changes)
+        .join(DueMark, DueMark.mailbox_id == Mailbox.id)
+        .where(Mailbox.id.in_(mailbox_ids))
+    )
+    return {mailbox.id: (mailbox, changes) for mailbox, changes in rows}
 
 
 def take_senders(

@@ -20,6 +20,7 @@ from sendwell.models.delegation import Delegation, DelegationStatus
 from sendwell.models.domain import DomainCheck
 from sendwell.models.expiry import ExpiryWarning
 from sendwell.models.mailbox import (
+    DueMark,
     LinkAttempt,
     Mailbox,
     MailboxEvent,
@@ -54,6 +55,7 @@ __all__ = [
     "DeliveryStatus",
     "DispatchWorker",
     "DomainCheck",
+    "DueMark",
     "Enrollment",
     "EnrollmentStatus",
     "ExpiryWarning",

@@ -139,11 +139,6 @@ class Campaign(Base):
     recipient_time_zones: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=sa_false()
     )
-    # Counted by database triggers (migration 0023): each change to the campaign, and each
-    # recipient added with a due moment or brought due sooner. A claim that found nothing
-    # due reads it before looking and leaves its mailbox out of the walk only if it did not
-    # move (`Mailbox.nothing_due_before`).
-    due_changes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
