@@ -124,7 +124,9 @@ def query_times(engine: Engine, mailbox_id: int) -> dict[str, list[float]]:
         "complete_if_finished, first pending (per finished recipient)": lambda db: (
             complete_if_finished(db, ids[0])
         ),
-        "earliest_due_by_campaign (per idle pass)": repo.earliest_due_by_campaign,
+        "earliest_due_by_campaign (per idle pass)": lambda db: repo.earliest_due_by_campaign(
+            db, now
+        ),
     }
     times: dict[str, list[float]] = {}
     for name, query in queries.items():

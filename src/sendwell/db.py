@@ -91,12 +91,12 @@ def all_or_nothing(db: Session) -> Iterator[None]:
     savepoint, what they touched is reloaded, and the error goes on. A page that shows its
     form again after a refused save reads what was there before, and the request's commit
     saves nothing of the refused try, while what the request did before the block stays."""
-    _write_lock_first(db)
+    write_lock_first(db)
     with db.begin_nested():
         yield
 
 
-def _write_lock_first(db: Session) -> None:
+def write_lock_first(db: Session) -> None:
     """On SQLite, a SAVEPOINT that opens the transaction opens a deferred one: after it has
     read, its first write fails at once with "database is locked" (no busy wait) if another
     connection wrote in between, as the sending engine does all the time. So the transaction

@@ -5,17 +5,22 @@ calls for the INBOX label, as the sandbox served them."""
 
 from __future__ import annotations
 
+import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from sendwell.campaigns import recipients
 from sendwell.db import session_scope
+from sendwell.dispatch import repository as repo
+from sendwell.dispatch.engine import Dispatcher
 from sendwell.dispatch.inbound import next_interval
-from sendwell.models import EnrollmentStatus, User
+from sendwell.kit.clock import utcnow
+from sendwell.models import EnrollmentStatus, Mailbox, User
 from tests.dispatch.conftest import SENDER, World
 from tests.dispatch.hosts import SandboxHost
 from tests.dispatch.test_pause import running, wait_until
@@ -149,3 +154,72 @@ def test_a_quiet_interval_shorter_than_the_read_interval_counts_as_the_read_inte
     assert next_interval(
         timedelta(seconds=60), timedelta(seconds=10), timedelta(seconds=60), busy=False
     ) == timedelta(seconds=60)
+
+
+def read_once_and_due_again(world: World, dispatcher: Dispatcher) -> int:
+    """The inbox read once (its cursor set), then due again now; its mailbox's id."""
+    dispatcher.inbound.read_due()
+    mailbox_id = world.mailbox_id()
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(Mailbox)
+            .where(Mailbox.id == mailbox_id)
+            .values(inbound_read_due_at=utcnow() - timedelta(seconds=1))
+        )
+    return mailbox_id
+
+
+def test_two_workers_walking_the_same_due_inboxes_read_each_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both workers list the inbox as due before either reads it: the one that takes it
+    reads it, the other leaves it; the host sees one read."""
+    world.campaign(TWO_STEPS, ["ann@example.com"])
+    first = world.dispatcher(inbound_interval=timedelta(minutes=1))
+    second = world.dispatcher(inbound_interval=timedelta(minutes=1))
+    mailbox_id = read_once_and_due_again(world, first)
+    now = utcnow()
+    with session_scope(world.factory) as db:
+        listed = [repo.mailboxes_to_read(db, now, now, 10) for _ in (first, second)]
+    assert [ids for ids, _due in listed[0]] == [ids for ids, _due in listed[1]] == [mailbox_id]
+    with session_scope(world.factory) as db:
+        assert repo.take_reads(db, [mailbox_id], now, now + timedelta(minutes=1)) == {mailbox_id}
+    with session_scope(world.factory) as db:
+        assert repo.take_reads(db, [mailbox_id], now, now + timedelta(minutes=1)) == set()
+
+    # Through the readers themselves, both having listed the inbox before either takes it:
+    # one read, by whichever took it.
+    read_once_and_due_again(world, first)
+    together = threading.Barrier(2)
+    listed_alone = repo.mailboxes_to_read
+
+    def listed_together(*args: Any, **kwargs: Any) -> list[tuple[int, datetime | None]]:
+        found = listed_alone(*args, **kwargs)
+        together.wait(10)
+        return found
+
+    monkeypatch.setattr(repo, "mailboxes_to_read", listed_together)
+    began = time.monotonic()
+    both = [threading.Thread(target=d.inbound.read_due) for d in (first, second)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join(30)
+    assert len(world.sandbox.inbox_reads(began)) == 1
+
+
+def test_a_read_taken_by_a_worker_that_died_is_read_after_the_read_interval(
+    world: World,
+) -> None:
+    world.campaign(TWO_STEPS, ["ann@example.com"])
+    dispatcher = world.dispatcher(inbound_interval=timedelta(seconds=1))
+    mailbox_id = read_once_and_due_again(world, dispatcher)
+    now = utcnow()
+    with session_scope(world.factory) as db:
+        assert repo.take_reads(db, [mailbox_id], now, now + timedelta(seconds=1))
+    began = time.monotonic()
+    dispatcher.inbound.read_due()
+    assert world.sandbox.inbox_reads(began) == []
+    time.sleep(1.1)
+    dispatcher.inbound.read_due()
+    assert len(world.sandbox.inbox_reads(began)) == 1

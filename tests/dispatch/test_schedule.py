@@ -45,6 +45,8 @@ def set_window(
 def test_a_closed_window_sends_nothing_and_wakes_the_dispatcher_at_its_opening(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A mailbox found quiet is looked at again at the window's opening, not an hour later.
+    monkeypatch.setattr(engine, "NOTHING_DUE_HORIZON", timedelta(days=7))
     campaign_id = world.campaign(ONE_STEP, ["ann@example.com", "bob@example.com"])
     day, _opens = opening_in_two_days()
     set_window(world, campaign_id, day, "09:00", "17:00")
@@ -77,6 +79,7 @@ def test_a_window_later_today_opens_at_its_start_time(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine, "IDLE_WAKE", timedelta(days=7))
+    monkeypatch.setattr(engine, "NOTHING_DUE_HORIZON", timedelta(days=7))
     campaign_id = world.campaign(ONE_STEP, ["ann@example.com"])
     local = utcnow().astimezone(ZONE)
     if local.hour >= 21:

@@ -415,8 +415,9 @@ class Dispatcher:
 
     def _next_wake(self) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
-        allows a send, a send of unknown outcome may be looked for in Sent, or an inbox is
-        due a read; a little later than now when something is due but could not go."""
+        allows a send (a mailbox left out of the walk: when it may have one), a send of
+        unknown outcome may be looked for in Sent, or an inbox is due a read; a little later
+        than now when something is due but could not go."""
         now = utcnow()
         with session_scope(self.factory) as db:
             candidates = [
@@ -425,10 +426,11 @@ class Dispatcher:
                     pacing.campaign_window_opens(campaign, now),
                     campaign.mailbox.send_not_before or due,
                 )
-                for campaign, due in repo.earliest_due_by_campaign(db)
+                for campaign, due in repo.earliest_due_by_campaign(db, now)
             ]
             # Replies and bounces are read on time even when nothing is due to send.
             later = [
+                repo.next_marked(db, now),
                 repo.next_unsettled_at(db),
                 self.inbound.next_read(db, now),
                 self.outcomes.next_look_again(),
@@ -461,11 +463,7 @@ class Dispatcher:
 
     def _claim(self, db: Session, mailbox_ids: list[int], limit: int) -> Claimed:
         now = utcnow()
-        # Each mailbox's count of changes, read first: a mailbox found with nothing due is
-        # left out of the walk only if no change was counted while the claim looked.
-        found = repo.mailboxes_and_due_counts(db, mailbox_ids)
-        mailboxes = {mailbox_id: mailbox for mailbox_id, (mailbox, _) in found.items()}
-        seen = {mailbox_id: changes for mailbox_id, (_, changes) in found.items()}
+        mailboxes = repo.mailboxes_by_id(db, mailbox_ids)
         for mailbox_id, loaded in mailboxes.items():
             self.credentials.note(mailbox_id, loaded.token_version)
         counts = repo.sends_since_of(db, mailbox_ids, now - pacing.DAY)
@@ -524,7 +522,7 @@ class Dispatcher:
                 gaps[mailbox_id] = gap
         claimed = self._write_claims(db, chosen, campaigns, now)
         if idle:
-            self._leave_out(db, {m: active.get(m, []) for m in idle}, seen, now)
+            self._leave_out(db, idle, now)
         ready = [
             compose(
                 row,
@@ -540,24 +538,25 @@ class Dispatcher:
         return Claimed(ready, gaps)
 
     @staticmethod
-    def _leave_out(
-        db: Session, idle: dict[int, list[Campaign]], seen: dict[int, int], now: datetime
-    ) -> None:
+    def _leave_out(db: Session, idle: list[int], now: datetime) -> None:
         """Leave each mailbox with nothing to send now out of the walk until its first
         recipient may be due: the earliest due step of each active campaign, or its window's
         opening if later, at most NOTHING_DUE_HORIZON ahead. Not when something is due already
         but could not be claimed (a follow-up waiting for an inbox read): the mailbox is looked
-        at again next pass. `seen` holds each mailbox's count of changes read at the claim's
-        start, before its campaigns: a change counted since leaves it in
-        (`repo.leave_out_until`)."""
-        earliest = repo.earliest_due_of(db, [c.id for own in idle.values() for c in own])
+        at again next pass. Worked out afresh once no change can be in progress
+        (`repo.hold_marks`), and not for a mailbox where one is: it is looked at next pass."""
+        held = repo.hold_marks(db, idle)
+        if not held:
+            return
+        campaigns = repo.campaigns_to_mark(db, held)
+        earliest = repo.earliest_due_of(db, [c.id for own in campaigns.values() for c in own])
         horizon = now + NOTHING_DUE_HORIZON
         until: dict[int, datetime] = {}
-        for mailbox_id, own in idle.items():
+        for mailbox_id in held:
             moment = min(
                 (
                     max(earliest[c.id], pacing.campaign_window_opens(c, now))
-                    for c in own
+                    for c in campaigns.get(mailbox_id, [])
                     if c.id in earliest
                 ),
                 default=horizon,
@@ -565,7 +564,7 @@ class Dispatcher:
             if moment > now:
                 until[mailbox_id] = min(moment, horizon)
         if until:
-            repo.leave_out_until(db, until, seen)
+            repo.leave_out_until(db, until)
 
     def _due(
         self,

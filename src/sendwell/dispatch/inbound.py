@@ -150,7 +150,10 @@ class InboundReader:
             # whose latest sends are not yet found in Sent (Graph files them after its 202)
             # is read a little later, but never put off for long.
             due = repo.mailboxes_to_read(db, now=now, grace_since=now - IDS_GRACE, limit=READ_BATCH)
-        self.read_all(due)
+            # Another worker walking the same list reads the ones it took; each taken read
+            # is due again after the read interval should this worker die reading it.
+            taken = repo.take_reads(db, [m for m, _ in due], now, now + self.interval)
+        self.read_all([m for m, _ in due if m in taken], was_due=dict(due))
         return len(due) == READ_BATCH
 
     def next_read(self, db: Session, now: datetime) -> datetime | None:
@@ -194,25 +197,34 @@ class InboundReader:
         """Read one mailbox's new messages; returns how many sequences they stopped."""
         return self.read_all([mailbox_id])
 
-    def read_all(self, mailbox_ids: list[int]) -> int:
+    def read_all(
+        self, mailbox_ids: list[int], *, was_due: dict[int, datetime | None] | None = None
+    ) -> int:
         """Read these mailboxes' new messages: their cursors read in one statement, their
         pages fetched several at a time (`flight.HostCalls`), and the pages that arrived
         together applied in one unit of work on this thread, each mailbox's cursor saved with
         its messages (a unit that fails saves no cursor: its pages are read again, and a
-        message applied twice changes nothing). Returns how many sequences they stopped."""
+        message applied twice changes nothing). `was_due`: when the reads of those taken by
+        `read_due` had fallen due (their row now says when the taken read lapses). Returns
+        how many sequences they stopped."""
         stopped = 0
+        due = was_due or {}
 
         def apply(pages: list[tuple[tuple[int, ProviderName], InboundPage | None]]) -> None:
             nonlocal stopped
             try:
-                stopped += self._apply_pages(pages)
+                stopped += self._apply_pages(pages, due)
             except Exception:
                 if len(pages) == 1:
                     raise
                 # One inbox's bad page must not hold the others back: one at a time.
                 log.exception("inbound_pages_failed", mailbox_ids=[m for (m, _), _ in pages])
                 counted: list[int] = []
-                each(pages, lambda page: counted.append(self._apply_pages([page])), "page_failed")
+                each(
+                    pages,
+                    lambda page: counted.append(self._apply_pages([page], due)),
+                    "page_failed",
+                )
                 stopped += sum(counted)
 
         inboxes: dict[int, tuple[str | None, ProviderName]] = {}
@@ -242,7 +254,11 @@ class InboundReader:
             log.info("inbound_deferred", mailbox_id=mailbox_id, reason=type(error).__name__)
             return None
 
-    def _apply_pages(self, pages: list[tuple[tuple[int, ProviderName], InboundPage | None]]) -> int:
+    def _apply_pages(
+        self,
+        pages: list[tuple[tuple[int, ProviderName], InboundPage | None]],
+        was_due: dict[int, datetime | None],
+    ) -> int:
         """Apply these inboxes' pages in one unit of work, and set when each is read next (a
         page of None: the inbox could not be read now, and is read again after `interval`)."""
         stopped: dict[int, int] = {}
@@ -258,9 +274,10 @@ class InboundReader:
                 )
                 if (mailbox := mailboxes.get(mailbox_id)) is None:
                     continue
+                fell_due = was_due.get(mailbox_id, mailbox.inbound_read_due_at)
                 previous = (
-                    mailbox.inbound_read_due_at - mailbox.inbound_checked_at
-                    if mailbox.inbound_read_due_at and mailbox.inbound_checked_at
+                    fell_due - mailbox.inbound_checked_at
+                    if fell_due and mailbox.inbound_checked_at
                     else None
                 )
                 busy = page is None or bool(messages) or mailbox_id in sent

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
+    Integer,
     ScalarSelect,
     Select,
     Table,
@@ -29,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.sql.dml import ReturningUpdate
 
+from sendwell.db import write_lock_first
 from sendwell.models import (
     Campaign,
     CampaignStatus,
@@ -107,44 +110,55 @@ def earliest_due_of(db: Session, campaign_ids: list[int]) -> dict[int, datetime]
     return {campaign_id: due for campaign_id, due in rows if due is not None}
 
 
-def leave_out_until(db: Session, until: dict[int, datetime], seen: dict[int, int]) -> int:
-    """Leave each of these mailboxes out of the sending walk until its moment, unless a
-    change that may bring one of its recipients due sooner was counted since `seen` (its
-    count, read before the moment was worked out) or is being made now: its mark's row is
-    then locked by the change's transaction, which will clear the mark anyway, and is
-    skipped rather than waited for (an import may hold it for minutes). A change that comes
-    after waits for this commit and clears the mark. Returns how many were left out."""
-    marks = cast(Table, DueMark.__table__)
-    unchanged = (
-        select(marks.c.mailbox_id)
-        .where(
-            marks.c.mailbox_id == bindparam("mark_mailbox"),
-            marks.c.changes == bindparam("mark_seen"),
+# The advisory lock of a mailbox's mark, (this, mailbox id), taken shared by the triggers of
+# migration 0023 while a change that may bring a recipient due sooner is made.
+DUE_MARK_LOCK = 21336
+
+
+def hold_marks(db: Session, mailbox_ids: list[int]) -> list[int]:
+    """Those of these mailboxes for which no change that may bring a recipient due sooner is
+    being made now, held so until the commit: a mark worked out from here on sees every
+    change made before, and any change made after waits for the commit and clears the mark.
+    On PostgreSQL, each mailbox's advisory lock taken without waiting (a change in progress,
+    an import perhaps, may take minutes); on SQLite, the write lock, which no change can hold
+    meanwhile (every writer waits for the one before)."""
+    if not is_postgres(db):
+        write_lock_first(db)
+        return list(mailbox_ids)
+    held = func.pg_try_advisory_xact_lock(DUE_MARK_LOCK, column("id"))
+    return list(
+        db.scalars(
+            select(column("id"))
+            .select_from(func.unnest(literal(mailbox_ids, ARRAY(Integer))).alias("id"))
+            .where(held)
         )
-        .with_for_update(skip_locked=True)
     )
-    result = db.connection().execute(
+
+
+def leave_out_until(db: Session, until: dict[int, datetime]) -> None:
+    """Leave each of these mailboxes (held by `hold_marks`) out of the sending walk until its
+    moment."""
+    marks = cast(Table, DueMark.__table__)
+    db.connection().execute(
         update(marks)
-        .where(marks.c.mailbox_id.in_(unchanged.scalar_subquery()))
+        .where(marks.c.mailbox_id == bindparam("mark_mailbox"))
         .values(nothing_due_before=bindparam("mark_until", type_=marks.c.nothing_due_before.type)),
-        [
-            {"mark_mailbox": m, "mark_seen": seen[m], "mark_until": moment}
-            for m, moment in until.items()
-            if m in seen
-        ],
+        [{"mark_mailbox": m, "mark_until": moment} for m, moment in until.items()],
     )
-    return int(result.rowcount)
 
 
-def mailboxes_and_due_counts(db: Session, mailbox_ids: list[int]) -> dict[int, tuple[Mailbox, int]]:
-    """These mailboxes, each with its count of changes that may have brought a recipient
-    due sooner (`leave_out_until`), read together before anything else of a claim."""
-    rows = db.execute(
-        select(Mailbox, DueMark.changes)
-        .join(DueMark, DueMark.mailbox_id == Mailbox.id)
-        .where(Mailbox.id.in_(mailbox_ids))
-    )
-    return {mailbox.id: (mailbox, changes) for mailbox, changes in rows}
+def campaigns_to_mark(db: Session, mailbox_ids: list[int]) -> dict[int, list[Campaign]]:
+    """The active campaigns of these mailboxes as committed now (those a claim read at its
+    start refreshed), by mailbox."""
+    found: dict[int, list[Campaign]] = {}
+    for campaign in db.scalars(
+        select(Campaign)
+        .where(Campaign.mailbox_id.in_(mailbox_ids), Campaign.status == CampaignStatus.ACTIVE)
+        .order_by(Campaign.id)
+        .execution_options(populate_existing=True)
+    ):
+        found.setdefault(campaign.mailbox_id, []).append(campaign)
+    return found
 
 
 def take_senders(
@@ -184,32 +198,34 @@ def next_inbox_read(db: Session, now: datetime) -> tuple[datetime | None, dateti
     """Among the mailboxes whose replies are read: the first inbox read due after `now`, and
     the first due moment of those already due (a mailbox never read is due `now`), which a
     pass leaves unread only while it waits for its newest sends' ids, or when its read
-    failed. None for either when there is none."""
-    moment = literal(now, Mailbox.inbound_read_due_at.type)
-    due = func.coalesce(Mailbox.inbound_read_due_at, moment)
-    kind = Mailbox.inbound_read_due_at.type
-    later, passed = db.execute(
-        select(
-            func.min(case((due > moment, due), else_=None), type_=kind),
-            func.min(case((due <= moment, due), else_=None), type_=kind),
-        ).where(Mailbox.status == MailboxStatus.CONNECTED, _watched())
-    ).one()
-    return later, passed
+    failed. None for either when there is none. Each is the first row of the due index that
+    qualifies, not an aggregate over every mailbox: a pass asks this whatever the fleet."""
+    due = Mailbox.inbound_read_due_at
+    read = and_(Mailbox.status == MailboxStatus.CONNECTED, _watched())
+
+    def first(*where: ColumnElement[bool]) -> datetime | None:
+        return db.scalar(select(due).where(read, *where).order_by(due).limit(1))
+
+    never = db.scalar(select(Mailbox.id).where(read, due.is_(None)).limit(1))
+    return first(due > now), now if never is not None else first(due <= now)
 
 
-def mailboxes_to_read(db: Session, now: datetime, grace_since: datetime, limit: int) -> list[int]:
+def mailboxes_to_read(
+    db: Session, now: datetime, grace_since: datetime, limit: int
+) -> list[tuple[int, datetime | None]]:
     """Up to `limit` connected mailboxes with an active or paused campaign (their replies
     matter) whose inbox is due a read, never read and longest due first: a mailbox whose
     `inbound_read_due_at` has come, unless the ids of a send since `grace_since` are still
     unknown (an answer to it could not be matched yet); but in any case when it fell due
     before `grace_since`.
 
-    Ids only, and only the due ones: with thousands of mailboxes a pass must not load every
-    row to find the few dozen due."""
+    Ids and due moments only, and only the due ones: with thousands of mailboxes a pass must
+    not load every row to find the few dozen due."""
     due = Mailbox.inbound_read_due_at
-    return list(
-        db.scalars(
-            select(Mailbox.id)
+    return [
+        (mailbox_id, moment)
+        for mailbox_id, moment in db.execute(
+            select(Mailbox.id, due)
             .where(
                 Mailbox.status == MailboxStatus.CONNECTED,
                 _watched(),
@@ -221,6 +237,22 @@ def mailboxes_to_read(db: Session, now: datetime, grace_since: datetime, limit: 
             )
             .order_by(due.nulls_first(), Mailbox.id)
             .limit(limit)
+        )
+    ]
+
+
+def take_reads(db: Session, mailbox_ids: list[int], now: datetime, until: datetime) -> set[int]:
+    """Take the reads of these due inboxes that no other worker took meanwhile: each is due
+    again at `until` unless its read is done before (a worker that dies reading leaves it to
+    the others then). Two workers walking the same due list read each inbox once."""
+    due = Mailbox.inbound_read_due_at
+    return set(
+        db.scalars(
+            update(Mailbox)
+            .where(Mailbox.id.in_(mailbox_ids), or_(due.is_(None), due <= now))
+            .values(inbound_read_due_at=until)
+            .returning(Mailbox.id)
+            .execution_options(synchronize_session=False)
         )
     )
 
@@ -675,16 +707,34 @@ def missing_metadata(db: Session, now: datetime, limit: int = 20) -> list[SendLe
     )
 
 
-def earliest_due_by_campaign(db: Session) -> list[tuple[Campaign, datetime]]:
-    """Each active campaign of a connected mailbox with its earliest due step."""
+def earliest_due_by_campaign(db: Session, now: datetime) -> list[tuple[Campaign, datetime]]:
+    """Each active campaign of a connected mailbox with its earliest due step, but those of
+    mailboxes known to have nothing due now (`leave_out_until`; `next_marked` says when they
+    may): with thousands of quiet mailboxes a pass must not load every campaign."""
     due = _earliest_due(Campaign.id)
     rows = db.execute(
         select(Campaign, due)
         .join(Mailbox, Mailbox.id == Campaign.mailbox_id)
-        .where(Campaign.status == CampaignStatus.ACTIVE, Mailbox.status == MailboxStatus.CONNECTED)
+        .join(DueMark, DueMark.mailbox_id == Campaign.mailbox_id)
+        .where(
+            Campaign.status == CampaignStatus.ACTIVE,
+            Mailbox.status == MailboxStatus.CONNECTED,
+            or_(DueMark.nothing_due_before.is_(None), DueMark.nothing_due_before <= now),
+        )
         .options(selectinload(Campaign.mailbox))
     )
     return [(campaign, moment) for campaign, moment in rows if moment is not None]
+
+
+def next_marked(db: Session, now: datetime) -> datetime | None:
+    """The soonest moment a mailbox left out of the walk may have something due (one index
+    probe)."""
+    return db.scalar(
+        select(DueMark.nothing_due_before)
+        .where(DueMark.nothing_due_before > now)
+        .order_by(DueMark.nothing_due_before)
+        .limit(1)
+    )
 
 
 def sent_rows_matching(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sendwell.kit.clock import utcnow
@@ -86,7 +86,7 @@ class Mailbox(Base):
 class DueMark(Base):
     """What the sending walk knows of a mailbox's recipients, one row per mailbox (made with
     it by a database trigger). Kept apart from `mailboxes`, whose row every send, inbox read
-    and gate locks: the triggers that write this row (migration 0023) lock only it."""
+    and gate locks."""
 
     __tablename__ = "mailbox_due_marks"
 
@@ -94,15 +94,9 @@ class DueMark(Base):
         ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True
     )
     # No recipient of the mailbox is due before this moment, as a claim that found nothing
-    # due worked out: the walk leaves the mailbox out until then (None: look).
-    nothing_due_before: Mapped[datetime | None] = mapped_column(default=None)
-    # Changes that may have brought one of its recipients due sooner, counted by the
-    # triggers (each also clears the mark); a claim writes the mark only if the count it
-    # read before looking is still the count.
-    changes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # On PostgreSQL, the transaction that counted the last change: a transaction counts once,
-    # however many rows it changes (a bulk import updates this row once, not per recipient).
-    changed_in: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # due worked out: the walk leaves the mailbox out until then (None: look). Cleared by
+    # database triggers whenever a recipient may be due sooner (migration 0023).
+    nothing_due_before: Mapped[datetime | None] = mapped_column(default=None, index=True)
 
 
 class MailboxEvent(Base):

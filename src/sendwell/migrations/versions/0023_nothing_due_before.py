@@ -4,22 +4,27 @@ Revision ID: 0023
 Revises: 0022
 Create Date: 2026-12-05 18:30:00
 
-`mailbox_due_marks` has one row per mailbox. `nothing_due_before` is written by a claim that
-found nothing of the mailbox due (dispatch/engine.py, `_leave_out`). The triggers below clear
-it whenever one of the mailbox's recipients may be due sooner: one is added with a due moment,
-given a due moment or an earlier one, or made pending again while having one; or one of its
-campaigns changes (status, window, time zone, mailbox). They fire whatever wrote the row (an
-ORM flush, a bulk UPDATE, an import), so no write path can forget. Each also counts the change
-in `changes`; a claim writes the mark only if the count it read before looking is still the
-count, so a change made while it looked is never lost.
+`mailbox_due_marks` has one row per mailbox (made with it by a trigger). `nothing_due_before`
+is written by a claim that found nothing of the mailbox due (dispatch/engine.py,
+`_leave_out`). The triggers below clear a mark still ahead whenever one of the mailbox's
+recipients may be due sooner: one is added with a due moment, given a due moment or an
+earlier one, or made pending again while having one; or one of its campaigns changes
+(status, window, time zone, mailbox). They fire whatever wrote the row (an ORM flush, a bulk
+UPDATE, an import), so no write path can forget.
+
+A change made while a claim works out a mark is never lost. On PostgreSQL each change takes
+the mailbox's advisory lock (21336, mailbox id) shared, until its transaction ends; a claim
+takes it exclusively without waiting, or writes no mark, and works the mark out only once it
+holds it, from what was committed by then: a change committed before is seen, one still
+running makes the claim write nothing, and one that comes after waits for the claim's commit
+and clears the mark. Changes never wait for each other (shared locks) nor write the row when
+no mark is ahead (a mailbox that sends has none): they take no lock a send, a gate or a pause
+also takes. On SQLite one writer at a time does the same: the claim holds the write lock.
 
 A recipient due two hours or more from now needs nothing: a mark is never more than an hour
 ahead (`NOTHING_DUE_HORIZON`), and the hour between covers a transaction that long. So a send
-whose next step is days away (the usual follow-up) writes nothing here.
-
-On PostgreSQL a transaction counts once (`changed_in`, its id): a row updated many times in
-one transaction leaves a chain of versions that each update walks, so an import of 100,000
-recipients updating this row per recipient would grow quadratically.
+whose next step is days away (the usual follow-up) does nothing here. On PostgreSQL the
+recipients an INSERT adds are looked at once per statement (an import adds thousands at once).
 
 SQLite drops a table's triggers with the table: a later migration that rebuilds `campaigns`,
 `enrollments` or `mailboxes` (a batch operation that copies the table) drops these triggers
@@ -39,12 +44,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Recipients due within two hours and pending (not_started, in_progress) count.
-
 SQLITE = [
     """
     CREATE TRIGGER mailboxes_due_mark AFTER INSERT ON mailboxes
     BEGIN
-        INSERT INTO mailbox_due_marks (mailbox_id, changes) VALUES (NEW.id, 0);
+        INSERT INTO mailbox_due_marks (mailbox_id) VALUES (NEW.id);
     END
     """,
     """
@@ -53,8 +57,9 @@ SQLITE = [
         AND NEW.next_due_at < strftime('%Y-%m-%d %H:%M:%f', 'now', '+2 hours')
         AND NEW.status IN ('not_started', 'in_progress')
     BEGIN
-        UPDATE mailbox_due_marks SET changes = changes + 1, nothing_due_before = NULL
-        WHERE mailbox_id = (SELECT mailbox_id FROM campaigns WHERE id = NEW.campaign_id);
+        UPDATE mailbox_due_marks SET nothing_due_before = NULL
+        WHERE mailbox_id = (SELECT mailbox_id FROM campaigns WHERE id = NEW.campaign_id)
+          AND nothing_due_before > strftime('%Y-%m-%d %H:%M:%f', 'now');
     END
     """,
     """
@@ -65,15 +70,17 @@ SQLITE = [
         AND (OLD.next_due_at IS NULL OR NEW.next_due_at < OLD.next_due_at
              OR NEW.status IS NOT OLD.status)
     BEGIN
-        UPDATE mailbox_due_marks SET changes = changes + 1, nothing_due_before = NULL
-        WHERE mailbox_id = (SELECT mailbox_id FROM campaigns WHERE id = NEW.campaign_id);
+        UPDATE mailbox_due_marks SET nothing_due_before = NULL
+        WHERE mailbox_id = (SELECT mailbox_id FROM campaigns WHERE id = NEW.campaign_id)
+          AND nothing_due_before > strftime('%Y-%m-%d %H:%M:%f', 'now');
     END
     """,
     """
     CREATE TRIGGER campaigns_changed AFTER UPDATE ON campaigns
     BEGIN
-        UPDATE mailbox_due_marks SET changes = changes + 1, nothing_due_before = NULL
-        WHERE mailbox_id IN (OLD.mailbox_id, NEW.mailbox_id);
+        UPDATE mailbox_due_marks SET nothing_due_before = NULL
+        WHERE mailbox_id IN (OLD.mailbox_id, NEW.mailbox_id)
+          AND nothing_due_before > strftime('%Y-%m-%d %H:%M:%f', 'now');
     END
     """,
 ]
@@ -82,7 +89,7 @@ POSTGRESQL = [
     """
     CREATE FUNCTION sendwell_new_due_mark() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO mailbox_due_marks (mailbox_id, changes) VALUES (NEW.id, 0);
+        INSERT INTO mailbox_due_marks (mailbox_id) VALUES (NEW.id);
         RETURN NULL;
     END
     $$
@@ -91,14 +98,19 @@ POSTGRESQL = [
     CREATE TRIGGER mailboxes_due_mark AFTER INSERT ON mailboxes
     FOR EACH ROW EXECUTE FUNCTION sendwell_new_due_mark()
     """,
-    # A change for these mailboxes: counted once per transaction.
+    # A change for these mailboxes: no claim may work out a mark until it commits, and any
+    # mark still ahead goes.
     """
     CREATE FUNCTION sendwell_due_changed(mailbox_ids integer[]) RETURNS void
     LANGUAGE plpgsql AS $$
+    DECLARE
+        mailbox integer;
     BEGIN
-        UPDATE mailbox_due_marks
-        SET changes = changes + 1, nothing_due_before = NULL, changed_in = txid_current()
-        WHERE mailbox_id = ANY (mailbox_ids) AND changed_in IS DISTINCT FROM txid_current();
+        FOREACH mailbox IN ARRAY mailbox_ids LOOP
+            PERFORM pg_advisory_xact_lock_shared(21336, mailbox);
+        END LOOP;
+        UPDATE mailbox_due_marks SET nothing_due_before = NULL
+        WHERE mailbox_id = ANY (mailbox_ids) AND nothing_due_before > now();
     END
     $$
     """,
@@ -113,15 +125,28 @@ POSTGRESQL = [
     $$
     """,
     """
+    CREATE FUNCTION sendwell_recipients_added() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM sendwell_due_changed(ARRAY(
+            SELECT DISTINCT c.mailbox_id FROM added a JOIN campaigns c ON c.id = a.campaign_id
+            WHERE a.next_due_at IS NOT NULL AND a.next_due_at < now() + interval '2 hours'
+              AND a.status IN ('not_started', 'in_progress')
+            ORDER BY c.mailbox_id
+        ));
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
     CREATE TRIGGER enrollments_due_added AFTER INSERT ON enrollments
-    FOR EACH ROW WHEN (NEW.next_due_at IS NOT NULL
-        AND NEW.next_due_at < now() + interval '2 hours' AND NEW.status IN ('not_started', 'in_progress'))
-    EXECUTE FUNCTION sendwell_recipient_due_sooner()
+    REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION sendwell_recipients_added()
     """,
     """
     CREATE TRIGGER enrollments_due_sooner AFTER UPDATE OF next_due_at, status ON enrollments
     FOR EACH ROW WHEN (NEW.next_due_at IS NOT NULL
-        AND NEW.next_due_at < now() + interval '2 hours' AND NEW.status IN ('not_started', 'in_progress')
+        AND NEW.next_due_at < now() + interval '2 hours'
+        AND NEW.status IN ('not_started', 'in_progress')
         AND (OLD.next_due_at IS NULL OR NEW.next_due_at < OLD.next_due_at
              OR NEW.status IS DISTINCT FROM OLD.status))
     EXECUTE FUNCTION sendwell_recipient_due_sooner()
@@ -153,6 +178,7 @@ DROP_POSTGRESQL = [
     "DROP TRIGGER enrollments_due_added ON enrollments",
     "DROP TRIGGER mailboxes_due_mark ON mailboxes",
     "DROP FUNCTION sendwell_campaign_changed()",
+    "DROP FUNCTION sendwell_recipients_added()",
     "DROP FUNCTION sendwell_recipient_due_sooner()",
     "DROP FUNCTION sendwell_due_changed(integer[])",
     "DROP FUNCTION sendwell_new_due_mark()",
@@ -168,8 +194,6 @@ def upgrade() -> None:
             sendwell.models.base.UTCDateTime(timezone=True),
             nullable=True,
         ),
-        sa.Column("changes", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("changed_in", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["mailbox_id"],
             ["mailboxes.id"],
@@ -178,7 +202,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("mailbox_id", name=op.f("pk_mailbox_due_marks")),
     )
-    op.execute("INSERT INTO mailbox_due_marks (mailbox_id, changes) SELECT id, 0 FROM mailboxes")
+    op.create_index(
+        op.f("ix_mailbox_due_marks_nothing_due_before"),
+        "mailbox_due_marks",
+        ["nothing_due_before"],
+        unique=False,
+    )
+    op.execute("INSERT INTO mailbox_due_marks (mailbox_id) SELECT id FROM mailboxes")
     postgresql = op.get_bind().dialect.name == "postgresql"
     for statement in POSTGRESQL if postgresql else SQLITE:
         op.execute(statement)
@@ -188,4 +218,5 @@ def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     for statement in DROP_POSTGRESQL if postgresql else DROP_SQLITE:
         op.execute(statement)
+    op.drop_index(op.f("ix_mailbox_due_marks_nothing_due_before"), table_name="mailbox_due_marks")
     op.drop_table("mailbox_due_marks")
