@@ -21,7 +21,7 @@ from sendwell.dispatch import engine
 from sendwell.dispatch import repository as repo
 from sendwell.dispatch.resuming import resume
 from sendwell.kit.clock import utcnow
-from sendwell.models import Campaign, DueMark, Mailbox, User
+from sendwell.models import Campaign, DueMark, Enrollment, Mailbox, User
 from tests.dispatch.conftest import SENDER, World
 from tests.dispatch.hosts import SandboxHost
 from tests.dispatch.test_schedule import set_window
@@ -258,3 +258,34 @@ def test_a_host_that_paces_sends_still_leaves_quiet_mailboxes_out(world: World) 
     assert world.enrollment(campaign_id, "ann@example.com").steps_sent == 1
     assert left_out_until(world) is not None
     assert not walked(world)
+
+
+def test_what_cannot_bring_a_recipient_due_sooner_leaves_the_mark(world: World) -> None:
+    """A counter on the campaign, a recipient moved later, or given a due moment two hours
+    or more ahead (past any mark): the mailbox stays out of the walk."""
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"])
+    sent_once_and_quiet(world, campaign_id)
+    mark = left_out_until(world)
+    assert mark is not None
+    with session_scope(world.factory) as db:
+        db.execute(
+            update(Campaign).where(Campaign.id == campaign_id).values(consecutive_failures=3)
+        )
+    world.postpone(campaign_id, ["ann@example.com"], timedelta(days=2))
+    due_in(world, None)
+    due_in(world, timedelta(hours=3))
+    assert left_out_until(world) == mark
+    # Due within the two hours, it does bring the mailbox back.
+    due_in(world, timedelta(minutes=90))
+    assert left_out_until(world) is None
+
+
+def due_in(world: World, wait: timedelta | None) -> None:
+    with session_scope(world.factory) as db:
+        db.execute(update(Enrollment).values(next_due_at=None if wait is None else utcnow() + wait))
+
+
+def test_the_horizon_stays_inside_the_triggers_two_hours() -> None:
+    """Migration 0023's triggers pass over a recipient due two hours or more ahead: a mark
+    must never be further ahead than that, less the longest transaction."""
+    assert timedelta(0) < engine.NOTHING_DUE_HORIZON <= timedelta(hours=1)

@@ -70,6 +70,10 @@ ZONED_LOOKAHEAD = 50
 TAKEOVER_LOOK = timedelta(seconds=0.5)
 # Mailboxes that keep a gap between sends, claimed together in one transaction (one send each).
 PACED_GROUP = 20
+# An idle worker waits at least this long for the next inbox read, so the reads of a large
+# quiet fleet (thousands of inboxes, a few falling due every second) are made a batch per pass
+# rather than a pass each: every pass asks the database what is due across the fleet.
+READ_GATHER = timedelta(seconds=1)
 # A mailbox found with nothing due is left out of the walk until its first recipient may be
 # due, and at most this long. The triggers that bring it back (migration 0023) pass over a
 # recipient due two hours or more ahead, which such a mark always precedes.
@@ -432,7 +436,7 @@ class Dispatcher:
             later = [
                 repo.next_marked(db, now),
                 repo.next_unsettled_at(db),
-                self.inbound.next_read(db, now),
+                self.inbound.next_read(db, now, gather=READ_GATHER),
                 self.outcomes.next_look_again(),
             ]
         candidates += [moment for moment in later if moment is not None]

@@ -156,14 +156,17 @@ class InboundReader:
         self.read_all([m for m, _ in due if m in taken], was_due=dict(due))
         return len(due) == READ_BATCH
 
-    def next_read(self, db: Session, now: datetime) -> datetime | None:
-        """When the next inbox read falls due (None: no inbox is read). One due already but
-        left unread (its mailbox's newest sends' ids unknown, or its read failed) is due
+    def next_read(
+        self, db: Session, now: datetime, *, gather: timedelta = timedelta(0)
+    ) -> datetime | None:
+        """When the next inbox read falls due (None: no inbox is read), but not before
+        `gather` from now: the reads falling due meanwhile are made together. One due already
+        but left unread (its mailbox's newest sends' ids unknown, or its read failed) is due
         when it may wait no longer."""
         later, passed = repo.next_inbox_read(db, now)
         waited = passed + IDS_GRACE if passed is not None else None
         moments = [moment for moment in (later, waited) if moment is not None]
-        return min(moments) if moments else None
+        return max(min(moments), now + gather) if moments else None
 
     def read_before_sending(self, mailbox_ids: list[int]) -> None:
         """Read an inbox first when a reply could change what is sent next: after a

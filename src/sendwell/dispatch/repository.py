@@ -84,7 +84,7 @@ def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[DueMailbo
     )
     rows = db.execute(
         select(Mailbox.id, Mailbox.min_gap_seconds, Mailbox.provider)
-        .join(DueMark, DueMark.mailbox_id == Mailbox.id)
+        .outerjoin(DueMark, DueMark.mailbox_id == Mailbox.id)
         .where(
             Mailbox.status == MailboxStatus.CONNECTED,
             has_active,
@@ -715,7 +715,7 @@ def earliest_due_by_campaign(db: Session, now: datetime) -> list[tuple[Campaign,
     rows = db.execute(
         select(Campaign, due)
         .join(Mailbox, Mailbox.id == Campaign.mailbox_id)
-        .join(DueMark, DueMark.mailbox_id == Campaign.mailbox_id)
+        .outerjoin(DueMark, DueMark.mailbox_id == Campaign.mailbox_id)
         .where(
             Campaign.status == CampaignStatus.ACTIVE,
             Mailbox.status == MailboxStatus.CONNECTED,

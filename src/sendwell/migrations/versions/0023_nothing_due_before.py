@@ -8,8 +8,8 @@ Create Date: 2026-12-05 18:30:00
 is written by a claim that found nothing of the mailbox due (dispatch/engine.py,
 `_leave_out`). The triggers below clear a mark still ahead whenever one of the mailbox's
 recipients may be due sooner: one is added with a due moment, given a due moment or an
-earlier one, or made pending again while having one; or one of its campaigns changes
-(status, window, time zone, mailbox). They fire whatever wrote the row (an ORM flush, a bulk
+earlier one, or made pending again while having one; or one of its campaigns changes what
+decides when its recipients may be sent (status, window, time zone, mailbox; not a counter). They fire whatever wrote the row (an ORM flush, a bulk
 UPDATE, an import), so no write path can forget.
 
 A change made while a claim works out a mark is never lost. On PostgreSQL each change takes
@@ -17,9 +17,11 @@ the mailbox's advisory lock (21336, mailbox id) shared, until its transaction en
 takes it exclusively without waiting, or writes no mark, and works the mark out only once it
 holds it, from what was committed by then: a change committed before is seen, one still
 running makes the claim write nothing, and one that comes after waits for the claim's commit
-and clears the mark. Changes never wait for each other (shared locks) nor write the row when
-no mark is ahead (a mailbox that sends has none): they take no lock a send, a gate or a pause
-also takes. On SQLite one writer at a time does the same: the claim holds the write lock.
+and clears the mark. Changes never wait for each other: their advisory locks are shared, and
+one clears a mark only if no other change holds its row (another change is clearing it),
+and writes nothing when no mark is ahead. A change that clears a mark and then rolls back
+leaves it cleared; one that skipped it because another was clearing it, which then rolled
+back, leaves it at most an hour. On SQLite one writer at a time does the same: the claim holds the write lock.
 
 A recipient due two hours or more from now needs nothing: a mark is never more than an hour
 ahead (`NOTHING_DUE_HORIZON`), and the hour between covers a transaction that long. So a send
@@ -76,7 +78,15 @@ SQLITE = [
     END
     """,
     """
-    CREATE TRIGGER campaigns_changed AFTER UPDATE ON campaigns
+    CREATE TRIGGER campaigns_changed AFTER UPDATE OF
+        status, mailbox_id, schedule_days, schedule_start, schedule_end, timezone,
+        recipient_time_zones
+    ON campaigns
+    WHEN NEW.status IS NOT OLD.status OR NEW.mailbox_id IS NOT OLD.mailbox_id
+        OR NEW.schedule_days IS NOT OLD.schedule_days
+        OR NEW.schedule_start IS NOT OLD.schedule_start
+        OR NEW.schedule_end IS NOT OLD.schedule_end OR NEW.timezone IS NOT OLD.timezone
+        OR NEW.recipient_time_zones IS NOT OLD.recipient_time_zones
     BEGIN
         UPDATE mailbox_due_marks SET nothing_due_before = NULL
         WHERE mailbox_id IN (OLD.mailbox_id, NEW.mailbox_id)
@@ -110,7 +120,11 @@ POSTGRESQL = [
             PERFORM pg_advisory_xact_lock_shared(21336, mailbox);
         END LOOP;
         UPDATE mailbox_due_marks SET nothing_due_before = NULL
-        WHERE mailbox_id = ANY (mailbox_ids) AND nothing_due_before > now();
+        WHERE mailbox_id IN (
+            SELECT mailbox_id FROM mailbox_due_marks
+            WHERE mailbox_id = ANY (mailbox_ids) AND nothing_due_before > statement_timestamp()
+            FOR UPDATE SKIP LOCKED
+        );
     END
     $$
     """,
@@ -129,7 +143,7 @@ POSTGRESQL = [
     BEGIN
         PERFORM sendwell_due_changed(ARRAY(
             SELECT DISTINCT c.mailbox_id FROM added a JOIN campaigns c ON c.id = a.campaign_id
-            WHERE a.next_due_at IS NOT NULL AND a.next_due_at < now() + interval '2 hours'
+            WHERE a.next_due_at IS NOT NULL AND a.next_due_at < statement_timestamp() + interval '2 hours'
               AND a.status IN ('not_started', 'in_progress')
             ORDER BY c.mailbox_id
         ));
@@ -145,7 +159,7 @@ POSTGRESQL = [
     """
     CREATE TRIGGER enrollments_due_sooner AFTER UPDATE OF next_due_at, status ON enrollments
     FOR EACH ROW WHEN (NEW.next_due_at IS NOT NULL
-        AND NEW.next_due_at < now() + interval '2 hours'
+        AND NEW.next_due_at < statement_timestamp() + interval '2 hours'
         AND NEW.status IN ('not_started', 'in_progress')
         AND (OLD.next_due_at IS NULL OR NEW.next_due_at < OLD.next_due_at
              OR NEW.status IS DISTINCT FROM OLD.status))
@@ -160,8 +174,18 @@ POSTGRESQL = [
     $$
     """,
     """
-    CREATE TRIGGER campaigns_changed AFTER UPDATE ON campaigns
-    FOR EACH ROW EXECUTE FUNCTION sendwell_campaign_changed()
+    CREATE TRIGGER campaigns_changed AFTER UPDATE OF
+        status, mailbox_id, schedule_days, schedule_start, schedule_end, timezone,
+        recipient_time_zones
+    ON campaigns
+    FOR EACH ROW WHEN (
+        (NEW.status, NEW.mailbox_id, NEW.schedule_days, NEW.schedule_start, NEW.schedule_end,
+         NEW.timezone, NEW.recipient_time_zones)
+        IS DISTINCT FROM
+        (OLD.status, OLD.mailbox_id, OLD.schedule_days, OLD.schedule_start, OLD.schedule_end,
+         OLD.timezone, OLD.recipient_time_zones)
+    )
+    EXECUTE FUNCTION sendwell_campaign_changed()
     """,
 ]
 
