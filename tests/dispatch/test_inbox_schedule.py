@@ -223,3 +223,25 @@ def test_a_read_taken_by_a_worker_that_died_is_read_after_the_read_interval(
     time.sleep(1.1)
     dispatcher.inbound.read_due()
     assert len(world.sandbox.inbox_reads(began)) == 1
+
+
+def test_a_read_that_fails_is_no_read_a_follow_up_waits_for(world: World) -> None:
+    """Ann answers; the next read of the inbox is refused (a quota), and her follow-up falls
+    due. The follow-up waits for a read that happened: the next one finds her answer, and
+    she never gets it."""
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"])
+    host = SandboxHost("Gmail", SENDER, world.sandbox)
+    dispatcher = world.dispatcher(inbound_interval=INTERVAL)
+    dispatcher.run_until_idle()
+    assert len(host.received("ann@example.com")) == 1
+    host.reply(host.received("ann@example.com")[0])
+    world.sandbox.admin("faults", {"mailbox": SENDER, "fault": "quota_exceeded", "count": 1})
+    time.sleep(INTERVAL.total_seconds())
+    world.due_now(campaign_id, ["ann@example.com"], ago=timedelta(0))
+    dispatcher.run_once()
+    assert len(world.sandbox.state.mailbox(SENDER).api_faults) == 0  # the read was refused
+    assert len(host.received("ann@example.com")) == 1
+    time.sleep(INTERVAL.total_seconds() + 0.1)
+    dispatcher.run_until_idle()
+    assert world.enrollment(campaign_id, "ann@example.com").status is EnrollmentStatus.REPLIED
+    assert len(host.received("ann@example.com")) == 1

@@ -45,7 +45,10 @@ def test_a_worker_whose_lock_was_cut_sends_nothing_until_it_holds_a_new_one(
             holder = db.scalar(
                 text(
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                    "AND classid = 21335 AND objid = :key AND objsubid = 2"
+                    "AND classid = 21335 AND objid = :key AND objsubid = 2 "
+                    # Each test process has a database of its own, with keys of its own.
+                    "AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"key": first_key},
             )

@@ -140,6 +140,11 @@ class InboundReader:
         self.quiet_interval = max(quiet_interval or interval, interval)
         self.credentials = credentials
         self.calls = calls
+        # Mailboxes whose read failed, and until when this worker forces no read of theirs
+        # (`read_before_sending`): a host that refuses reads (a quota, an outage) is asked
+        # again on the read schedule, not at every pass. A failed read is no read: the
+        # follow-ups held for one keep waiting meanwhile.
+        self._failed_until: dict[int, datetime] = {}
 
     def read_due(self) -> bool:
         """Watched mailboxes whose inbox read is due, at most READ_BATCH of them, longest
@@ -194,7 +199,8 @@ class InboundReader:
             # scheduled read forward to a read interval after it, and `read_due` waits at
             # most IDS_GRACE past a read's due moment.
             waiting = repo.mailboxes_awaiting_ids(db, now - IDS_GRACE) if stale else set()
-        self.read_all([m for m in stale if m not in waiting])
+        failed = {m for m, until in self._failed_until.items() if until > now}
+        self.read_all([m for m in stale if m not in waiting and m not in failed])
 
     def read(self, mailbox_id: int) -> int:
         """Read one mailbox's new messages; returns how many sequences they stopped."""
@@ -284,9 +290,14 @@ class InboundReader:
                     else None
                 )
                 busy = page is None or bool(messages) or mailbox_id in sent
-                if page is not None:
+                if page is None:
+                    # Not read: what came since the last read is still unknown, so the
+                    # follow-ups held for a read (`repository.due_enrollments`) keep waiting.
+                    self._failed_until[mailbox_id] = now + self.interval
+                else:
+                    self._failed_until.pop(mailbox_id, None)
                     mailbox.inbound_cursor = page.cursor
-                mailbox.inbound_checked_at = now
+                    mailbox.inbound_checked_at = now
                 mailbox.inbound_read_due_at = now + next_interval(
                     self.interval, self.quiet_interval, previous, busy=busy
                 )
