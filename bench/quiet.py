@@ -26,7 +26,7 @@ from sqlalchemy import Connection, text
 
 from bench import paced
 from bench.common import Figure, Profile, Section, ratio
-from bench.stack import Lab, Stack, cpu_seconds
+from bench.stack import Lab, Stack, cpu_seconds, wait_until
 from sendwell.config import Settings
 from sendwell.kit.clock import utcnow
 
@@ -73,17 +73,16 @@ def settle(seconds: float) -> Callable[[Connection], None]:
 def first_pass(stack: Stack) -> float:
     """Seconds until the workers have found every mailbox quiet once (each then left out of
     the sending walk until its recipient may be due)."""
-    began = time.monotonic()
-    while time.monotonic() - began < FIRST_PASS_LIMIT:
-        stack.procs.check()
+
+    def all_quiet() -> bool:
         with stack.db.engine.connect() as connection:
-            left = connection.scalar(
+            return not connection.scalar(
                 text("SELECT count(*) FROM mailbox_due_marks WHERE nothing_due_before IS NULL")
             )
-        if not left:
-            return time.monotonic() - began
-        time.sleep(0.5)
-    raise RuntimeError(f"the workers did not find every mailbox quiet in {FIRST_PASS_LIMIT} s")
+
+    began = time.monotonic()
+    wait_until(all_quiet, FIRST_PASS_LIMIT, "every mailbox found quiet", stack.procs, step=0.5)
+    return time.monotonic() - began
 
 
 def measure(

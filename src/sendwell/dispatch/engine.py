@@ -553,15 +553,14 @@ class Dispatcher:
         if not held:
             return
         campaigns = repo.campaigns_to_mark(db, held)
-        earliest = repo.earliest_due_of(db, [c.id for own in campaigns.values() for c in own])
         horizon = now + NOTHING_DUE_HORIZON
         until: dict[int, datetime] = {}
         for mailbox_id in held:
             moment = min(
                 (
-                    max(earliest[c.id], pacing.campaign_window_opens(c, now))
-                    for c in campaigns.get(mailbox_id, [])
-                    if c.id in earliest
+                    max(due, pacing.campaign_window_opens(campaign, now))
+                    for campaign, due in campaigns.get(mailbox_id, [])
+                    if due is not None
                 ),
                 default=horizon,
             )

@@ -101,15 +101,6 @@ def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[DueMailbo
     return [DueMailbox(*row) for row in rows]
 
 
-def earliest_due_of(db: Session, campaign_ids: list[int]) -> dict[int, datetime]:
-    """The earliest due moment among each campaign's pending recipients (one index probe
-    each); campaigns with none due are absent."""
-    rows = db.execute(
-        select(Campaign.id, _earliest_due(Campaign.id)).where(Campaign.id.in_(campaign_ids))
-    )
-    return {campaign_id: due for campaign_id, due in rows if due is not None}
-
-
 # The advisory lock of a mailbox's mark, (this, mailbox id), taken shared by the triggers of
 # migration 0023 while a change that may bring a recipient due sooner is made.
 DUE_MARK_LOCK = 21336
@@ -147,17 +138,19 @@ def leave_out_until(db: Session, until: dict[int, datetime]) -> None:
     )
 
 
-def campaigns_to_mark(db: Session, mailbox_ids: list[int]) -> dict[int, list[Campaign]]:
+def campaigns_to_mark(
+    db: Session, mailbox_ids: list[int]
+) -> dict[int, list[tuple[Campaign, datetime | None]]]:
     """The active campaigns of these mailboxes as committed now (those a claim read at its
-    start refreshed), by mailbox."""
-    found: dict[int, list[Campaign]] = {}
-    for campaign in db.scalars(
-        select(Campaign)
+    start refreshed), each with its earliest due step (one index probe each), by mailbox."""
+    found: dict[int, list[tuple[Campaign, datetime | None]]] = {}
+    for campaign, due in db.execute(
+        select(Campaign, _earliest_due(Campaign.id))
         .where(Campaign.mailbox_id.in_(mailbox_ids), Campaign.status == CampaignStatus.ACTIVE)
         .order_by(Campaign.id)
         .execution_options(populate_existing=True)
     ):
-        found.setdefault(campaign.mailbox_id, []).append(campaign)
+        found.setdefault(campaign.mailbox_id, []).append((campaign, due))
     return found
 
 

@@ -5,23 +5,23 @@ Revises: 0022
 Create Date: 2026-12-05 18:30:00
 
 `mailbox_due_marks` has one row per mailbox (made with it by a trigger). `nothing_due_before`
-is written by a claim that found nothing of the mailbox due (dispatch/engine.py,
-`_leave_out`). The triggers below clear a mark still ahead whenever one of the mailbox's
-recipients may be due sooner: one is added with a due moment, given a due moment or an
-earlier one, or made pending again while having one; or one of its campaigns changes what
-decides when its recipients may be sent (status, window, time zone, mailbox; not a counter). They fire whatever wrote the row (an ORM flush, a bulk
-UPDATE, an import), so no write path can forget.
+is written by a claim that found nothing of the mailbox due (dispatch/engine.py, `_leave_out`).
+The triggers below clear a mark still ahead whenever one of the mailbox's recipients may be due
+sooner: one is added with a due moment, given a due moment or an earlier one, or made pending
+again while having one; or one of its campaigns changes what decides when its recipients may be
+sent (status, window, time zone, mailbox; not a counter). They fire whatever wrote the row (an
+ORM flush, a bulk UPDATE, an import), so no write path can forget.
 
-A change made while a claim works out a mark is never lost. On PostgreSQL each change takes
-the mailbox's advisory lock (21336, mailbox id) shared, until its transaction ends; a claim
-takes it exclusively without waiting, or writes no mark, and works the mark out only once it
-holds it, from what was committed by then: a change committed before is seen, one still
-running makes the claim write nothing, and one that comes after waits for the claim's commit
-and clears the mark. Changes never wait for each other: their advisory locks are shared, and
-one clears a mark only if no other change holds its row (another change is clearing it),
-and writes nothing when no mark is ahead. A change that clears a mark and then rolls back
-leaves it cleared; one that skipped it because another was clearing it, which then rolled
-back, leaves it at most an hour. On SQLite one writer at a time does the same: the claim holds the write lock.
+A change made while a claim works out a mark is never lost. On PostgreSQL each change takes the
+mailbox's advisory lock (21336, mailbox id) shared, until its transaction ends; a claim takes
+it exclusively without waiting, or writes no mark, and works the mark out only once it holds
+it, from what was committed by then: a change committed before is seen, one still running makes
+the claim write nothing, and one that comes after waits for the claim's commit and clears the
+mark. Changes never wait for each other: their advisory locks are shared, and one clears a mark
+only if no other change holds its row (another change is clearing it), and writes nothing when
+no mark is ahead. A change that clears a mark and then rolls back leaves it cleared; one that
+skipped it because another was clearing it, which then rolled back, leaves it at most an hour.
+On SQLite one writer at a time does the same: the claim holds the write lock.
 
 A recipient due two hours or more from now needs nothing: a mark is never more than an hour
 ahead (`NOTHING_DUE_HORIZON`), and the hour between covers a transaction that long. So a send
@@ -143,7 +143,8 @@ POSTGRESQL = [
     BEGIN
         PERFORM sendwell_due_changed(ARRAY(
             SELECT DISTINCT c.mailbox_id FROM added a JOIN campaigns c ON c.id = a.campaign_id
-            WHERE a.next_due_at IS NOT NULL AND a.next_due_at < statement_timestamp() + interval '2 hours'
+            WHERE a.next_due_at IS NOT NULL
+              AND a.next_due_at < statement_timestamp() + interval '2 hours'
               AND a.status IN ('not_started', 'in_progress')
             ORDER BY c.mailbox_id
         ));
