@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from cryptography.fernet import Fernet
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,7 +26,13 @@ from sendwell.config import (
     listening_url,
     load_settings,
 )
-from sendwell.db import make_engine, make_session_factory, session_scope
+from sendwell.db import (
+    DatabaseUnreachable,
+    make_engine,
+    make_session_factory,
+    reach,
+    session_scope,
+)
 from sendwell.kit.errors import SendwellError
 from sendwell.kit.logging import configure_logging
 from sendwell.models import Role
@@ -82,16 +89,42 @@ def _unit_of_work() -> Iterator[Session]:
         engine.dispose()
 
 
-def _require_current_schema(engine: object) -> None:
+def _require_current_schema(engine: Engine, *, wait: float = 0) -> None:
+    """Stop with a message unless the database answers (see `_require_reachable`) and its
+    schema is at the latest revision."""
     from sendwell import migrate
 
-    if not migrate.is_up_to_date(engine):  # type: ignore[arg-type]
+    _require_reachable(engine, wait=wait)
+    if not migrate.is_up_to_date(engine):
         err.print(
             "[bold red]Error:[/] the database schema is not up to date. "
             "Run `sendwell db upgrade` first.",
             highlight=False,
         )
         raise typer.Exit(1)
+
+
+def _require_reachable(engine: Engine, *, wait: float) -> None:
+    """Stop with a message unless the database takes a connection; a PostgreSQL server not
+    taking connections yet is waited for up to `wait` seconds (`db.reach`)."""
+    where = escape(engine.url.render_as_string(hide_password=True))
+
+    def tell_waiting(reason: str) -> None:
+        err.print(
+            f"Waiting up to {wait:g} s for the database at {where} ({escape(reason)}).",
+            highlight=False,
+        )
+
+    try:
+        reach(engine, wait=wait, on_wait=tell_waiting)
+    except DatabaseUnreachable as error:
+        after = f" after waiting {error.waited:.0f} s" if error.waited >= 1 else ""
+        err.print(
+            f"[bold red]Error:[/] cannot reach the database at {where}{after}: "
+            f"{escape(error.reason)}",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -109,7 +142,7 @@ def serve(
 
     settings = _settings().listening_on(host, port)
     engine = make_engine(settings.sqlalchemy_url)
-    _require_current_schema(engine)
+    _require_current_schema(engine, wait=settings.database_wait_seconds)
     token = _setup_token_for(settings, engine, host)
     application = create_app(
         settings,
@@ -179,6 +212,7 @@ def db_upgrade() -> None:
 
     settings = _settings(wired=False)
     engine = make_engine(settings.sqlalchemy_url)
+    _require_reachable(engine, wait=settings.database_wait_seconds)
     try:
         migrate.upgrade(engine)
         out.print(f"Database is at revision {migrate.current_revision(engine)} (latest).")
@@ -193,6 +227,7 @@ def db_current() -> None:
 
     settings = _settings(wired=False)
     engine = make_engine(settings.sqlalchemy_url)
+    _require_reachable(engine, wait=0)
     try:
         current, head = migrate.current_revision(engine), migrate.head_revision()
     finally:
@@ -224,7 +259,7 @@ def worker(
 
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
-    _require_current_schema(engine)
+    _require_current_schema(engine, wait=settings.database_wait_seconds)
     stop = threading.Event()
     factory = _session_factory(settings, engine)
     metrics = _worker_metrics(settings, factory, metrics_host, metrics_port)

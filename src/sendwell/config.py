@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; empty means SQLite at DATA_DIR/sendwell.db. "
         "PostgreSQL: postgresql+psycopg://user:password@host:5432/dbname",
     )
+    database_wait_seconds: float = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="How long `serve` and `worker` wait at startup for a PostgreSQL server "
+        "that is not accepting connections yet (restarting, still starting up).",
+    )
     secret_key: str = Field(
         min_length=32, description="Signs session cookies and CSRF tokens (32+ characters)."
     )

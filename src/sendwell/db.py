@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.kit.notices import Outgoing, session_info
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# How long one attempt to connect to PostgreSQL may take, unless the URL says otherwise: a
+# server that drops packets would otherwise hold a starting process forever.
+PG_CONNECT_TIMEOUT_S = 10
+# What a PostgreSQL server says while it cannot take connections yet, though it will: waiting
+# mends these. Any other refusal from the server (no such database or role, a wrong password,
+# no pg_hba.conf entry) is a setting to fix, and waiting would only hide it.
+PG_NOT_YET = (
+    "starting up",
+    "shutting down",
+    "in recovery mode",
+    "not yet accepting connections",
+    "too many clients",
+)
 
 T = TypeVar("T")
 
@@ -24,7 +39,14 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _configure_sqlite_connection)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args = (
+        {}
+        if "connect_timeout" in make_url(url).query
+        else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    )
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
+    )
 
 
 def _keep_private(path: str) -> None:
@@ -118,3 +140,61 @@ def database_is_reachable(engine: Engine) -> bool:
     except Exception:
         return False
     return True
+
+
+class DatabaseUnreachable(Exception):
+    """The database did not take a connection: `reason` is the driver's first line."""
+
+    def __init__(self, reason: str, *, waited: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.waited = waited
+
+
+def reach(
+    engine: Engine,
+    *,
+    wait: float,
+    on_wait: Callable[[str], None],
+) -> None:
+    """Connect once, to know the database answers before a long-running process starts.
+
+    A PostgreSQL server that is not taking connections yet (refused: restarting or not started;
+    starting up, shutting down, in recovery, full) is asked again, 0.5 s apart at first and at
+    most 5 s apart, for up to `wait` seconds; `on_wait(reason)` is called once, before the first
+    wait. A refusal that waiting cannot mend, and any SQLite error, raise `DatabaseUnreachable`
+    at once, as does a server still away when the time is up.
+    """
+    started = time.monotonic()
+    pause = 0.5
+    told = False
+    while True:
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return
+        except OperationalError as error:
+            reason = _first_line(error.orig) if error.orig is not None else str(error)
+            waited = time.monotonic() - started
+            if not _may_come(engine, reason) or waited >= wait:
+                raise DatabaseUnreachable(reason, waited=waited) from None
+        if not told:
+            on_wait(reason)
+            told = True
+        time.sleep(min(pause, wait - waited))
+        pause = min(pause * 2, 5.0)
+
+
+def _may_come(engine: Engine, reason: str) -> bool:
+    if engine.dialect.name != "postgresql":
+        return False
+    if "FATAL:" not in reason:  # no answer from the server at all: refused, timed out, no route
+        return True
+    return any(phrase in reason for phrase in PG_NOT_YET)
+
+
+def _first_line(error: BaseException) -> str:
+    """psycopg's message, without its hint lines: `connection failed: connection to server at
+    "127.0.0.1", port 5432 failed: Connection refused`."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__
