@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from bench.common import ROOT, Figure, Profile, Section
-from bench.stack import postgres_version
+from bench.stack import AUTOVACUUM_NAPTIME, autovacuum_runs, postgres_version
 
 
 @dataclass
@@ -24,6 +24,7 @@ class Machine:
     memory: str
     python: str
     postgres: str
+    postgres_autovacuum: bool
     sqlite: str
     system: str
     commit: str
@@ -43,6 +44,7 @@ class Machine:
             memory=memory_total(),
             python=platform.python_version(),
             postgres=postgres_version(),
+            postgres_autovacuum=autovacuum_runs(),
             sqlite=sqlite3.sqlite_version,
             system=f"{platform.system()} {platform.release()}",
             commit=git("rev-parse", "--short", "HEAD") or "unknown",
@@ -135,6 +137,12 @@ def terminal_table(section: Section) -> Table:
 
 def markdown(sections: list[Section], machine: Machine, profile: Profile, seconds: float) -> str:
     command = "make bench FULL=1" if profile.full else "make bench"
+    vacuum = (
+        ""
+        if machine.postgres_autovacuum
+        else f"; autovacuum is off on this server, so each benchmark's database is vacuumed and "
+        f"analyzed every {AUTOVACUUM_NAPTIME} s in its stead, and right after a bulk load"
+    )
     lines = [
         "# Benchmarks",
         "",
@@ -167,7 +175,7 @@ def markdown(sections: list[Section], machine: Machine, profile: Profile, second
         f"| memory | {machine.memory} |",
         f"| system | {machine.system} |",
         f"| Python | {machine.python} |",
-        f"| PostgreSQL | {machine.postgres} (same machine, over TCP on 127.0.0.1) |",
+        f"| PostgreSQL | {machine.postgres} (same machine, over TCP on 127.0.0.1{vacuum}) |",
         f"| SQLite | {machine.sqlite} (WAL) |",
         "",
         "## Load while measuring",
