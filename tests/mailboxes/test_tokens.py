@@ -391,6 +391,19 @@ def test_a_held_token_is_read_again_only_when_its_tokens_may_have_changed(
         assert held.of(mailbox.id).call(bearer) == first
         assert reads == 2, "confirmed unchanged: not read again"
 
+        time.sleep(0.4)
+        held.sweep()  # past HOLD unconfirmed, but its token is far from due for refresh
+        held.note(mailbox.id, mailbox.token_version)
+        assert held.of(mailbox.id).call(bearer) == first
+        assert reads == 2, "kept through the sweep, confirmed unchanged: not read again"
+
+        monkeypatch.setattr(HeldCredentials, "KEEP_UNUSED", timedelta(seconds=0.3))
+        time.sleep(0.4)
+        held.sweep()  # not used for KEEP_UNUSED: dropped
+        held.note(mailbox.id, mailbox.token_version)
+        assert held.of(mailbox.id).call(bearer) == first
+        assert reads == 3, "dropped unused: read again"
+
         refreshed = fresh_access_token(factory, services, mailbox.id, force_refresh=True)
         reads = 0
         held.note(mailbox.id, reload(db, mailbox.id).token_version)

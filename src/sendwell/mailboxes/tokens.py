@@ -93,6 +93,13 @@ class HeldCredential:
         """Whether it would be read again at a use at this moment."""
         return self._credential is None or moment >= self._stale_at
 
+    def spent(self, moment: datetime) -> bool:
+        """Whether it would be read again at a use at this moment even if confirmed first:
+        never read, or its access token due for refresh."""
+        return self._credential is None or (
+            self._fresh_until is not None and moment >= self._fresh_until
+        )
+
     def _within_freshness(self, moment: datetime) -> datetime:
         return moment if self._fresh_until is None else min(moment, self._fresh_until)
 
@@ -109,12 +116,18 @@ class HeldCredentials:
     sending for thousands of paced mailboxes, one message each per pass, and reading their
     inboxes). Each claim and inbox read notes its mailbox's token version (`note`): a
     credential held for another version is dropped, one held for this version is kept for
-    another HOLD. One that was not used for a while is dropped (`sweep`)."""
+    another HOLD. One whose access token is due for refresh, or that was not used for
+    KEEP_UNUSED, is dropped (`sweep`); one only past its HOLD is kept, since the next note
+    of an unchanged version confirms it: a quiet inbox read every few minutes does not read
+    and decrypt its tokens again for each read."""
+
+    KEEP_UNUSED = timedelta(minutes=15)
 
     def __init__(self, factory: sessionmaker[Session], services: ProviderServices) -> None:
         self.factory, self.services = factory, services
         self._held: dict[int, tuple[int | None, HeldCredential]] = {}
         self._versions: dict[int, int] = {}
+        self._used: dict[int, datetime] = {}
         self._next_sweep = utcnow()
 
     def note(self, mailbox_id: int, token_version: int) -> None:
@@ -130,6 +143,7 @@ class HeldCredentials:
             kept[1].confirm()
 
     def of(self, mailbox_id: int) -> HeldCredential:
+        self._used[mailbox_id] = utcnow()
         kept = self._held.get(mailbox_id)
         if kept is None:
             kept = (
@@ -140,14 +154,19 @@ class HeldCredentials:
         return kept[1]
 
     def sweep(self) -> None:
-        """Drop those that would be read again at their next use anyway."""
+        """Drop those that would be read again at their next use anyway, and those not used
+        for KEEP_UNUSED."""
         now = utcnow()
         if now < self._next_sweep:
             return
         self._next_sweep = now + HeldCredential.HOLD
+        unused_since = now - self.KEEP_UNUSED
         self._held = {
-            mailbox_id: kept for mailbox_id, kept in self._held.items() if not kept[1].stale(now)
+            mailbox_id: kept
+            for mailbox_id, kept in self._held.items()
+            if not kept[1].spent(now) and self._used.get(mailbox_id, now) > unused_since
         }
+        self._used = {m: at for m, at in self._used.items() if at > unused_since}
 
 
 def fresh_credential(
