@@ -56,8 +56,9 @@ class Settings(BaseSettings):
         default=60,
         ge=0,
         le=3600,
-        description="How long `serve` and `worker` wait at startup for a PostgreSQL server "
-        "that is not accepting connections yet (restarting, still starting up).",
+        description="How long `serve`, `worker` and `db upgrade` wait at startup for a "
+        "PostgreSQL server that is not accepting connections yet (restarting, still starting "
+        "up, full).",
     )
     secret_key: str = Field(
         min_length=32, description="Signs session cookies and CSRF tokens (32+ characters)."

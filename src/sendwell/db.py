@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sendwell.kit.notices import Outgoing, session_info
@@ -27,6 +27,7 @@ PG_NOT_YET = (
     "in recovery mode",
     "not yet accepting connections",
     "too many clients",
+    "remaining connection slots are reserved",
 )
 
 T = TypeVar("T")
@@ -174,10 +175,14 @@ def reach(
                 connection.execute(text("SELECT 1"))
             return
         except OperationalError as error:
-            reason = _first_line(error.orig) if error.orig is not None else str(error)
+            message = str(error.orig if error.orig is not None else error)
             waited = time.monotonic() - started
-            if not _may_come(engine, reason) or waited >= wait:
-                raise DatabaseUnreachable(reason, waited=waited) from None
+            if not _may_come(engine, message) or waited >= wait:
+                raise DatabaseUnreachable(_reason(message), waited=waited) from None
+            reason = _reason(message)
+        except DBAPIError as error:  # a setting the driver refuses, e.g. an unknown sslmode
+            message = str(error.orig if error.orig is not None else error)
+            raise DatabaseUnreachable(_reason(message), waited=0.0) from None
         if not told:
             on_wait(reason)
             told = True
@@ -185,16 +190,22 @@ def reach(
         pause = min(pause * 2, 5.0)
 
 
-def _may_come(engine: Engine, reason: str) -> bool:
+def _may_come(engine: Engine, message: str) -> bool:
+    """Whether waiting may mend this refusal: PostgreSQL only, and no line of the message (one
+    per address or host tried) a refusal from the server that is not about its state."""
     if engine.dialect.name != "postgresql":
         return False
-    if "FATAL:" not in reason:  # no answer from the server at all: refused, timed out, no route
-        return True
-    return any(phrase in reason for phrase in PG_NOT_YET)
+    return not any(_refused_for_good(line) for line in message.splitlines())
 
 
-def _first_line(error: BaseException) -> str:
-    """psycopg's message, without its hint lines: `connection failed: connection to server at
-    "127.0.0.1", port 5432 failed: Connection refused`."""
-    lines = str(error).strip().splitlines()
-    return lines[0].strip() if lines else type(error).__name__
+def _refused_for_good(line: str) -> bool:
+    return "FATAL:" in line and not any(phrase in line for phrase in PG_NOT_YET)
+
+
+def _reason(message: str) -> str:
+    """The line of psycopg's message that says why, without its hint lines: the server's own
+    refusal where there is one, else the first line (`connection failed: connection to server
+    at "127.0.0.1", port 5432 failed: Connection refused`)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    refusals = [line for line in lines if _refused_for_good(line)]
+    return (refusals or lines or ["no answer"])[0]

@@ -50,6 +50,7 @@ from sendwell.models import (
     Enrollment,
     LedgerStatus,
     Mailbox,
+    MailboxStatus,
     SendLedger,
     lifecycle,
 )
@@ -469,7 +470,11 @@ class Dispatcher:
         now = utcnow()
         mailboxes = repo.mailboxes_by_id(db, mailbox_ids)
         for mailbox_id, loaded in mailboxes.items():
-            self.credentials.note(mailbox_id, loaded.token_version)
+            self.credentials.note(
+                mailbox_id,
+                loaded.token_version,
+                connected=loaded.status is MailboxStatus.CONNECTED,
+            )
         counts = repo.sends_since_of(db, mailbox_ids, now - pacing.DAY)
         active = repo.active_campaigns_of(db, mailbox_ids)
         campaigns: dict[int, Campaign] = {}

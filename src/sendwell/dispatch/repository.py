@@ -106,8 +106,10 @@ def sending_mailboxes(db: Session, worker: str, now: datetime) -> list[DueMailbo
 
 
 def _unmarked(now: datetime) -> ColumnElement[bool]:
-    """A mailbox's mark (`mailbox_due_marks`, a row for every mailbox, made by a trigger when
-    the mailbox is) that leaves it in the walk: none, or one that has come."""
+    """A mailbox's mark that leaves it in the walk: no moment written, or one that has come.
+    The walk starts from `mailbox_due_marks`, so a mailbox without a row there is never
+    walked: migration 0023's trigger makes the row with the mailbox, and
+    `tests/test_migrations.py` checks the trigger is there at the latest revision."""
     return or_(DueMark.nothing_due_before.is_(None), DueMark.nothing_due_before <= now)
 
 
