@@ -24,6 +24,7 @@ from sendwell.models import EnrollmentStatus, Mailbox, User
 from tests.dispatch.conftest import SENDER, World
 from tests.dispatch.hosts import SandboxHost
 from tests.dispatch.test_pause import running, wait_until
+from tests.mailboxes.conftest import link
 
 # The follow-up is a day away: after the first email nothing is due to send, and the campaign
 # keeps running, so its inbox is read for replies.
@@ -206,6 +207,38 @@ def test_two_workers_walking_the_same_due_inboxes_read_each_once(
     for thread in both:
         thread.join(30)
     assert len(world.sandbox.inbox_reads(began)) == 1
+
+
+def test_due_reads_come_never_read_first_then_longest_due_up_to_the_batch(world: World) -> None:
+    """Four watched inboxes: one never read, three due at different moments, one not due
+    yet. Listed in that order (never read, then longest due) and cut at the batch, however
+    the batch falls across the two kinds."""
+    senders = [SENDER, *(f"reader{n}@gmail.test" for n in range(4))]
+    for sender in senders[1:]:
+        link(world.client, sender)
+    ids = {}
+    for index, sender in enumerate(senders):
+        world.campaign(TWO_STEPS, [f"r{index}@example.com"], sender=sender)
+        ids[sender] = world.mailbox_id(sender)
+    now = utcnow()
+    due = {
+        senders[0]: None,  # never read
+        senders[1]: now - timedelta(seconds=5),
+        senders[2]: now - timedelta(seconds=50),
+        senders[3]: now - timedelta(seconds=20),
+        senders[4]: now + timedelta(seconds=30),  # not due yet
+    }
+    with session_scope(world.factory) as db:
+        for sender, moment in due.items():
+            db.execute(
+                update(Mailbox).where(Mailbox.id == ids[sender]).values(inbound_read_due_at=moment)
+            )
+    in_order = [ids[senders[0]], ids[senders[2]], ids[senders[3]], ids[senders[1]]]
+    with session_scope(world.factory) as db:
+        for limit in (1, 2, 3, 4, 10):
+            listed = repo.mailboxes_to_read(db, now, now - timedelta(seconds=60), limit)
+            assert [mailbox_id for mailbox_id, _ in listed] == in_order[:limit], limit
+        assert dict(repo.mailboxes_to_read(db, now, now, 10))[ids[senders[2]]] == due[senders[2]]
 
 
 def test_a_read_taken_by_a_worker_that_died_is_read_after_the_read_interval(
