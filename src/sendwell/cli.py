@@ -78,8 +78,8 @@ def _unit_of_work() -> Iterator[Session]:
     """A database session for one command; a service error becomes a message and exit 1."""
     settings = _settings()
     engine = make_engine(settings.sqlalchemy_url)
-    _require_current_schema(engine)
     try:
+        _require_current_schema(engine)
         with session_scope(_session_factory(settings, engine)) as session:
             yield session
     except SendwellError as error:
