@@ -4,9 +4,7 @@ with one clear line; a setting that waiting cannot mend stops them at once."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from sendwell.db import make_engine
 from tests.conftest import PG_ADMIN_URL, _drop_postgres_database, _postgres_database
 from tests.sandbox_support import free_port
 from tests.tcp_forward import Forwarder
-from tests.test_cli import SENDWELL, _until_up, run
+from tests.test_cli import _serve, _until_up, run
 
 
 @pytest.fixture
@@ -55,15 +53,7 @@ def test_serve_started_while_postgres_is_away_waits_and_then_serves(
         "SENDWELL_DATABASE_WAIT_SECONDS": "60",
         "PORT": str(web),
     }
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SENDWELL_") and k != "HOST"}
-    server = subprocess.Popen(
-        [*SENDWELL, "serve", "--no-dispatcher"],
-        cwd=tmp_path,
-        env={**clean, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = _serve(tmp_path, env)
     waiting = threading.Event()
     lines: list[str] = []
 
@@ -86,8 +76,9 @@ def test_serve_started_while_postgres_is_away_waits_and_then_serves(
         server.terminate()
         server.wait(timeout=15)
         watcher.join(timeout=5)
-        assert server.stderr is not None
-        server.stderr.close()
+        for stream in (server.stdout, server.stderr):
+            assert stream is not None
+            stream.close()
         forwarder.stop()
     assert "Connection refused" in "".join(lines)
 
