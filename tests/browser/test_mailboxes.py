@@ -341,3 +341,28 @@ def test_link_dialog_is_a_keyboard_usable_modal(live_server: str, browser_page: 
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Sign in", exact=True)).to_be_visible()
     expect(page.get_by_label("Email")).to_have_value(GOOGLE)
+
+
+def test_link_dialog_opened_again_at_once_starts_fresh(live_server: str, browser_page: Page) -> None:
+    # A dialog's "close" event is a task of its own: opening the pop-up again before it runs
+    # (a quick Escape and Enter) must still start at the first step, with the focus in it.
+    page = browser_page
+    create_first_account(page, live_server)
+    open_settings_tab(page)
+    dialog = page.get_by_role("dialog", name="Link an email account")
+    own = dialog.get_by_label("Your email account")
+    page.get_by_role("button", name="Link an email account").click()
+    own.check()
+    dialog.get_by_role("button", name="Continue").click()
+    expect(dialog.get_by_label("Email address")).to_be_focused()
+
+    page.evaluate(
+        """() => {
+            document.getElementById("link-dialog").close();
+            document.querySelector("[data-dialog-open=link-dialog]").click();
+        }"""
+    )
+    expect(dialog).to_be_visible()
+    expect(own).to_be_focused()
+    expect(own).not_to_be_checked()
+    expect(dialog.get_by_label("Email address")).to_be_hidden()

@@ -40,8 +40,12 @@ function setupDialogs() {
   document.querySelectorAll("[data-dialog-open]").forEach((opener) => {
     const dialog = document.getElementById(opener.dataset.dialogOpen);
     if (!dialog) return;
-    opener.addEventListener("click", () => dialog.showModal());
-    dialog.addEventListener("close", () => opener.focus());
+    opener.addEventListener("click", () => {
+      dialog.dispatchEvent(new Event("opening"));
+      dialog.showModal();
+    });
+    // "close" is dispatched as a task of its own: a dialog opened again before it ran keeps focus.
+    dialog.addEventListener("close", () => { if (!dialog.open) opener.focus(); });
   });
   document.querySelectorAll("[data-dialog-close]").forEach((closer) => {
     closer.addEventListener("click", () => closer.closest("dialog").close());
@@ -73,11 +77,14 @@ function setupSteppedDialogs() {
       const field = second.querySelector("input:not([type=hidden]), select, textarea, button:not([data-dialog-close])");
       if (field) field.focus();
     });
-    dialog.addEventListener("close", () => {
+    const toFirstStep = () => {
       first.hidden = false;
       seconds.forEach((step) => { step.hidden = true; });
       first.reset();
-    });
+    };
+    // Opened again before its "close" task ran, the dialog still starts at its first step.
+    dialog.addEventListener("opening", toFirstStep);
+    dialog.addEventListener("close", () => { if (!dialog.open) toFirstStep(); });
   });
 }
 
