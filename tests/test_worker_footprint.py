@@ -33,6 +33,8 @@ print(json.dumps(sorted(sys.modules)))
 NOT_FOR_SENDING = (
     "alembic",
     "fastapi",
+    "starlette",
+    "python_multipart",
     "uvicorn",
     "sendwell.app",
     "sendwell.sandbox",

@@ -343,7 +343,7 @@ def test_link_dialog_is_a_keyboard_usable_modal(live_server: str, browser_page: 
     expect(page.get_by_label("Email")).to_have_value(GOOGLE)
 
 
-def test_link_dialog_opened_again_at_once_starts_fresh(live_server: str, browser_page: Page) -> None:
+def test_link_dialog_opened_again_at_once_is_fresh(live_server: str, browser_page: Page) -> None:
     # A dialog's "close" event is a task of its own: opening the pop-up again before it runs
     # (a quick Escape and Enter) must still start at the first step, with the focus in it.
     page = browser_page

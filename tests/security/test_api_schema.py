@@ -19,6 +19,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from requests.structures import CaseInsensitiveDict
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -128,7 +129,9 @@ def _run(api: ApiUnderTest, operation: Any, mode: GenerationMode) -> None:
     def call(case: Case) -> None:
         # The token goes into the case itself, so schemathesis judges the request as sent: a
         # case whose only invalid part was a missing or malformed Authorization header is valid.
-        case.headers = {**(case.headers or {}), **api.headers}
+        headers = CaseInsensitiveDict(case.headers or {})
+        headers.update(api.headers)
+        case.headers = headers
         case.call_and_validate(checks=checks)
 
     call()

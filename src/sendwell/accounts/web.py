@@ -20,9 +20,8 @@ from sendwell.accounts.auth import (
 from sendwell.config import Settings
 from sendwell.kit.errors import SendwellError, TooManyAttempts
 from sendwell.mailboxes.capabilities import server_capabilities
-from sendwell.mailboxes.provider_services import get_services
 from sendwell.models import User
-from sendwell.web.deps import client_ip, get_db, get_settings
+from sendwell.web.deps import client_ip, get_db, get_services, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()

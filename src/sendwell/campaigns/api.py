@@ -35,9 +35,9 @@ from sendwell.campaigns.schemas import (
 from sendwell.dispatch import pausing, resuming
 from sendwell.dispatch.schemas import ResumeIn, ResumePreviewOut
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import Campaign, CampaignStatus, CampaignStep, CatchUp, User
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 

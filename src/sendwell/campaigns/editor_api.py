@@ -14,9 +14,9 @@ from sendwell.campaigns.editor_web import unsubscribe_links
 from sendwell.dispatch import resuming, start_preview, test_send
 from sendwell.kit.clock import utcnow
 from sendwell.kit.schemas import RequestBody
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import User
-from sendwell.web.deps import get_db
+from sendwell.web.deps import get_db, get_services
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 

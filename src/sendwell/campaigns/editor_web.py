@@ -14,10 +14,10 @@ from sendwell.dispatch import resuming, start_preview, test_send
 from sendwell.dispatch.outcomes import UnsubscribeLinks
 from sendwell.kit.clock import utcnow
 from sendwell.kit.errors import SendwellError
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import User
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import current_user
 from sendwell.dispatch import live
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import User
-from sendwell.web.deps import get_db
+from sendwell.web.deps import get_db, get_services
 
 router = APIRouter()
 

@@ -24,11 +24,11 @@ from sendwell.db import all_or_nothing
 from sendwell.dispatch import pausing, resuming
 from sendwell.dispatch.start_preview import startable
 from sendwell.kit.errors import InvalidInput, NotFound, SendwellError
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import Campaign, User
 from sendwell.web.csrf import check_upload_csrf
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

@@ -15,10 +15,10 @@ from sendwell.delegations import service, views
 from sendwell.dispatch import resuming
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import service as mailboxes
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.web import SERVER_LINK, load_alerts
 from sendwell.models import User
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

@@ -14,7 +14,7 @@ from sendwell.dispatch.schemas import CampaignResumePreviewOut, ResumeIn, Resume
 from sendwell.kit.errors import InvalidInput
 from sendwell.mailboxes import domain_checks, lookahead, server_accounts, service
 from sendwell.mailboxes.expiry import Expiry
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.schemas import (
     DomainCheckOut,
     DomainHealthIn,
@@ -29,7 +29,7 @@ from sendwell.mailboxes.schemas import (
 )
 from sendwell.models import CatchUp, DomainCheck, Mailbox, User
 from sendwell.providers.discovery import domain_of
-from sendwell.web.deps import get_db
+from sendwell.web.deps import get_db, get_services
 
 router = APIRouter(prefix="/mailboxes", tags=["mailboxes"])
 

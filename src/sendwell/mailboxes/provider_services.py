@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Literal
 
-from starlette.requests import Request
-
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
 from sendwell.kit.notices import parse_smtp_url, send_notice
@@ -81,12 +79,6 @@ class ProviderServices:
     def redirect_uri(self, name: str) -> str:
         """One callback path per provider, so a code can never be sent to the wrong host."""
         return f"{self.base_url}/mailboxes/callback/{name}"
-
-
-def get_services(request: Request) -> ProviderServices:
-    """The provider hosts, discovery, token keys and policy this app was built with."""
-    services: ProviderServices = request.app.state.services
-    return services
 
 
 def provider_label(name: str) -> str:

@@ -13,11 +13,11 @@ from sendwell.accounts.auth import current_user
 from sendwell.accounts.service import normalize_email
 from sendwell.kit.errors import SendwellError
 from sendwell.mailboxes import server_accounts, service
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.web import SERVER_LINK, linked_page, load_alerts
 from sendwell.models import User
 from sendwell.providers.mail_server import AUTH_LABELS, SECURITY_LABELS
-from sendwell.web.deps import get_db
+from sendwell.web.deps import get_db, get_services
 from sendwell.web.pages import render
 
 router = APIRouter(dependencies=[Depends(load_alerts)])

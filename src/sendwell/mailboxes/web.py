@@ -14,7 +14,7 @@ from sendwell.campaigns import service as campaigns
 from sendwell.dispatch import resuming
 from sendwell.kit.errors import InvalidInput, SendwellError
 from sendwell.mailboxes import domain_checks, lookahead, service, views
-from sendwell.mailboxes.provider_services import ProviderServices, get_services, provider_label
+from sendwell.mailboxes.provider_services import ProviderServices, provider_label
 from sendwell.models import MailboxStatus, User
 from sendwell.providers.errors import (
     AdminApprovalRequired,
@@ -23,7 +23,7 @@ from sendwell.providers.errors import (
     ProviderError,
 )
 from sendwell.teams.service import teammates
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 SETTINGS_TAB = "/messaging/settings"

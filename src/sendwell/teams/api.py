@@ -10,11 +10,11 @@ from sendwell.accounts.schemas import UserOut
 from sendwell.campaigns.api import campaign_out
 from sendwell.campaigns.schemas import CampaignOut
 from sendwell.config import Settings
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import User
 from sendwell.teams import service
 from sendwell.teams.schemas import DeactivatedOut, InvitationOut, InviteIn, ReassignIn, UserPatch
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 
 router = APIRouter(tags=["team"])
 

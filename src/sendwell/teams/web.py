@@ -13,10 +13,10 @@ from sendwell.accounts.auth import current_user, set_session_cookie
 from sendwell.campaigns import service as campaigns
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput, SendwellError
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import User
 from sendwell.teams import service, views
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 
 router = APIRouter()

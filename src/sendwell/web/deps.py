@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.kit.errors import InvalidInput
+from sendwell.mailboxes.provider_services import ProviderServices
 
 
 def get_settings(request: Request) -> Settings:
@@ -27,6 +28,12 @@ def get_db(request: Request) -> Iterator[Session]:
     """
     with session_scope(request.app.state.session_factory) as session:
         yield session
+
+
+def get_services(request: Request) -> ProviderServices:
+    """The provider hosts, discovery, token keys and policy this app was built with."""
+    services: ProviderServices = request.app.state.services
+    return services
 
 
 def client_ip(request: Request) -> str:

@@ -7,9 +7,9 @@ from sqlalchemy.orm import Session
 
 from sendwell.accounts.auth import api_user
 from sendwell.config import Settings
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.models import User
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 from sendwell.webhooks import service
 from sendwell.webhooks.schemas import (
     DeliveryOut,

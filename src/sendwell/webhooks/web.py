@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from sendwell.accounts.auth import current_user
 from sendwell.config import Settings
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes.provider_services import ProviderServices, get_services
+from sendwell.mailboxes.provider_services import ProviderServices
 from sendwell.mailboxes.web import load_alerts
 from sendwell.models import User
-from sendwell.web.deps import get_db, get_settings
+from sendwell.web.deps import get_db, get_services, get_settings
 from sendwell.web.pages import redirect_with_flash, render
 from sendwell.webhooks import service
 
