@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import Engine, func, select
+import pytest
+from sqlalchemy import Engine, func, make_url, select
 
-from sendwell.db import all_or_nothing, make_session_factory, session_scope
+from sendwell.db import all_or_nothing, make_engine, make_session_factory, session_scope
 from sendwell.models import Workspace
+from tests.conftest import PG_ADMIN_URL
 
 
 def test_a_block_that_reads_then_writes_is_saved_while_another_connection_writes(
@@ -34,3 +36,31 @@ def test_a_block_that_reads_then_writes_is_saved_while_another_connection_writes
         names = set(db.scalars(select(Workspace.name)))
     assert seen == 0
     assert names == {"Written meanwhile", "Saved by the block"}
+
+
+@pytest.mark.parametrize(
+    ("environment", "in_url", "applied"),
+    [
+        (None, "", "10"),  # the default: one attempt waits at most 10 s
+        ("3", "", "3"),  # libpq's own PGCONNECT_TIMEOUT, when set
+        (None, "connect_timeout=4", "4"),  # the URL's own
+    ],
+)
+def test_a_postgresql_connection_attempt_has_a_time_limit_that_can_be_set(
+    monkeypatch: pytest.MonkeyPatch, environment: str | None, in_url: str, applied: str
+) -> None:
+    url = make_url(PG_ADMIN_URL)
+    if in_url:
+        url = url.update_query_string(in_url)
+    if environment is None:
+        monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", environment)
+    engine = make_engine(url.render_as_string(hide_password=False))
+    try:
+        with engine.connect() as connection:
+            dsn = connection.connection.dbapi_connection.info.dsn  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+    given = dict(part.split("=", 1) for part in dsn.split())
+    assert given.get("connect_timeout") == applied

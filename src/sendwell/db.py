@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sendwell.kit.notices import Outgoing, session_info
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
-# How long one attempt to connect to PostgreSQL may take, unless the URL says otherwise: a
-# server that drops packets would otherwise hold a starting process forever.
+# How long one attempt to connect to PostgreSQL may take, unless the URL or libpq's
+# PGCONNECT_TIMEOUT says otherwise: a server that drops packets would otherwise hold a
+# starting process forever.
 PG_CONNECT_TIMEOUT_S = 10
 # What a PostgreSQL server says while it cannot take connections yet, though it will: waiting
 # mends these. Any other refusal from the server (no such database or role, a wrong password,
@@ -42,7 +43,7 @@ def make_engine(url: str) -> Engine:
         return engine
     connect_args = (
         {}
-        if "connect_timeout" in make_url(url).query
+        if "connect_timeout" in make_url(url).query or os.environ.get("PGCONNECT_TIMEOUT")
         else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
     )
     return create_engine(
