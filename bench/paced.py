@@ -13,10 +13,11 @@ computed it. A trigger, added to the database for the benchmark only, copies eac
 `send_not_before` (old value, new value, when) into `bench_slots`; each arrival is paired with
 the last change made before it (its own claim), whose old value is its earliest moment.
 Before the run each mailbox's first slot is set as if the mailboxes had been sending for a
-long while rather than all starting in the same second (`steady_first_slot`): with first slots
-spread evenly over the minimum gap only, the sends would keep a hole in their phases for
-several gaps, and a window whose edges fell near it counted up to 3% more or fewer sends than
-the schedule gives.
+long while rather than all starting in the same second (`steady_first_slot`, counted from
+the commit that starts every campaign). Slots spread evenly over the minimum gap only, and
+counted from before the mailboxes were made (which takes 10-15 s), left a hole and a crowd
+in the sends' phases for several gaps: a window counted up to 4% more or fewer sends than the
+schedule gives, by where its edges fell.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def populate(
     settings = Settings(_env_file=None, **values)
     factory = make_session_factory(stack.db.engine)
     rng = random.Random(8)  # noqa: S311 - spreading start slots, not a secret
-    start = utcnow()
+    first_slots: dict[int, float] = {}
     with make_http_client(settings) as http:
         services = build_services(settings, build_registry(settings, http))
         for part in chunks(count, 250):
@@ -160,7 +161,7 @@ def populate(
                     # Gmail's documented daily limit for Workspace accounts is 2,000.
                     mailbox.daily_cap = 2_000
                     mailbox.min_gap_seconds = gap
-                    mailbox.send_not_before = start + timedelta(seconds=steady_first_slot(rng, gap))
+                    first_slots[mailbox.id] = steady_first_slot(rng, gap)
                     campaigns.create_campaign(
                         db,
                         user,
@@ -172,22 +173,31 @@ def populate(
     with stack.db.engine.begin() as connection:
         for statement in SLOT_TRIGGER[stack.db.backend]:
             connection.execute(text(statement))
-    start_all(stack, recipients_each, then)
+    start_all(stack, recipients_each, then, first_slots)
     if stack.db.backend == "postgresql":
         vacuum_analyze(stack.db.url)  # as autovacuum would after such a load, within a minute
     return addresses
 
 
 def start_all(
-    stack: Stack, recipients_each: int, then: Callable[[Connection], None] | None = None
+    stack: Stack,
+    recipients_each: int,
+    then: Callable[[Connection], None] | None = None,
+    first_slots: dict[int, float] | None = None,
 ) -> None:
     """Recipients added and every campaign started in one commit, written with SQL as
     `campaigns.service.start` leaves them (active, first emails due now): the service
     validates each campaign by rendering every recipient's message, minutes at this size.
+    Each mailbox's first slot is set `first_slots` seconds from that commit (the mailboxes
+    made before it took seconds, which would otherwise have made many slots due at once).
     `then` runs last, in the same transaction."""
     dialect = stack.db.backend
     now = utcnow()
-    params = {"now": now if dialect == "postgresql" else dataset.sqlite_moment(now)}
+
+    def stored(moment: datetime) -> Any:
+        return moment if dialect == "postgresql" else dataset.sqlite_moment(moment)
+
+    params = {"now": stored(now)}
     with stack.db.engine.begin() as connection:
         connection.execute(
             text(
@@ -208,6 +218,14 @@ def start_all(
             ),
             params,
         )
+        if first_slots:
+            connection.execute(
+                text("UPDATE mailboxes SET send_not_before = :at WHERE id = :id"),
+                [
+                    {"id": mailbox_id, "at": stored(now + timedelta(seconds=offset))}
+                    for mailbox_id, offset in first_slots.items()
+                ],
+            )
         if then is not None:
             then(connection)
 
