@@ -80,6 +80,54 @@ def test_a_mailbox_with_nothing_due_is_left_out_until_its_follow_up(world: World
     assert not walked(world)
 
 
+def start(world: World, campaign_id: int) -> None:
+    with session_scope(world.factory) as db:
+        user = db.scalars(select(User)).first()
+        assert user is not None
+        service.start(db, user, campaign_id)
+
+
+def left_out_for_the_horizon(world: World) -> bool:
+    until = left_out_until(world)
+    return (
+        until is not None
+        and utcnow() + timedelta(minutes=55) < until <= utcnow() + engine.NOTHING_DUE_HORIZON
+    )
+
+
+def test_a_mailbox_with_no_campaign_running_is_left_out_until_one_starts(world: World) -> None:
+    # Linked, its campaign still a draft: no claim ever looks at such a mailbox.
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"], start=False)
+    dispatcher = world.dispatcher()
+    assert left_out_until(world) is None
+    dispatcher.run_until_idle()
+    assert left_out_for_the_horizon(world)
+    # Started, the campaign sends at the next pass, not when the mark runs out.
+    start(world, campaign_id)
+    assert left_out_until(world) is None
+    dispatcher.run_until_idle()
+    assert set(world.sent_by_step(campaign_id)) == {("ann@example.com", 1)}
+
+
+def test_a_mailbox_whose_campaigns_all_ended_is_left_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "UNUSED_LOOK", timedelta(0))
+    campaign_id = world.campaign(
+        [("Hello {{ first_name }}", "A quick question.", 0)], ["ann@example.com"]
+    )
+    dispatcher = world.dispatcher()
+    dispatcher.run_until_idle()
+    assert set(world.sent_by_step(campaign_id)) == {("ann@example.com", 1)}
+    dispatcher.run_once()
+    assert left_out_for_the_horizon(world)
+    # A new campaign of the mailbox, started, brings it back.
+    second = world.campaign(TWO_STEPS, ["bob@example.com"])
+    assert left_out_until(world) is None
+    dispatcher.run_until_idle()
+    assert set(world.sent_by_step(second)) == {("bob@example.com", 1)}
+
+
 def test_a_window_that_opens_later_leaves_the_mailbox_out_until_it_opens(world: World) -> None:
     opens = (utcnow() + timedelta(minutes=30)).replace(second=0, microsecond=0)
     if opens.date() != utcnow().date() or opens.hour == 23:
@@ -91,9 +139,7 @@ def test_a_window_that_opens_later_leaves_the_mailbox_out_until_it_opens(world: 
             .where(Campaign.id == campaign_id)
             .values(schedule_start=f"{opens:%H:%M}", schedule_end="23:59", timezone="UTC")
         )
-        user = db.scalars(select(User)).first()
-        assert user is not None
-        service.start(db, user, campaign_id)
+    start(world, campaign_id)
     world.dispatcher().run_until_idle()
     assert world.sent() == []
     assert left_out_until(world) == opens

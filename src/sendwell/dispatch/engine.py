@@ -79,6 +79,10 @@ READ_GATHER = timedelta(seconds=1)
 # due, and at most this long. The triggers that bring it back (migration 0023) pass over a
 # recipient due two hours or more ahead, which such a mark always precedes.
 NOTHING_DUE_HORIZON = timedelta(hours=1)
+# How often a worker leaves mailboxes with no active campaign out of the walk, and how many
+# at a time (`_leave_out_unused`).
+UNUSED_LOOK = timedelta(minutes=1)
+UNUSED_BATCH = 1_000
 GATE_REFUSED = "the campaign or account changed before sending"
 
 
@@ -119,6 +123,7 @@ class Dispatcher:
         # once if this process dies; a dispatcher driven pass by pass holds none.
         self.liveness = liveness.liveness_for(factory, self.worker_id)
         self._next_look = utcnow()
+        self._next_unused_look = utcnow()  # `_leave_out_unused`
         # Mailboxes a gone worker was sending for, served before anything else.
         self._freed: list[int] = []
         self._gone: set[str] = set()  # gone workers whose sends with a host are to be looked for
@@ -200,6 +205,7 @@ class Dispatcher:
         self.outcomes.fill_missing_metadata()
         more_to_read = self.inbound.read_due()
         holds.release_ended_holds(self.factory)
+        self._leave_out_unused()
         for mailbox_ids, paced in self._due_groups():
             handed = self.send_paced(mailbox_ids) if paced else self.send_for(mailbox_ids[0])
             sent = handed > 0 or sent
@@ -545,6 +551,27 @@ class Dispatcher:
             for row, enrollment, step in claimed
         ]
         return Claimed(ready, gaps)
+
+    def _leave_out_unused(self) -> None:
+        """Leave the mailboxes with no active campaign out of the walk until the horizon,
+        at most once every UNUSED_LOOK: no claim does it, since the walk never returns them,
+        and thousands of linked mailboxes with no campaign running would otherwise be looked
+        at by every pass. A campaign becoming active clears its mailbox's mark at once
+        (migration 0023's trigger), and the marks are worked out under `repo.hold_marks`
+        as a claim's are, so one started meanwhile is seen."""
+        now = utcnow()
+        if now < self._next_unused_look:
+            return
+        self._next_unused_look = now + UNUSED_LOOK
+        try:
+            with session_scope(self.factory) as db:
+                unused = repo.unmarked_without_campaign(db, now, UNUSED_BATCH)
+            if unused:
+                with session_scope(self.factory) as db:
+                    self._leave_out(db, unused, now)
+        except OperationalError as error:
+            # The database was busy: these mailboxes are walked as before until next time.
+            log.info("leave_out_unused_skipped", worker=self.worker_id, reason=str(error))
 
     @staticmethod
     def _leave_out(db: Session, idle: list[int], now: datetime) -> None:

@@ -113,6 +113,18 @@ def _unmarked(now: datetime) -> ColumnElement[bool]:
     return or_(DueMark.nothing_due_before.is_(None), DueMark.nothing_due_before <= now)
 
 
+def unmarked_without_campaign(db: Session, now: datetime, limit: int) -> list[int]:
+    """Up to `limit` mailboxes the walk's index range still holds (`_unmarked`) though none
+    of their campaigns is active: a mailbox never used, or whose campaigns all ended, is
+    never claimed, so no claim leaves it out of the walk."""
+    has_active = exists().where(
+        Campaign.mailbox_id == DueMark.mailbox_id, Campaign.status == CampaignStatus.ACTIVE
+    )
+    return list(
+        db.scalars(select(DueMark.mailbox_id).where(_unmarked(now), ~has_active).limit(limit))
+    )
+
+
 # The advisory lock of a mailbox's mark, (this, mailbox id), taken shared by the triggers of
 # migration 0023 while a change that may bring a recipient due sooner is made.
 DUE_MARK_LOCK = 21336
