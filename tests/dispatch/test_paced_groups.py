@@ -14,10 +14,12 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 import pytest
+from sqlalchemy import update
 
-from sendwell.dispatch.engine import PACED_GROUP
+from sendwell.db import session_scope
+from sendwell.dispatch.engine import PACED_GROUP, STUCK_RETRY
 from sendwell.kit.clock import utcnow
-from sendwell.models import EnrollmentStatus
+from sendwell.models import EnrollmentStatus, Mailbox
 from tests.conftest import Database, csrf_from
 from tests.dispatch.conftest import World
 from tests.dispatch.test_pause import running, wait_until
@@ -182,3 +184,29 @@ def test_a_pause_holds_while_several_sends_are_in_flight(world: World) -> None:
         assert sum(at_pause.values()) < 10 * MAILBOXES, "all went out before the pauses"
         time.sleep(1.5)
         assert {s: len(world.sent(s)) for s in senders} == at_pause
+
+
+def test_a_slot_that_comes_after_the_walk_is_served_at_once_and_a_stuck_one_later(
+    world: World,
+) -> None:
+    """With thousands of paced mailboxes, one's slot comes in almost any few milliseconds: a
+    pass that sent nothing and finds, when it works out its next wake, a slot come since its
+    walk looked goes again at once (the walk could not see it). A slot the walk saw come and
+    could not serve (something holds it) is looked at again a little later, not in a loop."""
+    campaign_id = world.campaign(
+        [("Hello {{ first_name }}", "A quick question.", 0)],
+        ["ann@example.com", "bob@example.com"],
+        min_gap_seconds=60,
+    )
+    dispatcher = world.dispatcher()
+    dispatcher.run_until_idle()
+    assert len(world.sent_by_step(campaign_id)) == 1  # the other waits for the mailbox's gap
+    world.due_now(campaign_id, ago=timedelta(seconds=5))
+    came = utcnow() - timedelta(seconds=0.3)  # the mailbox's slot, after the step fell due
+    with session_scope(world.factory) as db:
+        db.execute(update(Mailbox).values(send_not_before=came))
+
+    at_once = dispatcher._next_wake(walked_at=came - timedelta(seconds=1))
+    assert at_once <= utcnow()
+    stuck = dispatcher._next_wake(walked_at=came + timedelta(seconds=0.1))
+    assert stuck >= utcnow() + STUCK_RETRY - timedelta(seconds=0.5)

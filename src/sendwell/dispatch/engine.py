@@ -97,6 +97,16 @@ class Claimed:
         return bool(self.gaps.get(mailbox_id))
 
 
+def _may_go_at(campaign: Campaign, due: datetime, now: datetime) -> datetime:
+    """When a campaign's earliest due step may go: once it is due and its mailbox's pacing
+    allows, and its window opens if the window is closed now (an open window adds no moment,
+    so a step that could have gone before now says when)."""
+    moments = [due, campaign.mailbox.send_not_before or due]
+    if (opens := pacing.campaign_window_opens(campaign, now)) > now:
+        moments.append(opens)
+    return max(moments)
+
+
 class Dispatcher:
     """One worker's engine. Any number may run against PostgreSQL; they share all state there."""
 
@@ -206,11 +216,12 @@ class Dispatcher:
         more_to_read = self.inbound.read_due()
         holds.release_ended_holds(self.factory)
         self._leave_out_unused()
+        walked_at = utcnow()
         for mailbox_ids, paced in self._due_groups():
             handed = self.send_paced(mailbox_ids) if paced else self.send_for(mailbox_ids[0])
             sent = handed > 0 or sent
         self.credentials.sweep()
-        return utcnow() if sent or more_to_read else self._next_wake()
+        return utcnow() if sent or more_to_read else self._next_wake(walked_at)
 
     def _take_over_from_gone_workers(self) -> bool:
         """Claims whose lease ended, and whatever a worker whose liveness lock is free held:
@@ -424,19 +435,17 @@ class Dispatcher:
             groups.append((run, True))
         return groups
 
-    def _next_wake(self) -> datetime:
+    def _next_wake(self, walked_at: datetime) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
         allows a send (a mailbox left out of the walk: when it may have one), a send of
-        unknown outcome may be looked for in Sent, or an inbox is due a read; a little later
-        than now when something is due but could not go."""
+        unknown outcome may be looked for in Sent, or an inbox is due a read. When that moment
+        has come already: now if it came after the pass's walk (`walked_at`), which could not
+        see it (with thousands of paced mailboxes, one's slot comes in almost any few
+        milliseconds); a little later than now if the walk saw it due and it could not go."""
         now = utcnow()
         with session_scope(self.factory) as db:
             candidates = [
-                max(
-                    due,
-                    pacing.campaign_window_opens(campaign, now),
-                    campaign.mailbox.send_not_before or due,
-                )
+                _may_go_at(campaign, due, now)
                 for campaign, due in repo.earliest_due_by_campaign(db, now)
             ]
             # Replies and bounces are read on time even when nothing is due to send.
@@ -448,7 +457,9 @@ class Dispatcher:
             ]
         candidates += [moment for moment in later if moment is not None]
         soonest = min([now + IDLE_WAKE, *candidates])
-        return soonest if soonest > now else now + STUCK_RETRY
+        if soonest > now:
+            return soonest
+        return now if soonest > walked_at else now + STUCK_RETRY
 
     def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
         """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
