@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
@@ -12,7 +13,6 @@ from sqlalchemy.orm import Session
 from sendwell.config import Settings
 from sendwell.db import session_scope
 from sendwell.kit.errors import InvalidInput
-from sendwell.mailboxes.provider_services import ProviderServices
 
 
 def get_settings(request: Request) -> Settings:
@@ -30,10 +30,12 @@ def get_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_services(request: Request) -> ProviderServices:
-    """The provider hosts, discovery, token keys and policy this app was built with."""
-    services: ProviderServices = request.app.state.services
-    return services
+def get_services(request: Request) -> Any:
+    """The app's `ProviderServices` (hosts, discovery, token keys and policy), typed where a
+    route takes it (`services: ProviderServices = Depends(get_services)`): the page kit sits
+    below the features and names none of their types. Here rather than beside the class, so
+    that a sending worker, which imports the mailboxes feature, never loads Starlette."""
+    return request.app.state.services
 
 
 def client_ip(request: Request) -> str:
