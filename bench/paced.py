@@ -219,10 +219,13 @@ def start_all(
             params,
         )
         if first_slots:
+            # From the end of this transaction, as near as can be: the insert above takes
+            # seconds at this size, and slots counted from before it would come all at once.
+            slots_from = utcnow()
             connection.execute(
                 text("UPDATE mailboxes SET send_not_before = :at WHERE id = :id"),
                 [
-                    {"id": mailbox_id, "at": stored(now + timedelta(seconds=offset))}
+                    {"id": mailbox_id, "at": stored(slots_from + timedelta(seconds=offset))}
                     for mailbox_id, offset in first_slots.items()
                 ],
             )

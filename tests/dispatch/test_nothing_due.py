@@ -128,6 +128,25 @@ def test_a_mailbox_whose_campaigns_all_ended_is_left_out(
     assert set(world.sent_by_step(second)) == {("bob@example.com", 1)}
 
 
+def test_a_campaign_started_between_the_look_and_the_mark_is_not_left_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look for mailboxes with no campaign running and their marks are two transactions:
+    a campaign started in between (committed before the marks are worked out) is seen."""
+    campaign_id = world.campaign(TWO_STEPS, ["ann@example.com"], start=False)
+    looked = repo.unmarked_without_campaign
+
+    def look_then_start(db: Session, now: datetime, limit: int) -> list[int]:
+        found = looked(db, now, limit)
+        start(world, campaign_id)
+        return found
+
+    monkeypatch.setattr(repo, "unmarked_without_campaign", look_then_start)
+    world.dispatcher().run_once()
+    # The same pass walked the mailbox and sent the first email.
+    assert set(world.sent_by_step(campaign_id)) == {("ann@example.com", 1)}
+
+
 def test_a_window_that_opens_later_leaves_the_mailbox_out_until_it_opens(world: World) -> None:
     opens = (utcnow() + timedelta(minutes=30)).replace(second=0, microsecond=0)
     if opens.date() != utcnow().date() or opens.hour == 23:

@@ -82,7 +82,10 @@ NOTHING_DUE_HORIZON = timedelta(hours=1)
 # How often a worker leaves mailboxes with no active campaign out of the walk, and how many
 # at a time (`_leave_out_unused`).
 UNUSED_LOOK = timedelta(minutes=1)
-UNUSED_BATCH = 1_000
+UNUSED_BATCH = 200
+# ... and how soon it looks again when a batch was full: each batch holds one advisory lock per
+# mailbox until its commit, and PostgreSQL's lock table is shared by every session.
+UNUSED_MORE = timedelta(seconds=5)
 GATE_REFUSED = "the campaign or account changed before sending"
 
 
@@ -217,7 +220,7 @@ class Dispatcher:
         holds.release_ended_holds(self.factory)
         self._leave_out_unused()
         walked_at = utcnow()
-        for mailbox_ids, paced in self._due_groups():
+        for mailbox_ids, paced in self._due_groups(walked_at):
             handed = self.send_paced(mailbox_ids) if paced else self.send_for(mailbox_ids[0])
             sent = handed > 0 or sent
         self.credentials.sweep()
@@ -411,12 +414,12 @@ class Dispatcher:
                 break
         return passes
 
-    def _due_groups(self) -> list[tuple[list[int], bool]]:
+    def _due_groups(self, now: datetime) -> list[tuple[list[int], bool]]:
         """The mailboxes to send for in this pass, longest waiting first: each mailbox that
         sends without a gap on its own (a batch of up to SEND_BATCH), and runs of up to
         PACED_GROUP mailboxes that keep a gap (one send each) together."""
         with session_scope(self.factory) as db:
-            due = repo.sending_mailboxes(db, self.worker_id, utcnow())
+            due = repo.sending_mailboxes(db, self.worker_id, now)
         groups: list[tuple[list[int], bool]] = []
         run: list[int] = []
         for mailbox in due:
@@ -438,10 +441,11 @@ class Dispatcher:
     def _next_wake(self, walked_at: datetime) -> datetime:
         """The soonest moment a campaign has a step due, its window is open and its pacing
         allows a send (a mailbox left out of the walk: when it may have one), a send of
-        unknown outcome may be looked for in Sent, or an inbox is due a read. When that moment
-        has come already: now if it came after the pass's walk (`walked_at`), which could not
-        see it (with thousands of paced mailboxes, one's slot comes in almost any few
-        milliseconds); a little later than now if the walk saw it due and it could not go."""
+        unknown outcome may be looked for in Sent, or an inbox is due a read. A moment that
+        has come already counts as now if it came after the pass's walk (`walked_at`), which
+        could not see it (with thousands of paced mailboxes, one's slot comes in almost any
+        few milliseconds), and as a little later than now if the walk saw it and it could not
+        go; each on its own, so one stuck step never delays a slot that came since."""
         now = utcnow()
         with session_scope(self.factory) as db:
             candidates = [
@@ -456,10 +460,15 @@ class Dispatcher:
                 self.outcomes.next_look_again(),
             ]
         candidates += [moment for moment in later if moment is not None]
-        soonest = min([now + IDLE_WAKE, *candidates])
-        if soonest > now:
-            return soonest
-        return now if soonest > walked_at else now + STUCK_RETRY
+        return min(
+            [
+                now + IDLE_WAKE,
+                *(
+                    moment if moment > now else now if moment > walked_at else now + STUCK_RETRY
+                    for moment in candidates
+                ),
+            ]
+        )
 
     def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
         """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
@@ -577,6 +586,8 @@ class Dispatcher:
         try:
             with session_scope(self.factory) as db:
                 unused = repo.unmarked_without_campaign(db, now, UNUSED_BATCH)
+            if len(unused) == UNUSED_BATCH:
+                self._next_unused_look = now + UNUSED_MORE
             if unused:
                 with session_scope(self.factory) as db:
                     self._leave_out(db, unused, now)
