@@ -112,10 +112,13 @@ def populate(
     gap: int,
     recipients_each: int,
     then: Callable[[Connection], None] | None = None,
+    *,
+    slots: bool = True,
 ) -> list[str]:
     """`count` Gmail mailboxes granted in the sandbox and saved as linked ones, each with a
     started one-step campaign of `recipients_each` recipients; returns their addresses.
-    `then` runs in the start's transaction, after it."""
+    `then` runs in the start's transaction, after it. `slots`: each mailbox's first pacing
+    slot set as if it had been sending for long (else none: it may send at once)."""
     addresses = [f"paced-{index}@gmail.test" for index in range(count)]
     granted: list[dict[str, Any]] = []
     with httpx.Client(timeout=120) as client:
@@ -161,7 +164,8 @@ def populate(
                     # Gmail's documented daily limit for Workspace accounts is 2,000.
                     mailbox.daily_cap = 2_000
                     mailbox.min_gap_seconds = gap
-                    first_slots[mailbox.id] = steady_first_slot(rng, gap)
+                    if slots:
+                        first_slots[mailbox.id] = steady_first_slot(rng, gap)
                     campaigns.create_campaign(
                         db,
                         user,
