@@ -175,15 +175,15 @@ def reach(
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
             return
-        except OperationalError as error:
+        except DBAPIError as error:
             message = str(error.orig if error.orig is not None else error)
-            waited = time.monotonic() - started
-            if not _may_come(engine, message) or waited >= wait:
-                raise DatabaseUnreachable(_reason(message), waited=waited) from None
             reason = _reason(message)
-        except DBAPIError as error:  # a setting the driver refuses, e.g. an unknown sslmode
-            message = str(error.orig if error.orig is not None else error)
-            raise DatabaseUnreachable(_reason(message), waited=0.0) from None
+            waited = time.monotonic() - started
+            # Only a refused connection may mend; any other error is a setting the driver
+            # refuses (an unknown sslmode, say).
+            mends = isinstance(error, OperationalError) and _may_come(engine, message)
+            if not mends or waited >= wait:
+                raise DatabaseUnreachable(reason, waited=waited) from None
         if not told:
             on_wait(reason)
             told = True

@@ -345,12 +345,12 @@ def test_a_held_token_is_read_again_before_it_is_due_for_refresh_even_while_conf
     mailbox.token_expires_at = utcnow() + services.policy.refresh_ahead + timedelta(seconds=1)
     db.commit()
     held = HeldCredentials(session_factory(client), services)
-    held.note(mailbox.id, mailbox.token_version)
+    held.note(mailbox)
     first = held.of(mailbox.id).call(bearer)
     assert first == stored_access_token(db, services, mailbox.id), "not refreshed yet"
 
     time.sleep(1.2)
-    held.note(mailbox.id, reload(db, mailbox.id).token_version)  # unchanged: confirmed
+    held.note(reload(db, mailbox.id))  # unchanged: confirmed
     second = held.of(mailbox.id).call(bearer)
 
     assert second != first
@@ -380,33 +380,33 @@ def test_a_held_token_is_read_again_only_when_its_tokens_may_have_changed(
     event.listen(engine, "before_cursor_execute", count_reads)
     try:
         held = HeldCredentials(factory, services)
-        held.note(mailbox.id, mailbox.token_version)
+        held.note(mailbox)
         first = held.of(mailbox.id).call(bearer)
         assert reads == 1
         time.sleep(0.4)
         held.of(mailbox.id).call(bearer)
         assert reads == 2, "held past HOLD unconfirmed: read again"
         time.sleep(0.4)
-        held.note(mailbox.id, mailbox.token_version)
+        held.note(mailbox)
         assert held.of(mailbox.id).call(bearer) == first
         assert reads == 2, "confirmed unchanged: not read again"
 
         time.sleep(0.4)
         held.sweep()  # past HOLD unconfirmed, but its token is far from due for refresh
-        held.note(mailbox.id, mailbox.token_version)
+        held.note(mailbox)
         assert held.of(mailbox.id).call(bearer) == first
         assert reads == 2, "kept through the sweep, confirmed unchanged: not read again"
 
         monkeypatch.setattr(HeldCredentials, "KEEP_UNUSED", timedelta(seconds=0.3))
         time.sleep(0.4)
         held.sweep()  # not used for KEEP_UNUSED: dropped
-        held.note(mailbox.id, mailbox.token_version)
+        held.note(mailbox)
         assert held.of(mailbox.id).call(bearer) == first
         assert reads == 3, "dropped unused: read again"
 
         refreshed = fresh_access_token(factory, services, mailbox.id, force_refresh=True)
         reads = 0
-        held.note(mailbox.id, reload(db, mailbox.id).token_version)
+        held.note(reload(db, mailbox.id))
         assert held.of(mailbox.id).call(bearer) == refreshed
         assert reads >= 1
     finally:

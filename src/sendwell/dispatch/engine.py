@@ -50,7 +50,6 @@ from sendwell.models import (
     Enrollment,
     LedgerStatus,
     Mailbox,
-    MailboxStatus,
     SendLedger,
     lifecycle,
 )
@@ -460,15 +459,13 @@ class Dispatcher:
                 self.outcomes.next_look_again(),
             ]
         candidates += [moment for moment in later if moment is not None]
-        return min(
-            [
-                now + IDLE_WAKE,
-                *(
-                    moment if moment > now else now if moment > walked_at else now + STUCK_RETRY
-                    for moment in candidates
-                ),
-            ]
-        )
+
+        def wake_for(moment: datetime) -> datetime:
+            if moment > now:
+                return moment
+            return now if moment > walked_at else now + STUCK_RETRY
+
+        return min([now + IDLE_WAKE, *map(wake_for, candidates)])
 
     def claim(self, mailbox_id: int, limit: int = 1) -> list[Ready]:
         """Claim the mailbox's earliest due steps, as many as its pacing, cap and schedules
@@ -495,12 +492,8 @@ class Dispatcher:
     def _claim(self, db: Session, mailbox_ids: list[int], limit: int) -> Claimed:
         now = utcnow()
         mailboxes = repo.mailboxes_by_id(db, mailbox_ids)
-        for mailbox_id, loaded in mailboxes.items():
-            self.credentials.note(
-                mailbox_id,
-                loaded.token_version,
-                connected=loaded.status is MailboxStatus.CONNECTED,
-            )
+        for loaded in mailboxes.values():
+            self.credentials.note(loaded)
         counts = repo.sends_since_of(db, mailbox_ids, now - pacing.DAY)
         active = repo.active_campaigns_of(db, mailbox_ids)
         campaigns: dict[int, Campaign] = {}

@@ -23,7 +23,6 @@ from sendwell.models import (
     Campaign,
     Enrollment,
     EnrollmentStatus,
-    MailboxStatus,
     Reply,
     ReplyKind,
     SendLedger,
@@ -241,11 +240,7 @@ class InboundReader:
         with session_scope(self.factory) as db:
             for mailbox_id, mailbox in repo.mailboxes_by_id(db, mailbox_ids).items():
                 inboxes[mailbox_id] = (mailbox.inbound_cursor, ProviderName(mailbox.provider))
-                self.credentials.note(
-                    mailbox_id,
-                    mailbox.token_version,
-                    connected=mailbox.status is MailboxStatus.CONNECTED,
-                )
+                self.credentials.note(mailbox)
         with self.calls.window(apply) as flight:
             for mailbox_id in mailbox_ids:
                 if (inbox := inboxes.get(mailbox_id)) is None:

@@ -130,16 +130,16 @@ class HeldCredentials:
         self._used: dict[int, datetime] = {}
         self._next_sweep = utcnow()
 
-    def note(self, mailbox_id: int, token_version: int, *, connected: bool = True) -> None:
+    def note(self, mailbox: Mailbox) -> None:
         """The mailbox's token version and status as just read: a credential held for another
         version, or of a mailbox no longer connected (a reauthentication does not change the
         version), is dropped; one held for this version kept."""
-        self._versions[mailbox_id] = token_version
-        kept = self._held.get(mailbox_id)
+        self._versions[mailbox.id] = mailbox.token_version
+        kept = self._held.get(mailbox.id)
         if kept is None:
             return
-        if kept[0] != token_version or not connected:
-            del self._held[mailbox_id]
+        if kept[0] != mailbox.token_version or mailbox.status is not MailboxStatus.CONNECTED:
+            del self._held[mailbox.id]
         else:
             kept[1].confirm()
 
